@@ -1,1 +1,148 @@
+//! herd-store: the one storage API of herd, over SQLite (embedded, the default) and PostgreSQL (several
+//! servers sharing one database).
+//!
+//! Both backends run the same query texts through sqlx's `Any` driver: every instant is BIGINT milliseconds,
+//! every boolean BIGINT 0/1, placeholders are `$n` (which SQLite accepts too). What differs per backend lives in
+//! `migrations/<backend>/` and in the few places that branch on [`Backend`].
+//!
+//! Invariants:
+//! - every method that changes more than one row does so in one transaction;
+//! - a change that makes a server's cached view of a host stale appends to `host_changes` in the same
+//!   transaction (see `hosts::changed_hosts_since`);
+//! - on SQLite all writes go through one connection (SQLite allows one writer; queueing in the pool is cheaper
+//!   than retrying on SQLITE_BUSY), reads through a separate pool that WAL lets run beside it.
 
+mod config;
+mod hosts;
+mod logs;
+mod migrate;
+mod sql;
+pub mod testing;
+mod users;
+
+pub use config::StoredSecret;
+pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
+pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
+pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as its message.
+    fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` and applies pending migrations. `postgres://` and `postgresql://` select
+    /// PostgreSQL; `sqlite://PATH` or a plain path select SQLite (the file is created if missing).
+    pub async fn open(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool }
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            if path.is_empty() || path.contains('?') {
+                return Err(StoreError::InvalidUrl(format!("{url:?}: expected sqlite://PATH or postgres://...")));
+            }
+            let url = format!("sqlite://{path}?mode=rwc");
+            let pragmas = sqlite_pragmas;
+            let writer = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(pragmas)
+                .connect(&url)
+                .await?;
+            let reader =
+                AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
+            Store { backend: Backend::Sqlite, writer, reader }
+        };
+        migrate::apply(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes both pools, waiting for in-flight queries.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// A cheap query that proves the database answers (health checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
+
+type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// Run on every new SQLite connection. WAL lets readers run beside the writer; synchronous=FULL makes every
+/// acknowledged commit survive a power loss, not just a crash of herd.
+fn sqlite_pragmas<'c>(conn: &'c mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'c> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )
+        .await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,409 @@
+//! Fleet's REST API shapes (`/api/v1/fleet/...`), kept so scripts and tools written for Fleet keep working.
+//! Timestamps are RFC 3339 strings, as Fleet sends them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Fleet's error body: `{"message": ..., "errors": [{"name": "base" | field, "reason": ...}]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub message: String,
+    pub errors: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: User,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserTeam {
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub global_role: Option<String>,
+    pub teams: Vec<UserTeam>,
+    pub api_only: bool,
+    pub sso_enabled: bool,
+    pub force_password_reset: bool,
+    pub gravatar_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserResponse {
+    pub user: User,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsersResponse {
+    pub users: Vec<User>,
+}
+
+/// `POST /api/v1/fleet/users/admin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub global_role: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<UserTeamRequest>,
+    #[serde(default)]
+    pub api_only: bool,
+    #[serde(default)]
+    pub sso_enabled: bool,
+    #[serde(default)]
+    pub admin_forced_password_reset: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserTeamRequest {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub role: String,
+}
+
+/// `PATCH /api/v1/fleet/users/{id}`: every field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub new_password: Option<String>,
+    #[serde(default, with = "double_option")]
+    pub global_role: Option<Option<String>>,
+    #[serde(default)]
+    pub teams: Option<Vec<UserTeamRequest>>,
+}
+
+/// Tells "absent" (outer None) from "null" (Some(None)), for fields where null means "remove".
+pub mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(de).map(Some)
+    }
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<Option<T>>, ser: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(ser),
+            None => ser.serialize_none(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnrollSecret {
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub team_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretsResponse {
+    pub secrets: Vec<EnrollSecret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretInput {
+    pub secret: String,
+}
+
+/// `PATCH /teams/{id}/secrets` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsInput {
+    pub secrets: Vec<SecretInput>,
+}
+
+/// `GET|POST /api/v1/fleet/spec/enroll_secret` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollSecretSpec {
+    pub spec: SecretsInput,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollSecretSpecResponse {
+    pub spec: SecretsResponse,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Team {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub host_count: i64,
+    pub user_count: i64,
+    /// null: the team uses the global agent options.
+    pub agent_options: Option<Value>,
+    pub secrets: Vec<EnrollSecret>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamResponse {
+    pub team: Team,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamsResponse {
+    pub teams: Vec<Team>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeamRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub secrets: Option<Vec<SecretInput>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTeamRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// null removes the team's own options (it falls back to the global ones).
+    #[serde(default, with = "double_option")]
+    pub agent_options: Option<Option<Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferHostsRequest {
+    pub team_id: Option<i64>,
+    pub hosts: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HostIssues {
+    pub failing_policies_count: i64,
+    pub total_issues_count: i64,
+}
+
+/// A host as Fleet's API shows it. Values herd has not learnt yet are null (or "" where Fleet's clients
+/// expect a string), never invented.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Host {
+    pub id: i64,
+    pub uuid: String,
+    pub osquery_host_id: String,
+    pub hostname: String,
+    pub display_name: String,
+    pub computer_name: String,
+    pub platform: String,
+    pub platform_like: String,
+    pub os_version: String,
+    pub build: String,
+    pub osquery_version: String,
+    pub hardware_serial: String,
+    pub hardware_model: String,
+    pub hardware_vendor: String,
+    pub cpu_brand: String,
+    pub cpu_type: String,
+    pub cpu_physical_cores: Option<i64>,
+    pub cpu_logical_cores: Option<i64>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// Nanoseconds, as Fleet reports it.
+    pub uptime: Option<i64>,
+    pub primary_ip: String,
+    pub primary_mac: String,
+    pub gigs_disk_space_available: Option<f64>,
+    pub percent_disk_space_available: Option<f64>,
+    pub gigs_total_disk_space: Option<f64>,
+    pub distributed_interval: Option<i64>,
+    pub config_tls_refresh: Option<i64>,
+    pub logger_tls_period: Option<i64>,
+    pub team_id: Option<i64>,
+    pub team_name: Option<String>,
+    pub status: String,
+    pub seen_time: Option<String>,
+    pub created_at: String,
+    pub last_enrolled_at: String,
+    pub detail_updated_at: Option<String>,
+    pub refetch_requested: bool,
+    pub issues: HostIssues,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostResponse {
+    pub host: Host,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostsResponse {
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountResponse {
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusLog {
+    pub unix_time: Option<i64>,
+    pub received_at: String,
+    pub severity: i64,
+    pub filename: String,
+    pub line: i64,
+    pub message: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusLogsResponse {
+    pub status_logs: Vec<StatusLog>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OrgInfo {
+    #[serde(default)]
+    pub org_name: String,
+    #[serde(default)]
+    pub org_logo_url: String,
+    #[serde(default)]
+    pub org_logo_url_light_background: String,
+    #[serde(default)]
+    pub contact_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The URL hosts and users reach this server at; shown in enroll instructions and links.
+    #[serde(default)]
+    pub server_url: String,
+    #[serde(default)]
+    pub scripts_disabled: bool,
+}
+
+/// herd's own host settings (Fleet has them as server flags; herd keeps them in the shared config so every
+/// server of a cluster agrees).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// Seconds between vitals refreshes of a host (plus up to 10 % jitter).
+    pub vitals_interval: i64,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings { vitals_interval: 3600 }
+    }
+}
+
+/// `GET|PATCH /api/v1/fleet/config`. PATCH takes any subset; objects merge, `agent_options` is replaced whole.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default)]
+    pub org_info: OrgInfo,
+    #[serde(default)]
+    pub server_settings: ServerSettings,
+    #[serde(default)]
+    pub host_settings: HostSettings,
+    #[serde(default = "default_agent_options")]
+    pub agent_options: Value,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            org_info: OrgInfo::default(),
+            server_settings: ServerSettings::default(),
+            host_settings: HostSettings::default(),
+            agent_options: default_agent_options(),
+        }
+    }
+}
+
+/// Fleet's default agent options: check in every 10 s, send logs every 10 s, over TLS to this server.
+pub fn default_agent_options() -> Value {
+    serde_json::json!({
+        "config": {
+            "options": {
+                "pack_delimiter": "/",
+                "logger_tls_period": 10,
+                "distributed_plugin": "tls",
+                "disable_distributed": false,
+                "logger_tls_endpoint": "/api/osquery/log",
+                "distributed_interval": 10,
+                "distributed_tls_max_attempts": 3
+            },
+            "decorators": {
+                "load": [
+                    "SELECT uuid AS host_uuid FROM system_info;",
+                    "SELECT hostname AS hostname FROM system_info;"
+                ]
+            }
+        },
+        "overrides": {}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_strictness() {
+        let cfg: AppConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(cfg, AppConfig::default());
+        let err = serde_json::from_str::<AppConfig>(r#"{"org_info":{"org_nam":"x"}}"#).unwrap_err();
+        assert!(err.to_string().contains("org_nam"), "{err}");
+    }
+
+    #[test]
+    fn patch_user_tells_null_from_absent() {
+        let absent: UpdateUserRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.global_role, None);
+        let null: UpdateUserRequest = serde_json::from_str(r#"{"global_role":null}"#).unwrap();
+        assert_eq!(null.global_role, Some(None));
+        let set: UpdateUserRequest = serde_json::from_str(r#"{"global_role":"admin"}"#).unwrap();
+        assert_eq!(set.global_role, Some(Some("admin".into())));
+    }
+}

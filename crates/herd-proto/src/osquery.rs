@@ -1,0 +1,236 @@
+//! The osquery TLS remote API (`--tls_hostname`, `--enroll_tls_endpoint`, `--distributed_tls_*`, ...).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A result or detail row: osquery sends every value as a string, but a hand-written client may not, so
+/// numbers, booleans and nulls are accepted and turned into the string osquery would have sent.
+pub type Row = BTreeMap<String, String>;
+
+fn rows_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Vec<Row>>, D::Error> {
+    let raw: BTreeMap<String, Value> = BTreeMap::deserialize(de)?;
+    let mut out = BTreeMap::new();
+    for (name, rows) in raw {
+        let rows = match rows {
+            Value::Null => Vec::new(),
+            // osquery sends "" for a query that produced no rows on some versions.
+            Value::String(s) if s.is_empty() => Vec::new(),
+            Value::Array(rows) => rows
+                .into_iter()
+                .map(|row| match row {
+                    Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (k, value_to_string(v))).collect()),
+                    _ => Err(serde::de::Error::custom(format!("rows of query {name:?} must be objects"))),
+                })
+                .collect::<Result<Vec<Row>, _>>()?,
+            _ => return Err(serde::de::Error::custom(format!("results of query {name:?} must be an array"))),
+        };
+        out.insert(name, rows);
+    }
+    Ok(out)
+}
+
+fn details_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Row>, D::Error> {
+    let raw: Option<BTreeMap<String, Value>> = Option::deserialize(de)?;
+    let mut out = BTreeMap::new();
+    for (table, row) in raw.unwrap_or_default() {
+        if let Value::Object(map) = row {
+            out.insert(table, map.into_iter().map(|(k, v)| (k, value_to_string(v))).collect());
+        }
+    }
+    Ok(out)
+}
+
+pub fn value_to_string(value: Value) -> String {
+    match value {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A query's status: osquery ≥ 3 sends integers, older agents numeric strings.
+fn statuses_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, i64>, D::Error> {
+    let raw: BTreeMap<String, Value> = BTreeMap::deserialize(de)?;
+    raw.into_iter()
+        .map(|(name, status)| {
+            let code = match &status {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            };
+            code.map(|code| (name.clone(), code))
+                .ok_or_else(|| serde::de::Error::custom(format!("status of query {name:?} must be an integer")))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EnrollRequest {
+    pub enroll_secret: String,
+    #[serde(default)]
+    pub host_identifier: String,
+    /// Decimal bitmask as a string ("9" for Linux, "17" for macOS, "2" for Windows).
+    #[serde(default, deserialize_with = "platform_type_lenient")]
+    pub platform_type: Option<String>,
+    #[serde(default, deserialize_with = "details_lenient")]
+    pub host_details: BTreeMap<String, Row>,
+}
+
+fn platform_type_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(de)? {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(value_to_string(v)),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub node_key: String,
+}
+
+/// Body of config, distributed/read: the node key alone. osquery ≥ 5.23 also sends it as
+/// `Authorization: NodeKey <key>`, which the server accepts when the body has none.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct NodeKeyRequest {
+    #[serde(default)]
+    pub node_key: Option<String>,
+}
+
+/// Any error answer. `node_invalid: true` makes osquery drop its node key and enroll again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: String,
+    pub node_invalid: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DistributedReadResponse {
+    pub queries: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discovery: BTreeMap<String, String>,
+    /// Seconds of fast polling (every 5 s); must be a JSON integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerate: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DistributedWriteRequest {
+    #[serde(default)]
+    pub node_key: Option<String>,
+    #[serde(default, deserialize_with = "rows_lenient")]
+    pub queries: BTreeMap<String, Vec<Row>>,
+    #[serde(default, deserialize_with = "statuses_lenient")]
+    pub statuses: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub messages: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub stats: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInvalid {
+    pub node_invalid: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogType {
+    Result,
+    Status,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogRequest {
+    #[serde(default)]
+    pub node_key: Option<String>,
+    pub log_type: LogType,
+    #[serde(default)]
+    pub data: Vec<Value>,
+}
+
+/// One status log line. Numbers arrive as strings from osquery and as numbers from hand-written clients.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusLogLine {
+    pub unix_time: Option<i64>,
+    pub severity: i64,
+    pub filename: String,
+    pub line: i64,
+    pub message: String,
+    pub version: String,
+}
+
+impl StatusLogLine {
+    /// None when the value is not a JSON object.
+    pub fn from_value(value: &Value) -> Option<StatusLogLine> {
+        let map = value.as_object()?;
+        let text = |key: &str| map.get(key).cloned().map(value_to_string).unwrap_or_default();
+        let number = |key: &str| text(key).trim().parse::<i64>().ok();
+        Some(StatusLogLine {
+            unix_time: number("unixTime"),
+            severity: number("severity").unwrap_or(0),
+            filename: text("filename"),
+            line: number("line").unwrap_or(0),
+            message: text("message"),
+            version: text("version"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_accepts_string_and_number_statuses() {
+        let body = r#"{"node_key":"k","queries":{"a":[{"x":"1","n":2,"b":true,"z":null}],"b":[],"c":""},
+            "statuses":{"a":0,"b":"1","c":"0"},"messages":{"b":"no such table: foo"},"stats":{}}"#;
+        let req: DistributedWriteRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.statuses["a"], 0);
+        assert_eq!(req.statuses["b"], 1);
+        assert_eq!(req.queries["a"][0]["n"], "2");
+        assert_eq!(req.queries["a"][0]["b"], "true");
+        assert_eq!(req.queries["a"][0]["z"], "");
+        assert!(req.queries["c"].is_empty());
+    }
+
+    #[test]
+    fn write_rejects_bad_shapes() {
+        for body in [
+            r#"{"queries":{"a":[1]}}"#,
+            r#"{"queries":{"a":{"x":"1"}}}"#,
+            r#"{"statuses":{"a":"zero"}}"#,
+            r#"{"statuses":{"a":[0]}}"#,
+        ] {
+            assert!(serde_json::from_str::<DistributedWriteRequest>(body).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn enroll_details_are_strings() {
+        let body = r#"{"enroll_secret":"s","host_identifier":"h","platform_type":9,
+            "host_details":{"system_info":{"uuid":"U","physical_memory":1024},"bogus":"x"}}"#;
+        let req: EnrollRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.platform_type.as_deref(), Some("9"));
+        assert_eq!(req.host_details["system_info"]["physical_memory"], "1024");
+        assert!(!req.host_details.contains_key("bogus"));
+    }
+
+    #[test]
+    fn read_response_omits_empty_parts() {
+        let empty = serde_json::to_string(&DistributedReadResponse::default()).unwrap();
+        assert_eq!(empty, r#"{"queries":{}}"#);
+    }
+
+    #[test]
+    fn status_lines() {
+        let v: Value = serde_json::from_str(
+            r#"{"hostIdentifier":"h","calendarTime":"x","unixTime":"1700000000","severity":"1","filename":"f.cpp","line":"12","message":"m","version":"5.12.1"}"#,
+        )
+        .unwrap();
+        let line = StatusLogLine::from_value(&v).unwrap();
+        assert_eq!(line.unix_time, Some(1_700_000_000));
+        assert_eq!((line.severity, line.line), (1, 12));
+        assert!(StatusLogLine::from_value(&Value::from(3)).is_none());
+    }
+}

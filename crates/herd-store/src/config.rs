@@ -1,0 +1,132 @@
+//! The server configuration document and enroll secrets.
+
+use crate::{Result, Store, StoreError};
+use herd_core::Millis;
+use sqlx::{Acquire, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub secret: String,
+    pub team_id: Option<i64>,
+    pub created_at: Millis,
+}
+
+/// Replaces the secrets of one scope (global when `team_id` is None) in the caller's transaction.
+pub(crate) async fn replace_secrets(
+    conn: &mut sqlx::AnyConnection,
+    team_id: Option<i64>,
+    secrets: &[String],
+    now: Millis,
+) -> Result<()> {
+    match team_id {
+        Some(team) => sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(team).execute(&mut *conn).await?,
+        None => sqlx::query("DELETE FROM enroll_secrets WHERE team_id IS NULL").execute(&mut *conn).await?,
+    };
+    for secret in secrets {
+        sqlx::query("INSERT INTO enroll_secrets (secret, team_id, created_at) VALUES ($1, $2, $3)")
+            .bind(secret)
+            .bind(team_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::conflict_on_unique(e, "this enroll secret is already in use"))?;
+    }
+    Ok(())
+}
+
+fn secret_from_row(row: &sqlx::any::AnyRow) -> Result<StoredSecret> {
+    Ok(StoredSecret { secret: row.try_get(0)?, team_id: row.try_get(1)?, created_at: row.try_get(2)? })
+}
+
+impl Store {
+    /// The stored configuration document, or None before the first save.
+    pub async fn app_config(&self) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = sqlx::query_scalar("SELECT document FROM app_config WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    pub async fn save_app_config(&self, document: &serde_json::Value, now: Millis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO app_config (id, document, updated_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+        )
+        .bind(document.to_string())
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Saves the configuration only if none exists yet (first start); returns whether it was saved. Safe when
+    /// several servers start at once.
+    pub async fn init_app_config(&self, document: &serde_json::Value, now: Millis) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO app_config (id, document, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(document.to_string())
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Secrets of one scope: global (None) or a team's.
+    pub async fn enroll_secrets(&self, team_id: Option<i64>) -> Result<Vec<StoredSecret>> {
+        let rows = match team_id {
+            Some(team) => {
+                sqlx::query("SELECT secret, team_id, created_at FROM enroll_secrets WHERE team_id = $1 ORDER BY created_at, secret")
+                    .bind(team)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT secret, team_id, created_at FROM enroll_secrets WHERE team_id IS NULL ORDER BY created_at, secret")
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter().map(secret_from_row).collect()
+    }
+
+    /// Every secret of every scope, for enrollment (compared in constant time by the caller).
+    pub async fn all_enroll_secrets(&self) -> Result<Vec<StoredSecret>> {
+        let rows = sqlx::query("SELECT secret, team_id, created_at FROM enroll_secrets").fetch_all(&self.reader).await?;
+        rows.iter().map(secret_from_row).collect()
+    }
+
+    pub async fn replace_enroll_secrets(&self, team_id: Option<i64>, secrets: &[String], now: Millis) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        if let Some(team) = team_id {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1").bind(team).fetch_optional(&mut *tx).await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound("team"));
+            }
+        }
+        replace_secrets(&mut tx, team_id, secrets, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a global secret unless one exists already (first start). Returns the secret in force.
+    pub async fn init_global_secret(&self, secret: &str, now: Millis) -> Result<String> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT secret FROM enroll_secrets WHERE team_id IS NULL ORDER BY created_at LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let secret = match existing {
+            Some(existing) => existing,
+            None => {
+                replace_secrets(&mut tx, None, &[secret.to_string()], now).await?;
+                secret.to_string()
+            }
+        };
+        tx.commit().await?;
+        Ok(secret)
+    }
+}

@@ -1,0 +1,551 @@
+//! Hosts: enrollment, the check-in view the servers cache, vitals, listing, deletion and team moves.
+
+use crate::sql::{Arg, SqlBuilder, contains_pattern};
+use crate::{Result, Store, StoreError};
+use herd_core::host_status::{MISSING_AFTER_MS, NEW_WITHIN_MS, ONLINE_GRACE_MS, DEFAULT_CHECKIN_INTERVAL_S};
+use herd_core::vitals::VitalsPatch;
+use herd_core::Millis;
+use sqlx::AssertSqlSafe;
+use sqlx::{Acquire, AnyConnection, Row};
+
+/// Everything a server needs at check-in time, small enough to keep in memory for every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCheckin {
+    pub id: i64,
+    pub node_key_hash: String,
+    pub team_id: Option<i64>,
+    pub platform: String,
+    pub platform_like: String,
+    pub detail_updated_at: Option<Millis>,
+    pub refetch_requested_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+/// A whole host row, for the REST API.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct HostRecord {
+    pub id: i64,
+    pub uuid: String,
+    pub osquery_host_id: String,
+    pub team_id: Option<i64>,
+    pub team_name: Option<String>,
+    pub hostname: String,
+    pub computer_name: String,
+    pub platform: String,
+    pub platform_like: String,
+    pub os_version: String,
+    pub os_build: String,
+    pub osquery_version: String,
+    pub hardware_serial: String,
+    pub hardware_model: String,
+    pub hardware_vendor: String,
+    pub cpu_brand: String,
+    pub cpu_type: String,
+    pub cpu_physical_cores: Option<i64>,
+    pub cpu_logical_cores: Option<i64>,
+    pub memory: Option<i64>,
+    pub uptime_seconds: Option<i64>,
+    pub primary_ip: String,
+    pub primary_mac: String,
+    pub percent_disk_space_available: Option<f64>,
+    pub gigs_disk_space_available: Option<f64>,
+    pub gigs_total_disk_space: Option<f64>,
+    pub distributed_interval: Option<i64>,
+    pub config_tls_refresh: Option<i64>,
+    pub logger_tls_period: Option<i64>,
+    pub seen_time: Option<i64>,
+    pub created_at: i64,
+    pub last_enrolled_at: i64,
+    pub detail_updated_at: Option<i64>,
+    pub refetch_requested_at: Option<i64>,
+}
+
+const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name AS team_name, h.hostname, \
+    h.computer_name, h.platform, h.platform_like, h.os_version, h.os_build, h.osquery_version, h.hardware_serial, \
+    h.hardware_model, h.hardware_vendor, h.cpu_brand, h.cpu_type, h.cpu_physical_cores, h.cpu_logical_cores, \
+    h.memory, h.uptime_seconds, h.primary_ip, h.primary_mac, h.percent_disk_space_available, \
+    h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
+    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at";
+
+const CHECKIN_COLUMNS: &str =
+    "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, refetch_requested_at, created_at";
+
+fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
+    Ok(HostCheckin {
+        id: row.try_get("id")?,
+        node_key_hash: row.try_get::<Option<String>, _>("node_key_hash")?.unwrap_or_default(),
+        team_id: row.try_get("team_id")?,
+        platform: row.try_get("platform")?,
+        platform_like: row.try_get("platform_like")?,
+        detail_updated_at: row.try_get("detail_updated_at")?,
+        refetch_requested_at: row.try_get("refetch_requested_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// What an enroll request establishes about a host.
+#[derive(Debug, Clone)]
+pub struct EnrollHost {
+    /// Stable identity: `system_info.uuid`, else the osquery host identifier.
+    pub uuid: String,
+    pub osquery_host_id: String,
+    pub node_key_hash: String,
+    pub team_id: Option<i64>,
+    /// Platform from the enroll request's platform mask, until os_version says better.
+    pub platform_hint: String,
+    pub details: VitalsPatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCondition {
+    Online,
+    Offline,
+    Missing,
+    New,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostOrder {
+    Id,
+    Hostname,
+    DisplayName,
+    ComputerName,
+    Platform,
+    OsVersion,
+    OsqueryVersion,
+    SeenTime,
+    CreatedAt,
+    LastEnrolledAt,
+    DetailUpdatedAt,
+    PrimaryIp,
+    Memory,
+    HardwareSerial,
+    TeamName,
+}
+
+impl HostOrder {
+    pub fn parse(key: &str) -> Option<HostOrder> {
+        Some(match key {
+            "id" => HostOrder::Id,
+            "hostname" => HostOrder::Hostname,
+            "display_name" => HostOrder::DisplayName,
+            "computer_name" => HostOrder::ComputerName,
+            "platform" => HostOrder::Platform,
+            "os_version" => HostOrder::OsVersion,
+            "osquery_version" => HostOrder::OsqueryVersion,
+            "seen_time" => HostOrder::SeenTime,
+            "created_at" => HostOrder::CreatedAt,
+            "last_enrolled_at" => HostOrder::LastEnrolledAt,
+            "detail_updated_at" => HostOrder::DetailUpdatedAt,
+            "primary_ip" => HostOrder::PrimaryIp,
+            "memory" => HostOrder::Memory,
+            "hardware_serial" => HostOrder::HardwareSerial,
+            "team_name" => HostOrder::TeamName,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            HostOrder::Id => "h.id",
+            HostOrder::Hostname => "h.hostname",
+            HostOrder::DisplayName => "(CASE WHEN h.computer_name <> '' THEN h.computer_name ELSE h.hostname END)",
+            HostOrder::ComputerName => "h.computer_name",
+            HostOrder::Platform => "h.platform",
+            HostOrder::OsVersion => "h.os_version",
+            HostOrder::OsqueryVersion => "h.osquery_version",
+            HostOrder::SeenTime => "h.seen_time",
+            HostOrder::CreatedAt => "h.created_at",
+            HostOrder::LastEnrolledAt => "h.last_enrolled_at",
+            HostOrder::DetailUpdatedAt => "h.detail_updated_at",
+            HostOrder::PrimaryIp => "h.primary_ip",
+            HostOrder::Memory => "h.memory",
+            HostOrder::HardwareSerial => "h.hardware_serial",
+            HostOrder::TeamName => "t.name",
+        }
+    }
+}
+
+/// Filters of a host listing. Every field narrows; the default lists every host.
+#[derive(Debug, Clone, Default)]
+pub struct HostFilter {
+    /// `Some(None)`: hosts in no team; `Some(Some(id))`: that team's hosts.
+    pub team: Option<Option<i64>>,
+    /// Restricts to these teams' hosts (a team-scoped user's view); None: no restriction.
+    pub visible_teams: Option<Vec<i64>>,
+    pub status: Option<StatusCondition>,
+    /// Case-insensitive substring of hostname, computer name, uuid, serial or primary IP.
+    pub query: Option<String>,
+    pub ids: Option<Vec<i64>>,
+}
+
+/// The SQL for "the host's online window in ms", mirroring `herd_core::host_status::online_window_ms`.
+fn online_window_sql() -> String {
+    let distributed = format!(
+        "(CASE WHEN COALESCE(h.distributed_interval, 0) > 0 THEN h.distributed_interval ELSE {DEFAULT_CHECKIN_INTERVAL_S} END)"
+    );
+    let config = "(CASE WHEN COALESCE(h.config_tls_refresh, 0) > 0 THEN h.config_tls_refresh ELSE 0 END)";
+    format!("((CASE WHEN {distributed} > {config} THEN {distributed} ELSE {config} END) * 1000 + {ONLINE_GRACE_MS})")
+}
+
+impl HostFilter {
+    fn apply(&self, sql: &mut SqlBuilder, now: Millis) {
+        if let Some(team) = self.team {
+            match team {
+                None => sql.push(" AND h.team_id IS NULL"),
+                Some(id) => sql.push(" AND h.team_id = ").bind(Arg::Int(id)),
+            };
+        }
+        if let Some(teams) = &self.visible_teams {
+            sql.push(" AND h.team_id IN ").bind_ids(teams);
+        }
+        if let Some(ids) = &self.ids {
+            sql.push(" AND h.id IN ").bind_ids(ids);
+        }
+        if let Some(query) = self.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            let pattern = contains_pattern(query);
+            sql.push(" AND (");
+            for (i, column) in ["h.hostname", "h.computer_name", "h.uuid", "h.hardware_serial", "h.primary_ip"]
+                .iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push(&format!("LOWER({column}) LIKE ")).bind(Arg::Text(pattern.clone())).push(" ESCAPE '\\'");
+            }
+            sql.push(")");
+        }
+        match self.status {
+            None => {}
+            Some(StatusCondition::Online) => {
+                sql.push(&format!(" AND h.seen_time IS NOT NULL AND h.seen_time + {} >= ", online_window_sql()))
+                    .bind(Arg::Int(now));
+            }
+            Some(StatusCondition::Offline) => {
+                sql.push(&format!(" AND (h.seen_time IS NULL OR (h.seen_time + {} < ", online_window_sql()))
+                    .bind(Arg::Int(now))
+                    .push(" AND h.seen_time >= ")
+                    .bind(Arg::Int(now - MISSING_AFTER_MS))
+                    .push("))");
+            }
+            Some(StatusCondition::Missing) => {
+                sql.push(" AND h.seen_time < ").bind(Arg::Int(now - MISSING_AFTER_MS));
+            }
+            Some(StatusCondition::New) => {
+                sql.push(" AND h.created_at >= ").bind(Arg::Int(now - NEW_WITHIN_MS));
+            }
+        }
+    }
+}
+
+/// Records that `host_id`'s cached check-in state is stale, in the caller's transaction.
+pub(crate) async fn note_host_change(conn: &mut AnyConnection, host_id: i64, now: Millis) -> Result<()> {
+    sqlx::query("INSERT INTO host_changes (host_id, changed_at) VALUES ($1, $2)")
+        .bind(host_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Enrolls a host, or re-enrolls it into its existing row when its uuid is known: the row keeps its id,
+    /// team and history; the node key is replaced (the old one stops working).
+    pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<i64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM hosts WHERE uuid = $1")
+            .bind(&host.uuid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let d = &host.details;
+        let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
+        let id = match existing {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE hosts SET node_key_hash = $1, osquery_host_id = $2, last_enrolled_at = $3, \
+                     hostname = COALESCE($4, hostname), computer_name = COALESCE($5, computer_name), \
+                     platform = CASE WHEN $6 <> '' THEN $6 ELSE platform END, \
+                     platform_like = COALESCE($7, platform_like), os_version = COALESCE($8, os_version), \
+                     osquery_version = COALESCE($9, osquery_version), hardware_serial = COALESCE($10, hardware_serial), \
+                     hardware_model = COALESCE($11, hardware_model), hardware_vendor = COALESCE($12, hardware_vendor) \
+                     WHERE id = $13",
+                )
+                .bind(&host.node_key_hash)
+                .bind(&host.osquery_host_id)
+                .bind(now)
+                .bind(d.hostname.clone())
+                .bind(d.computer_name.clone())
+                .bind(platform)
+                .bind(d.platform_like.clone())
+                .bind(d.os_version.clone())
+                .bind(d.osquery_version.clone())
+                .bind(d.hardware_serial.clone())
+                .bind(d.hardware_model.clone())
+                .bind(d.hardware_vendor.clone())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                note_host_change(&mut tx, id, now).await?;
+                id
+            }
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
+                     platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
+                     hardware_vendor, created_at, last_enrolled_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
+                )
+                .bind(&host.uuid)
+                .bind(&host.osquery_host_id)
+                .bind(&host.node_key_hash)
+                .bind(host.team_id)
+                .bind(d.hostname.clone().unwrap_or_default())
+                .bind(d.computer_name.clone().unwrap_or_default())
+                .bind(platform)
+                .bind(d.platform_like.clone().unwrap_or_default())
+                .bind(d.os_version.clone().unwrap_or_default())
+                .bind(d.osquery_version.clone().unwrap_or_default())
+                .bind(d.hardware_serial.clone().unwrap_or_default())
+                .bind(d.hardware_model.clone().unwrap_or_default())
+                .bind(d.hardware_vendor.clone().unwrap_or_default())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn host_checkin_by_node_key(&self, node_key_hash: &str) -> Result<Option<HostCheckin>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE node_key_hash = $1")))
+            .bind(node_key_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(checkin_from_row).transpose()
+    }
+
+    pub async fn host_checkin_by_id(&self, host_id: i64) -> Result<Option<HostCheckin>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1")))
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(checkin_from_row).transpose()
+    }
+
+    /// Applies a vitals report. Clears a refetch request that was made before `results_requested_at` (the
+    /// moment the queries were handed out), so a refetch asked for while results were in flight still runs.
+    /// Returns false when the host no longer exists.
+    pub async fn record_vitals(
+        &self,
+        host_id: i64,
+        patch: &VitalsPatch,
+        results_requested_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let p = patch;
+        let done = sqlx::query(
+            "UPDATE hosts SET hostname = COALESCE($1, hostname), computer_name = COALESCE($2, computer_name), \
+             platform = COALESCE($3, platform), platform_like = COALESCE($4, platform_like), \
+             os_version = COALESCE($5, os_version), os_build = COALESCE($6, os_build), \
+             osquery_version = COALESCE($7, osquery_version), hardware_serial = COALESCE($8, hardware_serial), \
+             hardware_model = COALESCE($9, hardware_model), hardware_vendor = COALESCE($10, hardware_vendor), \
+             cpu_brand = COALESCE($11, cpu_brand), cpu_type = COALESCE($12, cpu_type), \
+             cpu_physical_cores = COALESCE($13, cpu_physical_cores), cpu_logical_cores = COALESCE($14, cpu_logical_cores), \
+             memory = COALESCE($15, memory), uptime_seconds = COALESCE($16, uptime_seconds), \
+             primary_ip = COALESCE($17, primary_ip), primary_mac = COALESCE($18, primary_mac), \
+             percent_disk_space_available = COALESCE($19, percent_disk_space_available), \
+             gigs_disk_space_available = COALESCE($20, gigs_disk_space_available), \
+             gigs_total_disk_space = COALESCE($21, gigs_total_disk_space), \
+             distributed_interval = COALESCE($22, distributed_interval), \
+             config_tls_refresh = COALESCE($23, config_tls_refresh), \
+             logger_tls_period = COALESCE($24, logger_tls_period), \
+             detail_updated_at = $25, \
+             refetch_requested_at = CASE WHEN refetch_requested_at <= $26 THEN NULL ELSE refetch_requested_at END \
+             WHERE id = $27",
+        )
+        .bind(p.hostname.clone())
+        .bind(p.computer_name.clone())
+        .bind(p.platform.clone())
+        .bind(p.platform_like.clone())
+        .bind(p.os_version.clone())
+        .bind(p.os_build.clone())
+        .bind(p.osquery_version.clone())
+        .bind(p.hardware_serial.clone())
+        .bind(p.hardware_model.clone())
+        .bind(p.hardware_vendor.clone())
+        .bind(p.cpu_brand.clone())
+        .bind(p.cpu_type.clone())
+        .bind(p.cpu_physical_cores)
+        .bind(p.cpu_logical_cores)
+        .bind(p.memory)
+        .bind(p.uptime_seconds)
+        .bind(p.primary_ip.clone())
+        .bind(p.primary_mac.clone())
+        .bind(p.percent_disk_space_available)
+        .bind(p.gigs_disk_space_available)
+        .bind(p.gigs_total_disk_space)
+        .bind(p.distributed_interval)
+        .bind(p.config_tls_refresh)
+        .bind(p.logger_tls_period)
+        .bind(now)
+        .bind(results_requested_at)
+        .bind(host_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn get_host(&self, host_id: i64) -> Result<Option<HostRecord>> {
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN teams t ON t.id = h.team_id WHERE h.id = $1"
+        )))
+        .bind(host_id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    /// A host by hostname, uuid or hardware serial (Fleet's `/hosts/identifier/{identifier}`), first match by
+    /// that order.
+    pub async fn host_by_identifier(&self, identifier: &str) -> Result<Option<HostRecord>> {
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN teams t ON t.id = h.team_id \
+             WHERE h.uuid = $1 OR h.hostname = $1 OR (h.hardware_serial = $1 AND h.hardware_serial <> '') \
+             OR h.osquery_host_id = $1 \
+             ORDER BY CASE WHEN h.hostname = $1 THEN 0 WHEN h.uuid = $1 THEN 1 ELSE 2 END, h.id LIMIT 1"
+        )))
+        .bind(identifier)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    pub async fn list_hosts(
+        &self,
+        filter: &HostFilter,
+        order: HostOrder,
+        descending: bool,
+        offset: i64,
+        limit: i64,
+        now: Millis,
+    ) -> Result<Vec<HostRecord>> {
+        let mut sql =
+            SqlBuilder::new(&format!("SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN teams t ON t.id = h.team_id WHERE 1 = 1"));
+        filter.apply(&mut sql, now);
+        let direction = if descending { "DESC" } else { "ASC" };
+        sql.push(&format!(" ORDER BY {} {direction}, h.id {direction} LIMIT ", order.column()))
+            .bind(Arg::Int(limit))
+            .push(" OFFSET ")
+            .bind(Arg::Int(offset));
+        let rows = sql.query().fetch_all(&self.reader).await?;
+        rows.iter().map(|row| sqlx::FromRow::from_row(row).map_err(StoreError::from)).collect()
+    }
+
+    pub async fn count_hosts(&self, filter: &HostFilter, now: Millis) -> Result<i64> {
+        let mut sql = SqlBuilder::new("SELECT COUNT(*) FROM hosts h WHERE 1 = 1");
+        filter.apply(&mut sql, now);
+        let row = sql.query().fetch_one(&self.reader).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Deletes a host and everything recorded about it. Its node key stops working at once on this server and
+    /// within one change-feed poll on the others.
+    pub async fn delete_host(&self, host_id: i64, now: Millis) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(host_id).execute(&mut *tx).await?;
+        if deleted.rows_affected() == 1 {
+            note_host_change(&mut tx, host_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    /// Moves hosts to a team (or to no team). Returns how many moved. Unknown host ids are ignored, as in Fleet.
+    pub async fn transfer_hosts(&self, team_id: Option<i64>, host_ids: &[i64], now: Millis) -> Result<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        if let Some(team) = team_id {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1").bind(team).fetch_optional(&mut *tx).await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound("team"));
+            }
+        }
+        let mut moved = 0;
+        for chunk in host_ids.chunks(500) {
+            let mut sql = SqlBuilder::new("UPDATE hosts SET team_id = ");
+            match team_id {
+                Some(team) => sql.bind(Arg::Int(team)),
+                None => sql.push("NULL"),
+            };
+            sql.push(" WHERE id IN ").bind_ids(chunk).push(" RETURNING id");
+            let rows = sql.query().fetch_all(&mut *tx).await?;
+            for row in rows {
+                note_host_change(&mut tx, row.try_get(0)?, now).await?;
+                moved += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Asks the host to run all its vitals (and later its policies) at its next check-in.
+    pub async fn request_refetch(&self, host_id: i64, now: Millis) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let updated = sqlx::query("UPDATE hosts SET refetch_requested_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 1 {
+            note_host_change(&mut tx, host_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Writes last-seen times gathered in memory. A time never moves backwards (another server may have seen
+    /// the host later).
+    pub async fn flush_seen_times(&self, seen: &[(i64, Millis)]) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for chunk in seen.chunks(1000) {
+            let mut sql = SqlBuilder::new("UPDATE hosts SET seen_time = v.column2 FROM (VALUES ");
+            for (i, (id, at)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(").bind(Arg::Int(*id)).push(", ").bind(Arg::Int(*at)).push(")");
+            }
+            sql.push(") AS v WHERE hosts.id = v.column1 AND (hosts.seen_time IS NULL OR hosts.seen_time < v.column2)");
+            sql.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hosts whose cached check-in state changed at or after `since` (change-feed poll), and the newest change
+    /// time seen. Callers poll with an overlap, because PostgreSQL may commit a change stamped slightly earlier
+    /// after a later one; evicting a host twice is harmless.
+    pub async fn changed_hosts_since(&self, since: Millis) -> Result<Vec<(i64, Millis)>> {
+        let rows = sqlx::query("SELECT host_id, changed_at FROM host_changes WHERE changed_at >= $1 ORDER BY seq")
+            .bind(since)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Drops change-feed rows no server can still need.
+    pub async fn prune_host_changes(&self, older_than: Millis) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM host_changes WHERE changed_at < $1").bind(older_than).execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn host_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM hosts").fetch_one(&self.reader).await?)
+    }
+}

@@ -1,0 +1,109 @@
+//! Small helpers for building SQL whose shape depends on the request (filters, IN lists), with every value
+//! bound as a parameter: no request text is ever spliced into SQL.
+
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// SQL text with `$n` placeholders and the values they stand for.
+#[derive(Debug, Default)]
+pub(crate) struct SqlBuilder {
+    pub text: String,
+    args: Vec<Arg>,
+}
+
+impl SqlBuilder {
+    pub fn new(text: &str) -> Self {
+        SqlBuilder { text: text.to_string(), args: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `arg`.
+    pub fn bind(&mut self, arg: Arg) -> &mut Self {
+        self.args.push(arg);
+        self.text.push_str(&format!("${}", self.args.len()));
+        self
+    }
+
+    /// Appends `(p1, p2, ...)` for the ids, or `(NULL)` for none (which matches nothing, as `IN ()` is not SQL).
+    pub fn bind_ids(&mut self, ids: &[i64]) -> &mut Self {
+        if ids.is_empty() {
+            return self.push("(NULL)");
+        }
+        self.push("(");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(Arg::Int(*id));
+        }
+        self.push(")")
+    }
+
+    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.text.clone()));
+        for arg in &self.args {
+            query = match arg {
+                Arg::Int(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.clone()),
+            };
+        }
+        query
+    }
+}
+
+/// `text` as a LIKE pattern matching it anywhere, with LIKE's own wildcards escaped (ESCAPE '\').
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn to_bool(v: i64) -> bool {
+    v != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("Web_1%"), "%web\\_1\\%%");
+        assert_eq!(contains_pattern("a\\b"), "%a\\\\b%");
+    }
+
+    #[test]
+    fn builder_numbers_placeholders() {
+        let mut b = SqlBuilder::new("SELECT * FROM t WHERE a = ");
+        b.bind(Arg::Int(1)).push(" AND id IN ").bind_ids(&[4, 5]);
+        assert_eq!(b.text, "SELECT * FROM t WHERE a = $1 AND id IN ($2, $3)");
+        let mut empty = SqlBuilder::new("x IN ");
+        empty.bind_ids(&[]);
+        assert_eq!(empty.text, "x IN (NULL)");
+    }
+}

@@ -1,0 +1,379 @@
+//! Users, their sessions and their team roles; teams.
+
+use crate::config::StoredSecret;
+use crate::hosts::note_host_change;
+use crate::sql::to_bool;
+use crate::{Result, Store, StoreError};
+use herd_core::Millis;
+use herd_core::roles::{Actor, Role};
+use sqlx::AssertSqlSafe;
+use sqlx::{Acquire, Row};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub global_role: Option<Role>,
+    pub team_roles: Vec<(i64, String, Role)>,
+    pub api_only: bool,
+    pub force_password_reset: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl UserRecord {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.id,
+            global_role: self.global_role,
+            team_roles: self.team_roles.iter().map(|(id, _, role)| (*id, *role)).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub global_role: Option<Role>,
+    pub team_roles: Vec<(i64, Role)>,
+    pub api_only: bool,
+    pub force_password_reset: bool,
+}
+
+/// The user behind a session token.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub user: UserRecord,
+    pub expires_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub agent_options: Option<serde_json::Value>,
+    pub host_count: i64,
+    pub user_count: i64,
+    pub secrets: Vec<StoredSecret>,
+    pub created_at: Millis,
+}
+
+fn parse_role(text: &str) -> Result<Role> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role {text:?}")))
+}
+
+impl Store {
+    async fn user_team_roles(&self, user_id: i64) -> Result<Vec<(i64, String, Role)>> {
+        let rows = sqlx::query(
+            "SELECT ut.team_id, t.name, ut.role FROM user_teams ut JOIN teams t ON t.id = ut.team_id \
+             WHERE ut.user_id = $1 ORDER BY ut.team_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, parse_role(&r.try_get::<String, _>(2)?)?)))
+            .collect()
+    }
+
+    async fn user_from_row(&self, row: &sqlx::any::AnyRow) -> Result<UserRecord> {
+        let id: i64 = row.try_get("id")?;
+        let global_role: Option<String> = row.try_get("global_role")?;
+        Ok(UserRecord {
+            id,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            password_hash: row.try_get("password_hash")?,
+            global_role: global_role.as_deref().map(parse_role).transpose()?,
+            team_roles: self.user_team_roles(id).await?,
+            api_only: to_bool(row.try_get("api_only")?),
+            force_password_reset: to_bool(row.try_get("force_password_reset")?),
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    pub async fn create_user(&self, user: &NewUser, now: Millis) -> Result<i64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, email, password_hash, global_role, api_only, force_password_reset, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        )
+        .bind(&user.name)
+        .bind(user.email.trim().to_lowercase())
+        .bind(&user.password_hash)
+        .bind(user.global_role.map(|r| r.as_str().to_string()))
+        .bind(user.api_only as i64)
+        .bind(user.force_password_reset as i64)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a user with this email already exists"))?;
+        set_team_roles(&mut tx, id, &user.team_roles).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn user_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.reader).await?)
+    }
+
+    pub async fn get_user(&self, id: i64) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.reader).await?;
+        match row {
+            Some(row) => Ok(Some(self.user_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.user_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Users, optionally only those with a role in `team_id`.
+    pub async fn list_users(&self, team_id: Option<i64>) -> Result<Vec<UserRecord>> {
+        let rows = match team_id {
+            None => sqlx::query("SELECT * FROM users ORDER BY id").fetch_all(&self.reader).await?,
+            Some(team) => {
+                sqlx::query(
+                    "SELECT u.* FROM users u JOIN user_teams ut ON ut.user_id = u.id WHERE ut.team_id = $1 ORDER BY u.id",
+                )
+                .bind(team)
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            users.push(self.user_from_row(row).await?);
+        }
+        Ok(users)
+    }
+
+    /// Saves a user's editable fields (name, email, password hash, roles) as given.
+    pub async fn update_user(&self, user: &UserRecord, now: Millis) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET name = $1, email = $2, password_hash = $3, global_role = $4, \
+             force_password_reset = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(&user.name)
+        .bind(user.email.trim().to_lowercase())
+        .bind(&user.password_hash)
+        .bind(user.global_role.map(|r| r.as_str().to_string()))
+        .bind(user.force_password_reset as i64)
+        .bind(now)
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a user with this email already exists"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        let roles: Vec<(i64, Role)> = user.team_roles.iter().map(|(id, _, role)| (*id, *role)).collect();
+        set_team_roles(&mut tx, user.id, &roles).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_user(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn create_session(&self, token_hash: &str, user_id: i64, expires_at: Option<Millis>, now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The user a live session token belongs to; None for unknown or expired tokens.
+    pub async fn session_user(&self, token_hash: &str, now: Millis) -> Result<Option<SessionUser>> {
+        let row = sqlx::query(
+            "SELECT u.*, s.expires_at AS session_expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND (s.expires_at IS NULL OR s.expires_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(SessionUser {
+                expires_at: row.try_get("session_expires_at")?,
+                user: self.user_from_row(&row).await?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    pub async fn prune_expired_sessions(&self, now: Millis) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn create_team(&self, name: &str, description: &str, secrets: &[String], now: Millis) -> Result<i64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO teams (name, description, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
+        )
+        .bind(name.trim())
+        .bind(description)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a team with this name already exists"))?;
+        crate::config::replace_secrets(&mut tx, Some(id), secrets, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn team_from_row(&self, row: &sqlx::any::AnyRow) -> Result<TeamRecord> {
+        let id: i64 = row.try_get("id")?;
+        let agent_options: Option<String> = row.try_get("agent_options")?;
+        Ok(TeamRecord {
+            id,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            agent_options: agent_options
+                .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()?,
+            host_count: row.try_get("host_count")?,
+            user_count: row.try_get("user_count")?,
+            secrets: self.enroll_secrets(Some(id)).await?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    const TEAM_SELECT: &'static str = "SELECT t.*, \
+        (SELECT COUNT(*) FROM hosts h WHERE h.team_id = t.id) AS host_count, \
+        (SELECT COUNT(*) FROM user_teams ut WHERE ut.team_id = t.id) AS user_count FROM teams t";
+
+    pub async fn get_team(&self, id: i64) -> Result<Option<TeamRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!("{} WHERE t.id = $1", Self::TEAM_SELECT)))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.team_from_row(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list_teams(&self) -> Result<Vec<TeamRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("{} ORDER BY t.id", Self::TEAM_SELECT))).fetch_all(&self.reader).await?;
+        let mut teams = Vec::with_capacity(rows.len());
+        for row in &rows {
+            teams.push(self.team_from_row(row).await?);
+        }
+        Ok(teams)
+    }
+
+    /// Agent options of every team that has its own (team id → options), for the servers' config cache.
+    pub async fn team_agent_options(&self) -> Result<Vec<(i64, serde_json::Value)>> {
+        let rows = sqlx::query("SELECT id, agent_options FROM teams WHERE agent_options IS NOT NULL")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get(1)?;
+                let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((r.try_get(0)?, value))
+            })
+            .collect()
+    }
+
+    pub async fn update_team(
+        &self,
+        id: i64,
+        name: &str,
+        description: &str,
+        agent_options: Option<&serde_json::Value>,
+        now: Millis,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE teams SET name = $1, description = $2, agent_options = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(name.trim())
+        .bind(description)
+        .bind(agent_options.map(|v| v.to_string()))
+        .bind(now)
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a team with this name already exists"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("team"));
+        }
+        Ok(())
+    }
+
+    /// Deletes a team: its hosts move to no team, its secrets stop enrolling, its users lose that role.
+    pub async fn delete_team(&self, id: i64, now: Millis) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let hosts: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM hosts WHERE team_id = $1").bind(id).fetch_all(&mut *tx).await?;
+        sqlx::query("UPDATE hosts SET team_id = NULL WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        for host in hosts {
+            note_host_change(&mut tx, host, now).await?;
+        }
+        sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM user_teams WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM teams WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+}
+
+async fn set_team_roles(conn: &mut sqlx::AnyConnection, user_id: i64, roles: &[(i64, Role)]) -> Result<()> {
+    sqlx::query("DELETE FROM user_teams WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    for (team, role) in roles {
+        sqlx::query("INSERT INTO user_teams (user_id, team_id, role) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(*team)
+            .bind(role.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict("a team is listed twice".into())
+                }
+                _ => StoreError::Database(e),
+            })?;
+    }
+    Ok(())
+}
