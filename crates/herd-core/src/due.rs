@@ -41,7 +41,9 @@ impl DueWork {
 }
 
 pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> bool {
-    let awaiting = state.vitals_sent_at.is_some_and(|sent| now - sent < RESULTS_AWAITED_MS);
+    let awaiting = state
+        .vitals_sent_at
+        .is_some_and(|sent| now - sent < RESULTS_AWAITED_MS);
     if awaiting {
         return false;
     }
@@ -58,9 +60,17 @@ pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> 
 }
 
 pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> DueWork {
-    let vitals = if vitals_due(state, settings, now) { Vital::ALL.to_vec() } else { Vec::new() };
-    let accelerate_s = (state.vitals_updated_at.is_none() && !vitals.is_empty()).then_some(NEW_HOST_ACCELERATE_S);
-    DueWork { vitals, accelerate_s }
+    let vitals = if vitals_due(state, settings, now) {
+        Vital::ALL.to_vec()
+    } else {
+        Vec::new()
+    };
+    let accelerate_s =
+        (state.vitals_updated_at.is_none() && !vitals.is_empty()).then_some(NEW_HOST_ACCELERATE_S);
+    DueWork {
+        vitals,
+        accelerate_s,
+    }
 }
 
 #[cfg(test)]
@@ -68,10 +78,17 @@ mod tests {
     use super::*;
     use crate::HOUR_MS;
 
-    const SETTINGS: DueSettings = DueSettings { vitals_interval_ms: HOUR_MS };
+    const SETTINGS: DueSettings = DueSettings {
+        vitals_interval_ms: HOUR_MS,
+    };
 
     fn state(updated: Option<Millis>, refetch: bool, sent: Option<Millis>) -> CheckinState {
-        CheckinState { host_id: 42, vitals_updated_at: updated, refetch_requested: refetch, vitals_sent_at: sent }
+        CheckinState {
+            host_id: 42,
+            vitals_updated_at: updated,
+            refetch_requested: refetch,
+            vitals_sent_at: sent,
+        }
     }
 
     #[test]
@@ -80,12 +97,36 @@ mod tests {
         let jitter = stable_jitter_ms(42, "vitals", HOUR_MS);
         let cases: &[(&str, CheckinState, bool)] = &[
             ("never reported", state(None, false, None), true),
-            ("fresh", state(Some(now - 10 * MINUTE_MS), false, None), false),
-            ("just before interval + jitter", state(Some(now - HOUR_MS - jitter + 1), false, None), false),
-            ("at interval + jitter", state(Some(now - HOUR_MS - jitter), false, None), true),
-            ("refetch overrides freshness", state(Some(now - MINUTE_MS), true, None), true),
-            ("sent a minute ago, awaiting", state(None, true, Some(now - MINUTE_MS)), false),
-            ("sent long ago, results lost", state(None, false, Some(now - 3 * MINUTE_MS)), true),
+            (
+                "fresh",
+                state(Some(now - 10 * MINUTE_MS), false, None),
+                false,
+            ),
+            (
+                "just before interval + jitter",
+                state(Some(now - HOUR_MS - jitter + 1), false, None),
+                false,
+            ),
+            (
+                "at interval + jitter",
+                state(Some(now - HOUR_MS - jitter), false, None),
+                true,
+            ),
+            (
+                "refetch overrides freshness",
+                state(Some(now - MINUTE_MS), true, None),
+                true,
+            ),
+            (
+                "sent a minute ago, awaiting",
+                state(None, true, Some(now - MINUTE_MS)),
+                false,
+            ),
+            (
+                "sent long ago, results lost",
+                state(None, false, Some(now - 3 * MINUTE_MS)),
+                true,
+            ),
         ];
         for (what, s, want) in cases {
             assert_eq!(vitals_due(s, &SETTINGS, now), *want, "{what}");

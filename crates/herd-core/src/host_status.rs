@@ -53,8 +53,13 @@ impl HostStatus {
 
 /// How long a host may stay silent and still be online: the longer of its distributed and config intervals
 /// (each in seconds, as osquery's flags report them) plus [`ONLINE_GRACE_MS`].
-pub fn online_window_ms(distributed_interval_s: Option<i64>, config_refresh_s: Option<i64>) -> Millis {
-    let distributed = distributed_interval_s.filter(|s| *s > 0).unwrap_or(DEFAULT_CHECKIN_INTERVAL_S);
+pub fn online_window_ms(
+    distributed_interval_s: Option<i64>,
+    config_refresh_s: Option<i64>,
+) -> Millis {
+    let distributed = distributed_interval_s
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_CHECKIN_INTERVAL_S);
     let config = config_refresh_s.filter(|s| *s > 0).unwrap_or(0);
     distributed.max(config) * SECOND_MS + ONLINE_GRACE_MS
 }
@@ -89,7 +94,8 @@ mod tests {
     #[test]
     fn statuses() {
         let now = 100 * DAY_MS;
-        let cases: &[(Option<Millis>, Option<i64>, Option<i64>, HostStatus)] = &[
+        type Case = (Option<Millis>, Option<i64>, Option<i64>, HostStatus);
+        let cases: &[Case] = &[
             (Some(now), Some(10), Some(60), HostStatus::Online),
             (Some(now - 119_000), Some(10), Some(60), HostStatus::Online),
             (Some(now - 121_000), Some(10), Some(60), HostStatus::Offline),
@@ -103,7 +109,11 @@ mod tests {
             (None, Some(10), None, HostStatus::Offline),
         ];
         for (seen, distributed, config, want) in cases {
-            assert_eq!(host_status(*seen, *distributed, *config, now), *want, "{seen:?} {distributed:?} {config:?}");
+            assert_eq!(
+                host_status(*seen, *distributed, *config, now),
+                *want,
+                "{seen:?} {distributed:?} {config:?}"
+            );
         }
     }
 

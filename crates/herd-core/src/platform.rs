@@ -41,12 +41,38 @@ impl PlatformFamily {
             _ => {}
         }
         const LINUX_IDS: &[&str] = &[
-            "linux", "ubuntu", "debian", "rhel", "centos", "fedora", "amzn", "arch", "archarm", "manjaro",
-            "gentoo", "opensuse", "opensuse-leap", "opensuse-tumbleweed", "sles", "suse", "ol", "rocky",
-            "almalinux", "kali", "pop", "linuxmint", "nixos", "alpine", "raspbian", "elementary", "neon",
+            "linux",
+            "ubuntu",
+            "debian",
+            "rhel",
+            "centos",
+            "fedora",
+            "amzn",
+            "arch",
+            "archarm",
+            "manjaro",
+            "gentoo",
+            "opensuse",
+            "opensuse-leap",
+            "opensuse-tumbleweed",
+            "sles",
+            "suse",
+            "ol",
+            "rocky",
+            "almalinux",
+            "kali",
+            "pop",
+            "linuxmint",
+            "nixos",
+            "alpine",
+            "raspbian",
+            "elementary",
+            "neon",
         ];
         let like = platform_like.to_ascii_lowercase();
-        if LINUX_IDS.contains(&platform.as_str()) || like.split_whitespace().any(|id| LINUX_IDS.contains(&id)) {
+        if LINUX_IDS.contains(&platform.as_str())
+            || like.split_whitespace().any(|id| LINUX_IDS.contains(&id))
+        {
             Some(Self::Linux)
         } else {
             None
@@ -87,7 +113,11 @@ mod tests {
             ("", "", None),
         ];
         for (platform, like, want) in cases {
-            assert_eq!(PlatformFamily::of_host_platform(platform, like), *want, "{platform}/{like}");
+            assert_eq!(
+                PlatformFamily::of_host_platform(platform, like),
+                *want,
+                "{platform}/{like}"
+            );
         }
     }
 

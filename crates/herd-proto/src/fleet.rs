@@ -113,11 +113,16 @@ pub struct UpdateUserRequest {
 pub mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(de).map(Some)
     }
 
-    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<Option<T>>, ser: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        ser: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(inner) => inner.serialize(ser),
             None => ser.serialize_none(),
@@ -332,7 +337,9 @@ pub struct HostSettings {
 
 impl Default for HostSettings {
     fn default() -> Self {
-        HostSettings { vitals_interval: 3600 }
+        HostSettings {
+            vitals_interval: 3600,
+        }
     }
 }
 

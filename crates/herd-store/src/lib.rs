@@ -47,7 +47,9 @@ impl StoreError {
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as its message.
     fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(what.to_string())
+            }
             _ => StoreError::Database(err),
         }
     }
@@ -79,7 +81,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -94,11 +98,17 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool }
+            Store {
+                backend: Backend::Postgres,
+                writer: pool.clone(),
+                reader: pool,
+            }
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             if path.is_empty() || path.contains('?') {
-                return Err(StoreError::InvalidUrl(format!("{url:?}: expected sqlite://PATH or postgres://...")));
+                return Err(StoreError::InvalidUrl(format!(
+                    "{url:?}: expected sqlite://PATH or postgres://..."
+                )));
             }
             let url = format!("sqlite://{path}?mode=rwc");
             let pragmas = sqlite_pragmas;
@@ -108,9 +118,16 @@ impl Store {
                 .after_connect(pragmas)
                 .connect(&url)
                 .await?;
-            let reader =
-                AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
-            Store { backend: Backend::Sqlite, writer, reader }
+            let reader = AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(pragmas)
+                .connect(&url)
+                .await?;
+            Store {
+                backend: Backend::Sqlite,
+                writer,
+                reader,
+            }
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -133,11 +150,15 @@ impl Store {
     }
 }
 
-type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+type ConnectHook<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Run on every new SQLite connection. WAL lets readers run beside the writer; synchronous=FULL makes every
 /// acknowledged commit survive a power loss, not just a crash of herd.
-fn sqlite_pragmas<'c>(conn: &'c mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'c> {
+fn sqlite_pragmas<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> ConnectHook<'c> {
     Box::pin(async move {
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",

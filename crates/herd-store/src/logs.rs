@@ -64,4 +64,3 @@ impl Store {
         .await?)
     }
 }
-

@@ -20,7 +20,10 @@ pub(crate) struct SqlBuilder {
 
 impl SqlBuilder {
     pub fn new(text: &str) -> Self {
-        SqlBuilder { text: text.to_string(), args: Vec::new() }
+        SqlBuilder {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {

@@ -11,8 +11,13 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub async fn fresh_postgres_url() -> Option<String> {
     let required = std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
     let Ok(admin_url) = std::env::var("HERD_TEST_DATABASE_URL") else {
-        assert!(!required, "REQUIRE_POSTGRES=1 but HERD_TEST_DATABASE_URL is not set (run the tests with scripts/test)");
-        eprintln!("skipping PostgreSQL case: HERD_TEST_DATABASE_URL is not set (scripts/test sets it)");
+        assert!(
+            !required,
+            "REQUIRE_POSTGRES=1 but HERD_TEST_DATABASE_URL is not set (run the tests with scripts/test)"
+        );
+        eprintln!(
+            "skipping PostgreSQL case: HERD_TEST_DATABASE_URL is not set (scripts/test sets it)"
+        );
         return None;
     };
     install_default_drivers();
@@ -29,7 +34,10 @@ pub async fn fresh_postgres_url() -> Option<String> {
         .await
         .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
     admin.close().await;
-    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin_url);
     Some(format!("{base}/{name}"))
 }
 

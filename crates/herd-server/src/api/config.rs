@@ -1,0 +1,171 @@
+//! `GET|PATCH /api/v1/fleet/config`: organisation info, server settings, host settings, agent options.
+
+use crate::agent_options;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::{SharedState, now_ms};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use herd_core::roles::{Action, Scope};
+use herd_proto::fleet::AppConfig;
+use serde_json::Value;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new().route("/config", get(get_config).patch(patch_config))
+}
+
+/// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
+const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings"];
+
+pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
+    match state.store.app_config().await? {
+        Some(document) => serde_json::from_value(document).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("stored configuration is unreadable: {e}"))
+        }),
+        None => Ok(AppConfig::default()),
+    }
+}
+
+async fn get_config(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<AppConfig>, ApiError> {
+    // Every logged-in user may read the configuration (the UI needs org info); nothing secret is in it.
+    let _ = auth;
+    Ok(Json(stored_config(&state).await?))
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+    if url.is_empty() || url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must be an http(s) url, not {url:?}"),
+        ))
+    }
+}
+
+fn validate(config: &AppConfig) -> Result<(), ApiError> {
+    agent_options::validate("agent_options", &config.agent_options)?;
+    let interval = config.host_settings.vitals_interval;
+    if !(60..=7 * 86_400).contains(&interval) {
+        return Err(ApiError::invalid(
+            "host_settings.vitals_interval",
+            "must be between 60 and 604800 seconds",
+        ));
+    }
+    check_url("org_info.org_logo_url", &config.org_info.org_logo_url)?;
+    check_url(
+        "org_info.org_logo_url_light_background",
+        &config.org_info.org_logo_url_light_background,
+    )?;
+    check_url("org_info.contact_url", &config.org_info.contact_url)?;
+    check_url(
+        "server_settings.server_url",
+        &config.server_settings.server_url,
+    )?;
+    if config.org_info.org_name.chars().count() > 255 {
+        return Err(ApiError::invalid(
+            "org_info.org_name",
+            "at most 255 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies a PATCH body to the current configuration, returning the whole new one.
+pub fn merge(current: &AppConfig, patch: &Value) -> Result<AppConfig, ApiError> {
+    let patch = patch
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("base", "expected a json object"))?;
+    let mut merged = serde_json::to_value(current).map_err(|e| ApiError::Internal(e.into()))?;
+    for (key, value) in patch {
+        if key == "agent_options" {
+            merged[key] = value.clone();
+        } else if MERGED_SECTIONS.contains(&key.as_str()) {
+            let fields = value
+                .as_object()
+                .ok_or_else(|| ApiError::invalid(key.clone(), "must be an object"))?;
+            for (field, field_value) in fields {
+                merged[key][field] = field_value.clone();
+            }
+        } else {
+            return Err(ApiError::invalid(
+                key.clone(),
+                "unknown configuration section",
+            ));
+        }
+    }
+    serde_path_to_error::deserialize::<_, AppConfig>(merged).map_err(|err| {
+        let path = err.path().to_string();
+        ApiError::invalid(path, err.into_inner().to_string())
+    })
+}
+
+async fn patch_config(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Json<AppConfig>, ApiError> {
+    auth.require(Action::AdministerServer, Scope::Global)?;
+    let config = merge(&stored_config(&state).await?, &patch)?;
+    validate(&config)?;
+    let document = serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))?;
+    state.store.save_app_config(&document, now_ms()).await?;
+    state.settings.reload(&state.store).await?;
+    Ok(Json(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_sections_and_names_bad_fields() {
+        let current = AppConfig::default();
+        let merged = merge(
+            &current,
+            &json!({"org_info": {"org_name": "Acme"}, "host_settings": {"vitals_interval": 600}}),
+        )
+        .unwrap();
+        assert_eq!(merged.org_info.org_name, "Acme");
+        assert_eq!(merged.host_settings.vitals_interval, 600);
+        assert_eq!(
+            merged.agent_options, current.agent_options,
+            "untouched sections stay"
+        );
+        let replaced = merge(&current, &json!({"agent_options": {"config": {}}})).unwrap();
+        assert_eq!(replaced.agent_options, json!({"config": {}}));
+        for (patch, field) in [
+            (json!({"org_inf": {}}), "org_inf"),
+            (json!({"org_info": {"org_nam": "x"}}), "org_info.org_nam"),
+            (json!({"org_info": {"org_name": 5}}), "org_info.org_name"),
+            (
+                json!({"host_settings": {"vitals_interval": "often"}}),
+                "host_settings.vitals_interval",
+            ),
+            (json!({"server_settings": []}), "server_settings"),
+            (json!([]), "base"),
+        ] {
+            match merge(&current, &patch) {
+                Err(ApiError::Validation { field: got, .. }) => assert_eq!(got, field, "{patch}"),
+                other => panic!("{patch}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let mut config = AppConfig::default();
+        validate(&config).unwrap();
+        config.host_settings.vitals_interval = 5;
+        assert!(validate(&config).is_err());
+        config.host_settings.vitals_interval = 3600;
+        config.org_info.contact_url = "javascript:alert(1)".into();
+        assert!(validate(&config).is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! Hosts: list, count, get (by id or identifier), delete, refetch, transfer between teams, status logs.
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::{SharedState, now_ms};
+use crate::wire;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herd_core::roles::{Action, Scope};
+use herd_proto::fleet::{
+    CountResponse, HostResponse, HostsResponse, StatusLog, StatusLogsResponse, TransferHostsRequest,
+};
+use herd_store::{HostFilter, HostOrder, HostRecord, StatusCondition};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/hosts", get(list))
+        .route("/hosts/count", get(count))
+        .route("/hosts/transfer", post(transfer))
+        .route("/hosts/identifier/{identifier}", get(by_identifier))
+        .route("/hosts/{id}", get(get_one).delete(delete))
+        .route("/hosts/{id}/refetch", post(refetch))
+        .route("/hosts/{id}/status_logs", get(status_logs))
+}
+
+pub const DEFAULT_PER_PAGE: i64 = 100;
+pub const MAX_PER_PAGE: i64 = 10_000;
+
+/// Parameters Fleet clients send that change only what Fleet adds to each host, not which hosts match:
+/// accepted and ignored. Any other unknown parameter is refused, so a filter herd does not know never
+/// silently widens a listing (a script deleting "failing hosts" must not get every host).
+const IGNORED_PARAMS: &[&str] = &[
+    "device_mapping",
+    "populate_software",
+    "populate_policies",
+    "disable_failing_policies",
+];
+
+struct ListParams {
+    filter: HostFilter,
+    order: HostOrder,
+    descending: bool,
+    page: i64,
+    per_page: i64,
+}
+
+fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::invalid(name, format!("must be an integer, not {v:?}")))
+        })
+        .transpose()
+}
+
+fn parse_list_params(
+    params: &HashMap<String, String>,
+    auth: &AuthUser,
+    with_paging: bool,
+) -> Result<ListParams, ApiError> {
+    const KNOWN: &[&str] = &[
+        "page",
+        "per_page",
+        "order_key",
+        "order_direction",
+        "query",
+        "status",
+        "team_id",
+    ];
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(unknown.clone(), "unsupported parameter"));
+    }
+    let mut filter = HostFilter {
+        visible_teams: auth.actor.visible_teams(),
+        ..Default::default()
+    };
+    if let Some(team) = integer_param(params, "team_id")? {
+        // Fleet's convention: team_id=0 means "hosts in no team".
+        if team == 0 {
+            auth.require(Action::Read, Scope::Global)?;
+            filter.team = Some(None);
+        } else {
+            auth.require(Action::Read, Scope::Team(team))?;
+            filter.team = Some(Some(team));
+        }
+    }
+    filter.status = match params.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some("online") => Some(StatusCondition::Online),
+        Some("offline") => Some(StatusCondition::Offline),
+        Some("missing") => Some(StatusCondition::Missing),
+        Some("new") => Some(StatusCondition::New),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!("unknown status {other:?}; expected online, offline, missing or new"),
+            ));
+        }
+    };
+    filter.query = params
+        .get("query")
+        .filter(|q| !q.trim().is_empty())
+        .cloned();
+    if filter.query.as_ref().is_some_and(|q| q.len() > 255) {
+        return Err(ApiError::invalid("query", "at most 255 characters"));
+    }
+    let order = match params.get("order_key").map(String::as_str) {
+        None | Some("") => HostOrder::Id,
+        Some(key) => HostOrder::parse(key).ok_or_else(|| {
+            ApiError::invalid("order_key", format!("cannot order hosts by {key:?}"))
+        })?,
+    };
+    let descending = match params.get("order_direction").map(String::as_str) {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "order_direction",
+                format!("expected asc or desc, not {other:?}"),
+            ));
+        }
+    };
+    let page = integer_param(params, "page")?.unwrap_or(0);
+    let per_page = integer_param(params, "per_page")?.unwrap_or(DEFAULT_PER_PAGE);
+    if with_paging {
+        if page < 0 {
+            return Err(ApiError::invalid("page", "must not be negative"));
+        }
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(ApiError::invalid(
+                "per_page",
+                format!("must be between 1 and {MAX_PER_PAGE}"),
+            ));
+        }
+    }
+    Ok(ListParams {
+        filter,
+        order,
+        descending,
+        page,
+        per_page,
+    })
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<HostsResponse>, ApiError> {
+    let p = parse_list_params(&params, &auth, true)?;
+    let now = now_ms();
+    let offset = p.page.saturating_mul(p.per_page);
+    let records = state
+        .store
+        .list_hosts(&p.filter, p.order, p.descending, offset, p.per_page, now)
+        .await?;
+    Ok(Json(HostsResponse {
+        hosts: records
+            .into_iter()
+            .map(|r| wire::host(&state, r, now))
+            .collect(),
+    }))
+}
+
+async fn count(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<CountResponse>, ApiError> {
+    let p = parse_list_params(&params, &auth, false)?;
+    Ok(Json(CountResponse {
+        count: state.store.count_hosts(&p.filter, now_ms()).await?,
+    }))
+}
+
+/// The host, if it exists and the user may `action` it. Hosts the user cannot read are 404, not 403, so
+/// their existence does not leak across teams.
+async fn authorized_host(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    action: Action,
+) -> Result<HostRecord, ApiError> {
+    let host = state
+        .store
+        .get_host(id)
+        .await?
+        .ok_or(ApiError::NotFound("host"))?;
+    let scope = Scope::of_team(host.team_id);
+    if !auth.actor.may(Action::Read, scope) {
+        return Err(ApiError::NotFound("host"));
+    }
+    auth.require(action, scope)?;
+    Ok(host)
+}
+
+async fn get_one(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<HostResponse>, ApiError> {
+    let host = authorized_host(&state, &auth, id, Action::Read).await?;
+    Ok(Json(HostResponse {
+        host: wire::host(&state, host, now_ms()),
+    }))
+}
+
+async fn by_identifier(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(identifier): Path<String>,
+) -> Result<Json<HostResponse>, ApiError> {
+    let host = state
+        .store
+        .host_by_identifier(&identifier)
+        .await?
+        .ok_or(ApiError::NotFound("host"))?;
+    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
+        return Err(ApiError::NotFound("host"));
+    }
+    Ok(Json(HostResponse {
+        host: wire::host(&state, host, now_ms()),
+    }))
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorized_host(&state, &auth, id, Action::Write).await?;
+    if !state.store.delete_host(id, now_ms()).await? {
+        return Err(ApiError::NotFound("host"));
+    }
+    state.hosts.evict(id);
+    state.seen.forget(id);
+    tracing::info!(host_id = id, user_id = auth.user.id, "host deleted");
+    Ok(Json(json!({})))
+}
+
+async fn refetch(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorized_host(&state, &auth, id, Action::Refetch).await?;
+    if !state.store.request_refetch(id, now_ms()).await? {
+        return Err(ApiError::NotFound("host"));
+    }
+    state.hosts.evict(id);
+    Ok(Json(json!({})))
+}
+
+async fn transfer(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<TransferHostsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    // team_id 0 means "no team", as in Fleet's other endpoints.
+    let target = request.team_id.filter(|id| *id != 0);
+    auth.require(Action::Write, Scope::of_team(target))?;
+    if request.hosts.len() > 100_000 {
+        return Err(ApiError::invalid(
+            "hosts",
+            "at most 100000 hosts per request",
+        ));
+    }
+    let now = now_ms();
+    let filter = HostFilter {
+        ids: Some(request.hosts.clone()),
+        ..Default::default()
+    };
+    let hosts = state
+        .store
+        .list_hosts(
+            &filter,
+            HostOrder::Id,
+            false,
+            0,
+            request.hosts.len() as i64 + 1,
+            now,
+        )
+        .await?;
+    for host in &hosts {
+        auth.require(Action::Write, Scope::of_team(host.team_id))?;
+    }
+    state
+        .store
+        .transfer_hosts(target, &request.hosts, now)
+        .await
+        .map_err(|e| match e {
+            herd_store::StoreError::NotFound("team") => {
+                ApiError::invalid("team_id", "team does not exist")
+            }
+            other => other.into(),
+        })?;
+    for host in &hosts {
+        state.hosts.evict(host.id);
+    }
+    Ok(Json(json!({})))
+}
+
+async fn status_logs(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<StatusLogsResponse>, ApiError> {
+    authorized_host(&state, &auth, id, Action::Read).await?;
+    let limit = integer_param(&params, "per_page")?
+        .unwrap_or(100)
+        .clamp(1, herd_store::STATUS_LOGS_KEPT);
+    let logs = state.store.status_logs(id, limit).await?;
+    Ok(Json(StatusLogsResponse {
+        status_logs: logs
+            .into_iter()
+            .map(|l| StatusLog {
+                unix_time: l.unix_time,
+                received_at: wire::rfc3339(l.received_at),
+                severity: l.severity,
+                filename: l.filename,
+                line: l.line,
+                message: l.message,
+                version: l.version,
+            })
+            .collect(),
+    }))
+}

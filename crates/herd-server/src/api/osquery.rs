@@ -1,0 +1,355 @@
+//! The osquery TLS remote API: what a stock `osqueryd --tls_hostname=...` and herd-agent speak.
+//! Served at `/api/osquery/...` and `/api/v1/osquery/...` (Fleet's paths, so existing flag files work).
+
+use crate::auth::client_ip;
+use crate::error::OsqueryError;
+use crate::extract::OsqueryJson;
+use crate::host_cache::CachedHost;
+use crate::secrets::{random_token, secrets_equal, token_hash};
+use crate::state::{SharedState, now_ms};
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::routing::post;
+use herd_core::due::{DueSettings, due_work};
+use herd_core::platform::{PlatformFamily, family_of_platform_mask};
+use herd_core::vitals::{Vital, VitalsPatch};
+use herd_proto::osquery::{
+    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest,
+    LogType, NodeKeyRequest, StatusLogLine,
+};
+use herd_store::{EnrollHost, StoredStatusLog};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+pub fn routes() -> Router<SharedState> {
+    let mut router = Router::new();
+    for prefix in ["/api/osquery", "/api/v1/osquery"] {
+        router = router
+            .route(&format!("{prefix}/enroll"), post(enroll))
+            .route(&format!("{prefix}/config"), post(config))
+            .route(
+                &format!("{prefix}/distributed/read"),
+                post(distributed_read),
+            )
+            .route(
+                &format!("{prefix}/distributed/write"),
+                post(distributed_write),
+            )
+            .route(&format!("{prefix}/log"), post(log));
+    }
+    router
+}
+
+/// The client's address, taken before the body is consumed.
+pub struct ClientAddr(std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_ip(parts)))
+    }
+}
+
+async fn enroll(
+    State(state): State<SharedState>,
+    ClientAddr(client): ClientAddr,
+    request: OsqueryJson<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, OsqueryError> {
+    if let Err(retry_after_s) = state.enroll_limiter.check(client, Instant::now()) {
+        return Err(OsqueryError::RateLimited { retry_after_s });
+    }
+    let request = request.body;
+    let settings = state.settings.get();
+    // Compare against every secret, without stopping at the first match, so timing says nothing about which.
+    let mut team_of_secret = None;
+    for stored in &settings.enroll_secrets {
+        if secrets_equal(&stored.secret, &request.enroll_secret) {
+            team_of_secret = Some(stored.team_id);
+        }
+    }
+    let Some(team_id) = team_of_secret.filter(|_| !request.enroll_secret.is_empty()) else {
+        state.enroll_limiter.record_failure(client, Instant::now());
+        state
+            .metrics
+            .failed_enrollments
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
+    };
+
+    let system_uuid = request
+        .host_details
+        .get("system_info")
+        .and_then(|row| row.get("uuid"))
+        .map(|u| u.trim());
+    let uuid = match system_uuid.filter(|u| !u.is_empty()) {
+        Some(uuid) => uuid.to_string(),
+        None => request.host_identifier.trim().to_string(),
+    };
+    if uuid.is_empty() {
+        return Err(OsqueryError::BadRequest(
+            "host_identifier and host_details.system_info.uuid are both empty".into(),
+        ));
+    }
+    if uuid.len() > 255 || request.host_identifier.len() > 255 {
+        return Err(OsqueryError::BadRequest(
+            "host identifier longer than 255 characters".into(),
+        ));
+    }
+    let platform_hint = request
+        .platform_type
+        .as_deref()
+        .and_then(|mask| mask.trim().parse::<u32>().ok())
+        .and_then(family_of_platform_mask)
+        .map(|family| family.as_str().to_string())
+        .unwrap_or_default();
+    let node_key = random_token(32);
+    let host = EnrollHost {
+        uuid,
+        osquery_host_id: request.host_identifier.trim().to_string(),
+        node_key_hash: token_hash(&node_key),
+        team_id,
+        platform_hint,
+        details: VitalsPatch::from_host_details(&request.host_details),
+    };
+    let host_id = state.store.enroll_host(&host, now_ms()).await?;
+    // A re-enrolled host's old node key must stop working here at once (other servers: change feed).
+    state.hosts.evict(host_id);
+    state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(host_id, team_id, "host enrolled");
+    Ok(Json(EnrollResponse { node_key }))
+}
+
+/// The host a node key belongs to: from memory, else from the store (then remembered).
+async fn authenticate(
+    state: &SharedState,
+    body_key: Option<&str>,
+    header_key: Option<&str>,
+) -> Result<CachedHost, OsqueryError> {
+    let node_key = body_key
+        .or(header_key)
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(node_key) = node_key else {
+        return Err(OsqueryError::NodeInvalid("missing node key"));
+    };
+    let hash = token_hash(node_key);
+    if let Some(host) = state.hosts.by_node_key(&hash) {
+        return Ok(host);
+    }
+    match state.store.host_checkin_by_node_key(&hash).await? {
+        Some(checkin) => Ok(state.hosts.insert(checkin)),
+        None => Err(OsqueryError::NodeInvalid("invalid node key")),
+    }
+}
+
+async fn config(
+    State(state): State<SharedState>,
+    request: OsqueryJson<NodeKeyRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let host = authenticate(
+        &state,
+        request.body.node_key.as_deref(),
+        request.header_node_key.as_deref(),
+    )
+    .await?;
+    state.seen.record(host.checkin.id, now_ms());
+    let settings = state.settings.get();
+    let config = settings
+        .agent_options(host.checkin.team_id)
+        .get("config")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    Ok(Json(config))
+}
+
+fn family_of(host: &CachedHost) -> Option<PlatformFamily> {
+    PlatformFamily::of_host_platform(&host.checkin.platform, &host.checkin.platform_like)
+}
+
+async fn distributed_read(
+    State(state): State<SharedState>,
+    request: OsqueryJson<NodeKeyRequest>,
+) -> Result<Json<DistributedReadResponse>, OsqueryError> {
+    let mut host = authenticate(
+        &state,
+        request.body.node_key.as_deref(),
+        request.header_node_key.as_deref(),
+    )
+    .await?;
+    let now = now_ms();
+    state.seen.record(host.checkin.id, now);
+    state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
+    let due_settings = DueSettings {
+        vitals_interval_ms: state.settings.get().vitals_interval_ms(),
+    };
+    let mut work = due_work(&host.due_state(), &due_settings, now);
+    if work.is_empty() {
+        // The common case: no database round trip at all.
+        return Ok(Json(DistributedReadResponse::default()));
+    }
+    // Something looks due. The cached row may be stale (another server may have ingested this host's vitals),
+    // so confirm against the database before handing out work.
+    match state.store.host_checkin_by_id(host.checkin.id).await? {
+        Some(fresh) if fresh.node_key_hash == host.checkin.node_key_hash => {
+            host = state.hosts.insert(fresh);
+            work = due_work(&host.due_state(), &due_settings, now);
+        }
+        _ => {
+            state.hosts.evict(host.checkin.id);
+            return Err(OsqueryError::NodeInvalid("invalid node key"));
+        }
+    }
+    let mut response = DistributedReadResponse {
+        accelerate: work.accelerate_s,
+        ..Default::default()
+    };
+    let family = family_of(&host);
+    for vital in &work.vitals {
+        response
+            .queries
+            .insert(vital.query_name(), vital.sql(family).to_string());
+        response
+            .discovery
+            .insert(vital.query_name(), vital.discovery(family));
+    }
+    if !work.vitals.is_empty() {
+        state.hosts.mark_vitals_sent(host.checkin.id, now);
+    }
+    if !response.queries.is_empty() {
+        state
+            .metrics
+            .checkins_with_work
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Json(response))
+}
+
+async fn distributed_write(
+    State(state): State<SharedState>,
+    request: OsqueryJson<DistributedWriteRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let host = authenticate(
+        &state,
+        request.body.node_key.as_deref(),
+        request.header_node_key.as_deref(),
+    )
+    .await?;
+    let now = now_ms();
+    state.seen.record(host.checkin.id, now);
+    state
+        .metrics
+        .distributed_writes
+        .fetch_add(1, Ordering::Relaxed);
+    let report = request.body;
+    let mut patch = VitalsPatch::default();
+    let mut vitals_answered = false;
+    for (name, rows) in &report.queries {
+        let Some(vital) = Vital::from_query_name(name) else {
+            tracing::debug!(host_id = host.checkin.id, query = %name, "result for a query herd did not send");
+            continue;
+        };
+        vitals_answered = true;
+        // A failed query (status ≠ 0) tells nothing about the host: its columns stay as they were.
+        let status = report.statuses.get(name).copied().unwrap_or(0);
+        if status == 0 {
+            patch.absorb(vital, rows);
+        } else {
+            let message = report
+                .messages
+                .get(name)
+                .map(Value::to_string)
+                .unwrap_or_default();
+            tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "vitals query failed on host");
+        }
+    }
+    if vitals_answered {
+        let requested_at = host.vitals_sent_at.unwrap_or(now);
+        if !state
+            .store
+            .record_vitals(host.checkin.id, &patch, requested_at, now)
+            .await?
+        {
+            state.hosts.evict(host.checkin.id);
+            return Err(OsqueryError::NodeInvalid("host was deleted"));
+        }
+        state.hosts.vitals_recorded(
+            host.checkin.id,
+            requested_at,
+            now,
+            patch.platform.as_deref(),
+        );
+    }
+    Ok(Json(json!({})))
+}
+
+async fn log(
+    State(state): State<SharedState>,
+    request: OsqueryJson<LogRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let host = authenticate(
+        &state,
+        request.body.node_key.as_deref(),
+        request.header_node_key.as_deref(),
+    )
+    .await?;
+    let now = now_ms();
+    state.seen.record(host.checkin.id, now);
+    let LogRequest { log_type, data, .. } = request.body;
+    match log_type {
+        LogType::Status => {
+            let lines: Vec<StoredStatusLog> = data
+                .iter()
+                .filter_map(StatusLogLine::from_value)
+                .map(|line| StoredStatusLog {
+                    received_at: now,
+                    unix_time: line.unix_time,
+                    severity: line.severity,
+                    filename: line.filename,
+                    line: line.line,
+                    message: line.message,
+                    version: line.version,
+                })
+                .collect();
+            if lines.len() != data.len() {
+                return Err(OsqueryError::BadRequest(
+                    "every status log line must be a json object".into(),
+                ));
+            }
+            state
+                .store
+                .append_status_logs(host.checkin.id, &lines)
+                .await?;
+            state
+                .metrics
+                .status_log_lines
+                .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        }
+        LogType::Result => {
+            let result_log = &state.result_log;
+            let count = data.len() as u64;
+            let annotated: Vec<Value> = data
+                .into_iter()
+                .map(|mut line| {
+                    if let Value::Object(map) = &mut line {
+                        map.insert("herd_host_id".into(), json!(host.checkin.id));
+                    }
+                    line
+                })
+                .collect();
+            tokio::task::block_in_place(|| result_log.append(&annotated)).map_err(|e| {
+                OsqueryError::Internal(anyhow::anyhow!(
+                    "writing {}: {e}",
+                    result_log.path().display()
+                ))
+            })?;
+            state
+                .metrics
+                .result_log_lines
+                .fetch_add(count, Ordering::Relaxed);
+        }
+    }
+    Ok(Json(json!({})))
+}

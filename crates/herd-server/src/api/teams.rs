@@ -1,0 +1,267 @@
+//! Teams, their enroll secrets and agent options; the global enroll secrets.
+
+use crate::agent_options;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::secrets::random_token;
+use crate::state::{SharedState, now_ms};
+use crate::wire;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herd_core::roles::{Action, Scope};
+use herd_core::validate;
+use herd_proto::fleet::{
+    CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretInput,
+    SecretsInput, SecretsResponse, TeamResponse, TeamsResponse,
+};
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/teams", get(list).post(create))
+        .route("/teams/{id}", get(get_one).patch(update).delete(delete))
+        .route(
+            "/teams/{id}/secrets",
+            get(team_secrets).patch(replace_team_secrets),
+        )
+        .route("/teams/{id}/agent_options", post(set_agent_options))
+        .route(
+            "/spec/enroll_secret",
+            get(global_secrets).post(replace_global_secrets),
+        )
+}
+
+fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::with_capacity(secrets.len());
+    for (i, input) in secrets.iter().enumerate() {
+        validate::enroll_secret(&input.secret)
+            .map_err(|r| ApiError::invalid(format!("secrets[{i}].secret"), r))?;
+        if out.contains(&input.secret) {
+            return Err(ApiError::invalid(
+                format!("secrets[{i}].secret"),
+                "listed twice",
+            ));
+        }
+        out.push(input.secret.clone());
+    }
+    if out.len() > 50 {
+        return Err(ApiError::invalid("secrets", "at most 50 secrets per team"));
+    }
+    Ok(out)
+}
+
+async fn reload_settings(state: &SharedState) -> Result<(), ApiError> {
+    state
+        .settings
+        .reload(&state.store)
+        .await
+        .map_err(ApiError::from)
+}
+
+async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRecord, ApiError> {
+    state
+        .store
+        .get_team(id)
+        .await?
+        .ok_or(ApiError::NotFound("team"))
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<TeamsResponse>, ApiError> {
+    let teams = state.store.list_teams().await?;
+    let visible = auth.actor.visible_teams();
+    let teams = teams
+        .into_iter()
+        .filter(|t| visible.as_ref().is_none_or(|ids| ids.contains(&t.id)))
+        .map(|mut t| {
+            // Secrets are for maintainers and up.
+            if !auth.actor.may(Action::Write, Scope::Team(t.id)) {
+                t.secrets.clear();
+            }
+            wire::team(t)
+        })
+        .collect();
+    Ok(Json(TeamsResponse { teams }))
+}
+
+async fn create(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<CreateTeamRequest>,
+) -> Result<Json<TeamResponse>, ApiError> {
+    auth.require(Action::AdministerServer, Scope::Global)?;
+    validate::display_name(&request.name)
+        .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+    let description = request.description.unwrap_or_default();
+    let secrets = match request.secrets {
+        Some(secrets) => validated_secrets(&secrets)?,
+        // Like Fleet, a new team gets a secret of its own, so its hosts can enroll right away.
+        None => vec![random_token(24)],
+    };
+    let id = state
+        .store
+        .create_team(&request.name, &description, &secrets, now_ms())
+        .await?;
+    reload_settings(&state).await?;
+    Ok(Json(TeamResponse {
+        team: wire::team(team_or_404(&state, id).await?),
+    }))
+}
+
+async fn get_one(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<TeamResponse>, ApiError> {
+    auth.require(Action::Read, Scope::Team(id))?;
+    let mut team = team_or_404(&state, id).await?;
+    if !auth.actor.may(Action::Write, Scope::Team(id)) {
+        team.secrets.clear();
+    }
+    Ok(Json(TeamResponse {
+        team: wire::team(team),
+    }))
+}
+
+async fn update(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+    ApiJson(request): ApiJson<PatchTeamRequest>,
+) -> Result<Json<TeamResponse>, ApiError> {
+    auth.require(Action::AdministerTeam, Scope::Team(id))?;
+    let team = team_or_404(&state, id).await?;
+    let name = match request.name {
+        Some(name) => {
+            validate::display_name(&name)
+                .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+            name
+        }
+        None => team.name,
+    };
+    let description = request.description.unwrap_or(team.description);
+    let agent_options = match request.agent_options {
+        Some(Some(options)) => {
+            agent_options::validate("agent_options", &options)?;
+            Some(options)
+        }
+        Some(None) => None,
+        None => team.agent_options,
+    };
+    state
+        .store
+        .update_team(id, &name, &description, agent_options.as_ref(), now_ms())
+        .await?;
+    reload_settings(&state).await?;
+    Ok(Json(TeamResponse {
+        team: wire::team(team_or_404(&state, id).await?),
+    }))
+}
+
+/// Fleet's `POST /teams/{id}/agent_options`: the body is the options themselves.
+async fn set_agent_options(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+    ApiJson(options): ApiJson<Value>,
+) -> Result<Json<TeamResponse>, ApiError> {
+    auth.require(Action::AdministerTeam, Scope::Team(id))?;
+    agent_options::validate("agent_options", &options)?;
+    let team = team_or_404(&state, id).await?;
+    state
+        .store
+        .update_team(id, &team.name, &team.description, Some(&options), now_ms())
+        .await?;
+    reload_settings(&state).await?;
+    Ok(Json(TeamResponse {
+        team: wire::team(team_or_404(&state, id).await?),
+    }))
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Action::AdministerServer, Scope::Global)?;
+    let moved = state
+        .store
+        .delete_team(id, now_ms())
+        .await?
+        .ok_or(ApiError::NotFound("team"))?;
+    for host in moved {
+        state.hosts.evict(host);
+    }
+    reload_settings(&state).await?;
+    Ok(Json(json!({})))
+}
+
+async fn team_secrets(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<SecretsResponse>, ApiError> {
+    auth.require(Action::Write, Scope::Team(id))?;
+    team_or_404(&state, id).await?;
+    let secrets = state.store.enroll_secrets(Some(id)).await?;
+    Ok(Json(SecretsResponse {
+        secrets: secrets.into_iter().map(wire::secret).collect(),
+    }))
+}
+
+async fn replace_team_secrets(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<i64>,
+    ApiJson(request): ApiJson<SecretsInput>,
+) -> Result<Json<SecretsResponse>, ApiError> {
+    auth.require(Action::Write, Scope::Team(id))?;
+    let secrets = validated_secrets(&request.secrets)?;
+    state
+        .store
+        .replace_enroll_secrets(Some(id), &secrets, now_ms())
+        .await?;
+    reload_settings(&state).await?;
+    let secrets = state.store.enroll_secrets(Some(id)).await?;
+    Ok(Json(SecretsResponse {
+        secrets: secrets.into_iter().map(wire::secret).collect(),
+    }))
+}
+
+async fn global_secrets(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<EnrollSecretSpecResponse>, ApiError> {
+    auth.require(Action::Write, Scope::Global)?;
+    let secrets = state.store.enroll_secrets(None).await?;
+    Ok(Json(EnrollSecretSpecResponse {
+        spec: SecretsResponse {
+            secrets: secrets.into_iter().map(wire::secret).collect(),
+        },
+    }))
+}
+
+async fn replace_global_secrets(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<EnrollSecretSpec>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(Action::Write, Scope::Global)?;
+    let secrets = validated_secrets(&request.spec.secrets).map_err(|e| match e {
+        ApiError::Validation { field, reason } => ApiError::Validation {
+            field: format!("spec.{field}"),
+            reason,
+        },
+        other => other,
+    })?;
+    state
+        .store
+        .replace_enroll_secrets(None, &secrets, now_ms())
+        .await?;
+    reload_settings(&state).await?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,161 @@
+//! The in-memory view of enrolled hosts that lets a check-in with nothing due skip the database.
+//!
+//! Correctness with several servers: every change that makes a cached entry stale (delete, re-enroll, team
+//! move, refetch request) is written to the store's `host_changes` feed in the same transaction; each server
+//! polls the feed and evicts those hosts (see `workers::ChangeFeed`). Entries are also checked against the
+//! database whenever they say work is due, so a stale "vitals are old" never hands out work twice for long.
+
+use herd_core::Millis;
+use herd_core::due::CheckinState;
+use herd_store::HostCheckin;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct CachedHost {
+    pub checkin: HostCheckin,
+    /// When vitals queries were last handed out and not yet answered.
+    pub vitals_sent_at: Option<Millis>,
+}
+
+impl CachedHost {
+    pub fn due_state(&self) -> CheckinState {
+        CheckinState {
+            host_id: self.checkin.id,
+            vitals_updated_at: self.checkin.detail_updated_at,
+            refetch_requested: self.checkin.refetch_requested_at.is_some(),
+            vitals_sent_at: self.vitals_sent_at,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Maps {
+    by_id: HashMap<i64, CachedHost>,
+    id_by_key: HashMap<String, i64>,
+}
+
+#[derive(Default)]
+pub struct HostCache {
+    maps: Mutex<Maps>,
+}
+
+impl HostCache {
+    fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn by_node_key(&self, node_key_hash: &str) -> Option<CachedHost> {
+        let maps = self.maps();
+        let id = maps.id_by_key.get(node_key_hash)?;
+        maps.by_id.get(id).cloned()
+    }
+
+    /// Stores a fresh row from the database, keeping the in-memory "sent at" mark of the previous entry.
+    pub fn insert(&self, checkin: HostCheckin) -> CachedHost {
+        let mut maps = self.maps();
+        let previous = maps.by_id.remove(&checkin.id);
+        if let Some(previous) = &previous {
+            maps.id_by_key.remove(&previous.checkin.node_key_hash);
+        }
+        maps.id_by_key
+            .insert(checkin.node_key_hash.clone(), checkin.id);
+        let entry = CachedHost {
+            checkin,
+            vitals_sent_at: previous.and_then(|p| p.vitals_sent_at),
+        };
+        maps.by_id.insert(entry.checkin.id, entry.clone());
+        entry
+    }
+
+    pub fn evict(&self, host_id: i64) {
+        let mut maps = self.maps();
+        if let Some(entry) = maps.by_id.remove(&host_id) {
+            maps.id_by_key.remove(&entry.checkin.node_key_hash);
+        }
+    }
+
+    pub fn mark_vitals_sent(&self, host_id: i64, now: Millis) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.vitals_sent_at = Some(now);
+        }
+    }
+
+    /// Reflects a vitals write that the store just committed (the same rule as `Store::record_vitals`).
+    pub fn vitals_recorded(
+        &self,
+        host_id: i64,
+        requested_at: Millis,
+        now: Millis,
+        platform: Option<&str>,
+    ) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.checkin.detail_updated_at = Some(now);
+            if entry
+                .checkin
+                .refetch_requested_at
+                .is_some_and(|at| at <= requested_at)
+            {
+                entry.checkin.refetch_requested_at = None;
+            }
+            if let Some(platform) = platform {
+                entry.checkin.platform = platform.to_string();
+            }
+            entry.vitals_sent_at = None;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.maps().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkin(id: i64, key: &str) -> HostCheckin {
+        HostCheckin {
+            id,
+            node_key_hash: key.into(),
+            team_id: None,
+            platform: "ubuntu".into(),
+            platform_like: String::new(),
+            detail_updated_at: None,
+            refetch_requested_at: Some(50),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn reenrolled_host_loses_its_old_key() {
+        let cache = HostCache::default();
+        cache.insert(checkin(1, "old"));
+        cache.mark_vitals_sent(1, 10);
+        cache.insert(checkin(1, "new"));
+        assert!(cache.by_node_key("old").is_none());
+        assert_eq!(cache.by_node_key("new").unwrap().vitals_sent_at, Some(10));
+        cache.evict(1);
+        assert!(cache.by_node_key("new").is_none());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn vitals_clear_only_older_refetch() {
+        let cache = HostCache::default();
+        cache.insert(checkin(1, "k"));
+        cache.vitals_recorded(1, 40, 100, Some("darwin"));
+        let entry = cache.by_node_key("k").unwrap();
+        assert_eq!(entry.checkin.refetch_requested_at, Some(50));
+        assert_eq!(entry.checkin.platform, "darwin");
+        cache.vitals_recorded(1, 60, 110, None);
+        assert_eq!(
+            cache.by_node_key("k").unwrap().checkin.refetch_requested_at,
+            None
+        );
+    }
+}

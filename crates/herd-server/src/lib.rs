@@ -1,0 +1,286 @@
+//! The herd server: osquery TLS API, Fleet-compatible REST API, background workers.
+//!
+//! `main.rs` only parses the command line and calls [`serve`]; everything else lives in this library so the
+//! pieces are testable on their own.
+
+pub mod agent_options;
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod files;
+pub mod host_cache;
+pub mod metrics;
+pub mod rate_limit;
+pub mod result_log;
+pub mod secrets;
+pub mod seen_times;
+pub mod settings;
+pub mod state;
+pub mod tls;
+pub mod wire;
+pub mod workers;
+
+use anyhow::{Context, Result};
+use bootstrap::{AdminPassword, BootstrapOptions};
+use cli::ServeArgs;
+use herd_store::Store;
+use state::{AppState, SharedState};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub fn database_url(args: &ServeArgs) -> String {
+    match &args.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", args.data_dir.join("herd.db").display()),
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then finishes in-flight requests and flushes batched state.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    files::create_private_dir(&args.data_dir)?;
+    let data_dir = std::fs::canonicalize(&args.data_dir).context("resolving the data directory")?;
+    let store = Store::open(&database_url(&args))
+        .await
+        .context("opening the database")?;
+
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let scheme = if args.plain_http { "http" } else { "https" };
+    let url_host = if local.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        host_for_url(&local)
+    };
+    let url = format!("{scheme}://{url_host}:{}", local.port());
+    let server_url = args.server_url.clone().unwrap_or_else(|| url.clone());
+
+    let boot = bootstrap::run(
+        &store,
+        &data_dir,
+        BootstrapOptions {
+            admin_email: args.bootstrap_admin_email.clone(),
+            admin_password: args.bootstrap_admin_password.clone(),
+            enroll_secret: args.bootstrap_enroll_secret.clone(),
+            server_url: server_url.clone(),
+        },
+    )
+    .await?;
+
+    let result_log = result_log::ResultLog::open(&data_dir.join("osquery-results.log"))?;
+    let state: SharedState = Arc::new(AppState::new(store.clone(), result_log));
+    state
+        .settings
+        .reload(&store)
+        .await
+        .context("loading settings")?;
+    let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let workers = workers::spawn_all(&state, &shutdown_rx);
+    let handle = axum_server::Handle::new();
+    let tls_files = if args.plain_http {
+        None
+    } else {
+        Some(tls::ensure_files(
+            &data_dir,
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+        )?)
+    };
+    print_banner(
+        &args,
+        &data_dir,
+        &url,
+        &server_url,
+        &store,
+        &boot,
+        tls_files.as_ref(),
+    );
+
+    let server = match &tls_files {
+        Some(files) => {
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
+            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(async move { server.serve(app).await })
+        }
+    };
+    tracing::info!(%url, database = store.backend().name(), "herd started");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    server.await.context("server task")?.context("serving")?;
+    let _ = shutdown_tx.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    workers::flush_seen_times(&state)
+        .await
+        .context("flushing last-seen times")?;
+    store.close().await;
+    tracing::info!("herd stopped");
+    Ok(())
+}
+
+fn host_for_url(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn print_banner(
+    args: &ServeArgs,
+    data_dir: &Path,
+    url: &str,
+    server_url: &str,
+    store: &Store,
+    boot: &bootstrap::Bootstrapped,
+    tls: Option<&tls::TlsFiles>,
+) {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!(
+        "herd {} is listening on {url}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    line(format!(
+        "  database:        {}",
+        match store.backend() {
+            herd_store::Backend::Sqlite =>
+                format!("sqlite ({})", data_dir.join("herd.db").display()),
+            herd_store::Backend::Postgres => "postgres".to_string(),
+        }
+    ));
+    line(format!("  admin login:     {}", boot.admin_email));
+    line(format!(
+        "  admin password:  {}",
+        match &boot.admin_password {
+            AdminPassword::Generated(password) =>
+                format!("{password}   (generated now and shown only this once)"),
+            AdminPassword::FromEnvironment => "from HERD_BOOTSTRAP_ADMIN_PASSWORD".to_string(),
+            AdminPassword::Unchanged =>
+                "unchanged (forgot it? run `herd reset-admin-password EMAIL`)".to_string(),
+        }
+    ));
+    let secret_path = data_dir.join("enroll-secret");
+    match &boot.enroll_secret {
+        Some(secret) => line(format!(
+            "  enroll secret:   {secret}   (also in {})",
+            secret_path.display()
+        )),
+        None => line(
+            "  enroll secret:   none (add one with POST /api/v1/fleet/spec/enroll_secret)"
+                .to_string(),
+        ),
+    }
+    if let Some(tls) = tls {
+        let how = if tls.generated {
+            ", self-signed, generated now"
+        } else {
+            ""
+        };
+        line(format!("  TLS certificate: {}{how}", tls.cert.display()));
+    }
+    line(String::new());
+    let tls_hostname = server_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(server_url)
+        .trim_end_matches('/');
+    line("Enroll a host running osquery:".to_string());
+    let mut flags = vec![format!("--tls_hostname={tls_hostname}")];
+    if let Some(tls) = tls {
+        let cert = std::fs::canonicalize(&tls.cert).unwrap_or_else(|_| tls.cert.clone());
+        flags.push(format!("--tls_server_certs={}", cert.display()));
+    }
+    flags.extend([
+        format!("--enroll_secret_path={}", secret_path.display()),
+        "--host_identifier=uuid".into(),
+        "--enroll_tls_endpoint=/api/osquery/enroll".into(),
+        "--config_plugin=tls".into(),
+        "--config_tls_endpoint=/api/osquery/config".into(),
+        "--config_refresh=60".into(),
+        "--disable_distributed=false".into(),
+        "--distributed_plugin=tls".into(),
+        "--distributed_interval=10".into(),
+        "--distributed_tls_max_attempts=3".into(),
+        "--distributed_tls_read_endpoint=/api/osquery/distributed/read".into(),
+        "--distributed_tls_write_endpoint=/api/osquery/distributed/write".into(),
+        "--logger_plugin=tls".into(),
+        "--logger_tls_endpoint=/api/osquery/log".into(),
+        "--logger_tls_period=10".into(),
+    ]);
+    line(format!(
+        "  sudo osqueryd \\\n    {}",
+        flags.join(" \\\n    ")
+    ));
+    if args.plain_http {
+        line(
+            "\nServing plain HTTP: put a TLS-terminating proxy in front (osquery only talks TLS)."
+                .to_string(),
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// `herd reset-admin-password EMAIL`: sets a new generated password for a user and prints it.
+pub async fn reset_password(args: &ServeArgs, email: &str) -> Result<()> {
+    let store = Store::open(&database_url(args))
+        .await
+        .context("opening the database")?;
+    let mut user = store
+        .user_by_email(email)
+        .await?
+        .with_context(|| format!("no user with email {email}"))?;
+    let password = secrets::generate_password();
+    user.password_hash =
+        secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    store.update_user(&user, state::now_ms()).await?;
+    store.delete_user_sessions(user.id).await?;
+    println!("new password for {}: {password}", user.email);
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! What every request handler shares.
+
+use crate::host_cache::HostCache;
+use crate::metrics::Metrics;
+use crate::rate_limit::FailureLimiter;
+use crate::result_log::ResultLog;
+use crate::seen_times::SeenTimes;
+use crate::settings::SettingsCache;
+use herd_core::{DAY_MS, Millis};
+use herd_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sessions of interactive users expire this long after login (Fleet's default `session_duration`).
+/// API-only users' sessions do not expire; delete the user or log out to revoke them.
+pub const SESSION_LIFETIME_MS: Millis = 5 * DAY_MS;
+
+pub struct AppState {
+    pub store: Store,
+    pub hosts: HostCache,
+    pub seen: SeenTimes,
+    pub settings: SettingsCache,
+    pub metrics: Metrics,
+    /// Failed logins and bad bearer tokens: Fleet's 10 a minute per address.
+    pub login_limiter: FailureLimiter,
+    /// Bad enroll secrets, per address.
+    pub enroll_limiter: FailureLimiter,
+    pub result_log: ResultLog,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(store: Store, result_log: ResultLog) -> AppState {
+        AppState {
+            store,
+            hosts: HostCache::default(),
+            seen: SeenTimes::default(),
+            settings: SettingsCache::default(),
+            metrics: Metrics::default(),
+            login_limiter: FailureLimiter::new(10, Duration::from_secs(60)),
+            enroll_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
+            result_log,
+        }
+    }
+}
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}

@@ -1,0 +1,125 @@
+//! Store records to Fleet's wire shapes.
+
+use crate::state::AppState;
+use chrono::{DateTime, SecondsFormat, Utc};
+use herd_core::Millis;
+use herd_core::host_status::host_status;
+use herd_proto::fleet::{EnrollSecret, Host, HostIssues, Team, User, UserTeam};
+use herd_store::{HostRecord, StoredSecret, TeamRecord, UserRecord};
+
+pub fn rfc3339(ms: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
+    // A check-in this server has not flushed yet is still a check-in.
+    let seen_time = record.seen_time.max(state.seen.get(record.id));
+    let status = host_status(
+        seen_time,
+        record.distributed_interval,
+        record.config_tls_refresh,
+        now,
+    );
+    let display_name = if record.computer_name.is_empty() {
+        record.hostname.clone()
+    } else {
+        record.computer_name.clone()
+    };
+    Host {
+        id: record.id,
+        uuid: record.uuid,
+        osquery_host_id: record.osquery_host_id,
+        display_name,
+        hostname: record.hostname,
+        computer_name: record.computer_name,
+        platform: record.platform,
+        platform_like: record.platform_like,
+        os_version: record.os_version,
+        build: record.os_build,
+        osquery_version: record.osquery_version,
+        hardware_serial: record.hardware_serial,
+        hardware_model: record.hardware_model,
+        hardware_vendor: record.hardware_vendor,
+        cpu_brand: record.cpu_brand,
+        cpu_type: record.cpu_type,
+        cpu_physical_cores: record.cpu_physical_cores,
+        cpu_logical_cores: record.cpu_logical_cores,
+        memory: record.memory,
+        uptime: record
+            .uptime_seconds
+            .map(|s| s.saturating_mul(1_000_000_000)),
+        primary_ip: record.primary_ip,
+        primary_mac: record.primary_mac,
+        gigs_disk_space_available: record.gigs_disk_space_available,
+        percent_disk_space_available: record.percent_disk_space_available,
+        gigs_total_disk_space: record.gigs_total_disk_space,
+        distributed_interval: record.distributed_interval,
+        config_tls_refresh: record.config_tls_refresh,
+        logger_tls_period: record.logger_tls_period,
+        team_id: record.team_id,
+        team_name: record.team_name,
+        status: status.as_str().to_string(),
+        seen_time: seen_time.map(rfc3339),
+        created_at: rfc3339(record.created_at),
+        last_enrolled_at: rfc3339(record.last_enrolled_at),
+        detail_updated_at: record.detail_updated_at.map(rfc3339),
+        refetch_requested: record.refetch_requested_at.is_some(),
+        issues: HostIssues::default(),
+    }
+}
+
+pub fn secret(stored: StoredSecret) -> EnrollSecret {
+    EnrollSecret {
+        secret: stored.secret,
+        created_at: Some(rfc3339(stored.created_at)),
+        team_id: stored.team_id,
+    }
+}
+
+pub fn team(record: TeamRecord) -> Team {
+    Team {
+        id: record.id,
+        name: record.name,
+        description: record.description,
+        host_count: record.host_count,
+        user_count: record.user_count,
+        agent_options: record.agent_options,
+        secrets: record.secrets.into_iter().map(secret).collect(),
+        created_at: rfc3339(record.created_at),
+    }
+}
+
+pub fn user(record: &UserRecord) -> User {
+    User {
+        id: record.id,
+        name: record.name.clone(),
+        email: record.email.clone(),
+        global_role: record.global_role.map(|r| r.as_str().to_string()),
+        teams: record
+            .team_roles
+            .iter()
+            .map(|(id, name, role)| UserTeam {
+                id: *id,
+                name: name.clone(),
+                role: role.as_str().to_string(),
+            })
+            .collect(),
+        api_only: record.api_only,
+        sso_enabled: false,
+        force_password_reset: record.force_password_reset,
+        gravatar_url: String::new(),
+        created_at: rfc3339(record.created_at),
+        updated_at: rfc3339(record.updated_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,144 @@
+//! Background workers: named types, registered in one place ([`spawn_all`]), each reporting its runs and
+//! failures to the metrics (`herd_worker_*`).
+
+use crate::state::{SharedState, now_ms};
+use herd_core::{HOUR_MS, Millis, SECOND_MS};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub trait Worker: Send + 'static {
+    const NAME: &'static str;
+    fn period(&self) -> Duration;
+    fn run(
+        &mut self,
+        state: &SharedState,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Writes last-seen times gathered in memory to the store.
+pub struct SeenTimeFlusher;
+
+impl Worker for SeenTimeFlusher {
+    const NAME: &'static str = "seen_time_flusher";
+    fn period(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        flush_seen_times(state).await
+    }
+}
+
+pub async fn flush_seen_times(state: &SharedState) -> anyhow::Result<()> {
+    let pending = state.seen.take();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    if let Err(err) = state.store.flush_seen_times(&pending).await {
+        // Keep them for the next attempt: a seen time is only lost if the process dies too.
+        state.seen.restore(pending);
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// How far back each change-feed poll looks, beyond its previous poll: covers PostgreSQL transactions that
+/// commit out of order and small clock differences between servers.
+const CHANGE_FEED_OVERLAP_MS: Millis = 30 * SECOND_MS;
+
+/// Evicts hosts whose cached check-in state another server (or this one) changed.
+#[derive(Default)]
+pub struct ChangeFeed {
+    last_poll: Option<Millis>,
+    handled: HashSet<(i64, Millis)>,
+}
+
+impl Worker for ChangeFeed {
+    const NAME: &'static str = "host_change_feed";
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        let now = now_ms();
+        let since = self.last_poll.map_or(now - CHANGE_FEED_OVERLAP_MS, |last| {
+            last - CHANGE_FEED_OVERLAP_MS
+        });
+        let changes = state.store.changed_hosts_since(since).await?;
+        for change in changes {
+            if self.handled.insert(change) {
+                state.hosts.evict(change.0);
+            }
+        }
+        self.handled.retain(|(_, at)| *at >= since);
+        self.last_poll = Some(now);
+        Ok(())
+    }
+}
+
+/// Reloads the configuration, team agent options and enroll secrets, so every server converges on them.
+pub struct SettingsReloader;
+
+impl Worker for SettingsReloader {
+    const NAME: &'static str = "settings_reloader";
+    fn period(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        Ok(state.settings.reload(&state.store).await?)
+    }
+}
+
+/// Drops expired sessions and change-feed rows no server needs any more.
+pub struct Housekeeping;
+
+impl Worker for Housekeeping {
+    const NAME: &'static str = "housekeeping";
+    fn period(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        let now = now_ms();
+        state.store.prune_expired_sessions(now).await?;
+        state.store.prune_host_changes(now - HOUR_MS).await?;
+        Ok(())
+    }
+}
+
+fn spawn<W: Worker>(
+    mut worker: W,
+    state: SharedState,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(worker.period());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let result = worker.run(&state).await;
+            if let Err(err) = &result {
+                tracing::warn!(
+                    worker = W::NAME,
+                    error = format!("{err:#}"),
+                    "worker run failed"
+                );
+            }
+            state
+                .metrics
+                .worker_ran(W::NAME, result.map_err(|e| format!("{e:#}")));
+        }
+    })
+}
+
+/// Every background worker of the server. Add new workers here.
+pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        spawn(SeenTimeFlusher, state.clone(), shutdown.clone()),
+        spawn(ChangeFeed::default(), state.clone(), shutdown.clone()),
+        spawn(SettingsReloader, state.clone(), shutdown.clone()),
+        spawn(Housekeeping, state.clone(), shutdown.clone()),
+    ]
+}
