@@ -87,11 +87,19 @@ async fn body_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let bytes = read_body(req.into_body(), limit).await?;
-    if gzipped {
-        parse_json(&gunzip(&bytes)?)
+    let bytes = if gzipped {
+        gunzip(&bytes)?
     } else {
-        parse_json(&bytes)
+        bytes.to_vec()
+    };
+    // Every herd endpoint takes a JSON object; serde would otherwise read `[]` as a struct of defaults.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(BodyError::Malformed(
+            "request body must be a json object".into(),
+        ));
     }
+    parse_json(&bytes)
 }
 
 impl From<BodyError> for ApiError {

@@ -151,12 +151,28 @@ fn parse_list_params(
     })
 }
 
+/// Status filters run in SQL on last-seen times; write this server's pending ones first so a host that just
+/// checked in here is online in the listing too. (Other servers' pending times are at most one flush period
+/// old, well inside the one-minute grace of the online rule.)
+async fn flush_before_status_filter(
+    state: &SharedState,
+    filter: &HostFilter,
+) -> Result<(), ApiError> {
+    if filter.status.is_some() {
+        crate::workers::flush_seen_times(state)
+            .await
+            .map_err(ApiError::Internal)?;
+    }
+    Ok(())
+}
+
 async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<HostsResponse>, ApiError> {
     let p = parse_list_params(&params, &auth, true)?;
+    flush_before_status_filter(&state, &p.filter).await?;
     let now = now_ms();
     let offset = p.page.saturating_mul(p.per_page);
     let records = state
@@ -177,6 +193,7 @@ async fn count(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<CountResponse>, ApiError> {
     let p = parse_list_params(&params, &auth, false)?;
+    flush_before_status_filter(&state, &p.filter).await?;
     Ok(Json(CountResponse {
         count: state.store.count_hosts(&p.filter, now_ms()).await?,
     }))

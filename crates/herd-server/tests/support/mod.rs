@@ -1,0 +1,430 @@
+//! Starts the real `herd` binary on an OS-chosen loopback port and talks to it over HTTPS, pinning the
+//! certificate the server generated, as an operator following the README would.
+
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const ADMIN_EMAIL: &str = "admin@herd.local";
+pub const ADMIN_PASSWORD: &str = "admin-password-1!";
+pub const ENROLL_SECRET: &str = "test-enroll-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `case` against a server on SQLite or on PostgreSQL (skipped without PostgreSQL, unless required).
+pub async fn with_server<F, Fut>(backend: Backend, case: F)
+where
+    F: FnOnce(Server) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => match herd_store::testing::fresh_postgres_url().await {
+            Some(url) => Some(url),
+            None => return,
+        },
+    };
+    let server = Server::start(tempfile::tempdir().unwrap().keep(), database_url);
+    case(server).await;
+}
+
+/// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`.
+#[macro_export]
+macro_rules! server_cases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { $crate::support::with_server($crate::support::Backend::Sqlite, super::$case).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { $crate::support::with_server($crate::support::Backend::Postgres, super::$case).await })*
+        }
+    };
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub url: String,
+    pub client: Client,
+    pub stdout: Vec<String>,
+}
+
+fn client_for(cert: &Path) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(cert).expect("server certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    pub fn start(data_dir: PathBuf, database_url: Option<String>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herd"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("HERD_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("HERD_BOOTSTRAP_ENROLL_SECRET", ENROLL_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = &database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command.spawn().expect("starting herd");
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut printed = Vec::new();
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    printed.push(line.clone());
+                    if let Some(rest) = line.split(" is listening on ").nth(1) {
+                        break rest.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    panic!(
+                        "herd did not print its URL within 60 s (exit: {status:?}); it printed: {printed:#?}"
+                    );
+                }
+            }
+        };
+        // Keep reading the banner until its end, without blocking on it.
+        while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
+            printed.push(line);
+        }
+        let client = client_for(&data_dir.join("tls/cert.pem"));
+        Server {
+            child: Some(child),
+            data_dir,
+            database_url,
+            url,
+            client,
+            stdout: printed,
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herd did not exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a fresh process on the same data dir and database.
+    pub fn restart(mut self) -> Server {
+        assert!(self.stop().success());
+        Server::start(self.data_dir.clone(), self.database_url.clone())
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: non-JSON body {text:?}"))
+        };
+        (status, value)
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}: non-JSON body {text:?}")),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                "/api/v1/fleet/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {email}: {body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with a global role (`team` None) or a role in one team, and logs in as them.
+    pub async fn user_token(
+        &self,
+        admin: &str,
+        email: &str,
+        role: &str,
+        team: Option<i64>,
+    ) -> String {
+        let password = "user-password-1!";
+        let mut body = json!({"name": email, "email": email, "password": password});
+        match team {
+            None => body["global_role"] = json!(role),
+            Some(team) => body["teams"] = json!([{"id": team, "role": role}]),
+        }
+        let (status, created) = self.post("/api/v1/fleet/users/admin", admin, body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        self.login(email, password).await
+    }
+
+    /// An osquery TLS API call, as osqueryd makes it.
+    pub async fn osquery(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("User-Agent", "osquery/5.12.1")
+            .json(&body)
+            .send()
+            .await
+            .expect("osquery request");
+        let status = response.status();
+        (
+            status,
+            response
+                .json()
+                .await
+                .expect("osquery endpoints always answer JSON"),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A host speaking the osquery protocol, with the identity a real one would report.
+pub struct TestHost {
+    pub uuid: String,
+    pub hostname: String,
+    pub node_key: String,
+}
+
+impl TestHost {
+    pub fn new(name: &str) -> TestHost {
+        TestHost {
+            uuid: format!("UUID-{name}").to_uppercase(),
+            hostname: name.to_string(),
+            node_key: String::new(),
+        }
+    }
+
+    pub fn enroll_body(&self, secret: &str) -> Value {
+        json!({
+            "enroll_secret": secret,
+            "host_identifier": self.hostname,
+            "platform_type": "9",
+            "host_details": {
+                "os_version": {"name": "Ubuntu", "version": "22.04.4 LTS (Jammy Jellyfish)", "major": "22", "minor": "4", "patch": "0", "platform": "ubuntu", "platform_like": "debian"},
+                "osquery_info": {"version": "5.12.1", "uuid": self.uuid},
+                "system_info": {"uuid": self.uuid, "hostname": self.hostname, "hardware_serial": format!("SN-{}", self.hostname)},
+                "platform_info": {"vendor": "test"}
+            }
+        })
+    }
+
+    pub async fn enroll(&mut self, server: &Server, secret: &str) -> (StatusCode, Value) {
+        let (status, body) = server
+            .osquery("/api/osquery/enroll", self.enroll_body(secret))
+            .await;
+        if status == StatusCode::OK {
+            self.node_key = body["node_key"].as_str().unwrap().to_string();
+        }
+        (status, body)
+    }
+
+    pub async fn read(&self, server: &Server) -> (StatusCode, Value) {
+        server
+            .osquery(
+                "/api/osquery/distributed/read",
+                json!({"node_key": self.node_key}),
+            )
+            .await
+    }
+
+    pub async fn write(
+        &self,
+        server: &Server,
+        queries: Value,
+        statuses: Value,
+    ) -> (StatusCode, Value) {
+        server
+            .osquery(
+                "/api/osquery/distributed/write",
+                json!({"node_key": self.node_key, "queries": queries, "statuses": statuses, "messages": {}, "stats": {}}),
+            )
+            .await
+    }
+
+    /// Answers every vitals query of a distributed/read the way osquery on this test host would.
+    pub async fn answer_vitals(&self, server: &Server, read: &Value) -> (StatusCode, Value) {
+        let mut queries = serde_json::Map::new();
+        let mut statuses = serde_json::Map::new();
+        for name in read["queries"].as_object().unwrap().keys() {
+            let rows = match name.trim_start_matches("fleet_detail_query_") {
+                "os_version" => {
+                    json!([{"name": "Ubuntu", "version": "22.04.4 LTS (Jammy Jellyfish)", "major": "22", "minor": "4", "patch": "0", "build": "", "platform": "ubuntu", "platform_like": "debian", "arch": "x86_64"}])
+                }
+                "osquery_info" => json!([{"version": "5.12.1", "uuid": self.uuid}]),
+                "system_info" => {
+                    json!([{"uuid": self.uuid, "hostname": self.hostname, "computer_name": "", "cpu_brand": "Test CPU @ 3.0GHz", "cpu_type": "x86_64", "cpu_physical_cores": "4", "cpu_logical_cores": "8", "physical_memory": "17179869184", "hardware_vendor": "Acme", "hardware_model": "T1000", "hardware_serial": format!("SN-{}", self.hostname)}])
+                }
+                "uptime" => {
+                    json!([{"days": "0", "hours": "1", "minutes": "0", "seconds": "0", "total_seconds": "3600"}])
+                }
+                "network_interface" => {
+                    json!([{"address": "192.0.2.10", "mac": "00:11:22:33:44:55"}])
+                }
+                "disk_space" => {
+                    json!([{"percent_disk_space_available": "41.5", "gigs_disk_space_available": "98.2", "gigs_total_disk_space": "236.6"}])
+                }
+                "osquery_flags" => {
+                    json!([{"name": "distributed_interval", "value": "10"}, {"name": "config_tls_refresh", "value": "60"}, {"name": "logger_tls_period", "value": "10"}])
+                }
+                other => panic!("unexpected query {other}"),
+            };
+            queries.insert(name.clone(), rows);
+            // Old agents send statuses as strings: mix both.
+            statuses.insert(
+                name.clone(),
+                if name.ends_with("uptime") {
+                    json!("0")
+                } else {
+                    json!(0)
+                },
+            );
+        }
+        self.write(server, Value::Object(queries), Value::Object(statuses))
+            .await
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
