@@ -128,6 +128,26 @@ impl From<BodyError> for OsqueryError {
     }
 }
 
+/// A numeric id from the path (`/hosts/{id}`), refused with 422 naming `id` when it is not a number.
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        raw.parse::<i64>()
+            .map(PathId)
+            .map_err(|_| ApiError::invalid("id", format!("must be an integer, not {raw:?}")))
+    }
+}
+
 /// A JSON body of the REST API.
 pub struct ApiJson<T>(pub T);
 

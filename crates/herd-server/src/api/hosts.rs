@@ -2,7 +2,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::{Path, Query, State};
@@ -223,7 +223,7 @@ async fn authorized_host(
 async fn get_one(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<HostResponse>, ApiError> {
     let host = authorized_host(&state, &auth, id, Action::Read).await?;
     Ok(Json(HostResponse {
@@ -252,7 +252,7 @@ async fn by_identifier(
 async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     authorized_host(&state, &auth, id, Action::Write).await?;
     if !state.store.delete_host(id, now_ms()).await? {
@@ -267,7 +267,7 @@ async fn delete(
 async fn refetch(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     authorized_host(&state, &auth, id, Action::Refetch).await?;
     if !state.store.request_refetch(id, now_ms()).await? {
@@ -329,7 +329,7 @@ async fn transfer(
 async fn status_logs(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<StatusLogsResponse>, ApiError> {
     authorized_host(&state, &auth, id, Action::Read).await?;

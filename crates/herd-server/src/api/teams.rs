@@ -3,11 +3,11 @@
 use crate::agent_options;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herd_core::roles::{Action, Scope};
@@ -115,7 +115,7 @@ async fn create(
 async fn get_one(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<TeamResponse>, ApiError> {
     auth.require(Action::Read, Scope::Team(id))?;
     let mut team = team_or_404(&state, id).await?;
@@ -130,7 +130,7 @@ async fn get_one(
 async fn update(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(request): ApiJson<PatchTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
     auth.require(Action::AdministerTeam, Scope::Team(id))?;
@@ -166,7 +166,7 @@ async fn update(
 async fn set_agent_options(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(options): ApiJson<Value>,
 ) -> Result<Json<TeamResponse>, ApiError> {
     auth.require(Action::AdministerTeam, Scope::Team(id))?;
@@ -185,7 +185,7 @@ async fn set_agent_options(
 async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
     let moved = state
@@ -203,7 +203,7 @@ async fn delete(
 async fn team_secrets(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<SecretsResponse>, ApiError> {
     auth.require(Action::Write, Scope::Team(id))?;
     team_or_404(&state, id).await?;
@@ -216,7 +216,7 @@ async fn team_secrets(
 async fn replace_team_secrets(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(request): ApiJson<SecretsInput>,
 ) -> Result<Json<SecretsResponse>, ApiError> {
     auth.require(Action::Write, Scope::Team(id))?;

@@ -2,11 +2,11 @@
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::secrets::hash_password;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herd_core::roles::{Action, Role, Scope};
@@ -124,7 +124,7 @@ async fn create(
 async fn get_one(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<UserResponse>, ApiError> {
     if id != auth.user.id {
         auth.require(Action::AdministerServer, Scope::Global)?;
@@ -157,7 +157,7 @@ async fn ensure_other_admin_remains(state: &SharedState, user_id: i64) -> Result
 async fn update(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(request): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let is_admin = auth.actor.may(Action::AdministerServer, Scope::Global);
@@ -249,7 +249,7 @@ async fn update(
 async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
     let user = state

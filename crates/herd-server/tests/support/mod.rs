@@ -146,6 +146,12 @@ impl Server {
         }
     }
 
+    /// The same server with a new HTTP client (new connections).
+    pub fn with_fresh_client(mut self) -> Server {
+        self.client = client_for(&self.data_dir.join("tls/cert.pem"));
+        self
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
