@@ -532,9 +532,23 @@ async fn malformed_agent_requests_get_json_errors(server: Server) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let huge = vec![b' '; 40 << 20];
+    server
+        .assert_oversize_refused("/api/osquery/log", None, 40 << 20)
+        .await;
+    // A small gzip body that inflates past the limit is refused too, after reading it whole.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..130 {
+        bomb.write_all(&spaces).unwrap();
+    }
     let (status, reply) = server
-        .raw(Method::POST, "/api/osquery/log", None, &[], huge)
+        .raw(
+            Method::POST,
+            "/api/osquery/log",
+            None,
+            &[("Content-Encoding", "gzip")],
+            bomb.finish().unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
     let sql =

@@ -851,19 +851,9 @@ async fn bad_input_gets_clear_4xx(server: Server) {
             "{reply}"
         );
     }
-    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(5 << 20));
-    let (status, _) = server
-        .raw(
-            Method::POST,
-            "/api/v1/fleet/teams",
-            Some(&admin),
-            &[],
-            huge.into_bytes(),
-        )
+    server
+        .assert_oversize_refused("/api/v1/fleet/teams", Some(&admin), 5 << 20)
         .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    // The server answered before reading the whole body and closed that connection: start a fresh one.
-    let server = server.with_fresh_client();
     let (status, reply) = server.get("/api/v1/fleet/hosts/not-a-number", &admin).await;
     assert_eq!(
         (status, &reply["errors"][0]["name"]),

@@ -157,17 +157,14 @@ impl Server {
         let mut child = self.child.take().expect("server running");
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "herd did not exit within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("herd did not exit within 60 s of SIGTERM")
+            .expect("waiting for herd")
     }
 
     /// Starts a fresh process on the same data dir and database.
@@ -227,6 +224,29 @@ impl Server {
             serde_json::from_str(&text)
                 .unwrap_or_else(|_| panic!("{path}: non-JSON body {text:?}")),
         )
+    }
+
+    /// Sends a body over the server's limit. The server may answer 413 before reading it all and close the
+    /// connection, which the client can see as a broken connection instead: either way it is refused. Then
+    /// checks, on a fresh connection, that the server still serves.
+    pub async fn assert_oversize_refused(&self, path: &str, token: Option<&str>, size: usize) {
+        let client = client_for(&self.data_dir.join("tls/cert.pem"));
+        let mut request = client
+            .post(format!("{}{path}", self.url))
+            .body(vec![b' '; size]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Ok(response) = request.send().await {
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        let fresh = client_for(&self.data_dir.join("tls/cert.pem"));
+        let health = fresh
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .await
+            .expect("server still serving");
+        assert_eq!(health.status(), StatusCode::OK);
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
