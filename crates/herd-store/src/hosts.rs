@@ -571,6 +571,13 @@ impl Store {
     /// Writes last-seen times gathered in memory. A time never moves backwards (another server may have seen
     /// the host later).
     pub async fn flush_seen_times(&self, seen: &[(i64, Millis)]) -> Result<()> {
+        // One time per host: an UPDATE ... FROM that matches a row twice updates it with either value.
+        let mut latest: std::collections::BTreeMap<i64, Millis> = std::collections::BTreeMap::new();
+        for (host, at) in seen {
+            let entry = latest.entry(*host).or_insert(*at);
+            *entry = (*entry).max(*at);
+        }
+        let seen: Vec<(i64, Millis)> = latest.into_iter().collect();
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         for chunk in seen.chunks(1000) {
