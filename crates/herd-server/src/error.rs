@@ -30,6 +30,8 @@ pub enum ApiError {
     RateLimited { retry_after_s: u64 },
     #[error("request body too large")]
     TooLarge,
+    #[error("database unavailable, retry shortly")]
+    Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +114,10 @@ fn capitalised(text: &str) -> String {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::Unavailable;
+        }
         match err {
             StoreError::Conflict(reason) => ApiError::Conflict(reason),
             StoreError::NotFound(what) => ApiError::NotFound(what),
@@ -147,12 +154,18 @@ pub enum OsqueryError {
     RateLimited { retry_after_s: u64 },
     #[error("request body too large")]
     TooLarge,
+    #[error("database unavailable, retry shortly")]
+    Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
 impl From<StoreError> for OsqueryError {
     fn from(err: StoreError) -> Self {
+        if err.is_unavailable() {
+            tracing::warn!(error = %err, "database unavailable");
+            return OsqueryError::Unavailable;
+        }
         OsqueryError::Internal(err.into())
     }
 }
@@ -164,6 +177,7 @@ impl IntoResponse for OsqueryError {
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
             OsqueryError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
             OsqueryError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, false),
+            OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),
             OsqueryError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "osquery request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, false)

@@ -44,6 +44,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database cannot be reached right now (closed pool, timeout, connection failure): worth retrying,
+    /// unlike a bad query.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)
+            )
+        )
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as its message.
     fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
         match &err {
