@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::routing::post;
+use herd_core::Millis;
 use herd_core::due::{DueSettings, due_work};
 use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::vitals::{Vital, VitalsPatch};
@@ -145,17 +146,50 @@ async fn authenticate(
     }
 }
 
+/// Request bodies that carry a node key.
+trait NodeKeyed {
+    fn node_key(&self) -> Option<&str>;
+}
+
+impl NodeKeyed for NodeKeyRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+impl NodeKeyed for DistributedWriteRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+impl NodeKeyed for LogRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+/// Authenticates an agent request and records that the host was seen now.
+async fn check_in<T: NodeKeyed>(
+    state: &SharedState,
+    request: &OsqueryJson<T>,
+) -> Result<(CachedHost, Millis), OsqueryError> {
+    let host = authenticate(
+        state,
+        request.body.node_key(),
+        request.header_node_key.as_deref(),
+    )
+    .await?;
+    let now = now_ms();
+    state.seen.record(host.checkin.id, now);
+    Ok((host, now))
+}
+
 async fn config(
     State(state): State<SharedState>,
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let host = authenticate(
-        &state,
-        request.body.node_key.as_deref(),
-        request.header_node_key.as_deref(),
-    )
-    .await?;
-    state.seen.record(host.checkin.id, now_ms());
+    let (host, _) = check_in(&state, &request).await?;
     let settings = state.settings.get();
     let config = settings
         .agent_options(host.checkin.team_id)
@@ -173,14 +207,7 @@ async fn distributed_read(
     State(state): State<SharedState>,
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<DistributedReadResponse>, OsqueryError> {
-    let mut host = authenticate(
-        &state,
-        request.body.node_key.as_deref(),
-        request.header_node_key.as_deref(),
-    )
-    .await?;
-    let now = now_ms();
-    state.seen.record(host.checkin.id, now);
+    let (mut host, now) = check_in(&state, &request).await?;
     state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
     let due_settings = DueSettings {
         vitals_interval_ms: state.settings.get().vitals_interval_ms(),
@@ -231,14 +258,7 @@ async fn distributed_write(
     State(state): State<SharedState>,
     request: OsqueryJson<DistributedWriteRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let host = authenticate(
-        &state,
-        request.body.node_key.as_deref(),
-        request.header_node_key.as_deref(),
-    )
-    .await?;
-    let now = now_ms();
-    state.seen.record(host.checkin.id, now);
+    let (host, now) = check_in(&state, &request).await?;
     state
         .metrics
         .distributed_writes
@@ -289,14 +309,7 @@ async fn log(
     State(state): State<SharedState>,
     request: OsqueryJson<LogRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let host = authenticate(
-        &state,
-        request.body.node_key.as_deref(),
-        request.header_node_key.as_deref(),
-    )
-    .await?;
-    let now = now_ms();
-    state.seen.record(host.checkin.id, now);
+    let (host, now) = check_in(&state, &request).await?;
     let LogRequest { log_type, data, .. } = request.body;
     match log_type {
         LogType::Status => {

@@ -52,6 +52,35 @@ fn parse_team_roles(teams: &[UserTeamRequest]) -> Result<Vec<(i64, Role)>, ApiEr
         .collect()
 }
 
+/// A role in a team that does not exist is a mistake in the request, not a missing resource.
+fn unknown_team_is_invalid(err: herd_store::StoreError) -> ApiError {
+    match err {
+        herd_store::StoreError::NotFound("team") => {
+            ApiError::invalid("teams", "team does not exist")
+        }
+        other => other.into(),
+    }
+}
+
+/// argon2 is deliberately slow: hash on the blocking pool, not on the async workers.
+async fn hash_off_runtime(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))
+}
+
+async fn user_response(state: &SharedState, id: i64) -> Result<Json<UserResponse>, ApiError> {
+    let user = state
+        .store
+        .get_user(id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(Json(UserResponse {
+        user: wire::user(&user),
+    }))
+}
+
 async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
@@ -88,10 +117,7 @@ async fn create(
         ));
     }
     let password = request.password;
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
+    let password_hash = hash_off_runtime(password).await?;
     let new_user = NewUser {
         name: request.name.trim().to_string(),
         email: request.email,
@@ -105,20 +131,8 @@ async fn create(
         .store
         .create_user(&new_user, now_ms())
         .await
-        .map_err(|e| match e {
-            herd_store::StoreError::NotFound("team") => {
-                ApiError::invalid("teams", "team does not exist")
-            }
-            other => other.into(),
-        })?;
-    let user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(UserResponse {
-        user: wire::user(&user),
-    }))
+        .map_err(unknown_team_is_invalid)?;
+    user_response(&state, id).await
 }
 
 async fn get_one(
@@ -129,14 +143,7 @@ async fn get_one(
     if id != auth.user.id {
         auth.require(Action::AdministerServer, Scope::Global)?;
     }
-    let user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(UserResponse {
-        user: wire::user(&user),
-    }))
+    user_response(&state, id).await
 }
 
 /// Refuses changes that would leave the server without a global admin.
@@ -191,10 +198,7 @@ async fn update(
             ));
         }
         validate::password(&password).map_err(|r| ApiError::invalid("password", r))?;
-        user.password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
+        user.password_hash = hash_off_runtime(password).await?;
         user.force_password_reset = true;
     }
     if let Some(global_role) = request.global_role {
@@ -230,20 +234,8 @@ async fn update(
         .store
         .update_user(&user, now_ms())
         .await
-        .map_err(|e| match e {
-            herd_store::StoreError::NotFound("team") => {
-                ApiError::invalid("teams", "team does not exist")
-            }
-            other => other.into(),
-        })?;
-    let user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(UserResponse {
-        user: wire::user(&user),
-    }))
+        .map_err(unknown_team_is_invalid)?;
+    user_response(&state, id).await
 }
 
 async fn delete(
