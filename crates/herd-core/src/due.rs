@@ -145,3 +145,226 @@ mod tests {
         assert!(due_work(&state(Some(now), false, None), &SETTINGS, now).is_empty());
     }
 }
+
+/// A policy as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledPolicy {
+    pub id: i64,
+    /// None: a global policy (every host); Some: that team's hosts only.
+    pub team_id: Option<i64>,
+    pub platforms: crate::policy::PolicyPlatforms,
+    /// The policy's own interval, or the global default when it has none.
+    pub interval_ms: Millis,
+    /// Bumped whenever the query or platform changes: an answer to an older revision does not count.
+    pub revision: i64,
+}
+
+/// The host a plan is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostScope {
+    pub host_id: i64,
+    pub team_id: Option<i64>,
+    pub family: Option<crate::platform::PlatformFamily>,
+}
+
+/// When a host last ran one policy, and which revision of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyRun {
+    pub ran_at: Millis,
+    pub revision: i64,
+}
+
+impl ScheduledPolicy {
+    pub fn in_scope(&self, host: &HostScope) -> bool {
+        (self.team_id.is_none() || self.team_id == host.team_id)
+            && self.platforms.applies_to(host.family)
+    }
+}
+
+/// Which policies a host must run now, and when the next one of the others comes due.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyPlan {
+    pub due: Vec<i64>,
+    /// The earliest moment a policy that is not due now becomes due (None: nothing else in scope).
+    pub next_due_at: Option<Millis>,
+}
+
+/// A policy is due on a host in its scope when the host never ran it, ran an older revision (query or
+/// platform edited since), ran it longer ago than its interval plus the host's stable jitter, or when the
+/// host has a refetch pending.
+pub fn plan_policies(
+    host: &HostScope,
+    policies: &[ScheduledPolicy],
+    runs: &std::collections::HashMap<i64, PolicyRun>,
+    refetch_requested: bool,
+    now: Millis,
+) -> PolicyPlan {
+    let mut plan = PolicyPlan::default();
+    for policy in policies.iter().filter(|p| p.in_scope(host)) {
+        let next = match runs.get(&policy.id) {
+            Some(run) if run.revision == policy.revision => Some(
+                run.ran_at
+                    + policy.interval_ms
+                    + stable_jitter_ms(host.host_id, "policies", policy.interval_ms),
+            ),
+            _ => None,
+        };
+        match next {
+            Some(at) if !refetch_requested && now < at => {
+                plan.next_due_at = Some(plan.next_due_at.map_or(at, |n: Millis| n.min(at)));
+            }
+            _ => plan.due.push(policy.id),
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::platform::PlatformFamily::{Darwin, Linux};
+    use crate::policy::PolicyPlatforms;
+    use crate::{HOUR_MS, MINUTE_MS};
+    use std::collections::HashMap;
+
+    fn policy(
+        id: i64,
+        team: Option<i64>,
+        platforms: &str,
+        interval: Millis,
+        revision: i64,
+    ) -> ScheduledPolicy {
+        ScheduledPolicy {
+            id,
+            team_id: team,
+            platforms: PolicyPlatforms::parse(platforms).unwrap(),
+            interval_ms: interval,
+            revision,
+        }
+    }
+
+    #[test]
+    fn scope_and_schedule_table() {
+        let now = 1_000 * HOUR_MS;
+        let host = HostScope {
+            host_id: 7,
+            team_id: Some(1),
+            family: Some(Linux),
+        };
+        let jitter = |interval| stable_jitter_ms(7, "policies", interval);
+        let policies = vec![
+            policy(1, None, "", HOUR_MS, 1),         // global, all platforms
+            policy(2, Some(1), "linux", HOUR_MS, 1), // this team, linux
+            policy(3, Some(2), "", HOUR_MS, 1),      // another team: out of scope
+            policy(4, None, "darwin", HOUR_MS, 1),   // wrong platform: out of scope
+            policy(5, None, "", 5 * MINUTE_MS, 3),   // short interval, revision 3
+        ];
+        let run = |ago: Millis, revision| PolicyRun {
+            ran_at: now - ago,
+            revision,
+        };
+        struct Case {
+            what: &'static str,
+            runs: Vec<(i64, PolicyRun)>,
+            refetch: bool,
+            due: Vec<i64>,
+            next: Option<Millis>,
+        }
+        let cases = vec![
+            Case {
+                what: "never ran: everything in scope",
+                runs: vec![],
+                refetch: false,
+                due: vec![1, 2, 5],
+                next: None,
+            },
+            Case {
+                what: "all fresh",
+                runs: vec![
+                    (1, run(MINUTE_MS, 1)),
+                    (2, run(MINUTE_MS, 1)),
+                    (5, run(MINUTE_MS, 3)),
+                ],
+                refetch: false,
+                due: vec![],
+                next: Some(now - MINUTE_MS + 5 * MINUTE_MS + jitter(5 * MINUTE_MS)),
+            },
+            Case {
+                what: "short interval elapsed, long ones not",
+                runs: vec![
+                    (1, run(10 * MINUTE_MS, 1)),
+                    (2, run(10 * MINUTE_MS, 1)),
+                    (5, run(10 * MINUTE_MS, 3)),
+                ],
+                refetch: false,
+                due: vec![5],
+                next: Some(now - 10 * MINUTE_MS + HOUR_MS + jitter(HOUR_MS)),
+            },
+            Case {
+                what: "edited policy (older revision) is due at once",
+                runs: vec![
+                    (1, run(MINUTE_MS, 1)),
+                    (2, run(MINUTE_MS, 1)),
+                    (5, run(MINUTE_MS, 2)),
+                ],
+                refetch: false,
+                due: vec![5],
+                next: Some(now - MINUTE_MS + HOUR_MS + jitter(HOUR_MS)),
+            },
+            Case {
+                what: "refetch: everything in scope",
+                runs: vec![
+                    (1, run(MINUTE_MS, 1)),
+                    (2, run(MINUTE_MS, 1)),
+                    (5, run(MINUTE_MS, 3)),
+                ],
+                refetch: true,
+                due: vec![1, 2, 5],
+                next: None,
+            },
+            Case {
+                what: "interval plus jitter exactly elapsed",
+                runs: vec![
+                    (1, run(HOUR_MS + jitter(HOUR_MS), 1)),
+                    (2, run(0, 1)),
+                    (5, run(0, 3)),
+                ],
+                refetch: false,
+                due: vec![1],
+                next: Some(now + 5 * MINUTE_MS + jitter(5 * MINUTE_MS)),
+            },
+        ];
+        for case in cases {
+            let runs: HashMap<i64, PolicyRun> = case.runs.into_iter().collect();
+            let plan = plan_policies(&host, &policies, &runs, case.refetch, now);
+            assert_eq!(plan.due, case.due, "{}", case.what);
+            assert_eq!(plan.next_due_at, case.next, "{}", case.what);
+        }
+    }
+
+    #[test]
+    fn unknown_platform_runs_only_all_platform_policies() {
+        let host = HostScope {
+            host_id: 1,
+            team_id: None,
+            family: None,
+        };
+        let policies = vec![
+            policy(1, None, "", HOUR_MS, 1),
+            policy(2, None, "linux", HOUR_MS, 1),
+        ];
+        assert_eq!(
+            plan_policies(&host, &policies, &HashMap::new(), false, 0).due,
+            vec![1]
+        );
+        let mac = HostScope {
+            host_id: 1,
+            team_id: None,
+            family: Some(Darwin),
+        };
+        assert_eq!(
+            plan_policies(&mac, &policies, &HashMap::new(), false, 0).due,
+            vec![1]
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod due;
 pub mod host_status;
 pub mod jitter;
 pub mod platform;
+pub mod policy;
 pub mod roles;
 pub mod validate;
 pub mod vitals;

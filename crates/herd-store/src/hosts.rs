@@ -503,6 +503,14 @@ impl Store {
     pub async fn delete_host(&self, host_id: i64, now: Millis) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        let team: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT team_id FROM hosts WHERE id = $1")
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(team) = team {
+            crate::policies::move_host_answers(&mut tx, host_id, team, None, true, now).await?;
+        }
         let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1")
             .bind(host_id)
             .execute(&mut *tx)
@@ -534,17 +542,24 @@ impl Store {
         }
         let mut moved = 0;
         for chunk in host_ids.chunks(500) {
+            let mut current = SqlBuilder::new("SELECT id, team_id FROM hosts WHERE id IN ");
+            current.bind_ids(chunk);
+            let hosts: Vec<(i64, Option<i64>)> = current
+                .query()
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
             let mut sql = SqlBuilder::new("UPDATE hosts SET team_id = ");
             match team_id {
                 Some(team) => sql.bind(Arg::Int(team)),
                 None => sql.push("NULL"),
             };
-            sql.push(" WHERE id IN ")
-                .bind_ids(chunk)
-                .push(" RETURNING id");
-            let rows = sql.query().fetch_all(&mut *tx).await?;
-            for row in rows {
-                note_host_change(&mut tx, row.try_get(0)?, now).await?;
+            sql.push(" WHERE id IN ").bind_ids(chunk);
+            sql.query().execute(&mut *tx).await?;
+            for (host, old_team) in hosts {
+                crate::policies::note_host_moved(&mut tx, host, old_team, team_id, now).await?;
                 moved += 1;
             }
         }

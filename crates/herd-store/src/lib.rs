@@ -12,17 +12,22 @@
 //! - on SQLite all writes go through one connection (SQLite allows one writer; queueing in the pool is cheaper
 //!   than retrying on SQLITE_BUSY), reads through a separate pool that WAL lets run beside it.
 
+mod activities;
 mod config;
+mod devices;
 mod hosts;
 mod logs;
 mod migrate;
+mod policies;
 mod sql;
 pub mod testing;
 mod users;
 
+pub use activities::{ActivityRecord, Actor};
 pub use config::StoredSecret;
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
+pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord};
 pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -1,7 +1,6 @@
 //! Users, their sessions and their team roles; teams.
 
 use crate::config::StoredSecret;
-use crate::hosts::note_host_change;
 use crate::sql::to_bool;
 use crate::{Result, Store, StoreError};
 use herd_core::Millis;
@@ -407,7 +406,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for host in &hosts {
-            note_host_change(&mut tx, *host, now).await?;
+            crate::policies::note_host_moved(&mut tx, *host, Some(id), None, now).await?;
         }
         sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1")
             .bind(id)

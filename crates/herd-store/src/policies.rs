@@ -1,0 +1,594 @@
+//! Policies, hosts' answers to them, and the pass/fail counts kept exact by delta.
+//!
+//! Invariant (checked by the property test in `tests/policy_counts.rs`): for every policy and host team,
+//! `policy_counts` equals a recount of `policy_membership` joined to hosts, after every committed change.
+
+use crate::hosts::note_host_change;
+use crate::sql::{Arg, SqlBuilder};
+use crate::{Backend, Result, Store, StoreError};
+use herd_core::Millis;
+use herd_core::due::PolicyRun;
+use herd_core::policy::{PolicyResponse, count_delta};
+use sqlx::{Acquire, AnyConnection, Row};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRecord {
+    pub id: i64,
+    pub name: String,
+    pub query: String,
+    pub description: String,
+    pub resolution: String,
+    pub platform: String,
+    pub critical: bool,
+    pub team_id: Option<i64>,
+    pub author_id: Option<i64>,
+    pub author_name: String,
+    pub author_email: String,
+    pub interval_seconds: Option<i64>,
+    pub revision: i64,
+    pub passing_host_count: i64,
+    pub failing_host_count: i64,
+    pub host_count_updated_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The editable fields of a policy, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyFields {
+    pub name: String,
+    pub query: String,
+    pub description: String,
+    pub resolution: String,
+    /// Canonical platform text ("" or sorted comma list).
+    pub platform: String,
+    pub critical: bool,
+    pub interval_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyAuthor {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+}
+
+/// One answer of a host, to the revision of the policy it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyAnswer {
+    pub policy_id: i64,
+    pub revision: i64,
+    pub response: PolicyResponse,
+}
+
+/// A host's answer as host views show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPolicyAnswer {
+    pub policy: PolicyRecord,
+    pub response: PolicyResponse,
+}
+
+fn team_key(team_id: Option<i64>) -> i64 {
+    team_id.unwrap_or(0)
+}
+
+/// Columns of a policy with its counts: over every host, or over one host team's (`team_key` bound as $1
+/// when `for_team` is set).
+fn policy_select(for_team: bool) -> String {
+    let filter = if for_team { " AND c.team_key = $1" } else { "" };
+    format!(
+        "SELECT p.*, \
+         COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS passing_host_count, \
+         COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS failing_host_count \
+         FROM policies p"
+    )
+}
+
+fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        query: row.try_get("query")?,
+        description: row.try_get("description")?,
+        resolution: row.try_get("resolution")?,
+        platform: row.try_get("platform")?,
+        critical: row.try_get::<i64, _>("critical")? != 0,
+        team_id: row.try_get("team_id")?,
+        author_id: row.try_get("author_id")?,
+        author_name: row.try_get("author_name")?,
+        author_email: row.try_get("author_email")?,
+        interval_seconds: row.try_get("interval_seconds")?,
+        revision: row.try_get("revision")?,
+        passing_host_count: row.try_get("passing_host_count")?,
+        failing_host_count: row.try_get("failing_host_count")?,
+        host_count_updated_at: row.try_get("host_count_updated_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Adds a (passing, failing) delta to one policy's count for one host team, and stamps the policy.
+async fn apply_delta(
+    conn: &mut AnyConnection,
+    policy_id: i64,
+    key: i64,
+    delta: (i64, i64),
+    now: Millis,
+) -> Result<()> {
+    if delta == (0, 0) {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO policy_counts (policy_id, team_key, passing, failing) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (policy_id, team_key) DO UPDATE SET passing = policy_counts.passing + excluded.passing, \
+         failing = policy_counts.failing + excluded.failing",
+    )
+    .bind(policy_id)
+    .bind(key)
+    .bind(delta.0)
+    .bind(delta.1)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE policies SET host_count_updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(policy_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a host's answers along with the host from `old_team` to `new_team` (None: no team, or the host is
+/// being deleted when `deleting`): counts of global policies move between team keys; answers to team
+/// policies the host leaves are dropped and uncounted.
+pub(crate) async fn move_host_answers(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    old_team: Option<i64>,
+    new_team: Option<i64>,
+    deleting: bool,
+    now: Millis,
+) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT m.policy_id, m.passes, p.team_id FROM policy_membership m JOIN policies p ON p.id = m.policy_id \
+         WHERE m.host_id = $1",
+    )
+    .bind(host_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let policy_id: i64 = row.try_get(0)?;
+        let answer = PolicyResponse::from_stored(row.try_get(1)?);
+        let policy_team: Option<i64> = row.try_get(2)?;
+        let stays_in_scope = !deleting && (policy_team.is_none() || policy_team == new_team);
+        apply_delta(
+            conn,
+            policy_id,
+            team_key(old_team),
+            count_delta(answer, PolicyResponse::NoAnswer),
+            now,
+        )
+        .await?;
+        if stays_in_scope {
+            apply_delta(
+                conn,
+                policy_id,
+                team_key(new_team),
+                count_delta(PolicyResponse::NoAnswer, answer),
+                now,
+            )
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1 AND host_id = $2")
+                .bind(policy_id)
+                .bind(host_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_runs(text: &str) -> HashMap<i64, PolicyRun> {
+    let raw: BTreeMap<String, (i64, i64)> = serde_json::from_str(text).unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(id, (ran_at, revision))| {
+            Some((id.parse().ok()?, PolicyRun { ran_at, revision }))
+        })
+        .collect()
+}
+
+fn runs_text(runs: &HashMap<i64, PolicyRun>) -> String {
+    let raw: BTreeMap<String, (i64, i64)> = runs
+        .iter()
+        .map(|(id, run)| (id.to_string(), (run.ran_at, run.revision)))
+        .collect();
+    serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into())
+}
+
+impl Store {
+    pub async fn create_policy(
+        &self,
+        fields: &PolicyFields,
+        team_id: Option<i64>,
+        author: Option<&PolicyAuthor>,
+        now: Millis,
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO policies (name, query, description, resolution, platform, critical, team_id, scope_key, \
+             author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13) RETURNING id",
+        )
+        .bind(fields.name.trim())
+        .bind(&fields.query)
+        .bind(&fields.description)
+        .bind(&fields.resolution)
+        .bind(&fields.platform)
+        .bind(fields.critical as i64)
+        .bind(team_id)
+        .bind(team_key(team_id))
+        .bind(author.map(|a| a.id))
+        .bind(author.map(|a| a.name.clone()).unwrap_or_default())
+        .bind(author.map(|a| a.email.clone()).unwrap_or_default())
+        .bind(fields.interval_seconds)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+            _ => StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"),
+        })?;
+        Ok(id)
+    }
+
+    pub async fn get_policy(&self, id: i64) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE p.id = $1",
+            policy_select(false)
+        )))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    pub async fn policy_by_name(
+        &self,
+        team_id: Option<i64>,
+        name: &str,
+    ) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE p.scope_key = $1 AND p.name = $2",
+            policy_select(false)
+        )))
+        .bind(team_key(team_id))
+        .bind(name.trim())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    /// Policies of one scope (global when `team_id` is None), counts over every host.
+    pub async fn list_policies(&self, team_id: Option<i64>) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE p.scope_key = $1 ORDER BY p.id",
+            policy_select(false)
+        )))
+        .bind(team_key(team_id))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    /// Global policies with counts over one team's hosts only (a team's "inherited" policies).
+    pub async fn global_policies_for_team(&self, team_id: i64) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE p.scope_key = 0 ORDER BY p.id",
+            policy_select(true)
+        )))
+        .bind(team_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    /// Every policy of every scope (for the servers' schedule cache).
+    pub async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} ORDER BY p.id",
+            policy_select(false)
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    pub async fn count_policies(&self, team_id: Option<i64>) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE scope_key = $1")
+                .bind(team_key(team_id))
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Saves a policy's fields. When the query or platform changes, every host's answer is void: answers and
+    /// counts are cleared and the revision bumped, in one transaction, so no stale answer is ever counted.
+    pub async fn update_policy(
+        &self,
+        id: i64,
+        fields: &PolicyFields,
+        now: Millis,
+    ) -> Result<PolicyRecord> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let current = sqlx::query("SELECT query, platform FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("policy"))?;
+        let (query, platform): (String, String) = (current.try_get(0)?, current.try_get(1)?);
+        let voids_answers = query != fields.query || platform != fields.platform;
+        sqlx::query(
+            "UPDATE policies SET name = $1, query = $2, description = $3, resolution = $4, platform = $5, \
+             critical = $6, interval_seconds = $7, updated_at = $8, \
+             revision = revision + $9, host_count_updated_at = CASE WHEN $9 = 1 THEN $8 ELSE host_count_updated_at END \
+             WHERE id = $10",
+        )
+        .bind(fields.name.trim())
+        .bind(&fields.query)
+        .bind(&fields.description)
+        .bind(&fields.resolution)
+        .bind(&fields.platform)
+        .bind(fields.critical as i64)
+        .bind(fields.interval_seconds)
+        .bind(now)
+        .bind(voids_answers as i64)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"))?;
+        if voids_answers {
+            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM policy_counts WHERE policy_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.get_policy(id)
+            .await?
+            .ok_or(StoreError::NotFound("policy"))
+    }
+
+    /// Deletes policies (answers and counts go with them). Returns how many existed.
+    pub async fn delete_policies(&self, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = SqlBuilder::new("DELETE FROM policies WHERE id IN ");
+        sql.bind_ids(ids);
+        Ok(sql.query().execute(&self.writer).await?.rows_affected())
+    }
+
+    /// When a host last ran each policy (and which revision).
+    pub async fn host_policy_runs(&self, host_id: i64) -> Result<HashMap<i64, PolicyRun>> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT policy_runs FROM hosts WHERE id = $1")
+                .bind(host_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(text.as_deref().map(parse_runs).unwrap_or_default())
+    }
+
+    /// Applies one report of policy answers in one transaction: only answers that changed are written, the
+    /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
+    /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
+    pub async fn record_policy_results(
+        &self,
+        host_id: i64,
+        answers: &[PolicyAnswer],
+        now: Millis,
+    ) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let host = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT team_id, policy_runs FROM hosts WHERE id = $1{lock}"
+        )))
+        .bind(host_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(host) = host else { return Ok(false) };
+        let team: Option<i64> = host.try_get(0)?;
+        let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
+
+        let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
+        let mut current =
+            SqlBuilder::new("SELECT id, revision, team_id FROM policies WHERE id IN ");
+        current.bind_ids(&ids);
+        let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
+        for row in current.query().fetch_all(&mut *tx).await? {
+            revisions.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+        let mut existing = SqlBuilder::new(
+            "SELECT policy_id, passes, revision FROM policy_membership WHERE host_id = ",
+        );
+        existing
+            .bind(Arg::Int(host_id))
+            .push(" AND policy_id IN ")
+            .bind_ids(&ids);
+        let mut previous: HashMap<i64, (PolicyResponse, i64)> = HashMap::new();
+        for row in existing.query().fetch_all(&mut *tx).await? {
+            previous.insert(
+                row.try_get(0)?,
+                (
+                    PolicyResponse::from_stored(row.try_get(1)?),
+                    row.try_get(2)?,
+                ),
+            );
+        }
+
+        for answer in answers {
+            let Some((revision, policy_team)) = revisions.get(&answer.policy_id).copied() else {
+                continue;
+            };
+            // Stale revision, or a team policy the host has left since it was handed out.
+            if revision != answer.revision || (policy_team.is_some() && policy_team != team) {
+                continue;
+            }
+            runs.insert(
+                answer.policy_id,
+                PolicyRun {
+                    ran_at: now,
+                    revision,
+                },
+            );
+            let old = previous.get(&answer.policy_id).copied();
+            if old == Some((answer.response, revision)) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, revision = excluded.revision, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(answer.policy_id)
+            .bind(host_id)
+            .bind(answer.response.to_stored())
+            .bind(revision)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
+            apply_delta(
+                &mut tx,
+                answer.policy_id,
+                team_key(team),
+                count_delta(old_response, answer.response),
+                now,
+            )
+            .await?;
+        }
+        // Forget runs of policies that no longer exist, so the map stays as small as the policy set.
+        let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM policies")
+            .fetch_all(&mut *tx)
+            .await?;
+        runs.retain(|id, _| live.contains(id));
+        sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2 WHERE id = $3")
+            .bind(runs_text(&runs))
+            .bind(now)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A host's answers to every policy in its scope (those not run yet as no answer), for host views.
+    pub async fn host_policy_answers(
+        &self,
+        host_id: i64,
+        team_id: Option<i64>,
+    ) -> Result<Vec<HostPolicyAnswer>> {
+        let policies = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE p.team_id IS NULL OR p.team_id = $1 ORDER BY p.id",
+            policy_select(false)
+        )))
+        .bind(team_id.unwrap_or(-1))
+        .fetch_all(&self.reader)
+        .await?;
+        let answers: HashMap<i64, Option<i64>> =
+            sqlx::query("SELECT policy_id, passes FROM policy_membership WHERE host_id = $1")
+                .bind(host_id)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
+        policies
+            .iter()
+            .map(|row| {
+                let policy = policy_from_row(row)?;
+                let response = answers
+                    .get(&policy.id)
+                    .map_or(PolicyResponse::NoAnswer, |p| {
+                        PolicyResponse::from_stored(*p)
+                    });
+                Ok(HostPolicyAnswer { policy, response })
+            })
+            .collect()
+    }
+
+    /// Failing-policy counts of many hosts at once (host id → count), for host listings.
+    pub async fn failing_policy_counts(&self, host_ids: &[i64]) -> Result<HashMap<i64, i64>> {
+        if host_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut sql = SqlBuilder::new(
+            "SELECT host_id, COUNT(*) FROM policy_membership WHERE passes = 0 AND host_id IN ",
+        );
+        sql.bind_ids(host_ids).push(" GROUP BY host_id");
+        sql.query()
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Recounts answers from scratch (policy, team key) → (passing, failing): what the delta-maintained
+    /// counts must always equal. Used by tests and by `herd` health checks.
+    pub async fn recount_policy_answers(&self) -> Result<BTreeMap<(i64, i64), (i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT m.policy_id, COALESCE(h.team_id, 0), \
+             CAST(SUM(CASE WHEN m.passes = 1 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN m.passes = 0 THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM policy_membership m JOIN hosts h ON h.id = m.host_id GROUP BY m.policy_id, COALESCE(h.team_id, 0)",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let counts: (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
+            if counts != (0, 0) {
+                out.insert((r.try_get(0)?, r.try_get(1)?), counts);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The delta-maintained counts, in the shape of [`Store::recount_policy_answers`].
+    pub async fn stored_policy_counts(&self) -> Result<BTreeMap<(i64, i64), (i64, i64)>> {
+        let rows = sqlx::query("SELECT policy_id, team_key, passing, failing FROM policy_counts")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let counts: (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
+            if counts != (0, 0) {
+                out.insert((r.try_get(0)?, r.try_get(1)?), counts);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Used by host deletion and team moves (hosts.rs, users.rs) so counts follow hosts.
+pub(crate) async fn note_host_moved(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    old_team: Option<i64>,
+    new_team: Option<i64>,
+    now: Millis,
+) -> Result<()> {
+    move_host_answers(conn, host_id, old_team, new_team, false, now).await?;
+    note_host_change(conn, host_id, now).await
+}

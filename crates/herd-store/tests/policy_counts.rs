@@ -1,0 +1,232 @@
+//! Property: whatever sequence of results, host deletions, team moves and policy edits and deletions
+//! happens, the delta-maintained pass/fail counts equal a recount from the answers — on SQLite and on
+//! PostgreSQL.
+
+use herd_core::policy::PolicyResponse;
+use herd_core::vitals::VitalsPatch;
+use herd_store::{EnrollHost, PolicyAnswer, PolicyFields, Store};
+use proptest::prelude::*;
+
+const HOSTS: usize = 5;
+const POLICIES: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Event {
+    Answer {
+        host: usize,
+        policy: usize,
+        response: PolicyResponse,
+        stale: bool,
+    },
+    Move {
+        host: usize,
+        team: usize,
+    },
+    DeleteHost {
+        host: usize,
+    },
+    EditQuery {
+        policy: usize,
+    },
+    EditDescription {
+        policy: usize,
+    },
+    DeletePolicy {
+        policy: usize,
+    },
+}
+
+fn response() -> impl Strategy<Value = PolicyResponse> {
+    prop_oneof![
+        Just(PolicyResponse::Pass),
+        Just(PolicyResponse::Fail),
+        Just(PolicyResponse::NoAnswer)
+    ]
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        8 => (0..HOSTS, 0..POLICIES, response(), proptest::bool::weighted(0.1))
+            .prop_map(|(host, policy, response, stale)| Event::Answer { host, policy, response, stale }),
+        2 => (0..HOSTS, 0..3usize).prop_map(|(host, team)| Event::Move { host, team }),
+        1 => (0..HOSTS).prop_map(|host| Event::DeleteHost { host }),
+        1 => (0..POLICIES).prop_map(|policy| Event::EditQuery { policy }),
+        1 => (0..POLICIES).prop_map(|policy| Event::EditDescription { policy }),
+        1 => (0..POLICIES).prop_map(|policy| Event::DeletePolicy { policy }),
+    ]
+}
+
+fn fields(name: &str, query: &str) -> PolicyFields {
+    PolicyFields {
+        name: name.into(),
+        query: query.into(),
+        description: String::new(),
+        resolution: String::new(),
+        platform: String::new(),
+        critical: false,
+        interval_seconds: None,
+    }
+}
+
+async fn enroll(store: &Store, host: usize, generation: usize, team: Option<i64>) -> i64 {
+    let host = EnrollHost {
+        uuid: format!("host-{host}-{generation}"),
+        osquery_host_id: format!("host-{host}"),
+        node_key_hash: format!("key-{host}-{generation}"),
+        team_id: team,
+        platform_hint: "linux".into(),
+        details: VitalsPatch::default(),
+    };
+    store.enroll_host(&host, 0).await.unwrap()
+}
+
+async fn run(store: Store, events: Vec<Event>) {
+    let teams = [
+        None,
+        Some(store.create_team("one", "", &[], 0).await.unwrap()),
+        Some(store.create_team("two", "", &[], 0).await.unwrap()),
+    ];
+    let mut hosts = Vec::new();
+    for host in 0..HOSTS {
+        hosts.push(Some((
+            enroll(&store, host, 0, teams[host % 3]).await,
+            teams[host % 3],
+        )));
+    }
+    // A global policy, a team-one policy, another global one.
+    let mut policies = vec![
+        Some(
+            store
+                .create_policy(&fields("g1", "SELECT 1"), None, None, 0)
+                .await
+                .unwrap(),
+        ),
+        Some(
+            store
+                .create_policy(&fields("t1", "SELECT 2"), teams[1], None, 0)
+                .await
+                .unwrap(),
+        ),
+        Some(
+            store
+                .create_policy(&fields("g2", "SELECT 3"), None, None, 0)
+                .await
+                .unwrap(),
+        ),
+    ];
+    let mut generation = 1;
+    for (step, event) in events.iter().enumerate() {
+        let now = step as i64 + 1;
+        match event.clone() {
+            Event::Answer {
+                host,
+                policy,
+                response,
+                stale,
+            } => {
+                let (Some((host_id, _)), Some(policy_id)) = (hosts[host], policies[policy]) else {
+                    continue;
+                };
+                let revision =
+                    store.get_policy(policy_id).await.unwrap().unwrap().revision - stale as i64;
+                let answer = PolicyAnswer {
+                    policy_id,
+                    revision,
+                    response,
+                };
+                assert!(
+                    store
+                        .record_policy_results(host_id, &[answer], now)
+                        .await
+                        .unwrap()
+                );
+            }
+            Event::Move { host, team } => match hosts[host] {
+                Some((host_id, _)) => {
+                    store
+                        .transfer_hosts(teams[team], &[host_id], now)
+                        .await
+                        .unwrap();
+                    hosts[host] = Some((host_id, teams[team]));
+                }
+                None => {
+                    // A deleted host comes back (re-enrolls) into the team.
+                    hosts[host] = Some((
+                        enroll(&store, host, generation, teams[team]).await,
+                        teams[team],
+                    ));
+                    generation += 1;
+                }
+            },
+            Event::DeleteHost { host } => {
+                if let Some((host_id, _)) = hosts[host].take() {
+                    assert!(store.delete_host(host_id, now).await.unwrap());
+                }
+            }
+            Event::EditQuery { policy } | Event::EditDescription { policy } => {
+                let Some(policy_id) = policies[policy] else {
+                    continue;
+                };
+                let mut edited = store.get_policy(policy_id).await.unwrap().unwrap();
+                if matches!(event, Event::EditQuery { .. }) {
+                    edited.query = format!("{} -- edited {step}", edited.query);
+                } else {
+                    edited.description = format!("edited {step}");
+                }
+                let fields = PolicyFields {
+                    description: edited.description,
+                    ..fields(&edited.name, &edited.query)
+                };
+                store.update_policy(policy_id, &fields, now).await.unwrap();
+            }
+            Event::DeletePolicy { policy } => {
+                if let Some(policy_id) = policies[policy].take() {
+                    assert_eq!(store.delete_policies(&[policy_id]).await.unwrap(), 1);
+                }
+            }
+        }
+        let stored = store.stored_policy_counts().await.unwrap();
+        let recount = store.recount_policy_answers().await.unwrap();
+        assert_eq!(stored, recount, "after step {step}: {event:?}");
+    }
+    // The team policy only ever counts hosts of its team.
+    if let Some(team_policy) = policies[1] {
+        let recount = store.recount_policy_answers().await.unwrap();
+        assert!(
+            recount
+                .keys()
+                .filter(|(p, _)| *p == team_policy)
+                .all(|(_, team)| Some(*team) == teams[1])
+        );
+    }
+    store.close().await;
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_counts_equal_a_recount(events in proptest::collection::vec(event(), 1..40)) {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("herd.db").to_string_lossy()).await.unwrap();
+            run(store, events).await;
+        });
+    }
+
+    #[test]
+    fn postgres_counts_equal_a_recount(events in proptest::collection::vec(event(), 1..40)) {
+        runtime().block_on(async {
+            if let Some(url) = herd_store::testing::fresh_postgres_url().await {
+                run(Store::open(&url).await.unwrap(), events).await;
+            }
+        });
+    }
+}
