@@ -21,29 +21,52 @@ pub struct CheckinState {
     pub refetch_requested: bool,
     /// Set when vitals were handed out and results are awaited (in memory only).
     pub vitals_sent_at: Option<Millis>,
+    /// The host's last policy plan: when it was made, and when its next policy comes due then (None: no
+    /// policy in scope). None: never planned on this server.
+    pub policy_plan: Option<(Millis, Option<Millis>)>,
+    /// Set when policies were handed out and results are awaited.
+    pub policies_sent_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DueSettings {
     pub vitals_interval_ms: Millis,
+    /// When the policy set last changed (created, edited, deleted): plans older than this are stale.
+    pub policies_changed_at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DueWork {
     pub vitals: Vec<Vital>,
+    /// Some policy may be due: plan the host's policies (which needs its run history).
+    pub plan_policies: bool,
     pub accelerate_s: Option<u32>,
 }
 
 impl DueWork {
     pub fn is_empty(&self) -> bool {
-        self.vitals.is_empty() && self.accelerate_s.is_none()
+        self.vitals.is_empty() && !self.plan_policies && self.accelerate_s.is_none()
+    }
+}
+
+/// Whether the host's policies must be planned now. Cheap: no run history needed, only the last plan.
+pub fn policies_need_planning(state: &CheckinState, settings: &DueSettings, now: Millis) -> bool {
+    if state.policies_sent_at.is_some_and(|sent| now - sent < RESULTS_AWAITED_MS) {
+        return false;
+    }
+    if state.refetch_requested {
+        return true;
+    }
+    match state.policy_plan {
+        None => true,
+        Some((planned_at, next_due_at)) => {
+            planned_at < settings.policies_changed_at || next_due_at.is_some_and(|at| now >= at)
+        }
     }
 }
 
 pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> bool {
-    let awaiting = state
-        .vitals_sent_at
-        .is_some_and(|sent| now - sent < RESULTS_AWAITED_MS);
+    let awaiting = state.vitals_sent_at.is_some_and(|sent| now - sent < RESULTS_AWAITED_MS);
     if awaiting {
         return false;
     }
@@ -60,17 +83,9 @@ pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> 
 }
 
 pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> DueWork {
-    let vitals = if vitals_due(state, settings, now) {
-        Vital::ALL.to_vec()
-    } else {
-        Vec::new()
-    };
-    let accelerate_s =
-        (state.vitals_updated_at.is_none() && !vitals.is_empty()).then_some(NEW_HOST_ACCELERATE_S);
-    DueWork {
-        vitals,
-        accelerate_s,
-    }
+    let vitals = if vitals_due(state, settings, now) { Vital::ALL.to_vec() } else { Vec::new() };
+    let accelerate_s = (state.vitals_updated_at.is_none() && !vitals.is_empty()).then_some(NEW_HOST_ACCELERATE_S);
+    DueWork { vitals, plan_policies: policies_need_planning(state, settings, now), accelerate_s }
 }
 
 #[cfg(test)]
@@ -78,9 +93,7 @@ mod tests {
     use super::*;
     use crate::HOUR_MS;
 
-    const SETTINGS: DueSettings = DueSettings {
-        vitals_interval_ms: HOUR_MS,
-    };
+    const SETTINGS: DueSettings = DueSettings { vitals_interval_ms: HOUR_MS, policies_changed_at: 0 };
 
     fn state(updated: Option<Millis>, refetch: bool, sent: Option<Millis>) -> CheckinState {
         CheckinState {
@@ -88,6 +101,34 @@ mod tests {
             vitals_updated_at: updated,
             refetch_requested: refetch,
             vitals_sent_at: sent,
+            // Planned long ago with nothing in scope: these cases are about vitals.
+            policy_plan: Some((1, None)),
+            policies_sent_at: None,
+        }
+    }
+
+    #[test]
+    fn policy_planning_table() {
+        let now = 1_000 * HOUR_MS;
+        let settings = DueSettings { vitals_interval_ms: HOUR_MS, policies_changed_at: now - HOUR_MS };
+        let with = |plan: Option<(Millis, Option<Millis>)>, refetch: bool, sent: Option<Millis>| CheckinState {
+            policy_plan: plan,
+            refetch_requested: refetch,
+            policies_sent_at: sent,
+            ..state(Some(now), false, None)
+        };
+        let cases: &[(&str, CheckinState, bool)] = &[
+            ("never planned", with(None, false, None), true),
+            ("planned, next not yet due", with(Some((now - MINUTE_MS, Some(now + MINUTE_MS))), false, None), false),
+            ("planned, next due now", with(Some((now - MINUTE_MS, Some(now))), false, None), true),
+            ("nothing in scope", with(Some((now - MINUTE_MS, None)), false, None), false),
+            ("policies changed since the plan", with(Some((now - 2 * HOUR_MS, None)), false, None), true),
+            ("refetch", with(Some((now - MINUTE_MS, None)), true, None), true),
+            ("results awaited", with(None, true, Some(now - MINUTE_MS)), false),
+            ("results lost", with(Some((now - 5 * MINUTE_MS, None)), true, Some(now - 3 * MINUTE_MS)), true),
+        ];
+        for (what, s, want) in cases {
+            assert_eq!(policies_need_planning(s, &settings, now), *want, "{what}");
         }
     }
 
@@ -97,36 +138,12 @@ mod tests {
         let jitter = stable_jitter_ms(42, "vitals", HOUR_MS);
         let cases: &[(&str, CheckinState, bool)] = &[
             ("never reported", state(None, false, None), true),
-            (
-                "fresh",
-                state(Some(now - 10 * MINUTE_MS), false, None),
-                false,
-            ),
-            (
-                "just before interval + jitter",
-                state(Some(now - HOUR_MS - jitter + 1), false, None),
-                false,
-            ),
-            (
-                "at interval + jitter",
-                state(Some(now - HOUR_MS - jitter), false, None),
-                true,
-            ),
-            (
-                "refetch overrides freshness",
-                state(Some(now - MINUTE_MS), true, None),
-                true,
-            ),
-            (
-                "sent a minute ago, awaiting",
-                state(None, true, Some(now - MINUTE_MS)),
-                false,
-            ),
-            (
-                "sent long ago, results lost",
-                state(None, false, Some(now - 3 * MINUTE_MS)),
-                true,
-            ),
+            ("fresh", state(Some(now - 10 * MINUTE_MS), false, None), false),
+            ("just before interval + jitter", state(Some(now - HOUR_MS - jitter + 1), false, None), false),
+            ("at interval + jitter", state(Some(now - HOUR_MS - jitter), false, None), true),
+            ("refetch overrides freshness", state(Some(now - MINUTE_MS), true, None), true),
+            ("sent a minute ago, awaiting", state(None, true, Some(now - MINUTE_MS)), false),
+            ("sent long ago, results lost", state(None, false, Some(now - 3 * MINUTE_MS)), true),
         ];
         for (what, s, want) in cases {
             assert_eq!(vitals_due(s, &SETTINGS, now), *want, "{what}");
@@ -176,8 +193,7 @@ pub struct PolicyRun {
 
 impl ScheduledPolicy {
     pub fn in_scope(&self, host: &HostScope) -> bool {
-        (self.team_id.is_none() || self.team_id == host.team_id)
-            && self.platforms.applies_to(host.family)
+        (self.team_id.is_none() || self.team_id == host.team_id) && self.platforms.applies_to(host.family)
     }
 }
 
@@ -202,11 +218,9 @@ pub fn plan_policies(
     let mut plan = PolicyPlan::default();
     for policy in policies.iter().filter(|p| p.in_scope(host)) {
         let next = match runs.get(&policy.id) {
-            Some(run) if run.revision == policy.revision => Some(
-                run.ran_at
-                    + policy.interval_ms
-                    + stable_jitter_ms(host.host_id, "policies", policy.interval_ms),
-            ),
+            Some(run) if run.revision == policy.revision => {
+                Some(run.ran_at + policy.interval_ms + stable_jitter_ms(host.host_id, "policies", policy.interval_ms))
+            }
             _ => None,
         };
         match next {
@@ -227,13 +241,7 @@ mod policy_tests {
     use crate::{HOUR_MS, MINUTE_MS};
     use std::collections::HashMap;
 
-    fn policy(
-        id: i64,
-        team: Option<i64>,
-        platforms: &str,
-        interval: Millis,
-        revision: i64,
-    ) -> ScheduledPolicy {
+    fn policy(id: i64, team: Option<i64>, platforms: &str, interval: Millis, revision: i64) -> ScheduledPolicy {
         ScheduledPolicy {
             id,
             team_id: team,
@@ -246,11 +254,7 @@ mod policy_tests {
     #[test]
     fn scope_and_schedule_table() {
         let now = 1_000 * HOUR_MS;
-        let host = HostScope {
-            host_id: 7,
-            team_id: Some(1),
-            family: Some(Linux),
-        };
+        let host = HostScope { host_id: 7, team_id: Some(1), family: Some(Linux) };
         let jitter = |interval| stable_jitter_ms(7, "policies", interval);
         let policies = vec![
             policy(1, None, "", HOUR_MS, 1),         // global, all platforms
@@ -259,10 +263,7 @@ mod policy_tests {
             policy(4, None, "darwin", HOUR_MS, 1),   // wrong platform: out of scope
             policy(5, None, "", 5 * MINUTE_MS, 3),   // short interval, revision 3
         ];
-        let run = |ago: Millis, revision| PolicyRun {
-            ran_at: now - ago,
-            revision,
-        };
+        let run = |ago: Millis, revision| PolicyRun { ran_at: now - ago, revision };
         struct Case {
             what: &'static str,
             runs: Vec<(i64, PolicyRun)>,
@@ -280,55 +281,35 @@ mod policy_tests {
             },
             Case {
                 what: "all fresh",
-                runs: vec![
-                    (1, run(MINUTE_MS, 1)),
-                    (2, run(MINUTE_MS, 1)),
-                    (5, run(MINUTE_MS, 3)),
-                ],
+                runs: vec![(1, run(MINUTE_MS, 1)), (2, run(MINUTE_MS, 1)), (5, run(MINUTE_MS, 3))],
                 refetch: false,
                 due: vec![],
                 next: Some(now - MINUTE_MS + 5 * MINUTE_MS + jitter(5 * MINUTE_MS)),
             },
             Case {
                 what: "short interval elapsed, long ones not",
-                runs: vec![
-                    (1, run(10 * MINUTE_MS, 1)),
-                    (2, run(10 * MINUTE_MS, 1)),
-                    (5, run(10 * MINUTE_MS, 3)),
-                ],
+                runs: vec![(1, run(10 * MINUTE_MS, 1)), (2, run(10 * MINUTE_MS, 1)), (5, run(10 * MINUTE_MS, 3))],
                 refetch: false,
                 due: vec![5],
                 next: Some(now - 10 * MINUTE_MS + HOUR_MS + jitter(HOUR_MS)),
             },
             Case {
                 what: "edited policy (older revision) is due at once",
-                runs: vec![
-                    (1, run(MINUTE_MS, 1)),
-                    (2, run(MINUTE_MS, 1)),
-                    (5, run(MINUTE_MS, 2)),
-                ],
+                runs: vec![(1, run(MINUTE_MS, 1)), (2, run(MINUTE_MS, 1)), (5, run(MINUTE_MS, 2))],
                 refetch: false,
                 due: vec![5],
                 next: Some(now - MINUTE_MS + HOUR_MS + jitter(HOUR_MS)),
             },
             Case {
                 what: "refetch: everything in scope",
-                runs: vec![
-                    (1, run(MINUTE_MS, 1)),
-                    (2, run(MINUTE_MS, 1)),
-                    (5, run(MINUTE_MS, 3)),
-                ],
+                runs: vec![(1, run(MINUTE_MS, 1)), (2, run(MINUTE_MS, 1)), (5, run(MINUTE_MS, 3))],
                 refetch: true,
                 due: vec![1, 2, 5],
                 next: None,
             },
             Case {
                 what: "interval plus jitter exactly elapsed",
-                runs: vec![
-                    (1, run(HOUR_MS + jitter(HOUR_MS), 1)),
-                    (2, run(0, 1)),
-                    (5, run(0, 3)),
-                ],
+                runs: vec![(1, run(HOUR_MS + jitter(HOUR_MS), 1)), (2, run(0, 1)), (5, run(0, 3))],
                 refetch: false,
                 due: vec![1],
                 next: Some(now + 5 * MINUTE_MS + jitter(5 * MINUTE_MS)),
@@ -344,27 +325,10 @@ mod policy_tests {
 
     #[test]
     fn unknown_platform_runs_only_all_platform_policies() {
-        let host = HostScope {
-            host_id: 1,
-            team_id: None,
-            family: None,
-        };
-        let policies = vec![
-            policy(1, None, "", HOUR_MS, 1),
-            policy(2, None, "linux", HOUR_MS, 1),
-        ];
-        assert_eq!(
-            plan_policies(&host, &policies, &HashMap::new(), false, 0).due,
-            vec![1]
-        );
-        let mac = HostScope {
-            host_id: 1,
-            team_id: None,
-            family: Some(Darwin),
-        };
-        assert_eq!(
-            plan_policies(&mac, &policies, &HashMap::new(), false, 0).due,
-            vec![1]
-        );
+        let host = HostScope { host_id: 1, team_id: None, family: None };
+        let policies = vec![policy(1, None, "", HOUR_MS, 1), policy(2, None, "linux", HOUR_MS, 1)];
+        assert_eq!(plan_policies(&host, &policies, &HashMap::new(), false, 0).due, vec![1]);
+        let mac = HostScope { host_id: 1, team_id: None, family: Some(Darwin) };
+        assert_eq!(plan_policies(&mac, &policies, &HashMap::new(), false, 0).due, vec![1]);
     }
 }

@@ -53,13 +53,8 @@ impl HostStatus {
 
 /// How long a host may stay silent and still be online: the longer of its distributed and config intervals
 /// (each in seconds, as osquery's flags report them) plus [`ONLINE_GRACE_MS`].
-pub fn online_window_ms(
-    distributed_interval_s: Option<i64>,
-    config_refresh_s: Option<i64>,
-) -> Millis {
-    let distributed = distributed_interval_s
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_CHECKIN_INTERVAL_S);
+pub fn online_window_ms(distributed_interval_s: Option<i64>, config_refresh_s: Option<i64>) -> Millis {
+    let distributed = distributed_interval_s.filter(|s| *s > 0).unwrap_or(DEFAULT_CHECKIN_INTERVAL_S);
     let config = config_refresh_s.filter(|s| *s > 0).unwrap_or(0);
     distributed.max(config) * SECOND_MS + ONLINE_GRACE_MS
 }
@@ -109,11 +104,7 @@ mod tests {
             (None, Some(10), None, HostStatus::Offline),
         ];
         for (seen, distributed, config, want) in cases {
-            assert_eq!(
-                host_status(*seen, *distributed, *config, now),
-                *want,
-                "{seen:?} {distributed:?} {config:?}"
-            );
+            assert_eq!(host_status(*seen, *distributed, *config, now), *want, "{seen:?} {distributed:?} {config:?}");
         }
     }
 

@@ -36,20 +36,12 @@ mod tests {
             assert_eq!(j, stable_jitter_ms(host, "vitals", interval));
             distinct.insert(j / 1000);
         }
-        assert!(
-            distinct.len() > 200,
-            "jitter should spread hosts, got {} distinct seconds",
-            distinct.len()
-        );
+        assert!(distinct.len() > 200, "jitter should spread hosts, got {} distinct seconds", distinct.len());
         assert_eq!(stable_jitter_ms(7, "vitals", 0), 0);
         assert_eq!(stable_jitter_ms(7, "vitals", -5), 0);
         assert_ne!(
-            (0..20)
-                .map(|h| stable_jitter_ms(h, "vitals", interval))
-                .collect::<Vec<_>>(),
-            (0..20)
-                .map(|h| stable_jitter_ms(h, "policies", interval))
-                .collect::<Vec<_>>()
+            (0..20).map(|h| stable_jitter_ms(h, "vitals", interval)).collect::<Vec<_>>(),
+            (0..20).map(|h| stable_jitter_ms(h, "policies", interval)).collect::<Vec<_>>()
         );
     }
 }

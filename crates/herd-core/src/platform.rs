@@ -70,9 +70,7 @@ impl PlatformFamily {
             "neon",
         ];
         let like = platform_like.to_ascii_lowercase();
-        if LINUX_IDS.contains(&platform.as_str())
-            || like.split_whitespace().any(|id| LINUX_IDS.contains(&id))
-        {
+        if LINUX_IDS.contains(&platform.as_str()) || like.split_whitespace().any(|id| LINUX_IDS.contains(&id)) {
             Some(Self::Linux)
         } else {
             None
@@ -113,11 +111,7 @@ mod tests {
             ("", "", None),
         ];
         for (platform, like, want) in cases {
-            assert_eq!(
-                PlatformFamily::of_host_platform(platform, like),
-                *want,
-                "{platform}/{like}"
-            );
+            assert_eq!(PlatformFamily::of_host_platform(platform, like), *want, "{platform}/{like}");
         }
     }
 

@@ -11,10 +11,7 @@ pub fn query_name(policy_id: i64) -> String {
 }
 
 pub fn policy_id_of_query(name: &str) -> Option<i64> {
-    name.strip_prefix(QUERY_PREFIX)?
-        .parse()
-        .ok()
-        .filter(|id: &i64| *id > 0)
+    name.strip_prefix(QUERY_PREFIX)?.parse().ok().filter(|id: &i64| *id > 0)
 }
 
 /// The platforms a policy targets: every platform (empty), or a set of families.
@@ -26,9 +23,8 @@ impl PolicyPlatforms {
     pub fn parse(text: &str) -> Result<PolicyPlatforms, String> {
         let mut families = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let family = PlatformFamily::parse(part).ok_or_else(|| {
-                format!("unknown platform {part:?}; expected darwin, windows, linux or chrome")
-            })?;
+            let family = PlatformFamily::parse(part)
+                .ok_or_else(|| format!("unknown platform {part:?}; expected darwin, windows, linux or chrome"))?;
             if !families.contains(&family) {
                 families.push(family);
             }
@@ -39,11 +35,7 @@ impl PolicyPlatforms {
 
     /// Canonical text: sorted, comma-separated, "" for all.
     pub fn to_text(&self) -> String {
-        self.0
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.0.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")
     }
 
     /// Whether a host of `family` runs the policy. A host whose platform is unknown runs only policies
@@ -119,17 +111,8 @@ mod tests {
     #[test]
     fn platforms() {
         assert_eq!(PolicyPlatforms::parse("").unwrap().to_text(), "");
-        assert_eq!(
-            PolicyPlatforms::parse("linux, darwin,linux")
-                .unwrap()
-                .to_text(),
-            "darwin,linux"
-        );
-        assert!(
-            PolicyPlatforms::parse("linux,beos")
-                .unwrap_err()
-                .contains("beos")
-        );
+        assert_eq!(PolicyPlatforms::parse("linux, darwin,linux").unwrap().to_text(), "darwin,linux");
+        assert!(PolicyPlatforms::parse("linux,beos").unwrap_err().contains("beos"));
         let linux = PolicyPlatforms::parse("linux").unwrap();
         assert!(linux.applies_to(Some(PlatformFamily::Linux)));
         assert!(!linux.applies_to(Some(PlatformFamily::Darwin)));

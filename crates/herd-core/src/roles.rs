@@ -70,11 +70,7 @@ impl Actor {
     pub fn role_in(&self, scope: Scope) -> Option<Role> {
         let team_role = match scope {
             Scope::Global => None,
-            Scope::Team(team) => self
-                .team_roles
-                .iter()
-                .find(|(id, _)| *id == team)
-                .map(|(_, role)| *role),
+            Scope::Team(team) => self.team_roles.iter().find(|(id, _)| *id == team).map(|(_, role)| *role),
         };
         self.global_role.max(team_role)
     }
@@ -94,11 +90,7 @@ impl Actor {
 
     /// Teams whose objects this user may see, or `None` when the user sees every team (global role).
     pub fn visible_teams(&self) -> Option<Vec<i64>> {
-        if self.global_role.is_some() {
-            None
-        } else {
-            Some(self.team_roles.iter().map(|(id, _)| *id).collect())
-        }
+        if self.global_role.is_some() { None } else { Some(self.team_roles.iter().map(|(id, _)| *id).collect()) }
     }
 }
 
@@ -108,11 +100,7 @@ mod tests {
     use Action::*;
 
     fn actor(global: Option<Role>, teams: &[(i64, Role)]) -> Actor {
-        Actor {
-            user_id: 1,
-            global_role: global,
-            team_roles: teams.to_vec(),
-        }
+        Actor { user_id: 1, global_role: global, team_roles: teams.to_vec() }
     }
 
     #[test]
@@ -144,21 +132,14 @@ mod tests {
             (&nobody, Read, g, false), (&nobody, Read, t1, false),
         ];
         for (i, (who, action, scope, want)) in cases.iter().enumerate() {
-            assert_eq!(
-                who.may(*action, *scope),
-                *want,
-                "case {i}: {who:?} {action:?} {scope:?}"
-            );
+            assert_eq!(who.may(*action, *scope), *want, "case {i}: {who:?} {action:?} {scope:?}");
         }
     }
 
     #[test]
     fn visibility() {
         assert_eq!(actor(Some(Role::Observer), &[]).visible_teams(), None);
-        assert_eq!(
-            actor(None, &[(3, Role::Observer), (5, Role::Admin)]).visible_teams(),
-            Some(vec![3, 5])
-        );
+        assert_eq!(actor(None, &[(3, Role::Observer), (5, Role::Admin)]).visible_teams(), Some(vec![3, 5]));
     }
 
     #[test]

@@ -113,11 +113,7 @@ impl Vital {
     /// Discovery SQL: returns a row only when every table the query reads exists on the host.
     pub fn discovery(self, family: Option<PlatformFamily>) -> String {
         let tables = self.tables(family);
-        let names = tables
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = tables.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
         format!(
             "SELECT 1 FROM (SELECT COUNT(*) AS present FROM osquery_registry \
              WHERE active = 1 AND registry = 'table' AND name IN ({names})) WHERE present = {}",
@@ -161,9 +157,7 @@ pub struct VitalsPatch {
 }
 
 fn text(row: &Row, column: &str) -> Option<String> {
-    row.get(column)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    row.get(column).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 fn integer(row: &Row, column: &str) -> Option<i64> {
@@ -171,9 +165,7 @@ fn integer(row: &Row, column: &str) -> Option<i64> {
 }
 
 fn real(row: &Row, column: &str) -> Option<f64> {
-    row.get(column)
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite())
+    row.get(column).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite())
 }
 
 /// "Ubuntu 22.04.3" from an os_version row: the product name and its numeric version when osquery has one,
@@ -181,9 +173,7 @@ fn real(row: &Row, column: &str) -> Option<f64> {
 fn os_version_label(row: &Row) -> Option<String> {
     let name = text(row, "name")?;
     let numeric = match (text(row, "major"), text(row, "minor"), text(row, "patch")) {
-        (Some(major), minor, patch)
-            if major != "0" || minor.as_deref().is_some_and(|m| m != "0") =>
-        {
+        (Some(major), minor, patch) if major != "0" || minor.as_deref().is_some_and(|m| m != "0") => {
             let mut v = major;
             if let Some(minor) = minor {
                 v = format!("{v}.{minor}");
@@ -209,13 +199,9 @@ impl VitalsPatch {
                 let value = integer(row, "value");
                 match row.get("name").map(String::as_str) {
                     Some("distributed_interval") => self.distributed_interval = value,
-                    Some("config_tls_refresh") => {
-                        self.config_tls_refresh = value.or(self.config_tls_refresh)
-                    }
+                    Some("config_tls_refresh") => self.config_tls_refresh = value.or(self.config_tls_refresh),
                     // osquery reads config_refresh when the TLS-specific flag is unset.
-                    Some("config_refresh") if self.config_tls_refresh.is_none() => {
-                        self.config_tls_refresh = value
-                    }
+                    Some("config_refresh") if self.config_tls_refresh.is_none() => self.config_tls_refresh = value,
                     Some("logger_tls_period") => self.logger_tls_period = value,
                     _ => {}
                 }
@@ -262,11 +248,9 @@ impl VitalsPatch {
     /// system_info), so a host is recognisable before its first vitals report.
     pub fn from_host_details(details: &BTreeMap<String, Row>) -> VitalsPatch {
         let mut patch = VitalsPatch::default();
-        for (table, vital) in [
-            ("os_version", Vital::OsVersion),
-            ("osquery_info", Vital::OsqueryInfo),
-            ("system_info", Vital::SystemInfo),
-        ] {
+        for (table, vital) in
+            [("os_version", Vital::OsVersion), ("osquery_info", Vital::OsqueryInfo), ("system_info", Vital::SystemInfo)]
+        {
             if let Some(row) = details.get(table) {
                 patch.absorb(vital, std::slice::from_ref(row));
             }
@@ -280,10 +264,7 @@ mod tests {
     use super::*;
 
     fn row(pairs: &[(&str, &str)]) -> Row {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -298,16 +279,9 @@ mod tests {
     #[test]
     fn discovery_counts_every_table() {
         let sql = Vital::NetworkInterface.discovery(Some(PlatformFamily::Linux));
-        assert!(
-            sql.contains("'interface_addresses', 'interface_details', 'routes'"),
-            "{sql}"
-        );
+        assert!(sql.contains("'interface_addresses', 'interface_details', 'routes'"), "{sql}");
         assert!(sql.ends_with("present = 3"), "{sql}");
-        assert!(
-            Vital::DiskSpace
-                .discovery(Some(PlatformFamily::Windows))
-                .contains("'logical_drives'")
-        );
+        assert!(Vital::DiskSpace.discovery(Some(PlatformFamily::Windows)).contains("'logical_drives'"));
     }
 
     #[test]
@@ -323,22 +297,9 @@ mod tests {
                 ]),
                 "Ubuntu 22.4",
             ),
+            (row(&[("name", "macOS"), ("major", "14"), ("minor", "2"), ("patch", "1")]), "macOS 14.2.1"),
             (
-                row(&[
-                    ("name", "macOS"),
-                    ("major", "14"),
-                    ("minor", "2"),
-                    ("patch", "1"),
-                ]),
-                "macOS 14.2.1",
-            ),
-            (
-                row(&[
-                    ("name", "Arch Linux"),
-                    ("version", "rolling"),
-                    ("major", "0"),
-                    ("minor", "0"),
-                ]),
+                row(&[("name", "Arch Linux"), ("version", "rolling"), ("major", "0"), ("minor", "0")]),
                 "Arch Linux rolling",
             ),
             (row(&[("name", "Debian GNU/Linux")]), "Debian GNU/Linux"),
@@ -353,18 +314,11 @@ mod tests {
         let mut patch = VitalsPatch::default();
         patch.absorb(
             Vital::SystemInfo,
-            &[row(&[
-                ("hostname", "web-1"),
-                ("physical_memory", "17179869184"),
-                ("cpu_logical_cores", "x"),
-            ])],
+            &[row(&[("hostname", "web-1"), ("physical_memory", "17179869184"), ("cpu_logical_cores", "x")])],
         );
         patch.absorb(
             Vital::DiskSpace,
-            &[row(&[
-                ("percent_disk_space_available", "41.5"),
-                ("gigs_disk_space_available", "NaN"),
-            ])],
+            &[row(&[("percent_disk_space_available", "41.5"), ("gigs_disk_space_available", "NaN")])],
         );
         patch.absorb(
             Vital::OsqueryFlags,
@@ -376,10 +330,7 @@ mod tests {
         patch.absorb(Vital::Uptime, &[]);
         assert_eq!(patch.hostname.as_deref(), Some("web-1"));
         assert_eq!(patch.memory, Some(17_179_869_184));
-        assert_eq!(
-            patch.cpu_logical_cores, None,
-            "unparseable numbers are unknown, not zero"
-        );
+        assert_eq!(patch.cpu_logical_cores, None, "unparseable numbers are unknown, not zero");
         assert_eq!(patch.percent_disk_space_available, Some(41.5));
         assert_eq!(patch.gigs_disk_space_available, None);
         assert_eq!(patch.distributed_interval, Some(10));

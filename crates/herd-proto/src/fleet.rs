@@ -113,16 +113,11 @@ pub struct UpdateUserRequest {
 pub mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        de: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(de: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(de).map(Some)
     }
 
-    pub fn serialize<T: Serialize, S: Serializer>(
-        value: &Option<Option<T>>,
-        ser: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<Option<T>>, ser: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(inner) => inner.serialize(ser),
             None => ser.serialize_none(),
@@ -332,14 +327,20 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct HostSettings {
     /// Seconds between vitals refreshes of a host (plus up to 10 % jitter).
+    #[serde(default = "default_interval")]
     pub vitals_interval: i64,
+    /// Seconds between runs of a policy on a host, for policies without an interval of their own.
+    #[serde(default = "default_interval")]
+    pub policy_interval: i64,
+}
+
+fn default_interval() -> i64 {
+    3600
 }
 
 impl Default for HostSettings {
     fn default() -> Self {
-        HostSettings {
-            vitals_interval: 3600,
-        }
+        HostSettings { vitals_interval: default_interval(), policy_interval: default_interval() }
     }
 }
 

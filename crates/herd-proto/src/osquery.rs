@@ -19,19 +19,12 @@ fn rows_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Vec
             Value::Array(rows) => rows
                 .into_iter()
                 .map(|row| match row {
-                    Value::Object(map) => Ok(map
-                        .into_iter()
-                        .map(|(k, v)| (k, value_to_string(v)))
-                        .collect()),
-                    _ => Err(serde::de::Error::custom(format!(
-                        "rows of query {name:?} must be objects"
-                    ))),
+                    Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (k, value_to_string(v))).collect()),
+                    _ => Err(serde::de::Error::custom(format!("rows of query {name:?} must be objects"))),
                 })
                 .collect::<Result<Vec<Row>, _>>()?,
             _ => {
-                return Err(serde::de::Error::custom(format!(
-                    "results of query {name:?} must be an array"
-                )));
+                return Err(serde::de::Error::custom(format!("results of query {name:?} must be an array")));
             }
         };
         out.insert(name, rows);
@@ -44,12 +37,7 @@ fn details_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, 
     let mut out = BTreeMap::new();
     for (table, row) in raw.unwrap_or_default() {
         if let Value::Object(map) = row {
-            out.insert(
-                table,
-                map.into_iter()
-                    .map(|(k, v)| (k, value_to_string(v)))
-                    .collect(),
-            );
+            out.insert(table, map.into_iter().map(|(k, v)| (k, value_to_string(v))).collect());
         }
     }
     Ok(out)
@@ -73,9 +61,8 @@ fn statuses_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String,
                 Value::String(s) => s.trim().parse::<i64>().ok(),
                 _ => None,
             };
-            code.map(|code| (name.clone(), code)).ok_or_else(|| {
-                serde::de::Error::custom(format!("status of query {name:?} must be an integer"))
-            })
+            code.map(|code| (name.clone(), code))
+                .ok_or_else(|| serde::de::Error::custom(format!("status of query {name:?} must be an integer")))
         })
         .collect()
 }
@@ -179,12 +166,7 @@ impl StatusLogLine {
     /// None when the value is not a JSON object.
     pub fn from_value(value: &Value) -> Option<StatusLogLine> {
         let map = value.as_object()?;
-        let text = |key: &str| {
-            map.get(key)
-                .cloned()
-                .map(value_to_string)
-                .unwrap_or_default()
-        };
+        let text = |key: &str| map.get(key).cloned().map(value_to_string).unwrap_or_default();
         let number = |key: &str| text(key).trim().parse::<i64>().ok();
         Some(StatusLogLine {
             unix_time: number("unixTime"),
@@ -222,10 +204,7 @@ mod tests {
             r#"{"statuses":{"a":"zero"}}"#,
             r#"{"statuses":{"a":[0]}}"#,
         ] {
-            assert!(
-                serde_json::from_str::<DistributedWriteRequest>(body).is_err(),
-                "{body}"
-            );
+            assert!(serde_json::from_str::<DistributedWriteRequest>(body).is_err(), "{body}");
         }
     }
 

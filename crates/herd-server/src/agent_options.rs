@@ -4,13 +4,7 @@
 use crate::error::ApiError;
 use serde_json::Value;
 
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "config",
-    "overrides",
-    "command_line_flags",
-    "extensions",
-    "update_channels",
-];
+const TOP_LEVEL_KEYS: &[&str] = &["config", "overrides", "command_line_flags", "extensions", "update_channels"];
 
 /// Options whose value osquery reads as a positive number of seconds or attempts.
 const POSITIVE_INTEGER_OPTIONS: &[&str] = &[
@@ -25,9 +19,7 @@ const POSITIVE_INTEGER_OPTIONS: &[&str] = &[
 ];
 
 pub fn validate(field: &str, options: &Value) -> Result<(), ApiError> {
-    let object = options
-        .as_object()
-        .ok_or_else(|| ApiError::invalid(field, "agent options must be an object"))?;
+    let object = options.as_object().ok_or_else(|| ApiError::invalid(field, "agent options must be an object"))?;
     for (key, value) in object {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
             return Err(ApiError::invalid(
@@ -36,18 +28,12 @@ pub fn validate(field: &str, options: &Value) -> Result<(), ApiError> {
             ));
         }
         if !value.is_object() && !value.is_null() {
-            return Err(ApiError::invalid(
-                format!("{field}.{key}"),
-                "must be an object",
-            ));
+            return Err(ApiError::invalid(format!("{field}.{key}"), "must be an object"));
         }
     }
     if let Some(config) = object.get("config").and_then(Value::as_object) {
         for section in ["options", "decorators", "schedule", "packs"] {
-            if let Some(value) = config
-                .get(section)
-                .filter(|v| !v.is_object() && !v.is_null())
-            {
+            if let Some(value) = config.get(section).filter(|v| !v.is_object() && !v.is_null()) {
                 return Err(ApiError::invalid(
                     format!("{field}.config.{section}"),
                     format!("must be an object, not {value}"),
@@ -91,10 +77,7 @@ mod tests {
                 json!({"config": {"options": {"distributed_interval": 0}}}),
                 "agent_options.config.options.distributed_interval",
             ),
-            (
-                json!({"config": {"options": []}}),
-                "agent_options.config.options",
-            ),
+            (json!({"config": {"options": []}}), "agent_options.config.options"),
             (json!({"overrides": 3}), "agent_options.overrides"),
         ];
         for (options, field) in cases {

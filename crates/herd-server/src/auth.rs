@@ -30,21 +30,14 @@ pub struct AuthUser {
 impl AuthUser {
     /// Ok when the user may do `action` in `scope`, else 403.
     pub fn require(&self, action: Action, scope: Scope) -> Result<(), ApiError> {
-        if self.actor.may(action, scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
+        if self.actor.may(action, scope) { Ok(()) } else { Err(ApiError::Forbidden) }
     }
 }
 
 impl FromRequestParts<SharedState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &SharedState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let client = client_ip(parts);
         if let Err(retry_after_s) = state.login_limiter.check(client, Instant::now()) {
             return Err(ApiError::RateLimited { retry_after_s });
@@ -53,10 +46,7 @@ impl FromRequestParts<SharedState> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
@@ -64,11 +54,7 @@ impl FromRequestParts<SharedState> for AuthUser {
         match state.store.session_user(&hash, now_ms()).await? {
             Some(session) => {
                 let actor = session.user.actor();
-                Ok(AuthUser {
-                    user: session.user,
-                    actor,
-                    token_hash: hash,
-                })
+                Ok(AuthUser { user: session.user, actor, token_hash: hash })
             }
             None => {
                 state.login_limiter.record_failure(client, Instant::now());

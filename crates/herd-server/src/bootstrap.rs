@@ -32,18 +32,12 @@ pub struct Bootstrapped {
     pub enroll_secret: Option<String>,
 }
 
-pub async fn run(
-    store: &Store,
-    data_dir: &Path,
-    options: BootstrapOptions,
-) -> Result<Bootstrapped> {
+pub async fn run(store: &Store, data_dir: &Path, options: BootstrapOptions) -> Result<Bootstrapped> {
     let now = now_ms();
     let mut config = AppConfig::default();
     config.server_settings.server_url = options.server_url.clone();
     config.org_info.org_name = "herd".into();
-    let first_start = store
-        .init_app_config(&serde_json::to_value(&config)?, now)
-        .await?;
+    let first_start = store.init_app_config(&serde_json::to_value(&config)?, now).await?;
 
     let admin_password = if store.user_count().await? == 0 {
         herd_core::validate::email(&options.admin_email)
@@ -60,8 +54,7 @@ pub async fn run(
                 (password.clone(), AdminPassword::Generated(password))
             }
         };
-        let hash = hash_password(&password)
-            .map_err(|e| anyhow::anyhow!("hashing the admin password: {e}"))?;
+        let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the admin password: {e}"))?;
         let admin = NewUser {
             name: "Admin".into(),
             email: options.admin_email.clone(),
@@ -94,20 +87,11 @@ pub async fn run(
         store.init_global_secret(&wanted, now).await?;
     }
     let secret_file = data_dir.join("enroll-secret");
-    let enroll_secret = store
-        .enroll_secrets(None)
-        .await?
-        .into_iter()
-        .next()
-        .map(|s| s.secret);
+    let enroll_secret = store.enroll_secrets(None).await?.into_iter().next().map(|s| s.secret);
     match &enroll_secret {
         Some(secret) => write_private(&secret_file, secret.as_bytes())?,
         None if secret_file.exists() => std::fs::remove_file(&secret_file)?,
         None => {}
     }
-    Ok(Bootstrapped {
-        admin_email: options.admin_email.trim().to_lowercase(),
-        admin_password,
-        enroll_secret,
-    })
+    Ok(Bootstrapped { admin_email: options.admin_email.trim().to_lowercase(), admin_password, enroll_secret })
 }

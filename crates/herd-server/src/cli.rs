@@ -4,11 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "herd",
-    version,
-    about = "Keeps a fleet of computers in their desired state"
-)]
+#[command(name = "herd", version, about = "Keeps a fleet of computers in their desired state")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,11 +47,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HERD_SERVER_URL")]
     pub server_url: Option<String>,
     /// Email of the admin created on first start.
-    #[arg(
-        long,
-        env = "HERD_BOOTSTRAP_ADMIN_EMAIL",
-        default_value = "admin@herd.local"
-    )]
+    #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,
     /// Password of the admin created on first start (default: generated and printed once).
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]

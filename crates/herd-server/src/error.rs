@@ -38,10 +38,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ApiError::Validation {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        ApiError::Validation { field: field.into(), reason: reason.into() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -61,46 +58,21 @@ impl ApiError {
 
     fn body(&self) -> ErrorBody {
         let (message, name, reason) = match self {
-            ApiError::Validation { field, reason } => (
-                "Validation Failed".to_string(),
-                field.clone(),
-                reason.clone(),
-            ),
-            ApiError::BadRequest(reason) => (
-                "Bad request".to_string(),
-                "base".to_string(),
-                reason.clone(),
-            ),
-            ApiError::Unauthenticated => (
-                "Authentication required".to_string(),
-                "base".to_string(),
-                "authentication required".to_string(),
-            ),
-            ApiError::BadCredentials => (
-                "Authentication failed".to_string(),
-                "base".to_string(),
-                "authentication failed".to_string(),
-            ),
-            ApiError::Forbidden => (
-                "Permission Denied".to_string(),
-                "base".to_string(),
-                "forbidden".to_string(),
-            ),
-            ApiError::Internal(_) => (
-                "Internal error".to_string(),
-                "base".to_string(),
-                "internal error, see the server log".to_string(),
-            ),
-            other => (
-                capitalised(&other.to_string()),
-                "base".to_string(),
-                other.to_string(),
-            ),
+            ApiError::Validation { field, reason } => ("Validation Failed".to_string(), field.clone(), reason.clone()),
+            ApiError::BadRequest(reason) => ("Bad request".to_string(), "base".to_string(), reason.clone()),
+            ApiError::Unauthenticated => {
+                ("Authentication required".to_string(), "base".to_string(), "authentication required".to_string())
+            }
+            ApiError::BadCredentials => {
+                ("Authentication failed".to_string(), "base".to_string(), "authentication failed".to_string())
+            }
+            ApiError::Forbidden => ("Permission Denied".to_string(), "base".to_string(), "forbidden".to_string()),
+            ApiError::Internal(_) => {
+                ("Internal error".to_string(), "base".to_string(), "internal error, see the server log".to_string())
+            }
+            other => (capitalised(&other.to_string()), "base".to_string(), other.to_string()),
         };
-        ErrorBody {
-            message,
-            errors: vec![ErrorDetail { name, reason }],
-        }
+        ErrorBody { message, errors: vec![ErrorDetail { name, reason }] }
     }
 }
 
@@ -134,9 +106,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
         if let ApiError::RateLimited { retry_after_s } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
     }
@@ -183,15 +153,10 @@ impl IntoResponse for OsqueryError {
                 (StatusCode::INTERNAL_SERVER_ERROR, false)
             }
         };
-        let body = ErrorResponse {
-            error: self.to_string(),
-            node_invalid,
-        };
+        let body = ErrorResponse { error: self.to_string(), node_invalid };
         let mut response = (status, Json(body)).into_response();
         if let OsqueryError::RateLimited { retry_after_s } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
     }

@@ -25,8 +25,7 @@ pub enum BodyError {
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
-        if std::error::Error::source(&err)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        if std::error::Error::source(&err).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || err.to_string().contains("length limit")
         {
             BodyError::TooLarge
@@ -51,9 +50,7 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, BodyError> {
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the path of the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(BodyError::Malformed(
-            "request body is empty, expected json".into(),
-        ));
+        return Err(BodyError::Malformed("request body is empty, expected json".into()));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -67,8 +64,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
             _ => BodyError::Malformed(format!("malformed json: {inner}")),
         }
     })?;
-    de.end()
-        .map_err(|err| BodyError::Malformed(format!("malformed json: {err}")))?;
+    de.end().map_err(|err| BodyError::Malformed(format!("malformed json: {err}")))?;
     Ok(value)
 }
 
@@ -87,17 +83,11 @@ async fn body_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let bytes = read_body(req.into_body(), limit).await?;
-    let bytes = if gzipped {
-        gunzip(&bytes)?
-    } else {
-        bytes.to_vec()
-    };
+    let bytes = if gzipped { gunzip(&bytes)? } else { bytes.to_vec() };
     // Every herd endpoint takes a JSON object; serde would otherwise read `[]` as a struct of defaults.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{') {
-        return Err(BodyError::Malformed(
-            "request body must be a json object".into(),
-        ));
+        return Err(BodyError::Malformed("request body must be a json object".into()));
     }
     parse_json(&bytes)
 }
@@ -106,9 +96,7 @@ impl From<BodyError> for ApiError {
     fn from(err: BodyError) -> Self {
         match err {
             BodyError::TooLarge => ApiError::TooLarge,
-            BodyError::Unreadable(reason) | BodyError::Malformed(reason) => {
-                ApiError::BadRequest(reason)
-            }
+            BodyError::Unreadable(reason) | BodyError::Malformed(reason) => ApiError::BadRequest(reason),
             BodyError::Invalid { field, reason } => ApiError::Validation { field, reason },
         }
     }
@@ -118,12 +106,8 @@ impl From<BodyError> for OsqueryError {
     fn from(err: BodyError) -> Self {
         match err {
             BodyError::TooLarge => OsqueryError::TooLarge,
-            BodyError::Unreadable(reason) | BodyError::Malformed(reason) => {
-                OsqueryError::BadRequest(reason)
-            }
-            BodyError::Invalid { field, reason } => {
-                OsqueryError::BadRequest(format!("{field}: {reason}"))
-            }
+            BodyError::Unreadable(reason) | BodyError::Malformed(reason) => OsqueryError::BadRequest(reason),
+            BodyError::Invalid { field, reason } => OsqueryError::BadRequest(format!("{field}: {reason}")),
         }
     }
 }
@@ -134,17 +118,11 @@ pub struct PathId(pub i64);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        raw.parse::<i64>()
-            .map(PathId)
-            .map_err(|_| ApiError::invalid("id", format!("must be an integer, not {raw:?}")))
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        raw.parse::<i64>().map(PathId).map_err(|_| ApiError::invalid("id", format!("must be an integer, not {raw:?}")))
     }
 }
 
@@ -176,10 +154,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OsqueryJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("NodeKey "))
             .map(|k| k.trim().to_string());
-        Ok(OsqueryJson {
-            body: body_json(req, OSQUERY_BODY_LIMIT).await?,
-            header_node_key,
-        })
+        Ok(OsqueryJson { body: body_json(req, OSQUERY_BODY_LIMIT).await?, header_node_key })
     }
 }
 
@@ -208,23 +183,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse_json::<Sample>(b"{\"name\":"),
-            Err(BodyError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_json::<Sample>(b""),
-            Err(BodyError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_json::<Sample>(br#"{"name":"x","items":[]} trailing"#),
-            Err(BodyError::Malformed(_))
-        ));
+        assert!(matches!(parse_json::<Sample>(b"{\"name\":"), Err(BodyError::Malformed(_))));
+        assert!(matches!(parse_json::<Sample>(b""), Err(BodyError::Malformed(_))));
+        assert!(matches!(parse_json::<Sample>(br#"{"name":"x","items":[]} trailing"#), Err(BodyError::Malformed(_))));
         match parse_json::<Sample>(br#"{"items":[]}"#) {
-            Err(BodyError::Invalid { field, reason }) => assert_eq!(
-                (field.as_str(), reason.as_str()),
-                ("base", "missing field `name`")
-            ),
+            Err(BodyError::Invalid { field, reason }) => {
+                assert_eq!((field.as_str(), reason.as_str()), ("base", "missing field `name`"))
+            }
             other => panic!("{other:?}"),
         }
     }

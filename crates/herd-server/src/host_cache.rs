@@ -16,6 +16,12 @@ pub struct CachedHost {
     pub checkin: HostCheckin,
     /// When vitals queries were last handed out and not yet answered.
     pub vitals_sent_at: Option<Millis>,
+    /// The last policy plan: (planned at, next policy due at). None: plan at the next check-in.
+    pub policy_plan: Option<(Millis, Option<Millis>)>,
+    /// When policies were last handed out, and which (policy id, revision): an answer counts for the
+    /// revision the host was given, not one edited in since.
+    pub policies_sent_at: Option<Millis>,
+    pub policies_sent: Vec<(i64, i64)>,
 }
 
 impl CachedHost {
@@ -25,6 +31,8 @@ impl CachedHost {
             vitals_updated_at: self.checkin.detail_updated_at,
             refetch_requested: self.checkin.refetch_requested_at.is_some(),
             vitals_sent_at: self.vitals_sent_at,
+            policy_plan: self.policy_plan,
+            policies_sent_at: self.policies_sent_at,
         }
     }
 }
@@ -51,18 +59,24 @@ impl HostCache {
         maps.by_id.get(id).cloned()
     }
 
-    /// Stores a fresh row from the database, keeping the in-memory "sent at" mark of the previous entry.
+    /// Stores a fresh row from the database, keeping the in-memory marks of what was handed out; the policy
+    /// plan is dropped, since the row may say the host moved or was asked to refetch.
     pub fn insert(&self, checkin: HostCheckin) -> CachedHost {
         let mut maps = self.maps();
         let previous = maps.by_id.remove(&checkin.id);
         if let Some(previous) = &previous {
             maps.id_by_key.remove(&previous.checkin.node_key_hash);
         }
-        maps.id_by_key
-            .insert(checkin.node_key_hash.clone(), checkin.id);
-        let entry = CachedHost {
-            checkin,
-            vitals_sent_at: previous.and_then(|p| p.vitals_sent_at),
+        maps.id_by_key.insert(checkin.node_key_hash.clone(), checkin.id);
+        let entry = match previous {
+            Some(previous) => CachedHost { checkin, policy_plan: None, ..previous },
+            None => CachedHost {
+                checkin,
+                vitals_sent_at: None,
+                policy_plan: None,
+                policies_sent_at: None,
+                policies_sent: Vec::new(),
+            },
         };
         maps.by_id.insert(entry.checkin.id, entry.clone());
         entry
@@ -75,6 +89,28 @@ impl HostCache {
         }
     }
 
+    pub fn set_policy_plan(&self, host_id: i64, planned_at: Millis, next_due_at: Option<Millis>) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.policy_plan = Some((planned_at, next_due_at));
+        }
+    }
+
+    pub fn mark_policies_sent(&self, host_id: i64, now: Millis, sent: Vec<(i64, i64)>) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.policies_sent_at = Some(now);
+            entry.policies_sent = sent;
+        }
+    }
+
+    /// After a policy report is committed: plan again at the next check-in (from the new run history).
+    pub fn policies_recorded(&self, host_id: i64) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.policies_sent_at = None;
+            entry.policies_sent.clear();
+            entry.policy_plan = None;
+        }
+    }
+
     pub fn mark_vitals_sent(&self, host_id: i64, now: Millis) {
         if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
             entry.vitals_sent_at = Some(now);
@@ -82,20 +118,10 @@ impl HostCache {
     }
 
     /// Reflects a vitals write that the store just committed (the same rule as `Store::record_vitals`).
-    pub fn vitals_recorded(
-        &self,
-        host_id: i64,
-        requested_at: Millis,
-        now: Millis,
-        platform: Option<&str>,
-    ) {
+    pub fn vitals_recorded(&self, host_id: i64, requested_at: Millis, now: Millis, platform: Option<&str>) {
         if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
             entry.checkin.detail_updated_at = Some(now);
-            if entry
-                .checkin
-                .refetch_requested_at
-                .is_some_and(|at| at <= requested_at)
-            {
+            if entry.checkin.refetch_requested_at.is_some_and(|at| at <= requested_at) {
                 entry.checkin.refetch_requested_at = None;
             }
             if let Some(platform) = platform {
@@ -153,9 +179,6 @@ mod tests {
         assert_eq!(entry.checkin.refetch_requested_at, Some(50));
         assert_eq!(entry.checkin.platform, "darwin");
         cache.vitals_recorded(1, 60, 110, None);
-        assert_eq!(
-            cache.by_node_key("k").unwrap().checkin.refetch_requested_at,
-            None
-        );
+        assert_eq!(cache.by_node_key("k").unwrap().checkin.refetch_requested_at, None);
     }
 }

@@ -49,19 +49,13 @@ pub fn database_url(args: &ServeArgs) -> String {
 pub async fn serve(args: ServeArgs) -> Result<()> {
     files::create_private_dir(&args.data_dir)?;
     let data_dir = std::fs::canonicalize(&args.data_dir).context("resolving the data directory")?;
-    let store = Store::open(&database_url(&args))
-        .await
-        .context("opening the database")?;
+    let store = Store::open(&database_url(&args)).await.context("opening the database")?;
 
-    let listener = std::net::TcpListener::bind(&args.listen)
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        std::net::TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     let scheme = if args.plain_http { "http" } else { "https" };
-    let url_host = if local.ip().is_unspecified() {
-        "localhost".to_string()
-    } else {
-        host_for_url(&local)
-    };
+    let url_host = if local.ip().is_unspecified() { "localhost".to_string() } else { host_for_url(&local) };
     let url = format!("{scheme}://{url_host}:{}", local.port());
     let server_url = args.server_url.clone().unwrap_or_else(|| url.clone());
 
@@ -79,11 +73,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
     let result_log = result_log::ResultLog::open(&data_dir.join("osquery-results.log"))?;
     let state: SharedState = Arc::new(AppState::new(store.clone(), result_log));
-    state
-        .settings
-        .reload(&store)
-        .await
-        .context("loading settings")?;
+    state.settings.reload(&store).await.context("loading settings")?;
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -92,26 +82,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let tls_files = if args.plain_http {
         None
     } else {
-        Some(tls::ensure_files(
-            &data_dir,
-            args.tls_cert.as_deref(),
-            args.tls_key.as_deref(),
-        )?)
+        Some(tls::ensure_files(&data_dir, args.tls_cert.as_deref(), args.tls_key.as_deref())?)
     };
-    print_banner(
-        &args,
-        &data_dir,
-        &url,
-        &server_url,
-        &store,
-        &boot,
-        tls_files.as_ref(),
-    );
+    print_banner(&args, &data_dir, &url, &server_url, &store, &boot, tls_files.as_ref());
 
     let server = match &tls_files {
         Some(files) => {
-            let config =
-                axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
             let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
             tokio::spawn(async move { server.serve(app).await })
         }
@@ -130,9 +107,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     for worker in workers {
         let _ = worker.await;
     }
-    workers::flush_seen_times(&state)
-        .await
-        .context("flushing last-seen times")?;
+    workers::flush_seen_times(&state).await.context("flushing last-seen times")?;
     store.close().await;
     tracing::info!("herd stopped");
     Ok(())
@@ -180,15 +155,11 @@ fn print_banner(
         out.push_str(&text);
         out.push('\n');
     };
-    line(format!(
-        "herd {} is listening on {url}",
-        env!("CARGO_PKG_VERSION")
-    ));
+    line(format!("herd {} is listening on {url}", env!("CARGO_PKG_VERSION")));
     line(format!(
         "  database:        {}",
         match store.backend() {
-            herd_store::Backend::Sqlite =>
-                format!("sqlite ({})", data_dir.join("herd.db").display()),
+            herd_store::Backend::Sqlite => format!("sqlite ({})", data_dir.join("herd.db").display()),
             herd_store::Backend::Postgres => "postgres".to_string(),
         }
     ));
@@ -196,38 +167,22 @@ fn print_banner(
     line(format!(
         "  admin password:  {}",
         match &boot.admin_password {
-            AdminPassword::Generated(password) =>
-                format!("{password}   (generated now and shown only this once)"),
+            AdminPassword::Generated(password) => format!("{password}   (generated now and shown only this once)"),
             AdminPassword::FromEnvironment => "from HERD_BOOTSTRAP_ADMIN_PASSWORD".to_string(),
-            AdminPassword::Unchanged =>
-                "unchanged (forgot it? run `herd reset-admin-password EMAIL`)".to_string(),
+            AdminPassword::Unchanged => "unchanged (forgot it? run `herd reset-admin-password EMAIL`)".to_string(),
         }
     ));
     let secret_path = data_dir.join("enroll-secret");
     match &boot.enroll_secret {
-        Some(secret) => line(format!(
-            "  enroll secret:   {secret}   (also in {})",
-            secret_path.display()
-        )),
-        None => line(
-            "  enroll secret:   none (add one with POST /api/v1/fleet/spec/enroll_secret)"
-                .to_string(),
-        ),
+        Some(secret) => line(format!("  enroll secret:   {secret}   (also in {})", secret_path.display())),
+        None => line("  enroll secret:   none (add one with POST /api/v1/fleet/spec/enroll_secret)".to_string()),
     }
     if let Some(tls) = tls {
-        let how = if tls.generated {
-            ", self-signed, generated now"
-        } else {
-            ""
-        };
+        let how = if tls.generated { ", self-signed, generated now" } else { "" };
         line(format!("  TLS certificate: {}{how}", tls.cert.display()));
     }
     line(String::new());
-    let tls_hostname = server_url
-        .split("://")
-        .nth(1)
-        .unwrap_or(server_url)
-        .trim_end_matches('/');
+    let tls_hostname = server_url.split("://").nth(1).unwrap_or(server_url).trim_end_matches('/');
     line("Enroll a host running osquery:".to_string());
     let mut flags = vec![format!("--tls_hostname={tls_hostname}")];
     if let Some(tls) = tls {
@@ -251,15 +206,9 @@ fn print_banner(
         "--logger_tls_endpoint=/api/osquery/log".into(),
         "--logger_tls_period=10".into(),
     ]);
-    line(format!(
-        "  sudo osqueryd \\\n    {}",
-        flags.join(" \\\n    ")
-    ));
+    line(format!("  sudo osqueryd \\\n    {}", flags.join(" \\\n    ")));
     if args.plain_http {
-        line(
-            "\nServing plain HTTP: put a TLS-terminating proxy in front (osquery only talks TLS)."
-                .to_string(),
-        );
+        line("\nServing plain HTTP: put a TLS-terminating proxy in front (osquery only talks TLS).".to_string());
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
@@ -268,16 +217,10 @@ fn print_banner(
 
 /// `herd reset-admin-password EMAIL`: sets a new generated password for a user and prints it.
 pub async fn reset_password(args: &ServeArgs, email: &str) -> Result<()> {
-    let store = Store::open(&database_url(args))
-        .await
-        .context("opening the database")?;
-    let mut user = store
-        .user_by_email(email)
-        .await?
-        .with_context(|| format!("no user with email {email}"))?;
+    let store = Store::open(&database_url(args)).await.context("opening the database")?;
+    let mut user = store.user_by_email(email).await?.with_context(|| format!("no user with email {email}"))?;
     let password = secrets::generate_password();
-    user.password_hash =
-        secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+    user.password_hash = secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
     store.update_user(&user, state::now_ms()).await?;
     store.delete_user_sessions(user.id).await?;
     println!("new password for {}: {password}", user.email);

@@ -5,9 +5,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const LATENCY_BUCKETS_S: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS_S: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -51,17 +49,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        *lock(&self.requests)
-            .entry((route.to_string(), method.to_string(), status))
-            .or_default() += 1;
+        *lock(&self.requests).entry((route.to_string(), method.to_string(), status)).or_default() += 1;
         let mut latency = lock(&self.latency);
         let histogram = latency.entry(route.to_string()).or_default();
         for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
@@ -77,10 +70,8 @@ impl Metrics {
         let mut workers = lock(&self.workers);
         let stats = workers.entry(worker).or_default();
         stats.runs += 1;
-        stats.last_run_unix_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        stats.last_run_unix_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         if let Err(err) = result {
             stats.errors += 1;
             stats.last_error = Some(err);
@@ -94,20 +85,12 @@ impl Metrics {
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         };
         let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         };
-        out.push_str(
-            "# HELP herd_http_requests_total HTTP requests by route, method and status.\n",
-        );
+        out.push_str("# HELP herd_http_requests_total HTTP requests by route, method and status.\n");
         out.push_str("# TYPE herd_http_requests_total counter\n");
         for ((route, method, status), count) in lock(&self.requests).iter() {
             let _ = writeln!(
@@ -116,9 +99,7 @@ impl Metrics {
                 escape_label(route)
             );
         }
-        out.push_str(
-            "# HELP herd_http_request_duration_seconds Time to answer HTTP requests, by route.\n",
-        );
+        out.push_str("# HELP herd_http_request_duration_seconds Time to answer HTTP requests, by route.\n");
         out.push_str("# TYPE herd_http_request_duration_seconds histogram\n");
         for (route, h) in lock(&self.latency).iter() {
             let route = escape_label(route);
@@ -128,47 +109,16 @@ impl Metrics {
                     "herd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "herd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "herd_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "herd_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+            let _ =
+                writeln!(out, "herd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "herd_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "herd_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
-        gauge(
-            &mut out,
-            "herd_hosts_enrolled",
-            "Hosts enrolled.",
-            gauges.hosts_enrolled,
-        );
-        gauge(
-            &mut out,
-            "herd_hosts_online",
-            "Hosts seen within their check-in interval.",
-            gauges.hosts_online,
-        );
-        gauge(
-            &mut out,
-            "herd_hosts_cached",
-            "Hosts in this server's check-in cache.",
-            gauges.hosts_cached as i64,
-        );
+        gauge(&mut out, "herd_hosts_enrolled", "Hosts enrolled.", gauges.hosts_enrolled);
+        gauge(&mut out, "herd_hosts_online", "Hosts seen within their check-in interval.", gauges.hosts_online);
+        gauge(&mut out, "herd_hosts_cached", "Hosts in this server's check-in cache.", gauges.hosts_cached as i64);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "herd_checkins_total",
-            "osquery distributed/read check-ins.",
-            load(&self.checkins),
-        );
+        counter(&mut out, "herd_checkins_total", "osquery distributed/read check-ins.", load(&self.checkins));
         counter(
             &mut out,
             "herd_checkins_with_work_total",
@@ -181,18 +131,8 @@ impl Metrics {
             "osquery distributed/write reports.",
             load(&self.distributed_writes),
         );
-        counter(
-            &mut out,
-            "herd_enrollments_total",
-            "Successful enrollments.",
-            load(&self.enrollments),
-        );
-        counter(
-            &mut out,
-            "herd_failed_enrollments_total",
-            "Enrollments refused.",
-            load(&self.failed_enrollments),
-        );
+        counter(&mut out, "herd_enrollments_total", "Successful enrollments.", load(&self.enrollments));
+        counter(&mut out, "herd_failed_enrollments_total", "Enrollments refused.", load(&self.failed_enrollments));
         counter(
             &mut out,
             "herd_status_log_lines_total",
@@ -208,27 +148,16 @@ impl Metrics {
         out.push_str("# HELP herd_worker_runs_total Background worker runs.\n# TYPE herd_worker_runs_total counter\n");
         let workers = lock(&self.workers);
         for (name, stats) in workers.iter() {
-            let _ = writeln!(
-                out,
-                "herd_worker_runs_total{{worker=\"{name}\"}} {}",
-                stats.runs
-            );
+            let _ = writeln!(out, "herd_worker_runs_total{{worker=\"{name}\"}} {}", stats.runs);
         }
         out.push_str("# HELP herd_worker_errors_total Background worker runs that failed.\n# TYPE herd_worker_errors_total counter\n");
         for (name, stats) in workers.iter() {
-            let _ = writeln!(
-                out,
-                "herd_worker_errors_total{{worker=\"{name}\"}} {}",
-                stats.errors
-            );
+            let _ = writeln!(out, "herd_worker_errors_total{{worker=\"{name}\"}} {}", stats.errors);
         }
         out.push_str("# HELP herd_worker_last_run_timestamp_seconds When each worker last ran.\n# TYPE herd_worker_last_run_timestamp_seconds gauge\n");
         for (name, stats) in workers.iter() {
-            let _ = writeln!(
-                out,
-                "herd_worker_last_run_timestamp_seconds{{worker=\"{name}\"}} {}",
-                stats.last_run_unix_s
-            );
+            let _ =
+                writeln!(out, "herd_worker_last_run_timestamp_seconds{{worker=\"{name}\"}} {}", stats.last_run_unix_s);
         }
         out
     }
@@ -244,14 +173,16 @@ mod tests {
         metrics.observe_request("/api/osquery/distributed/read", "POST", 200, 0.002);
         metrics.observe_request("/api/osquery/distributed/read", "POST", 200, 3.0);
         metrics.worker_ran("seen_time_flusher", Err("db down".into()));
-        let text = metrics.render(&Gauges {
-            hosts_enrolled: 3,
-            hosts_online: 2,
-            hosts_cached: 1,
-        });
-        assert!(text.contains("herd_http_requests_total{route=\"/api/osquery/distributed/read\",method=\"POST\",status=\"200\"} 2"));
-        assert!(text.contains("herd_http_request_duration_seconds_bucket{route=\"/api/osquery/distributed/read\",le=\"0.0025\"} 1"));
-        assert!(text.contains("herd_http_request_duration_seconds_bucket{route=\"/api/osquery/distributed/read\",le=\"+Inf\"} 2"));
+        let text = metrics.render(&Gauges { hosts_enrolled: 3, hosts_online: 2, hosts_cached: 1 });
+        assert!(text.contains(
+            "herd_http_requests_total{route=\"/api/osquery/distributed/read\",method=\"POST\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "herd_http_request_duration_seconds_bucket{route=\"/api/osquery/distributed/read\",le=\"0.0025\"} 1"
+        ));
+        assert!(text.contains(
+            "herd_http_request_duration_seconds_bucket{route=\"/api/osquery/distributed/read\",le=\"+Inf\"} 2"
+        ));
         assert!(text.contains("herd_hosts_enrolled 3"));
         assert!(text.contains("herd_worker_errors_total{worker=\"seen_time_flusher\"} 1"));
     }

@@ -14,20 +14,14 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        FailureLimiter {
-            max_failures,
-            window,
-            windows: Mutex::new(HashMap::new()),
-        }
+        FailureLimiter { max_failures, window, windows: Mutex::new(HashMap::new()) }
     }
 
     /// Err(seconds to wait) when `client` has used up its failures in the current window.
     pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         match windows.get(&client) {
-            Some((start, count))
-                if now.duration_since(*start) < self.window && *count >= self.max_failures =>
-            {
+            Some((start, count)) if now.duration_since(*start) < self.window && *count >= self.max_failures => {
                 let left = self.window - now.duration_since(*start);
                 Err(left.as_secs().max(1))
             }
@@ -65,18 +59,9 @@ mod tests {
             limiter.record_failure(a, t0);
         }
         assert_eq!(limiter.check(a, t0 + Duration::from_secs(20)), Err(40));
-        assert!(
-            limiter.check(b, t0).is_ok(),
-            "other addresses are unaffected"
-        );
-        assert!(
-            limiter.check(a, t0 + Duration::from_secs(61)).is_ok(),
-            "the window ends"
-        );
+        assert!(limiter.check(b, t0).is_ok(), "other addresses are unaffected");
+        assert!(limiter.check(a, t0 + Duration::from_secs(61)).is_ok(), "the window ends");
         limiter.record_failure(a, t0 + Duration::from_secs(61));
-        assert!(
-            limiter.check(a, t0 + Duration::from_secs(62)).is_ok(),
-            "a new window starts from zero"
-        );
+        assert!(limiter.check(a, t0 + Duration::from_secs(62)).is_ok(), "a new window starts from zero");
     }
 }

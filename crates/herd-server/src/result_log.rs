@@ -14,10 +14,7 @@ pub struct ResultLog {
 impl ResultLog {
     pub fn open(path: &Path) -> std::io::Result<ResultLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(ResultLog {
-            path: path.to_path_buf(),
-            file: Mutex::new(BufWriter::new(file)),
-        })
+        Ok(ResultLog { path: path.to_path_buf(), file: Mutex::new(BufWriter::new(file)) })
     }
 
     pub fn path(&self) -> &Path {

@@ -28,17 +28,11 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     let mut salt_bytes = [0u8; 16];
     getrandom::fill(&mut salt_bytes).expect("the operating system's random source failed");
     let salt = SaltString::encode_b64(&salt_bytes)?;
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 /// A hash of a password nobody has, verified against when the email is unknown, so a login takes as long

@@ -2,6 +2,9 @@
 //! cached in memory and reloaded from the store every few seconds (and at once after a local change), so
 //! every server of a cluster converges on the same values without a database read per request.
 
+use herd_core::Millis;
+use herd_core::due::ScheduledPolicy;
+use herd_core::policy::PolicyPlatforms;
 use herd_proto::fleet::AppConfig;
 use herd_store::{Store, StoreError, StoredSecret};
 use std::collections::HashMap;
@@ -12,22 +15,36 @@ pub struct LiveSettings {
     pub config: AppConfig,
     pub team_agent_options: HashMap<i64, serde_json::Value>,
     pub enroll_secrets: Vec<StoredSecret>,
+    /// Every policy, as the check-in scheduler needs it, with its SQL.
+    pub policies: Vec<PolicyToRun>,
+    /// When this server last saw the policy set change (a host whose plan is older must be re-planned).
+    pub policies_changed_at: Millis,
+}
+
+/// A policy as check-ins need it: its schedule and the SQL to hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyToRun {
+    pub schedule: ScheduledPolicy,
+    pub query: String,
 }
 
 impl LiveSettings {
     /// Agent options of a host: its team's own when the team has them, else the global ones (Fleet's rule:
     /// team options replace the global ones whole).
     pub fn agent_options(&self, team_id: Option<i64>) -> &serde_json::Value {
-        team_id
-            .and_then(|team| self.team_agent_options.get(&team))
-            .unwrap_or(&self.config.agent_options)
+        team_id.and_then(|team| self.team_agent_options.get(&team)).unwrap_or(&self.config.agent_options)
     }
 
     pub fn vitals_interval_ms(&self) -> i64 {
-        self.config
-            .host_settings
-            .vitals_interval
-            .saturating_mul(1000)
+        self.config.host_settings.vitals_interval.saturating_mul(1000)
+    }
+
+    pub fn schedules(&self) -> Vec<ScheduledPolicy> {
+        self.policies.iter().map(|p| p.schedule.clone()).collect()
+    }
+
+    pub fn policy(&self, id: i64) -> Option<&PolicyToRun> {
+        self.policies.iter().find(|p| p.schedule.id == id)
     }
 }
 
@@ -38,22 +55,46 @@ pub struct SettingsCache {
 
 impl SettingsCache {
     pub fn get(&self) -> Arc<LiveSettings> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        let config = match store.app_config().await? {
+        let config: AppConfig = match store.app_config().await? {
             Some(document) => serde_json::from_value(document)
                 .map_err(|e| StoreError::Corrupt(format!("stored configuration: {e}")))?,
             None => AppConfig::default(),
         };
+        let default_interval_ms = config.host_settings.policy_interval.saturating_mul(1000);
+        let policies: Vec<PolicyToRun> = store
+            .all_policies()
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                // Platforms are validated on the way in; one that cannot be read targets no host.
+                let platforms = PolicyPlatforms::parse(&p.platform)
+                    .map_err(|reason| tracing::error!(policy_id = p.id, %reason, "unreadable policy platform"))
+                    .ok()?;
+                Some(PolicyToRun {
+                    schedule: ScheduledPolicy {
+                        id: p.id,
+                        team_id: p.team_id,
+                        platforms,
+                        interval_ms: p.interval_seconds.map_or(default_interval_ms, |s| s.saturating_mul(1000)),
+                        revision: p.revision,
+                    },
+                    query: p.query,
+                })
+            })
+            .collect();
+        let previous = self.get();
+        let policies_changed_at =
+            if previous.policies == policies { previous.policies_changed_at } else { crate::state::now_ms() };
         let settings = LiveSettings {
             config,
             team_agent_options: store.team_agent_options().await?.into_iter().collect(),
             enroll_secrets: store.all_enroll_secrets().await?,
+            policies,
+            policies_changed_at,
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
         Ok(())

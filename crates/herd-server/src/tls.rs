@@ -15,13 +15,9 @@ pub struct TlsFiles {
 /// Names the generated certificate is valid for: loopback, plus this machine's hostname so hosts on the
 /// local network can enroll against it too.
 fn subject_names() -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    if let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(hostname) =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::fs::read_to_string("/etc/hostname"))
     {
         let hostname = hostname.trim().to_string();
         if !hostname.is_empty() && !names.contains(&hostname) {
@@ -35,11 +31,7 @@ fn subject_names() -> Vec<String> {
 pub fn ensure_files(data_dir: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<TlsFiles> {
     match (cert, key) {
         (Some(cert), Some(key)) => {
-            return Ok(TlsFiles {
-                cert: cert.to_path_buf(),
-                key: key.to_path_buf(),
-                generated: false,
-            });
+            return Ok(TlsFiles { cert: cert.to_path_buf(), key: key.to_path_buf(), generated: false });
         }
         (None, None) => {}
         _ => bail!("--tls-cert and --tls-key go together"),
@@ -48,30 +40,19 @@ pub fn ensure_files(data_dir: &Path, cert: Option<&Path>, key: Option<&Path>) ->
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if cert_path.exists() && key_path.exists() {
-        return Ok(TlsFiles {
-            cert: cert_path,
-            key: key_path,
-            generated: false,
-        });
+        return Ok(TlsFiles { cert: cert_path, key: key_path, generated: false });
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let certified = rcgen::generate_simple_self_signed(subject_names())
-        .context("generating a self-signed certificate")?;
-    std::fs::write(&cert_path, certified.cert.pem())
-        .with_context(|| format!("writing {}", cert_path.display()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(subject_names()).context("generating a self-signed certificate")?;
+    std::fs::write(&cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
     crate::files::write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    Ok(TlsFiles {
-        cert: cert_path,
-        key: key_path,
-        generated: true,
-    })
+    Ok(TlsFiles { cert: cert_path, key: key_path, generated: true })
 }
 
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
-    let cert_pem =
-        std::fs::read(&files.cert).with_context(|| format!("reading {}", files.cert.display()))?;
-    let key_pem =
-        std::fs::read(&files.key).with_context(|| format!("reading {}", files.key.display()))?;
+    let cert_pem = std::fs::read(&files.cert).with_context(|| format!("reading {}", files.cert.display()))?;
+    let key_pem = std::fs::read(&files.key).with_context(|| format!("reading {}", files.key.display()))?;
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", files.cert.display()))?;

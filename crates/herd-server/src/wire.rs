@@ -8,25 +8,15 @@ use herd_proto::fleet::{EnrollSecret, Host, HostIssues, Team, User, UserTeam};
 use herd_store::{HostRecord, StoredSecret, TeamRecord, UserRecord};
 
 pub fn rfc3339(ms: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
     // A check-in this server has not flushed yet is still a check-in.
     let seen_time = record.seen_time.max(state.seen.get(record.id));
-    let status = host_status(
-        seen_time,
-        record.distributed_interval,
-        record.config_tls_refresh,
-        now,
-    );
-    let display_name = if record.computer_name.is_empty() {
-        record.hostname.clone()
-    } else {
-        record.computer_name.clone()
-    };
+    let status = host_status(seen_time, record.distributed_interval, record.config_tls_refresh, now);
+    let display_name =
+        if record.computer_name.is_empty() { record.hostname.clone() } else { record.computer_name.clone() };
     Host {
         id: record.id,
         uuid: record.uuid,
@@ -47,9 +37,7 @@ pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
         cpu_physical_cores: record.cpu_physical_cores,
         cpu_logical_cores: record.cpu_logical_cores,
         memory: record.memory,
-        uptime: record
-            .uptime_seconds
-            .map(|s| s.saturating_mul(1_000_000_000)),
+        uptime: record.uptime_seconds.map(|s| s.saturating_mul(1_000_000_000)),
         primary_ip: record.primary_ip,
         primary_mac: record.primary_mac,
         gigs_disk_space_available: record.gigs_disk_space_available,
@@ -71,11 +59,7 @@ pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
 }
 
 pub fn secret(stored: StoredSecret) -> EnrollSecret {
-    EnrollSecret {
-        secret: stored.secret,
-        created_at: Some(rfc3339(stored.created_at)),
-        team_id: stored.team_id,
-    }
+    EnrollSecret { secret: stored.secret, created_at: Some(rfc3339(stored.created_at)), team_id: stored.team_id }
 }
 
 pub fn team(record: TeamRecord) -> Team {
@@ -100,11 +84,7 @@ pub fn user(record: &UserRecord) -> User {
         teams: record
             .team_roles
             .iter()
-            .map(|(id, name, role)| UserTeam {
-                id: *id,
-                name: name.clone(),
-                role: role.as_str().to_string(),
-            })
+            .map(|(id, name, role)| UserTeam { id: *id, name: name.clone(), role: role.as_str().to_string() })
             .collect(),
         api_only: record.api_only,
         sso_enabled: false,

@@ -11,10 +11,7 @@ use tokio::task::JoinHandle;
 pub trait Worker: Send + 'static {
     const NAME: &'static str;
     fn period(&self) -> Duration;
-    fn run(
-        &mut self,
-        state: &SharedState,
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn run(&mut self, state: &SharedState) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Writes last-seen times gathered in memory to the store.
@@ -61,9 +58,7 @@ impl Worker for ChangeFeed {
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
         let now = now_ms();
-        let since = self.last_poll.map_or(now - CHANGE_FEED_OVERLAP_MS, |last| {
-            last - CHANGE_FEED_OVERLAP_MS
-        });
+        let since = self.last_poll.map_or(now - CHANGE_FEED_OVERLAP_MS, |last| last - CHANGE_FEED_OVERLAP_MS);
         let changes = state.store.changed_hosts_since(since).await?;
         for change in changes {
             if self.handled.insert(change) {
@@ -105,11 +100,7 @@ impl Worker for Housekeeping {
     }
 }
 
-fn spawn<W: Worker>(
-    mut worker: W,
-    state: SharedState,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+fn spawn<W: Worker>(mut worker: W, state: SharedState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(worker.period());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,15 +111,9 @@ fn spawn<W: Worker>(
             }
             let result = worker.run(&state).await;
             if let Err(err) = &result {
-                tracing::warn!(
-                    worker = W::NAME,
-                    error = format!("{err:#}"),
-                    "worker run failed"
-                );
+                tracing::warn!(worker = W::NAME, error = format!("{err:#}"), "worker run failed");
             }
-            state
-                .metrics
-                .worker_ran(W::NAME, result.map_err(|e| format!("{e:#}")));
+            state.metrics.worker_ran(W::NAME, result.map_err(|e| format!("{e:#}")));
         }
     })
 }

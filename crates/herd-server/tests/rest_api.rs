@@ -31,22 +31,13 @@ async fn login_me_logout_and_rate_limit(server: Server) {
     assert_eq!(body["user"]["email"], ADMIN_EMAIL);
     let token = body["token"].as_str().unwrap().to_string();
     let (status, me) = server.get("/api/latest/fleet/me", &token).await;
-    assert_eq!(
-        (status, &me["user"]["email"]),
-        (StatusCode::OK, &json!(ADMIN_EMAIL))
-    );
+    assert_eq!((status, &me["user"]["email"]), (StatusCode::OK, &json!(ADMIN_EMAIL)));
     let (status, _) = server.post("/api/v1/fleet/logout", &token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = server.get("/api/v1/fleet/me", &token).await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a logged-out token is dead"
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a logged-out token is dead");
     assert_eq!(body["errors"][0]["name"], "base");
-    let (status, _) = server
-        .request(Method::GET, "/api/v1/fleet/hosts", None, None)
-        .await;
+    let (status, _) = server.request(Method::GET, "/api/v1/fleet/hosts", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Ten failures a minute per address, then 429 with Retry-After; successes are never counted. The dead
@@ -71,11 +62,7 @@ async fn login_me_logout_and_rate_limit(server: Server) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("retry"));
@@ -83,293 +70,96 @@ async fn login_me_logout_and_rate_limit(server: Server) {
 
 async fn roles_are_enforced_on_every_surface(server: Server) {
     let admin = server.admin_token().await;
-    let (_, team) = server
-        .post("/api/v1/fleet/teams", &admin, json!({"name": "Team A"}))
-        .await;
+    let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Team A"})).await;
     let team_a = team["team"]["id"].as_i64().unwrap();
-    let team_a_secret = team["team"]["secrets"][0]["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, team) = server
-        .post("/api/v1/fleet/teams", &admin, json!({"name": "Team B"}))
-        .await;
+    let team_a_secret = team["team"]["secrets"][0]["secret"].as_str().unwrap().to_string();
+    let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Team B"})).await;
     let team_b = team["team"]["id"].as_i64().unwrap();
 
     let mut in_a = TestHost::new("in-a");
     in_a.enroll(&server, &team_a_secret).await;
     let mut global = TestHost::new("no-team");
     global.enroll(&server, ENROLL_SECRET).await;
-    let (_, hosts) = server
-        .get("/api/v1/fleet/hosts?order_key=hostname", &admin)
-        .await;
+    let (_, hosts) = server.get("/api/v1/fleet/hosts?order_key=hostname", &admin).await;
     let id_of = |name: &str| {
-        hosts["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["hostname"] == name)
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap()
+        hosts["hosts"].as_array().unwrap().iter().find(|h| h["hostname"] == name).unwrap()["id"].as_i64().unwrap()
     };
     let (host_a, host_global) = (id_of("in-a"), id_of("no-team"));
 
-    let observer = server
-        .user_token(&admin, "observer@example.com", "observer", None)
-        .await;
-    let maintainer = server
-        .user_token(&admin, "maintainer@example.com", "maintainer", None)
-        .await;
-    let a_maint = server
-        .user_token(&admin, "a-maint@example.com", "maintainer", Some(team_a))
-        .await;
-    let a_obs = server
-        .user_token(&admin, "a-obs@example.com", "observer", Some(team_a))
-        .await;
-    let a_admin = server
-        .user_token(&admin, "a-admin@example.com", "admin", Some(team_a))
-        .await;
+    let observer = server.user_token(&admin, "observer@example.com", "observer", None).await;
+    let maintainer = server.user_token(&admin, "maintainer@example.com", "maintainer", None).await;
+    let a_maint = server.user_token(&admin, "a-maint@example.com", "maintainer", Some(team_a)).await;
+    let a_obs = server.user_token(&admin, "a-obs@example.com", "observer", Some(team_a)).await;
+    let a_admin = server.user_token(&admin, "a-admin@example.com", "admin", Some(team_a)).await;
 
     // Reading hosts: global roles see all, team roles only their team (others are 404, not 403).
-    assert_eq!(
-        server.get("/api/v1/fleet/hosts", &observer).await.1["hosts"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(server.get("/api/v1/fleet/hosts", &observer).await.1["hosts"].as_array().unwrap().len(), 2);
     let seen_by_a_obs = server.get("/api/v1/fleet/hosts", &a_obs).await.1;
     assert_eq!(seen_by_a_obs["hosts"].as_array().unwrap().len(), 1);
     assert_eq!(seen_by_a_obs["hosts"][0]["id"].as_i64(), Some(host_a));
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/hosts/{host_global}"), &a_obs)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/hosts/{host_a}"), &a_obs)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/hosts?team_id={team_b}"), &a_obs)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server.get("/api/v1/fleet/hosts/count", &a_obs).await.1["count"],
-        1
-    );
+    assert_eq!(server.get(&format!("/api/v1/fleet/hosts/{host_global}"), &a_obs).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(server.get(&format!("/api/v1/fleet/hosts/{host_a}"), &a_obs).await.0, StatusCode::OK);
+    assert_eq!(server.get(&format!("/api/v1/fleet/hosts?team_id={team_b}"), &a_obs).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.get("/api/v1/fleet/hosts/count", &a_obs).await.1["count"], 1);
 
     // Refetch: observers may; deleting: maintainers and up, in scope.
     assert_eq!(
-        server
-            .post(
-                &format!("/api/v1/fleet/hosts/{host_a}/refetch"),
-                &a_obs,
-                json!({})
-            )
-            .await
-            .0,
+        server.post(&format!("/api/v1/fleet/hosts/{host_a}/refetch"), &a_obs, json!({})).await.0,
         StatusCode::OK
     );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/hosts/{host_a}"), &observer)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/hosts/{host_a}"), &a_obs)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/hosts/{host_global}"), &a_maint)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(server.delete(&format!("/api/v1/fleet/hosts/{host_a}"), &observer).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.delete(&format!("/api/v1/fleet/hosts/{host_a}"), &a_obs).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.delete(&format!("/api/v1/fleet/hosts/{host_global}"), &a_maint).await.0, StatusCode::NOT_FOUND);
     let transfer = json!({"team_id": team_a, "hosts": [host_global]});
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/hosts/transfer", &a_maint, transfer.clone())
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/hosts/transfer", &observer, transfer.clone())
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/hosts/transfer", &maintainer, transfer)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/hosts/{host_global}"), &a_maint)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(server.post("/api/v1/fleet/hosts/transfer", &a_maint, transfer.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.post("/api/v1/fleet/hosts/transfer", &observer, transfer.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.post("/api/v1/fleet/hosts/transfer", &maintainer, transfer).await.0, StatusCode::OK);
+    assert_eq!(server.delete(&format!("/api/v1/fleet/hosts/{host_global}"), &a_maint).await.0, StatusCode::OK);
 
     // Config: everyone reads, only global admins write.
-    assert_eq!(
-        server.get("/api/v1/fleet/config", &a_obs).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(server.get("/api/v1/fleet/config", &a_obs).await.0, StatusCode::OK);
     let patch = json!({"org_info": {"org_name": "Nope"}});
     for token in [&observer, &maintainer, &a_admin] {
-        assert_eq!(
-            server
-                .patch("/api/v1/fleet/config", token, patch.clone())
-                .await
-                .0,
-            StatusCode::FORBIDDEN
-        );
+        assert_eq!(server.patch("/api/v1/fleet/config", token, patch.clone()).await.0, StatusCode::FORBIDDEN);
     }
-    assert_eq!(
-        server.patch("/api/v1/fleet/config", &admin, patch).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, patch).await.0, StatusCode::OK);
 
     // Teams: only global admins create and delete; team admins edit their own team.
+    assert_eq!(server.post("/api/v1/fleet/teams", &maintainer, json!({"name": "C"})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.post("/api/v1/fleet/teams", &a_admin, json!({"name": "C"})).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        server
-            .post("/api/v1/fleet/teams", &maintainer, json!({"name": "C"}))
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/teams", &a_admin, json!({"name": "C"}))
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .patch(
-                &format!("/api/v1/fleet/teams/{team_a}"),
-                &a_admin,
-                json!({"description": "ours"})
-            )
-            .await
-            .0,
+        server.patch(&format!("/api/v1/fleet/teams/{team_a}"), &a_admin, json!({"description": "ours"})).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        server
-            .patch(
-                &format!("/api/v1/fleet/teams/{team_b}"),
-                &a_admin,
-                json!({"description": "theirs"})
-            )
-            .await
-            .0,
+        server.patch(&format!("/api/v1/fleet/teams/{team_b}"), &a_admin, json!({"description": "theirs"})).await.0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        server
-            .patch(
-                &format!("/api/v1/fleet/teams/{team_a}"),
-                &a_maint,
-                json!({"description": "x"})
-            )
-            .await
-            .0,
+        server.patch(&format!("/api/v1/fleet/teams/{team_a}"), &a_maint, json!({"description": "x"})).await.0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/teams/{team_a}"), &a_admin)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(server.delete(&format!("/api/v1/fleet/teams/{team_a}"), &a_admin).await.0, StatusCode::FORBIDDEN);
     let teams_seen = server.get("/api/v1/fleet/teams", &a_obs).await.1;
     assert_eq!(teams_seen["teams"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        teams_seen["teams"][0]["secrets"],
-        json!([]),
-        "observers do not see enroll secrets"
-    );
+    assert_eq!(teams_seen["teams"][0]["secrets"], json!([]), "observers do not see enroll secrets");
 
     // Enroll secrets: maintainers and up, in scope.
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/teams/{team_a}/secrets"), &a_maint)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/teams/{team_a}/secrets"), &a_obs)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/teams/{team_b}/secrets"), &a_maint)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .get("/api/v1/fleet/spec/enroll_secret", &a_maint)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        server
-            .get("/api/v1/fleet/spec/enroll_secret", &observer)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    let (status, secrets) = server
-        .get("/api/v1/fleet/spec/enroll_secret", &maintainer)
-        .await;
+    assert_eq!(server.get(&format!("/api/v1/fleet/teams/{team_a}/secrets"), &a_maint).await.0, StatusCode::OK);
+    assert_eq!(server.get(&format!("/api/v1/fleet/teams/{team_a}/secrets"), &a_obs).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.get(&format!("/api/v1/fleet/teams/{team_b}/secrets"), &a_maint).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.get("/api/v1/fleet/spec/enroll_secret", &a_maint).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(server.get("/api/v1/fleet/spec/enroll_secret", &observer).await.0, StatusCode::FORBIDDEN);
+    let (status, secrets) = server.get("/api/v1/fleet/spec/enroll_secret", &maintainer).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(secrets["spec"]["secrets"][0]["secret"], ENROLL_SECRET);
 
     // Users: global admins only.
     for token in [&observer, &maintainer, &a_admin] {
-        assert_eq!(
-            server.get("/api/v1/fleet/users", token).await.0,
-            StatusCode::FORBIDDEN
-        );
-        let body = json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "global_role": "admin"});
-        assert_eq!(
-            server
-                .post("/api/v1/fleet/users/admin", token, body)
-                .await
-                .0,
-            StatusCode::FORBIDDEN
-        );
+        assert_eq!(server.get("/api/v1/fleet/users", token).await.0, StatusCode::FORBIDDEN);
+        let body =
+            json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "global_role": "admin"});
+        assert_eq!(server.post("/api/v1/fleet/users/admin", token, body).await.0, StatusCode::FORBIDDEN);
     }
 }
 
@@ -382,30 +172,13 @@ async fn users_are_managed_by_admins(server: Server) {
     assert_eq!(created["user"]["api_only"], true);
     let bot_id = created["user"]["id"].as_i64().unwrap();
     let bot = server.login("bot@example.com", "bot-password-1!").await;
-    assert_eq!(
-        server.get("/api/v1/fleet/hosts", &bot).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(server.get("/api/v1/fleet/hosts", &bot).await.0, StatusCode::OK);
 
-    let (status, body) = server
-        .patch(
-            &format!("/api/v1/fleet/users/{bot_id}"),
-            &bot,
-            json!({"global_role": "admin"}),
-        )
-        .await;
+    let (status, body) =
+        server.patch(&format!("/api/v1/fleet/users/{bot_id}"), &bot, json!({"global_role": "admin"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no self-promotion: {body}");
-    let (status, body) = server
-        .patch(
-            &format!("/api/v1/fleet/users/{bot_id}"),
-            &bot,
-            json!({"name": "Robot"}),
-        )
-        .await;
-    assert_eq!(
-        (status, &body["user"]["name"]),
-        (StatusCode::OK, &json!("Robot"))
-    );
+    let (status, body) = server.patch(&format!("/api/v1/fleet/users/{bot_id}"), &bot, json!({"name": "Robot"})).await;
+    assert_eq!((status, &body["user"]["name"]), (StatusCode::OK, &json!("Robot")));
     let (status, body) = server
         .post(
             "/api/v1/fleet/change_password",
@@ -413,10 +186,7 @@ async fn users_are_managed_by_admins(server: Server) {
             json!({"old_password": "wrong-password-1!", "new_password": "new-password-2?"}),
         )
         .await;
-    assert_eq!(
-        (status, &body["errors"][0]["name"]),
-        (StatusCode::UNPROCESSABLE_ENTITY, &json!("old_password"))
-    );
+    assert_eq!((status, &body["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("old_password")));
     let (status, _) = server
         .post(
             "/api/v1/fleet/change_password",
@@ -427,17 +197,9 @@ async fn users_are_managed_by_admins(server: Server) {
     assert_eq!(status, StatusCode::OK);
     server.login("bot@example.com", "new-password-2?").await;
 
-    let (status, body) = server
-        .patch(
-            &format!("/api/v1/fleet/users/{bot_id}"),
-            &admin,
-            json!({"global_role": "maintainer"}),
-        )
-        .await;
-    assert_eq!(
-        (status, &body["user"]["global_role"]),
-        (StatusCode::OK, &json!("maintainer"))
-    );
+    let (status, body) =
+        server.patch(&format!("/api/v1/fleet/users/{bot_id}"), &admin, json!({"global_role": "maintainer"})).await;
+    assert_eq!((status, &body["user"]["global_role"]), (StatusCode::OK, &json!("maintainer")));
     let (_, users) = server.get("/api/v1/fleet/users", &admin).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
 
@@ -445,60 +207,30 @@ async fn users_are_managed_by_admins(server: Server) {
     let (_, me) = server.get("/api/v1/fleet/me", &admin).await;
     let admin_id = me["user"]["id"].as_i64().unwrap();
     assert_eq!(
-        server
-            .patch(
-                &format!("/api/v1/fleet/users/{admin_id}"),
-                &admin,
-                json!({"global_role": "observer"})
-            )
-            .await
-            .0,
+        server.patch(&format!("/api/v1/fleet/users/{admin_id}"), &admin, json!({"global_role": "observer"})).await.0,
         StatusCode::CONFLICT
     );
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/users/{admin_id}"), &admin)
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(server.delete(&format!("/api/v1/fleet/users/{admin_id}"), &admin).await.0, StatusCode::CONFLICT);
 
-    let (status, _) = server
-        .delete(&format!("/api/v1/fleet/users/{bot_id}"), &admin)
-        .await;
+    let (status, _) = server.delete(&format!("/api/v1/fleet/users/{bot_id}"), &admin).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server.get("/api/v1/fleet/me", &bot).await.0,
-        StatusCode::UNAUTHORIZED,
-        "sessions die with the user"
-    );
+    assert_eq!(server.get("/api/v1/fleet/me", &bot).await.0, StatusCode::UNAUTHORIZED, "sessions die with the user");
 
     // Duplicates and bad fields.
-    let dup = json!({"name": "Admin 2", "email": "ADMIN@herd.local", "password": "user-password-1!", "global_role": "admin"});
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/users/admin", &admin, dup)
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
+    let dup =
+        json!({"name": "Admin 2", "email": "ADMIN@herd.local", "password": "user-password-1!", "global_role": "admin"});
+    assert_eq!(server.post("/api/v1/fleet/users/admin", &admin, dup).await.0, StatusCode::CONFLICT);
     let cases = [
         (
             json!({"name": "x", "email": "not-an-email", "password": "user-password-1!", "global_role": "admin"}),
             "email",
         ),
-        (
-            json!({"name": "x", "email": "x@example.com", "password": "short", "global_role": "admin"}),
-            "password",
-        ),
+        (json!({"name": "x", "email": "x@example.com", "password": "short", "global_role": "admin"}), "password"),
         (
             json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "global_role": "root"}),
             "global_role",
         ),
-        (
-            json!({"name": "x", "email": "x@example.com", "password": "user-password-1!"}),
-            "global_role",
-        ),
+        (json!({"name": "x", "email": "x@example.com", "password": "user-password-1!"}), "global_role"),
         (
             json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "teams": [{"id": 999, "role": "observer"}]}),
             "teams",
@@ -507,19 +239,14 @@ async fn users_are_managed_by_admins(server: Server) {
             json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "teams": [{"id": 1, "role": "boss"}]}),
             "teams[0].role",
         ),
-        (
-            json!({"name": "", "email": "x@example.com", "password": "user-password-1!", "global_role": "admin"}),
-            "name",
-        ),
+        (json!({"name": "", "email": "x@example.com", "password": "user-password-1!", "global_role": "admin"}), "name"),
         (
             json!({"name": "x", "email": "x@example.com", "password": "user-password-1!", "global_role": "admin", "is_root": true}),
             "is_root",
         ),
     ];
     for (body, field) in cases {
-        let (status, reply) = server
-            .post("/api/v1/fleet/users/admin", &admin, body.clone())
-            .await;
+        let (status, reply) = server.post("/api/v1/fleet/users/admin", &admin, body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {reply}");
         assert_eq!(reply["errors"][0]["name"], field, "{body} → {reply}");
     }
@@ -528,54 +255,21 @@ async fn users_are_managed_by_admins(server: Server) {
 async fn teams_and_enroll_secrets(server: Server) {
     let admin = server.admin_token().await;
     let odd_name = "Robert'); DROP TABLE teams;--";
-    let (status, team) = server
-        .post(
-            "/api/v1/fleet/teams",
-            &admin,
-            json!({"name": odd_name, "description": "<script>"}),
-        )
-        .await;
+    let (status, team) =
+        server.post("/api/v1/fleet/teams", &admin, json!({"name": odd_name, "description": "<script>"})).await;
     assert_eq!(status, StatusCode::OK, "{team}");
     let id = team["team"]["id"].as_i64().unwrap();
     assert_eq!(team["team"]["name"], odd_name, "stored verbatim");
-    assert_eq!(
-        team["team"]["secrets"].as_array().unwrap().len(),
-        1,
-        "a new team gets a secret"
-    );
-    assert_eq!(
-        server
-            .post("/api/v1/fleet/teams", &admin, json!({"name": odd_name}))
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(team["team"]["secrets"].as_array().unwrap().len(), 1, "a new team gets a secret");
+    assert_eq!(server.post("/api/v1/fleet/teams", &admin, json!({"name": odd_name})).await.0, StatusCode::CONFLICT);
+    let (status, reply) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "  "})).await;
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("name")));
     let (status, reply) = server
-        .post("/api/v1/fleet/teams", &admin, json!({"name": "  "}))
+        .post("/api/v1/fleet/teams", &admin, json!({"name": "Short secret", "secrets": [{"secret": "abc"}]}))
         .await;
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("secrets[0].secret")));
     assert_eq!(
-        (status, &reply["errors"][0]["name"]),
-        (StatusCode::UNPROCESSABLE_ENTITY, &json!("name"))
-    );
-    let (status, reply) = server
-        .post(
-            "/api/v1/fleet/teams",
-            &admin,
-            json!({"name": "Short secret", "secrets": [{"secret": "abc"}]}),
-        )
-        .await;
-    assert_eq!(
-        (status, &reply["errors"][0]["name"]),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &json!("secrets[0].secret")
-        )
-    );
-    assert_eq!(
-        server.get("/api/v1/fleet/teams", &admin).await.1["teams"]
-            .as_array()
-            .unwrap()
-            .len(),
+        server.get("/api/v1/fleet/teams", &admin).await.1["teams"].as_array().unwrap().len(),
         1,
         "nothing half-written"
     );
@@ -588,10 +282,7 @@ async fn teams_and_enroll_secrets(server: Server) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        reply["errors"][0]["name"],
-        "agent_options.config.options.distributed_interval"
-    );
+    assert_eq!(reply["errors"][0]["name"], "agent_options.config.options.distributed_interval");
     let (status, reply) = server
         .post(
             &format!("/api/v1/fleet/teams/{id}/agent_options"),
@@ -600,25 +291,19 @@ async fn teams_and_enroll_secrets(server: Server) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    assert_eq!(
-        reply["team"]["agent_options"]["config"]["options"]["distributed_interval"],
-        20
-    );
+    assert_eq!(reply["team"]["agent_options"]["config"]["options"]["distributed_interval"], 20);
 
     let (status, _) = server
-        .post("/api/v1/fleet/spec/enroll_secret", &admin, json!({"spec": {"secrets": [{"secret": "rotated-global-1"}, {"secret": "rotated-global-2"}]}}))
+        .post(
+            "/api/v1/fleet/spec/enroll_secret",
+            &admin,
+            json!({"spec": {"secrets": [{"secret": "rotated-global-1"}, {"secret": "rotated-global-2"}]}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let mut host = TestHost::new("rotated");
-    assert_eq!(
-        host.enroll(&server, ENROLL_SECRET).await.0,
-        StatusCode::UNAUTHORIZED,
-        "the old global secret is gone"
-    );
-    assert_eq!(
-        host.enroll(&server, "rotated-global-2").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(host.enroll(&server, ENROLL_SECRET).await.0, StatusCode::UNAUTHORIZED, "the old global secret is gone");
+    assert_eq!(host.enroll(&server, "rotated-global-2").await.0, StatusCode::OK);
     let (status, reply) = server
         .post(
             "/api/v1/fleet/spec/enroll_secret",
@@ -628,54 +313,23 @@ async fn teams_and_enroll_secrets(server: Server) {
         .await;
     assert_eq!(
         (status, &reply["errors"][0]["name"]),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &json!("spec.secrets[1].secret")
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("spec.secrets[1].secret"))
     );
 
-    let team_secret = server
-        .get(&format!("/api/v1/fleet/teams/{id}/secrets"), &admin)
-        .await
-        .1["secrets"][0]["secret"]
+    let team_secret = server.get(&format!("/api/v1/fleet/teams/{id}/secrets"), &admin).await.1["secrets"][0]["secret"]
         .as_str()
         .unwrap()
         .to_string();
     let mut member = TestHost::new("member");
     member.enroll(&server, &team_secret).await;
-    let (_, team) = server
-        .get(&format!("/api/v1/fleet/teams/{id}"), &admin)
-        .await;
+    let (_, team) = server.get(&format!("/api/v1/fleet/teams/{id}"), &admin).await;
     assert_eq!(team["team"]["host_count"], 1);
-    assert_eq!(
-        server
-            .delete(&format!("/api/v1/fleet/teams/{id}"), &admin)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        server
-            .get(&format!("/api/v1/fleet/teams/{id}"), &admin)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        member.read(&server).await.0,
-        StatusCode::OK,
-        "hosts of a deleted team stay enrolled"
-    );
+    assert_eq!(server.delete(&format!("/api/v1/fleet/teams/{id}"), &admin).await.0, StatusCode::OK);
+    assert_eq!(server.get(&format!("/api/v1/fleet/teams/{id}"), &admin).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(member.read(&server).await.0, StatusCode::OK, "hosts of a deleted team stay enrolled");
     let (_, hosts) = server.get("/api/v1/fleet/hosts?team_id=0", &admin).await;
-    assert_eq!(
-        hosts["hosts"].as_array().unwrap().len(),
-        2,
-        "both hosts are now in no team"
-    );
-    assert_eq!(
-        TestHost::new("late").enroll(&server, &team_secret).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(hosts["hosts"].as_array().unwrap().len(), 2, "both hosts are now in no team");
+    assert_eq!(TestHost::new("late").enroll(&server, &team_secret).await.0, StatusCode::UNAUTHORIZED);
 }
 
 async fn config_patch_validates_and_names_fields(server: Server) {
@@ -684,10 +338,7 @@ async fn config_patch_validates_and_names_fields(server: Server) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(config["server_settings"]["server_url"], server.url);
     assert_eq!(config["host_settings"]["vitals_interval"], 3600);
-    assert_eq!(
-        config["agent_options"]["config"]["options"]["distributed_interval"],
-        10
-    );
+    assert_eq!(config["agent_options"]["config"]["options"]["distributed_interval"], 10);
 
     let (status, config) = server
         .patch(
@@ -698,24 +349,12 @@ async fn config_patch_validates_and_names_fields(server: Server) {
         .await;
     assert_eq!(status, StatusCode::OK, "{config}");
     assert_eq!(config["org_info"]["org_name"], "Acme");
-    assert_eq!(
-        config["server_settings"]["server_url"], server.url,
-        "other sections untouched"
-    );
+    assert_eq!(config["server_settings"]["server_url"], server.url, "other sections untouched");
     let cases = [
         (json!({"org_info": {"org_nmae": "x"}}), "org_info.org_nmae"),
-        (
-            json!({"host_settings": {"vitals_interval": 1}}),
-            "host_settings.vitals_interval",
-        ),
-        (
-            json!({"host_settings": {"vitals_interval": "hourly"}}),
-            "host_settings.vitals_interval",
-        ),
-        (
-            json!({"org_info": {"contact_url": "ftp://x"}}),
-            "org_info.contact_url",
-        ),
+        (json!({"host_settings": {"vitals_interval": 1}}), "host_settings.vitals_interval"),
+        (json!({"host_settings": {"vitals_interval": "hourly"}}), "host_settings.vitals_interval"),
+        (json!({"org_info": {"contact_url": "ftp://x"}}), "org_info.contact_url"),
         (
             json!({"agent_options": {"config": {"options": {"distributed_interval": -1}}}}),
             "agent_options.config.options.distributed_interval",
@@ -724,35 +363,18 @@ async fn config_patch_validates_and_names_fields(server: Server) {
         (json!({"features": {}}), "features"),
     ];
     for (patch, field) in cases {
-        let (status, reply) = server
-            .patch("/api/v1/fleet/config", &admin, patch.clone())
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{patch} → {reply}"
-        );
+        let (status, reply) = server.patch("/api/v1/fleet/config", &admin, patch.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{patch} → {reply}");
         assert_eq!(reply["errors"][0]["name"], field, "{patch} → {reply}");
     }
     let (_, config) = server.get("/api/v1/fleet/config", &admin).await;
-    assert_eq!(
-        config["org_info"]["org_name"], "Acme",
-        "refused patches change nothing"
-    );
+    assert_eq!(config["org_info"]["org_name"], "Acme", "refused patches change nothing");
 
     // A shorter vitals interval takes effect for hosts at once.
-    let (status, _) = server
-        .patch(
-            "/api/v1/fleet/config",
-            &admin,
-            json!({"host_settings": {"vitals_interval": 600}}),
-        )
-        .await;
+    let (status, _) =
+        server.patch("/api/v1/fleet/config", &admin, json!({"host_settings": {"vitals_interval": 600}})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        server.get("/api/v1/fleet/config", &admin).await.1["host_settings"]["vitals_interval"],
-        600
-    );
+    assert_eq!(server.get("/api/v1/fleet/config", &admin).await.1["host_settings"]["vitals_interval"], 600);
 }
 
 async fn host_listing_filters_and_pagination(server: Server) {
@@ -768,32 +390,20 @@ async fn host_listing_filters_and_pagination(server: Server) {
             .map(|h| h["hostname"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    let (_, page) = server
-        .get(
-            "/api/v1/fleet/hosts?order_key=hostname&order_direction=desc&per_page=2&page=1",
-            &admin,
-        )
-        .await;
+    let (_, page) =
+        server.get("/api/v1/fleet/hosts?order_key=hostname&order_direction=desc&per_page=2&page=1", &admin).await;
     assert_eq!(names(&page), ["charlie", "bravo"]);
     let (_, found) = server.get("/api/v1/fleet/hosts?query=ARL", &admin).await;
     assert_eq!(names(&found), ["charlie"]);
-    let (_, found) = server
-        .get("/api/v1/fleet/hosts?query=SN-echo", &admin)
-        .await;
+    let (_, found) = server.get("/api/v1/fleet/hosts?query=SN-echo", &admin).await;
     assert_eq!(names(&found), ["echo"], "search covers serial numbers");
     let (_, none) = server.get("/api/v1/fleet/hosts?query=%25", &admin).await;
     assert_eq!(names(&none), Vec::<String>::new());
-    let (_, new) = server
-        .get("/api/v1/fleet/hosts/count?status=new", &admin)
-        .await;
+    let (_, new) = server.get("/api/v1/fleet/hosts/count?status=new", &admin).await;
     assert_eq!(new["count"], 5);
-    let (_, offline) = server
-        .get("/api/v1/fleet/hosts/count?status=offline", &admin)
-        .await;
+    let (_, offline) = server.get("/api/v1/fleet/hosts/count?status=offline", &admin).await;
     assert_eq!(offline["count"], 5, "enrolled but never checked in");
-    let (_, missing) = server
-        .get("/api/v1/fleet/hosts/count?status=missing", &admin)
-        .await;
+    let (_, missing) = server.get("/api/v1/fleet/hosts/count?status=missing", &admin).await;
     assert_eq!(missing["count"], 0);
     for (query, field) in [
         ("order_key=password", "order_key"),
@@ -804,27 +414,12 @@ async fn host_listing_filters_and_pagination(server: Server) {
         ("team_id=abc", "team_id"),
         ("policy_id=3", "policy_id"),
     ] {
-        let (status, reply) = server
-            .get(&format!("/api/v1/fleet/hosts?{query}"), &admin)
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{query} → {reply}"
-        );
+        let (status, reply) = server.get(&format!("/api/v1/fleet/hosts?{query}"), &admin).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query} → {reply}");
         assert_eq!(reply["errors"][0]["name"], field, "{query}");
     }
-    let (status, _) = server
-        .get(
-            "/api/v1/fleet/hosts?device_mapping=true&populate_software=false",
-            &admin,
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "harmless Fleet display parameters are accepted"
-    );
+    let (status, _) = server.get("/api/v1/fleet/hosts?device_mapping=true&populate_software=false", &admin).await;
+    assert_eq!(status, StatusCode::OK, "harmless Fleet display parameters are accepted");
 }
 
 async fn bad_input_gets_clear_4xx(server: Server) {
@@ -846,40 +441,21 @@ async fn bad_input_gets_clear_4xx(server: Server) {
             )
             .await;
         assert_eq!(status, want, "{}", String::from_utf8_lossy(body));
-        assert!(
-            reply["message"].is_string() && reply["errors"][0]["reason"].is_string(),
-            "{reply}"
-        );
+        assert!(reply["message"].is_string() && reply["errors"][0]["reason"].is_string(), "{reply}");
     }
-    server
-        .assert_oversize_refused("/api/v1/fleet/teams", Some(&admin), 5 << 20)
-        .await;
+    server.assert_oversize_refused("/api/v1/fleet/teams", Some(&admin), 5 << 20).await;
     let (status, reply) = server.get("/api/v1/fleet/hosts/not-a-number", &admin).await;
-    assert_eq!(
-        (status, &reply["errors"][0]["name"]),
-        (StatusCode::UNPROCESSABLE_ENTITY, &json!("id"))
-    );
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("id")));
     let (status, reply) = server.get("/api/v1/fleet/no-such-thing", &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(reply["message"].is_string());
     let (status, _) = server.get("/api/v1/fleet/hosts/99999", &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, reply) = server
-        .post(
-            "/api/v1/fleet/hosts/transfer",
-            &admin,
-            json!({"team_id": null, "hosts": "all"}),
-        )
-        .await;
-    assert_eq!(
-        (status, &reply["errors"][0]["name"]),
-        (StatusCode::UNPROCESSABLE_ENTITY, &json!("hosts"))
-    );
+    let (status, reply) =
+        server.post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": null, "hosts": "all"})).await;
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("hosts")));
     // And the server keeps serving.
-    assert_eq!(
-        server.get("/api/v1/fleet/me", &admin).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(server.get("/api/v1/fleet/me", &admin).await.0, StatusCode::OK);
 }
 
 async fn health_and_metrics(server: Server) {
@@ -890,26 +466,17 @@ async fn health_and_metrics(server: Server) {
     host.enroll(&server, ENROLL_SECRET).await;
     host.read(&server).await;
     host.read(&server).await;
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("herd_hosts_enrolled 1"), "{text}");
     assert!(text.contains("herd_checkins_total 2"), "{text}");
     assert!(text.contains("herd_checkins_with_work_total 1"), "{text}");
     assert!(text.contains("herd_enrollments_total 1"), "{text}");
-    assert!(text.contains(r#"herd_http_requests_total{route="/api/osquery/distributed/read",method="POST",status="200"} 2"#), "{text}");
     assert!(
-        text.contains(r#"herd_http_request_duration_seconds_count{route="/api/osquery/enroll"} 1"#),
+        text.contains(
+            r#"herd_http_requests_total{route="/api/osquery/distributed/read",method="POST",status="200"} 2"#
+        ),
         "{text}"
     );
-    assert!(
-        text.contains("herd_worker_runs_total{worker=\"seen_time_flusher\"}"),
-        "{text}"
-    );
+    assert!(text.contains(r#"herd_http_request_duration_seconds_count{route="/api/osquery/enroll"} 1"#), "{text}");
+    assert!(text.contains("herd_worker_runs_total{worker=\"seen_time_flusher\"}"), "{text}");
 }

@@ -62,8 +62,7 @@ impl Store {
                     actor_name: r.try_get("actor_name")?,
                     actor_email: r.try_get("actor_email")?,
                     kind: r.try_get("type")?,
-                    details: serde_json::from_str(&details)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    details: serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             })
             .collect()

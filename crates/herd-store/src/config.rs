@@ -20,16 +20,9 @@ pub(crate) async fn replace_secrets(
 ) -> Result<()> {
     match team_id {
         Some(team) => {
-            sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1")
-                .bind(team)
-                .execute(&mut *conn)
-                .await?
+            sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(team).execute(&mut *conn).await?
         }
-        None => {
-            sqlx::query("DELETE FROM enroll_secrets WHERE team_id IS NULL")
-                .execute(&mut *conn)
-                .await?
-        }
+        None => sqlx::query("DELETE FROM enroll_secrets WHERE team_id IS NULL").execute(&mut *conn).await?,
     };
     for secret in secrets {
         sqlx::query("INSERT INTO enroll_secrets (secret, team_id, created_at) VALUES ($1, $2, $3)")
@@ -38,30 +31,21 @@ pub(crate) async fn replace_secrets(
             .bind(now)
             .execute(&mut *conn)
             .await
-            .map_err(|e| {
-                StoreError::conflict_on_unique(e, "this enroll secret is already in use")
-            })?;
+            .map_err(|e| StoreError::conflict_on_unique(e, "this enroll secret is already in use"))?;
     }
     Ok(())
 }
 
 fn secret_from_row(row: &sqlx::any::AnyRow) -> Result<StoredSecret> {
-    Ok(StoredSecret {
-        secret: row.try_get(0)?,
-        team_id: row.try_get(1)?,
-        created_at: row.try_get(2)?,
-    })
+    Ok(StoredSecret { secret: row.try_get(0)?, team_id: row.try_get(1)?, created_at: row.try_get(2)? })
 }
 
 impl Store {
     /// The stored configuration document, or None before the first save.
     pub async fn app_config(&self) -> Result<Option<serde_json::Value>> {
         let text: Option<String> =
-            sqlx::query_scalar("SELECT document FROM app_config WHERE id = 1")
-                .fetch_optional(&self.reader)
-                .await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+            sqlx::query_scalar("SELECT document FROM app_config WHERE id = 1").fetch_optional(&self.reader).await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
     }
 
     pub async fn save_app_config(&self, document: &serde_json::Value, now: Millis) -> Result<()> {
@@ -109,25 +93,17 @@ impl Store {
 
     /// Every secret of every scope, for enrollment (compared in constant time by the caller).
     pub async fn all_enroll_secrets(&self) -> Result<Vec<StoredSecret>> {
-        let rows = sqlx::query("SELECT secret, team_id, created_at FROM enroll_secrets")
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT secret, team_id, created_at FROM enroll_secrets").fetch_all(&self.reader).await?;
         rows.iter().map(secret_from_row).collect()
     }
 
-    pub async fn replace_enroll_secrets(
-        &self,
-        team_id: Option<i64>,
-        secrets: &[String],
-        now: Millis,
-    ) -> Result<()> {
+    pub async fn replace_enroll_secrets(&self, team_id: Option<i64>, secrets: &[String], now: Millis) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if let Some(team) = team_id {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
-                .bind(team)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1").bind(team).fetch_optional(&mut *tx).await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound("team"));
             }
@@ -141,11 +117,10 @@ impl Store {
     pub async fn init_global_secret(&self, secret: &str, now: Millis) -> Result<String> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT secret FROM enroll_secrets WHERE team_id IS NULL ORDER BY created_at LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT secret FROM enroll_secrets WHERE team_id IS NULL ORDER BY created_at LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
         let secret = match existing {
             Some(existing) => existing,
             None => {

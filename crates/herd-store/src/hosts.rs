@@ -3,9 +3,7 @@
 use crate::sql::{Arg, SqlBuilder, contains_pattern};
 use crate::{Result, Store, StoreError};
 use herd_core::Millis;
-use herd_core::host_status::{
-    DEFAULT_CHECKIN_INTERVAL_S, MISSING_AFTER_MS, NEW_WITHIN_MS, ONLINE_GRACE_MS,
-};
+use herd_core::host_status::{DEFAULT_CHECKIN_INTERVAL_S, MISSING_AFTER_MS, NEW_WITHIN_MS, ONLINE_GRACE_MS};
 use herd_core::vitals::VitalsPatch;
 use sqlx::AssertSqlSafe;
 use sqlx::{Acquire, AnyConnection, Row};
@@ -69,14 +67,13 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
     h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at";
 
-const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, refetch_requested_at, created_at";
+const CHECKIN_COLUMNS: &str =
+    "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, refetch_requested_at, created_at";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {
         id: row.try_get("id")?,
-        node_key_hash: row
-            .try_get::<Option<String>, _>("node_key_hash")?
-            .unwrap_or_default(),
+        node_key_hash: row.try_get::<Option<String>, _>("node_key_hash")?.unwrap_or_default(),
         team_id: row.try_get("team_id")?,
         platform: row.try_get("platform")?,
         platform_like: row.try_get("platform_like")?,
@@ -152,9 +149,7 @@ impl HostOrder {
         match self {
             HostOrder::Id => "h.id",
             HostOrder::Hostname => "h.hostname",
-            HostOrder::DisplayName => {
-                "(CASE WHEN h.computer_name <> '' THEN h.computer_name ELSE h.hostname END)"
-            }
+            HostOrder::DisplayName => "(CASE WHEN h.computer_name <> '' THEN h.computer_name ELSE h.hostname END)",
             HostOrder::ComputerName => "h.computer_name",
             HostOrder::Platform => "h.platform",
             HostOrder::OsVersion => "h.os_version",
@@ -189,11 +184,8 @@ fn online_window_sql() -> String {
     let distributed = format!(
         "(CASE WHEN COALESCE(h.distributed_interval, 0) > 0 THEN h.distributed_interval ELSE {DEFAULT_CHECKIN_INTERVAL_S} END)"
     );
-    let config =
-        "(CASE WHEN COALESCE(h.config_tls_refresh, 0) > 0 THEN h.config_tls_refresh ELSE 0 END)";
-    format!(
-        "((CASE WHEN {distributed} > {config} THEN {distributed} ELSE {config} END) * 1000 + {ONLINE_GRACE_MS})"
-    )
+    let config = "(CASE WHEN COALESCE(h.config_tls_refresh, 0) > 0 THEN h.config_tls_refresh ELSE 0 END)";
+    format!("((CASE WHEN {distributed} > {config} THEN {distributed} ELSE {config} END) * 1000 + {ONLINE_GRACE_MS})")
 }
 
 impl HostFilter {
@@ -210,70 +202,44 @@ impl HostFilter {
         if let Some(ids) = &self.ids {
             sql.push(" AND h.id IN ").bind_ids(ids);
         }
-        if let Some(query) = self
-            .query
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-        {
+        if let Some(query) = self.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let pattern = contains_pattern(query);
             sql.push(" AND (");
-            for (i, column) in [
-                "h.hostname",
-                "h.computer_name",
-                "h.uuid",
-                "h.hardware_serial",
-                "h.primary_ip",
-            ]
-            .iter()
-            .enumerate()
+            for (i, column) in
+                ["h.hostname", "h.computer_name", "h.uuid", "h.hardware_serial", "h.primary_ip"].iter().enumerate()
             {
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                sql.push(&format!("LOWER({column}) LIKE "))
-                    .bind(Arg::Text(pattern.clone()))
-                    .push(" ESCAPE '\\'");
+                sql.push(&format!("LOWER({column}) LIKE ")).bind(Arg::Text(pattern.clone())).push(" ESCAPE '\\'");
             }
             sql.push(")");
         }
         match self.status {
             None => {}
             Some(StatusCondition::Online) => {
-                sql.push(&format!(
-                    " AND h.seen_time IS NOT NULL AND h.seen_time + {} >= ",
-                    online_window_sql()
-                ))
-                .bind(Arg::Int(now));
+                sql.push(&format!(" AND h.seen_time IS NOT NULL AND h.seen_time + {} >= ", online_window_sql()))
+                    .bind(Arg::Int(now));
             }
             Some(StatusCondition::Offline) => {
-                sql.push(&format!(
-                    " AND (h.seen_time IS NULL OR (h.seen_time + {} < ",
-                    online_window_sql()
-                ))
-                .bind(Arg::Int(now))
-                .push(" AND h.seen_time >= ")
-                .bind(Arg::Int(now - MISSING_AFTER_MS))
-                .push("))");
+                sql.push(&format!(" AND (h.seen_time IS NULL OR (h.seen_time + {} < ", online_window_sql()))
+                    .bind(Arg::Int(now))
+                    .push(" AND h.seen_time >= ")
+                    .bind(Arg::Int(now - MISSING_AFTER_MS))
+                    .push("))");
             }
             Some(StatusCondition::Missing) => {
-                sql.push(" AND h.seen_time < ")
-                    .bind(Arg::Int(now - MISSING_AFTER_MS));
+                sql.push(" AND h.seen_time < ").bind(Arg::Int(now - MISSING_AFTER_MS));
             }
             Some(StatusCondition::New) => {
-                sql.push(" AND h.created_at >= ")
-                    .bind(Arg::Int(now - NEW_WITHIN_MS));
+                sql.push(" AND h.created_at >= ").bind(Arg::Int(now - NEW_WITHIN_MS));
             }
         }
     }
 }
 
 /// Records that `host_id`'s cached check-in state is stale, in the caller's transaction.
-pub(crate) async fn note_host_change(
-    conn: &mut AnyConnection,
-    host_id: i64,
-    now: Millis,
-) -> Result<()> {
+pub(crate) async fn note_host_change(conn: &mut AnyConnection, host_id: i64, now: Millis) -> Result<()> {
     sqlx::query("INSERT INTO host_changes (host_id, changed_at) VALUES ($1, $2)")
         .bind(host_id)
         .bind(now)
@@ -293,10 +259,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let d = &host.details;
-        let platform = d
-            .platform
-            .clone()
-            .unwrap_or_else(|| host.platform_hint.clone());
+        let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
         let id = match existing {
             Some(id) => {
                 sqlx::query(
@@ -355,26 +318,19 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn host_checkin_by_node_key(
-        &self,
-        node_key_hash: &str,
-    ) -> Result<Option<HostCheckin>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CHECKIN_COLUMNS} FROM hosts WHERE node_key_hash = $1"
-        )))
-        .bind(node_key_hash)
-        .fetch_optional(&self.reader)
-        .await?;
+    pub async fn host_checkin_by_node_key(&self, node_key_hash: &str) -> Result<Option<HostCheckin>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE node_key_hash = $1")))
+            .bind(node_key_hash)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(checkin_from_row).transpose()
     }
 
     pub async fn host_checkin_by_id(&self, host_id: i64) -> Result<Option<HostCheckin>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1"
-        )))
-        .bind(host_id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1")))
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(checkin_from_row).transpose()
     }
 
@@ -478,17 +434,12 @@ impl Store {
         ));
         filter.apply(&mut sql, now);
         let direction = if descending { "DESC" } else { "ASC" };
-        sql.push(&format!(
-            " ORDER BY {} {direction}, h.id {direction} LIMIT ",
-            order.column()
-        ))
-        .bind(Arg::Int(limit))
-        .push(" OFFSET ")
-        .bind(Arg::Int(offset));
+        sql.push(&format!(" ORDER BY {} {direction}, h.id {direction} LIMIT ", order.column()))
+            .bind(Arg::Int(limit))
+            .push(" OFFSET ")
+            .bind(Arg::Int(offset));
         let rows = sql.query().fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|row| sqlx::FromRow::from_row(row).map_err(StoreError::from))
-            .collect()
+        rows.iter().map(|row| sqlx::FromRow::from_row(row).map_err(StoreError::from)).collect()
     }
 
     pub async fn count_hosts(&self, filter: &HostFilter, now: Millis) -> Result<i64> {
@@ -503,18 +454,14 @@ impl Store {
     pub async fn delete_host(&self, host_id: i64, now: Millis) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let team: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT team_id FROM hosts WHERE id = $1")
-                .bind(host_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let team: Option<Option<i64>> = sqlx::query_scalar("SELECT team_id FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(team) = team {
             crate::policies::move_host_answers(&mut tx, host_id, team, None, true, now).await?;
         }
-        let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
+        let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(host_id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 1 {
             note_host_change(&mut tx, host_id, now).await?;
         }
@@ -523,19 +470,12 @@ impl Store {
     }
 
     /// Moves hosts to a team (or to no team). Returns how many moved. Unknown host ids are ignored, as in Fleet.
-    pub async fn transfer_hosts(
-        &self,
-        team_id: Option<i64>,
-        host_ids: &[i64],
-        now: Millis,
-    ) -> Result<u64> {
+    pub async fn transfer_hosts(&self, team_id: Option<i64>, host_ids: &[i64], now: Millis) -> Result<u64> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if let Some(team) = team_id {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM teams WHERE id = $1")
-                .bind(team)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1").bind(team).fetch_optional(&mut *tx).await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound("team"));
             }
@@ -601,11 +541,7 @@ impl Store {
                 if i > 0 {
                     sql.push(", ");
                 }
-                sql.push("(")
-                    .bind(Arg::Int(*id))
-                    .push(", ")
-                    .bind(Arg::Int(*at))
-                    .push(")");
+                sql.push("(").bind(Arg::Int(*id)).push(", ").bind(Arg::Int(*at)).push(")");
             }
             sql.push(") AS v WHERE hosts.id = v.column1 AND (hosts.seen_time IS NULL OR hosts.seen_time < v.column2)");
             sql.query().execute(&mut *tx).await?;
@@ -618,15 +554,11 @@ impl Store {
     /// time seen. Callers poll with an overlap, because PostgreSQL may commit a change stamped slightly earlier
     /// after a later one; evicting a host twice is harmless.
     pub async fn changed_hosts_since(&self, since: Millis) -> Result<Vec<(i64, Millis)>> {
-        let rows = sqlx::query(
-            "SELECT host_id, changed_at FROM host_changes WHERE changed_at >= $1 ORDER BY seq",
-        )
-        .bind(since)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        let rows = sqlx::query("SELECT host_id, changed_at FROM host_changes WHERE changed_at >= $1 ORDER BY seq")
+            .bind(since)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// Drops change-feed rows no server can still need.
@@ -639,8 +571,6 @@ impl Store {
     }
 
     pub async fn host_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM hosts")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM hosts").fetch_one(&self.reader).await?)
     }
 }

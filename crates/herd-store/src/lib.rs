@@ -52,20 +52,13 @@ impl StoreError {
     /// The database cannot be reached right now (closed pool, timeout, connection failure): worth retrying,
     /// unlike a bad query.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(
-                sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)
-            )
-        )
+        matches!(self, StoreError::Database(sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
     }
 
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as its message.
     fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(what.to_string())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
             _ => StoreError::Database(err),
         }
     }
@@ -97,9 +90,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("backend", &self.backend)
-            .finish()
+        f.debug_struct("Store").field("backend", &self.backend).finish()
     }
 }
 
@@ -109,22 +100,13 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         install_default_drivers();
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(32)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
-            Store {
-                backend: Backend::Postgres,
-                writer: pool.clone(),
-                reader: pool,
-            }
+            let pool =
+                AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool }
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             if path.is_empty() || path.contains('?') {
-                return Err(StoreError::InvalidUrl(format!(
-                    "{url:?}: expected sqlite://PATH or postgres://..."
-                )));
+                return Err(StoreError::InvalidUrl(format!("{url:?}: expected sqlite://PATH or postgres://...")));
             }
             let url = format!("sqlite://{path}?mode=rwc");
             let pragmas = sqlite_pragmas;
@@ -134,16 +116,8 @@ impl Store {
                 .after_connect(pragmas)
                 .connect(&url)
                 .await?;
-            let reader = AnyPoolOptions::new()
-                .max_connections(8)
-                .after_connect(pragmas)
-                .connect(&url)
-                .await?;
-            Store {
-                backend: Backend::Sqlite,
-                writer,
-                reader,
-            }
+            let reader = AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
+            Store { backend: Backend::Sqlite, writer, reader }
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -166,15 +140,11 @@ impl Store {
     }
 }
 
-type ConnectHook<'c> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Run on every new SQLite connection. WAL lets readers run beside the writer; synchronous=FULL makes every
 /// acknowledged commit survive a power loss, not just a crash of herd.
-fn sqlite_pragmas<'c>(
-    conn: &'c mut sqlx::AnyConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
-) -> ConnectHook<'c> {
+fn sqlite_pragmas<'c>(conn: &'c mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'c> {
     Box::pin(async move {
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",

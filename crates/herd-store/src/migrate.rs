@@ -29,27 +29,22 @@ const PG_MIGRATION_LOCK: i64 = 0x6865_7264; // "herd"
 pub(crate) async fn apply(store: &Store) -> Result<()> {
     let mut conn = store.writer.acquire().await?;
     if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(PG_MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await?;
     }
     let outcome = apply_locked(store.backend, &mut conn).await;
     if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(PG_MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_MIGRATION_LOCK).execute(&mut *conn).await?;
     }
     outcome
 }
 
 async fn apply_locked(backend: Backend, conn: &mut sqlx::AnyConnection) -> Result<()> {
-    conn.execute("CREATE TABLE IF NOT EXISTS herd_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM herd_schema_migrations")
-        .fetch_all(&mut *conn)
-        .await?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS herd_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM herd_schema_migrations").fetch_all(&mut *conn).await?;
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let mut tx = conn.begin().await?;
         let script = match backend {
@@ -63,11 +58,7 @@ async fn apply_locked(backend: Backend, conn: &mut sqlx::AnyConnection) -> Resul
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        tracing::info!(
-            version = migration.version,
-            backend = backend.name(),
-            "applied schema migration"
-        );
+        tracing::info!(version = migration.version, backend = backend.name(), "applied schema migration");
     }
     Ok(())
 }

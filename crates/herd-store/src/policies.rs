@@ -109,13 +109,7 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
 }
 
 /// Adds a (passing, failing) delta to one policy's count for one host team, and stamps the policy.
-async fn apply_delta(
-    conn: &mut AnyConnection,
-    policy_id: i64,
-    key: i64,
-    delta: (i64, i64),
-    now: Millis,
-) -> Result<()> {
+async fn apply_delta(conn: &mut AnyConnection, policy_id: i64, key: i64, delta: (i64, i64), now: Millis) -> Result<()> {
     if delta == (0, 0) {
         return Ok(());
     }
@@ -161,23 +155,10 @@ pub(crate) async fn move_host_answers(
         let answer = PolicyResponse::from_stored(row.try_get(1)?);
         let policy_team: Option<i64> = row.try_get(2)?;
         let stays_in_scope = !deleting && (policy_team.is_none() || policy_team == new_team);
-        apply_delta(
-            conn,
-            policy_id,
-            team_key(old_team),
-            count_delta(answer, PolicyResponse::NoAnswer),
-            now,
-        )
-        .await?;
+        apply_delta(conn, policy_id, team_key(old_team), count_delta(answer, PolicyResponse::NoAnswer), now).await?;
         if stays_in_scope {
-            apply_delta(
-                conn,
-                policy_id,
-                team_key(new_team),
-                count_delta(PolicyResponse::NoAnswer, answer),
-                now,
-            )
-            .await?;
+            apply_delta(conn, policy_id, team_key(new_team), count_delta(PolicyResponse::NoAnswer, answer), now)
+                .await?;
         } else {
             sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1 AND host_id = $2")
                 .bind(policy_id)
@@ -192,17 +173,13 @@ pub(crate) async fn move_host_answers(
 fn parse_runs(text: &str) -> HashMap<i64, PolicyRun> {
     let raw: BTreeMap<String, (i64, i64)> = serde_json::from_str(text).unwrap_or_default();
     raw.into_iter()
-        .filter_map(|(id, (ran_at, revision))| {
-            Some((id.parse().ok()?, PolicyRun { ran_at, revision }))
-        })
+        .filter_map(|(id, (ran_at, revision))| Some((id.parse().ok()?, PolicyRun { ran_at, revision })))
         .collect()
 }
 
 fn runs_text(runs: &HashMap<i64, PolicyRun>) -> String {
-    let raw: BTreeMap<String, (i64, i64)> = runs
-        .iter()
-        .map(|(id, run)| (id.to_string(), (run.ran_at, run.revision)))
-        .collect();
+    let raw: BTreeMap<String, (i64, i64)> =
+        runs.iter().map(|(id, run)| (id.to_string(), (run.ran_at, run.revision))).collect();
     serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into())
 }
 
@@ -242,21 +219,14 @@ impl Store {
     }
 
     pub async fn get_policy(&self, id: i64) -> Result<Option<PolicyRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE p.id = $1",
-            policy_select(false)
-        )))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE p.id = $1", policy_select(false))))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(policy_from_row).transpose()
     }
 
-    pub async fn policy_by_name(
-        &self,
-        team_id: Option<i64>,
-        name: &str,
-    ) -> Result<Option<PolicyRecord>> {
+    pub async fn policy_by_name(&self, team_id: Option<i64>, name: &str) -> Result<Option<PolicyRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE p.scope_key = $1 AND p.name = $2",
             policy_select(false)
@@ -270,56 +240,42 @@ impl Store {
 
     /// Policies of one scope (global when `team_id` is None), counts over every host.
     pub async fn list_policies(&self, team_id: Option<i64>) -> Result<Vec<PolicyRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE p.scope_key = $1 ORDER BY p.id",
-            policy_select(false)
-        )))
-        .bind(team_key(team_id))
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE p.scope_key = $1 ORDER BY p.id", policy_select(false))))
+                .bind(team_key(team_id))
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(policy_from_row).collect()
     }
 
     /// Global policies with counts over one team's hosts only (a team's "inherited" policies).
     pub async fn global_policies_for_team(&self, team_id: i64) -> Result<Vec<PolicyRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE p.scope_key = 0 ORDER BY p.id",
-            policy_select(true)
-        )))
-        .bind(team_id)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{} WHERE p.scope_key = 0 ORDER BY p.id", policy_select(true))))
+                .bind(team_id)
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(policy_from_row).collect()
     }
 
     /// Every policy of every scope (for the servers' schedule cache).
     pub async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} ORDER BY p.id",
-            policy_select(false)
-        )))
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY p.id", policy_select(false))))
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(policy_from_row).collect()
     }
 
     pub async fn count_policies(&self, team_id: Option<i64>) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE scope_key = $1")
-                .bind(team_key(team_id))
-                .fetch_one(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE scope_key = $1")
+            .bind(team_key(team_id))
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     /// Saves a policy's fields. When the query or platform changes, every host's answer is void: answers and
     /// counts are cleared and the revision bumped, in one transaction, so no stale answer is ever counted.
-    pub async fn update_policy(
-        &self,
-        id: i64,
-        fields: &PolicyFields,
-        now: Millis,
-    ) -> Result<PolicyRecord> {
+    pub async fn update_policy(&self, id: i64, fields: &PolicyFields, now: Millis) -> Result<PolicyRecord> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let current = sqlx::query("SELECT query, platform FROM policies WHERE id = $1")
@@ -349,19 +305,11 @@ impl Store {
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"))?;
         if voids_answers {
-            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM policy_counts WHERE policy_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM policy_counts WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        self.get_policy(id)
-            .await?
-            .ok_or(StoreError::NotFound("policy"))
+        self.get_policy(id).await?.ok_or(StoreError::NotFound("policy"))
     }
 
     /// Deletes policies (answers and counts go with them). Returns how many existed.
@@ -376,64 +324,42 @@ impl Store {
 
     /// When a host last ran each policy (and which revision).
     pub async fn host_policy_runs(&self, host_id: i64) -> Result<HashMap<i64, PolicyRun>> {
-        let text: Option<String> =
-            sqlx::query_scalar("SELECT policy_runs FROM hosts WHERE id = $1")
-                .bind(host_id)
-                .fetch_optional(&self.reader)
-                .await?;
+        let text: Option<String> = sqlx::query_scalar("SELECT policy_runs FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(text.as_deref().map(parse_runs).unwrap_or_default())
     }
 
     /// Applies one report of policy answers in one transaction: only answers that changed are written, the
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
-    pub async fn record_policy_results(
-        &self,
-        host_id: i64,
-        answers: &[PolicyAnswer],
-        now: Millis,
-    ) -> Result<bool> {
+    pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let lock = if self.backend == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let host = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT team_id, policy_runs FROM hosts WHERE id = $1{lock}"
-        )))
-        .bind(host_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let host =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT team_id, policy_runs FROM hosts WHERE id = $1{lock}")))
+                .bind(host_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(host) = host else { return Ok(false) };
         let team: Option<i64> = host.try_get(0)?;
         let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
 
         let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let mut current =
-            SqlBuilder::new("SELECT id, revision, team_id FROM policies WHERE id IN ");
+        let mut current = SqlBuilder::new("SELECT id, revision, team_id FROM policies WHERE id IN ");
         current.bind_ids(&ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
         for row in current.query().fetch_all(&mut *tx).await? {
             revisions.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
         }
-        let mut existing = SqlBuilder::new(
-            "SELECT policy_id, passes, revision FROM policy_membership WHERE host_id = ",
-        );
-        existing
-            .bind(Arg::Int(host_id))
-            .push(" AND policy_id IN ")
-            .bind_ids(&ids);
+        let mut existing =
+            SqlBuilder::new("SELECT policy_id, passes, revision FROM policy_membership WHERE host_id = ");
+        existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_ids(&ids);
         let mut previous: HashMap<i64, (PolicyResponse, i64)> = HashMap::new();
         for row in existing.query().fetch_all(&mut *tx).await? {
-            previous.insert(
-                row.try_get(0)?,
-                (
-                    PolicyResponse::from_stored(row.try_get(1)?),
-                    row.try_get(2)?,
-                ),
-            );
+            previous.insert(row.try_get(0)?, (PolicyResponse::from_stored(row.try_get(1)?), row.try_get(2)?));
         }
 
         for answer in answers {
@@ -444,13 +370,7 @@ impl Store {
             if revision != answer.revision || (policy_team.is_some() && policy_team != team) {
                 continue;
             }
-            runs.insert(
-                answer.policy_id,
-                PolicyRun {
-                    ran_at: now,
-                    revision,
-                },
-            );
+            runs.insert(answer.policy_id, PolicyRun { ran_at: now, revision });
             let old = previous.get(&answer.policy_id).copied();
             if old == Some((answer.response, revision)) {
                 continue;
@@ -468,19 +388,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
-            apply_delta(
-                &mut tx,
-                answer.policy_id,
-                team_key(team),
-                count_delta(old_response, answer.response),
-                now,
-            )
-            .await?;
+            apply_delta(&mut tx, answer.policy_id, team_key(team), count_delta(old_response, answer.response), now)
+                .await?;
         }
         // Forget runs of policies that no longer exist, so the map stays as small as the policy set.
-        let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM policies")
-            .fetch_all(&mut *tx)
-            .await?;
+        let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM policies").fetch_all(&mut *tx).await?;
         runs.retain(|id, _| live.contains(id));
         sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2 WHERE id = $3")
             .bind(runs_text(&runs))
@@ -493,11 +405,7 @@ impl Store {
     }
 
     /// A host's answers to every policy in its scope (those not run yet as no answer), for host views.
-    pub async fn host_policy_answers(
-        &self,
-        host_id: i64,
-        team_id: Option<i64>,
-    ) -> Result<Vec<HostPolicyAnswer>> {
+    pub async fn host_policy_answers(&self, host_id: i64, team_id: Option<i64>) -> Result<Vec<HostPolicyAnswer>> {
         let policies = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE p.team_id IS NULL OR p.team_id = $1 ORDER BY p.id",
             policy_select(false)
@@ -517,11 +425,8 @@ impl Store {
             .iter()
             .map(|row| {
                 let policy = policy_from_row(row)?;
-                let response = answers
-                    .get(&policy.id)
-                    .map_or(PolicyResponse::NoAnswer, |p| {
-                        PolicyResponse::from_stored(*p)
-                    });
+                let response =
+                    answers.get(&policy.id).map_or(PolicyResponse::NoAnswer, |p| PolicyResponse::from_stored(*p));
                 Ok(HostPolicyAnswer { policy, response })
             })
             .collect()
@@ -532,16 +437,10 @@ impl Store {
         if host_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut sql = SqlBuilder::new(
-            "SELECT host_id, COUNT(*) FROM policy_membership WHERE passes = 0 AND host_id IN ",
-        );
+        let mut sql =
+            SqlBuilder::new("SELECT host_id, COUNT(*) FROM policy_membership WHERE passes = 0 AND host_id IN ");
         sql.bind_ids(host_ids).push(" GROUP BY host_id");
-        sql.query()
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        sql.query().fetch_all(&self.reader).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// Recounts answers from scratch (policy, team key) → (passing, failing): what the delta-maintained

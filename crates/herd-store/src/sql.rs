@@ -20,10 +20,7 @@ pub(crate) struct SqlBuilder {
 
 impl SqlBuilder {
     pub fn new(text: &str) -> Self {
-        SqlBuilder {
-            text: text.to_string(),
-            args: Vec::new(),
-        }
+        SqlBuilder { text: text.to_string(), args: Vec::new() }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {
@@ -80,10 +77,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub(crate) fn to_bool(v: i64) -> bool {

@@ -15,9 +15,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
             !required,
             "REQUIRE_POSTGRES=1 but HERD_TEST_DATABASE_URL is not set (run the tests with scripts/test)"
         );
-        eprintln!(
-            "skipping PostgreSQL case: HERD_TEST_DATABASE_URL is not set (scripts/test sets it)"
-        );
+        eprintln!("skipping PostgreSQL case: HERD_TEST_DATABASE_URL is not set (scripts/test sets it)");
         return None;
     };
     install_default_drivers();
@@ -34,10 +32,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
         .await
         .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
     admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin_url);
+    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
     Some(format!("{base}/{name}"))
 }
 

@@ -27,11 +27,7 @@ impl UserRecord {
         Actor {
             user_id: self.id,
             global_role: self.global_role,
-            team_roles: self
-                .team_roles
-                .iter()
-                .map(|(id, _, role)| (*id, *role))
-                .collect(),
+            team_roles: self.team_roles.iter().map(|(id, _, role)| (*id, *role)).collect(),
         }
     }
 }
@@ -79,15 +75,7 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    parse_role(&r.try_get::<String, _>(2)?)?,
-                ))
-            })
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, parse_role(&r.try_get::<String, _>(2)?)?))).collect()
     }
 
     async fn user_from_row(&self, row: &sqlx::any::AnyRow) -> Result<UserRecord> {
@@ -130,16 +118,11 @@ impl Store {
     }
 
     pub async fn user_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.reader).await?)
     }
 
     pub async fn get_user(&self, id: i64) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.reader).await?;
         match row {
             Some(row) => Ok(Some(self.user_from_row(&row).await?)),
             None => Ok(None),
@@ -161,14 +144,12 @@ impl Store {
     pub async fn list_users(&self, team_id: Option<i64>) -> Result<Vec<UserRecord>> {
         let rows = match team_id {
             None => sqlx::query("SELECT * FROM users ORDER BY id").fetch_all(&self.reader).await?,
-            Some(team) => {
-                sqlx::query(
-                    "SELECT u.* FROM users u JOIN user_teams ut ON ut.user_id = u.id WHERE ut.team_id = $1 ORDER BY u.id",
-                )
-                .bind(team)
-                .fetch_all(&self.reader)
-                .await?
-            }
+            Some(team) => sqlx::query(
+                "SELECT u.* FROM users u JOIN user_teams ut ON ut.user_id = u.id WHERE ut.team_id = $1 ORDER BY u.id",
+            )
+            .bind(team)
+            .fetch_all(&self.reader)
+            .await?,
         };
         let mut users = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -198,21 +179,14 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        let roles: Vec<(i64, Role)> = user
-            .team_roles
-            .iter()
-            .map(|(id, _, role)| (*id, *role))
-            .collect();
+        let roles: Vec<(i64, Role)> = user.team_roles.iter().map(|(id, _, role)| (*id, *role)).collect();
         set_team_roles(&mut tx, user.id, &roles).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn delete_user(&self, id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -253,37 +227,24 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await?;
         Ok(())
     }
 
     pub async fn delete_user_sessions(&self, user_id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.writer).await?;
         Ok(())
     }
 
     pub async fn prune_expired_sessions(&self, now: Millis) -> Result<u64> {
-        let done =
-            sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1")
-                .bind(now)
-                .execute(&self.writer)
-                .await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected())
     }
 
-    pub async fn create_team(
-        &self,
-        name: &str,
-        description: &str,
-        secrets: &[String],
-        now: Millis,
-    ) -> Result<i64> {
+    pub async fn create_team(&self, name: &str, description: &str, secrets: &[String], now: Millis) -> Result<i64> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -308,9 +269,7 @@ impl Store {
             name: row.try_get("name")?,
             description: row.try_get("description")?,
             agent_options: agent_options
-                .map(|text| {
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
+                .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())))
                 .transpose()?,
             host_count: row.try_get("host_count")?,
             user_count: row.try_get("user_count")?,
@@ -324,13 +283,10 @@ impl Store {
         (SELECT COUNT(*) FROM user_teams ut WHERE ut.team_id = t.id) AS user_count FROM teams t";
 
     pub async fn get_team(&self, id: i64) -> Result<Option<TeamRecord>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{} WHERE t.id = $1",
-            Self::TEAM_SELECT
-        )))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("{} WHERE t.id = $1", Self::TEAM_SELECT)))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         match row {
             Some(row) => Ok(Some(self.team_from_row(&row).await?)),
             None => Ok(None),
@@ -338,12 +294,8 @@ impl Store {
     }
 
     pub async fn list_teams(&self) -> Result<Vec<TeamRecord>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{} ORDER BY t.id",
-            Self::TEAM_SELECT
-        )))
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("{} ORDER BY t.id", Self::TEAM_SELECT))).fetch_all(&self.reader).await?;
         let mut teams = Vec::with_capacity(rows.len());
         for row in &rows {
             teams.push(self.team_from_row(row).await?);
@@ -353,15 +305,13 @@ impl Store {
 
     /// Agent options of every team that has its own (team id → options), for the servers' config cache.
     pub async fn team_agent_options(&self) -> Result<Vec<(i64, serde_json::Value)>> {
-        let rows =
-            sqlx::query("SELECT id, agent_options FROM teams WHERE agent_options IS NOT NULL")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows = sqlx::query("SELECT id, agent_options FROM teams WHERE agent_options IS NOT NULL")
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter()
             .map(|r| {
                 let text: String = r.try_get(1)?;
-                let value =
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok((r.try_get(0)?, value))
             })
             .collect()
@@ -397,29 +347,15 @@ impl Store {
     pub async fn delete_team(&self, id: i64, now: Millis) -> Result<Option<Vec<i64>>> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let hosts: Vec<i64> = sqlx::query_scalar("SELECT id FROM hosts WHERE team_id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE hosts SET team_id = NULL WHERE team_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let hosts: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM hosts WHERE team_id = $1").bind(id).fetch_all(&mut *tx).await?;
+        sqlx::query("UPDATE hosts SET team_id = NULL WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
         for host in &hosts {
             crate::policies::note_host_moved(&mut tx, *host, Some(id), None, now).await?;
         }
-        sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM user_teams WHERE team_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let deleted = sqlx::query("DELETE FROM teams WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM user_teams WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM teams WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 0 {
             return Ok(None);
         }
@@ -428,15 +364,8 @@ impl Store {
     }
 }
 
-async fn set_team_roles(
-    conn: &mut sqlx::AnyConnection,
-    user_id: i64,
-    roles: &[(i64, Role)],
-) -> Result<()> {
-    sqlx::query("DELETE FROM user_teams WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+async fn set_team_roles(conn: &mut sqlx::AnyConnection, user_id: i64, roles: &[(i64, Role)]) -> Result<()> {
+    sqlx::query("DELETE FROM user_teams WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
     for (team, role) in roles {
         sqlx::query("INSERT INTO user_teams (user_id, team_id, role) VALUES ($1, $2, $3)")
             .bind(user_id)
@@ -445,9 +374,7 @@ async fn set_team_roles(
             .execute(&mut *conn)
             .await
             .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                    StoreError::NotFound("team")
-                }
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
                     StoreError::Conflict("a team is listed twice".into())
                 }

@@ -12,36 +12,16 @@ const POLICIES: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Event {
-    Answer {
-        host: usize,
-        policy: usize,
-        response: PolicyResponse,
-        stale: bool,
-    },
-    Move {
-        host: usize,
-        team: usize,
-    },
-    DeleteHost {
-        host: usize,
-    },
-    EditQuery {
-        policy: usize,
-    },
-    EditDescription {
-        policy: usize,
-    },
-    DeletePolicy {
-        policy: usize,
-    },
+    Answer { host: usize, policy: usize, response: PolicyResponse, stale: bool },
+    Move { host: usize, team: usize },
+    DeleteHost { host: usize },
+    EditQuery { policy: usize },
+    EditDescription { policy: usize },
+    DeletePolicy { policy: usize },
 }
 
 fn response() -> impl Strategy<Value = PolicyResponse> {
-    prop_oneof![
-        Just(PolicyResponse::Pass),
-        Just(PolicyResponse::Fail),
-        Just(PolicyResponse::NoAnswer)
-    ]
+    prop_oneof![Just(PolicyResponse::Pass), Just(PolicyResponse::Fail), Just(PolicyResponse::NoAnswer)]
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -88,73 +68,34 @@ async fn run(store: Store, events: Vec<Event>) {
     ];
     let mut hosts = Vec::new();
     for host in 0..HOSTS {
-        hosts.push(Some((
-            enroll(&store, host, 0, teams[host % 3]).await,
-            teams[host % 3],
-        )));
+        hosts.push(Some((enroll(&store, host, 0, teams[host % 3]).await, teams[host % 3])));
     }
     // A global policy, a team-one policy, another global one.
     let mut policies = vec![
-        Some(
-            store
-                .create_policy(&fields("g1", "SELECT 1"), None, None, 0)
-                .await
-                .unwrap(),
-        ),
-        Some(
-            store
-                .create_policy(&fields("t1", "SELECT 2"), teams[1], None, 0)
-                .await
-                .unwrap(),
-        ),
-        Some(
-            store
-                .create_policy(&fields("g2", "SELECT 3"), None, None, 0)
-                .await
-                .unwrap(),
-        ),
+        Some(store.create_policy(&fields("g1", "SELECT 1"), None, None, 0).await.unwrap()),
+        Some(store.create_policy(&fields("t1", "SELECT 2"), teams[1], None, 0).await.unwrap()),
+        Some(store.create_policy(&fields("g2", "SELECT 3"), None, None, 0).await.unwrap()),
     ];
     let mut generation = 1;
     for (step, event) in events.iter().enumerate() {
         let now = step as i64 + 1;
         match event.clone() {
-            Event::Answer {
-                host,
-                policy,
-                response,
-                stale,
-            } => {
+            Event::Answer { host, policy, response, stale } => {
                 let (Some((host_id, _)), Some(policy_id)) = (hosts[host], policies[policy]) else {
                     continue;
                 };
-                let revision =
-                    store.get_policy(policy_id).await.unwrap().unwrap().revision - stale as i64;
-                let answer = PolicyAnswer {
-                    policy_id,
-                    revision,
-                    response,
-                };
-                assert!(
-                    store
-                        .record_policy_results(host_id, &[answer], now)
-                        .await
-                        .unwrap()
-                );
+                let revision = store.get_policy(policy_id).await.unwrap().unwrap().revision - stale as i64;
+                let answer = PolicyAnswer { policy_id, revision, response };
+                assert!(store.record_policy_results(host_id, &[answer], now).await.unwrap());
             }
             Event::Move { host, team } => match hosts[host] {
                 Some((host_id, _)) => {
-                    store
-                        .transfer_hosts(teams[team], &[host_id], now)
-                        .await
-                        .unwrap();
+                    store.transfer_hosts(teams[team], &[host_id], now).await.unwrap();
                     hosts[host] = Some((host_id, teams[team]));
                 }
                 None => {
                     // A deleted host comes back (re-enrolls) into the team.
-                    hosts[host] = Some((
-                        enroll(&store, host, generation, teams[team]).await,
-                        teams[team],
-                    ));
+                    hosts[host] = Some((enroll(&store, host, generation, teams[team]).await, teams[team]));
                     generation += 1;
                 }
             },
@@ -173,10 +114,7 @@ async fn run(store: Store, events: Vec<Event>) {
                 } else {
                     edited.description = format!("edited {step}");
                 }
-                let fields = PolicyFields {
-                    description: edited.description,
-                    ..fields(&edited.name, &edited.query)
-                };
+                let fields = PolicyFields { description: edited.description, ..fields(&edited.name, &edited.query) };
                 store.update_policy(policy_id, &fields, now).await.unwrap();
             }
             Event::DeletePolicy { policy } => {
@@ -192,21 +130,13 @@ async fn run(store: Store, events: Vec<Event>) {
     // The team policy only ever counts hosts of its team.
     if let Some(team_policy) = policies[1] {
         let recount = store.recount_policy_answers().await.unwrap();
-        assert!(
-            recount
-                .keys()
-                .filter(|(p, _)| *p == team_policy)
-                .all(|(_, team)| Some(*team) == teams[1])
-        );
+        assert!(recount.keys().filter(|(p, _)| *p == team_policy).all(|(_, team)| Some(*team) == teams[1]));
     }
     store.close().await;
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 proptest! {

@@ -4,9 +4,7 @@
 use herd_core::roles::Role;
 use herd_core::vitals::VitalsPatch;
 use herd_core::{DAY_MS, HOUR_MS};
-use herd_store::{
-    EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog,
-};
+use herd_store::{EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog};
 use std::future::Future;
 
 const NOW: i64 = 1_750_000_000_000;
@@ -17,9 +15,7 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("herd.db").to_string_lossy())
-        .await
-        .unwrap();
+    let store = Store::open(&dir.path().join("herd.db").to_string_lossy()).await.unwrap();
     case(store.clone()).await;
     store.close().await;
 }
@@ -70,10 +66,7 @@ fn enroll(uuid: &str, key: &str) -> EnrollHost {
         node_key_hash: key.into(),
         team_id: None,
         platform_hint: "linux".into(),
-        details: VitalsPatch {
-            hostname: Some(format!("host-{uuid}")),
-            ..Default::default()
-        },
+        details: VitalsPatch { hostname: Some(format!("host-{uuid}")), ..Default::default() },
     }
 }
 
@@ -84,38 +77,17 @@ async fn enroll_and_reenroll_keep_one_row(store: Store) {
     assert_eq!(checkin.platform, "linux");
     assert_eq!(checkin.detail_updated_at, None);
 
-    let again = store
-        .enroll_host(&enroll("U1", "k2"), NOW + 1000)
-        .await
-        .unwrap();
+    let again = store.enroll_host(&enroll("U1", "k2"), NOW + 1000).await.unwrap();
     assert_eq!(again, id, "same uuid, same row");
-    assert!(
-        store
-            .host_checkin_by_node_key("k1")
-            .await
-            .unwrap()
-            .is_none(),
-        "old node key stops working"
-    );
-    assert_eq!(
-        store
-            .host_checkin_by_node_key("k2")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        id
-    );
+    assert!(store.host_checkin_by_node_key("k1").await.unwrap().is_none(), "old node key stops working");
+    assert_eq!(store.host_checkin_by_node_key("k2").await.unwrap().unwrap().id, id);
     let host = store.get_host(id).await.unwrap().unwrap();
     assert_eq!(host.last_enrolled_at, NOW + 1000);
     assert_eq!(host.created_at, NOW);
     assert_eq!(host.hostname, "host-U1");
     assert_eq!(store.host_count().await.unwrap(), 1);
     let changes = store.changed_hosts_since(NOW).await.unwrap();
-    assert!(
-        changes.iter().any(|(h, _)| *h == id),
-        "re-enroll must invalidate cached node keys"
-    );
+    assert!(changes.iter().any(|(h, _)| *h == id), "re-enroll must invalidate cached node keys");
 }
 
 async fn vitals_fill_columns_and_clear_only_older_refetch(store: Store) {
@@ -130,12 +102,7 @@ async fn vitals_fill_columns_and_clear_only_older_refetch(store: Store) {
         ..Default::default()
     };
     // Results of queries handed out before the refetch request: the request stays.
-    assert!(
-        store
-            .record_vitals(id, &patch, NOW + 5, NOW + 20)
-            .await
-            .unwrap()
-    );
+    assert!(store.record_vitals(id, &patch, NOW + 5, NOW + 20).await.unwrap());
     let host = store.get_host(id).await.unwrap().unwrap();
     assert_eq!(host.refetch_requested_at, Some(NOW + 10));
     assert_eq!(host.os_version, "Ubuntu 22.4");
@@ -143,30 +110,11 @@ async fn vitals_fill_columns_and_clear_only_older_refetch(store: Store) {
     assert_eq!(host.memory, Some(1 << 34));
     assert_eq!(host.percent_disk_space_available, Some(41.5));
     assert_eq!(host.detail_updated_at, Some(NOW + 20));
-    assert_eq!(
-        host.hostname, "host-U1",
-        "columns the patch does not carry are kept"
-    );
+    assert_eq!(host.hostname, "host-U1", "columns the patch does not carry are kept");
     // Results of queries handed out after it: cleared.
-    assert!(
-        store
-            .record_vitals(id, &VitalsPatch::default(), NOW + 30, NOW + 40)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store
-            .get_host(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .refetch_requested_at,
-        None
-    );
-    assert!(
-        !store.record_vitals(9999, &patch, NOW, NOW).await.unwrap(),
-        "unknown host"
-    );
+    assert!(store.record_vitals(id, &VitalsPatch::default(), NOW + 30, NOW + 40).await.unwrap());
+    assert_eq!(store.get_host(id).await.unwrap().unwrap().refetch_requested_at, None);
+    assert!(!store.record_vitals(9999, &patch, NOW, NOW).await.unwrap(), "unknown host");
     assert!(!store.request_refetch(9999, NOW).await.unwrap());
 }
 
@@ -180,57 +128,25 @@ async fn listing_filters_order_and_paginate(store: Store) {
         ids.push(store.enroll_host(&host, NOW).await.unwrap());
     }
     let all = HostFilter::default();
-    let names = |hosts: Vec<herd_store::HostRecord>| {
-        hosts.into_iter().map(|h| h.hostname).collect::<Vec<_>>()
-    };
-    let by_name = store
-        .list_hosts(&all, HostOrder::Hostname, false, 0, 10, NOW)
-        .await
-        .unwrap();
+    let names = |hosts: Vec<herd_store::HostRecord>| hosts.into_iter().map(|h| h.hostname).collect::<Vec<_>>();
+    let by_name = store.list_hosts(&all, HostOrder::Hostname, false, 0, 10, NOW).await.unwrap();
     assert_eq!(names(by_name), ["alpha", "bravo", "charlie"]);
-    let desc = store
-        .list_hosts(&all, HostOrder::Hostname, true, 1, 1, NOW)
-        .await
-        .unwrap();
+    let desc = store.list_hosts(&all, HostOrder::Hostname, true, 1, 1, NOW).await.unwrap();
     assert_eq!(names(desc), ["bravo"]);
-    let in_team = HostFilter {
-        team: Some(Some(team)),
-        ..Default::default()
-    };
-    let team_hosts = store
-        .list_hosts(&in_team, HostOrder::Id, false, 0, 10, NOW)
-        .await
-        .unwrap();
+    let in_team = HostFilter { team: Some(Some(team)), ..Default::default() };
+    let team_hosts = store.list_hosts(&in_team, HostOrder::Id, false, 0, 10, NOW).await.unwrap();
     assert_eq!(names(team_hosts.clone()), ["charlie"]);
     assert_eq!(team_hosts[0].team_name.as_deref(), Some("Servers"));
-    let no_team = HostFilter {
-        team: Some(None),
-        ..Default::default()
-    };
+    let no_team = HostFilter { team: Some(None), ..Default::default() };
     assert_eq!(store.count_hosts(&no_team, NOW).await.unwrap(), 2);
-    let visible = HostFilter {
-        visible_teams: Some(vec![team]),
-        ..Default::default()
-    };
+    let visible = HostFilter { visible_teams: Some(vec![team]), ..Default::default() };
     assert_eq!(store.count_hosts(&visible, NOW).await.unwrap(), 1);
-    let nothing_visible = HostFilter {
-        visible_teams: Some(vec![]),
-        ..Default::default()
-    };
+    let nothing_visible = HostFilter { visible_teams: Some(vec![]), ..Default::default() };
     assert_eq!(store.count_hosts(&nothing_visible, NOW).await.unwrap(), 0);
-    let some_ids = HostFilter {
-        ids: Some(vec![ids[1], ids[2]]),
-        ..Default::default()
-    };
+    let some_ids = HostFilter { ids: Some(vec![ids[1], ids[2]]), ..Default::default() };
     assert_eq!(store.count_hosts(&some_ids, NOW).await.unwrap(), 2);
-    assert_eq!(
-        store.host_by_identifier("alpha").await.unwrap().unwrap().id,
-        ids[1]
-    );
-    assert_eq!(
-        store.host_by_identifier("U2").await.unwrap().unwrap().id,
-        ids[2]
-    );
+    assert_eq!(store.host_by_identifier("alpha").await.unwrap().unwrap().id, ids[1]);
+    assert_eq!(store.host_by_identifier("U2").await.unwrap().unwrap().id, ids[2]);
     assert!(store.host_by_identifier("nobody").await.unwrap().is_none());
 }
 
@@ -241,73 +157,30 @@ async fn search_treats_sql_and_wildcards_as_text(store: Store) {
     let mut plain = enroll("U-plain", "k2");
     plain.details.hostname = Some("webx1".into());
     store.enroll_host(&plain, NOW).await.unwrap();
-    let search = |q: &str| HostFilter {
-        query: Some(q.into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        store.count_hosts(&search("WEB"), NOW).await.unwrap(),
-        2,
-        "case-insensitive"
-    );
-    assert_eq!(
-        store.count_hosts(&search("web_"), NOW).await.unwrap(),
-        1,
-        "_ is not a wildcard"
-    );
-    assert_eq!(
-        store.count_hosts(&search("%"), NOW).await.unwrap(),
-        0,
-        "% is not a wildcard"
-    );
-    assert_eq!(
-        store
-            .count_hosts(&search("'; DROP TABLE hosts; --"), NOW)
-            .await
-            .unwrap(),
-        1
-    );
+    let search = |q: &str| HostFilter { query: Some(q.into()), ..Default::default() };
+    assert_eq!(store.count_hosts(&search("WEB"), NOW).await.unwrap(), 2, "case-insensitive");
+    assert_eq!(store.count_hosts(&search("web_"), NOW).await.unwrap(), 1, "_ is not a wildcard");
+    assert_eq!(store.count_hosts(&search("%"), NOW).await.unwrap(), 0, "% is not a wildcard");
+    assert_eq!(store.count_hosts(&search("'; DROP TABLE hosts; --"), NOW).await.unwrap(), 1);
     assert_eq!(store.host_count().await.unwrap(), 2, "the table survives");
 }
 
 async fn status_filters_follow_seen_time_and_intervals(store: Store) {
-    let fresh = store
-        .enroll_host(&enroll("fresh", "k1"), NOW - HOUR_MS)
-        .await
-        .unwrap();
-    let slow = store
-        .enroll_host(&enroll("slow", "k2"), NOW - 2 * DAY_MS)
-        .await
-        .unwrap();
-    let gone = store
-        .enroll_host(&enroll("gone", "k3"), NOW - 60 * DAY_MS)
-        .await
-        .unwrap();
-    let never = store
-        .enroll_host(&enroll("never", "k4"), NOW - 3 * DAY_MS)
-        .await
-        .unwrap();
+    let fresh = store.enroll_host(&enroll("fresh", "k1"), NOW - HOUR_MS).await.unwrap();
+    let slow = store.enroll_host(&enroll("slow", "k2"), NOW - 2 * DAY_MS).await.unwrap();
+    let gone = store.enroll_host(&enroll("gone", "k3"), NOW - 60 * DAY_MS).await.unwrap();
+    let never = store.enroll_host(&enroll("never", "k4"), NOW - 3 * DAY_MS).await.unwrap();
     // `slow` checks in every 10 minutes: 9 minutes of silence is still online for it.
-    let flags = VitalsPatch {
-        distributed_interval: Some(600),
-        ..Default::default()
-    };
+    let flags = VitalsPatch { distributed_interval: Some(600), ..Default::default() };
     store.record_vitals(slow, &flags, NOW, NOW).await.unwrap();
     store
-        .flush_seen_times(&[
-            (fresh, NOW - 30_000),
-            (slow, NOW - 9 * 60_000),
-            (gone, NOW - 40 * DAY_MS),
-        ])
+        .flush_seen_times(&[(fresh, NOW - 30_000), (slow, NOW - 9 * 60_000), (gone, NOW - 40 * DAY_MS)])
         .await
         .unwrap();
     let ids_with = |status| {
         let store = store.clone();
         async move {
-            let filter = HostFilter {
-                status: Some(status),
-                ..Default::default()
-            };
+            let filter = HostFilter { status: Some(status), ..Default::default() };
             let mut ids: Vec<i64> = store
                 .list_hosts(&filter, HostOrder::Id, false, 0, 100, NOW)
                 .await
@@ -330,154 +203,53 @@ async fn delete_and_transfer_feed_the_change_log(store: Store) {
     let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap();
     let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap();
     let later = NOW + 10_000;
-    assert_eq!(
-        store
-            .transfer_hosts(Some(team), &[a, b, 777], later)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store.get_host(a).await.unwrap().unwrap().team_id,
-        Some(team)
-    );
-    assert!(matches!(
-        store.transfer_hosts(Some(9999), &[a], later).await,
-        Err(StoreError::NotFound("team"))
-    ));
+    assert_eq!(store.transfer_hosts(Some(team), &[a, b, 777], later).await.unwrap(), 2);
+    assert_eq!(store.get_host(a).await.unwrap().unwrap().team_id, Some(team));
+    assert!(matches!(store.transfer_hosts(Some(9999), &[a], later).await, Err(StoreError::NotFound("team"))));
     assert!(store.delete_host(a, later + 1).await.unwrap());
     assert!(!store.delete_host(a, later + 1).await.unwrap());
-    assert!(
-        store
-            .host_checkin_by_node_key("ka")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let changed: Vec<i64> = store
-        .changed_hosts_since(later)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(h, _)| h)
-        .collect();
+    assert!(store.host_checkin_by_node_key("ka").await.unwrap().is_none());
+    let changed: Vec<i64> = store.changed_hosts_since(later).await.unwrap().into_iter().map(|(h, _)| h).collect();
     assert_eq!(changed, vec![a, b, a]);
-    assert_eq!(
-        store.transfer_hosts(None, &[b], later + 2).await.unwrap(),
-        1
-    );
+    assert_eq!(store.transfer_hosts(None, &[b], later + 2).await.unwrap(), 1);
     assert_eq!(store.get_host(b).await.unwrap().unwrap().team_id, None);
     assert!(store.prune_host_changes(later + 2).await.unwrap() >= 3);
-    assert_eq!(
-        store.changed_hosts_since(0).await.unwrap(),
-        vec![(b, later + 2)]
-    );
+    assert_eq!(store.changed_hosts_since(0).await.unwrap(), vec![(b, later + 2)]);
 }
 
 async fn teams_secrets_and_team_deletion(store: Store) {
-    let team = store
-        .create_team("Servers", "rack A", &["team-secret-1".into()], NOW)
-        .await
-        .unwrap();
+    let team = store.create_team("Servers", "rack A", &["team-secret-1".into()], NOW).await.unwrap();
+    assert!(matches!(store.create_team("Servers", "", &[], NOW).await, Err(StoreError::Conflict(_))));
     assert!(matches!(
-        store.create_team("Servers", "", &[], NOW).await,
+        store.create_team("Other", "", &["team-secret-1".into()], NOW).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(matches!(
-        store
-            .create_team("Other", "", &["team-secret-1".into()], NOW)
-            .await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(
-        store.list_teams().await.unwrap().len(),
-        1,
-        "a failed create leaves nothing behind"
-    );
-    assert_eq!(
-        store
-            .init_global_secret("global-secret", NOW)
-            .await
-            .unwrap(),
-        "global-secret"
-    );
-    assert_eq!(
-        store.init_global_secret("another-one", NOW).await.unwrap(),
-        "global-secret",
-        "kept"
-    );
+    assert_eq!(store.list_teams().await.unwrap().len(), 1, "a failed create leaves nothing behind");
+    assert_eq!(store.init_global_secret("global-secret", NOW).await.unwrap(), "global-secret");
+    assert_eq!(store.init_global_secret("another-one", NOW).await.unwrap(), "global-secret", "kept");
     let all = store.all_enroll_secrets().await.unwrap();
     assert_eq!(all.len(), 2);
-    assert!(
-        all.iter()
-            .any(|s| s.secret == "team-secret-1" && s.team_id == Some(team))
-    );
-    store
-        .replace_enroll_secrets(
-            Some(team),
-            &["team-secret-2".into(), "team-secret-3".into()],
-            NOW,
-        )
-        .await
-        .unwrap();
-    let secrets: Vec<String> = store
-        .enroll_secrets(Some(team))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.secret)
-        .collect();
+    assert!(all.iter().any(|s| s.secret == "team-secret-1" && s.team_id == Some(team)));
+    store.replace_enroll_secrets(Some(team), &["team-secret-2".into(), "team-secret-3".into()], NOW).await.unwrap();
+    let secrets: Vec<String> = store.enroll_secrets(Some(team)).await.unwrap().into_iter().map(|s| s.secret).collect();
     assert_eq!(secrets, ["team-secret-2", "team-secret-3"]);
-    assert!(matches!(
-        store.replace_enroll_secrets(Some(404), &[], NOW).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.replace_enroll_secrets(Some(404), &[], NOW).await, Err(StoreError::NotFound(_))));
 
     let options = serde_json::json!({"config": {"options": {"distributed_interval": 30}}});
-    store
-        .update_team(team, "Servers", "rack B", Some(&options), NOW)
-        .await
-        .unwrap();
+    store.update_team(team, "Servers", "rack B", Some(&options), NOW).await.unwrap();
     let mut host = enroll("h", "kh");
     host.team_id = Some(team);
     let host_id = store.enroll_host(&host, NOW).await.unwrap();
     let record = store.get_team(team).await.unwrap().unwrap();
-    assert_eq!(
-        (record.description.as_str(), record.host_count),
-        ("rack B", 1)
-    );
+    assert_eq!((record.description.as_str(), record.host_count), ("rack B", 1));
     assert_eq!(record.agent_options, Some(options.clone()));
-    assert_eq!(
-        store.team_agent_options().await.unwrap(),
-        vec![(team, options)]
-    );
+    assert_eq!(store.team_agent_options().await.unwrap(), vec![(team, options)]);
 
-    assert_eq!(
-        store.delete_team(team, NOW + 5).await.unwrap(),
-        Some(vec![host_id])
-    );
+    assert_eq!(store.delete_team(team, NOW + 5).await.unwrap(), Some(vec![host_id]));
     assert_eq!(store.delete_team(team, NOW + 5).await.unwrap(), None);
-    assert_eq!(
-        store.get_host(host_id).await.unwrap().unwrap().team_id,
-        None,
-        "hosts stay, teamless"
-    );
-    assert!(
-        store
-            .all_enroll_secrets()
-            .await
-            .unwrap()
-            .iter()
-            .all(|s| s.team_id.is_none())
-    );
-    assert!(
-        store
-            .changed_hosts_since(NOW + 5)
-            .await
-            .unwrap()
-            .iter()
-            .any(|(h, _)| *h == host_id)
-    );
+    assert_eq!(store.get_host(host_id).await.unwrap().unwrap().team_id, None, "hosts stay, teamless");
+    assert!(store.all_enroll_secrets().await.unwrap().iter().all(|s| s.team_id.is_none()));
+    assert!(store.changed_hosts_since(NOW + 5).await.unwrap().iter().any(|(h, _)| *h == host_id));
     assert!(store.get_team(team).await.unwrap().is_none());
 }
 
@@ -493,103 +265,45 @@ async fn users_roles_and_sessions(store: Store) {
         force_password_reset: false,
     };
     let id = store.create_user(&new_user, NOW).await.unwrap();
-    assert!(matches!(
-        store.create_user(&new_user, NOW).await,
-        Err(StoreError::Conflict(_))
-    ));
-    let bad_team = NewUser {
-        email: "x@y.z".into(),
-        team_roles: vec![(404, Role::Observer)],
-        ..new_user.clone()
-    };
-    assert!(matches!(
-        store.create_user(&bad_team, NOW).await,
-        Err(StoreError::NotFound("team"))
-    ));
-    assert!(
-        store.user_by_email("x@y.z").await.unwrap().is_none(),
-        "a failed create leaves nothing behind"
-    );
+    assert!(matches!(store.create_user(&new_user, NOW).await, Err(StoreError::Conflict(_))));
+    let bad_team = NewUser { email: "x@y.z".into(), team_roles: vec![(404, Role::Observer)], ..new_user.clone() };
+    assert!(matches!(store.create_user(&bad_team, NOW).await, Err(StoreError::NotFound("team"))));
+    assert!(store.user_by_email("x@y.z").await.unwrap().is_none(), "a failed create leaves nothing behind");
 
-    let mut user = store
-        .user_by_email("ada@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let mut user = store.user_by_email("ada@example.com").await.unwrap().unwrap();
     assert_eq!(user.id, id);
     assert_eq!(user.email, "ada@example.com");
-    assert_eq!(
-        user.team_roles,
-        vec![(team, "T".to_string(), Role::Maintainer)]
-    );
+    assert_eq!(user.team_roles, vec![(team, "T".to_string(), Role::Maintainer)]);
     assert!(user.api_only);
-    assert_eq!(
-        user.actor().role_in(herd_core::roles::Scope::Team(team)),
-        Some(Role::Maintainer)
-    );
+    assert_eq!(user.actor().role_in(herd_core::roles::Scope::Team(team)), Some(Role::Maintainer));
 
     user.global_role = Some(Role::Observer);
     user.team_roles.clear();
     store.update_user(&user, NOW + 1).await.unwrap();
     let user = store.get_user(id).await.unwrap().unwrap();
-    assert_eq!(
-        (user.global_role, user.team_roles.len()),
-        (Some(Role::Observer), 0)
-    );
+    assert_eq!((user.global_role, user.team_roles.len()), (Some(Role::Observer), 0));
     assert_eq!(store.list_users(None).await.unwrap().len(), 1);
     assert_eq!(store.list_users(Some(team)).await.unwrap().len(), 0);
 
-    store
-        .create_session("live", id, Some(NOW + 1000), NOW)
-        .await
-        .unwrap();
-    store
-        .create_session("forever", id, None, NOW)
-        .await
-        .unwrap();
-    store
-        .create_session("expired", id, Some(NOW - 1), NOW)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .session_user("live", NOW)
-            .await
-            .unwrap()
-            .unwrap()
-            .user
-            .id,
-        id
-    );
-    assert!(
-        store
-            .session_user("forever", NOW + 100 * DAY_MS)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    store.create_session("live", id, Some(NOW + 1000), NOW).await.unwrap();
+    store.create_session("forever", id, None, NOW).await.unwrap();
+    store.create_session("expired", id, Some(NOW - 1), NOW).await.unwrap();
+    assert_eq!(store.session_user("live", NOW).await.unwrap().unwrap().user.id, id);
+    assert!(store.session_user("forever", NOW + 100 * DAY_MS).await.unwrap().is_some());
     assert!(store.session_user("expired", NOW).await.unwrap().is_none());
     assert!(store.session_user("unknown", NOW).await.unwrap().is_none());
     assert_eq!(store.prune_expired_sessions(NOW).await.unwrap(), 1);
     store.delete_session("live").await.unwrap();
     assert!(store.session_user("live", NOW).await.unwrap().is_none());
     assert!(store.delete_user(id).await.unwrap());
-    assert!(
-        store.session_user("forever", NOW).await.unwrap().is_none(),
-        "sessions die with their user"
-    );
+    assert!(store.session_user("forever", NOW).await.unwrap().is_none(), "sessions die with their user");
 }
 
 async fn config_document_initialises_once(store: Store) {
     assert_eq!(store.app_config().await.unwrap(), None);
     let first = serde_json::json!({"org_info": {"org_name": "Acme"}});
     assert!(store.init_app_config(&first, NOW).await.unwrap());
-    assert!(
-        !store
-            .init_app_config(&serde_json::json!({}), NOW)
-            .await
-            .unwrap()
-    );
+    assert!(!store.init_app_config(&serde_json::json!({}), NOW).await.unwrap());
     assert_eq!(store.app_config().await.unwrap(), Some(first));
     let second = serde_json::json!({"org_info": {"org_name": "Acme 2"}});
     store.save_app_config(&second, NOW).await.unwrap();
@@ -620,27 +334,12 @@ async fn status_logs_keep_the_newest(store: Store) {
 async fn seen_times_never_move_backwards(store: Store) {
     let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap();
     let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap();
-    let many: Vec<(i64, i64)> = (0..2500)
-        .map(|i| (a, NOW + i))
-        .chain([(b, NOW + 5)])
-        .collect();
+    let many: Vec<(i64, i64)> = (0..2500).map(|i| (a, NOW + i)).chain([(b, NOW + 5)]).collect();
     store.flush_seen_times(&many).await.unwrap();
-    assert_eq!(
-        store.get_host(a).await.unwrap().unwrap().seen_time,
-        Some(NOW + 2499)
-    );
-    store
-        .flush_seen_times(&[(a, NOW), (b, NOW + 6), (4242, NOW)])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_host(a).await.unwrap().unwrap().seen_time,
-        Some(NOW + 2499)
-    );
-    assert_eq!(
-        store.get_host(b).await.unwrap().unwrap().seen_time,
-        Some(NOW + 6)
-    );
+    assert_eq!(store.get_host(a).await.unwrap().unwrap().seen_time, Some(NOW + 2499));
+    store.flush_seen_times(&[(a, NOW), (b, NOW + 6), (4242, NOW)]).await.unwrap();
+    assert_eq!(store.get_host(a).await.unwrap().unwrap().seen_time, Some(NOW + 2499));
+    assert_eq!(store.get_host(b).await.unwrap().unwrap().seen_time, Some(NOW + 6));
 }
 
 /// A restart, or a second server on the same database: data stays and no migration runs twice.
@@ -648,15 +347,7 @@ async fn reopen_case(url: String) {
     let first = Store::open(&url).await.unwrap();
     let id = first.enroll_host(&enroll("a", "ka"), NOW).await.unwrap();
     let second = Store::open(&url).await.unwrap();
-    assert_eq!(
-        second
-            .host_checkin_by_node_key("ka")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        id
-    );
+    assert_eq!(second.host_checkin_by_node_key("ka").await.unwrap().unwrap().id, id);
     first.close().await;
     second.close().await;
     let third = Store::open(&url).await.unwrap();

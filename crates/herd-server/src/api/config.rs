@@ -21,17 +21,13 @@ const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings
 
 pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     match state.store.app_config().await? {
-        Some(document) => serde_json::from_value(document).map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("stored configuration is unreadable: {e}"))
-        }),
+        Some(document) => serde_json::from_value(document)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored configuration is unreadable: {e}"))),
         None => Ok(AppConfig::default()),
     }
 }
 
-async fn get_config(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-) -> Result<Json<AppConfig>, ApiError> {
+async fn get_config(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<AppConfig>, ApiError> {
     // Every logged-in user may read the configuration (the UI needs org info); nothing secret is in it.
     let _ = auth;
     Ok(Json(stored_config(&state).await?))
@@ -41,10 +37,7 @@ fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     if url.is_empty() || url.starts_with("https://") || url.starts_with("http://") {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            field,
-            format!("must be an http(s) url, not {url:?}"),
-        ))
+        Err(ApiError::invalid(field, format!("must be an http(s) url, not {url:?}")))
     }
 }
 
@@ -52,51 +45,32 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     agent_options::validate("agent_options", &config.agent_options)?;
     let interval = config.host_settings.vitals_interval;
     if !(60..=7 * 86_400).contains(&interval) {
-        return Err(ApiError::invalid(
-            "host_settings.vitals_interval",
-            "must be between 60 and 604800 seconds",
-        ));
+        return Err(ApiError::invalid("host_settings.vitals_interval", "must be between 60 and 604800 seconds"));
     }
     check_url("org_info.org_logo_url", &config.org_info.org_logo_url)?;
-    check_url(
-        "org_info.org_logo_url_light_background",
-        &config.org_info.org_logo_url_light_background,
-    )?;
+    check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;
-    check_url(
-        "server_settings.server_url",
-        &config.server_settings.server_url,
-    )?;
+    check_url("server_settings.server_url", &config.server_settings.server_url)?;
     if config.org_info.org_name.chars().count() > 255 {
-        return Err(ApiError::invalid(
-            "org_info.org_name",
-            "at most 255 characters",
-        ));
+        return Err(ApiError::invalid("org_info.org_name", "at most 255 characters"));
     }
     Ok(())
 }
 
 /// Applies a PATCH body to the current configuration, returning the whole new one.
 pub fn merge(current: &AppConfig, patch: &Value) -> Result<AppConfig, ApiError> {
-    let patch = patch
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("base", "expected a json object"))?;
+    let patch = patch.as_object().ok_or_else(|| ApiError::invalid("base", "expected a json object"))?;
     let mut merged = serde_json::to_value(current).map_err(|e| ApiError::Internal(e.into()))?;
     for (key, value) in patch {
         if key == "agent_options" {
             merged[key] = value.clone();
         } else if MERGED_SECTIONS.contains(&key.as_str()) {
-            let fields = value
-                .as_object()
-                .ok_or_else(|| ApiError::invalid(key.clone(), "must be an object"))?;
+            let fields = value.as_object().ok_or_else(|| ApiError::invalid(key.clone(), "must be an object"))?;
             for (field, field_value) in fields {
                 merged[key][field] = field_value.clone();
             }
         } else {
-            return Err(ApiError::invalid(
-                key.clone(),
-                "unknown configuration section",
-            ));
+            return Err(ApiError::invalid(key.clone(), "unknown configuration section"));
         }
     }
     serde_path_to_error::deserialize::<_, AppConfig>(merged).map_err(|err| {
@@ -127,27 +101,19 @@ mod tests {
     #[test]
     fn merges_sections_and_names_bad_fields() {
         let current = AppConfig::default();
-        let merged = merge(
-            &current,
-            &json!({"org_info": {"org_name": "Acme"}, "host_settings": {"vitals_interval": 600}}),
-        )
-        .unwrap();
+        let merged =
+            merge(&current, &json!({"org_info": {"org_name": "Acme"}, "host_settings": {"vitals_interval": 600}}))
+                .unwrap();
         assert_eq!(merged.org_info.org_name, "Acme");
         assert_eq!(merged.host_settings.vitals_interval, 600);
-        assert_eq!(
-            merged.agent_options, current.agent_options,
-            "untouched sections stay"
-        );
+        assert_eq!(merged.agent_options, current.agent_options, "untouched sections stay");
         let replaced = merge(&current, &json!({"agent_options": {"config": {}}})).unwrap();
         assert_eq!(replaced.agent_options, json!({"config": {}}));
         for (patch, field) in [
             (json!({"org_inf": {}}), "org_inf"),
             (json!({"org_info": {"org_nam": "x"}}), "org_info.org_nam"),
             (json!({"org_info": {"org_name": 5}}), "org_info.org_name"),
-            (
-                json!({"host_settings": {"vitals_interval": "often"}}),
-                "host_settings.vitals_interval",
-            ),
+            (json!({"host_settings": {"vitals_interval": "often"}}), "host_settings.vitals_interval"),
             (json!({"server_settings": []}), "server_settings"),
             (json!([]), "base"),
         ] {

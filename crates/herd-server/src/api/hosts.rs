@@ -33,12 +33,8 @@ pub const MAX_PER_PAGE: i64 = 10_000;
 /// Parameters Fleet clients send that change only what Fleet adds to each host, not which hosts match:
 /// accepted and ignored. Any other unknown parameter is refused, so a filter herd does not know never
 /// silently widens a listing (a script deleting "failing hosts" must not get every host).
-const IGNORED_PARAMS: &[&str] = &[
-    "device_mapping",
-    "populate_software",
-    "populate_policies",
-    "disable_failing_policies",
-];
+const IGNORED_PARAMS: &[&str] =
+    &["device_mapping", "populate_software", "populate_policies", "disable_failing_policies"];
 
 struct ListParams {
     filter: HostFilter,
@@ -51,11 +47,7 @@ struct ListParams {
 fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
     params
         .get(name)
-        .map(|v| {
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| ApiError::invalid(name, format!("must be an integer, not {v:?}")))
-        })
+        .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::invalid(name, format!("must be an integer, not {v:?}"))))
         .transpose()
 }
 
@@ -64,25 +56,12 @@ fn parse_list_params(
     auth: &AuthUser,
     with_paging: bool,
 ) -> Result<ListParams, ApiError> {
-    const KNOWN: &[&str] = &[
-        "page",
-        "per_page",
-        "order_key",
-        "order_direction",
-        "query",
-        "status",
-        "team_id",
-    ];
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
+    const KNOWN: &[&str] = &["page", "per_page", "order_key", "order_direction", "query", "status", "team_id"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
     {
         return Err(ApiError::invalid(unknown.clone(), "unsupported parameter"));
     }
-    let mut filter = HostFilter {
-        visible_teams: auth.actor.visible_teams(),
-        ..Default::default()
-    };
+    let mut filter = HostFilter { visible_teams: auth.actor.visible_teams(), ..Default::default() };
     if let Some(team) = integer_param(params, "team_id")? {
         // Fleet's convention: team_id=0 means "hosts in no team".
         if team == 0 {
@@ -106,27 +85,20 @@ fn parse_list_params(
             ));
         }
     };
-    filter.query = params
-        .get("query")
-        .filter(|q| !q.trim().is_empty())
-        .cloned();
+    filter.query = params.get("query").filter(|q| !q.trim().is_empty()).cloned();
     if filter.query.as_ref().is_some_and(|q| q.len() > 255) {
         return Err(ApiError::invalid("query", "at most 255 characters"));
     }
     let order = match params.get("order_key").map(String::as_str) {
         None | Some("") => HostOrder::Id,
-        Some(key) => HostOrder::parse(key).ok_or_else(|| {
-            ApiError::invalid("order_key", format!("cannot order hosts by {key:?}"))
-        })?,
+        Some(key) => HostOrder::parse(key)
+            .ok_or_else(|| ApiError::invalid("order_key", format!("cannot order hosts by {key:?}")))?,
     };
     let descending = match params.get("order_direction").map(String::as_str) {
         None | Some("") | Some("asc") => false,
         Some("desc") => true,
         Some(other) => {
-            return Err(ApiError::invalid(
-                "order_direction",
-                format!("expected asc or desc, not {other:?}"),
-            ));
+            return Err(ApiError::invalid("order_direction", format!("expected asc or desc, not {other:?}")));
         }
     };
     let page = integer_param(params, "page")?.unwrap_or(0);
@@ -136,32 +108,18 @@ fn parse_list_params(
             return Err(ApiError::invalid("page", "must not be negative"));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
-            return Err(ApiError::invalid(
-                "per_page",
-                format!("must be between 1 and {MAX_PER_PAGE}"),
-            ));
+            return Err(ApiError::invalid("per_page", format!("must be between 1 and {MAX_PER_PAGE}")));
         }
     }
-    Ok(ListParams {
-        filter,
-        order,
-        descending,
-        page,
-        per_page,
-    })
+    Ok(ListParams { filter, order, descending, page, per_page })
 }
 
 /// Status filters run in SQL on last-seen times; write this server's pending ones first so a host that just
 /// checked in here is online in the listing too. (Other servers' pending times are at most one flush period
 /// old, well inside the one-minute grace of the online rule.)
-async fn flush_before_status_filter(
-    state: &SharedState,
-    filter: &HostFilter,
-) -> Result<(), ApiError> {
+async fn flush_before_status_filter(state: &SharedState, filter: &HostFilter) -> Result<(), ApiError> {
     if filter.status.is_some() {
-        crate::workers::flush_seen_times(state)
-            .await
-            .map_err(ApiError::Internal)?;
+        crate::workers::flush_seen_times(state).await.map_err(ApiError::Internal)?;
     }
     Ok(())
 }
@@ -175,16 +133,8 @@ async fn list(
     flush_before_status_filter(&state, &p.filter).await?;
     let now = now_ms();
     let offset = p.page.saturating_mul(p.per_page);
-    let records = state
-        .store
-        .list_hosts(&p.filter, p.order, p.descending, offset, p.per_page, now)
-        .await?;
-    Ok(Json(HostsResponse {
-        hosts: records
-            .into_iter()
-            .map(|r| wire::host(&state, r, now))
-            .collect(),
-    }))
+    let records = state.store.list_hosts(&p.filter, p.order, p.descending, offset, p.per_page, now).await?;
+    Ok(Json(HostsResponse { hosts: records.into_iter().map(|r| wire::host(&state, r, now)).collect() }))
 }
 
 async fn count(
@@ -194,9 +144,7 @@ async fn count(
 ) -> Result<Json<CountResponse>, ApiError> {
     let p = parse_list_params(&params, &auth, false)?;
     flush_before_status_filter(&state, &p.filter).await?;
-    Ok(Json(CountResponse {
-        count: state.store.count_hosts(&p.filter, now_ms()).await?,
-    }))
+    Ok(Json(CountResponse { count: state.store.count_hosts(&p.filter, now_ms()).await? }))
 }
 
 /// The host, if it exists and the user may `action` it. Hosts the user cannot read are 404, not 403, so
@@ -207,11 +155,7 @@ async fn authorized_host(
     id: i64,
     action: Action,
 ) -> Result<HostRecord, ApiError> {
-    let host = state
-        .store
-        .get_host(id)
-        .await?
-        .ok_or(ApiError::NotFound("host"))?;
+    let host = state.store.get_host(id).await?.ok_or(ApiError::NotFound("host"))?;
     let scope = Scope::of_team(host.team_id);
     if !auth.actor.may(Action::Read, scope) {
         return Err(ApiError::NotFound("host"));
@@ -226,9 +170,7 @@ async fn get_one(
     PathId(id): PathId,
 ) -> Result<Json<HostResponse>, ApiError> {
     let host = authorized_host(&state, &auth, id, Action::Read).await?;
-    Ok(Json(HostResponse {
-        host: wire::host(&state, host, now_ms()),
-    }))
+    Ok(Json(HostResponse { host: wire::host(&state, host, now_ms()) }))
 }
 
 async fn by_identifier(
@@ -236,24 +178,14 @@ async fn by_identifier(
     auth: AuthUser,
     Path(identifier): Path<String>,
 ) -> Result<Json<HostResponse>, ApiError> {
-    let host = state
-        .store
-        .host_by_identifier(&identifier)
-        .await?
-        .ok_or(ApiError::NotFound("host"))?;
+    let host = state.store.host_by_identifier(&identifier).await?.ok_or(ApiError::NotFound("host"))?;
     if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
         return Err(ApiError::NotFound("host"));
     }
-    Ok(Json(HostResponse {
-        host: wire::host(&state, host, now_ms()),
-    }))
+    Ok(Json(HostResponse { host: wire::host(&state, host, now_ms()) }))
 }
 
-async fn delete(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     authorized_host(&state, &auth, id, Action::Write).await?;
     if !state.store.delete_host(id, now_ms()).await? {
         return Err(ApiError::NotFound("host"));
@@ -286,40 +218,18 @@ async fn transfer(
     let target = request.team_id.filter(|id| *id != 0);
     auth.require(Action::Write, Scope::of_team(target))?;
     if request.hosts.len() > 100_000 {
-        return Err(ApiError::invalid(
-            "hosts",
-            "at most 100000 hosts per request",
-        ));
+        return Err(ApiError::invalid("hosts", "at most 100000 hosts per request"));
     }
     let now = now_ms();
-    let filter = HostFilter {
-        ids: Some(request.hosts.clone()),
-        ..Default::default()
-    };
-    let hosts = state
-        .store
-        .list_hosts(
-            &filter,
-            HostOrder::Id,
-            false,
-            0,
-            request.hosts.len() as i64 + 1,
-            now,
-        )
-        .await?;
+    let filter = HostFilter { ids: Some(request.hosts.clone()), ..Default::default() };
+    let hosts = state.store.list_hosts(&filter, HostOrder::Id, false, 0, request.hosts.len() as i64 + 1, now).await?;
     for host in &hosts {
         auth.require(Action::Write, Scope::of_team(host.team_id))?;
     }
-    state
-        .store
-        .transfer_hosts(target, &request.hosts, now)
-        .await
-        .map_err(|e| match e {
-            herd_store::StoreError::NotFound("team") => {
-                ApiError::invalid("team_id", "team does not exist")
-            }
-            other => other.into(),
-        })?;
+    state.store.transfer_hosts(target, &request.hosts, now).await.map_err(|e| match e {
+        herd_store::StoreError::NotFound("team") => ApiError::invalid("team_id", "team does not exist"),
+        other => other.into(),
+    })?;
     for host in &hosts {
         state.hosts.evict(host.id);
     }
@@ -333,9 +243,7 @@ async fn status_logs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<StatusLogsResponse>, ApiError> {
     authorized_host(&state, &auth, id, Action::Read).await?;
-    let limit = integer_param(&params, "per_page")?
-        .unwrap_or(100)
-        .clamp(1, herd_store::STATUS_LOGS_KEPT);
+    let limit = integer_param(&params, "per_page")?.unwrap_or(100).clamp(1, herd_store::STATUS_LOGS_KEPT);
     let logs = state.store.status_logs(id, limit).await?;
     Ok(Json(StatusLogsResponse {
         status_logs: logs

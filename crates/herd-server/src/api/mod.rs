@@ -54,11 +54,6 @@ async fn observe(State(state): State<SharedState>, request: Request, next: Next)
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().to_string();
     let response = next.run(request).await;
-    state.metrics.observe_request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    state.metrics.observe_request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

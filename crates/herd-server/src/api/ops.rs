@@ -12,44 +12,27 @@ use herd_store::{HostFilter, StatusCondition};
 use serde_json::json;
 
 pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
 }
 
 /// 200 when the database answers; 503 otherwise, so a load balancer takes this server out of rotation.
 async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": state.store.backend().name()})),
-        ),
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok", "database": state.store.backend().name()}))),
         Err(err) => {
             tracing::warn!(error = %err, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "reason": "database unreachable"})),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": "database unreachable"})))
         }
     }
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let now = now_ms();
-    let online = HostFilter {
-        status: Some(StatusCondition::Online),
-        ..Default::default()
-    };
+    let online = HostFilter { status: Some(StatusCondition::Online), ..Default::default() };
     let gauges = Gauges {
         hosts_enrolled: state.store.host_count().await.unwrap_or(-1),
         hosts_online: state.store.count_hosts(&online, now).await.unwrap_or(-1),
         hosts_cached: state.hosts.len(),
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(&gauges),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&gauges))
 }

@@ -13,14 +13,15 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::routing::post;
 use herd_core::Millis;
-use herd_core::due::{DueSettings, due_work};
+use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_policies};
 use herd_core::platform::{PlatformFamily, family_of_platform_mask};
+use herd_core::policy::{self, PolicyResponse};
 use herd_core::vitals::{Vital, VitalsPatch};
 use herd_proto::osquery::{
-    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest,
-    LogType, NodeKeyRequest, StatusLogLine,
+    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
+    NodeKeyRequest, StatusLogLine,
 };
-use herd_store::{EnrollHost, StoredStatusLog};
+use herd_store::{EnrollHost, PolicyAnswer, StoredStatusLog};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -31,14 +32,8 @@ pub fn routes() -> Router<SharedState> {
         router = router
             .route(&format!("{prefix}/enroll"), post(enroll))
             .route(&format!("{prefix}/config"), post(config))
-            .route(
-                &format!("{prefix}/distributed/read"),
-                post(distributed_read),
-            )
-            .route(
-                &format!("{prefix}/distributed/write"),
-                post(distributed_write),
-            )
+            .route(&format!("{prefix}/distributed/read"), post(distributed_read))
+            .route(&format!("{prefix}/distributed/write"), post(distributed_write))
             .route(&format!("{prefix}/log"), post(log));
     }
     router
@@ -73,18 +68,11 @@ async fn enroll(
     }
     let Some(team_id) = team_of_secret.filter(|_| !request.enroll_secret.is_empty()) else {
         state.enroll_limiter.record_failure(client, Instant::now());
-        state
-            .metrics
-            .failed_enrollments
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.failed_enrollments.fetch_add(1, Ordering::Relaxed);
         return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
     };
 
-    let system_uuid = request
-        .host_details
-        .get("system_info")
-        .and_then(|row| row.get("uuid"))
-        .map(|u| u.trim());
+    let system_uuid = request.host_details.get("system_info").and_then(|row| row.get("uuid")).map(|u| u.trim());
     let uuid = match system_uuid.filter(|u| !u.is_empty()) {
         Some(uuid) => uuid.to_string(),
         None => request.host_identifier.trim().to_string(),
@@ -95,9 +83,7 @@ async fn enroll(
         ));
     }
     if uuid.len() > 255 || request.host_identifier.len() > 255 {
-        return Err(OsqueryError::BadRequest(
-            "host identifier longer than 255 characters".into(),
-        ));
+        return Err(OsqueryError::BadRequest("host identifier longer than 255 characters".into()));
     }
     let platform_hint = request
         .platform_type
@@ -129,10 +115,7 @@ async fn authenticate(
     body_key: Option<&str>,
     header_key: Option<&str>,
 ) -> Result<CachedHost, OsqueryError> {
-    let node_key = body_key
-        .or(header_key)
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
+    let node_key = body_key.or(header_key).map(str::trim).filter(|k| !k.is_empty());
     let Some(node_key) = node_key else {
         return Err(OsqueryError::NodeInvalid("missing node key"));
     };
@@ -174,12 +157,7 @@ async fn check_in<T: NodeKeyed>(
     state: &SharedState,
     request: &OsqueryJson<T>,
 ) -> Result<(CachedHost, Millis), OsqueryError> {
-    let host = authenticate(
-        state,
-        request.body.node_key(),
-        request.header_node_key.as_deref(),
-    )
-    .await?;
+    let host = authenticate(state, request.body.node_key(), request.header_node_key.as_deref()).await?;
     let now = now_ms();
     state.seen.record(host.checkin.id, now);
     Ok((host, now))
@@ -191,11 +169,7 @@ async fn config(
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, _) = check_in(&state, &request).await?;
     let settings = state.settings.get();
-    let config = settings
-        .agent_options(host.checkin.team_id)
-        .get("config")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let config = settings.agent_options(host.checkin.team_id).get("config").cloned().unwrap_or_else(|| json!({}));
     Ok(Json(config))
 }
 
@@ -209,16 +183,18 @@ async fn distributed_read(
 ) -> Result<Json<DistributedReadResponse>, OsqueryError> {
     let (mut host, now) = check_in(&state, &request).await?;
     state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
+    let settings = state.settings.get();
     let due_settings = DueSettings {
-        vitals_interval_ms: state.settings.get().vitals_interval_ms(),
+        vitals_interval_ms: settings.vitals_interval_ms(),
+        policies_changed_at: settings.policies_changed_at,
     };
     let mut work = due_work(&host.due_state(), &due_settings, now);
     if work.is_empty() {
         // The common case: no database round trip at all.
         return Ok(Json(DistributedReadResponse::default()));
     }
-    // Something looks due. The cached row may be stale (another server may have ingested this host's vitals),
-    // so confirm against the database before handing out work.
+    // Something looks due. The cached row may be stale (another server may have ingested this host's
+    // results), so confirm against the database before handing out work.
     match state.store.host_checkin_by_id(host.checkin.id).await? {
         Some(fresh) if fresh.node_key_hash == host.checkin.node_key_hash => {
             host = state.hosts.insert(fresh);
@@ -229,27 +205,41 @@ async fn distributed_read(
             return Err(OsqueryError::NodeInvalid("invalid node key"));
         }
     }
-    let mut response = DistributedReadResponse {
-        accelerate: work.accelerate_s,
-        ..Default::default()
-    };
+    let mut response = DistributedReadResponse { accelerate: work.accelerate_s, ..Default::default() };
     let family = family_of(&host);
     for vital in &work.vitals {
-        response
-            .queries
-            .insert(vital.query_name(), vital.sql(family).to_string());
-        response
-            .discovery
-            .insert(vital.query_name(), vital.discovery(family));
+        response.queries.insert(vital.query_name(), vital.sql(family).to_string());
+        response.discovery.insert(vital.query_name(), vital.discovery(family));
     }
     if !work.vitals.is_empty() {
         state.hosts.mark_vitals_sent(host.checkin.id, now);
     }
+    if work.plan_policies {
+        let runs = state.store.host_policy_runs(host.checkin.id).await?;
+        let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
+        let plan =
+            plan_policies(&scope, &settings.schedules(), &runs, host.checkin.refetch_requested_at.is_some(), now);
+        let mut sent = Vec::with_capacity(plan.due.len());
+        for id in &plan.due {
+            if let Some(policy) = settings.policy(*id) {
+                response.queries.insert(policy::query_name(*id), policy.query.clone());
+                sent.push((*id, policy.schedule.revision));
+            }
+        }
+        // Policies handed out now come due again if their answers never arrive.
+        let next_due_at = if sent.is_empty() {
+            plan.next_due_at
+        } else {
+            let retry_at = now + RESULTS_AWAITED_MS;
+            Some(plan.next_due_at.map_or(retry_at, |at| at.min(retry_at)))
+        };
+        state.hosts.set_policy_plan(host.checkin.id, now, next_due_at);
+        if !sent.is_empty() {
+            state.hosts.mark_policies_sent(host.checkin.id, now, sent);
+        }
+    }
     if !response.queries.is_empty() {
-        state
-            .metrics
-            .checkins_with_work
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.checkins_with_work.fetch_add(1, Ordering::Relaxed);
     }
     Ok(Json(response))
 }
@@ -259,56 +249,60 @@ async fn distributed_write(
     request: OsqueryJson<DistributedWriteRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, now) = check_in(&state, &request).await?;
-    state
-        .metrics
-        .distributed_writes
-        .fetch_add(1, Ordering::Relaxed);
+    state.metrics.distributed_writes.fetch_add(1, Ordering::Relaxed);
     let report = request.body;
+    let settings = state.settings.get();
     let mut patch = VitalsPatch::default();
     let mut vitals_answered = false;
+    let mut answers = Vec::new();
     for (name, rows) in &report.queries {
+        let status = report.statuses.get(name).copied().unwrap_or(0);
+        if status != 0 {
+            let message = report.messages.get(name).map(Value::to_string).unwrap_or_default();
+            tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "query failed on host");
+        }
+        if let Some(policy_id) = policy::policy_id_of_query(name) {
+            // The revision the host was handed; else (handed out by another server) the current one.
+            let sent = host.policies_sent.iter().find(|(id, _)| *id == policy_id).map(|(_, revision)| *revision);
+            let Some(revision) = sent.or_else(|| settings.policy(policy_id).map(|p| p.schedule.revision)) else {
+                continue; // deleted since
+            };
+            answers.push(PolicyAnswer {
+                policy_id,
+                revision,
+                response: PolicyResponse::from_result(status, rows.len()),
+            });
+            continue;
+        }
         let Some(vital) = Vital::from_query_name(name) else {
             tracing::debug!(host_id = host.checkin.id, query = %name, "result for a query herd did not send");
             continue;
         };
         vitals_answered = true;
-        // A failed query (status ≠ 0) tells nothing about the host: its columns stay as they were.
-        let status = report.statuses.get(name).copied().unwrap_or(0);
+        // A failed query tells nothing about the host: its columns stay as they were.
         if status == 0 {
             patch.absorb(vital, rows);
-        } else {
-            let message = report
-                .messages
-                .get(name)
-                .map(Value::to_string)
-                .unwrap_or_default();
-            tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "vitals query failed on host");
         }
     }
-    if vitals_answered {
-        let requested_at = host.vitals_sent_at.unwrap_or(now);
-        if !state
-            .store
-            .record_vitals(host.checkin.id, &patch, requested_at, now)
-            .await?
-        {
+    if !answers.is_empty() {
+        if !state.store.record_policy_results(host.checkin.id, &answers, now).await? {
             state.hosts.evict(host.checkin.id);
             return Err(OsqueryError::NodeInvalid("host was deleted"));
         }
-        state.hosts.vitals_recorded(
-            host.checkin.id,
-            requested_at,
-            now,
-            patch.platform.as_deref(),
-        );
+        state.hosts.policies_recorded(host.checkin.id);
+    }
+    if vitals_answered {
+        let requested_at = host.vitals_sent_at.unwrap_or(now);
+        if !state.store.record_vitals(host.checkin.id, &patch, requested_at, now).await? {
+            state.hosts.evict(host.checkin.id);
+            return Err(OsqueryError::NodeInvalid("host was deleted"));
+        }
+        state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
     }
     Ok(Json(json!({})))
 }
 
-async fn log(
-    State(state): State<SharedState>,
-    request: OsqueryJson<LogRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>) -> Result<Json<Value>, OsqueryError> {
     let (host, now) = check_in(&state, &request).await?;
     let LogRequest { log_type, data, .. } = request.body;
     match log_type {
@@ -327,18 +321,10 @@ async fn log(
                 })
                 .collect();
             if lines.len() != data.len() {
-                return Err(OsqueryError::BadRequest(
-                    "every status log line must be a json object".into(),
-                ));
+                return Err(OsqueryError::BadRequest("every status log line must be a json object".into()));
             }
-            state
-                .store
-                .append_status_logs(host.checkin.id, &lines)
-                .await?;
-            state
-                .metrics
-                .status_log_lines
-                .fetch_add(lines.len() as u64, Ordering::Relaxed);
+            state.store.append_status_logs(host.checkin.id, &lines).await?;
+            state.metrics.status_log_lines.fetch_add(lines.len() as u64, Ordering::Relaxed);
         }
         LogType::Result => {
             let result_log = &state.result_log;
@@ -352,16 +338,9 @@ async fn log(
                     line
                 })
                 .collect();
-            tokio::task::block_in_place(|| result_log.append(&annotated)).map_err(|e| {
-                OsqueryError::Internal(anyhow::anyhow!(
-                    "writing {}: {e}",
-                    result_log.path().display()
-                ))
-            })?;
-            state
-                .metrics
-                .result_log_lines
-                .fetch_add(count, Ordering::Relaxed);
+            tokio::task::block_in_place(|| result_log.append(&annotated))
+                .map_err(|e| OsqueryError::Internal(anyhow::anyhow!("writing {}: {e}", result_log.path().display())))?;
+            state.metrics.result_log_lines.fetch_add(count, Ordering::Relaxed);
         }
     }
     Ok(Json(json!({})))

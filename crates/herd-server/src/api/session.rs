@@ -43,9 +43,7 @@ async fn login(
     }
     let user = state.store.user_by_email(&request.email).await?;
     let password = request.password;
-    let hash = user
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
+    let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
     // argon2 is deliberately slow: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
@@ -58,15 +56,9 @@ async fn login(
     let token = random_token(32);
     let now = now_ms();
     let expires_at = (!user.api_only).then_some(now + SESSION_LIFETIME_MS);
-    state
-        .store
-        .create_session(&token_hash(&token), user.id, expires_at, now)
-        .await?;
+    state.store.create_session(&token_hash(&token), user.id, expires_at, now).await?;
     tracing::info!(user_id = user.id, "user logged in");
-    Ok(Json(LoginResponse {
-        user: wire::user(&user),
-        token,
-    }))
+    Ok(Json(LoginResponse { user: wire::user(&user), token }))
 }
 
 async fn logout(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<Value>, ApiError> {
@@ -75,9 +67,7 @@ async fn logout(State(state): State<SharedState>, auth: AuthUser) -> Result<Json
 }
 
 async fn me(auth: AuthUser) -> Json<UserResponse> {
-    Json(UserResponse {
-        user: wire::user(&auth.user),
-    })
+    Json(UserResponse { user: wire::user(&auth.user) })
 }
 
 #[derive(Deserialize)]
@@ -92,29 +82,23 @@ async fn change_password(
     auth: AuthUser,
     ApiJson(request): ApiJson<ChangePassword>,
 ) -> Result<Json<Value>, ApiError> {
-    herd_core::validate::password(&request.new_password)
-        .map_err(|r| ApiError::invalid("new_password", r))?;
+    herd_core::validate::password(&request.new_password).map_err(|r| ApiError::invalid("new_password", r))?;
     let current = auth.user.password_hash.clone();
     let old = request.old_password;
     let new = request.new_password;
-    let new_hash = tokio::task::spawn_blocking(move || {
-        if verify_password(&old, &current) {
-            Some(hash_password(&new))
-        } else {
-            None
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let new_hash =
+        tokio::task::spawn_blocking(
+            move || {
+                if verify_password(&old, &current) { Some(hash_password(&new)) } else { None }
+            },
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(new_hash) = new_hash else {
-        return Err(ApiError::invalid(
-            "old_password",
-            "old password does not match",
-        ));
+        return Err(ApiError::invalid("old_password", "old password does not match"));
     };
     let mut user = auth.user;
-    user.password_hash =
-        new_hash.map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
+    user.password_hash = new_hash.map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
     user.force_password_reset = false;
     state.store.update_user(&user, now_ms()).await?;
     Ok(Json(json!({})))

@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{
-    CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretInput,
-    SecretsInput, SecretsResponse, TeamResponse, TeamsResponse,
+    CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretInput, SecretsInput,
+    SecretsResponse, TeamResponse, TeamsResponse,
 };
 use serde_json::{Value, json};
 
@@ -22,27 +22,17 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/teams", get(list).post(create))
         .route("/teams/{id}", get(get_one).patch(update).delete(delete))
-        .route(
-            "/teams/{id}/secrets",
-            get(team_secrets).patch(replace_team_secrets),
-        )
+        .route("/teams/{id}/secrets", get(team_secrets).patch(replace_team_secrets))
         .route("/teams/{id}/agent_options", post(set_agent_options))
-        .route(
-            "/spec/enroll_secret",
-            get(global_secrets).post(replace_global_secrets),
-        )
+        .route("/spec/enroll_secret", get(global_secrets).post(replace_global_secrets))
 }
 
 fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::with_capacity(secrets.len());
     for (i, input) in secrets.iter().enumerate() {
-        validate::enroll_secret(&input.secret)
-            .map_err(|r| ApiError::invalid(format!("secrets[{i}].secret"), r))?;
+        validate::enroll_secret(&input.secret).map_err(|r| ApiError::invalid(format!("secrets[{i}].secret"), r))?;
         if out.contains(&input.secret) {
-            return Err(ApiError::invalid(
-                format!("secrets[{i}].secret"),
-                "listed twice",
-            ));
+            return Err(ApiError::invalid(format!("secrets[{i}].secret"), "listed twice"));
         }
         out.push(input.secret.clone());
     }
@@ -53,25 +43,14 @@ fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiError> {
 }
 
 async fn reload_settings(state: &SharedState) -> Result<(), ApiError> {
-    state
-        .settings
-        .reload(&state.store)
-        .await
-        .map_err(ApiError::from)
+    state.settings.reload(&state.store).await.map_err(ApiError::from)
 }
 
 async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRecord, ApiError> {
-    state
-        .store
-        .get_team(id)
-        .await?
-        .ok_or(ApiError::NotFound("team"))
+    state.store.get_team(id).await?.ok_or(ApiError::NotFound("team"))
 }
 
-async fn list(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-) -> Result<Json<TeamsResponse>, ApiError> {
+async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<TeamsResponse>, ApiError> {
     let teams = state.store.list_teams().await?;
     let visible = auth.actor.visible_teams();
     let teams = teams
@@ -94,22 +73,16 @@ async fn create(
     ApiJson(request): ApiJson<CreateTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    validate::display_name(&request.name)
-        .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+    validate::display_name(&request.name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
     let description = request.description.unwrap_or_default();
     let secrets = match request.secrets {
         Some(secrets) => validated_secrets(&secrets)?,
         // Like Fleet, a new team gets a secret of its own, so its hosts can enroll right away.
         None => vec![random_token(24)],
     };
-    let id = state
-        .store
-        .create_team(&request.name, &description, &secrets, now_ms())
-        .await?;
+    let id = state.store.create_team(&request.name, &description, &secrets, now_ms()).await?;
     reload_settings(&state).await?;
-    Ok(Json(TeamResponse {
-        team: wire::team(team_or_404(&state, id).await?),
-    }))
+    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
 
 async fn get_one(
@@ -122,9 +95,7 @@ async fn get_one(
     if !auth.actor.may(Action::Write, Scope::Team(id)) {
         team.secrets.clear();
     }
-    Ok(Json(TeamResponse {
-        team: wire::team(team),
-    }))
+    Ok(Json(TeamResponse { team: wire::team(team) }))
 }
 
 async fn update(
@@ -137,8 +108,7 @@ async fn update(
     let team = team_or_404(&state, id).await?;
     let name = match request.name {
         Some(name) => {
-            validate::display_name(&name)
-                .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+            validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
             name
         }
         None => team.name,
@@ -152,14 +122,9 @@ async fn update(
         Some(None) => None,
         None => team.agent_options,
     };
-    state
-        .store
-        .update_team(id, &name, &description, agent_options.as_ref(), now_ms())
-        .await?;
+    state.store.update_team(id, &name, &description, agent_options.as_ref(), now_ms()).await?;
     reload_settings(&state).await?;
-    Ok(Json(TeamResponse {
-        team: wire::team(team_or_404(&state, id).await?),
-    }))
+    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
 
 /// Fleet's `POST /teams/{id}/agent_options`: the body is the options themselves.
@@ -172,27 +137,14 @@ async fn set_agent_options(
     auth.require(Action::AdministerTeam, Scope::Team(id))?;
     agent_options::validate("agent_options", &options)?;
     let team = team_or_404(&state, id).await?;
-    state
-        .store
-        .update_team(id, &team.name, &team.description, Some(&options), now_ms())
-        .await?;
+    state.store.update_team(id, &team.name, &team.description, Some(&options), now_ms()).await?;
     reload_settings(&state).await?;
-    Ok(Json(TeamResponse {
-        team: wire::team(team_or_404(&state, id).await?),
-    }))
+    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
 
-async fn delete(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    let moved = state
-        .store
-        .delete_team(id, now_ms())
-        .await?
-        .ok_or(ApiError::NotFound("team"))?;
+    let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
     for host in moved {
         state.hosts.evict(host);
     }
@@ -208,9 +160,7 @@ async fn team_secrets(
     auth.require(Action::Write, Scope::Team(id))?;
     team_or_404(&state, id).await?;
     let secrets = state.store.enroll_secrets(Some(id)).await?;
-    Ok(Json(SecretsResponse {
-        secrets: secrets.into_iter().map(wire::secret).collect(),
-    }))
+    Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
 }
 
 async fn replace_team_secrets(
@@ -221,15 +171,10 @@ async fn replace_team_secrets(
 ) -> Result<Json<SecretsResponse>, ApiError> {
     auth.require(Action::Write, Scope::Team(id))?;
     let secrets = validated_secrets(&request.secrets)?;
-    state
-        .store
-        .replace_enroll_secrets(Some(id), &secrets, now_ms())
-        .await?;
+    state.store.replace_enroll_secrets(Some(id), &secrets, now_ms()).await?;
     reload_settings(&state).await?;
     let secrets = state.store.enroll_secrets(Some(id)).await?;
-    Ok(Json(SecretsResponse {
-        secrets: secrets.into_iter().map(wire::secret).collect(),
-    }))
+    Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
 }
 
 async fn global_secrets(
@@ -239,9 +184,7 @@ async fn global_secrets(
     auth.require(Action::Write, Scope::Global)?;
     let secrets = state.store.enroll_secrets(None).await?;
     Ok(Json(EnrollSecretSpecResponse {
-        spec: SecretsResponse {
-            secrets: secrets.into_iter().map(wire::secret).collect(),
-        },
+        spec: SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() },
     }))
 }
 
@@ -252,16 +195,10 @@ async fn replace_global_secrets(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Action::Write, Scope::Global)?;
     let secrets = validated_secrets(&request.spec.secrets).map_err(|e| match e {
-        ApiError::Validation { field, reason } => ApiError::Validation {
-            field: format!("spec.{field}"),
-            reason,
-        },
+        ApiError::Validation { field, reason } => ApiError::Validation { field: format!("spec.{field}"), reason },
         other => other,
     })?;
-    state
-        .store
-        .replace_enroll_secrets(None, &secrets, now_ms())
-        .await?;
+    state.store.replace_enroll_secrets(None, &secrets, now_ms()).await?;
     reload_settings(&state).await?;
     Ok(Json(json!({})))
 }

@@ -11,9 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use herd_core::roles::{Action, Role, Scope};
 use herd_core::validate;
-use herd_proto::fleet::{
-    CreateUserRequest, UpdateUserRequest, UserResponse, UserTeamRequest, UsersResponse,
-};
+use herd_proto::fleet::{CreateUserRequest, UpdateUserRequest, UserResponse, UserTeamRequest, UsersResponse};
 use herd_store::NewUser;
 use serde_json::{Value, json};
 
@@ -27,10 +25,7 @@ pub fn routes() -> Router<SharedState> {
 fn parse_global_role(role: Option<&str>) -> Result<Option<Role>, ApiError> {
     role.map(|r| {
         Role::parse(r).ok_or_else(|| {
-            ApiError::invalid(
-                "global_role",
-                format!("unknown role {r:?}; expected admin, maintainer or observer"),
-            )
+            ApiError::invalid("global_role", format!("unknown role {r:?}; expected admin, maintainer or observer"))
         })
     })
     .transpose()
@@ -41,12 +36,8 @@ fn parse_team_roles(teams: &[UserTeamRequest]) -> Result<Vec<(i64, Role)>, ApiEr
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let role = Role::parse(&t.role).ok_or_else(|| {
-                ApiError::invalid(
-                    format!("teams[{i}].role"),
-                    format!("unknown role {:?}", t.role),
-                )
-            })?;
+            let role = Role::parse(&t.role)
+                .ok_or_else(|| ApiError::invalid(format!("teams[{i}].role"), format!("unknown role {:?}", t.role)))?;
             Ok((t.id, role))
         })
         .collect()
@@ -55,9 +46,7 @@ fn parse_team_roles(teams: &[UserTeamRequest]) -> Result<Vec<(i64, Role)>, ApiEr
 /// A role in a team that does not exist is a mistake in the request, not a missing resource.
 fn unknown_team_is_invalid(err: herd_store::StoreError) -> ApiError {
     match err {
-        herd_store::StoreError::NotFound("team") => {
-            ApiError::invalid("teams", "team does not exist")
-        }
+        herd_store::StoreError::NotFound("team") => ApiError::invalid("teams", "team does not exist"),
         other => other.into(),
     }
 }
@@ -71,25 +60,14 @@ async fn hash_off_runtime(password: String) -> Result<String, ApiError> {
 }
 
 async fn user_response(state: &SharedState, id: i64) -> Result<Json<UserResponse>, ApiError> {
-    let user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(UserResponse {
-        user: wire::user(&user),
-    }))
+    let user = state.store.get_user(id).await?.ok_or(ApiError::NotFound("user"))?;
+    Ok(Json(UserResponse { user: wire::user(&user) }))
 }
 
-async fn list(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-) -> Result<Json<UsersResponse>, ApiError> {
+async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<UsersResponse>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
     let users = state.store.list_users(None).await?;
-    Ok(Json(UsersResponse {
-        users: users.iter().map(wire::user).collect(),
-    }))
+    Ok(Json(UsersResponse { users: users.iter().map(wire::user).collect() }))
 }
 
 async fn create(
@@ -98,23 +76,16 @@ async fn create(
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    validate::display_name(&request.name)
-        .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+    validate::display_name(&request.name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
     validate::email(&request.email).map_err(|r| ApiError::invalid("email", r))?;
     validate::password(&request.password).map_err(|r| ApiError::invalid("password", r))?;
     let global_role = parse_global_role(request.global_role.as_deref())?;
     let team_roles = parse_team_roles(&request.teams)?;
     if global_role.is_some() && !team_roles.is_empty() {
-        return Err(ApiError::invalid(
-            "teams",
-            "a user has either a global role or team roles, not both",
-        ));
+        return Err(ApiError::invalid("teams", "a user has either a global role or team roles, not both"));
     }
     if global_role.is_none() && team_roles.is_empty() {
-        return Err(ApiError::invalid(
-            "global_role",
-            "a user needs a global role or at least one team role",
-        ));
+        return Err(ApiError::invalid("global_role", "a user needs a global role or at least one team role"));
     }
     let password = request.password;
     let password_hash = hash_off_runtime(password).await?;
@@ -127,11 +98,7 @@ async fn create(
         api_only: request.api_only,
         force_password_reset: request.admin_forced_password_reset,
     };
-    let id = state
-        .store
-        .create_user(&new_user, now_ms())
-        .await
-        .map_err(unknown_team_is_invalid)?;
+    let id = state.store.create_user(&new_user, now_ms()).await.map_err(unknown_team_is_invalid)?;
     user_response(&state, id).await
 }
 
@@ -149,14 +116,9 @@ async fn get_one(
 /// Refuses changes that would leave the server without a global admin.
 async fn ensure_other_admin_remains(state: &SharedState, user_id: i64) -> Result<(), ApiError> {
     let admins = state.store.list_users(None).await?;
-    let others = admins
-        .iter()
-        .filter(|u| u.id != user_id && u.global_role == Some(Role::Admin))
-        .count();
+    let others = admins.iter().filter(|u| u.id != user_id && u.global_role == Some(Role::Admin)).count();
     if others == 0 {
-        return Err(ApiError::Conflict(
-            "this is the last global admin; make another user admin first".into(),
-        ));
+        return Err(ApiError::Conflict("this is the last global admin; make another user admin first".into()));
     }
     Ok(())
 }
@@ -175,14 +137,9 @@ async fn update(
     if changes_roles && !is_admin {
         return Err(ApiError::Forbidden);
     }
-    let mut user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    let mut user = state.store.get_user(id).await?.ok_or(ApiError::NotFound("user"))?;
     if let Some(name) = request.name {
-        validate::display_name(&name)
-            .map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+        validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
         user.name = name.trim().to_string();
     }
     if let Some(email) = request.email {
@@ -214,41 +171,20 @@ async fn update(
     if let Some(teams) = request.teams {
         let roles = parse_team_roles(&teams)?;
         if !roles.is_empty() && user.global_role.is_some() {
-            return Err(ApiError::invalid(
-                "teams",
-                "a user has either a global role or team roles, not both",
-            ));
+            return Err(ApiError::invalid("teams", "a user has either a global role or team roles, not both"));
         }
-        user.team_roles = roles
-            .into_iter()
-            .map(|(id, role)| (id, String::new(), role))
-            .collect();
+        user.team_roles = roles.into_iter().map(|(id, role)| (id, String::new(), role)).collect();
     }
     if user.global_role.is_none() && user.team_roles.is_empty() {
-        return Err(ApiError::invalid(
-            "global_role",
-            "a user needs a global role or at least one team role",
-        ));
+        return Err(ApiError::invalid("global_role", "a user needs a global role or at least one team role"));
     }
-    state
-        .store
-        .update_user(&user, now_ms())
-        .await
-        .map_err(unknown_team_is_invalid)?;
+    state.store.update_user(&user, now_ms()).await.map_err(unknown_team_is_invalid)?;
     user_response(&state, id).await
 }
 
-async fn delete(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    let user = state
-        .store
-        .get_user(id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    let user = state.store.get_user(id).await?.ok_or(ApiError::NotFound("user"))?;
     if user.global_role == Some(Role::Admin) {
         ensure_other_admin_remains(&state, id).await?;
     }

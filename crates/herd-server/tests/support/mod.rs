@@ -70,18 +70,12 @@ fn client_for(cert: &Path) -> Client {
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(30))
-        .build()
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
         .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 impl Server {
@@ -125,9 +119,7 @@ impl Server {
                 }
                 Err(_) => {
                     let status = child.try_wait().ok().flatten();
-                    panic!(
-                        "herd did not print its URL within 60 s (exit: {status:?}); it printed: {printed:#?}"
-                    );
+                    panic!("herd did not print its URL within 60 s (exit: {status:?}); it printed: {printed:#?}");
                 }
             }
         };
@@ -136,14 +128,7 @@ impl Server {
             printed.push(line);
         }
         let client = client_for(&data_dir.join("tls/cert.pem"));
-        Server {
-            child: Some(child),
-            data_dir,
-            database_url,
-            url,
-            client,
-            stdout: printed,
-        }
+        Server { child: Some(child), data_dir, database_url, url, client, stdout: printed }
     }
 
     /// The same server with a new HTTP client (new connections).
@@ -206,10 +191,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.url))
-            .body(body);
+        let mut request = self.client.request(method, format!("{}{path}", self.url)).body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -219,11 +201,7 @@ impl Server {
         let response = request.send().await.expect("request");
         let status = response.status();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text)
-                .unwrap_or_else(|_| panic!("{path}: non-JSON body {text:?}")),
-        )
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: non-JSON body {text:?}")))
     }
 
     /// Sends a body over the server's limit. The server may answer 413 before reading it all and close the
@@ -231,9 +209,7 @@ impl Server {
     /// checks, on a fresh connection, that the server still serves.
     pub async fn assert_oversize_refused(&self, path: &str, token: Option<&str>, size: usize) {
         let client = client_for(&self.data_dir.join("tls/cert.pem"));
-        let mut request = client
-            .post(format!("{}{path}", self.url))
-            .body(vec![b' '; size]);
+        let mut request = client.post(format!("{}{path}", self.url)).body(vec![b' '; size]);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -241,11 +217,7 @@ impl Server {
             assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         }
         let fresh = client_for(&self.data_dir.join("tls/cert.pem"));
-        let health = fresh
-            .get(format!("{}/healthz", self.url))
-            .send()
-            .await
-            .expect("server still serving");
+        let health = fresh.get(format!("{}/healthz", self.url)).send().await.expect("server still serving");
         assert_eq!(health.status(), StatusCode::OK);
     }
 
@@ -254,13 +226,11 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.request(Method::POST, path, Some(token), Some(body))
-            .await
+        self.request(Method::POST, path, Some(token), Some(body)).await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.request(Method::PATCH, path, Some(token), Some(body))
-            .await
+        self.request(Method::PATCH, path, Some(token), Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -269,12 +239,7 @@ impl Server {
 
     pub async fn login(&self, email: &str, password: &str) -> String {
         let (status, body) = self
-            .request(
-                Method::POST,
-                "/api/v1/fleet/login",
-                None,
-                Some(json!({"email": email, "password": password})),
-            )
+            .request(Method::POST, "/api/v1/fleet/login", None, Some(json!({"email": email, "password": password})))
             .await;
         assert_eq!(status, StatusCode::OK, "login {email}: {body}");
         body["token"].as_str().unwrap().to_string()
@@ -285,13 +250,7 @@ impl Server {
     }
 
     /// Creates a user with a global role (`team` None) or a role in one team, and logs in as them.
-    pub async fn user_token(
-        &self,
-        admin: &str,
-        email: &str,
-        role: &str,
-        team: Option<i64>,
-    ) -> String {
+    pub async fn user_token(&self, admin: &str, email: &str, role: &str, team: Option<i64>) -> String {
         let password = "user-password-1!";
         let mut body = json!({"name": email, "email": email, "password": password});
         match team {
@@ -314,13 +273,7 @@ impl Server {
             .await
             .expect("osquery request");
         let status = response.status();
-        (
-            status,
-            response
-                .json()
-                .await
-                .expect("osquery endpoints always answer JSON"),
-        )
+        (status, response.json().await.expect("osquery endpoints always answer JSON"))
     }
 }
 
@@ -342,11 +295,7 @@ pub struct TestHost {
 
 impl TestHost {
     pub fn new(name: &str) -> TestHost {
-        TestHost {
-            uuid: format!("UUID-{name}").to_uppercase(),
-            hostname: name.to_string(),
-            node_key: String::new(),
-        }
+        TestHost { uuid: format!("UUID-{name}").to_uppercase(), hostname: name.to_string(), node_key: String::new() }
     }
 
     pub fn enroll_body(&self, secret: &str) -> Value {
@@ -364,9 +313,7 @@ impl TestHost {
     }
 
     pub async fn enroll(&mut self, server: &Server, secret: &str) -> (StatusCode, Value) {
-        let (status, body) = server
-            .osquery("/api/osquery/enroll", self.enroll_body(secret))
-            .await;
+        let (status, body) = server.osquery("/api/osquery/enroll", self.enroll_body(secret)).await;
         if status == StatusCode::OK {
             self.node_key = body["node_key"].as_str().unwrap().to_string();
         }
@@ -374,20 +321,10 @@ impl TestHost {
     }
 
     pub async fn read(&self, server: &Server) -> (StatusCode, Value) {
-        server
-            .osquery(
-                "/api/osquery/distributed/read",
-                json!({"node_key": self.node_key}),
-            )
-            .await
+        server.osquery("/api/osquery/distributed/read", json!({"node_key": self.node_key})).await
     }
 
-    pub async fn write(
-        &self,
-        server: &Server,
-        queries: Value,
-        statuses: Value,
-    ) -> (StatusCode, Value) {
+    pub async fn write(&self, server: &Server, queries: Value, statuses: Value) -> (StatusCode, Value) {
         server
             .osquery(
                 "/api/osquery/distributed/write",
@@ -425,17 +362,9 @@ impl TestHost {
             };
             queries.insert(name.clone(), rows);
             // Old agents send statuses as strings: mix both.
-            statuses.insert(
-                name.clone(),
-                if name.ends_with("uptime") {
-                    json!("0")
-                } else {
-                    json!(0)
-                },
-            );
+            statuses.insert(name.clone(), if name.ends_with("uptime") { json!("0") } else { json!(0) });
         }
-        self.write(server, Value::Object(queries), Value::Object(statuses))
-            .await
+        self.write(server, Value::Object(queries), Value::Object(statuses)).await
     }
 }
 
