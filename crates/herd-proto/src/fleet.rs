@@ -264,7 +264,11 @@ pub struct Host {
     pub last_enrolled_at: String,
     pub detail_updated_at: Option<String>,
     pub refetch_requested: bool,
+    pub policy_updated_at: Option<String>,
     pub issues: HostIssues,
+    /// In single-host views only: every policy in the host's scope with its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<HostPolicy>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -414,4 +418,137 @@ mod tests {
         let set: UpdateUserRequest = serde_json::from_str(r#"{"global_role":"admin"}"#).unwrap();
         assert_eq!(set.global_role, Some(Some("admin".into())));
     }
+}
+
+/// A policy as Fleet's API shows it, with herd's own `interval`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Policy {
+    pub id: i64,
+    pub name: String,
+    pub query: String,
+    pub description: String,
+    pub resolution: String,
+    pub platform: String,
+    pub critical: bool,
+    pub team_id: Option<i64>,
+    pub author_id: Option<i64>,
+    pub author_name: String,
+    pub author_email: String,
+    /// Seconds between runs on a host; null: the global `host_settings.policy_interval`.
+    pub interval: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub passing_host_count: i64,
+    pub failing_host_count: i64,
+    pub host_count_updated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyResponseBody {
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoliciesResponse {
+    pub policies: Vec<Policy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherited_policies: Option<Vec<Policy>>,
+}
+
+/// Create (every field but name and query optional) or patch (every field optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub resolution: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub critical: Option<bool>,
+    #[serde(default, with = "double_option")]
+    pub interval: Option<Option<i64>>,
+    /// Fleet's clients send the team in the body of team-policy creates; it must match the path.
+    #[serde(default)]
+    pub team_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePoliciesRequest {
+    pub ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedResponse {
+    pub deleted: u64,
+}
+
+/// One policy of `POST /spec/policies` or a `kind: policy` YAML document; `team` is a team name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    pub name: String,
+    pub query: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub resolution: String,
+    #[serde(default)]
+    pub platform: String,
+    #[serde(default)]
+    pub team: String,
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default)]
+    pub interval: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpecsRequest {
+    pub specs: Vec<PolicySpec>,
+}
+
+/// A policy in a host view, with that host's answer ("pass", "fail", or "" when not run or errored).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostPolicy {
+    pub id: i64,
+    pub name: String,
+    pub query: String,
+    pub description: String,
+    pub resolution: String,
+    pub platform: String,
+    pub critical: bool,
+    pub team_id: Option<i64>,
+    pub response: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Activity {
+    pub id: i64,
+    pub created_at: String,
+    pub actor_full_name: Option<String>,
+    pub actor_id: Option<i64>,
+    pub actor_email: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivitiesMeta {
+    pub has_next_results: bool,
+    pub has_previous_results: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivitiesResponse {
+    pub activities: Vec<Activity>,
+    pub meta: ActivitiesMeta,
 }

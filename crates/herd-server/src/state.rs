@@ -25,6 +25,8 @@ pub struct AppState {
     pub login_limiter: FailureLimiter,
     /// Bad enroll secrets, per address.
     pub enroll_limiter: FailureLimiter,
+    /// Bad device tokens, per address.
+    pub device_limiter: FailureLimiter,
     pub result_log: ResultLog,
 }
 
@@ -40,6 +42,7 @@ impl AppState {
             metrics: Metrics::default(),
             login_limiter: FailureLimiter::new(10, Duration::from_secs(60)),
             enroll_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
+            device_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
             result_log,
         }
     }

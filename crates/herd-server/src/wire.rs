@@ -4,14 +4,15 @@ use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use herd_core::Millis;
 use herd_core::host_status::host_status;
-use herd_proto::fleet::{EnrollSecret, Host, HostIssues, Team, User, UserTeam};
-use herd_store::{HostRecord, StoredSecret, TeamRecord, UserRecord};
+use herd_proto::fleet::{Activity, EnrollSecret, Host, HostIssues, HostPolicy, Policy, Team, User, UserTeam};
+use herd_store::{ActivityRecord, HostPolicyAnswer, HostRecord, PolicyRecord, StoredSecret, TeamRecord, UserRecord};
 
 pub fn rfc3339(ms: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
+/// A host; `failing_policies_count` comes from the caller, who can count for many hosts at once.
+pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, now: Millis) -> Host {
     // A check-in this server has not flushed yet is still a check-in.
     let seen_time = record.seen_time.max(state.seen.get(record.id));
     let status = host_status(seen_time, record.distributed_interval, record.config_tls_refresh, now);
@@ -54,7 +55,9 @@ pub fn host(state: &AppState, record: HostRecord, now: Millis) -> Host {
         last_enrolled_at: rfc3339(record.last_enrolled_at),
         detail_updated_at: record.detail_updated_at.map(rfc3339),
         refetch_requested: record.refetch_requested_at.is_some(),
-        issues: HostIssues::default(),
+        policy_updated_at: record.policy_updated_at.map(rfc3339),
+        issues: HostIssues { failing_policies_count, total_issues_count: failing_policies_count },
+        policies: None,
     }
 }
 
@@ -92,6 +95,55 @@ pub fn user(record: &UserRecord) -> User {
         gravatar_url: String::new(),
         created_at: rfc3339(record.created_at),
         updated_at: rfc3339(record.updated_at),
+    }
+}
+
+pub fn policy(record: PolicyRecord) -> Policy {
+    Policy {
+        id: record.id,
+        name: record.name,
+        query: record.query,
+        description: record.description,
+        resolution: record.resolution,
+        platform: record.platform,
+        critical: record.critical,
+        team_id: record.team_id,
+        author_id: record.author_id,
+        author_name: record.author_name,
+        author_email: record.author_email,
+        interval: record.interval_seconds,
+        created_at: rfc3339(record.created_at),
+        updated_at: rfc3339(record.updated_at),
+        passing_host_count: record.passing_host_count,
+        failing_host_count: record.failing_host_count,
+        host_count_updated_at: record.host_count_updated_at.map(rfc3339),
+    }
+}
+
+pub fn host_policy(answer: HostPolicyAnswer) -> HostPolicy {
+    let p = answer.policy;
+    HostPolicy {
+        id: p.id,
+        name: p.name,
+        query: p.query,
+        description: p.description,
+        resolution: p.resolution,
+        platform: p.platform,
+        critical: p.critical,
+        team_id: p.team_id,
+        response: answer.response.as_wire().to_string(),
+    }
+}
+
+pub fn activity(record: ActivityRecord) -> Activity {
+    Activity {
+        id: record.id,
+        created_at: rfc3339(record.created_at),
+        actor_full_name: record.actor_name,
+        actor_id: record.actor_id,
+        actor_email: record.actor_email,
+        kind: record.kind,
+        details: record.details,
     }
 }
 

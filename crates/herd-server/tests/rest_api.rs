@@ -412,7 +412,7 @@ async fn host_listing_filters_and_pagination(server: Server) {
         ("per_page=0", "per_page"),
         ("page=-1", "page"),
         ("team_id=abc", "team_id"),
-        ("policy_id=3", "policy_id"),
+        ("policy_id=3", "policy_response"),
     ] {
         let (status, reply) = server.get(&format!("/api/v1/fleet/hosts?{query}"), &admin).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query} → {reply}");

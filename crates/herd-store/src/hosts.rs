@@ -58,6 +58,7 @@ pub struct HostRecord {
     pub last_enrolled_at: i64,
     pub detail_updated_at: Option<i64>,
     pub refetch_requested_at: Option<i64>,
+    pub policy_updated_at: Option<i64>,
 }
 
 const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name AS team_name, h.hostname, \
@@ -65,7 +66,7 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.hardware_model, h.hardware_vendor, h.cpu_brand, h.cpu_type, h.cpu_physical_cores, h.cpu_logical_cores, \
     h.memory, h.uptime_seconds, h.primary_ip, h.primary_mac, h.percent_disk_space_available, \
     h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
-    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at";
+    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at";
 
 const CHECKIN_COLUMNS: &str =
     "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, refetch_requested_at, created_at";
@@ -177,6 +178,8 @@ pub struct HostFilter {
     /// Case-insensitive substring of hostname, computer name, uuid, serial or primary IP.
     pub query: Option<String>,
     pub ids: Option<Vec<i64>>,
+    /// Hosts whose latest answer to this policy is pass (true) or fail (false).
+    pub policy_response: Option<(i64, bool)>,
 }
 
 /// The SQL for "the host's online window in ms", mirroring `herd_core::host_status::online_window_ms`.
@@ -198,6 +201,13 @@ impl HostFilter {
         }
         if let Some(teams) = &self.visible_teams {
             sql.push(" AND h.team_id IN ").bind_ids(teams);
+        }
+        if let Some((policy_id, passing)) = self.policy_response {
+            sql.push(" AND EXISTS (SELECT 1 FROM policy_membership m WHERE m.host_id = h.id AND m.policy_id = ")
+                .bind(Arg::Int(policy_id))
+                .push(" AND m.passes = ")
+                .bind(Arg::Int(passing as i64))
+                .push(")");
         }
         if let Some(ids) = &self.ids {
             sql.push(" AND h.id IN ").bind_ids(ids);

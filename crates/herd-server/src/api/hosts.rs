@@ -56,7 +56,17 @@ fn parse_list_params(
     auth: &AuthUser,
     with_paging: bool,
 ) -> Result<ListParams, ApiError> {
-    const KNOWN: &[&str] = &["page", "per_page", "order_key", "order_direction", "query", "status", "team_id"];
+    const KNOWN: &[&str] = &[
+        "page",
+        "per_page",
+        "order_key",
+        "order_direction",
+        "query",
+        "status",
+        "team_id",
+        "policy_id",
+        "policy_response",
+    ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
     {
         return Err(ApiError::invalid(unknown.clone(), "unsupported parameter"));
@@ -84,6 +94,17 @@ fn parse_list_params(
                 format!("unknown status {other:?}; expected online, offline, missing or new"),
             ));
         }
+    };
+    let policy_id = integer_param(params, "policy_id")?;
+    filter.policy_response = match (policy_id, params.get("policy_response").map(String::as_str)) {
+        (None, None) => None,
+        (Some(id), Some("passing")) => Some((id, true)),
+        (Some(id), Some("failing")) => Some((id, false)),
+        (Some(_), Some(other)) => {
+            return Err(ApiError::invalid("policy_response", format!("expected passing or failing, not {other:?}")));
+        }
+        (Some(_), None) => return Err(ApiError::invalid("policy_response", "required with policy_id")),
+        (None, Some(_)) => return Err(ApiError::invalid("policy_id", "required with policy_response")),
     };
     filter.query = params.get("query").filter(|q| !q.trim().is_empty()).cloned();
     if filter.query.as_ref().is_some_and(|q| q.len() > 255) {
@@ -134,7 +155,16 @@ async fn list(
     let now = now_ms();
     let offset = p.page.saturating_mul(p.per_page);
     let records = state.store.list_hosts(&p.filter, p.order, p.descending, offset, p.per_page, now).await?;
-    Ok(Json(HostsResponse { hosts: records.into_iter().map(|r| wire::host(&state, r, now)).collect() }))
+    let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+    let failing = state.store.failing_policy_counts(&ids).await?;
+    let hosts = records
+        .into_iter()
+        .map(|r| {
+            let count = failing.get(&r.id).copied().unwrap_or(0);
+            wire::host(&state, r, count, now)
+        })
+        .collect();
+    Ok(Json(HostsResponse { hosts }))
 }
 
 async fn count(
@@ -164,13 +194,22 @@ async fn authorized_host(
     Ok(host)
 }
 
+/// A single host with every policy in its scope and its answers.
+async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
+    let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
+    let failing = answers.iter().filter(|a| a.response == herd_core::policy::PolicyResponse::Fail).count() as i64;
+    let mut host = wire::host(state, record, failing, now_ms());
+    host.policies = Some(answers.into_iter().map(wire::host_policy).collect());
+    Ok(host)
+}
+
 async fn get_one(
     State(state): State<SharedState>,
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<HostResponse>, ApiError> {
     let host = authorized_host(&state, &auth, id, Action::Read).await?;
-    Ok(Json(HostResponse { host: wire::host(&state, host, now_ms()) }))
+    Ok(Json(HostResponse { host: host_view(&state, host).await? }))
 }
 
 async fn by_identifier(
@@ -182,7 +221,7 @@ async fn by_identifier(
     if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
         return Err(ApiError::NotFound("host"));
     }
-    Ok(Json(HostResponse { host: wire::host(&state, host, now_ms()) }))
+    Ok(Json(HostResponse { host: host_view(&state, host).await? }))
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {

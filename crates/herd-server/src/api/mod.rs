@@ -1,9 +1,12 @@
 //! HTTP routing: one router per API surface, assembled here with the layers every request passes through.
 
+pub mod activities;
 pub mod config;
+pub mod device;
 pub mod hosts;
 pub mod ops;
 pub mod osquery;
+pub mod policies;
 pub mod session;
 pub mod teams;
 pub mod users;
@@ -25,6 +28,9 @@ fn fleet_api() -> Router<SharedState> {
         .merge(teams::routes())
         .merge(hosts::routes())
         .merge(config::routes())
+        .merge(policies::routes())
+        .merge(activities::routes())
+        .merge(device::routes())
 }
 
 pub fn router(state: SharedState) -> Router {
@@ -33,6 +39,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/api/v1/fleet", fleet.clone())
         .nest("/api/latest/fleet", fleet)
         .merge(osquery::routes())
+        .merge(device::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(OSQUERY_BODY_LIMIT))

@@ -130,7 +130,7 @@ async fn authenticate(
 }
 
 /// Request bodies that carry a node key.
-trait NodeKeyed {
+pub trait NodeKeyed {
     fn node_key(&self) -> Option<&str>;
 }
 
@@ -153,7 +153,7 @@ impl NodeKeyed for LogRequest {
 }
 
 /// Authenticates an agent request and records that the host was seen now.
-async fn check_in<T: NodeKeyed>(
+pub async fn check_in<T: NodeKeyed>(
     state: &SharedState,
     request: &OsqueryJson<T>,
 ) -> Result<(CachedHost, Millis), OsqueryError> {

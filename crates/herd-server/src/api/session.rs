@@ -58,6 +58,8 @@ async fn login(
     let expires_at = (!user.api_only).then_some(now + SESSION_LIFETIME_MS);
     state.store.create_session(&token_hash(&token), user.id, expires_at, now).await?;
     tracing::info!(user_id = user.id, "user logged in");
+    let actor = crate::auth::AuthUser { actor: user.actor(), user: user.clone(), token_hash: String::new() };
+    crate::activity::record(&state, Some(&actor), "user_logged_in", json!({"public_ip": client.to_string()})).await;
     Ok(Json(LoginResponse { user: wire::user(&user), token }))
 }
 

@@ -82,6 +82,8 @@ async fn create(
     };
     let id = state.store.create_team(&request.name, &description, &secrets, now_ms()).await?;
     reload_settings(&state).await?;
+    let details = serde_json::json!({"team_id": id, "team_name": request.name.trim()});
+    crate::activity::record(&state, Some(&auth), "created_team", details).await;
     Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
 
@@ -144,7 +146,9 @@ async fn set_agent_options(
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
+    let team = team_or_404(&state, id).await?;
     let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
+    crate::activity::record(&state, Some(&auth), "deleted_team", json!({"team_id": id, "team_name": team.name})).await;
     for host in moved {
         state.hosts.evict(host);
     }

@@ -337,7 +337,8 @@ impl TestHost {
     pub async fn answer_vitals(&self, server: &Server, read: &Value) -> (StatusCode, Value) {
         let mut queries = serde_json::Map::new();
         let mut statuses = serde_json::Map::new();
-        for name in read["queries"].as_object().unwrap().keys() {
+        // Only the vitals: callers answer policies themselves.
+        for name in read["queries"].as_object().unwrap().keys().filter(|n| n.starts_with("fleet_detail_query_")) {
             let rows = match name.trim_start_matches("fleet_detail_query_") {
                 "os_version" => {
                     json!([{"name": "Ubuntu", "version": "22.04.4 LTS (Jammy Jellyfish)", "major": "22", "minor": "4", "patch": "0", "build": "", "platform": "ubuntu", "platform_like": "debian", "arch": "x86_64"}])

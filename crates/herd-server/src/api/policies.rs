@@ -1,0 +1,370 @@
+//! Policies: global and team policies, counts, apply-by-name specs. Policy SQL is only stored and handed to
+//! hosts; it never runs on the server.
+
+use crate::activity;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, PathId};
+use crate::state::{SharedState, now_ms};
+use crate::wire;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herd_core::policy::PolicyPlatforms;
+use herd_core::roles::{Action, Scope};
+use herd_proto::fleet::{
+    CountResponse, DeletePoliciesRequest, DeletedResponse, PoliciesResponse, PolicyInput, PolicyResponseBody,
+    PolicySpecsRequest,
+};
+use herd_store::{PolicyAuthor, PolicyFields, PolicyRecord, StoreError};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/global/policies", get(list_global).post(create_global))
+        .route("/global/policies/delete", post(delete_global))
+        .route("/global/policies/{id}", get(get_global).patch(patch_global))
+        .route("/policies/count", get(count_global))
+        .route("/teams/{team_id}/policies", get(list_team).post(create_team))
+        .route("/teams/{team_id}/policies/delete", post(delete_team))
+        .route("/teams/{team_id}/policies/count", get(count_team))
+        .route("/teams/{team_id}/policies/{id}", get(get_team).patch(patch_team))
+        .route("/spec/policies", post(apply_specs))
+}
+
+/// Longest policy query accepted (osquery's own limit on a distributed query is far above any real policy).
+const MAX_QUERY_LEN: usize = 64 * 1024;
+
+/// Checks a complete set of policy fields, naming the bad one.
+fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
+    herd_core::validate::display_name(&fields.name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+    if fields.query.trim().is_empty() {
+        return Err(ApiError::invalid("query", "query must not be empty"));
+    }
+    if fields.query.len() > MAX_QUERY_LEN {
+        return Err(ApiError::invalid("query", format!("query must be at most {MAX_QUERY_LEN} bytes")));
+    }
+    if fields.description.len() > MAX_QUERY_LEN || fields.resolution.len() > MAX_QUERY_LEN {
+        return Err(ApiError::invalid("description", "description and resolution must be at most 64 KiB"));
+    }
+    if let Some(interval) = fields.interval_seconds
+        && !(60..=7 * 86_400).contains(&interval)
+    {
+        return Err(ApiError::invalid("interval", "must be between 60 and 604800 seconds, or null"));
+    }
+    Ok(())
+}
+
+fn canonical_platform(text: &str) -> Result<String, ApiError> {
+    PolicyPlatforms::parse(text).map(|p| p.to_text()).map_err(|r| ApiError::invalid("platform", r))
+}
+
+/// The fields of a new policy, or of an existing one with `input` applied.
+fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<PolicyFields, ApiError> {
+    let platform = match input.platform {
+        Some(p) => canonical_platform(&p)?,
+        None => base.map(|b| b.platform.clone()).unwrap_or_default(),
+    };
+    let fields = PolicyFields {
+        name: input.name.or_else(|| base.map(|b| b.name.clone())).unwrap_or_default().trim().to_string(),
+        query: input.query.or_else(|| base.map(|b| b.query.clone())).unwrap_or_default(),
+        description: input.description.or_else(|| base.map(|b| b.description.clone())).unwrap_or_default(),
+        resolution: input.resolution.or_else(|| base.map(|b| b.resolution.clone())).unwrap_or_default(),
+        platform,
+        critical: input.critical.or(base.map(|b| b.critical)).unwrap_or(false),
+        interval_seconds: match input.interval {
+            Some(interval) => interval,
+            None => base.and_then(|b| b.interval_seconds),
+        },
+    };
+    validate(&fields)?;
+    Ok(fields)
+}
+
+/// A duplicate name is a mistake in the `name` field (422), not a conflict with some other resource.
+fn name_taken(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Conflict(reason) => ApiError::invalid("name", reason),
+        StoreError::NotFound("team") => ApiError::invalid("team_id", "team does not exist"),
+        other => other.into(),
+    }
+}
+
+fn author(auth: &AuthUser) -> PolicyAuthor {
+    PolicyAuthor { id: auth.user.id, name: auth.user.name.clone(), email: auth.user.email.clone() }
+}
+
+async fn reload(state: &SharedState) -> Result<(), ApiError> {
+    Ok(state.settings.reload(&state.store).await?)
+}
+
+async fn ensure_team(state: &SharedState, team_id: i64) -> Result<(), ApiError> {
+    state.store.get_team(team_id).await?.map(|_| ()).ok_or(ApiError::NotFound("team"))
+}
+
+/// The policy `id` of scope `team_id` (a policy of another scope is not found there).
+async fn policy_in_scope(state: &SharedState, team_id: Option<i64>, id: i64) -> Result<PolicyRecord, ApiError> {
+    state.store.get_policy(id).await?.filter(|p| p.team_id == team_id).ok_or(ApiError::NotFound("policy"))
+}
+
+async fn create(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    input: PolicyInput,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    if let Some(team) = team_id {
+        ensure_team(state, team).await?;
+    }
+    if input.team_id.is_some_and(|t| Some(t) != team_id && !(t == 0 && team_id.is_none())) {
+        return Err(ApiError::invalid("team_id", "does not match the team of the path"));
+    }
+    if input.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(ApiError::invalid("name", "name must not be empty"));
+    }
+    if input.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+        return Err(ApiError::invalid("query", "query must not be empty"));
+    }
+    let fields = fields_from(input, None)?;
+    let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
+    reload(state).await?;
+    activity::record(state, Some(auth), "created_policy", json!({"policy_id": id, "policy_name": fields.name})).await;
+    let policy = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
+    Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
+}
+
+async fn patch(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    id: i64,
+    input: PolicyInput,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    let current = policy_in_scope(state, team_id, id).await?;
+    if input.team_id.is_some_and(|t| Some(t) != team_id) {
+        return Err(ApiError::invalid("team_id", "a policy cannot move between teams"));
+    }
+    let fields = fields_from(input, Some(&current))?;
+    let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
+    reload(state).await?;
+    activity::record(state, Some(auth), "edited_policy", json!({"policy_id": id, "policy_name": policy.name})).await;
+    Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
+}
+
+async fn delete(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    ids: Vec<i64>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    let mut doomed = Vec::new();
+    for id in &ids {
+        // Every id must be a policy of this scope: a typo deletes nothing rather than something else.
+        doomed.push(
+            policy_in_scope(state, team_id, *id)
+                .await
+                .map_err(|_| ApiError::invalid("ids", format!("policy {id} does not exist in this scope")))?,
+        );
+    }
+    let deleted = state.store.delete_policies(&ids).await?;
+    reload(state).await?;
+    for policy in doomed {
+        let details = json!({"policy_id": policy.id, "policy_name": policy.name});
+        activity::record(state, Some(auth), "deleted_policy", details).await;
+    }
+    Ok(Json(DeletedResponse { deleted }))
+}
+
+async fn list_global(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<PoliciesResponse>, ApiError> {
+    auth.require(Action::Read, Scope::Global)?;
+    let policies = state.store.list_policies(None).await?;
+    Ok(Json(PoliciesResponse { policies: policies.into_iter().map(wire::policy).collect(), inherited_policies: None }))
+}
+
+async fn create_global(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(input): ApiJson<PolicyInput>,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    create(&state, &auth, None, input).await
+}
+
+async fn get_global(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    auth.require(Action::Read, Scope::Global)?;
+    Ok(Json(PolicyResponseBody { policy: wire::policy(policy_in_scope(&state, None, id).await?) }))
+}
+
+async fn patch_global(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+    ApiJson(input): ApiJson<PolicyInput>,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    patch(&state, &auth, None, id, input).await
+}
+
+async fn delete_global(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<DeletePoliciesRequest>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    delete(&state, &auth, None, request.ids).await
+}
+
+async fn count_global(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<CountResponse>, ApiError> {
+    auth.require(Action::Read, Scope::Global)?;
+    Ok(Json(CountResponse { count: state.store.count_policies(None).await? }))
+}
+
+/// The team id from the path, checked to be a number.
+fn team_of(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {raw:?}")))
+}
+
+async fn list_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(team): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<PoliciesResponse>, ApiError> {
+    let team = team_of(&team)?;
+    auth.require(Action::Read, Scope::Team(team))?;
+    ensure_team(&state, team).await?;
+    let own: Vec<_> = state.store.list_policies(Some(team)).await?.into_iter().map(wire::policy).collect();
+    // Global policies as they apply to this team: counts over the team's hosts only.
+    let inherited: Vec<_> = state.store.global_policies_for_team(team).await?.into_iter().map(wire::policy).collect();
+    let merge = match params.get("merge_inherited").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid("merge_inherited", format!("expected true or false, not {other:?}")));
+        }
+    };
+    Ok(Json(if merge {
+        PoliciesResponse { policies: inherited.into_iter().chain(own).collect(), inherited_policies: None }
+    } else {
+        PoliciesResponse { policies: own, inherited_policies: Some(inherited) }
+    }))
+}
+
+async fn create_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(team): Path<String>,
+    ApiJson(input): ApiJson<PolicyInput>,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    create(&state, &auth, Some(team_of(&team)?), input).await
+}
+
+async fn get_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((team, id)): Path<(String, String)>,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    let team = team_of(&team)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::invalid("id", format!("must be an integer, not {id:?}")))?;
+    auth.require(Action::Read, Scope::Team(team))?;
+    Ok(Json(PolicyResponseBody { policy: wire::policy(policy_in_scope(&state, Some(team), id).await?) }))
+}
+
+async fn patch_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((team, id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<PolicyInput>,
+) -> Result<Json<PolicyResponseBody>, ApiError> {
+    let team = team_of(&team)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::invalid("id", format!("must be an integer, not {id:?}")))?;
+    patch(&state, &auth, Some(team), id, input).await
+}
+
+async fn delete_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(team): Path<String>,
+    ApiJson(request): ApiJson<DeletePoliciesRequest>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    delete(&state, &auth, Some(team_of(&team)?), request.ids).await
+}
+
+async fn count_team(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(team): Path<String>,
+) -> Result<Json<CountResponse>, ApiError> {
+    let team = team_of(&team)?;
+    auth.require(Action::Read, Scope::Team(team))?;
+    Ok(Json(CountResponse { count: state.store.count_policies(Some(team)).await? }))
+}
+
+/// `POST /spec/policies`: creates or updates policies by name within their scope (`team` names a team,
+/// "" = global). Everything is validated before anything is written.
+async fn apply_specs(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<PolicySpecsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let teams: HashMap<String, i64> = state.store.list_teams().await?.into_iter().map(|t| (t.name, t.id)).collect();
+    let mut planned = Vec::with_capacity(request.specs.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, spec) in request.specs.into_iter().enumerate() {
+        let at = |field: &str| format!("specs[{i}].{field}");
+        let team_id = match spec.team.trim() {
+            "" => None,
+            name => {
+                Some(*teams.get(name).ok_or_else(|| ApiError::invalid(at("team"), format!("no team named {name:?}")))?)
+            }
+        };
+        auth.require(Action::Write, Scope::of_team(team_id))?;
+        let input = PolicyInput {
+            name: Some(spec.name),
+            query: Some(spec.query),
+            description: Some(spec.description),
+            resolution: Some(spec.resolution),
+            platform: Some(spec.platform),
+            critical: Some(spec.critical),
+            interval: Some(spec.interval),
+            team_id: None,
+        };
+        let fields = fields_from(input, None).map_err(|e| match e {
+            ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
+            other => other,
+        })?;
+        if !seen.insert((team_id, fields.name.clone())) {
+            return Err(ApiError::invalid(at("name"), "listed twice in this scope"));
+        }
+        planned.push((team_id, fields));
+    }
+    let now = now_ms();
+    let mut names = Vec::new();
+    for (team_id, fields) in planned {
+        match state.store.policy_by_name(team_id, &fields.name).await? {
+            Some(existing) => {
+                let unchanged = existing.query == fields.query
+                    && existing.description == fields.description
+                    && existing.resolution == fields.resolution
+                    && existing.platform == fields.platform
+                    && existing.critical == fields.critical
+                    && existing.interval_seconds == fields.interval_seconds;
+                if !unchanged {
+                    state.store.update_policy(existing.id, &fields, now).await.map_err(name_taken)?;
+                }
+            }
+            None => {
+                state.store.create_policy(&fields, team_id, Some(&author(&auth)), now).await.map_err(name_taken)?;
+            }
+        }
+        names.push(fields.name);
+    }
+    reload(&state).await?;
+    activity::record(&state, Some(&auth), "applied_spec_policy", json!({"policies": names})).await;
+    Ok(Json(json!({})))
+}
