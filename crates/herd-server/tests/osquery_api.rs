@@ -1,14 +1,12 @@
 //! End-to-end: the real `herd` binary, spoken to over HTTPS the way osqueryd speaks to it.
 
-mod support;
-
+use herd_testkit::{ENROLL_SECRET, Server, TestHost, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::time::Duration;
-use support::{ENROLL_SECRET, Server, TestHost, eventually};
 
-server_cases!(
+herd_testkit::server_cases!(
     enroll_vitals_and_host_view,
     bad_secret_and_bad_node_keys_are_node_invalid,
     deleted_host_reenrolls_into_the_same_row,

@@ -1,13 +1,11 @@
 //! End-to-end: policies on the real `herd` binary — scheduling at check-in, ingestion, live counts, host
 //! views, refetch (admin and device token), management API, activities.
 
-mod support;
-
+use herd_testkit::{ENROLL_SECRET, Server, TestHost};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ENROLL_SECRET, Server, TestHost};
 
-server_cases!(
+herd_testkit::server_cases!(
     results_flip_and_counts_are_right_after_every_write,
     editing_a_query_voids_answers_and_hands_it_out_again,
     admin_and_device_token_refetch_carry_every_policy,

@@ -1,12 +1,10 @@
 //! End-to-end: Fleet's REST API on the real `herd` binary — auth, roles, users, teams, config, bad input.
 
-mod support;
-
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server, TestHost};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server, TestHost};
 
-server_cases!(
+herd_testkit::server_cases!(
     login_me_logout_and_rate_limit,
     roles_are_enforced_on_every_surface,
     users_are_managed_by_admins,

@@ -71,7 +71,7 @@ async fn run(store: Store, events: Vec<Event>) {
         hosts.push(Some((enroll(&store, host, 0, teams[host % 3]).await, teams[host % 3])));
     }
     // A global policy, a team-one policy, another global one.
-    let mut policies = vec![
+    let mut policies = [
         Some(store.create_policy(&fields("g1", "SELECT 1"), None, None, 0).await.unwrap()),
         Some(store.create_policy(&fields("t1", "SELECT 2"), teams[1], None, 0).await.unwrap()),
         Some(store.create_policy(&fields("g2", "SELECT 3"), None, None, 0).await.unwrap()),

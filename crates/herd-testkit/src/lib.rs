@@ -1,7 +1,5 @@
-//! Starts the real `herd` binary on an OS-chosen loopback port and talks to it over HTTPS, pinning the
-//! certificate the server generated, as an operator following the README would.
-
-#![allow(dead_code)]
+//! End-to-end test support: starts the real `herd` binary on an OS-chosen loopback port and talks to it
+//! over HTTPS, pinning the certificate the server generated, as an operator following the README would.
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -22,8 +20,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs `case` against a server on SQLite or on PostgreSQL (skipped without PostgreSQL, unless required).
-pub async fn with_server<F, Fut>(backend: Backend, case: F)
+/// Runs `case` against a server (the `herd` binary at `bin`) on SQLite or on PostgreSQL (skipped without
+/// PostgreSQL, unless required).
+pub async fn with_server<F, Fut>(bin: &str, backend: Backend, case: F)
 where
     F: FnOnce(Server) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -35,26 +34,32 @@ where
             None => return,
         },
     };
-    let server = Server::start(tempfile::tempdir().unwrap().keep(), database_url);
+    let server = Server::start(Path::new(bin), tempfile::tempdir().unwrap().keep(), database_url);
     case(server).await;
 }
 
-/// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`.
+/// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`, against
+/// the `herd` binary of the calling package's build.
 #[macro_export]
 macro_rules! server_cases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $case() { $crate::support::with_server($crate::support::Backend::Sqlite, super::$case).await })*
+              async fn $case() {
+                  $crate::with_server(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Sqlite, super::$case).await
+              })*
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $case() { $crate::support::with_server($crate::support::Backend::Postgres, super::$case).await })*
+              async fn $case() {
+                  $crate::with_server(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Postgres, super::$case).await
+              })*
         }
     };
 }
 
 pub struct Server {
+    pub bin: PathBuf,
     pub child: Option<Child>,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
@@ -63,7 +68,8 @@ pub struct Server {
     pub stdout: Vec<String>,
 }
 
-fn client_for(cert: &Path) -> Client {
+/// An HTTPS client that trusts only the certificate at `cert`.
+pub fn client_for(cert: &Path) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(cert).expect("server certificate");
     let mut roots = rustls::RootCertStore::empty();
@@ -79,8 +85,8 @@ fn client_for(cert: &Path) -> Client {
 }
 
 impl Server {
-    pub fn start(data_dir: PathBuf, database_url: Option<String>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herd"));
+    pub fn start(bin: &Path, data_dir: PathBuf, database_url: Option<String>) -> Server {
+        let mut command = Command::new(bin);
         command
             .arg("serve")
             .arg("--data-dir")
@@ -128,7 +134,7 @@ impl Server {
             printed.push(line);
         }
         let client = client_for(&data_dir.join("tls/cert.pem"));
-        Server { child: Some(child), data_dir, database_url, url, client, stdout: printed }
+        Server { bin: bin.to_path_buf(), child: Some(child), data_dir, database_url, url, client, stdout: printed }
     }
 
     /// The same server with a new HTTP client (new connections).
@@ -155,7 +161,7 @@ impl Server {
     /// Starts a fresh process on the same data dir and database.
     pub fn restart(mut self) -> Server {
         assert!(self.stop().success());
-        Server::start(self.data_dir.clone(), self.database_url.clone())
+        Server::start(&self.bin.clone(), self.data_dir.clone(), self.database_url.clone())
     }
 
     pub async fn request(
