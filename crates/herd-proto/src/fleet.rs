@@ -139,7 +139,7 @@ pub struct SecretsResponse {
     pub secrets: Vec<EnrollSecret>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SecretInput {
     pub secret: String,

@@ -1,0 +1,169 @@
+//! End-to-end: the real `herdctl` binary against the real `herd` binary over HTTPS.
+
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Server};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `herd` is built into the same directory as `herdctl` (scripts/test builds the whole workspace first).
+fn herd_bin() -> String {
+    let herdctl = PathBuf::from(env!("CARGO_BIN_EXE_herdctl"));
+    let herd = herdctl.with_file_name("herd");
+    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
+    herd.to_string_lossy().into_owned()
+}
+
+fn herdctl(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+const SPECS: &str = "apiVersion: v1
+kind: policy
+spec:
+  name: Firewall enabled
+  query: SELECT 1 FROM iptables WHERE policy = 'DROP';
+  description: Hosts drop unsolicited traffic.
+  resolution: Run ufw enable.
+  platform: linux
+  critical: true
+---
+apiVersion: v1
+kind: policy
+spec:
+  name: Workstation screen lock
+  query: SELECT 1;
+  team: Workstations
+---
+apiVersion: v1
+kind: team
+spec:
+  team:
+    name: Workstations
+    secrets:
+      - secret: workstations-secret-1
+---
+apiVersion: v1
+kind: config
+spec:
+  org_info:
+    org_name: Acme Corp
+  host_settings:
+    policy_interval: 1800
+";
+
+async fn apply_get_delete(server: Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herdctl.json");
+    let cert = server.data_dir.join("tls/cert.pem");
+    let login = |password: &str| {
+        herdctl(
+            &config,
+            &[
+                "login",
+                "--server",
+                &server.url,
+                "--ca-cert",
+                &cert.to_string_lossy(),
+                "--email",
+                ADMIN_EMAIL,
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        )
+    };
+    let refused = login("wrong-password-1!");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("authentication failed"), "{refused:?}");
+    assert!(ok(&login(ADMIN_PASSWORD)).contains("logged in"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let specs = dir.path().join("fleet.yml");
+    std::fs::write(&specs, SPECS).unwrap();
+    let first = ok(&herdctl(&config, &["apply", "-f", &specs.to_string_lossy()], None));
+    assert!(first.contains("team \"Workstations\" created"), "{first}");
+    assert!(first.contains("config updated"), "{first}");
+    assert!(first.contains("policies applied"), "{first}");
+
+    let admin = server.admin_token().await;
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    let firewall = &policies["policies"][0];
+    assert_eq!(firewall["name"], "Firewall enabled");
+    assert_eq!((firewall["platform"].as_str(), firewall["critical"].as_bool()), (Some("linux"), Some(true)));
+    let (_, teams) = server.get("/api/v1/fleet/teams", &admin).await;
+    let team_id = teams["teams"][0]["id"].as_i64().unwrap();
+    assert_eq!(teams["teams"][0]["secrets"][0]["secret"], "workstations-secret-1");
+    let (_, team_policies) = server.get(&format!("/api/v1/fleet/teams/{team_id}/policies"), &admin).await;
+    assert_eq!(team_policies["policies"][0]["name"], "Workstation screen lock");
+    let (_, cfg) = server.get("/api/v1/fleet/config", &admin).await;
+    assert_eq!(cfg["org_info"]["org_name"], "Acme Corp");
+    assert_eq!(cfg["host_settings"]["policy_interval"], 1800);
+
+    // Applying again changes nothing.
+    let second = ok(&herdctl(&config, &["apply", "-f", &specs.to_string_lossy()], None));
+    assert!(second.contains("team \"Workstations\" unchanged"), "{second}");
+    assert!(second.contains("config unchanged"), "{second}");
+    let (_, again) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    assert_eq!(again, policies, "policies untouched, updated_at included");
+
+    let listed = ok(&herdctl(&config, &["get", "policies", "--json"], None));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["name"], "Firewall enabled");
+    let table = ok(&herdctl(&config, &["get", "policies", "--team", "Workstations"], None));
+    assert!(table.starts_with("ID") && table.contains("Workstation screen lock"), "{table}");
+    assert!(ok(&herdctl(&config, &["get", "teams"], None)).contains("Workstations"));
+    assert!(ok(&herdctl(&config, &["get", "hosts"], None)).starts_with("ID"));
+
+    assert!(ok(&herdctl(&config, &["delete", "policy", "Firewall enabled"], None)).contains("deleted"));
+    let (_, after) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    assert_eq!(after["policies"], serde_json::json!([]));
+    let missing = herdctl(&config, &["delete", "policy", "Firewall enabled"], None);
+    assert!(!missing.status.success());
+
+    // Mistakes are reported with file, line and column, and nothing is applied.
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: policy\nspec:\n  name: x\n  query: SELECT 1;\n---\napiVersion: v1\nkind: label\nspec: {}\n").unwrap();
+    let refused = herdctl(&config, &["apply", "-f", &bad.to_string_lossy()], None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(&format!("{}:8:", bad.display())) && stderr.contains("unknown kind"), "{stderr}");
+    assert_eq!(server.get("/api/v1/fleet/policies/count", &admin).await.1["count"], 0);
+
+    assert!(ok(&herdctl(&config, &["logout"], None)).contains("logged out"));
+    let after_logout = herdctl(&config, &["get", "teams"], None);
+    assert!(String::from_utf8_lossy(&after_logout.stderr).contains("herdctl login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_apply_get_delete() {
+    herd_testkit::with_server(&herd_bin(), Backend::Sqlite, apply_get_delete).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_apply_get_delete() {
+    herd_testkit::with_server(&herd_bin(), Backend::Postgres, apply_get_delete).await;
+}
