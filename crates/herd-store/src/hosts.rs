@@ -248,6 +248,13 @@ impl HostFilter {
     }
 }
 
+/// Floats travel as text and are CAST in SQL: sqlx 0.9's Any driver sends a NULL f64 to PostgreSQL as a
+/// float4 parameter, so a statement first prepared with a NULL then fails on a real f64 ("incorrect binary
+/// data format"). Text has one type whether or not it is NULL. `to_string` round-trips every finite f64.
+fn float_param(value: f64) -> String {
+    value.to_string()
+}
+
 /// Records that `host_id`'s cached check-in state is stale, in the caller's transaction.
 pub(crate) async fn note_host_change(conn: &mut AnyConnection, host_id: i64, now: Millis) -> Result<()> {
     sqlx::query("INSERT INTO host_changes (host_id, changed_at) VALUES ($1, $2)")
@@ -365,9 +372,9 @@ impl Store {
              cpu_physical_cores = COALESCE($13, cpu_physical_cores), cpu_logical_cores = COALESCE($14, cpu_logical_cores), \
              memory = COALESCE($15, memory), uptime_seconds = COALESCE($16, uptime_seconds), \
              primary_ip = COALESCE($17, primary_ip), primary_mac = COALESCE($18, primary_mac), \
-             percent_disk_space_available = COALESCE($19, percent_disk_space_available), \
-             gigs_disk_space_available = COALESCE($20, gigs_disk_space_available), \
-             gigs_total_disk_space = COALESCE($21, gigs_total_disk_space), \
+             percent_disk_space_available = COALESCE(CAST($19 AS DOUBLE PRECISION), percent_disk_space_available), \
+             gigs_disk_space_available = COALESCE(CAST($20 AS DOUBLE PRECISION), gigs_disk_space_available), \
+             gigs_total_disk_space = COALESCE(CAST($21 AS DOUBLE PRECISION), gigs_total_disk_space), \
              distributed_interval = COALESCE($22, distributed_interval), \
              config_tls_refresh = COALESCE($23, config_tls_refresh), \
              logger_tls_period = COALESCE($24, logger_tls_period), \
@@ -393,9 +400,9 @@ impl Store {
         .bind(p.uptime_seconds)
         .bind(p.primary_ip.clone())
         .bind(p.primary_mac.clone())
-        .bind(p.percent_disk_space_available)
-        .bind(p.gigs_disk_space_available)
-        .bind(p.gigs_total_disk_space)
+        .bind(p.percent_disk_space_available.map(float_param))
+        .bind(p.gigs_disk_space_available.map(float_param))
+        .bind(p.gigs_total_disk_space.map(float_param))
         .bind(p.distributed_interval)
         .bind(p.config_tls_refresh)
         .bind(p.logger_tls_period)

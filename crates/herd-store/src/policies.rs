@@ -69,6 +69,9 @@ pub struct HostPolicyAnswer {
     pub response: PolicyResponse,
 }
 
+/// How long a policy run is remembered (longer than the longest policy interval).
+const RUNS_KEPT_MS: Millis = 8 * herd_core::DAY_MS;
+
 fn team_key(team_id: Option<i64>) -> i64 {
     team_id.unwrap_or(0)
 }
@@ -362,6 +365,9 @@ impl Store {
             previous.insert(row.try_get(0)?, (PolicyResponse::from_stored(row.try_get(1)?), row.try_get(2)?));
         }
 
+        // What changed: (policy, stored answer, revision) rows to write and each policy's count delta.
+        let mut changed_rows: Vec<(i64, Option<i64>, i64)> = Vec::new();
+        let mut deltas: Vec<(i64, (i64, i64))> = Vec::new();
         for answer in answers {
             let Some((revision, policy_team)) = revisions.get(&answer.policy_id).copied() else {
                 continue;
@@ -375,25 +381,51 @@ impl Store {
             if old == Some((answer.response, revision)) {
                 continue;
             }
-            sqlx::query(
-                "INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, revision = excluded.revision, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(answer.policy_id)
-            .bind(host_id)
-            .bind(answer.response.to_stored())
-            .bind(revision)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            changed_rows.push((answer.policy_id, answer.response.to_stored(), revision));
             let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
-            apply_delta(&mut tx, answer.policy_id, team_key(team), count_delta(old_response, answer.response), now)
-                .await?;
+            let delta = count_delta(old_response, answer.response);
+            if delta != (0, 0) {
+                deltas.push((answer.policy_id, delta));
+            }
         }
-        // Forget runs of policies that no longer exist, so the map stays as small as the policy set.
-        let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM policies").fetch_all(&mut *tx).await?;
-        runs.retain(|id, _| live.contains(id));
+        // A few multi-row statements per report, however many answers changed.
+        for chunk in changed_rows.chunks(200) {
+            let mut sql = SqlBuilder::new(
+                "INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ",
+            );
+            for (i, (policy_id, passes, revision)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(host_id)).push(", ");
+                sql.bind(Arg::OptInt(*passes)).push(", ").bind(Arg::Int(*revision)).push(", ");
+                sql.bind(Arg::Int(now)).push(")");
+            }
+            sql.push(
+                " ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, \
+                 revision = excluded.revision, updated_at = excluded.updated_at",
+            );
+            sql.query().execute(&mut *tx).await?;
+        }
+        for chunk in deltas.chunks(200) {
+            let mut sql = SqlBuilder::new("INSERT INTO policy_counts (policy_id, team_key, passing, failing) VALUES ");
+            for (i, (policy_id, (passing, failing))) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(team_key(team))).push(", ");
+                sql.bind(Arg::Int(*passing)).push(", ").bind(Arg::Int(*failing)).push(")");
+            }
+            sql.push(
+                " ON CONFLICT (policy_id, team_key) DO UPDATE SET passing = policy_counts.passing + excluded.passing, \
+                 failing = policy_counts.failing + excluded.failing",
+            );
+            sql.query().execute(&mut *tx).await?;
+            let mut stamp = SqlBuilder::new("UPDATE policies SET host_count_updated_at = ");
+            stamp.bind(Arg::Int(now)).push(" WHERE id IN ");
+            stamp.bind_ids(&chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+            stamp.query().execute(&mut *tx).await?;
+        }
+        // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
+        // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
+        // for which re-running is right anyway).
+        runs.retain(|_, run| now - run.ran_at <= RUNS_KEPT_MS);
         sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2 WHERE id = $3")
             .bind(runs_text(&runs))
             .bind(now)

@@ -8,6 +8,7 @@ use sqlx::query::Query;
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Int(i64),
+    OptInt(Option<i64>),
     Text(String),
 }
 
@@ -55,6 +56,7 @@ impl SqlBuilder {
         for arg in &self.args {
             query = match arg {
                 Arg::Int(v) => query.bind(*v),
+                Arg::OptInt(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(v.clone()),
             };
         }

@@ -115,6 +115,12 @@ async fn vitals_fill_columns_and_clear_only_older_refetch(store: Store) {
     assert!(store.record_vitals(id, &VitalsPatch::default(), NOW + 30, NOW + 40).await.unwrap());
     assert_eq!(store.get_host(id).await.unwrap().unwrap().refetch_requested_at, None);
     assert!(!store.record_vitals(9999, &patch, NOW, NOW).await.unwrap(), "unknown host");
+    // Unknown floats then known ones, on every pooled connection: the statement must accept both.
+    for i in 0..40 {
+        let patch = if i % 2 == 0 { VitalsPatch::default() } else { patch.clone() };
+        assert!(store.record_vitals(id, &patch, NOW, NOW + 50).await.unwrap());
+    }
+    assert_eq!(store.get_host(id).await.unwrap().unwrap().percent_disk_space_available, Some(41.5));
     assert!(!store.request_refetch(9999, NOW).await.unwrap());
 }
 

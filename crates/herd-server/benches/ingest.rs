@@ -1,0 +1,132 @@
+//! distributed/write ingestion: one report of 50 policy answers per host, through the real router and
+//! store (in process, no TLS), on SQLite and — when `HERD_TEST_DATABASE_URL` is set — PostgreSQL.
+//!
+//!     cargo bench -p herd-server --bench ingest
+//!     HERD_TEST_DATABASE_URL=postgres://... cargo bench -p herd-server --bench ingest
+//!
+//! Two cases: every answer flips (each report rewrites 50 membership rows and moves 50 counts) and nothing
+//! changes (the steady state: only the host's run times are written).
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use herd_server::bootstrap::{self, BootstrapOptions};
+use herd_server::result_log::ResultLog;
+use herd_server::state::{AppState, SharedState};
+use herd_store::{PolicyFields, Store};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tower::ServiceExt;
+
+const HOSTS: usize = 200;
+const POLICIES: usize = 50;
+
+struct Bench {
+    app: axum::Router,
+    node_keys: Vec<String>,
+    policy_ids: Vec<i64>,
+    _dir: tempfile::TempDir,
+}
+
+async fn post(app: &axum::Router, path: &str, body: &Value) -> Value {
+    let request =
+        Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn setup(url: String, dir: tempfile::TempDir) -> Bench {
+    let store = Store::open(&url).await.unwrap();
+    bootstrap::run(
+        &store,
+        dir.path(),
+        BootstrapOptions {
+            admin_email: "admin@herd.local".into(),
+            admin_password: Some("admin-password-1!".into()),
+            enroll_secret: Some("bench-secret".into()),
+            server_url: "https://127.0.0.1:1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let mut policy_ids = Vec::new();
+    for i in 0..POLICIES {
+        let fields = PolicyFields {
+            name: format!("policy {i}"),
+            query: format!("SELECT 1 FROM processes WHERE pid = {i};"),
+            description: String::new(),
+            resolution: String::new(),
+            platform: String::new(),
+            critical: false,
+            interval_seconds: None,
+        };
+        policy_ids.push(store.create_policy(&fields, None, None, 0).await.unwrap());
+    }
+    let state: SharedState =
+        Arc::new(AppState::new(store.clone(), ResultLog::open(&dir.path().join("r.log")).unwrap()));
+    state.settings.reload(&store).await.unwrap();
+    let app = herd_server::api::router(state);
+    let mut node_keys = Vec::new();
+    for i in 0..HOSTS {
+        let body =
+            json!({"enroll_secret": "bench-secret", "host_identifier": format!("host-{i}"), "platform_type": "9"});
+        node_keys.push(post(&app, "/api/osquery/enroll", &body).await["node_key"].as_str().unwrap().to_string());
+    }
+    Bench { app, node_keys, policy_ids, _dir: dir }
+}
+
+fn report(bench: &Bench, host: usize, pass: bool) -> Value {
+    let mut queries = serde_json::Map::new();
+    let mut statuses = serde_json::Map::new();
+    for id in &bench.policy_ids {
+        let name = format!("fleet_policy_query_{id}");
+        queries.insert(name.clone(), if pass { json!([{"1": "1"}]) } else { json!([]) });
+        statuses.insert(name, json!(0));
+    }
+    json!({"node_key": bench.node_keys[host], "queries": queries, "statuses": statuses, "messages": {}, "stats": {}})
+}
+
+fn bench_backend(c: &mut Criterion, runtime: &tokio::runtime::Runtime, backend: &str, bench: Bench) {
+    let mut group = c.benchmark_group(format!("distributed_write_50_policies/{backend}"));
+    group.throughput(Throughput::Elements(POLICIES as u64));
+    group.sample_size(30);
+    group.measurement_time(std::time::Duration::from_secs(8));
+    let next = AtomicUsize::new(0);
+    // Every answer flips relative to the host's previous report.
+    let flips: Vec<[Value; 2]> = (0..HOSTS).map(|h| [report(&bench, h, true), report(&bench, h, false)]).collect();
+    group.bench_function("every_answer_changes", |b| {
+        b.to_async(runtime).iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let body = &flips[n % HOSTS][(n / HOSTS) % 2];
+            post(&bench.app, "/api/osquery/distributed/write", body)
+        })
+    });
+    group.bench_function("no_answer_changes", |b| {
+        b.to_async(runtime).iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            post(&bench.app, "/api/osquery/distributed/write", &flips[n % HOSTS][0])
+        })
+    });
+    group.finish();
+}
+
+fn ingest(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("herd.db").display());
+    let sqlite = runtime.block_on(setup(sqlite_url, dir));
+    bench_backend(c, &runtime, "sqlite", sqlite);
+    match runtime.block_on(herd_store::testing::fresh_postgres_url()) {
+        Some(url) => {
+            let postgres = runtime.block_on(setup(url, tempfile::tempdir().unwrap()));
+            bench_backend(c, &runtime, "postgres", postgres);
+        }
+        None => eprintln!("postgres: skipped (set HERD_TEST_DATABASE_URL)"),
+    }
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
