@@ -361,6 +361,20 @@ impl Store {
         results_requested_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        write_vitals(&mut conn, host_id, patch, results_requested_at, now).await
+    }
+}
+
+/// The vitals part of a report, in the caller's transaction (see `Store::record_vitals`).
+pub(crate) async fn write_vitals(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    patch: &VitalsPatch,
+    results_requested_at: Millis,
+    now: Millis,
+) -> Result<bool> {
+    {
         let p = patch;
         let done = sqlx::query(
             "UPDATE hosts SET hostname = COALESCE($1, hostname), computer_name = COALESCE($2, computer_name), \
@@ -409,11 +423,13 @@ impl Store {
         .bind(now)
         .bind(results_requested_at)
         .bind(host_id)
-        .execute(&self.writer)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
+impl Store {
     pub async fn get_host(&self, host_id: i64) -> Result<Option<HostRecord>> {
         Ok(sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN teams t ON t.id = h.team_id WHERE h.id = $1"

@@ -9,6 +9,7 @@ use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
 use herd_core::due::PolicyRun;
 use herd_core::policy::{PolicyResponse, count_delta};
+use herd_core::vitals::VitalsPatch;
 use sqlx::{Acquire, AnyConnection, Row};
 use std::collections::{BTreeMap, HashMap};
 
@@ -338,9 +339,44 @@ impl Store {
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
+        self.record_report(host_id, answers, None, now).await
+    }
+
+    /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
+    /// neither. `vitals` carries the patch and when its queries were handed out. Returns false when the host
+    /// is gone.
+    pub async fn record_report(
+        &self,
+        host_id: i64,
+        answers: &[PolicyAnswer],
+        vitals: Option<(&VitalsPatch, Millis)>,
+        now: Millis,
+    ) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        if !answers.is_empty() && !write_policy_answers(&mut tx, self.backend, host_id, answers, now).await? {
+            return Ok(false);
+        }
+        if let Some((patch, requested_at)) = vitals
+            && !crate::hosts::write_vitals(&mut tx, host_id, patch, requested_at, now).await?
+        {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// The policy part of a report, in the caller's transaction (see `Store::record_report`).
+async fn write_policy_answers(
+    tx: &mut AnyConnection,
+    backend: Backend,
+    host_id: i64,
+    answers: &[PolicyAnswer],
+    now: Millis,
+) -> Result<bool> {
+    {
+        let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let host =
             sqlx::query(sqlx::AssertSqlSafe(format!("SELECT team_id, policy_runs FROM hosts WHERE id = $1{lock}")))
                 .bind(host_id)
@@ -432,10 +468,11 @@ impl Store {
             .bind(host_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         Ok(true)
     }
+}
 
+impl Store {
     /// A host's answers to every policy in its scope (those not run yet as no answer), for host views.
     pub async fn host_policy_answers(&self, host_id: i64, team_id: Option<i64>) -> Result<Vec<HostPolicyAnswer>> {
         let policies = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -130,6 +130,13 @@ async fn apply_get_delete(server: Server) {
     let (_, again) = server.get("/api/v1/fleet/global/policies", &admin).await;
     assert_eq!(again, policies, "policies untouched, updated_at included");
 
+    // Editing a file and applying it updates by name.
+    std::fs::write(&specs, SPECS.replace("query: SELECT 1;", "query: SELECT 2 FROM users;")).unwrap();
+    ok(&herdctl(&config, &["apply", "-f", &specs.to_string_lossy()], None));
+    let (_, team_policies) = server.get(&format!("/api/v1/fleet/teams/{team_id}/policies"), &admin).await;
+    assert_eq!(team_policies["policies"].as_array().unwrap().len(), 1, "updated, not duplicated");
+    assert_eq!(team_policies["policies"][0]["query"], "SELECT 2 FROM users;");
+
     let listed = ok(&herdctl(&config, &["get", "policies", "--json"], None));
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed[0]["name"], "Firewall enabled");

@@ -284,19 +284,20 @@ async fn distributed_write(
             patch.absorb(vital, rows);
         }
     }
+    if answers.is_empty() && !vitals_answered {
+        return Ok(Json(json!({})));
+    }
+    // One transaction for the whole report; 200 only once it is committed.
+    let requested_at = host.vitals_sent_at.unwrap_or(now);
+    let vitals = vitals_answered.then_some((&patch, requested_at));
+    if !state.store.record_report(host.checkin.id, &answers, vitals, now).await? {
+        state.hosts.evict(host.checkin.id);
+        return Err(OsqueryError::NodeInvalid("host was deleted"));
+    }
     if !answers.is_empty() {
-        if !state.store.record_policy_results(host.checkin.id, &answers, now).await? {
-            state.hosts.evict(host.checkin.id);
-            return Err(OsqueryError::NodeInvalid("host was deleted"));
-        }
         state.hosts.policies_recorded(host.checkin.id);
     }
     if vitals_answered {
-        let requested_at = host.vitals_sent_at.unwrap_or(now);
-        if !state.store.record_vitals(host.checkin.id, &patch, requested_at, now).await? {
-            state.hosts.evict(host.checkin.id);
-            return Err(OsqueryError::NodeInvalid("host was deleted"));
-        }
         state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
     }
     Ok(Json(json!({})))
