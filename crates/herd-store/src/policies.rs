@@ -174,6 +174,18 @@ pub(crate) async fn move_host_answers(
     Ok(())
 }
 
+/// Rows of (policy id, team key, passing, failing) as a map, leaving out all-zero counts.
+fn counts_by_policy_and_team(rows: &[sqlx::any::AnyRow]) -> Result<BTreeMap<(i64, i64), (i64, i64)>> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let counts: (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
+        if counts != (0, 0) {
+            out.insert((r.try_get(0)?, r.try_get(1)?), counts);
+        }
+    }
+    Ok(out)
+}
+
 fn parse_runs(text: &str) -> HashMap<i64, PolicyRun> {
     let raw: BTreeMap<String, (i64, i64)> = serde_json::from_str(text).unwrap_or_default();
     raw.into_iter()
@@ -513,7 +525,7 @@ impl Store {
     }
 
     /// Recounts answers from scratch (policy, team key) → (passing, failing): what the delta-maintained
-    /// counts must always equal. Used by tests and by `herd` health checks.
+    /// counts must always equal (the property test compares the two).
     pub async fn recount_policy_answers(&self) -> Result<BTreeMap<(i64, i64), (i64, i64)>> {
         let rows = sqlx::query(
             "SELECT m.policy_id, COALESCE(h.team_id, 0), \
@@ -523,14 +535,7 @@ impl Store {
         )
         .fetch_all(&self.reader)
         .await?;
-        let mut out = BTreeMap::new();
-        for r in rows {
-            let counts: (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
-            if counts != (0, 0) {
-                out.insert((r.try_get(0)?, r.try_get(1)?), counts);
-            }
-        }
-        Ok(out)
+        counts_by_policy_and_team(&rows)
     }
 
     /// The delta-maintained counts, in the shape of [`Store::recount_policy_answers`].
@@ -538,14 +543,7 @@ impl Store {
         let rows = sqlx::query("SELECT policy_id, team_key, passing, failing FROM policy_counts")
             .fetch_all(&self.reader)
             .await?;
-        let mut out = BTreeMap::new();
-        for r in rows {
-            let counts: (i64, i64) = (r.try_get(2)?, r.try_get(3)?);
-            if counts != (0, 0) {
-                out.insert((r.try_get(0)?, r.try_get(1)?), counts);
-            }
-        }
-        Ok(out)
+        counts_by_policy_and_team(&rows)
     }
 }
 
