@@ -1,0 +1,244 @@
+//! Compatibility suite: each table against an independent source on this same machine (getent, uname,
+//! stat, /proc), and queries that combine tables, subqueries, CTEs, globs and osquery's functions.
+
+use herd_osquery::{Engine, Limits, QueryOutput};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+fn engine() -> Engine {
+    Engine::new().expect("engine")
+}
+
+fn query(engine: &Engine, sql: &str) -> Vec<BTreeMap<String, Option<String>>> {
+    engine.query(sql, Limits::default()).unwrap_or_else(|e| panic!("{sql}: {e}")).records()
+}
+
+fn one(engine: &Engine, sql: &str) -> BTreeMap<String, Option<String>> {
+    let mut rows = query(engine, sql);
+    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+    rows.remove(0)
+}
+
+fn text(row: &BTreeMap<String, Option<String>>, column: &str) -> String {
+    row.get(column).cloned().flatten().unwrap_or_default()
+}
+
+fn command(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(output.status.success(), "{program} {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn users_match_getent_passwd() {
+    let expected: BTreeSet<(String, String, String, String, String)> = command("getent", &["passwd"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7).then(|| (f[0].into(), f[2].into(), f[3].into(), f[5].into(), f[6].into()))
+        })
+        .collect();
+    let got: BTreeSet<_> = query(&engine(), "SELECT username, uid, gid, directory, shell FROM users")
+        .iter()
+        .map(|r| (text(r, "username"), text(r, "uid"), text(r, "gid"), text(r, "directory"), text(r, "shell")))
+        .collect();
+    assert_eq!(got, expected);
+    let root = one(&engine(), "SELECT username, uid_signed FROM users WHERE uid = 0");
+    assert_eq!((text(&root, "username"), text(&root, "uid_signed")), ("root".into(), "0".into()));
+}
+
+#[test]
+fn groups_match_getent_group() {
+    let expected: BTreeSet<(String, String)> = command("getent", &["group"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 3).then(|| (f[0].into(), f[2].into()))
+        })
+        .collect();
+    let got: BTreeSet<_> = query(&engine(), "SELECT groupname, gid FROM groups")
+        .iter()
+        .map(|r| (text(r, "groupname"), text(r, "gid")))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn processes_include_this_test_with_name_and_cmdline() {
+    let pid = std::process::id();
+    let row = one(
+        &engine(),
+        &format!("SELECT pid, name, cmdline, path, parent, uid, state FROM processes WHERE pid = {pid}"),
+    );
+    let exe = std::env::current_exe().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(text(&row, "name"), comm.trim());
+    assert!(text(&row, "cmdline").starts_with(&*std::env::args().next().unwrap()), "{row:?}");
+    assert_eq!(text(&row, "path"), exe.display().to_string());
+    assert_eq!(text(&row, "uid"), nix::unistd::getuid().as_raw().to_string());
+    assert_eq!(text(&row, "parent"), std::os::unix::process::parent_id().to_string());
+    let all = query(&engine(), "SELECT pid FROM processes");
+    assert!(all.len() > 1 && all.iter().any(|r| text(r, "pid") == pid.to_string()));
+    let two = query(&engine(), &format!("SELECT pid FROM processes WHERE pid IN ({pid}, 1)"));
+    assert_eq!(two.len(), 2, "IN lists are pushed down whole: {two:?}");
+}
+
+#[test]
+fn file_matches_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.conf");
+    std::fs::write(&path, "PermitRootLogin no\n").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let stat = command("stat", &["-c", "%a %s %Y %i %U", &path.to_string_lossy()]);
+    let fields: Vec<&str> = stat.split_whitespace().collect();
+    let row = one(&engine(), &format!("SELECT * FROM file WHERE path = '{}'", path.display()));
+    assert_eq!(text(&row, "mode"), format!("0{}", fields[0]));
+    assert_eq!(text(&row, "size"), fields[1]);
+    assert_eq!(text(&row, "mtime"), fields[2]);
+    assert_eq!(text(&row, "inode"), fields[3]);
+    assert_eq!(text(&row, "type"), "regular");
+    assert_eq!(text(&row, "filename"), "policy.conf");
+    assert_eq!(text(&row, "directory"), dir.path().display().to_string());
+    assert_eq!(row["btime"], None, "not available through stat(2): NULL, not invented");
+    let listed = query(&engine(), &format!("SELECT filename FROM file WHERE directory = '{}'", dir.path().display()));
+    assert_eq!(listed.len(), 1);
+    assert!(query(&engine(), "SELECT * FROM file WHERE path = '/no/such/file'").is_empty());
+}
+
+#[test]
+fn kernel_info_matches_uname() {
+    let row = one(&engine(), "SELECT version FROM kernel_info");
+    assert_eq!(text(&row, "version"), command("uname", &["-r"]).trim());
+}
+
+#[test]
+fn mounts_match_proc_mounts() {
+    let expected: BTreeSet<String> = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(|p| p.replace("\\040", " ")))
+        .collect();
+    let got: BTreeSet<String> = query(&engine(), "SELECT path FROM mounts").iter().map(|r| text(r, "path")).collect();
+    assert_eq!(got, expected);
+    let root = one(&engine(), "SELECT blocks, blocks_size, blocks_available FROM mounts WHERE path = '/'");
+    let df = command("stat", &["-f", "-c", "%b %S", "/"]);
+    let df: Vec<&str> = df.split_whitespace().collect();
+    assert_eq!(text(&root, "blocks"), df[0]);
+}
+
+#[test]
+fn identity_tables_match_the_system() {
+    let e = engine();
+    let os = one(&e, "SELECT platform, name FROM os_version");
+    let release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let id = release.lines().find_map(|l| l.strip_prefix("ID=")).unwrap().trim_matches('"');
+    assert_eq!(text(&os, "platform"), id);
+    let system = one(&e, "SELECT hostname, cpu_logical_cores, physical_memory FROM system_info");
+    assert_eq!(text(&system, "hostname"), command("hostname", &[]).trim());
+    assert_eq!(text(&system, "cpu_logical_cores"), command("getconf", &["_NPROCESSORS_ONLN"]).trim());
+    let free = command("free", &["-b"]);
+    let total = free.lines().find(|l| l.starts_with("Mem:")).unwrap().split_whitespace().nth(1).unwrap();
+    let memory: i64 = text(&system, "physical_memory").parse().unwrap();
+    // free(1) reports MemTotal too; allow for rounding to kB.
+    assert!((memory - total.parse::<i64>().unwrap()).abs() < 4096, "{memory} vs {total}");
+    let info = one(&e, "SELECT pid, version FROM osquery_info");
+    assert_eq!(text(&info, "pid"), std::process::id().to_string());
+    let uptime_before: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let up: i64 = text(&one(&e, "SELECT total_seconds FROM uptime"), "total_seconds").parse().unwrap();
+    let uptime_after: f64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((uptime_before as i64..=uptime_after as i64).contains(&up));
+    let before = chrono::Utc::now().timestamp();
+    let now: i64 = text(&one(&e, "SELECT unix_time FROM time"), "unix_time").parse().unwrap();
+    assert!((before..=chrono::Utc::now().timestamp()).contains(&now));
+    assert_eq!(query(&e, "SELECT * FROM load_average").len(), 3);
+    let hosts = query(&e, "SELECT address, hostnames FROM etc_hosts");
+    let localhost = command("getent", &["hosts", "localhost"]);
+    let address = localhost.split_whitespace().next().unwrap();
+    assert!(hosts.iter().any(|r| text(r, "address") == address), "{hosts:?}");
+}
+
+#[test]
+fn queries_combine_tables_subqueries_ctes_globs_and_functions() {
+    let e = engine();
+    let me = nix::unistd::getuid().as_raw();
+    let joined = query(
+        &e,
+        &format!(
+            "SELECT p.pid, u.username FROM processes p JOIN users u ON u.uid = p.uid WHERE p.pid = {}",
+            std::process::id()
+        ),
+    );
+    assert_eq!(joined.len(), 1);
+    assert_eq!(text(&joined[0], "username"), nix::unistd::User::from_uid(me.into()).unwrap().unwrap().name);
+    // The path comes from another table (a join supplies the required constraint).
+    let passwd = query(&e, "SELECT f.path, f.size FROM users u JOIN file f ON f.path = u.directory WHERE u.uid = 0");
+    assert_eq!(passwd.len(), 1, "{passwd:?}");
+    let sub = query(&e, "SELECT path FROM file WHERE path IN (SELECT '/etc/passwd' UNION SELECT '/etc/group')");
+    assert_eq!(sub.len(), 2);
+    let cte = one(&e, "WITH shells AS (SELECT DISTINCT shell FROM users) SELECT COUNT(*) AS n FROM shells");
+    assert!(text(&cte, "n").parse::<i64>().unwrap() >= 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    for name in ["a.conf", "b.conf", "sub/c.conf"] {
+        std::fs::write(dir.path().join(name), "x").unwrap();
+    }
+    let base = dir.path().display();
+    assert_eq!(query(&e, &format!("SELECT path FROM file WHERE path LIKE '{base}/%.conf'")).len(), 2, "one level");
+    assert_eq!(query(&e, &format!("SELECT path FROM file WHERE path LIKE '{base}/%%'")).len(), 4, "recursive");
+    let f = one(
+        &e,
+        "SELECT concat('a', NULL, 'b') AS c, concat_ws('-', 'x', 'y') AS cw, split('a,b;c', ',;', 2) AS s, \
+         regex_match('version 5.12.1', '(\\d+)\\.(\\d+)', 2) AS r, regex_split('a1b22c', '\\d+', 1) AS rs, \
+         version_compare('1.10', '1.9') AS v1, version_compare('1.0~rc1', '1.0', 'DPKG') AS v2, \
+         sha256('abc') AS h, md5('abc') AS m, sha1('abc') AS s1, to_base64('herd') AS b64, from_base64('aGVyZA==') AS d64, \
+         inet_aton('10.0.0.1') AS ip, in_cidr_block('10.0.0.0/8', '10.1.2.3') AS inside, \"quoted\" AS dq",
+    );
+    let want = [
+        ("c", "ab"),
+        ("cw", "x-y"),
+        ("s", "c"),
+        ("r", "12"),
+        ("rs", "b"),
+        ("v1", "1"),
+        ("v2", "-1"),
+        ("h", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ("m", "900150983cd24fb0d6963f7d28e17f72"),
+        ("s1", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+        ("b64", "aGVyZA=="),
+        ("d64", "herd"),
+        ("ip", "167772161"),
+        ("inside", "1"),
+        ("dq", "quoted"),
+    ];
+    for (column, value) in want {
+        assert_eq!(text(&f, column), value, "{column}");
+    }
+    let sorted = query(
+        &e,
+        "SELECT v FROM (SELECT '1.10' AS v UNION SELECT '1.9' UNION SELECT '1.2') ORDER BY v COLLATE version",
+    );
+    assert_eq!(sorted.iter().map(|r| text(r, "v")).collect::<Vec<_>>(), ["1.2", "1.9", "1.10"]);
+}
+
+#[test]
+fn errors_read_like_osquery() {
+    let e = engine();
+    let err = e.query("SELECT * FROM no_such_table", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("no such table: no_such_table"), "{err}");
+    let err = e.query("SELECT * FROM file", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on path or directory"), "{err}");
+    let err = e.query("SELECT version_compare('1', '2', 'BOGUS')", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("unknown version type"), "{err}");
+    let limited = Limits { timeout: std::time::Duration::from_secs(30), max_rows: 2 };
+    let err = e.query("SELECT * FROM users", limited).unwrap_err().to_string();
+    assert!(err.contains("more than 2 rows"), "{err}");
+    let slow = Limits { timeout: std::time::Duration::from_millis(50), max_rows: 10 };
+    let err = e
+        .query("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT COUNT(*) FROM n", slow)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than"), "{err}");
+    let _: QueryOutput = e.query("SELECT 1", Limits::default()).unwrap();
+}
