@@ -54,9 +54,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with every table this platform has and osquery's functions.
+    /// An engine with every table this platform has and osquery's functions; osquery_flags shows
+    /// osquery's defaults.
     pub fn new() -> Result<Engine, EngineError> {
-        Engine::with_tables(crate::tables::all())
+        Engine::with_flags(crate::tables::default_flags())
+    }
+
+    /// An engine whose osquery_flags table shows `flags` (the running agent's settings).
+    pub fn with_flags(flags: crate::tables::SharedFlags) -> Result<Engine, EngineError> {
+        Engine::with_tables(crate::tables::all(flags))
     }
 
     pub fn with_tables(tables: Vec<Arc<dyn Table>>) -> Result<Engine, EngineError> {

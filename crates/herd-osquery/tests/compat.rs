@@ -242,3 +242,27 @@ fn errors_read_like_osquery() {
     assert!(err.contains("longer than"), "{err}");
     let _: QueryOutput = e.query("SELECT 1", Limits::default()).unwrap();
 }
+
+#[test]
+fn registry_lists_tables_and_flags_are_live() {
+    let flags = herd_osquery::tables::default_flags();
+    let e = Engine::with_flags(flags.clone()).unwrap();
+    let names: BTreeSet<String> =
+        query(&e, "SELECT name FROM osquery_registry WHERE registry = 'table' AND active = 1")
+            .iter()
+            .map(|r| text(r, "name"))
+            .collect();
+    for table in ["file", "processes", "osquery_registry", "osquery_flags", "mounts", "system_info"] {
+        assert!(names.contains(table), "{table} in {names:?}");
+    }
+    // The server's vitals discovery query (every table present → one row).
+    let discovery = query(
+        &e,
+        "SELECT 1 FROM (SELECT COUNT(*) AS present FROM osquery_registry WHERE active = 1 AND registry = 'table' \
+         AND name IN ('mounts', 'system_info')) WHERE present = 2",
+    );
+    assert_eq!(discovery.len(), 1);
+    flags.write().unwrap().insert("distributed_interval".into(), "7".into());
+    let row = one(&e, "SELECT value FROM osquery_flags WHERE name = 'distributed_interval'");
+    assert_eq!(text(&row, "value"), "7");
+}

@@ -1,6 +1,7 @@
 //! Every table herd-agent offers, registered in [`all`]. Linux first; each module documents the columns it
 //! cannot fill (NULL) and why.
 
+mod agent;
 mod etc_files;
 mod file;
 mod identity;
@@ -11,9 +12,13 @@ mod system;
 use crate::table::Table;
 use std::sync::Arc;
 
-/// The tables of this platform.
-pub fn all() -> Vec<Arc<dyn Table>> {
-    vec![
+pub use agent::SharedFlags;
+
+/// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
+pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
+    let mut tables: Vec<Arc<dyn Table>> = vec![
+        Arc::new(agent::OsqueryFlags(flags)),
+        Arc::new(agent::PlatformInfo),
         Arc::new(identity::OsVersion),
         Arc::new(identity::SystemInfo),
         Arc::new(identity::OsqueryInfo),
@@ -28,7 +33,24 @@ pub fn all() -> Vec<Arc<dyn Table>> {
         Arc::new(etc_files::EtcHosts),
         Arc::new(processes::Processes),
         Arc::new(file::File),
-    ]
+    ];
+    let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
+    names.push("osquery_registry");
+    tables.push(Arc::new(agent::OsqueryRegistry(names)));
+    tables
+}
+
+/// Flags as an agent that has not heard from a server runs with (osquery's own defaults).
+pub fn default_flags() -> SharedFlags {
+    let flags = [
+        ("distributed_interval", "60"),
+        ("config_tls_refresh", "0"),
+        ("config_refresh", "0"),
+        ("logger_tls_period", "4"),
+        ("distributed_plugin", "tls"),
+        ("host_identifier", "uuid"),
+    ];
+    std::sync::Arc::new(std::sync::RwLock::new(flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
 }
 
 /// The running agent's version, reported as osquery_info.version.
