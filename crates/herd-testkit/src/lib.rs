@@ -86,13 +86,18 @@ pub fn client_for(cert: &Path) -> Client {
 
 impl Server {
     pub fn start(bin: &Path, data_dir: PathBuf, database_url: Option<String>) -> Server {
+        Server::start_at(bin, data_dir, database_url, "127.0.0.1:0")
+    }
+
+    /// Starts the server on a given address (a restart that agents must find again uses the old port).
+    pub fn start_at(bin: &Path, data_dir: PathBuf, database_url: Option<String>, listen: &str) -> Server {
         let mut command = Command::new(bin);
         command
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .env("HERD_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("HERD_BOOTSTRAP_ENROLL_SECRET", ENROLL_SECRET)
             .env("RUST_LOG", "warn")
@@ -156,6 +161,13 @@ impl Server {
             .recv_timeout(Duration::from_secs(60))
             .expect("herd did not exit within 60 s of SIGTERM")
             .expect("waiting for herd")
+    }
+
+    /// Stops the server and starts it again on the same port, data dir and database.
+    pub fn restart_same_port(mut self) -> Server {
+        let address = self.url.trim_start_matches("https://").to_string();
+        assert!(self.stop().success());
+        Server::start_at(&self.bin.clone(), self.data_dir.clone(), self.database_url.clone(), &address)
     }
 
     /// Starts a fresh process on the same data dir and database.

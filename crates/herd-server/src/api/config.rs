@@ -47,6 +47,11 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     if !(60..=7 * 86_400).contains(&interval) {
         return Err(ApiError::invalid("host_settings.vitals_interval", "must be between 60 and 604800 seconds"));
     }
+    // Short policy intervals are allowed (tests, a lab, a critical check on a few hosts); each run costs the
+    // host a query and the server a report.
+    if !(1..=7 * 86_400).contains(&config.host_settings.policy_interval) {
+        return Err(ApiError::invalid("host_settings.policy_interval", "must be between 1 and 604800 seconds"));
+    }
     check_url("org_info.org_logo_url", &config.org_info.org_logo_url)?;
     check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;

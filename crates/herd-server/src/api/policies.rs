@@ -49,9 +49,9 @@ fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
         return Err(ApiError::invalid("description", "description and resolution must be at most 64 KiB"));
     }
     if let Some(interval) = fields.interval_seconds
-        && !(60..=7 * 86_400).contains(&interval)
+        && !(1..=7 * 86_400).contains(&interval)
     {
-        return Err(ApiError::invalid("interval", "must be between 60 and 604800 seconds, or null"));
+        return Err(ApiError::invalid("interval", "must be between 1 and 604800 seconds, or null"));
     }
     Ok(())
 }

@@ -1,0 +1,47 @@
+//! The command line of `herd-agent`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "herd-agent", version, about = "herd's agent: osquery-compatible queries on this host")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one query and print its rows.
+    Query {
+        /// Print a JSON array of objects (values as strings or null), like `osqueryi --json`.
+        #[arg(long)]
+        json: bool,
+        sql: String,
+    },
+    /// An interactive prompt like osqueryi (`.tables`, `.schema TABLE`, `.quit`).
+    Shell,
+    /// Enroll with a herd server and keep checking in.
+    Run(RunOptions),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunOptions {
+    /// The server's URL, e.g. https://herd.example.com:8080.
+    #[arg(long, env = "HERD_AGENT_SERVER")]
+    pub server: String,
+    /// File holding the enroll secret.
+    #[arg(long, env = "HERD_AGENT_ENROLL_SECRET_FILE")]
+    pub enroll_secret_file: PathBuf,
+    /// CA certificate (PEM) to trust for the server (e.g. the server's DATA_DIR/tls/cert.pem). Default: the
+    /// system's roots.
+    #[arg(long, env = "HERD_AGENT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Where the agent keeps its node key, unsent results and the device token.
+    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = "/var/lib/herd-agent")]
+    pub data_dir: PathBuf,
+    /// The identifier this host enrolls with when it has no readable hardware UUID (default: /etc/machine-id,
+    /// else the hostname).
+    #[arg(long, env = "HERD_AGENT_HOST_IDENTIFIER")]
+    pub host_identifier: Option<String>,
+}

@@ -1,0 +1,112 @@
+//! The agent's side of the osquery TLS API (and herd's device-token endpoint).
+
+use anyhow::{Context, Result, bail};
+use herd_proto::osquery::{DistributedReadResponse, EnrollRequest, EnrollResponse};
+use reqwest::Client;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What went wrong talking to the server.
+#[derive(Debug)]
+pub enum CallError {
+    /// The server does not know our node key (deleted host, new database): enroll again.
+    NodeInvalid,
+    /// Anything else; retried later, nothing is lost.
+    Failed(anyhow::Error),
+}
+
+impl std::error::Error for CallError {}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::NodeInvalid => write!(f, "the server no longer knows this host's node key"),
+            CallError::Failed(err) => write!(f, "{err:#}"),
+        }
+    }
+}
+
+pub struct OsqueryClient {
+    http: Client,
+    server: String,
+}
+
+impl OsqueryClient {
+    pub fn new(server: &str, ca_cert: Option<&Path>) -> Result<OsqueryClient> {
+        // osquery's own request timeout.
+        let builder = Client::builder()
+            .timeout(Duration::from_secs(16))
+            .user_agent(concat!("herd-agent/", env!("CARGO_PKG_VERSION")));
+        let builder = match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
+                }
+                if roots.is_empty() {
+                    bail!("{} holds no certificate", path.display());
+                }
+                let tls =
+                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                        .with_safe_default_protocol_versions()?
+                        .with_root_certificates(roots)
+                        .with_no_client_auth();
+                builder.use_preconfigured_tls(tls)
+            }
+            None => builder,
+        };
+        Ok(OsqueryClient { http: builder.build()?, server: server.trim_end_matches('/').to_string() })
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, CallError> {
+        let url = format!("{}{path}", self.server);
+        let response = self.http.post(&url).json(body).send().await.map_err(|e| CallError::Failed(e.into()))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| CallError::Failed(e.into()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| {
+            CallError::Failed(anyhow::anyhow!(
+                "{path}: {status}: not JSON: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
+        if value.get("node_invalid") == Some(&Value::Bool(true)) {
+            return Err(CallError::NodeInvalid);
+        }
+        if !status.is_success() || value.get("error").is_some() {
+            let reason = value.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+            return Err(CallError::Failed(anyhow::anyhow!("{path}: {status}: {reason}")));
+        }
+        serde_json::from_value(value).map_err(|e| CallError::Failed(anyhow::anyhow!("{path}: unexpected answer: {e}")))
+    }
+
+    pub async fn enroll(&self, request: &EnrollRequest) -> Result<String, CallError> {
+        let response: EnrollResponse = self.post("/api/osquery/enroll", request).await?;
+        Ok(response.node_key)
+    }
+
+    pub async fn config(&self, node_key: &str) -> Result<Value, CallError> {
+        self.post("/api/osquery/config", &serde_json::json!({"node_key": node_key})).await
+    }
+
+    pub async fn read(&self, node_key: &str) -> Result<DistributedReadResponse, CallError> {
+        self.post("/api/osquery/distributed/read", &serde_json::json!({"node_key": node_key})).await
+    }
+
+    /// Sends a report; `report` is the write body without its node key.
+    pub async fn write(&self, node_key: &str, report: &Value) -> Result<(), CallError> {
+        let mut body = report.clone();
+        body["node_key"] = Value::String(node_key.to_string());
+        let _: Value = self.post("/api/osquery/distributed/write", &body).await?;
+        Ok(())
+    }
+
+    pub async fn register_device_token(&self, node_key: &str, token: &str) -> Result<(), CallError> {
+        let body = serde_json::json!({"node_key": node_key, "device_auth_token": token});
+        let _: Value = self.post("/api/fleet/orbit/device_token", &body).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! `herd-agent run`: enroll, then check in forever — run what the server hands out, report it durably,
+//! follow the server's config, keep the device token fresh.
+
+use crate::cli::RunOptions;
+use crate::client::{CallError, OsqueryClient};
+use crate::spool::Spool;
+use anyhow::{Context, Result};
+use herd_osquery::tables::SharedFlags;
+use herd_osquery::{Engine, Limits};
+use herd_proto::osquery::{DistributedReadResponse, EnrollRequest};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Check-in interval until the server's config says otherwise (Fleet's default).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Polling while the server asks to accelerate.
+const ACCELERATED_INTERVAL: Duration = Duration::from_secs(5);
+const CONFIG_REFRESH: Duration = Duration::from_secs(60);
+const DEVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Longest wait between attempts while the server is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+struct Agent {
+    client: OsqueryClient,
+    engine: Arc<Mutex<Engine>>,
+    flags: SharedFlags,
+    spool: Spool,
+    data_dir: PathBuf,
+    enroll_secret_file: PathBuf,
+    host_identifier: String,
+    node_key: Option<String>,
+    interval: Duration,
+    accelerate_until: Option<Instant>,
+    next_config: Instant,
+    device_token: Option<(String, Instant)>,
+}
+
+fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let mut file = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn default_identifier() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    read("/sys/class/dmi/id/product_uuid")
+        .or_else(|| read("/etc/machine-id"))
+        .or_else(hostname)
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl Agent {
+    async fn query(&self, sql: String) -> Result<Vec<BTreeMap<String, Option<String>>>, String> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let engine = engine.lock().unwrap_or_else(|e| e.into_inner());
+            engine.query(&sql, Limits::default()).map(|out| out.records()).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("query task failed: {e}")))
+    }
+
+    /// The first row of a table as osquery sends it in host_details (every value a string).
+    async fn detail(&self, table: &str) -> BTreeMap<String, String> {
+        match self.query(format!("SELECT * FROM {table}")).await {
+            Ok(rows) => rows
+                .into_iter()
+                .next()
+                .map(|row| row.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+                .unwrap_or_default(),
+            Err(err) => {
+                tracing::warn!(table, %err, "could not read host detail");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    async fn enroll(&mut self) -> Result<(), CallError> {
+        let secret = std::fs::read_to_string(&self.enroll_secret_file)
+            .map_err(|e| CallError::Failed(anyhow::anyhow!("reading {}: {e}", self.enroll_secret_file.display())))?;
+        let mut host_details = BTreeMap::new();
+        for table in ["os_version", "osquery_info", "system_info", "platform_info"] {
+            host_details.insert(table.to_string(), self.detail(table).await);
+        }
+        let request = EnrollRequest {
+            enroll_secret: secret.trim().to_string(),
+            host_identifier: self.host_identifier.clone(),
+            platform_type: Some("9".into()),
+            host_details,
+        };
+        let node_key = self.client.enroll(&request).await?;
+        write_private(&self.data_dir.join("node_key"), &node_key, 0o600).map_err(CallError::Failed)?;
+        tracing::info!("enrolled");
+        self.node_key = Some(node_key);
+        self.device_token = None;
+        Ok(())
+    }
+
+    fn key(&self) -> Result<&str, CallError> {
+        self.node_key.as_deref().ok_or(CallError::NodeInvalid)
+    }
+
+    async fn refresh_config(&mut self) -> Result<(), CallError> {
+        let config = self.client.config(self.key()?).await?;
+        let options = config.get("options").cloned().unwrap_or(Value::Null);
+        let seconds = options.get("distributed_interval").and_then(Value::as_u64).filter(|s| *s > 0);
+        self.interval = seconds.map_or(DEFAULT_INTERVAL, Duration::from_secs);
+        let mut flags = self.flags.write().unwrap_or_else(|e| e.into_inner());
+        flags.insert("distributed_interval".into(), self.interval.as_secs().to_string());
+        flags.insert("config_tls_refresh".into(), CONFIG_REFRESH.as_secs().to_string());
+        if let Some(period) = options.get("logger_tls_period").and_then(Value::as_u64) {
+            flags.insert("logger_tls_period".into(), period.to_string());
+        }
+        self.next_config = Instant::now() + CONFIG_REFRESH;
+        Ok(())
+    }
+
+    /// Registers a new device token (or re-registers the current one after a restart) and publishes it in
+    /// DATA_DIR/identifier for local users (scripts, the desktop) to present to the server.
+    async fn keep_device_token(&mut self) -> Result<(), CallError> {
+        if self.device_token.as_ref().is_some_and(|(_, at)| at.elapsed() < DEVICE_TOKEN_LIFETIME) {
+            return Ok(());
+        }
+        let path = self.data_dir.join("identifier");
+        let reusable = self.device_token.is_none()
+            && std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or(Duration::MAX) < DEVICE_TOKEN_LIFETIME);
+        let token = match reusable.then(|| std::fs::read_to_string(&path).ok()).flatten() {
+            Some(existing) if existing.trim().len() >= 32 => existing.trim().to_string(),
+            _ => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(|e| CallError::Failed(anyhow::anyhow!("random source: {e}")))?;
+                hex::encode(bytes)
+            }
+        };
+        // Register first: the file never holds a token the server does not know.
+        self.client.register_device_token(self.key()?, &token).await?;
+        write_private(&path, &token, 0o644).map_err(CallError::Failed)?;
+        self.device_token = Some((token, Instant::now()));
+        Ok(())
+    }
+
+    /// Sends every pending report, oldest first. Stops at the first failure (kept for the next attempt).
+    async fn flush(&mut self) -> Result<(), CallError> {
+        for path in self.spool.pending().map_err(CallError::Failed)? {
+            let report = Spool::load(&path).map_err(CallError::Failed)?;
+            self.client.write(self.key()?, &report).await?;
+            Spool::remove(&path).map_err(CallError::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// Runs what a distributed/read handed out and builds the write body (without node key). A query with a
+    /// discovery query runs only when its discovery returns a row.
+    async fn execute(&self, work: &DistributedReadResponse) -> Value {
+        let mut queries = Map::new();
+        let mut statuses = Map::new();
+        let mut messages = Map::new();
+        for (name, sql) in &work.queries {
+            if let Some(discovery) = work.discovery.get(name) {
+                match self.query(discovery.clone()).await {
+                    Ok(rows) if !rows.is_empty() => {}
+                    _ => continue,
+                }
+            }
+            match self.query(sql.clone()).await {
+                Ok(rows) => {
+                    let rows: Vec<Value> = rows
+                        .into_iter()
+                        .map(|row| {
+                            Value::Object(
+                                row.into_iter().map(|(k, v)| (k, Value::String(v.unwrap_or_default()))).collect(),
+                            )
+                        })
+                        .collect();
+                    queries.insert(name.clone(), Value::Array(rows));
+                    statuses.insert(name.clone(), json!(0));
+                }
+                Err(err) => {
+                    queries.insert(name.clone(), json!([]));
+                    statuses.insert(name.clone(), json!(1));
+                    messages.insert(name.clone(), Value::String(err));
+                }
+            }
+        }
+        json!({"queries": queries, "statuses": statuses, "messages": messages, "stats": {}})
+    }
+
+    /// One check-in. Err means: wait (backoff) and try again.
+    async fn check_in(&mut self) -> Result<(), CallError> {
+        if self.node_key.is_none() {
+            self.enroll().await?;
+        }
+        if Instant::now() >= self.next_config {
+            self.refresh_config().await?;
+        }
+        if let Err(err) = self.keep_device_token().await {
+            // The device token is a convenience for local users: check-ins go on without it.
+            if matches!(err, CallError::NodeInvalid) {
+                return Err(err);
+            }
+            tracing::warn!(%err, "could not register the device token");
+        }
+        self.flush().await?;
+        let work = self.client.read(self.key()?).await?;
+        if let Some(seconds) = work.accelerate {
+            self.accelerate_until = Some(Instant::now() + Duration::from_secs(seconds.into()));
+        }
+        if work.queries.is_empty() {
+            return Ok(());
+        }
+        let report = self.execute(&work).await;
+        // On disk before it is sent: if the server or this process goes away now, it is sent later.
+        let path = self.spool.push(&report).map_err(CallError::Failed)?;
+        self.client.write(self.key()?, &report).await?;
+        Spool::remove(&path).map_err(CallError::Failed)?;
+        Ok(())
+    }
+
+    fn next_wait(&self) -> Duration {
+        match self.accelerate_until {
+            Some(until) if Instant::now() < until => ACCELERATED_INTERVAL.min(self.interval),
+            _ => self.interval,
+        }
+    }
+}
+
+pub async fn run(options: RunOptions) -> Result<()> {
+    std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The identifier file inside must be readable by local users; everything else is private.
+        std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let flags = herd_osquery::tables::default_flags();
+    flags
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert("distributed_interval".into(), DEFAULT_INTERVAL.as_secs().to_string());
+    let engine = Engine::with_flags(flags.clone())?;
+    let node_key = std::fs::read_to_string(options.data_dir.join("node_key"))
+        .ok()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let mut agent = Agent {
+        client: OsqueryClient::new(&options.server, options.ca_cert.as_deref())?,
+        engine: Arc::new(Mutex::new(engine)),
+        flags,
+        spool: Spool::open(&options.data_dir.join("spool"))?,
+        data_dir: options.data_dir.clone(),
+        enroll_secret_file: options.enroll_secret_file.clone(),
+        host_identifier: options.host_identifier.clone().unwrap_or_else(default_identifier),
+        node_key,
+        interval: DEFAULT_INTERVAL,
+        accelerate_until: None,
+        next_config: Instant::now(),
+        device_token: None,
+    };
+    tracing::info!(server = %options.server, data_dir = %options.data_dir.display(), "herd-agent running");
+    let mut backoff = Duration::from_secs(1);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let wait = match agent.check_in().await {
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                agent.next_wait()
+            }
+            Err(CallError::NodeInvalid) => {
+                tracing::warn!("the server no longer knows this host; enrolling again");
+                agent.node_key = None;
+                let _ = std::fs::remove_file(agent.data_dir.join("node_key"));
+                backoff
+            }
+            Err(CallError::Failed(err)) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in_s = backoff.as_secs(), "check-in failed");
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => {
+                tracing::info!("herd-agent stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
