@@ -277,7 +277,7 @@ async fn policy_validation_specs_roles_and_activities(server: Server) {
         ),
         (
             "/api/v1/fleet/global/policies".to_string(),
-            json!({"name": "x", "query": "SELECT 1;", "interval": 5}),
+            json!({"name": "x", "query": "SELECT 1;", "interval": 0}),
             "interval",
         ),
         (
