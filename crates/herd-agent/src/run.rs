@@ -250,6 +250,11 @@ impl Agent {
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
+    run_until(options, shutdown_signal()).await
+}
+
+/// Runs the agent until `shutdown` completes (the server's `--with-agent` passes its own shutdown).
+pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
     #[cfg(unix)]
     {
@@ -283,7 +288,6 @@ pub async fn run(options: RunOptions) -> Result<()> {
     };
     tracing::info!(server = %options.server, data_dir = %options.data_dir.display(), "herd-agent running");
     let mut backoff = Duration::from_secs(1);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let wait = match agent.check_in().await {

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// The URL hosts and users reach this server at (default: the listen address). Shown in enroll flags.
     #[arg(long, env = "HERD_SERVER_URL")]
     pub server_url: Option<String>,
+    /// Also run an agent in this process, enrolling this machine as a host (data in DATA_DIR/agent).
+    #[arg(long, env = "HERD_WITH_AGENT")]
+    pub with_agent: bool,
     /// Email of the admin created on first start.
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,

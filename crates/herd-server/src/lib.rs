@@ -100,11 +100,39 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     };
     tracing::info!(%url, database = store.backend().name(), "herd started");
 
+    let agent = match (&tls_files, args.with_agent, &boot.enroll_secret) {
+        (_, false, _) => None,
+        (None, true, _) => anyhow::bail!("--with-agent needs HTTPS (the agent speaks TLS only); drop --plain-http"),
+        (_, true, None) => anyhow::bail!("--with-agent needs a global enroll secret; none is left"),
+        (Some(tls), true, Some(_)) => {
+            let options = herd_agent::cli::RunOptions {
+                server: url.clone(),
+                enroll_secret_file: data_dir.join("enroll-secret"),
+                ca_cert: Some(tls.cert.clone()),
+                data_dir: data_dir.join("agent"),
+                host_identifier: None,
+            };
+            let mut stop = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(err) = herd_agent::run::run_until(options, stopped).await {
+                    tracing::error!(error = format!("{err:#}"), "the local agent stopped");
+                }
+            }))
+        }
+    };
+
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    // Workers and the local agent stop first; the seen times they leave are flushed at the end.
+    let _ = shutdown_tx.send(true);
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
     server.await.context("server task")?.context("serving")?;
-    let _ = shutdown_tx.send(true);
     for worker in workers {
         let _ = worker.await;
     }
@@ -208,6 +236,9 @@ fn print_banner(
         "--logger_tls_period=10".into(),
     ]);
     line(format!("  sudo osqueryd \\\n    {}", flags.join(" \\\n    ")));
+    if args.with_agent {
+        line(format!("\nThis machine runs a local agent too (data in {}).", data_dir.join("agent").display()));
+    }
     if args.plain_http {
         line("\nServing plain HTTP: put a TLS-terminating proxy in front (osquery only talks TLS).".to_string());
     }

@@ -396,3 +396,28 @@ async fn shutdown_flushes_last_seen_times(server: Server) {
     let _: () = seen;
     assert!(!server.stdout.iter().any(|l| l.contains("generated now and shown")), "no second bootstrap");
 }
+
+/// README's first command: `herd serve --with-agent` also enrolls this machine, with real vitals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_agent_enrolls_this_machine() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut server = Server::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_herd")),
+        dir,
+        None,
+        "127.0.0.1:0",
+        &["--with-agent"],
+    );
+    assert!(server.stdout.iter().any(|l| l.contains("local agent")), "{:?}", server.stdout);
+    let admin = server.admin_token().await;
+    let host = eventually(Duration::from_secs(60), "this machine with vitals", || async {
+        let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
+        let host = hosts["hosts"].as_array()?.first()?.clone();
+        (host["os_version"] != "" && host["detail_updated_at"].is_string()).then_some(host)
+    })
+    .await;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(host["hostname"], hostname.trim());
+    assert_eq!(host["status"], "online");
+    assert!(server.stop().success(), "clean exit with the agent running");
+}

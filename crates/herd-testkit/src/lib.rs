@@ -91,6 +91,17 @@ impl Server {
 
     /// Starts the server on a given address (a restart that agents must find again uses the old port).
     pub fn start_at(bin: &Path, data_dir: PathBuf, database_url: Option<String>, listen: &str) -> Server {
+        Server::start_with(bin, data_dir, database_url, listen, &[])
+    }
+
+    /// Starts the server with extra `herd serve` arguments.
+    pub fn start_with(
+        bin: &Path,
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        listen: &str,
+        extra: &[&str],
+    ) -> Server {
         let mut command = Command::new(bin);
         command
             .arg("serve")
@@ -98,6 +109,7 @@ impl Server {
             .arg(&data_dir)
             .arg("--listen")
             .arg(listen)
+            .args(extra)
             .env("HERD_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("HERD_BOOTSTRAP_ENROLL_SECRET", ENROLL_SECRET)
             .env("RUST_LOG", "warn")
