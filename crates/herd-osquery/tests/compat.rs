@@ -266,3 +266,163 @@ fn registry_lists_tables_and_flags_are_live() {
     let row = one(&e, "SELECT value FROM osquery_flags WHERE name = 'distributed_interval'");
     assert_eq!(text(&row, "value"), "7");
 }
+
+fn set_of(rows: &[BTreeMap<String, Option<String>>], column: &str) -> BTreeSet<String> {
+    rows.iter().map(|r| text(r, column)).collect()
+}
+
+#[test]
+fn listening_ports_include_a_socket_this_test_opens() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rows =
+        query(&engine(), &format!("SELECT pid, protocol, family, address FROM listening_ports WHERE port = {port}"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(text(&rows[0], "pid"), std::process::id().to_string());
+    assert_eq!(
+        (text(&rows[0], "protocol"), text(&rows[0], "family"), text(&rows[0], "address")),
+        ("6".into(), "2".into(), "127.0.0.1".into())
+    );
+    let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let rows = query(&engine(), &format!("SELECT protocol, family, address FROM listening_ports WHERE port = {port}"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (text(&rows[0], "protocol"), text(&rows[0], "family"), text(&rows[0], "address")),
+        ("17".into(), "10".into(), "::1".into())
+    );
+}
+
+#[test]
+fn deb_packages_match_dpkg_query() {
+    let expected: BTreeSet<String> =
+        command("dpkg-query", &["-W", "-f", "${db:Status-Status} ${Package} ${Version}\n"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("installed ").map(str::to_string))
+            .collect();
+    let got: BTreeSet<String> = query(&engine(), "SELECT name, version FROM deb_packages")
+        .iter()
+        .map(|r| format!("{} {}", text(r, "name"), text(r, "version")))
+        .collect();
+    assert_eq!(got, expected);
+    let newest =
+        query(&engine(), "SELECT name FROM deb_packages WHERE version_compare(version, '0', 'DPKG') > 0 LIMIT 1");
+    assert_eq!(newest.len(), 1);
+}
+
+#[test]
+fn hash_and_file_lines_match_coreutils() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("motd");
+    std::fs::write(&path, "Authorized use only.\nSecond line\n").unwrap();
+    let p = path.display().to_string();
+    let row = one(&engine(), &format!("SELECT md5, sha1, sha256 FROM hash WHERE path = '{p}'"));
+    for (tool, column) in [("md5sum", "md5"), ("sha1sum", "sha1"), ("sha256sum", "sha256")] {
+        assert_eq!(text(&row, column), command(tool, &[&p]).split_whitespace().next().unwrap(), "{tool}");
+    }
+    let lines = query(&engine(), &format!("SELECT line FROM file_lines WHERE path = '{p}'"));
+    assert_eq!(lines.iter().map(|r| text(r, "line")).collect::<Vec<_>>(), ["Authorized use only.", "Second line"]);
+    let err = engine().query("SELECT * FROM hash", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on path or directory"), "{err}");
+    let err = engine().query("SELECT * FROM file_lines", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on path"), "{err}");
+}
+
+#[test]
+fn accounts_match_id_shadow_and_who() {
+    let e = engine();
+    let expected: BTreeSet<String> = command("id", &["-G", "root"]).split_whitespace().map(str::to_string).collect();
+    assert_eq!(set_of(&query(&e, "SELECT gid FROM user_groups WHERE uid = 0"), "gid"), expected);
+    let shadow = query(&e, "SELECT username, password_status FROM shadow");
+    if nix::unistd::getuid().is_root() {
+        let expected: BTreeSet<String> =
+            command("getent", &["shadow"]).lines().filter_map(|l| l.split(':').next().map(str::to_string)).collect();
+        assert_eq!(set_of(&shadow, "username"), expected);
+    } else {
+        assert!(shadow.is_empty(), "unreadable /etc/shadow: no rows, as in osquery");
+    }
+    let who = command("who", &[]).lines().count();
+    assert_eq!(query(&e, "SELECT * FROM logged_in_users WHERE type = 'user'").len(), who);
+}
+
+#[test]
+fn kernel_and_sysctl_tables_match_the_system() {
+    let e = engine();
+    let row = one(&e, "SELECT current_value, subsystem FROM system_controls WHERE name = 'kernel.ostype'");
+    assert_eq!(text(&row, "current_value"), command("sysctl", &["-n", "kernel.ostype"]).trim());
+    assert_eq!(text(&row, "subsystem"), "kernel");
+    assert!(query(&e, "SELECT name FROM system_controls").len() > 100, "the whole /proc/sys tree");
+    // Kernels built without module support have no /proc/modules: then no rows.
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default().lines().count();
+    assert_eq!(query(&e, "SELECT name FROM kernel_modules").len(), modules);
+    let logical: i64 = query(&e, "SELECT logical_processors FROM cpu_info")
+        .iter()
+        .map(|r| text(r, "logical_processors").parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(logical.to_string(), command("getconf", &["_NPROCESSORS_ONLN"]).trim());
+    let disks: BTreeSet<String> =
+        command("lsblk", &["-d", "-n", "-o", "NAME"]).lines().map(|n| format!("/dev/{}", n.trim())).collect();
+    let got = set_of(&query(&e, "SELECT name FROM disk_encryption"), "name");
+    assert!(disks.is_subset(&got), "{disks:?} ⊄ {got:?}");
+    assert!(query(&e, "SELECT * FROM disk_encryption WHERE encrypted NOT IN (0, 1)").is_empty());
+}
+
+#[test]
+fn network_tables_match_ip() {
+    let e = engine();
+    let expected: BTreeSet<String> = command("ip", &["-o", "addr", "show"])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "inet" || *x == "inet6")?;
+            Some(w.get(at + 1)?.split('/').next()?.to_string())
+        })
+        .collect();
+    let got: BTreeSet<String> = set_of(&query(&e, "SELECT address FROM interface_addresses"), "address")
+        .into_iter()
+        .map(|a| a.split('%').next().unwrap().to_string())
+        .collect();
+    assert_eq!(got, expected);
+    let links: BTreeSet<String> = command("ip", &["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap().to_string()))
+        .collect();
+    assert_eq!(set_of(&query(&e, "SELECT interface FROM interface_details"), "interface"), links);
+    let routes = command("ip", &["-4", "route", "show", "table", "main"]);
+    if let Some(gateway) =
+        routes.lines().find_map(|l| l.strip_prefix("default via ").and_then(|r| r.split_whitespace().next()))
+    {
+        let default = one(&e, "SELECT gateway, type FROM routes WHERE destination = '0.0.0.0' AND netmask = 0");
+        assert_eq!((text(&default, "gateway"), text(&default, "type")), (gateway.to_string(), "gateway".into()));
+    }
+}
+
+#[test]
+fn package_sources_and_services_match_their_tools() {
+    let e = engine();
+    let policy = command("apt-cache", &["policy"]);
+    for uri in set_of(&query(&e, "SELECT base_uri FROM apt_sources"), "base_uri") {
+        assert!(policy.contains(uri.trim_end_matches('/')), "{uri} not in apt-cache policy");
+    }
+    let python =
+        query(&e, "SELECT name, directory FROM python_packages WHERE directory = '/usr/lib/python3/dist-packages'");
+    if !python.is_empty() {
+        let listed = Command::new("/usr/bin/python3")
+            .args(["-c", "import importlib.metadata as m\nfor d in m.distributions(path=['/usr/lib/python3/dist-packages']): print(d.metadata['Name'])"])
+            .output()
+            .unwrap();
+        let expected: BTreeSet<String> =
+            String::from_utf8_lossy(&listed.stdout).lines().map(str::to_lowercase).collect();
+        let got: BTreeSet<String> = set_of(&python, "name").into_iter().map(|n| n.to_lowercase()).collect();
+        assert_eq!(got, expected);
+    }
+    let systemd = Command::new("systemctl").args(["list-units", "--all", "--plain", "--no-legend"]).output();
+    let units = query(&e, "SELECT id, active_state FROM systemd_units");
+    match systemd {
+        Ok(out) if out.status.success() => {
+            assert_eq!(units.len(), String::from_utf8_lossy(&out.stdout).lines().count())
+        }
+        _ => assert!(units.is_empty(), "no systemd: no rows"),
+    }
+    assert!(query(&e, "SELECT * FROM rpm_packages").is_empty() || std::path::Path::new("/var/lib/rpm").exists());
+}

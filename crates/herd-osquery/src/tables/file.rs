@@ -32,7 +32,7 @@ fn file_type(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-fn row_for(path: &Path) -> Option<Row> {
+pub(super) fn row_for(path: &Path) -> Option<Row> {
     let link = std::fs::symlink_metadata(path).ok()?;
     // Like osquery: the target's attributes for a symlink (when it resolves), with `symlink` = 1.
     let meta = std::fs::metadata(path).unwrap_or_else(|_| link.clone());

@@ -1,10 +1,15 @@
 //! Every table herd-agent offers, registered in [`all`]. Linux first; each module documents the columns it
 //! cannot fill (NULL) and why.
 
+mod accounts;
 mod agent;
+mod content;
+mod devices;
 mod etc_files;
 mod file;
 mod identity;
+mod network;
+mod packages;
 mod processes;
 mod procfs;
 mod system;
@@ -33,6 +38,30 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(etc_files::EtcHosts),
         Arc::new(processes::Processes),
         Arc::new(file::File),
+        Arc::new(content::Hash),
+        Arc::new(content::FileLines),
+        Arc::new(accounts::UserGroups),
+        Arc::new(accounts::Shadow),
+        Arc::new(accounts::LoggedInUsers),
+        Arc::new(accounts::Sudoers),
+        Arc::new(accounts::AuthorizedKeys),
+        Arc::new(accounts::UserSshKeys),
+        Arc::new(accounts::SshConfigs),
+        Arc::new(accounts::Crontab),
+        Arc::new(packages::DebPackages),
+        Arc::new(packages::RpmPackages),
+        Arc::new(packages::PythonPackages),
+        Arc::new(packages::AptSources),
+        Arc::new(packages::KernelModules),
+        Arc::new(packages::SystemControls),
+        Arc::new(network::InterfaceAddresses),
+        Arc::new(network::InterfaceDetails),
+        Arc::new(network::Routes),
+        Arc::new(network::ListeningPorts),
+        Arc::new(network::Iptables),
+        Arc::new(devices::DiskEncryption),
+        Arc::new(devices::CpuInfo),
+        Arc::new(devices::SystemdUnits),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
