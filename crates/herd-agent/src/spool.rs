@@ -17,6 +17,12 @@ pub const MAX_PENDING: usize = 1000;
 impl Spool {
     pub fn open(dir: &Path) -> Result<Spool> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Reports can hold anything a query returns (shadow entries, keys): owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Spool { dir: dir.to_path_buf() })
     }
 
@@ -72,6 +78,11 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         for i in 0..3 {
             spool.push(&serde_json::json!({"n": i})).unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         }
         let reopened = Spool::open(dir.path()).unwrap();
         let pending = reopened.pending().unwrap();
