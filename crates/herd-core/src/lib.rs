@@ -7,6 +7,7 @@
 pub mod due;
 pub mod host_status;
 pub mod jitter;
+pub mod jobs;
 pub mod platform;
 pub mod policy;
 pub mod roles;

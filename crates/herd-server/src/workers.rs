@@ -96,6 +96,8 @@ impl Worker for Housekeeping {
         let now = now_ms();
         state.store.prune_expired_sessions(now).await?;
         state.store.prune_host_changes(now - HOUR_MS).await?;
+        // Finished jobs stay visible for a week (delivery state), then go.
+        state.store.prune_finished_jobs(now - 7 * herd_core::DAY_MS).await?;
         Ok(())
     }
 }

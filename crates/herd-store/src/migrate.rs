@@ -20,6 +20,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_policies.sql"),
         postgres: include_str!("../migrations/postgres/0002_policies.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../migrations/sqlite/0003_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0003_jobs.sql"),
+    },
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

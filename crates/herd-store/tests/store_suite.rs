@@ -5,6 +5,7 @@ use herd_core::roles::Role;
 use herd_core::vitals::VitalsPatch;
 use herd_core::{DAY_MS, HOUR_MS};
 use herd_store::{EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog};
+use herd_store::{JobState, NewJob};
 use std::future::Future;
 
 const NOW: i64 = 1_750_000_000_000;
@@ -57,6 +58,8 @@ store_cases!(
     config_document_initialises_once,
     status_logs_keep_the_newest,
     seen_times_never_move_backwards,
+    jobs_enqueue_once_lease_retry_and_give_up,
+    jobs_are_claimed_once_by_concurrent_claimers,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -372,4 +375,87 @@ async fn postgres_reopen_keeps_data_and_migrates_once() {
     if let Some(url) = herd_store::testing::fresh_postgres_url().await {
         reopen_case(url).await;
     }
+}
+
+fn job(key: &str, max_attempts: i64, run_at: i64) -> NewJob {
+    NewJob {
+        kind: "webhook".into(),
+        idempotency_key: key.into(),
+        payload: serde_json::json!({"url": "https://example.test/hook", "key": key}),
+        max_attempts,
+        run_at,
+    }
+}
+
+async fn jobs_enqueue_once_lease_retry_and_give_up(store: Store) {
+    assert!(store.enqueue_job(&job("a", 2, NOW), NOW).await.unwrap());
+    assert!(!store.enqueue_job(&job("a", 2, NOW), NOW).await.unwrap(), "same key: enqueued once");
+    assert!(store.enqueue_job(&job("later", 2, NOW + 60_000), NOW).await.unwrap());
+    let claimed = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only due jobs");
+    let a = &claimed[0];
+    assert_eq!((a.idempotency_key.as_str(), a.state, a.attempts), ("a", JobState::Running, 1));
+    assert_eq!(a.payload["url"], "https://example.test/hook");
+    assert!(store.claim_jobs(&["webhook"], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty(), "leased");
+    assert!(store.claim_jobs(&["other"], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty());
+    assert!(store.heartbeat_job(a.id, "server-1", 30_000, NOW + 20_000).await.unwrap());
+    assert!(!store.heartbeat_job(a.id, "server-2", 30_000, NOW + 20_000).await.unwrap(), "not the owner");
+
+    // First attempt fails: pending again, not before its retry time.
+    let state = store.fail_job(a.id, "server-1", "connection refused", NOW + 25_000, NOW + 21_000).await.unwrap();
+    assert_eq!(state, Some(JobState::Pending));
+    assert!(store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 24_000).await.unwrap().is_empty());
+    let retried = store.claim_jobs(&["webhook"], "server-2", 1, 30_000, NOW + 25_000).await.unwrap();
+    assert_eq!((retried.len(), retried[0].attempts), (1, 2));
+    assert_eq!(retried[0].last_error.as_deref(), Some("connection refused"));
+    // Its worker dies: the lease runs out and another server takes it (a third attempt is beyond max: it
+    // is still handed out once more, since the lease-holder never reported).
+    let reclaimed = store.claim_jobs(&["webhook"], "server-3", 1, 30_000, NOW + 60_000).await.unwrap();
+    assert_eq!(reclaimed.iter().map(|j| j.idempotency_key.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(store.fail_job(a.id, "server-2", "late", NOW, NOW + 60_001).await.unwrap(), None, "lost the lease");
+    let state = store.fail_job(a.id, "server-3", "still down", NOW + 70_000, NOW + 60_002).await.unwrap();
+    assert_eq!(state, Some(JobState::Failed), "out of attempts");
+    let failed = store.get_job(a.id).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.last_error.as_deref()), (JobState::Failed, Some("still down")));
+    assert!(failed.finished_at.is_some());
+
+    let later = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 60_000).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert!(store.complete_job(later[0].id, "server-1", NOW + 61_000).await.unwrap());
+    assert!(!store.complete_job(later[0].id, "server-1", NOW + 61_000).await.unwrap(), "once");
+    assert_eq!(store.job_by_key("later").await.unwrap().unwrap().state, JobState::Done);
+    assert_eq!(store.list_jobs("webhook", Some(JobState::Done), 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_jobs("webhook", None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.prune_finished_jobs(NOW + 100_000).await.unwrap(), 2);
+}
+
+async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
+    for i in 0..40 {
+        store.enqueue_job(&job(&format!("job-{i}"), 3, NOW), NOW).await.unwrap();
+    }
+    // Four claimers at once (on PostgreSQL, four connections racing through FOR UPDATE SKIP LOCKED).
+    let claimers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_jobs(&["webhook"], &format!("worker-{w}"), 3, 30_000, NOW).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|j| j.id));
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for claimer in claimers {
+        results.push(claimer.await.unwrap());
+    }
+    let mut all: Vec<i64> = results.into_iter().flatten().collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((total, all.len()), (40, 40), "every job claimed exactly once");
 }
