@@ -358,8 +358,37 @@ pub struct AppConfig {
     pub server_settings: ServerSettings,
     #[serde(default)]
     pub host_settings: HostSettings,
+    #[serde(default)]
+    pub webhook_settings: WebhookSettings,
     #[serde(default = "default_agent_options")]
     pub agent_options: Value,
+}
+
+/// Fleet's `webhook_settings`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    #[serde(default)]
+    pub failing_policies_webhook: FailingPoliciesWebhook,
+    /// Fleet's batching interval (e.g. "24h"). herd delivers each new failure within seconds, so it is kept
+    /// only so Fleet-format configurations apply unchanged.
+    #[serde(default)]
+    pub interval: String,
+}
+
+/// A POST to `destination_url` when a host newly fails one of `policy_ids`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FailingPoliciesWebhook {
+    #[serde(default)]
+    pub enable_failing_policies_webhook: bool,
+    #[serde(default)]
+    pub destination_url: String,
+    #[serde(default)]
+    pub policy_ids: Vec<i64>,
+    /// Hosts per POST (0: all). herd posts each new failure as it happens, one host per POST.
+    #[serde(default)]
+    pub host_batch_size: i64,
 }
 
 impl Default for AppConfig {
@@ -368,6 +397,7 @@ impl Default for AppConfig {
             org_info: OrgInfo::default(),
             server_settings: ServerSettings::default(),
             host_settings: HostSettings::default(),
+            webhook_settings: WebhookSettings::default(),
             agent_options: default_agent_options(),
         }
     }

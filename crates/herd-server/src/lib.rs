@@ -21,6 +21,7 @@ pub mod seen_times;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod webhooks;
 pub mod wire;
 pub mod workers;
 

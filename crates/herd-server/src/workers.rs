@@ -102,6 +102,32 @@ impl Worker for Housekeeping {
     }
 }
 
+/// Delivers failing-policy webhooks from the job table.
+pub struct WebhookDelivery {
+    client: reqwest::Client,
+    /// Lease owner name: unique per server process.
+    owner: String,
+}
+
+impl Default for WebhookDelivery {
+    fn default() -> Self {
+        WebhookDelivery {
+            client: crate::webhooks::http_client(),
+            owner: format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4)),
+        }
+    }
+}
+
+impl Worker for WebhookDelivery {
+    const NAME: &'static str = "webhook_delivery";
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        crate::webhooks::deliver_due(state, &self.client, &self.owner).await
+    }
+}
+
 fn spawn<W: Worker>(mut worker: W, state: SharedState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(worker.period());
@@ -127,5 +153,6 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(ChangeFeed::default(), state.clone(), shutdown.clone()),
         spawn(SettingsReloader, state.clone(), shutdown.clone()),
         spawn(Housekeeping, state.clone(), shutdown.clone()),
+        spawn(WebhookDelivery::default(), state.clone(), shutdown.clone()),
     ]
 }

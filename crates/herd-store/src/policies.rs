@@ -351,23 +351,32 @@ impl Store {
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
-        self.record_report(host_id, answers, None, now).await
+        self.record_report(host_id, answers, None, now, &|_| None).await
     }
 
     /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
-    /// neither. `vitals` carries the patch and when its queries were handed out. Returns false when the host
-    /// is gone.
+    /// neither. `vitals` carries the patch and when its queries were handed out. For every policy the host
+    /// newly fails (no answer or pass → fail), `on_new_failure` may return a job (an automation), enqueued in
+    /// the same transaction. Returns false when the host is gone.
     pub async fn record_report(
         &self,
         host_id: i64,
         answers: &[PolicyAnswer],
         vitals: Option<(&VitalsPatch, Millis)>,
         now: Millis,
+        on_new_failure: &(dyn Fn(i64) -> Option<crate::NewJob> + Send + Sync),
     ) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        if !answers.is_empty() && !write_policy_answers(&mut tx, self.backend, host_id, answers, now).await? {
-            return Ok(false);
+        if !answers.is_empty() {
+            let Some(newly_failing) = write_policy_answers(&mut tx, self.backend, host_id, answers, now).await? else {
+                return Ok(false);
+            };
+            for policy_id in newly_failing {
+                if let Some(job) = on_new_failure(policy_id) {
+                    crate::jobs::enqueue_in(&mut tx, &job, now).await?;
+                }
+            }
         }
         if let Some((patch, requested_at)) = vitals
             && !crate::hosts::write_vitals(&mut tx, host_id, patch, requested_at, now).await?
@@ -379,14 +388,15 @@ impl Store {
     }
 }
 
-/// The policy part of a report, in the caller's transaction (see `Store::record_report`).
+/// The policy part of a report, in the caller's transaction (see `Store::record_report`). Returns the
+/// policies the host newly fails, or None when the host is gone.
 async fn write_policy_answers(
     tx: &mut AnyConnection,
     backend: Backend,
     host_id: i64,
     answers: &[PolicyAnswer],
     now: Millis,
-) -> Result<bool> {
+) -> Result<Option<Vec<i64>>> {
     {
         let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let host =
@@ -394,7 +404,7 @@ async fn write_policy_answers(
                 .bind(host_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(host) = host else { return Ok(false) };
+        let Some(host) = host else { return Ok(None) };
         let team: Option<i64> = host.try_get(0)?;
         let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
 
@@ -416,6 +426,7 @@ async fn write_policy_answers(
         // What changed: (policy, stored answer, revision) rows to write and each policy's count delta.
         let mut changed_rows: Vec<(i64, Option<i64>, i64)> = Vec::new();
         let mut deltas: Vec<(i64, (i64, i64))> = Vec::new();
+        let mut newly_failing = Vec::new();
         for answer in answers {
             let Some((revision, policy_team)) = revisions.get(&answer.policy_id).copied() else {
                 continue;
@@ -431,6 +442,9 @@ async fn write_policy_answers(
             }
             changed_rows.push((answer.policy_id, answer.response.to_stored(), revision));
             let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
+            if answer.response == PolicyResponse::Fail && old_response != PolicyResponse::Fail {
+                newly_failing.push(answer.policy_id);
+            }
             let delta = count_delta(old_response, answer.response);
             if delta != (0, 0) {
                 deltas.push((answer.policy_id, delta));
@@ -480,7 +494,7 @@ async fn write_policy_answers(
             .bind(host_id)
             .execute(&mut *tx)
             .await?;
-        Ok(true)
+        Ok(Some(newly_failing))
     }
 }
 

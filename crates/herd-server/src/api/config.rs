@@ -17,7 +17,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
-const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings"];
+const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings", "webhook_settings"];
 
 pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     match state.store.app_config().await? {
@@ -56,6 +56,18 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;
     check_url("server_settings.server_url", &config.server_settings.server_url)?;
+    let webhook = &config.webhook_settings.failing_policies_webhook;
+    let destination = "webhook_settings.failing_policies_webhook.destination_url";
+    check_url(destination, &webhook.destination_url)?;
+    if webhook.enable_failing_policies_webhook && webhook.destination_url.is_empty() {
+        return Err(ApiError::invalid(destination, "required when the webhook is enabled"));
+    }
+    if webhook.host_batch_size < 0 {
+        return Err(ApiError::invalid(
+            "webhook_settings.failing_policies_webhook.host_batch_size",
+            "must not be negative",
+        ));
+    }
     if config.org_info.org_name.chars().count() > 255 {
         return Err(ApiError::invalid("org_info.org_name", "at most 255 characters"));
     }

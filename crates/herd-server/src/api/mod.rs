@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod config;
+pub mod deliveries;
 pub mod device;
 pub mod hosts;
 pub mod ops;
@@ -31,6 +32,7 @@ fn fleet_api() -> Router<SharedState> {
         .merge(policies::routes())
         .merge(activities::routes())
         .merge(device::routes())
+        .merge(deliveries::routes())
 }
 
 pub fn router(state: SharedState) -> Router {

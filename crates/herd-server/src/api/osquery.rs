@@ -290,7 +290,10 @@ async fn distributed_write(
     // One transaction for the whole report; 200 only once it is committed.
     let requested_at = host.vitals_sent_at.unwrap_or(now);
     let vitals = vitals_answered.then_some((&patch, requested_at));
-    if !state.store.record_report(host.checkin.id, &answers, vitals, now).await? {
+    let webhook = &settings.config.webhook_settings.failing_policies_webhook;
+    let host_id = host.checkin.id;
+    let on_new_failure = |policy_id: i64| crate::webhooks::failing_policy_job(webhook, policy_id, host_id, now);
+    if !state.store.record_report(host.checkin.id, &answers, vitals, now, &on_new_failure).await? {
         state.hosts.evict(host.checkin.id);
         return Err(OsqueryError::NodeInvalid("host was deleted"));
     }
