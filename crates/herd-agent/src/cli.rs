@@ -40,6 +40,12 @@ pub struct RunOptions {
     /// Where the agent keeps its node key, unsent results and the device token.
     #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = "/var/lib/herd-agent")]
     pub data_dir: PathBuf,
+    /// Run scripts the server queues for this host (remediations). Off unless given: a host owner opts in.
+    #[arg(long, env = "HERD_AGENT_ENABLE_SCRIPTS")]
+    pub enable_scripts: bool,
+    /// Longest a script may run, in seconds (the server's limit applies when it is shorter).
+    #[arg(long, env = "HERD_AGENT_SCRIPT_TIMEOUT", default_value_t = 300)]
+    pub script_timeout: u64,
     /// The identifier this host enrolls with when it has no readable hardware UUID (default: /etc/machine-id,
     /// else the hostname).
     #[arg(long, env = "HERD_AGENT_HOST_IDENTIFIER")]

@@ -104,6 +104,33 @@ impl OsqueryClient {
         Ok(())
     }
 
+    /// The runs queued for this host (empty, and the queued ones failed, when `enabled` is false).
+    pub async fn pending_scripts(
+        &self,
+        node_key: &str,
+        enabled: bool,
+    ) -> Result<Vec<crate::scripts::PendingScript>, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Pending {
+            scripts: Vec<crate::scripts::PendingScript>,
+        }
+        let body = serde_json::json!({"node_key": node_key, "scripts_enabled": enabled});
+        let pending: Pending = self.post("/api/fleet/orbit/scripts/pending", &body).await?;
+        Ok(pending.scripts)
+    }
+
+    pub async fn script_result(&self, node_key: &str, result: &crate::scripts::ScriptResult) -> Result<(), CallError> {
+        let body = serde_json::json!({
+            "node_key": node_key,
+            "execution_id": result.execution_id,
+            "exit_code": result.exit_code,
+            "output": result.output,
+            "runtime_ms": result.runtime_ms,
+        });
+        let _: Value = self.post("/api/fleet/orbit/scripts/result", &body).await?;
+        Ok(())
+    }
+
     pub async fn register_device_token(&self, node_key: &str, token: &str) -> Result<(), CallError> {
         let body = serde_json::json!({"node_key": node_key, "device_auth_token": token});
         let _: Value = self.post("/api/fleet/orbit/device_token", &body).await?;

@@ -7,5 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod output;
 pub mod run;
+pub mod scripts;
 pub mod shell;
 pub mod spool;

@@ -37,6 +37,9 @@ struct Agent {
     accelerate_until: Option<Instant>,
     next_config: Instant,
     device_token: Option<(String, Instant)>,
+    enable_scripts: bool,
+    script_timeout: Duration,
+    ledger: crate::scripts::Ledger,
 }
 
 fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
@@ -230,6 +233,9 @@ impl Agent {
         if let Some(seconds) = work.accelerate {
             self.accelerate_until = Some(Instant::now() + Duration::from_secs(seconds.into()));
         }
+        if work.herd_pending_scripts {
+            self.run_pending_scripts().await?;
+        }
         if work.queries.is_empty() {
             return Ok(());
         }
@@ -238,6 +244,40 @@ impl Agent {
         let path = self.spool.push(&report).map_err(CallError::Failed)?;
         self.client.write(self.key()?, &report).await?;
         Spool::remove(&path).map_err(CallError::Failed)?;
+        Ok(())
+    }
+
+    /// Runs the queued scripts one at a time, in order, each at most once (see `scripts::Ledger`).
+    async fn run_pending_scripts(&mut self) -> Result<(), CallError> {
+        use crate::scripts::{LedgerEntry, ScriptResult, run_script};
+        let pending = self.client.pending_scripts(self.key()?, self.enable_scripts).await?;
+        for script in pending {
+            let result = match self.ledger.get(&script.execution_id) {
+                // Ran before, but the server never got the result: send it again, do not run again.
+                Some(LedgerEntry::Finished(result)) => result,
+                // The agent stopped during the run: its outcome is unknown, and it must not run twice.
+                Some(LedgerEntry::Started) => ScriptResult {
+                    execution_id: script.execution_id.clone(),
+                    exit_code: None,
+                    output: "the agent stopped while the script was running; not run again".into(),
+                    runtime_ms: 0,
+                },
+                None => {
+                    self.ledger.put(&script.execution_id, &LedgerEntry::Started).map_err(CallError::Failed)?;
+                    let limit = script
+                        .timeout_s
+                        .map_or(self.script_timeout, |s| self.script_timeout.min(Duration::from_secs(s)));
+                    let result = run_script(&script, limit).await;
+                    self.ledger
+                        .put(&script.execution_id, &LedgerEntry::Finished(result.clone()))
+                        .map_err(CallError::Failed)?;
+                    tracing::info!(execution = %script.execution_id, exit_code = ?result.exit_code, "script ran");
+                    result
+                }
+            };
+            self.client.script_result(self.key()?, &result).await?;
+        }
+        self.ledger.prune();
         Ok(())
     }
 
@@ -285,6 +325,9 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
         accelerate_until: None,
         next_config: Instant::now(),
         device_token: None,
+        enable_scripts: options.enable_scripts,
+        script_timeout: Duration::from_secs(options.script_timeout.max(1)),
+        ledger: crate::scripts::Ledger::open(&options.data_dir.join("scripts"))?,
     };
     tracing::info!(server = %options.server, data_dir = %options.data_dir.display(), "herd-agent running");
     let mut backoff = Duration::from_secs(1);

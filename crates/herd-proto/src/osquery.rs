@@ -114,6 +114,10 @@ pub struct DistributedReadResponse {
     /// Seconds of fast polling (every 5 s); must be a JSON integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerate: Option<u32>,
+    /// herd's own: script runs are queued for this host (herd-agent then asks for them; osqueryd ignores
+    /// keys it does not know).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub herd_pending_scripts: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

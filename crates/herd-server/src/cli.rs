@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Also run an agent in this process, enrolling this machine as a host (data in DATA_DIR/agent).
     #[arg(long, env = "HERD_WITH_AGENT")]
     pub with_agent: bool,
+    /// Let the local agent of --with-agent run scripts queued for this machine.
+    #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS", requires = "with_agent")]
+    pub with_agent_scripts: bool,
     /// Email of the admin created on first start.
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,

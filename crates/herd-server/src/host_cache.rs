@@ -154,6 +154,7 @@ mod tests {
             detail_updated_at: None,
             refetch_requested_at: Some(50),
             created_at: 0,
+            pending_scripts: false,
         }
     }
 

@@ -112,6 +112,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 ca_cert: Some(tls.cert.clone()),
                 data_dir: data_dir.join("agent"),
                 host_identifier: None,
+                // This machine's own agent: scripts stay off unless the operator starts herd with them on.
+                enable_scripts: args.with_agent_scripts,
+                script_timeout: 300,
             };
             let mut stop = shutdown_rx.clone();
             Some(tokio::spawn(async move {

@@ -19,6 +19,8 @@ pub struct HostCheckin {
     pub detail_updated_at: Option<Millis>,
     pub refetch_requested_at: Option<Millis>,
     pub created_at: Millis,
+    /// Runs are queued for this host (its agent should ask for them).
+    pub pending_scripts: bool,
 }
 
 /// A whole host row, for the REST API.
@@ -68,8 +70,9 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
     h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at";
 
-const CHECKIN_COLUMNS: &str =
-    "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, refetch_requested_at, created_at";
+const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
+    refetch_requested_at, created_at, \
+    (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') AS pending_scripts";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {
@@ -81,6 +84,7 @@ fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
         detail_updated_at: row.try_get("detail_updated_at")?,
         refetch_requested_at: row.try_get("refetch_requested_at")?,
         created_at: row.try_get("created_at")?,
+        pending_scripts: row.try_get::<i64, _>("pending_scripts")? > 0,
     })
 }
 

@@ -20,6 +20,7 @@ mod jobs;
 mod logs;
 mod migrate;
 mod policies;
+mod scripts;
 mod sql;
 pub mod testing;
 mod users;
@@ -30,6 +31,7 @@ pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, Stat
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord};
+pub use scripts::{ExecutionRecord, NewExecution, ScriptRecord};
 pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

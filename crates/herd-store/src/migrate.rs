@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0003_jobs.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../migrations/sqlite/0004_scripts.sql"),
+        postgres: include_str!("../migrations/postgres/0004_scripts.sql"),
+    },
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod ops;
 pub mod osquery;
 pub mod policies;
+pub mod scripts;
 pub mod session;
 pub mod teams;
 pub mod users;
@@ -33,6 +34,7 @@ fn fleet_api() -> Router<SharedState> {
         .merge(activities::routes())
         .merge(device::routes())
         .merge(deliveries::routes())
+        .merge(scripts::routes())
 }
 
 pub fn router(state: SharedState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/api/latest/fleet", fleet)
         .merge(osquery::routes())
         .merge(device::agent_routes())
+        .merge(scripts::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(OSQUERY_BODY_LIMIT))

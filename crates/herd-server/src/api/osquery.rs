@@ -191,7 +191,8 @@ async fn distributed_read(
     let mut work = due_work(&host.due_state(), &due_settings, now);
     if work.is_empty() {
         // The common case: no database round trip at all.
-        return Ok(Json(DistributedReadResponse::default()));
+        let herd_pending_scripts = host.checkin.pending_scripts;
+        return Ok(Json(DistributedReadResponse { herd_pending_scripts, ..Default::default() }));
     }
     // Something looks due. The cached row may be stale (another server may have ingested this host's
     // results), so confirm against the database before handing out work.
@@ -205,7 +206,11 @@ async fn distributed_read(
             return Err(OsqueryError::NodeInvalid("invalid node key"));
         }
     }
-    let mut response = DistributedReadResponse { accelerate: work.accelerate_s, ..Default::default() };
+    let mut response = DistributedReadResponse {
+        accelerate: work.accelerate_s,
+        herd_pending_scripts: host.checkin.pending_scripts,
+        ..Default::default()
+    };
     let family = family_of(&host);
     for vital in &work.vitals {
         response.queries.insert(vital.query_name(), vital.sql(family).to_string());

@@ -1,0 +1,403 @@
+//! Scripts: the library (upload, list, get, delete — global or per team), runs on hosts (async: 202 + id;
+//! sync: waits, 408 after the timeout), results, a host's scripts with their last run; and the agent's side:
+//! fetching its queued runs and reporting their results.
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, OsqueryError};
+use crate::extract::{ApiJson, OsqueryJson, PathId};
+use crate::secrets::random_token;
+use crate::state::{SharedState, now_ms};
+use crate::wire::rfc3339;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herd_core::roles::{Action, Scope};
+use herd_store::{ExecutionRecord, NewExecution, ScriptRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Fleet's defaults: a run may take 5 minutes; output keeps the last 10,000 characters.
+pub const DEFAULT_TIMEOUT_S: i64 = 300;
+pub const OUTPUT_KEPT_CHARS: usize = 10_000;
+const MAX_SCRIPT_BYTES: usize = 500_000;
+
+/// Under `/api/v1/fleet` and `/api/latest/fleet`.
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/scripts", get(list).post(upload))
+        .route("/scripts/{id}", get(get_one).delete(delete))
+        .route("/scripts/run", post(run_async))
+        .route("/scripts/run/sync", post(run_sync))
+        .route("/scripts/results/{execution_id}", get(result))
+        .route("/hosts/{id}/scripts", get(host_scripts))
+}
+
+/// At the root: what herd-agent calls (authenticated by its node key).
+pub fn agent_routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api/fleet/orbit/scripts/pending", post(agent_pending))
+        .route("/api/fleet/orbit/scripts/result", post(agent_result))
+}
+
+fn script_json(s: &ScriptRecord) -> Value {
+    json!({"id": s.id, "team_id": s.team_id, "name": s.name, "created_at": rfc3339(s.created_at), "updated_at": rfc3339(s.updated_at)})
+}
+
+fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
+    match params.get("team_id").map(String::as_str) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(v) => {
+            v.parse().map(Some).map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))
+        }
+    }
+}
+
+/// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension.
+fn check_script(name: &str, contents: &str) -> Result<(), ApiError> {
+    if !(name.ends_with(".sh") || name.ends_with(".ps1")) {
+        return Err(ApiError::invalid("script", "the file name must end in .sh or .ps1"));
+    }
+    herd_core::validate::display_name(name).map_err(|r| ApiError::invalid("script", format!("file name {r}")))?;
+    if contents.trim().is_empty() {
+        return Err(ApiError::invalid("script", "the script is empty"));
+    }
+    if contents.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::invalid("script", format!("at most {MAX_SCRIPT_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+async fn upload(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    mut form: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let mut file: Option<(String, String)> = None;
+    let mut team_id = None;
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))? {
+        match field.name() {
+            Some("script") => {
+                let name = field.file_name().unwrap_or("").to_string();
+                let bytes = field.bytes().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
+                let contents =
+                    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::invalid("script", "must be UTF-8 text"))?;
+                file = Some((name, contents));
+            }
+            Some("team_id") => {
+                let text = field.text().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
+                team_id = match text.trim() {
+                    "" | "0" => None,
+                    v => Some(
+                        v.parse::<i64>()
+                            .map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))?,
+                    ),
+                };
+            }
+            Some(other) => return Err(ApiError::invalid(other.to_string(), "unknown form field")),
+            None => {}
+        }
+    }
+    let (name, contents) = file.ok_or_else(|| ApiError::invalid("script", "a `script` file field is required"))?;
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    check_script(&name, &contents)?;
+    let id = state.store.create_script(team_id, &name, &contents, now_ms()).await.map_err(|e| match e {
+        herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
+        herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
+        other => other.into(),
+    })?;
+    Ok(Json(json!({"script_id": id})))
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let team = team_param(&params)?;
+    auth.require(Action::Read, Scope::of_team(team))?;
+    let scripts = state.store.list_scripts(team).await?;
+    Ok(Json(json!({"scripts": scripts.iter().map(script_json).collect::<Vec<_>>()})))
+}
+
+async fn script_in_reach(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    action: Action,
+) -> Result<ScriptRecord, ApiError> {
+    let script = state.store.get_script(id).await?.ok_or(ApiError::NotFound("script"))?;
+    if !auth.actor.may(Action::Read, Scope::of_team(script.team_id)) {
+        return Err(ApiError::NotFound("script"));
+    }
+    auth.require(action, Scope::of_team(script.team_id))?;
+    Ok(script)
+}
+
+async fn get_one(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let script = script_in_reach(&state, &auth, id, Action::Read).await?;
+    // Fleet's `?alt=media` downloads the script itself.
+    if params.get("alt").is_some_and(|v| v == "media") {
+        return Ok(script.contents.into_response());
+    }
+    Ok(Json(script_json(&script)).into_response())
+}
+
+async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    script_in_reach(&state, &auth, id, Action::Write).await?;
+    state.store.delete_script(id).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    host_id: i64,
+    #[serde(default)]
+    script_id: Option<i64>,
+    #[serde(default)]
+    script_contents: Option<String>,
+    #[serde(default)]
+    script_name: Option<String>,
+    #[serde(default)]
+    team_id: Option<i64>,
+}
+
+/// Validates a run request and queues it; returns the queued execution.
+async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequest) -> Result<NewExecution, ApiError> {
+    if state.settings.get().config.server_settings.scripts_disabled {
+        return Err(ApiError::Forbidden);
+    }
+    let host = state.store.get_host(request.host_id).await?.ok_or(ApiError::NotFound("host"))?;
+    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
+        return Err(ApiError::NotFound("host"));
+    }
+    auth.require(Action::Write, Scope::of_team(host.team_id))?;
+    let (script_id, name, contents) = match (request.script_id, request.script_contents, request.script_name) {
+        (Some(id), None, None) => {
+            let s = script_in_reach(state, auth, id, Action::Read).await?;
+            (Some(s.id), s.name, s.contents)
+        }
+        (None, Some(contents), None) => {
+            check_script("anonymous.sh", &contents)
+                .map_err(|_| ApiError::invalid("script_contents", "must be a non-empty script"))?;
+            (None, String::new(), contents)
+        }
+        (None, None, Some(name)) => {
+            let team = request.team_id.filter(|t| *t != 0);
+            let s = state
+                .store
+                .script_by_name(team, &name)
+                .await?
+                .ok_or_else(|| ApiError::invalid("script_name", "no such script in that team"))?;
+            (Some(s.id), s.name, s.contents)
+        }
+        _ => return Err(ApiError::invalid("script_id", "give exactly one of script_id, script_contents, script_name")),
+    };
+    let windows = host.platform == "windows";
+    if !name.is_empty() && name.ends_with(".ps1") != windows {
+        return Err(ApiError::invalid("script_id", "the script's kind does not match the host's platform"));
+    }
+    let execution = NewExecution {
+        execution_id: random_token(16),
+        host_id: host.id,
+        script_id,
+        script_name: name,
+        contents,
+        timeout_s: DEFAULT_TIMEOUT_S,
+        policy_id: None,
+    };
+    state.store.queue_execution(&execution, now_ms()).await?;
+    state.hosts.evict(host.id);
+    Ok(execution)
+}
+
+async fn run_async(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<RunRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let execution = queue(&state, &auth, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"host_id": execution.host_id, "execution_id": execution.execution_id}))))
+}
+
+fn result_json(e: &ExecutionRecord, hostname: &str) -> Value {
+    json!({
+        "execution_id": e.execution_id,
+        "host_id": e.host_id,
+        "hostname": hostname,
+        "script_contents": e.contents,
+        "script_id": e.script_id,
+        "exit_code": e.exit_code,
+        "output": e.output,
+        "runtime": e.runtime_ms.map(|ms| ms / 1000),
+        "host_timeout": e.status == "error" && e.exit_code.is_none(),
+        "message": match e.status.as_str() {
+            "pending" => "The script is queued; the host runs it at its next check-in.".to_string(),
+            "error" => e.output.lines().last().unwrap_or("the script could not run").to_string(),
+            _ => format!("The script ran and exited with {}.", e.exit_code.unwrap_or(-1)),
+        },
+        "status": e.status,
+        "created_at": rfc3339(e.created_at),
+    })
+}
+
+async fn run_sync(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<RunRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let queued = queue(&state, &auth, request).await?;
+    let deadline = Instant::now() + Duration::from_secs(queued.timeout_s as u64);
+    // Wait for the result, polling the store (the host may report to another server).
+    loop {
+        let execution = state.store.execution(&queued.execution_id).await?.ok_or(ApiError::NotFound("execution"))?;
+        if execution.status != "pending" {
+            return Ok((StatusCode::OK, Json(result_json(&execution, ""))));
+        }
+        if Instant::now() >= deadline {
+            return Ok((StatusCode::REQUEST_TIMEOUT, Json(result_json(&execution, ""))));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn result(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(execution_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let execution = state.store.execution(&execution_id).await?.ok_or(ApiError::NotFound("execution"))?;
+    let host = state.store.get_host(execution.host_id).await?.ok_or(ApiError::NotFound("execution"))?;
+    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
+        return Err(ApiError::NotFound("execution"));
+    }
+    Ok(Json(result_json(&execution, &host.hostname)))
+}
+
+async fn host_scripts(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let host = state.store.get_host(id).await?.ok_or(ApiError::NotFound("host"))?;
+    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
+        return Err(ApiError::NotFound("host"));
+    }
+    let last: HashMap<i64, ExecutionRecord> =
+        state.store.last_executions(id).await?.into_iter().filter_map(|e| Some((e.script_id?, e))).collect();
+    let scripts: Vec<Value> = state
+        .store
+        .list_scripts(host.team_id)
+        .await?
+        .iter()
+        .map(|s| {
+            let last_execution = last.get(&s.id).map(
+                |e| json!({"execution_id": e.execution_id, "executed_at": rfc3339(e.created_at), "status": e.status}),
+            );
+            json!({"script_id": s.id, "name": s.name, "last_execution": last_execution})
+        })
+        .collect();
+    Ok(Json(json!({"scripts": scripts})))
+}
+
+#[derive(Deserialize)]
+struct PendingRequest {
+    #[serde(default, alias = "orbit_node_key")]
+    node_key: Option<String>,
+    /// Whether the agent was started with scripts enabled.
+    #[serde(default)]
+    scripts_enabled: bool,
+}
+
+impl crate::api::osquery::NodeKeyed for PendingRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+async fn agent_pending(
+    State(state): State<SharedState>,
+    request: OsqueryJson<PendingRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let host_id = host.checkin.id;
+    state.store.set_scripts_enabled(host_id, request.body.scripts_enabled).await?;
+    let pending = state.store.pending_executions(host_id).await?;
+    let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
+    if !request.body.scripts_enabled || disabled_by_server {
+        // Runs this host will never do are finished as errors rather than left pending forever.
+        let why = if disabled_by_server {
+            "scripts are disabled on the server"
+        } else {
+            "scripts are disabled on this host's agent"
+        };
+        for execution in &pending {
+            state
+                .store
+                .record_execution_result(host_id, &execution.execution_id, "error", None, why, None, now)
+                .await?;
+        }
+        state.hosts.evict(host_id);
+        return Ok(Json(json!({"scripts": []})));
+    }
+    let scripts: Vec<Value> = pending
+        .iter()
+        .map(|e| json!({"execution_id": e.execution_id, "name": e.script_name, "contents": e.contents, "timeout_s": e.timeout_s}))
+        .collect();
+    Ok(Json(json!({"scripts": scripts})))
+}
+
+#[derive(Deserialize)]
+struct ResultRequest {
+    #[serde(default, alias = "orbit_node_key")]
+    node_key: Option<String>,
+    execution_id: String,
+    /// None: the script could not run or was killed at its timeout.
+    exit_code: Option<i64>,
+    #[serde(default)]
+    output: String,
+    #[serde(default)]
+    runtime_ms: Option<i64>,
+}
+
+impl crate::api::osquery::NodeKeyed for ResultRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+async fn agent_result(
+    State(state): State<SharedState>,
+    request: OsqueryJson<ResultRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let body = &request.body;
+    // Keep the tail: that is where a script says what went wrong.
+    let chars: Vec<char> = body.output.chars().collect();
+    let output: String = chars[chars.len().saturating_sub(OUTPUT_KEPT_CHARS)..].iter().collect();
+    let status = if body.exit_code.is_some() { "ran" } else { "error" };
+    // A result that was recorded already (the agent resending after a lost answer) is acknowledged again.
+    state
+        .store
+        .record_execution_result(
+            host.checkin.id,
+            &body.execution_id,
+            status,
+            body.exit_code,
+            &output,
+            body.runtime_ms,
+            now,
+        )
+        .await?;
+    state.hosts.evict(host.checkin.id);
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,222 @@
+//! The script library and script runs on hosts.
+
+use crate::hosts::note_host_change;
+use crate::{Result, Store, StoreError};
+use herd_core::Millis;
+use sqlx::{Acquire, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptRecord {
+    pub id: i64,
+    pub team_id: Option<i64>,
+    pub name: String,
+    pub contents: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExecution {
+    pub execution_id: String,
+    pub host_id: i64,
+    pub script_id: Option<i64>,
+    pub script_name: String,
+    pub contents: String,
+    pub timeout_s: i64,
+    pub policy_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    pub execution_id: String,
+    pub host_id: i64,
+    pub script_id: Option<i64>,
+    pub script_name: String,
+    pub contents: String,
+    /// pending | ran | error
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub output: String,
+    pub runtime_ms: Option<i64>,
+    pub timeout_s: i64,
+    pub policy_id: Option<i64>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
+fn script_from_row(r: &sqlx::any::AnyRow) -> Result<ScriptRecord> {
+    Ok(ScriptRecord {
+        id: r.try_get("id")?,
+        team_id: r.try_get("team_id")?,
+        name: r.try_get("name")?,
+        contents: r.try_get("contents")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn execution_from_row(r: &sqlx::any::AnyRow) -> Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        execution_id: r.try_get("execution_id")?,
+        host_id: r.try_get("host_id")?,
+        script_id: r.try_get("script_id")?,
+        script_name: r.try_get("script_name")?,
+        contents: r.try_get("contents")?,
+        status: r.try_get("status")?,
+        exit_code: r.try_get("exit_code")?,
+        output: r.try_get("output")?,
+        runtime_ms: r.try_get("runtime_ms")?,
+        timeout_s: r.try_get("timeout_s")?,
+        policy_id: r.try_get("policy_id")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_script(&self, team_id: Option<i64>, name: &str, contents: &str, now: Millis) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO scripts (team_id, scope_key, name, contents, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(team_id)
+        .bind(team_id.unwrap_or(0))
+        .bind(name)
+        .bind(contents)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+            _ => StoreError::conflict_on_unique(e, "a script with this name already exists in this scope"),
+        })
+    }
+
+    pub async fn get_script(&self, id: i64) -> Result<Option<ScriptRecord>> {
+        let row = sqlx::query("SELECT * FROM scripts WHERE id = $1").bind(id).fetch_optional(&self.reader).await?;
+        row.as_ref().map(script_from_row).transpose()
+    }
+
+    pub async fn script_by_name(&self, team_id: Option<i64>, name: &str) -> Result<Option<ScriptRecord>> {
+        let row = sqlx::query("SELECT * FROM scripts WHERE scope_key = $1 AND name = $2")
+            .bind(team_id.unwrap_or(0))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(script_from_row).transpose()
+    }
+
+    pub async fn list_scripts(&self, team_id: Option<i64>) -> Result<Vec<ScriptRecord>> {
+        let rows = sqlx::query("SELECT * FROM scripts WHERE scope_key = $1 ORDER BY name")
+            .bind(team_id.unwrap_or(0))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(script_from_row).collect()
+    }
+
+    pub async fn delete_script(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM scripts WHERE id = $1").bind(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Queues a run; the host's cached check-in state goes stale so its next check-in learns of it.
+    pub async fn queue_execution(&self, execution: &NewExecution, now: Millis) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query(
+            "INSERT INTO script_executions (execution_id, host_id, script_id, script_name, contents, status, \
+             timeout_s, policy_id, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)",
+        )
+        .bind(&execution.execution_id)
+        .bind(execution.host_id)
+        .bind(execution.script_id)
+        .bind(&execution.script_name)
+        .bind(&execution.contents)
+        .bind(execution.timeout_s)
+        .bind(execution.policy_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("host"),
+            _ => StoreError::Database(e),
+        })?;
+        note_host_change(&mut tx, execution.host_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn execution(&self, execution_id: &str) -> Result<Option<ExecutionRecord>> {
+        let row = sqlx::query("SELECT * FROM script_executions WHERE execution_id = $1")
+            .bind(execution_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(execution_from_row).transpose()
+    }
+
+    /// A host's queued runs, oldest first (the order it must run them in).
+    pub async fn pending_executions(&self, host_id: i64) -> Result<Vec<ExecutionRecord>> {
+        let rows = sqlx::query("SELECT * FROM script_executions WHERE host_id = $1 AND status = 'pending' ORDER BY id")
+            .bind(host_id)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    /// Records a run's outcome, once: false when the execution is not this host's pending one (unknown, or its
+    /// result arrived already — the agent may resend after a lost answer).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_execution_result(
+        &self,
+        host_id: i64,
+        execution_id: &str,
+        status: &str,
+        exit_code: Option<i64>,
+        output: &str,
+        runtime_ms: Option<i64>,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let done = sqlx::query(
+            "UPDATE script_executions SET status = $1, exit_code = $2, output = $3, runtime_ms = $4, finished_at = $5 \
+             WHERE execution_id = $6 AND host_id = $7 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(exit_code)
+        .bind(output)
+        .bind(runtime_ms)
+        .bind(now)
+        .bind(execution_id)
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            note_host_change(&mut tx, host_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The latest run of each script on a host (script id → run).
+    pub async fn last_executions(&self, host_id: i64) -> Result<Vec<ExecutionRecord>> {
+        let rows = sqlx::query(
+            "SELECT e.* FROM script_executions e WHERE e.host_id = $1 AND e.script_id IS NOT NULL AND e.id = \
+             (SELECT MAX(id) FROM script_executions x WHERE x.host_id = e.host_id AND x.script_id = e.script_id)",
+        )
+        .bind(host_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    /// What the host's agent said about running scripts.
+    pub async fn set_scripts_enabled(&self, host_id: i64, enabled: bool) -> Result<()> {
+        sqlx::query("UPDATE hosts SET scripts_enabled = $1 WHERE id = $2 AND (scripts_enabled IS NULL OR scripts_enabled <> $1)")
+            .bind(enabled as i64)
+            .bind(host_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
