@@ -251,6 +251,15 @@ impl Agent {
     async fn run_pending_scripts(&mut self) -> Result<(), CallError> {
         use crate::scripts::{LedgerEntry, ScriptResult, run_script};
         let pending = self.client.pending_scripts(self.key()?, self.enable_scripts).await?;
+        // The policies these runs remediate, re-checked once, after the last of them.
+        let mut recheck: Vec<(i64, String)> = Vec::new();
+        for script in &pending {
+            if let (Some(id), Some(query)) = (script.policy_id, script.policy_query.clone())
+                && !recheck.iter().any(|(known, _)| *known == id)
+            {
+                recheck.push((id, query));
+            }
+        }
         for script in pending {
             let result = match self.ledger.get(&script.execution_id) {
                 // Ran before, but the server never got the result: send it again, do not run again.
@@ -278,6 +287,16 @@ impl Agent {
             self.client.script_result(self.key()?, &result).await?;
         }
         self.ledger.prune();
+        if !recheck.is_empty() {
+            let work = DistributedReadResponse {
+                queries: recheck.into_iter().map(|(id, query)| (herd_core::policy::query_name(id), query)).collect(),
+                ..Default::default()
+            };
+            let report = self.execute(&work).await;
+            let path = self.spool.push(&report).map_err(CallError::Failed)?;
+            self.client.write(self.key()?, &report).await?;
+            Spool::remove(&path).map_err(CallError::Failed)?;
+        }
         Ok(())
     }
 

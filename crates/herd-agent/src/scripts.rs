@@ -20,6 +20,11 @@ pub struct PendingScript {
     pub contents: String,
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// Set when an automation queued the run: the policy to re-check once the host's runs are done.
+    #[serde(default)]
+    pub policy_id: Option<i64>,
+    #[serde(default)]
+    pub policy_query: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +198,8 @@ mod tests {
             name: "t.sh".into(),
             contents: contents.into(),
             timeout_s: None,
+            policy_id: None,
+            policy_query: None,
         };
         let ok = run_script(&script("echo out; echo err >&2; exit 3"), Duration::from_secs(30)).await;
         assert_eq!(ok.exit_code, Some(3));

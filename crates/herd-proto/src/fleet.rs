@@ -471,6 +471,14 @@ pub struct Policy {
     pub passing_host_count: i64,
     pub failing_host_count: i64,
     pub host_count_updated_at: Option<String>,
+    /// The automation: the script run on hosts that newly fail the policy.
+    pub run_script: Option<RunScript>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunScript {
+    pub id: i64,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -506,6 +514,9 @@ pub struct PolicyInput {
     /// Fleet's clients send the team in the body of team-policy creates; it must match the path.
     #[serde(default)]
     pub team_id: Option<i64>,
+    /// The script to run on hosts that newly fail the policy; 0 removes it.
+    #[serde(default)]
+    pub script_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

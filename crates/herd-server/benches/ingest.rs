@@ -62,6 +62,7 @@ async fn setup(url: String, dir: tempfile::TempDir) -> Bench {
             platform: String::new(),
             critical: false,
             interval_seconds: None,
+            script_id: None,
         };
         policy_ids.push(store.create_policy(&fields, None, None, 0).await.unwrap());
     }

@@ -117,6 +117,10 @@ pub fn policy(record: PolicyRecord) -> Policy {
         passing_host_count: record.passing_host_count,
         failing_host_count: record.failing_host_count,
         host_count_updated_at: record.host_count_updated_at.map(rfc3339),
+        run_script: record
+            .script_id
+            .zip(record.script_name)
+            .map(|(id, name)| herd_proto::fleet::RunScript { id, name }),
     }
 }
 

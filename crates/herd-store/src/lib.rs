@@ -13,6 +13,7 @@
 //!   than retrying on SQLITE_BUSY), reads through a separate pool that WAL lets run beside it.
 
 mod activities;
+mod automations;
 mod config;
 mod devices;
 mod hosts;

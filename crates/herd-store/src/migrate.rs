@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_scripts.sql"),
         postgres: include_str!("../migrations/postgres/0004_scripts.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../migrations/sqlite/0005_automations.sql"),
+        postgres: include_str!("../migrations/postgres/0005_automations.sql"),
+    },
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

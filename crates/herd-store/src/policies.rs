@@ -27,6 +27,9 @@ pub struct PolicyRecord {
     pub author_name: String,
     pub author_email: String,
     pub interval_seconds: Option<i64>,
+    /// The script run on a host that newly fails this policy (and retried while it keeps failing).
+    pub script_id: Option<i64>,
+    pub script_name: Option<String>,
     pub revision: i64,
     pub passing_host_count: i64,
     pub failing_host_count: i64,
@@ -46,6 +49,7 @@ pub struct PolicyFields {
     pub platform: String,
     pub critical: bool,
     pub interval_seconds: Option<i64>,
+    pub script_id: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +86,7 @@ fn team_key(team_id: Option<i64>) -> i64 {
 fn policy_select(for_team: bool) -> String {
     let filter = if for_team { " AND c.team_key = $1" } else { "" };
     format!(
-        "SELECT p.*, \
+        "SELECT p.*, (SELECT s.name FROM scripts s WHERE s.id = p.script_id) AS script_name, \
          COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS passing_host_count, \
          COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS failing_host_count \
          FROM policies p"
@@ -103,6 +107,8 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         author_name: row.try_get("author_name")?,
         author_email: row.try_get("author_email")?,
         interval_seconds: row.try_get("interval_seconds")?,
+        script_id: row.try_get("script_id")?,
+        script_name: row.try_get("script_name")?,
         revision: row.try_get("revision")?,
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
@@ -209,8 +215,8 @@ impl Store {
     ) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO policies (name, query, description, resolution, platform, critical, team_id, scope_key, \
-             author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13) RETURNING id",
+             author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at, script_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14) RETURNING id",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -225,6 +231,7 @@ impl Store {
         .bind(author.map(|a| a.email.clone()).unwrap_or_default())
         .bind(fields.interval_seconds)
         .bind(now)
+        .bind(fields.script_id)
         .fetch_one(&self.writer)
         .await
         .map_err(|e| match &e {
@@ -304,8 +311,8 @@ impl Store {
         sqlx::query(
             "UPDATE policies SET name = $1, query = $2, description = $3, resolution = $4, platform = $5, \
              critical = $6, interval_seconds = $7, updated_at = $8, \
-             revision = revision + $9, host_count_updated_at = CASE WHEN $9 = 1 THEN $8 ELSE host_count_updated_at END \
-             WHERE id = $10",
+             revision = revision + $9, host_count_updated_at = CASE WHEN $9 = 1 THEN $8 ELSE host_count_updated_at END, \
+             script_id = $11 WHERE id = $10",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -317,6 +324,7 @@ impl Store {
         .bind(now)
         .bind(voids_answers as i64)
         .bind(id)
+        .bind(fields.script_id)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"))?;
@@ -409,18 +417,26 @@ async fn write_policy_answers(
         let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
 
         let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let mut current = SqlBuilder::new("SELECT id, revision, team_id FROM policies WHERE id IN ");
+        let mut current = SqlBuilder::new("SELECT id, revision, team_id, script_id FROM policies WHERE id IN ");
         current.bind_ids(&ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
+        let mut scripts: HashMap<i64, i64> = HashMap::new();
         for row in current.query().fetch_all(&mut *tx).await? {
-            revisions.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+            let id: i64 = row.try_get(0)?;
+            revisions.insert(id, (row.try_get(1)?, row.try_get(2)?));
+            if let Some(script) = row.try_get::<Option<i64>, _>(3)? {
+                scripts.insert(id, script);
+            }
         }
         let mut existing =
-            SqlBuilder::new("SELECT policy_id, passes, revision FROM policy_membership WHERE host_id = ");
+            SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
         existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_ids(&ids);
         let mut previous: HashMap<i64, (PolicyResponse, i64)> = HashMap::new();
+        let mut since: HashMap<i64, Millis> = HashMap::new();
         for row in existing.query().fetch_all(&mut *tx).await? {
-            previous.insert(row.try_get(0)?, (PolicyResponse::from_stored(row.try_get(1)?), row.try_get(2)?));
+            let policy: i64 = row.try_get(0)?;
+            previous.insert(policy, (PolicyResponse::from_stored(row.try_get(1)?), row.try_get(2)?));
+            since.insert(policy, row.try_get(3)?);
         }
 
         // What changed: (policy, stored answer, revision) rows to write and each policy's count delta.
@@ -437,6 +453,18 @@ async fn write_policy_answers(
             }
             runs.insert(answer.policy_id, PolicyRun { ran_at: now, revision });
             let old = previous.get(&answer.policy_id).copied();
+            if answer.response == PolicyResponse::Fail
+                && let Some(script) = scripts.get(&answer.policy_id)
+            {
+                // Failing since the answer turned to fail (membership rows change only when answers do).
+                let failing_since = match old {
+                    Some((PolicyResponse::Fail, r)) if r == revision => {
+                        since.get(&answer.policy_id).copied().unwrap_or(now)
+                    }
+                    _ => now,
+                };
+                crate::automations::remediate(tx, host_id, answer.policy_id, *script, failing_since, now).await?;
+            }
             if old == Some((answer.response, revision)) {
                 continue;
             }

@@ -45,6 +45,7 @@ fn fields(name: &str, query: &str) -> PolicyFields {
         platform: String::new(),
         critical: false,
         interval_seconds: None,
+        script_id: None,
     }
 }
 

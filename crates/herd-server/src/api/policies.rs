@@ -77,6 +77,11 @@ fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<Policy
             Some(interval) => interval,
             None => base.and_then(|b| b.interval_seconds),
         },
+        script_id: match input.script_id {
+            Some(0) => None,
+            Some(id) => Some(id),
+            None => base.and_then(|b| b.script_id),
+        },
     };
     validate(&fields)?;
     Ok(fields)
@@ -108,6 +113,18 @@ async fn policy_in_scope(state: &SharedState, team_id: Option<i64>, id: i64) -> 
     state.store.get_policy(id).await?.filter(|p| p.team_id == team_id).ok_or(ApiError::NotFound("policy"))
 }
 
+/// A policy's script must exist in the policy's scope (a team's script for a team policy, a global one for a
+/// global policy).
+async fn check_script(state: &SharedState, team_id: Option<i64>, fields: &PolicyFields) -> Result<(), ApiError> {
+    if let Some(id) = fields.script_id {
+        let script = state.store.get_script(id).await?;
+        if script.is_none_or(|s| s.team_id != team_id) {
+            return Err(ApiError::invalid("script_id", "no such script in the policy's team"));
+        }
+    }
+    Ok(())
+}
+
 async fn create(
     state: &SharedState,
     auth: &AuthUser,
@@ -128,6 +145,7 @@ async fn create(
         return Err(ApiError::invalid("query", "query must not be empty"));
     }
     let fields = fields_from(input, None)?;
+    check_script(state, team_id, &fields).await?;
     let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
     activity::record(state, Some(auth), "created_policy", json!({"policy_id": id, "policy_name": fields.name})).await;
@@ -148,6 +166,7 @@ async fn patch(
         return Err(ApiError::invalid("team_id", "a policy cannot move between teams"));
     }
     let fields = fields_from(input, Some(&current))?;
+    check_script(state, team_id, &fields).await?;
     let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
     activity::record(state, Some(auth), "edited_policy", json!({"policy_id": id, "policy_name": policy.name})).await;
@@ -333,6 +352,7 @@ async fn apply_specs(
             critical: Some(spec.critical),
             interval: Some(spec.interval),
             team_id: None,
+            script_id: None,
         };
         let fields = fields_from(input, None).map_err(|e| match e {
             ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
@@ -348,6 +368,8 @@ async fn apply_specs(
     for (team_id, fields) in planned {
         match state.store.policy_by_name(team_id, &fields.name).await? {
             Some(existing) => {
+                // Specs carry no automation: an existing policy keeps its script.
+                let fields = PolicyFields { script_id: existing.script_id, ..fields.clone() };
                 let unchanged = existing.query == fields.query
                     && existing.description == fields.description
                     && existing.resolution == fields.resolution

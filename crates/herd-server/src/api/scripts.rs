@@ -349,9 +349,21 @@ async fn agent_pending(
         state.hosts.evict(host_id);
         return Ok(Json(json!({"scripts": []})));
     }
+    let settings = state.settings.get();
     let scripts: Vec<Value> = pending
         .iter()
-        .map(|e| json!({"execution_id": e.execution_id, "name": e.script_name, "contents": e.contents, "timeout_s": e.timeout_s}))
+        .map(|e| {
+            // An automation's run carries its policy, so the agent can re-check it right after the fix.
+            let policy = e.policy_id.and_then(|id| settings.policy(id));
+            json!({
+                "execution_id": e.execution_id,
+                "name": e.script_name,
+                "contents": e.contents,
+                "timeout_s": e.timeout_s,
+                "policy_id": policy.map(|p| p.schedule.id),
+                "policy_query": policy.map(|p| p.query.clone()),
+            })
+        })
         .collect();
     Ok(Json(json!({"scripts": scripts})))
 }
@@ -386,7 +398,7 @@ async fn agent_result(
     let output: String = chars[chars.len().saturating_sub(OUTPUT_KEPT_CHARS)..].iter().collect();
     let status = if body.exit_code.is_some() { "ran" } else { "error" };
     // A result that was recorded already (the agent resending after a lost answer) is acknowledged again.
-    state
+    let recorded = state
         .store
         .record_execution_result(
             host.checkin.id,
@@ -398,6 +410,22 @@ async fn agent_result(
             now,
         )
         .await?;
+    if recorded && let Some(execution) = state.store.execution(&body.execution_id).await? {
+        let policy = match execution.policy_id {
+            Some(id) => state.store.get_policy(id).await?,
+            None => None,
+        };
+        // Automations act on their own: no user is the actor.
+        let details = json!({
+            "host_id": host.checkin.id,
+            "script_execution_id": execution.execution_id,
+            "script_name": execution.script_name,
+            "async": true,
+            "policy_id": execution.policy_id,
+            "policy_name": policy.map(|p| p.name),
+        });
+        crate::activity::record(&state, None, "ran_script", details).await;
+    }
     state.hosts.evict(host.checkin.id);
     Ok(Json(json!({})))
 }
