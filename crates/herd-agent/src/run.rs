@@ -244,6 +244,11 @@ impl Agent {
         let path = self.spool.push(&report).map_err(CallError::Failed)?;
         self.client.write(self.key()?, &report).await?;
         Spool::remove(&path).map_err(CallError::Failed)?;
+        // A failing policy may have queued its remediation just now: ask at once rather than at the next
+        // check-in, so detection, fix and re-check happen in one round.
+        if self.enable_scripts && reports_a_failing_policy(&report) {
+            self.run_pending_scripts().await?;
+        }
         Ok(())
     }
 
@@ -306,6 +311,16 @@ impl Agent {
             _ => self.interval,
         }
     }
+}
+
+/// Whether a report answers some policy with "fail" (the query ran and returned no row).
+fn reports_a_failing_policy(report: &Value) -> bool {
+    let Some(queries) = report["queries"].as_object() else { return false };
+    queries.iter().any(|(name, rows)| {
+        name.starts_with(herd_core::policy::QUERY_PREFIX)
+            && rows.as_array().is_some_and(Vec::is_empty)
+            && report["statuses"][name] == json!(0)
+    })
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {

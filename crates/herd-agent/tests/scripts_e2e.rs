@@ -108,6 +108,8 @@ async fn scripts_run_on_the_agent(server: Server) {
     assert_eq!(result["exit_code"], 0);
     assert_eq!(result["output"], "fixing\ndone\n");
     assert!(marker.exists(), "the script ran on the host");
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{host_id}"), &admin).await;
+    assert_eq!(host["host"]["scripts_enabled"], true, "the agent said it runs scripts");
     let (_, host_scripts) = server.get(&format!("/api/v1/fleet/hosts/{host_id}/scripts"), &admin).await;
     assert_eq!(host_scripts["scripts"][0]["last_execution"]["status"], "ran");
 

@@ -265,6 +265,8 @@ pub struct Host {
     pub detail_updated_at: Option<String>,
     pub refetch_requested: bool,
     pub policy_updated_at: Option<String>,
+    /// Whether the host's agent runs scripts; null when it never said.
+    pub scripts_enabled: Option<bool>,
     pub issues: HostIssues,
     /// In single-host views only: every policy in the host's scope with its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]

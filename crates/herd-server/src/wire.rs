@@ -56,6 +56,7 @@ pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, n
         detail_updated_at: record.detail_updated_at.map(rfc3339),
         refetch_requested: record.refetch_requested_at.is_some(),
         policy_updated_at: record.policy_updated_at.map(rfc3339),
+        scripts_enabled: record.scripts_enabled.map(|v| v != 0),
         issues: HostIssues { failing_policies_count, total_issues_count: failing_policies_count },
         policies: None,
     }

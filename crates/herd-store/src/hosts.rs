@@ -61,6 +61,8 @@ pub struct HostRecord {
     pub detail_updated_at: Option<i64>,
     pub refetch_requested_at: Option<i64>,
     pub policy_updated_at: Option<i64>,
+    /// 1/0 as the host's agent last said; NULL when it never said (osqueryd, or an agent that never asked).
+    pub scripts_enabled: Option<i64>,
 }
 
 const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name AS team_name, h.hostname, \
@@ -68,7 +70,7 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.hardware_model, h.hardware_vendor, h.cpu_brand, h.cpu_type, h.cpu_physical_cores, h.cpu_logical_cores, \
     h.memory, h.uptime_seconds, h.primary_ip, h.primary_mac, h.percent_disk_space_available, \
     h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
-    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at";
+    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at, h.scripts_enabled";
 
 const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
     refetch_requested_at, created_at, \
