@@ -473,6 +473,8 @@ pub struct Policy {
     pub passing_host_count: i64,
     pub failing_host_count: i64,
     pub host_count_updated_at: Option<String>,
+    /// herd's own: hosts whose remediation of this policy is queued or running (counted as failing too).
+    pub remediating_host_count: i64,
     /// The automation: the script run on hosts that newly fail the policy.
     pub run_script: Option<RunScript>,
 }
@@ -570,6 +572,8 @@ pub struct HostPolicy {
     pub critical: bool,
     pub team_id: Option<i64>,
     pub response: String,
+    /// herd's own: a remediation of this policy is queued or running on the host; a re-check follows it.
+    pub remediating: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -118,6 +118,7 @@ pub fn policy(record: PolicyRecord) -> Policy {
         passing_host_count: record.passing_host_count,
         failing_host_count: record.failing_host_count,
         host_count_updated_at: record.host_count_updated_at.map(rfc3339),
+        remediating_host_count: record.remediating_host_count,
         run_script: record
             .script_id
             .zip(record.script_name)
@@ -137,6 +138,7 @@ pub fn host_policy(answer: HostPolicyAnswer) -> HostPolicy {
         critical: p.critical,
         team_id: p.team_id,
         response: answer.response.as_wire().to_string(),
+        remediating: answer.remediating,
     }
 }
 

@@ -33,6 +33,8 @@ pub struct PolicyRecord {
     pub revision: i64,
     pub passing_host_count: i64,
     pub failing_host_count: i64,
+    /// Hosts with a remediation of this policy queued or running (they also count as failing until re-checked).
+    pub remediating_host_count: i64,
     pub host_count_updated_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -72,6 +74,8 @@ pub struct PolicyAnswer {
 pub struct HostPolicyAnswer {
     pub policy: PolicyRecord,
     pub response: PolicyResponse,
+    /// The policy's automation is running on the host: a fix is queued or under way, re-check to follow.
+    pub remediating: bool,
 }
 
 /// How long a policy run is remembered (longer than the longest policy interval).
@@ -87,6 +91,8 @@ fn policy_select(for_team: bool) -> String {
     let filter = if for_team { " AND c.team_key = $1" } else { "" };
     format!(
         "SELECT p.*, (SELECT s.name FROM scripts s WHERE s.id = p.script_id) AS script_name, \
+         (SELECT COUNT(DISTINCT e.host_id) FROM script_executions e WHERE e.policy_id = p.id AND e.status = 'pending') \
+         AS remediating_host_count, \
          COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS passing_host_count, \
          COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS failing_host_count \
          FROM policies p"
@@ -112,6 +118,7 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         revision: row.try_get("revision")?,
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
+        remediating_host_count: row.try_get("remediating_host_count")?,
         host_count_updated_at: row.try_get("host_count_updated_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -544,13 +551,20 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_>>()?;
+        let remediating: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT policy_id FROM script_executions WHERE host_id = $1 AND status = 'pending' AND policy_id IS NOT NULL",
+        )
+        .bind(host_id)
+        .fetch_all(&self.reader)
+        .await?;
         policies
             .iter()
             .map(|row| {
                 let policy = policy_from_row(row)?;
                 let response =
                     answers.get(&policy.id).map_or(PolicyResponse::NoAnswer, |p| PolicyResponse::from_stored(*p));
-                Ok(HostPolicyAnswer { policy, response })
+                let remediating = remediating.contains(&policy.id);
+                Ok(HostPolicyAnswer { policy, response, remediating })
             })
             .collect()
     }

@@ -60,6 +60,7 @@ store_cases!(
     seen_times_never_move_backwards,
     jobs_enqueue_once_lease_retry_and_give_up,
     jobs_are_claimed_once_by_concurrent_claimers,
+    failing_policy_automation_runs_once_then_retries_then_gives_up,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -458,4 +459,66 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
     all.sort();
     all.dedup();
     assert_eq!((total, all.len()), (40, 40), "every job claimed exactly once");
+}
+
+async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{PolicyAnswer, PolicyFields};
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let fields = PolicyFields {
+        name: "p".into(),
+        query: "SELECT 1;".into(),
+        description: String::new(),
+        resolution: String::new(),
+        platform: String::new(),
+        critical: false,
+        interval_seconds: None,
+        script_id: Some(script),
+    };
+    let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
+    let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
+    let pending = |store: Store| async move { store.pending_executions(host).await.unwrap() };
+
+    store.record_policy_results(host, &answer(PolicyResponse::Pass), NOW).await.unwrap();
+    assert!(pending(store.clone()).await.is_empty(), "passing hosts are left alone");
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), NOW + 1).await.unwrap();
+    let queued = pending(store.clone()).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        (queued[0].policy_id, queued[0].script_id, queued[0].contents.as_str()),
+        (Some(policy), Some(script), "echo fix")
+    );
+    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().pending_scripts);
+    let views = store.host_policy_answers(host, None).await.unwrap();
+    assert!(views[0].remediating && views[0].response == PolicyResponse::Fail);
+    assert_eq!(store.get_policy(policy).await.unwrap().unwrap().remediating_host_count, 1);
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), NOW + 2).await.unwrap();
+    assert_eq!(pending(store.clone()).await.len(), 1, "never two pending runs for one host and policy");
+
+    // The fix ran but the host still fails: retried after the backoff, at most 3 times.
+    let mut t = NOW + 10;
+    let mut runs = 1;
+    loop {
+        let run = pending(store.clone()).await.remove(0);
+        store
+            .record_execution_result(host, &run.execution_id, "ran", Some(1), "still broken", Some(5), t)
+            .await
+            .unwrap();
+        assert!(!store.host_policy_answers(host, None).await.unwrap()[0].remediating);
+        store.record_policy_results(host, &answer(PolicyResponse::Fail), t + 1).await.unwrap();
+        assert!(pending(store.clone()).await.is_empty(), "not before the backoff");
+        t += herd_core::HOUR_MS + 1;
+        store.record_policy_results(host, &answer(PolicyResponse::Fail), t).await.unwrap();
+        if pending(store.clone()).await.is_empty() {
+            break;
+        }
+        runs += 1;
+    }
+    assert_eq!(runs, 4, "the first run and 3 retries");
+
+    // Fixed: a later new failure starts over.
+    store.record_policy_results(host, &answer(PolicyResponse::Pass), t + 1).await.unwrap();
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), t + 2).await.unwrap();
+    assert_eq!(pending(store.clone()).await.len(), 1);
 }
