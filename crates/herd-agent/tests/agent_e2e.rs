@@ -2,52 +2,11 @@
 //! file-existence policy flips as the test creates and removes the file; the device token works; the agent
 //! rides out a server restart and delivers everything.
 
-use herd_testkit::{Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Backend, Server, eventually};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// `herd` is built into the same directory as `herd-agent` (scripts/test builds the whole workspace first).
-fn herd_bin() -> String {
-    let agent = PathBuf::from(env!("CARGO_BIN_EXE_herd-agent"));
-    let herd = agent.with_file_name("herd");
-    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
-    herd.to_string_lossy().into_owned()
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(server: &Server, data_dir: &Path) -> Agent {
-    let child = Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-        .arg("run")
-        .arg("--server")
-        .arg(&server.url)
-        .arg("--enroll-secret-file")
-        .arg(server.data_dir.join("enroll-secret"))
-        .arg("--ca-cert")
-        .arg(server.data_dir.join("tls/cert.pem"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--host-identifier")
-        .arg("e2e-agent")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting herd-agent");
-    Agent(child)
-}
 
 async fn the_host(server: &Server, token: &str) -> Option<Value> {
     let (_, hosts) = server.get("/api/v1/fleet/hosts", token).await;
@@ -78,7 +37,7 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
     assert_eq!(status, 200, "{body}");
     let work = tempfile::tempdir().unwrap();
     let agent_dir = work.path().join("agent");
-    let _agent = start_agent(&server, &agent_dir);
+    let _agent = AgentProcess::start(env!("CARGO_BIN_EXE_herd-agent"), &server, &agent_dir, "e2e-agent", &[]);
 
     // The host appears with real vitals.
     let host = eventually(PATIENCE, "host with vitals", || async {
@@ -156,10 +115,20 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_agent_end_to_end() {
-    herd_testkit::with_server(&herd_bin(), Backend::Sqlite, agent_checks_in_reports_and_survives_restarts).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Sqlite,
+        agent_checks_in_reports_and_survives_restarts,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_agent_end_to_end() {
-    herd_testkit::with_server(&herd_bin(), Backend::Postgres, agent_checks_in_reports_and_survives_restarts).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Postgres,
+        agent_checks_in_reports_and_survives_restarts,
+    )
+    .await;
 }

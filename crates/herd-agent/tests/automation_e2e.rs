@@ -1,49 +1,11 @@
 //! End-to-end, seed 000's promise: a policy fails, its script fixes the host, and the policy is green again
 //! seconds later — re-checked by the agent right after the fix, not at the next hourly run.
 
-use herd_testkit::{Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Backend, Server, eventually};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn herd_bin() -> String {
-    let agent = PathBuf::from(env!("CARGO_BIN_EXE_herd-agent"));
-    let herd = agent.with_file_name("herd");
-    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
-    herd.to_string_lossy().into_owned()
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(server: &Server, data_dir: &Path) -> Agent {
-    Agent(
-        Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-            .arg("run")
-            .args(["--server", &server.url, "--enable-scripts", "--host-identifier", "automation-e2e"])
-            .arg("--enroll-secret-file")
-            .arg(server.data_dir.join("enroll-secret"))
-            .arg("--ca-cert")
-            .arg(server.data_dir.join("tls/cert.pem"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting herd-agent"),
-    )
-}
 
 async fn response(server: &Server, token: &str, policy: i64) -> Option<String> {
     let (_, hosts) = server.get("/api/v1/fleet/hosts", token).await;
@@ -88,7 +50,13 @@ async fn failing_policy_is_remediated_and_rechecked(server: Server) {
     assert_eq!(created["policy"]["run_script"], json!({"id": script, "name": "remove-marker.sh"}));
     let policy = created["policy"]["id"].as_i64().unwrap();
 
-    let _agent = start_agent(&server, &work.path().join("agent"));
+    let _agent = AgentProcess::start(
+        env!("CARGO_BIN_EXE_herd-agent"),
+        &server,
+        &work.path().join("agent"),
+        "automation-e2e",
+        &["--enable-scripts"],
+    );
     eventually(PATIENCE, "the policy passing", || async {
         (response(&server, &admin, policy).await? == "pass").then_some(())
     })
@@ -121,10 +89,20 @@ async fn failing_policy_is_remediated_and_rechecked(server: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_failing_policy_is_remediated_and_rechecked() {
-    herd_testkit::with_server(&herd_bin(), Backend::Sqlite, failing_policy_is_remediated_and_rechecked).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Sqlite,
+        failing_policy_is_remediated_and_rechecked,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_failing_policy_is_remediated_and_rechecked() {
-    herd_testkit::with_server(&herd_bin(), Backend::Postgres, failing_policy_is_remediated_and_rechecked).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Postgres,
+        failing_policy_is_remediated_and_rechecked,
+    )
+    .await;
 }

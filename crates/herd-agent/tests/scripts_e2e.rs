@@ -1,50 +1,11 @@
 //! End-to-end: scripts on the real agent — upload, run synchronously and asynchronously, output and exit
 //! codes, a timeout that kills everything the script started, scripts disabled on the agent or the server.
 
-use herd_testkit::{Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Backend, Server, eventually};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn herd_bin() -> String {
-    let agent = PathBuf::from(env!("CARGO_BIN_EXE_herd-agent"));
-    let herd = agent.with_file_name("herd");
-    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
-    herd.to_string_lossy().into_owned()
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_agent(server: &Server, data_dir: &Path, extra: &[&str]) -> Agent {
-    let child = Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-        .arg("run")
-        .args(["--server", &server.url])
-        .arg("--enroll-secret-file")
-        .arg(server.data_dir.join("enroll-secret"))
-        .arg("--ca-cert")
-        .arg(server.data_dir.join("tls/cert.pem"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--host-identifier", "scripts-e2e"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting herd-agent");
-    Agent(child)
-}
 
 async fn upload(server: &Server, token: &str, name: &str, contents: &str) -> (u16, Value) {
     let form = reqwest::multipart::Form::new()
@@ -83,7 +44,13 @@ async fn scripts_run_on_the_agent(server: Server) {
         )
         .await;
     let work = tempfile::tempdir().unwrap();
-    let agent = start_agent(&server, &work.path().join("agent"), &["--enable-scripts", "--script-timeout", "3"]);
+    let agent = AgentProcess::start(
+        env!("CARGO_BIN_EXE_herd-agent"),
+        &server,
+        &work.path().join("agent"),
+        "scripts-e2e",
+        &["--enable-scripts", "--script-timeout", "3"],
+    );
     let host_id = eventually(PATIENCE, "the host", || async {
         let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
         hosts["hosts"].as_array()?.first()?["id"].as_i64()
@@ -146,7 +113,8 @@ async fn scripts_run_on_the_agent(server: Server) {
 
     // An agent started without --enable-scripts: queued runs end as errors, nothing runs.
     drop(agent);
-    let _agent = start_agent(&server, &work.path().join("agent"), &[]);
+    let _agent =
+        AgentProcess::start(env!("CARGO_BIN_EXE_herd-agent"), &server, &work.path().join("agent"), "scripts-e2e", &[]);
     let (_, queued) = server
         .post(
             "/api/v1/fleet/scripts/run",
@@ -173,10 +141,20 @@ async fn scripts_run_on_the_agent(server: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_scripts_run_on_the_agent() {
-    herd_testkit::with_server(&herd_bin(), Backend::Sqlite, scripts_run_on_the_agent).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Sqlite,
+        scripts_run_on_the_agent,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_scripts_run_on_the_agent() {
-    herd_testkit::with_server(&herd_bin(), Backend::Postgres, scripts_run_on_the_agent).await;
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Postgres,
+        scripts_run_on_the_agent,
+    )
+    .await;
 }

@@ -414,3 +414,48 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `herd` binary built beside another workspace binary (scripts/test builds the whole workspace first).
+pub fn herd_beside(other_binary: &str) -> String {
+    let herd = std::path::PathBuf::from(other_binary).with_file_name("herd");
+    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
+    herd.to_string_lossy().into_owned()
+}
+
+/// A running `herd-agent run`, enrolled with `server`'s secret and pinning its certificate; killed on drop.
+pub struct AgentProcess(Child);
+
+impl AgentProcess {
+    pub fn start(
+        agent_binary: &str,
+        server: &Server,
+        data_dir: &Path,
+        identifier: &str,
+        extra: &[&str],
+    ) -> AgentProcess {
+        let child = Command::new(agent_binary)
+            .arg("run")
+            .args(["--server", &server.url, "--host-identifier", identifier])
+            .arg("--enroll-secret-file")
+            .arg(server.data_dir.join("enroll-secret"))
+            .arg("--ca-cert")
+            .arg(server.data_dir.join("tls/cert.pem"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting herd-agent");
+        AgentProcess(child)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
