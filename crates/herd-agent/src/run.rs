@@ -297,7 +297,8 @@ impl Agent {
                 queries: recheck.into_iter().map(|(id, query)| (herd_core::policy::query_name(id), query)).collect(),
                 ..Default::default()
             };
-            let report = self.execute(&work).await;
+            let mut report = self.execute(&work).await;
+            report["herd_recheck"] = json!(true);
             let path = self.spool.push(&report).map_err(CallError::Failed)?;
             self.client.write(self.key()?, &report).await?;
             Spool::remove(&path).map_err(CallError::Failed)?;

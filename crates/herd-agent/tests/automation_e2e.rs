@@ -87,6 +87,86 @@ async fn failing_policy_is_remediated_and_rechecked(server: Server) {
     println!("deviation → green again: {:.1} s at a 10 s check-in interval", green_after.as_secs_f64());
 }
 
+/// Three failing policies on one host, each fixed by its own script: the agent re-checks them in exactly one
+/// round, after the last fix.
+async fn three_failures_get_one_recheck_round(server: Server) {
+    let admin = server.admin_token().await;
+    let options = json!({"agent_options": {"config": {"options": {"distributed_interval": 10}}}, "host_settings": {"policy_interval": 2}});
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, options).await.0, 200);
+    let work = tempfile::tempdir().unwrap();
+    let mut policies = Vec::new();
+    for i in 0..3 {
+        let marker = work.path().join(format!("unwanted-{i}"));
+        std::fs::write(&marker, "x").unwrap();
+        let form = reqwest::multipart::Form::new().part(
+            "script",
+            reqwest::multipart::Part::bytes(format!("rm -f '{}'\n", marker.display()).into_bytes())
+                .file_name(format!("fix-{i}.sh")),
+        );
+        let uploaded: serde_json::Value = server
+            .client
+            .post(format!("{}/api/v1/fleet/scripts", server.url))
+            .bearer_auth(&admin)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
+        let body = json!({"name": format!("no unwanted file {i}"), "query": query, "script_id": uploaded["script_id"]});
+        let (_, created) = server.post("/api/v1/fleet/global/policies", &admin, body).await;
+        policies.push(created["policy"]["id"].as_i64().unwrap());
+    }
+    let _agent = AgentProcess::start(
+        env!("CARGO_BIN_EXE_herd-agent"),
+        &server,
+        &work.path().join("agent"),
+        "automation-e2e",
+        &["--enable-scripts"],
+    );
+    eventually(PATIENCE, "all three fixed and passing", || async {
+        for policy in &policies {
+            if response(&server, &admin, *policy).await? != "pass" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let (_, feed) = server.get("/api/v1/fleet/activities?per_page=100", &admin).await;
+    let rechecks: Vec<&serde_json::Value> =
+        feed["activities"].as_array().unwrap().iter().filter(|a| a["type"] == "rechecked_policies").collect();
+    assert_eq!(rechecks.len(), 1, "one re-check round: {rechecks:?}");
+    let mut rechecked: Vec<i64> =
+        rechecks[0]["details"]["policy_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    rechecked.sort();
+    assert_eq!(rechecked, policies);
+    let runs = feed["activities"].as_array().unwrap().iter().filter(|a| a["type"] == "ran_script").count();
+    assert_eq!(runs, 3, "one run per policy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_three_failures_get_one_recheck_round() {
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Sqlite,
+        three_failures_get_one_recheck_round,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_three_failures_get_one_recheck_round() {
+    herd_testkit::with_server(
+        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
+        Backend::Postgres,
+        three_failures_get_one_recheck_round,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_failing_policy_is_remediated_and_rechecked() {
     herd_testkit::with_server(

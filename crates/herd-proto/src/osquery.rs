@@ -132,6 +132,9 @@ pub struct DistributedWriteRequest {
     pub messages: BTreeMap<String, Value>,
     #[serde(default)]
     pub stats: BTreeMap<String, Value>,
+    /// herd-agent's own: this report re-checks policies right after their remediations ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub herd_recheck: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -305,6 +305,11 @@ async fn distributed_write(
     if !answers.is_empty() {
         state.hosts.policies_recorded(host.checkin.id);
     }
+    if report.herd_recheck {
+        let policy_ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
+        let details = json!({"host_id": host.checkin.id, "policy_ids": policy_ids});
+        crate::activity::record(&state, None, "rechecked_policies", details).await;
+    }
     if vitals_answered {
         state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
     }
