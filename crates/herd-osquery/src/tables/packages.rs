@@ -2,7 +2,8 @@
 //! system_controls.
 //!
 //! NULL columns and why: rpm_packages.sha1 (not kept by `rpm -qa` output we read); python_packages.uid
-//! (system-wide site directories belong to no user); system_controls.oid (a BSD notion).
+//! (system-wide site directories belong to no user); system_controls.oid and type (BSD notions: Linux's
+//! /proc/sys has neither OIDs nor declared types).
 
 use super::procfs::read_trimmed;
 use crate::table::{Column, Constraints, Row, Table, TableError, Value};
@@ -461,7 +462,6 @@ impl Table for SystemControls {
                     ("current_value", Value::text(value.replace('\t', " "))),
                     ("config_value", Value::opt_text(configured.get(&name).cloned())),
                     ("subsystem", Value::text(subsystem)),
-                    ("type", Value::text("string")),
                     ("name", Value::text(name)),
                 ]))
             })
