@@ -23,6 +23,22 @@ pub struct Actor {
     pub email: String,
 }
 
+/// Records an activity of herd itself (no user) in the caller's transaction.
+pub(crate) async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    kind: &str,
+    details: &serde_json::Value,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query("INSERT INTO activities (created_at, type, details) VALUES ($1, $2, $3)")
+        .bind(now)
+        .bind(kind)
+        .bind(details.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn record_activity(
         &self,

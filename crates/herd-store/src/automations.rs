@@ -39,7 +39,26 @@ pub(crate) async fn remediate(
     let runs: i64 = row.try_get(0)?;
     let pending: Option<i64> = row.try_get(1)?;
     let last_finished: Option<i64> = row.try_get(2)?;
-    if pending.unwrap_or(0) > 0 || runs > RETRIES {
+    if pending.unwrap_or(0) > 0 {
+        return Ok(());
+    }
+    if runs > RETRIES {
+        // Out of retries and still failing: said once per failure (a done job is the marker).
+        let marker = format!("automation-gave-up:{policy_id}:{host_id}:{failing_since}");
+        let marked = sqlx::query(
+            "INSERT INTO jobs (kind, idempotency_key, payload, state, max_attempts, run_at, created_at, updated_at, \
+             finished_at) VALUES ('automation_gave_up', $1, '{}', 'done', 1, $2, $2, $2, $2) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&marker)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if marked.rows_affected() == 1 {
+            let details =
+                serde_json::json!({"host_id": host_id, "policy_id": policy_id, "script_id": script_id, "runs": runs});
+            crate::activities::insert(conn, "policy_automation_gave_up", &details, now).await?;
+        }
         return Ok(());
     }
     if runs > 0 {
@@ -48,11 +67,12 @@ pub(crate) async fn remediate(
             return Ok(());
         }
     }
+    let execution = execution_id();
     let queued = sqlx::query(
         "INSERT INTO script_executions (execution_id, host_id, script_id, script_name, contents, status, timeout_s, \
          policy_id, created_at) SELECT $1, $2, s.id, s.name, s.contents, 'pending', $3, $4, $5 FROM scripts s WHERE s.id = $6",
     )
-    .bind(execution_id())
+    .bind(&execution)
     .bind(host_id)
     .bind(TIMEOUT_S)
     .bind(policy_id)
@@ -62,6 +82,11 @@ pub(crate) async fn remediate(
     .await?;
     if queued.rows_affected() == 1 {
         note_host_change(conn, host_id, now).await?;
+        let details = serde_json::json!({
+            "host_id": host_id, "policy_id": policy_id, "script_id": script_id,
+            "script_execution_id": execution, "attempt": runs + 1,
+        });
+        crate::activities::insert(conn, "policy_automation_fired", &details, now).await?;
     }
     Ok(())
 }

@@ -516,6 +516,14 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
         runs += 1;
     }
     assert_eq!(runs, 4, "the first run and 3 retries");
+    let feed = store.list_activities(0, 100).await.unwrap();
+    let count = |kind: &str| feed.iter().filter(|a| a.kind == kind).count();
+    assert_eq!(count("policy_automation_fired"), 4);
+    assert_eq!(count("policy_automation_gave_up"), 1);
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), t + herd_core::HOUR_MS).await.unwrap();
+    let feed = store.list_activities(0, 100).await.unwrap();
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1, "said once");
+    assert_eq!(feed[0].actor_id, None, "herd itself, no user");
 
     // Fixed: a later new failure starts over.
     store.record_policy_results(host, &answer(PolicyResponse::Pass), t + 1).await.unwrap();
