@@ -112,6 +112,20 @@ async fn failures_are_delivered_after_outage_and_restart(server: Server) {
         (list.len() == 2 && list.iter().all(|d| d["status"] == "delivered")).then_some(())
     })
     .await;
+
+    // Fleet's automations reset: the host, still failing, counts as newly failing at its next answer.
+    answer(&host, &server, policy, false).await;
+    assert_eq!(deliveries(&server, &admin).await.len(), 2, "a continuing failure is not news");
+    let (status, _) = server.post("/api/v1/fleet/automations/reset", &admin, json!({"policy_ids": [policy]})).await;
+    assert_eq!(status, 200);
+    let (status, reply) = server.post("/api/v1/fleet/automations/reset", &admin, json!({"policy_ids": [424242]})).await;
+    assert_eq!((status.as_u16(), &reply["errors"][0]["name"]), (422, &json!("policy_ids")));
+    answer(&host, &server, policy, false).await;
+    eventually(PATIENCE, "the delivery after the reset", || async {
+        let list = deliveries(&server, &admin).await;
+        (list.len() == 3 && list.iter().all(|d| d["status"] == "delivered")).then_some(())
+    })
+    .await;
 }
 
 herd_testkit::server_cases!(failures_are_delivered_after_outage_and_restart);

@@ -343,6 +343,17 @@ impl Store {
         self.get_policy(id).await?.ok_or(StoreError::NotFound("policy"))
     }
 
+    /// Restarts the automations of these policies: hosts failing them now count as newly failing at their
+    /// next answer (webhooks fire again, scripts run again with fresh retries). Returns how many policies.
+    pub async fn reset_automations(&self, policy_ids: &[i64], now: Millis) -> Result<u64> {
+        if policy_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = SqlBuilder::new("UPDATE policies SET automations_reset_at = ");
+        sql.bind(Arg::Int(now)).push(" WHERE id IN ").bind_ids(policy_ids);
+        Ok(sql.query().execute(&self.writer).await?.rows_affected())
+    }
+
     /// Deletes policies (answers and counts go with them). Returns how many existed.
     pub async fn delete_policies(&self, ids: &[i64]) -> Result<u64> {
         if ids.is_empty() {
@@ -424,15 +435,20 @@ async fn write_policy_answers(
         let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
 
         let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let mut current = SqlBuilder::new("SELECT id, revision, team_id, script_id FROM policies WHERE id IN ");
+        let mut current =
+            SqlBuilder::new("SELECT id, revision, team_id, script_id, automations_reset_at FROM policies WHERE id IN ");
         current.bind_ids(&ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
         let mut scripts: HashMap<i64, i64> = HashMap::new();
+        let mut reset_at: HashMap<i64, Millis> = HashMap::new();
         for row in current.query().fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get(0)?;
             revisions.insert(id, (row.try_get(1)?, row.try_get(2)?));
             if let Some(script) = row.try_get::<Option<i64>, _>(3)? {
                 scripts.insert(id, script);
+            }
+            if let Some(at) = row.try_get::<Option<i64>, _>(4)? {
+                reset_at.insert(id, at);
             }
         }
         let mut existing =
@@ -458,15 +474,24 @@ async fn write_policy_answers(
             if revision != answer.revision || (policy_team.is_some() && policy_team != team) {
                 continue;
             }
+            let last_answer_at = runs.get(&answer.policy_id).map(|run| run.ran_at);
             runs.insert(answer.policy_id, PolicyRun { ran_at: now, revision });
             let old = previous.get(&answer.policy_id).copied();
+            let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
+            // The first answer after an automations reset: a failure that began before it counts as new.
+            let reset = reset_at.get(&answer.policy_id).copied();
+            let first_since_reset = reset.is_some_and(|at| last_answer_at.is_none_or(|last| last <= at));
+            if answer.response == PolicyResponse::Fail && (old_response != PolicyResponse::Fail || first_since_reset) {
+                newly_failing.push(answer.policy_id);
+            }
             if answer.response == PolicyResponse::Fail
                 && let Some(script) = scripts.get(&answer.policy_id)
             {
-                // Failing since the answer turned to fail (membership rows change only when answers do).
+                // Failing since the answer turned to fail (membership rows change only when answers do), or
+                // since the automations were reset, when that came later.
                 let failing_since = match old {
                     Some((PolicyResponse::Fail, r)) if r == revision => {
-                        since.get(&answer.policy_id).copied().unwrap_or(now)
+                        since.get(&answer.policy_id).copied().unwrap_or(now).max(reset.unwrap_or(Millis::MIN))
                     }
                     _ => now,
                 };
@@ -476,10 +501,6 @@ async fn write_policy_answers(
                 continue;
             }
             changed_rows.push((answer.policy_id, answer.response.to_stored(), revision));
-            let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
-            if answer.response == PolicyResponse::Fail && old_response != PolicyResponse::Fail {
-                newly_failing.push(answer.policy_id);
-            }
             let delta = count_delta(old_response, answer.response);
             if delta != (0, 0) {
                 deltas.push((answer.policy_id, delta));

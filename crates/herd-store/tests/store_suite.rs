@@ -61,6 +61,7 @@ store_cases!(
     jobs_enqueue_once_lease_retry_and_give_up,
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
+    automations_reset_makes_a_failing_host_new_again,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -529,4 +530,49 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
     store.record_policy_results(host, &answer(PolicyResponse::Pass), t + 1).await.unwrap();
     store.record_policy_results(host, &answer(PolicyResponse::Fail), t + 2).await.unwrap();
     assert_eq!(pending(store.clone()).await.len(), 1);
+}
+
+async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{PolicyAnswer, PolicyFields};
+    use std::sync::Mutex;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let fields = PolicyFields {
+        name: "p".into(),
+        query: "SELECT 1;".into(),
+        description: String::new(),
+        resolution: String::new(),
+        platform: String::new(),
+        critical: false,
+        interval_seconds: None,
+        script_id: Some(script),
+    };
+    let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
+    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let new_failures = Mutex::new(Vec::new());
+    let report = |at: i64| {
+        let store = store.clone();
+        let new_failures = &new_failures;
+        async move {
+            let seen = |policy_id: i64| {
+                new_failures.lock().unwrap().push((policy_id, at));
+                None
+            };
+            store.record_report(host, &fail, None, at, &seen).await.unwrap()
+        }
+    };
+    report(NOW).await;
+    let run = store.pending_executions(host).await.unwrap().remove(0);
+    store.record_execution_result(host, &run.execution_id, "ran", Some(1), "no luck", Some(5), NOW + 10).await.unwrap();
+    report(NOW + 20).await;
+    assert_eq!(new_failures.lock().unwrap().len(), 1, "a continuing failure is not new");
+    assert!(store.pending_executions(host).await.unwrap().is_empty(), "retry waits for its backoff");
+
+    assert_eq!(store.reset_automations(&[policy, 424242], NOW + 30).await.unwrap(), 1);
+    report(NOW + 40).await;
+    assert_eq!(*new_failures.lock().unwrap(), vec![(policy, NOW), (policy, NOW + 40)], "new again after the reset");
+    assert_eq!(store.pending_executions(host).await.unwrap().len(), 1, "the script runs again at once");
+    report(NOW + 50).await;
+    assert_eq!(new_failures.lock().unwrap().len(), 2, "only the first answer after the reset");
 }

@@ -31,6 +31,42 @@ pub fn routes() -> Router<SharedState> {
         .route("/teams/{team_id}/policies/count", get(count_team))
         .route("/teams/{team_id}/policies/{id}", get(get_team).patch(patch_team))
         .route("/spec/policies", post(apply_specs))
+        .route("/automations/reset", post(reset_automations))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetAutomations {
+    #[serde(default)]
+    policy_ids: Vec<i64>,
+    #[serde(default)]
+    team_ids: Vec<i64>,
+}
+
+/// Fleet's `POST /automations/reset`: hosts failing these policies (or any policy of these teams) count as
+/// newly failing at their next answer, so webhooks fire and scripts run again.
+async fn reset_automations(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<ResetAutomations>,
+) -> Result<Json<Value>, ApiError> {
+    let mut ids = Vec::new();
+    for id in &request.policy_ids {
+        let policy = state
+            .store
+            .get_policy(*id)
+            .await?
+            .ok_or_else(|| ApiError::invalid("policy_ids", format!("no policy {id}")))?;
+        auth.require(Action::Write, Scope::of_team(policy.team_id))?;
+        ids.push(policy.id);
+    }
+    for team in &request.team_ids {
+        auth.require(Action::Write, Scope::Team(*team))?;
+        ensure_team(&state, *team).await?;
+        ids.extend(state.store.list_policies(Some(*team)).await?.into_iter().map(|p| p.id));
+    }
+    state.store.reset_automations(&ids, now_ms()).await?;
+    Ok(Json(json!({})))
 }
 
 /// Longest policy query accepted (osquery's own limit on a distributed query is far above any real policy).
