@@ -14,6 +14,28 @@ async fn response(server: &Server, token: &str, policy: i64) -> Option<String> {
     host["host"]["policies"].as_array()?.iter().find(|p| p["id"] == policy)?["response"].as_str().map(str::to_string)
 }
 
+/// A global policy that passes while `marker` is absent, with a script `script_name` that deletes the marker.
+/// Returns the policy's id, the script's id and the create response.
+async fn remediable_policy(
+    server: &Server,
+    admin: &str,
+    marker: &std::path::Path,
+    name: &str,
+    script_name: &str,
+) -> (i64, i64, serde_json::Value) {
+    let script = format!("rm -f '{}'\necho removed\n", marker.display());
+    let form = reqwest::multipart::Form::new()
+        .part("script", reqwest::multipart::Part::bytes(script.into_bytes()).file_name(script_name.to_string()));
+    let response =
+        server.client.post(format!("{}/api/v1/fleet/scripts", server.url)).bearer_auth(admin).multipart(form).send();
+    let uploaded: serde_json::Value = response.await.unwrap().json().await.unwrap();
+    let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
+    let body = json!({"name": name, "query": query, "script_id": uploaded["script_id"]});
+    let (status, created) = server.post("/api/v1/fleet/global/policies", admin, body).await;
+    assert_eq!(status, 200, "{created}");
+    (created["policy"]["id"].as_i64().unwrap(), uploaded["script_id"].as_i64().unwrap(), created)
+}
+
 async fn failing_policy_is_remediated_and_rechecked(server: Server) {
     let admin = server.admin_token().await;
     // Check in every 10 s (herd's default); run the policy every 2 s so the failure is seen quickly.
@@ -21,34 +43,9 @@ async fn failing_policy_is_remediated_and_rechecked(server: Server) {
     assert_eq!(server.patch("/api/v1/fleet/config", &admin, options).await.0, 200);
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("unwanted");
-    let form = reqwest::multipart::Form::new().part(
-        "script",
-        reqwest::multipart::Part::bytes(format!("rm -f '{}'\necho removed\n", marker.display()).into_bytes())
-            .file_name("remove-marker.sh"),
-    );
-    let uploaded: serde_json::Value = server
-        .client
-        .post(format!("{}/api/v1/fleet/scripts", server.url))
-        .bearer_auth(&admin)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let script = uploaded["script_id"].as_i64().unwrap();
-    let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
-    let (status, created) = server
-        .post(
-            "/api/v1/fleet/global/policies",
-            &admin,
-            json!({"name": "no unwanted file", "query": query, "script_id": script}),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
+    let (policy, script, created) =
+        remediable_policy(&server, &admin, &marker, "no unwanted file", "remove-marker.sh").await;
     assert_eq!(created["policy"]["run_script"], json!({"id": script, "name": "remove-marker.sh"}));
-    let policy = created["policy"]["id"].as_i64().unwrap();
 
     let _agent = AgentProcess::start(
         env!("CARGO_BIN_EXE_herd-agent"),
@@ -98,26 +95,8 @@ async fn three_failures_get_one_recheck_round(server: Server) {
     for i in 0..3 {
         let marker = work.path().join(format!("unwanted-{i}"));
         std::fs::write(&marker, "x").unwrap();
-        let form = reqwest::multipart::Form::new().part(
-            "script",
-            reqwest::multipart::Part::bytes(format!("rm -f '{}'\n", marker.display()).into_bytes())
-                .file_name(format!("fix-{i}.sh")),
-        );
-        let uploaded: serde_json::Value = server
-            .client
-            .post(format!("{}/api/v1/fleet/scripts", server.url))
-            .bearer_auth(&admin)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
-        let body = json!({"name": format!("no unwanted file {i}"), "query": query, "script_id": uploaded["script_id"]});
-        let (_, created) = server.post("/api/v1/fleet/global/policies", &admin, body).await;
-        policies.push(created["policy"]["id"].as_i64().unwrap());
+        let name = format!("no unwanted file {i}");
+        policies.push(remediable_policy(&server, &admin, &marker, &name, &format!("fix-{i}.sh")).await.0);
     }
     let _agent = AgentProcess::start(
         env!("CARGO_BIN_EXE_herd-agent"),
