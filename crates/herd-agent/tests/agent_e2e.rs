@@ -2,7 +2,7 @@
 //! file-existence policy flips as the test creates and removes the file; the device token works; the agent
 //! rides out a server restart and delivers everything.
 
-use herd_testkit::{AgentProcess, Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Server, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -113,22 +113,4 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_agent_end_to_end() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Sqlite,
-        agent_checks_in_reports_and_survives_restarts,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_agent_end_to_end() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Postgres,
-        agent_checks_in_reports_and_survives_restarts,
-    )
-    .await;
-}
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")); agent_checks_in_reports_and_survives_restarts);

@@ -1,7 +1,7 @@
 //! End-to-end, seed 000's promise: a policy fails, its script fixes the host, and the policy is green again
 //! seconds later — re-checked by the agent right after the fix, not at the next hourly run.
 
-use herd_testkit::{AgentProcess, Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Server, eventually};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -126,42 +126,4 @@ async fn three_failures_get_one_recheck_round(server: Server) {
     assert_eq!(runs, 3, "one run per policy");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_three_failures_get_one_recheck_round() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Sqlite,
-        three_failures_get_one_recheck_round,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_three_failures_get_one_recheck_round() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Postgres,
-        three_failures_get_one_recheck_round,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_failing_policy_is_remediated_and_rechecked() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Sqlite,
-        failing_policy_is_remediated_and_rechecked,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_failing_policy_is_remediated_and_rechecked() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Postgres,
-        failing_policy_is_remediated_and_rechecked,
-    )
-    .await;
-}
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")); three_failures_get_one_recheck_round, failing_policy_is_remediated_and_rechecked);

@@ -1,7 +1,7 @@
 //! End-to-end: scripts on the real agent — upload, run synchronously and asynchronously, output and exit
 //! codes, a timeout that kills everything the script started, scripts disabled on the agent or the server.
 
-use herd_testkit::{AgentProcess, Backend, Server, eventually};
+use herd_testkit::{AgentProcess, Server, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -139,22 +139,4 @@ async fn scripts_run_on_the_agent(server: Server) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_scripts_run_on_the_agent() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Sqlite,
-        scripts_run_on_the_agent,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_scripts_run_on_the_agent() {
-    herd_testkit::with_server(
-        &herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")),
-        Backend::Postgres,
-        scripts_run_on_the_agent,
-    )
-    .await;
-}
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")); scripts_run_on_the_agent);

@@ -39,22 +39,26 @@ where
 }
 
 /// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`, against
-/// the `herd` binary of the calling package's build.
+/// the `herd` binary of the calling package's build — or, with `bin = EXPR;` first, the `herd` at that path
+/// (packages without the binary use `herd_beside(env!("CARGO_BIN_EXE_<theirs>"))`).
 #[macro_export]
 macro_rules! server_cases {
-    ($($case:ident),* $(,)?) => {
+    (bin = $bin:expr; $($case:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
               async fn $case() {
-                  $crate::with_server(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Sqlite, super::$case).await
+                  $crate::with_server(&$bin, $crate::Backend::Sqlite, super::$case).await
               })*
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
               async fn $case() {
-                  $crate::with_server(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Postgres, super::$case).await
+                  $crate::with_server(&$bin, $crate::Backend::Postgres, super::$case).await
               })*
         }
+    };
+    ($($case:ident),* $(,)?) => {
+        $crate::server_cases!(bin = env!("CARGO_BIN_EXE_herd"); $($case),*);
     };
 }
 

@@ -1,18 +1,10 @@
 //! End-to-end: the real `herdctl` binary against the real `herd` binary over HTTPS.
 
-use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Server};
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Server};
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-/// `herd` is built into the same directory as `herdctl` (scripts/test builds the whole workspace first).
-fn herd_bin() -> String {
-    let herdctl = PathBuf::from(env!("CARGO_BIN_EXE_herdctl"));
-    let herd = herdctl.with_file_name("herd");
-    assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
-    herd.to_string_lossy().into_owned()
-}
 
 fn herdctl(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herdctl"))
@@ -165,12 +157,4 @@ async fn apply_get_delete(server: Server) {
     assert!(String::from_utf8_lossy(&after_logout.stderr).contains("herdctl login"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_apply_get_delete() {
-    herd_testkit::with_server(&herd_bin(), Backend::Sqlite, apply_get_delete).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_apply_get_delete() {
-    herd_testkit::with_server(&herd_bin(), Backend::Postgres, apply_get_delete).await;
-}
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herdctl")); apply_get_delete);
