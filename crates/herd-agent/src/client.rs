@@ -119,9 +119,17 @@ impl OsqueryClient {
         Ok(pending.scripts)
     }
 
-    pub async fn script_result(&self, node_key: &str, result: &crate::scripts::ScriptResult) -> Result<(), CallError> {
+    /// Sends a run's result. `rechecks_locally`: this agent re-runs the remediated policy itself right after
+    /// the round, so the server need not hand it out again.
+    pub async fn script_result(
+        &self,
+        node_key: &str,
+        result: &crate::scripts::ScriptResult,
+        rechecks_locally: bool,
+    ) -> Result<(), CallError> {
         let body = serde_json::json!({
             "node_key": node_key,
+            "rechecks_locally": rechecks_locally,
             "execution_id": result.execution_id,
             "exit_code": result.exit_code,
             "output": result.output,

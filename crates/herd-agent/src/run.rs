@@ -289,7 +289,8 @@ impl Agent {
                     result
                 }
             };
-            self.client.script_result(self.key()?, &result).await?;
+            let rechecks_locally = script.policy_id.is_some() && script.policy_query.is_some();
+            self.client.script_result(self.key()?, &result, rechecks_locally).await?;
         }
         self.ledger.prune();
         if !recheck.is_empty() {

@@ -12,6 +12,9 @@ pub const RESULTS_AWAITED_MS: Millis = 2 * MINUTE_MS;
 /// `accelerate` seconds sent to hosts that have not reported vitals yet, so a new host fills in quickly.
 pub const NEW_HOST_ACCELERATE_S: u32 = 60;
 
+/// `accelerate` seconds sent with a re-check the server asked for, so its answers and what follows come fast.
+pub const RECHECK_ACCELERATE_S: u32 = 60;
+
 /// What the server remembers about a host between check-ins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckinState {
@@ -19,6 +22,8 @@ pub struct CheckinState {
     /// When vitals were last ingested; None before the first report.
     pub vitals_updated_at: Option<Millis>,
     pub refetch_requested: bool,
+    /// The host's remediations finished: the policies they fixed are due now (their runs were dropped).
+    pub recheck_requested: bool,
     /// Set when vitals were handed out and results are awaited (in memory only).
     pub vitals_sent_at: Option<Millis>,
     /// The host's last policy plan: when it was made, and when its next policy comes due then (None: no
@@ -54,7 +59,7 @@ pub fn policies_need_planning(state: &CheckinState, settings: &DueSettings, now:
     if state.policies_sent_at.is_some_and(|sent| now - sent < RESULTS_AWAITED_MS) {
         return false;
     }
-    if state.refetch_requested {
+    if state.refetch_requested || state.recheck_requested {
         return true;
     }
     match state.policy_plan {
@@ -84,8 +89,15 @@ pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> 
 
 pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> DueWork {
     let vitals = if vitals_due(state, settings, now) { Vital::ALL.to_vec() } else { Vec::new() };
-    let accelerate_s = (state.vitals_updated_at.is_none() && !vitals.is_empty()).then_some(NEW_HOST_ACCELERATE_S);
-    DueWork { vitals, plan_policies: policies_need_planning(state, settings, now), accelerate_s }
+    let plan_policies = policies_need_planning(state, settings, now);
+    let accelerate_s = if state.vitals_updated_at.is_none() && !vitals.is_empty() {
+        Some(NEW_HOST_ACCELERATE_S)
+    } else if state.recheck_requested && plan_policies {
+        Some(RECHECK_ACCELERATE_S)
+    } else {
+        None
+    };
+    DueWork { vitals, plan_policies, accelerate_s }
 }
 
 #[cfg(test)]
@@ -100,6 +112,7 @@ mod tests {
             host_id: 42,
             vitals_updated_at: updated,
             refetch_requested: refetch,
+            recheck_requested: false,
             vitals_sent_at: sent,
             // Planned long ago with nothing in scope: these cases are about vitals.
             policy_plan: Some((1, None)),
@@ -126,6 +139,16 @@ mod tests {
             ("refetch", with(Some((now - MINUTE_MS, None)), true, None), true),
             ("results awaited", with(None, true, Some(now - MINUTE_MS)), false),
             ("results lost", with(Some((now - 5 * MINUTE_MS, None)), true, Some(now - 3 * MINUTE_MS)), true),
+            (
+                "re-check after remediation",
+                CheckinState { recheck_requested: true, ..with(Some((now - MINUTE_MS, None)), false, None) },
+                true,
+            ),
+            (
+                "re-check handed out, results awaited",
+                CheckinState { recheck_requested: true, ..with(None, false, Some(now - MINUTE_MS)) },
+                false,
+            ),
         ];
         for (what, s, want) in cases {
             assert_eq!(policies_need_planning(s, &settings, now), *want, "{what}");
@@ -160,6 +183,17 @@ mod tests {
         assert_eq!(known.accelerate_s, None);
         assert!(!known.is_empty());
         assert!(due_work(&state(Some(now), false, None), &SETTINGS, now).is_empty());
+    }
+
+    #[test]
+    fn rechecks_are_accelerated_when_handed_out() {
+        let now = 1_000 * HOUR_MS;
+        let recheck = CheckinState { recheck_requested: true, ..state(Some(now), false, None) };
+        let work = due_work(&recheck, &SETTINGS, now);
+        assert!(work.plan_policies && work.vitals.is_empty());
+        assert_eq!(work.accelerate_s, Some(RECHECK_ACCELERATE_S));
+        let awaited = CheckinState { policies_sent_at: Some(now - MINUTE_MS), ..recheck };
+        assert!(due_work(&awaited, &SETTINGS, now).is_empty(), "nothing new while its answers are awaited");
     }
 }
 

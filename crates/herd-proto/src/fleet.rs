@@ -173,6 +173,9 @@ pub struct Team {
     pub user_count: i64,
     /// null: the team uses the global agent options.
     pub agent_options: Option<Value>,
+    /// Fleet's team webhook settings: the failing-policies webhook for this team's policies.
+    #[serde(default)]
+    pub webhook_settings: TeamWebhookSettings,
     pub secrets: Vec<EnrollSecret>,
     pub created_at: String,
 }
@@ -207,6 +210,16 @@ pub struct PatchTeamRequest {
     /// null removes the team's own options (it falls back to the global ones).
     #[serde(default, with = "double_option")]
     pub agent_options: Option<Option<Value>>,
+    #[serde(default)]
+    pub webhook_settings: Option<TeamWebhookSettings>,
+}
+
+/// A team's `webhook_settings` (Fleet's shape; policy_ids name the team's own policies).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TeamWebhookSettings {
+    #[serde(default)]
+    pub failing_policies_webhook: FailingPoliciesWebhook,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -477,6 +490,10 @@ pub struct Policy {
     pub remediating_host_count: i64,
     /// The automation: the script run on hosts that newly fail the policy.
     pub run_script: Option<RunScript>,
+    /// herd's own: a webhook of this policy's own, posted to when a host newly fails it.
+    pub webhook_url: Option<String>,
+    /// herd's own: automations fire on every scheduled failing result, not only on a new failure.
+    pub continuous_automation: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -521,6 +538,11 @@ pub struct PolicyInput {
     /// The script to run on hosts that newly fail the policy; 0 removes it.
     #[serde(default)]
     pub script_id: Option<i64>,
+    /// A webhook of the policy's own (http or https URL); null or "" removes it.
+    #[serde(default, with = "double_option")]
+    pub webhook_url: Option<Option<String>>,
+    #[serde(default)]
+    pub continuous_automation: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -63,6 +63,8 @@ async fn setup(url: String, dir: tempfile::TempDir) -> Bench {
             critical: false,
             interval_seconds: None,
             script_id: None,
+            webhook_url: None,
+            continuous_automation: false,
         };
         policy_ids.push(store.create_policy(&fields, None, None, 0).await.unwrap());
     }

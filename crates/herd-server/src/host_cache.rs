@@ -30,6 +30,7 @@ impl CachedHost {
             host_id: self.checkin.id,
             vitals_updated_at: self.checkin.detail_updated_at,
             refetch_requested: self.checkin.refetch_requested_at.is_some(),
+            recheck_requested: self.checkin.recheck_requested_at.is_some(),
             vitals_sent_at: self.vitals_sent_at,
             policy_plan: self.policy_plan,
             policies_sent_at: self.policies_sent_at,
@@ -108,6 +109,8 @@ impl HostCache {
             entry.policies_sent_at = None;
             entry.policies_sent.clear();
             entry.policy_plan = None;
+            // The store clears it with the answers (see `Store::record_report`).
+            entry.checkin.recheck_requested_at = None;
         }
     }
 
@@ -153,6 +156,7 @@ mod tests {
             platform_like: String::new(),
             detail_updated_at: None,
             refetch_requested_at: Some(50),
+            recheck_requested_at: None,
             created_at: 0,
             pending_scripts: false,
         }

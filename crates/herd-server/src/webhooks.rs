@@ -1,13 +1,18 @@
 //! Failing-policy webhooks: a job per new failure, enqueued in the transaction of the report that showed it,
 //! delivered within seconds by the `webhook_delivery` worker, retried with backoff for hours.
 
+use crate::settings::LiveSettings;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use herd_core::Millis;
 use herd_proto::fleet::FailingPoliciesWebhook;
 use herd_store::{Job, NewJob};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub const JOB_KIND: &str = "failing_policy_webhook";
 /// 5 s doubling to an hour: about a day of retries before a delivery is given up.
@@ -16,23 +21,64 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery may take before another server may try it.
 pub const LEASE_MS: Millis = 60_000;
 
-/// The job for a host newly failing a policy, if the configuration asks for a webhook about that policy.
-pub fn failing_policy_job(
-    settings: &FailingPoliciesWebhook,
-    policy_id: i64,
-    host_id: i64,
-    now: Millis,
-) -> Option<NewJob> {
-    let enabled = settings.enable_failing_policies_webhook
-        && !settings.destination_url.is_empty()
-        && settings.policy_ids.contains(&policy_id);
-    enabled.then(|| NewJob {
-        kind: JOB_KIND.into(),
-        idempotency_key: format!("{JOB_KIND}:{policy_id}:{host_id}:{now}"),
-        payload: json!({"policy_id": policy_id, "host_id": host_id, "failed_at": now, "destination_url": settings.destination_url}),
-        max_attempts: MAX_ATTEMPTS,
-        run_at: now,
-    })
+/// Checks a webhook destination: an absolute http(s) URL with a host.
+pub fn check_destination(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("must be an http(s) url ({e}), not {url:?}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("must be an http(s) url, not {url:?}"));
+    }
+    Ok(())
+}
+
+/// Checks Fleet's `failing_policies_webhook` settings, naming the bad field under `prefix`.
+pub fn check_settings(prefix: &str, webhook: &FailingPoliciesWebhook) -> Result<(), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let destination = format!("{prefix}.destination_url");
+    if !webhook.destination_url.is_empty() {
+        check_destination(&webhook.destination_url).map_err(|reason| ApiError::invalid(&destination, reason))?;
+    } else if webhook.enable_failing_policies_webhook {
+        return Err(ApiError::invalid(&destination, "required when the webhook is enabled"));
+    }
+    if webhook.host_batch_size < 0 {
+        return Err(ApiError::invalid(format!("{prefix}.host_batch_size"), "must not be negative"));
+    }
+    Ok(())
+}
+
+/// The webhook jobs for a host whose failure of a policy fires its automations: the global Fleet webhook
+/// when it lists the policy, the policy's team's Fleet webhook when it lists it, and the policy's own
+/// webhook — each destination once.
+pub fn failing_policy_jobs(settings: &LiveSettings, policy_id: i64, host_id: i64, now: Millis) -> Vec<NewJob> {
+    let listed = |webhook: &FailingPoliciesWebhook| {
+        (webhook.enable_failing_policies_webhook
+            && !webhook.destination_url.is_empty()
+            && webhook.policy_ids.contains(&policy_id))
+        .then(|| webhook.destination_url.clone())
+    };
+    let policy = settings.policy(policy_id);
+    let team_webhook = policy.and_then(|p| p.schedule.team_id).and_then(|team| settings.team_webhooks.get(&team));
+    let mut destinations: Vec<String> = Vec::new();
+    let candidates = [
+        listed(&settings.config.webhook_settings.failing_policies_webhook),
+        team_webhook.and_then(listed),
+        policy.and_then(|p| p.webhook_url.clone()),
+    ];
+    for url in candidates.into_iter().flatten() {
+        if !destinations.contains(&url) {
+            destinations.push(url);
+        }
+    }
+    destinations
+        .into_iter()
+        .enumerate()
+        .map(|(n, destination_url)| NewJob {
+            kind: JOB_KIND.into(),
+            idempotency_key: format!("{JOB_KIND}:{policy_id}:{host_id}:{now}:{n}"),
+            payload: json!({"policy_id": policy_id, "host_id": host_id, "failed_at": now, "destination_url": destination_url}),
+            max_attempts: MAX_ATTEMPTS,
+            run_at: now,
+        })
+        .collect()
 }
 
 /// Fleet's payload: `{"timestamp", "policy": {...}, "hosts": [{"id", "hostname", "display_name", "url"}]}`,
@@ -79,22 +125,85 @@ pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -
     if response.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", response.status())) }
 }
 
-/// One round of deliveries by this server: claim what is due, deliver one at a time (one connection per
-/// destination from this server), record each outcome.
-pub async fn deliver_due(state: &SharedState, client: &reqwest::Client, owner: &str) -> anyhow::Result<()> {
-    let jobs = state.store.claim_jobs(&[JOB_KIND], owner, 20, LEASE_MS, now_ms()).await?;
-    for job in jobs {
-        let outcome = deliver(state, client, &job).await;
-        let now = now_ms();
-        match outcome {
-            Ok(()) => {
-                state.store.complete_job(job.id, owner, now).await?;
-            }
-            Err(reason) => {
-                let retry_at = now + herd_core::jobs::retry_delay_ms(job.attempts, job.id);
-                let left = state.store.fail_job(job.id, owner, &reason, retry_at, now).await?;
-                tracing::warn!(job = job.id, attempts = job.attempts, ?left, %reason, "webhook delivery failed");
-            }
+/// Deliveries in flight to one destination (scheme, host and port) from one server: enough to keep up with a
+/// burst, few enough not to overwhelm a small receiver.
+pub const PER_DESTINATION: usize = 4;
+/// Deliveries claimed and not yet finished by one server, over all destinations.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Where a job goes, for the per-destination cap: the URL's origin.
+fn destination_of(job: &Job) -> String {
+    let url = job.payload["destination_url"].as_str().unwrap_or_default();
+    reqwest::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| url.to_string())
+}
+
+/// This server's deliveries: each claimed job runs as its own task, at most `PER_DESTINATION` at a time per
+/// destination, so a receiver that is slow or hangs delays only its own deliveries — not other destinations,
+/// and not the next round of claims.
+pub struct Deliverer {
+    client: reqwest::Client,
+    /// Lease owner name: unique per server process.
+    owner: String,
+    destinations: HashMap<String, Arc<Semaphore>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Deliverer {
+    pub fn new(owner: String) -> Self {
+        Deliverer { client: http_client(), owner, destinations: HashMap::new(), in_flight: Arc::default() }
+    }
+
+    /// One round: claims what is due (as much as there is room for) and starts delivering it.
+    pub async fn start_due(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.load(Ordering::Acquire));
+        if room == 0 {
+            return Ok(());
+        }
+        let jobs = state.store.claim_jobs(&[JOB_KIND], &self.owner, room as i64, LEASE_MS, now_ms()).await?;
+        // Destinations with nothing in flight are forgotten, so the map does not grow without bound.
+        self.destinations.retain(|_, gate| gate.available_permits() < PER_DESTINATION);
+        for job in jobs {
+            let gate = self
+                .destinations
+                .entry(destination_of(&job))
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_DESTINATION)));
+            let gate = gate.clone();
+            let (state, client, owner, in_flight) =
+                (state.clone(), self.client.clone(), self.owner.clone(), self.in_flight.clone());
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(async move {
+                if let Ok(_permit) = gate.acquire_owned().await
+                    && let Err(e) = deliver_and_record(&state, &client, &owner, job).await
+                {
+                    tracing::error!(error = %format!("{e:#}"), "recording a webhook delivery");
+                }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn deliver_and_record(
+    state: &SharedState,
+    client: &reqwest::Client,
+    owner: &str,
+    job: Job,
+) -> anyhow::Result<()> {
+    // It may have waited for its destination: renew the lease, or leave it to whoever holds it now.
+    if !state.store.heartbeat_job(job.id, owner, LEASE_MS, now_ms()).await? {
+        return Ok(());
+    }
+    let outcome = deliver(state, client, &job).await;
+    let now = now_ms();
+    match outcome {
+        Ok(()) => {
+            state.store.complete_job(job.id, owner, now).await?;
+        }
+        Err(reason) => {
+            let retry_at = now + herd_core::jobs::retry_delay_ms(job.attempts, job.id);
+            let left = state.store.fail_job(job.id, owner, &reason, retry_at, now).await?;
+            tracing::warn!(job = job.id, attempts = job.attempts, ?left, %reason, "webhook delivery failed");
         }
     }
     Ok(())

@@ -74,6 +74,8 @@ pub fn team(record: TeamRecord) -> Team {
         host_count: record.host_count,
         user_count: record.user_count,
         agent_options: record.agent_options,
+        // Validated on the way in; a document that no longer reads shows as no webhook.
+        webhook_settings: record.webhook_settings.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
         secrets: record.secrets.into_iter().map(secret).collect(),
         created_at: rfc3339(record.created_at),
     }
@@ -123,6 +125,8 @@ pub fn policy(record: PolicyRecord) -> Policy {
             .script_id
             .zip(record.script_name)
             .map(|(id, name)| herd_proto::fleet::RunScript { id, name }),
+        webhook_url: record.webhook_url,
+        continuous_automation: record.continuous_automation,
     }
 }
 

@@ -104,17 +104,13 @@ impl Worker for Housekeeping {
 
 /// Delivers failing-policy webhooks from the job table.
 pub struct WebhookDelivery {
-    client: reqwest::Client,
-    /// Lease owner name: unique per server process.
-    owner: String,
+    deliverer: crate::webhooks::Deliverer,
 }
 
 impl Default for WebhookDelivery {
     fn default() -> Self {
-        WebhookDelivery {
-            client: crate::webhooks::http_client(),
-            owner: format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4)),
-        }
+        let owner = format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4));
+        WebhookDelivery { deliverer: crate::webhooks::Deliverer::new(owner) }
     }
 }
 
@@ -124,7 +120,7 @@ impl Worker for WebhookDelivery {
         Duration::from_secs(1)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
-        crate::webhooks::deliver_due(state, &self.client, &self.owner).await
+        self.deliverer.start_due(state).await
     }
 }
 

@@ -128,4 +128,104 @@ async fn failures_are_delivered_after_outage_and_restart(server: Server) {
     .await;
 }
 
-herd_testkit::server_cases!(failures_are_delivered_after_outage_and_restart);
+/// A team's Fleet webhook and a policy's own webhook both deliver; a receiver that never answers holds up
+/// only its own deliveries; a continuous-mode policy posts on every failing result.
+async fn team_and_policy_webhooks_and_a_slow_receiver(server: Server) {
+    let admin = server.admin_token().await;
+    // Accepts connections and never answers: deliveries to it hang until the client's timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://127.0.0.1:{}/hook", silent.local_addr().unwrap().port());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = start_receiver(port).await;
+    let fast_url = format!("http://127.0.0.1:{port}/hook");
+
+    let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Servers"})).await;
+    let team_id = team["team"]["id"].as_i64().unwrap();
+    let (_, created) = server
+        .post(
+            &format!("/api/v1/fleet/teams/{team_id}/policies"),
+            &admin,
+            json!({"name": "sshd hardened", "query": "SELECT 1;"}),
+        )
+        .await;
+    let team_policy = created["policy"]["id"].as_i64().unwrap();
+    let (status, created) = server
+        .post(
+            "/api/v1/fleet/global/policies",
+            &admin,
+            json!({"name": "firewall on", "query": "SELECT 1;", "webhook_url": fast_url, "continuous_automation": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let global_policy = created["policy"]["id"].as_i64().unwrap();
+    assert_eq!(created["policy"]["webhook_url"], fast_url);
+    assert_eq!(created["policy"]["continuous_automation"], true);
+
+    // Bad input names its field.
+    let (status, reply) = server
+        .post(
+            "/api/v1/fleet/global/policies",
+            &admin,
+            json!({"name": "x", "query": "SELECT 1;", "webhook_url": "ftp://x"}),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &reply["errors"][0]["name"]), (422, &json!("webhook_url")));
+    let hook = |policy_ids: Value| {
+        json!({"webhook_settings": {"failing_policies_webhook": {
+            "enable_failing_policies_webhook": true, "destination_url": silent_url, "policy_ids": policy_ids}}})
+    };
+    let (status, reply) =
+        server.patch(&format!("/api/v1/fleet/teams/{team_id}"), &admin, hook(json!([global_policy]))).await;
+    assert_eq!(
+        (status.as_u16(), &reply["errors"][0]["name"]),
+        (422, &json!("webhook_settings.failing_policies_webhook.policy_ids")),
+        "a team webhook covers the team's own policies"
+    );
+    let (status, reply) =
+        server.patch(&format!("/api/v1/fleet/teams/{team_id}"), &admin, hook(json!([team_policy]))).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["team"]["webhook_settings"]["failing_policies_webhook"]["destination_url"], silent_url);
+
+    let mut host = TestHost::new("db-1");
+    host.enroll(&server, ENROLL_SECRET).await;
+    let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
+    let host_id = hosts["hosts"][0]["id"].as_i64().unwrap();
+    let (status, _) =
+        server.post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": team_id, "hosts": [host_id]})).await;
+    assert_eq!(status, 200);
+
+    // The team policy fails first: its delivery goes to the silent receiver and hangs there.
+    answer(&host, &server, team_policy, false).await;
+    answer(&host, &server, global_policy, false).await;
+    let list = eventually(PATIENCE, "the policy's own webhook delivered", || async {
+        let list = deliveries(&server, &admin).await;
+        list.iter().any(|d| d["destination_url"] == fast_url && d["status"] == "delivered").then_some(list)
+    })
+    .await;
+    let stuck = list.iter().find(|d| d["destination_url"] == silent_url).expect("the team webhook's delivery");
+    assert_eq!(stuck["policy_id"], team_policy);
+    assert_eq!(
+        (&stuck["status"], &stuck["last_error"]),
+        (&json!("running"), &Value::Null),
+        "still in flight: the silent receiver held up only its own delivery"
+    );
+    let body = received.lock().unwrap()[0].1.clone();
+    assert_eq!(body["policy"]["id"], global_policy);
+    assert_eq!(body["hosts"][0]["hostname"], "db-1");
+
+    // Continuous mode: another failing result is news again; the team policy's continuing failure is not.
+    answer(&host, &server, global_policy, false).await;
+    answer(&host, &server, team_policy, false).await;
+    eventually(PATIENCE, "a second delivery of the continuous policy", || async {
+        (received.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let list = deliveries(&server, &admin).await;
+    assert_eq!(list.iter().filter(|d| d["policy_id"] == team_policy).count(), 1);
+    drop(silent);
+}
+
+herd_testkit::server_cases!(
+    failures_are_delivered_after_outage_and_restart,
+    team_and_policy_webhooks_and_a_slow_receiver
+);

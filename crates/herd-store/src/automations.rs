@@ -17,16 +17,33 @@ fn execution_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a failing answer asks of a policy's script automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remediation {
+    /// Run once per failure, then retry with backoff while it keeps failing, up to `RETRIES` times.
+    Retrying { failing_since: Millis },
+    /// Continuous mode, at a scheduled failing result: run again (unless a run is still pending).
+    Continuous,
+    /// Continuous mode, at the agent's re-check: wait for the next scheduled result.
+    AwaitSchedule,
+}
+
 /// Called in the report's transaction for a host failing a policy that has a script: queues the script when
-/// this failure has not been remediated yet, or when the last run did not fix it and a retry is due.
+/// this failure has not been remediated yet, when the last run did not fix it and a retry is due, or at
+/// every scheduled failing result in continuous mode. Never a second pending run for a host and policy.
 pub(crate) async fn remediate(
     conn: &mut AnyConnection,
     host_id: i64,
     policy_id: i64,
     script_id: i64,
-    failing_since: Millis,
+    mode: Remediation,
     now: Millis,
 ) -> Result<()> {
+    let failing_since = match mode {
+        Remediation::Retrying { failing_since } => failing_since,
+        Remediation::Continuous => Millis::MIN,
+        Remediation::AwaitSchedule => return Ok(()),
+    };
     let row = sqlx::query(
         "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS BIGINT), MAX(finished_at) \
          FROM script_executions WHERE host_id = $1 AND policy_id = $2 AND created_at >= $3",
@@ -41,6 +58,9 @@ pub(crate) async fn remediate(
     let last_finished: Option<i64> = row.try_get(2)?;
     if pending.unwrap_or(0) > 0 {
         return Ok(());
+    }
+    if mode == Remediation::Continuous {
+        return queue(conn, host_id, policy_id, script_id, runs + 1, now).await;
     }
     if runs > RETRIES {
         // Out of retries and still failing: said once per failure (a done job is the marker).
@@ -67,6 +87,18 @@ pub(crate) async fn remediate(
             return Ok(());
         }
     }
+    queue(conn, host_id, policy_id, script_id, runs + 1, now).await
+}
+
+/// Queues one automation run of `script_id` on the host (attempt counts runs for this failure).
+async fn queue(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    policy_id: i64,
+    script_id: i64,
+    attempt: i64,
+    now: Millis,
+) -> Result<()> {
     let execution = execution_id();
     let queued = sqlx::query(
         "INSERT INTO script_executions (execution_id, host_id, script_id, script_name, contents, status, timeout_s, \
@@ -84,9 +116,63 @@ pub(crate) async fn remediate(
         note_host_change(conn, host_id, now).await?;
         let details = serde_json::json!({
             "host_id": host_id, "policy_id": policy_id, "script_id": script_id,
-            "script_execution_id": execution, "attempt": runs + 1,
+            "script_execution_id": execution, "attempt": attempt,
         });
         crate::activities::insert(conn, "policy_automation_fired", &details, now).await?;
     }
     Ok(())
+}
+
+impl crate::Store {
+    /// For hosts whose agent does not re-check by itself (e.g. osqueryd beside another script runner): once
+    /// the last automation run queued for the host has finished, the policies remediated since the host's
+    /// last policy report are made due at once — their run history is dropped and the host is flagged, so the
+    /// next distributed/read carries them, with `accelerate`. Returns those policies (empty while runs are
+    /// still pending, or when there is nothing to re-check).
+    pub async fn request_automation_recheck(&self, host_id: i64, now: Millis) -> Result<Vec<i64>> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let host = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT policy_runs, COALESCE(policy_updated_at, 0) FROM hosts WHERE id = $1{lock}"
+        )))
+        .bind(host_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(host) = host else { return Ok(Vec::new()) };
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL AND status = 'pending'",
+        )
+        .bind(host_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending > 0 {
+            return Ok(Vec::new());
+        }
+        let last_report: Millis = host.try_get(1)?;
+        let policies: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT policy_id FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL \
+             AND finished_at >= $2 ORDER BY policy_id",
+        )
+        .bind(host_id)
+        .bind(last_report)
+        .fetch_all(&mut *tx)
+        .await?;
+        if policies.is_empty() {
+            return Ok(policies);
+        }
+        let mut runs = crate::policies::parse_runs(&host.try_get::<String, _>(0)?);
+        for policy in &policies {
+            runs.remove(policy);
+        }
+        sqlx::query("UPDATE hosts SET policy_runs = $1, recheck_requested_at = $2 WHERE id = $3")
+            .bind(crate::policies::runs_text(&runs))
+            .bind(now)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+        note_host_change(&mut tx, host_id, now).await?;
+        tx.commit().await?;
+        Ok(policies)
+    }
 }

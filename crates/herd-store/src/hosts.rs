@@ -18,6 +18,9 @@ pub struct HostCheckin {
     pub platform_like: String,
     pub detail_updated_at: Option<Millis>,
     pub refetch_requested_at: Option<Millis>,
+    /// The host's remediations finished and the policies they fixed must be re-run (see
+    /// `Store::request_automation_recheck`).
+    pub recheck_requested_at: Option<Millis>,
     pub created_at: Millis,
     /// Runs are queued for this host (its agent should ask for them).
     pub pending_scripts: bool,
@@ -73,7 +76,7 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at, h.scripts_enabled";
 
 const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
-    refetch_requested_at, created_at, \
+    refetch_requested_at, recheck_requested_at, created_at, \
     (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') AS pending_scripts";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
@@ -85,6 +88,7 @@ fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
         platform_like: row.try_get("platform_like")?,
         detail_updated_at: row.try_get("detail_updated_at")?,
         refetch_requested_at: row.try_get("refetch_requested_at")?,
+        recheck_requested_at: row.try_get("recheck_requested_at")?,
         created_at: row.try_get("created_at")?,
         pending_scripts: row.try_get::<i64, _>("pending_scripts")? > 0,
     })

@@ -31,7 +31,7 @@ pub use config::StoredSecret;
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
-pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord};
+pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord, ReportOrigin};
 pub use scripts::{ExecutionRecord, NewExecution, ScriptRecord};
 pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
 

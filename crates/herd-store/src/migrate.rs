@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_automations.sql"),
         postgres: include_str!("../migrations/postgres/0005_automations.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../migrations/sqlite/0006_automation_targets.sql"),
+        postgres: include_str!("../migrations/postgres/0006_automation_targets.sql"),
+    },
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

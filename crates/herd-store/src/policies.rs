@@ -3,6 +3,7 @@
 //! Invariant (checked by the property test in `tests/policy_counts.rs`): for every policy and host team,
 //! `policy_counts` equals a recount of `policy_membership` joined to hosts, after every committed change.
 
+use crate::automations::Remediation;
 use crate::hosts::note_host_change;
 use crate::sql::{Arg, SqlBuilder};
 use crate::{Backend, Result, Store, StoreError};
@@ -11,7 +12,7 @@ use herd_core::due::PolicyRun;
 use herd_core::policy::{PolicyResponse, count_delta};
 use herd_core::vitals::VitalsPatch;
 use sqlx::{Acquire, AnyConnection, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyRecord {
@@ -30,6 +31,10 @@ pub struct PolicyRecord {
     /// The script run on a host that newly fails this policy (and retried while it keeps failing).
     pub script_id: Option<i64>,
     pub script_name: Option<String>,
+    /// A webhook of this policy's own, posted to when a host newly fails it.
+    pub webhook_url: Option<String>,
+    /// Automations fire on every scheduled failing result, not only when a host newly fails.
+    pub continuous_automation: bool,
     pub revision: i64,
     pub passing_host_count: i64,
     pub failing_host_count: i64,
@@ -52,6 +57,8 @@ pub struct PolicyFields {
     pub critical: bool,
     pub interval_seconds: Option<i64>,
     pub script_id: Option<i64>,
+    pub webhook_url: Option<String>,
+    pub continuous_automation: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +122,8 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         interval_seconds: row.try_get("interval_seconds")?,
         script_id: row.try_get("script_id")?,
         script_name: row.try_get("script_name")?,
+        webhook_url: row.try_get("webhook_url")?,
+        continuous_automation: row.try_get::<i64, _>("continuous_automation")? != 0,
         revision: row.try_get("revision")?,
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
@@ -199,14 +208,14 @@ fn counts_by_policy_and_team(rows: &[sqlx::any::AnyRow]) -> Result<BTreeMap<(i64
     Ok(out)
 }
 
-fn parse_runs(text: &str) -> HashMap<i64, PolicyRun> {
+pub(crate) fn parse_runs(text: &str) -> HashMap<i64, PolicyRun> {
     let raw: BTreeMap<String, (i64, i64)> = serde_json::from_str(text).unwrap_or_default();
     raw.into_iter()
         .filter_map(|(id, (ran_at, revision))| Some((id.parse().ok()?, PolicyRun { ran_at, revision })))
         .collect()
 }
 
-fn runs_text(runs: &HashMap<i64, PolicyRun>) -> String {
+pub(crate) fn runs_text(runs: &HashMap<i64, PolicyRun>) -> String {
     let raw: BTreeMap<String, (i64, i64)> =
         runs.iter().map(|(id, run)| (id.to_string(), (run.ran_at, run.revision))).collect();
     serde_json::to_string(&raw).unwrap_or_else(|_| "{}".into())
@@ -222,8 +231,9 @@ impl Store {
     ) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO policies (name, query, description, resolution, platform, critical, team_id, scope_key, \
-             author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at, script_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14) RETURNING id",
+             author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at, script_id, \
+             webhook_url, continuous_automation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14, $15, $16) RETURNING id",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -239,6 +249,8 @@ impl Store {
         .bind(fields.interval_seconds)
         .bind(now)
         .bind(fields.script_id)
+        .bind(fields.webhook_url.clone())
+        .bind(fields.continuous_automation as i64)
         .fetch_one(&self.writer)
         .await
         .map_err(|e| match &e {
@@ -319,7 +331,7 @@ impl Store {
             "UPDATE policies SET name = $1, query = $2, description = $3, resolution = $4, platform = $5, \
              critical = $6, interval_seconds = $7, updated_at = $8, \
              revision = revision + $9, host_count_updated_at = CASE WHEN $9 = 1 THEN $8 ELSE host_count_updated_at END, \
-             script_id = $11 WHERE id = $10",
+             script_id = $11, webhook_url = $12, continuous_automation = $13 WHERE id = $10",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -332,6 +344,8 @@ impl Store {
         .bind(voids_answers as i64)
         .bind(id)
         .bind(fields.script_id)
+        .bind(fields.webhook_url.clone())
+        .bind(fields.continuous_automation as i64)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"))?;
@@ -377,29 +391,31 @@ impl Store {
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
-        self.record_report(host_id, answers, None, now, &|_| None).await
+        self.record_report(host_id, answers, None, now, ReportOrigin::Scheduled, &|_| Vec::new()).await
     }
 
     /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
     /// neither. `vitals` carries the patch and when its queries were handed out. For every policy the host
-    /// newly fails (no answer or pass → fail), `on_new_failure` may return a job (an automation), enqueued in
-    /// the same transaction. Returns false when the host is gone.
+    /// newly fails (no answer or pass → fail) — or, for a policy in continuous mode, fails at a scheduled run —
+    /// `on_new_failure` may return jobs (webhooks), enqueued in the same transaction. Returns false when the
+    /// host is gone.
     pub async fn record_report(
         &self,
         host_id: i64,
         answers: &[PolicyAnswer],
         vitals: Option<(&VitalsPatch, Millis)>,
         now: Millis,
-        on_new_failure: &(dyn Fn(i64) -> Option<crate::NewJob> + Send + Sync),
+        origin: ReportOrigin,
+        on_new_failure: &(dyn Fn(i64) -> Vec<crate::NewJob> + Send + Sync),
     ) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if !answers.is_empty() {
-            let Some(newly_failing) = write_policy_answers(&mut tx, self.backend, host_id, answers, now).await? else {
+            let Some(firing) = write_policy_answers(&mut tx, self.backend, host_id, answers, origin, now).await? else {
                 return Ok(false);
             };
-            for policy_id in newly_failing {
-                if let Some(job) = on_new_failure(policy_id) {
+            for policy_id in firing {
+                for job in on_new_failure(policy_id) {
                     crate::jobs::enqueue_in(&mut tx, &job, now).await?;
                 }
             }
@@ -414,13 +430,25 @@ impl Store {
     }
 }
 
+/// Why a host sent a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOrigin {
+    /// Queries the server handed out (scheduled policies, vitals, a refetch).
+    Scheduled,
+    /// The agent's own re-check of the policies it just remediated: it confirms a fix, so continuous
+    /// automations do not fire on it (the next scheduled failing result does).
+    Recheck,
+}
+
 /// The policy part of a report, in the caller's transaction (see `Store::record_report`). Returns the
-/// policies the host newly fails, or None when the host is gone.
+/// policies whose automations fire (newly failing, or failing in continuous mode), or None when the host is
+/// gone.
 async fn write_policy_answers(
     tx: &mut AnyConnection,
     backend: Backend,
     host_id: i64,
     answers: &[PolicyAnswer],
+    origin: ReportOrigin,
     now: Millis,
 ) -> Result<Option<Vec<i64>>> {
     {
@@ -435,12 +463,15 @@ async fn write_policy_answers(
         let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
 
         let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let mut current =
-            SqlBuilder::new("SELECT id, revision, team_id, script_id, automations_reset_at FROM policies WHERE id IN ");
+        let mut current = SqlBuilder::new(
+            "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation FROM policies \
+                 WHERE id IN ",
+        );
         current.bind_ids(&ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
         let mut scripts: HashMap<i64, i64> = HashMap::new();
         let mut reset_at: HashMap<i64, Millis> = HashMap::new();
+        let mut continuous: HashSet<i64> = HashSet::new();
         for row in current.query().fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get(0)?;
             revisions.insert(id, (row.try_get(1)?, row.try_get(2)?));
@@ -449,6 +480,9 @@ async fn write_policy_answers(
             }
             if let Some(at) = row.try_get::<Option<i64>, _>(4)? {
                 reset_at.insert(id, at);
+            }
+            if row.try_get::<i64, _>(5)? != 0 {
+                continuous.insert(id);
             }
         }
         let mut existing =
@@ -465,7 +499,7 @@ async fn write_policy_answers(
         // What changed: (policy, stored answer, revision) rows to write and each policy's count delta.
         let mut changed_rows: Vec<(i64, Option<i64>, i64)> = Vec::new();
         let mut deltas: Vec<(i64, (i64, i64))> = Vec::new();
-        let mut newly_failing = Vec::new();
+        let mut firing = Vec::new();
         for answer in answers {
             let Some((revision, policy_team)) = revisions.get(&answer.policy_id).copied() else {
                 continue;
@@ -481,8 +515,11 @@ async fn write_policy_answers(
             // The first answer after an automations reset: a failure that began before it counts as new.
             let reset = reset_at.get(&answer.policy_id).copied();
             let first_since_reset = reset.is_some_and(|at| last_answer_at.is_none_or(|last| last <= at));
-            if answer.response == PolicyResponse::Fail && (old_response != PolicyResponse::Fail || first_since_reset) {
-                newly_failing.push(answer.policy_id);
+            let every_failure = continuous.contains(&answer.policy_id) && origin == ReportOrigin::Scheduled;
+            if answer.response == PolicyResponse::Fail
+                && (old_response != PolicyResponse::Fail || first_since_reset || every_failure)
+            {
+                firing.push(answer.policy_id);
             }
             if answer.response == PolicyResponse::Fail
                 && let Some(script) = scripts.get(&answer.policy_id)
@@ -495,7 +532,12 @@ async fn write_policy_answers(
                     }
                     _ => now,
                 };
-                crate::automations::remediate(tx, host_id, answer.policy_id, *script, failing_since, now).await?;
+                let mode = match (continuous.contains(&answer.policy_id), origin) {
+                    (false, _) => Remediation::Retrying { failing_since },
+                    (true, ReportOrigin::Scheduled) => Remediation::Continuous,
+                    (true, ReportOrigin::Recheck) => Remediation::AwaitSchedule,
+                };
+                crate::automations::remediate(tx, host_id, answer.policy_id, *script, mode, now).await?;
             }
             if old == Some((answer.response, revision)) {
                 continue;
@@ -544,13 +586,16 @@ async fn write_policy_answers(
         // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
         // for which re-running is right anyway).
         runs.retain(|_, run| now - run.ran_at <= RUNS_KEPT_MS);
-        sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2 WHERE id = $3")
-            .bind(runs_text(&runs))
-            .bind(now)
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
-        Ok(Some(newly_failing))
+        // Answers arrived: a re-check the server asked for is done.
+        sqlx::query(
+            "UPDATE hosts SET policy_runs = $1, policy_updated_at = $2, recheck_requested_at = NULL WHERE id = $3",
+        )
+        .bind(runs_text(&runs))
+        .bind(now)
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Some(firing))
     }
 }
 

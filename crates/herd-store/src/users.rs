@@ -56,6 +56,8 @@ pub struct TeamRecord {
     pub name: String,
     pub description: String,
     pub agent_options: Option<serde_json::Value>,
+    /// Fleet's team `webhook_settings` document (failing_policies_webhook for the team's policies).
+    pub webhook_settings: Option<serde_json::Value>,
     pub host_count: i64,
     pub user_count: i64,
     pub secrets: Vec<StoredSecret>,
@@ -263,14 +265,16 @@ impl Store {
 
     async fn team_from_row(&self, row: &sqlx::any::AnyRow) -> Result<TeamRecord> {
         let id: i64 = row.try_get("id")?;
-        let agent_options: Option<String> = row.try_get("agent_options")?;
+        let document = |column: &str| -> Result<Option<serde_json::Value>> {
+            let text: Option<String> = row.try_get(column)?;
+            text.map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+        };
         Ok(TeamRecord {
             id,
             name: row.try_get("name")?,
             description: row.try_get("description")?,
-            agent_options: agent_options
-                .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()?,
+            agent_options: document("agent_options")?,
+            webhook_settings: document("webhook_settings")?,
             host_count: row.try_get("host_count")?,
             user_count: row.try_get("user_count")?,
             secrets: self.enroll_secrets(Some(id)).await?,
@@ -305,7 +309,16 @@ impl Store {
 
     /// Agent options of every team that has its own (team id → options), for the servers' config cache.
     pub async fn team_agent_options(&self) -> Result<Vec<(i64, serde_json::Value)>> {
-        let rows = sqlx::query("SELECT id, agent_options FROM teams WHERE agent_options IS NOT NULL")
+        self.team_documents("agent_options").await
+    }
+
+    /// Webhook settings of every team that has them (team id → settings), for the servers' config cache.
+    pub async fn team_webhook_settings(&self) -> Result<Vec<(i64, serde_json::Value)>> {
+        self.team_documents("webhook_settings").await
+    }
+
+    async fn team_documents(&self, column: &'static str) -> Result<Vec<(i64, serde_json::Value)>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT id, {column} FROM teams WHERE {column} IS NOT NULL")))
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -323,16 +336,19 @@ impl Store {
         name: &str,
         description: &str,
         agent_options: Option<&serde_json::Value>,
+        webhook_settings: Option<&serde_json::Value>,
         now: Millis,
     ) -> Result<()> {
         let updated = sqlx::query(
-            "UPDATE teams SET name = $1, description = $2, agent_options = $3, updated_at = $4 WHERE id = $5",
+            "UPDATE teams SET name = $1, description = $2, agent_options = $3, updated_at = $4, webhook_settings = $6 \
+             WHERE id = $5",
         )
         .bind(name.trim())
         .bind(description)
         .bind(agent_options.map(|v| v.to_string()))
         .bind(now)
         .bind(id)
+        .bind(webhook_settings.map(|v| v.to_string()))
         .execute(&self.writer)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a team with this name already exists"))?;

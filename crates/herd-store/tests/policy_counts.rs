@@ -46,6 +46,8 @@ fn fields(name: &str, query: &str) -> PolicyFields {
         critical: false,
         interval_seconds: None,
         script_id: None,
+        webhook_url: None,
+        continuous_automation: false,
     }
 }
 

@@ -62,6 +62,8 @@ store_cases!(
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
     automations_reset_makes_a_failing_host_new_again,
+    continuous_automations_fire_on_every_scheduled_failure,
+    finished_remediations_make_their_policies_due_again,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -247,7 +249,7 @@ async fn teams_secrets_and_team_deletion(store: Store) {
     assert!(matches!(store.replace_enroll_secrets(Some(404), &[], NOW).await, Err(StoreError::NotFound(_))));
 
     let options = serde_json::json!({"config": {"options": {"distributed_interval": 30}}});
-    store.update_team(team, "Servers", "rack B", Some(&options), NOW).await.unwrap();
+    store.update_team(team, "Servers", "rack B", Some(&options), None, NOW).await.unwrap();
     let mut host = enroll("h", "kh");
     host.team_id = Some(team);
     let host_id = store.enroll_host(&host, NOW).await.unwrap();
@@ -476,6 +478,8 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
         critical: false,
         interval_seconds: None,
         script_id: Some(script),
+        webhook_url: None,
+        continuous_automation: false,
     };
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
@@ -534,7 +538,7 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{PolicyAnswer, PolicyFields};
+    use herd_store::{PolicyAnswer, PolicyFields, ReportOrigin};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
@@ -547,6 +551,8 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
         critical: false,
         interval_seconds: None,
         script_id: Some(script),
+        webhook_url: None,
+        continuous_automation: false,
     };
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
@@ -557,9 +563,9 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
         async move {
             let seen = |policy_id: i64| {
                 new_failures.lock().unwrap().push((policy_id, at));
-                None
+                Vec::new()
             };
-            store.record_report(host, &fail, None, at, &seen).await.unwrap()
+            store.record_report(host, &fail, None, at, ReportOrigin::Scheduled, &seen).await.unwrap()
         }
     };
     report(NOW).await;
@@ -575,4 +581,105 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     assert_eq!(store.pending_executions(host).await.unwrap().len(), 1, "the script runs again at once");
     report(NOW + 50).await;
     assert_eq!(new_failures.lock().unwrap().len(), 2, "only the first answer after the reset");
+}
+
+fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::PolicyFields {
+    herd_store::PolicyFields {
+        name: name.into(),
+        query: "SELECT 1;".into(),
+        description: String::new(),
+        resolution: String::new(),
+        platform: String::new(),
+        critical: false,
+        interval_seconds: None,
+        script_id: Some(script),
+        webhook_url: None,
+        continuous_automation: continuous,
+    }
+}
+
+async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{PolicyAnswer, ReportOrigin};
+    use std::sync::Mutex;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let policy = store.create_policy(&remediated_policy("p", script, true), None, None, NOW).await.unwrap();
+    let fired = Mutex::new(0);
+    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let report = |at: i64, origin: ReportOrigin| {
+        let store = store.clone();
+        let fired = &fired;
+        async move {
+            let count = |_| {
+                *fired.lock().unwrap() += 1;
+                Vec::new()
+            };
+            store.record_report(host, &fail, None, at, origin, &count).await.unwrap();
+        }
+    };
+    let finish_pending = |at: i64| {
+        let store = store.clone();
+        async move {
+            for run in store.pending_executions(host).await.unwrap() {
+                store.record_execution_result(host, &run.execution_id, "ran", Some(1), "", Some(1), at).await.unwrap();
+            }
+        }
+    };
+    report(NOW, ReportOrigin::Scheduled).await;
+    assert_eq!(store.pending_executions(host).await.unwrap().len(), 1);
+    report(NOW + 1, ReportOrigin::Scheduled).await;
+    assert_eq!(store.pending_executions(host).await.unwrap().len(), 1, "never two pending runs");
+    assert_eq!(*fired.lock().unwrap(), 2, "every scheduled failing result fires");
+    finish_pending(NOW + 2).await;
+    report(NOW + 3, ReportOrigin::Recheck).await;
+    assert!(store.pending_executions(host).await.unwrap().is_empty(), "a re-check waits for the schedule");
+    assert_eq!(*fired.lock().unwrap(), 2);
+    // No retry limit and no backoff: five more scheduled failures, five more runs.
+    for i in 0..5 {
+        report(NOW + 10 + 2 * i, ReportOrigin::Scheduled).await;
+        assert_eq!(store.pending_executions(host).await.unwrap().len(), 1);
+        finish_pending(NOW + 11 + 2 * i).await;
+    }
+    assert_eq!(*fired.lock().unwrap(), 7);
+    let feed = store.list_activities(0, 100).await.unwrap();
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_fired").count(), 6);
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 0);
+}
+
+async fn finished_remediations_make_their_policies_due_again(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::PolicyAnswer;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let a = store.create_policy(&remediated_policy("a", script, false), None, None, NOW).await.unwrap();
+    let b = store.create_policy(&remediated_policy("b", script, false), None, None, NOW).await.unwrap();
+    let c = store.create_policy(&remediated_policy("c", script, false), None, None, NOW).await.unwrap();
+    let answers = [
+        PolicyAnswer { policy_id: a, revision: 1, response: PolicyResponse::Fail },
+        PolicyAnswer { policy_id: b, revision: 1, response: PolicyResponse::Fail },
+        PolicyAnswer { policy_id: c, revision: 1, response: PolicyResponse::Pass },
+    ];
+    store.record_policy_results(host, &answers, NOW).await.unwrap();
+    let runs = store.pending_executions(host).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    store.record_execution_result(host, &runs[0].execution_id, "ran", Some(0), "", Some(1), NOW + 1).await.unwrap();
+    assert!(store.request_automation_recheck(host, NOW + 1).await.unwrap().is_empty(), "a run is still pending");
+    assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
+    store.record_execution_result(host, &runs[1].execution_id, "ran", Some(0), "", Some(1), NOW + 2).await.unwrap();
+    assert_eq!(store.request_automation_recheck(host, NOW + 2).await.unwrap(), vec![a, b]);
+    let checkin = store.host_checkin_by_id(host).await.unwrap().unwrap();
+    assert_eq!(checkin.recheck_requested_at, Some(NOW + 2));
+    let runs_left: Vec<i64> = store.host_policy_runs(host).await.unwrap().into_keys().collect();
+    assert_eq!(runs_left, vec![c], "the remediated policies have no run: they are due");
+    assert!(store.changed_hosts_since(0).await.unwrap().iter().any(|(id, _)| *id == host), "servers evict it");
+
+    // Their answers arrive: the request is done, and nothing is left to re-check.
+    let fixed = [
+        PolicyAnswer { policy_id: a, revision: 1, response: PolicyResponse::Pass },
+        PolicyAnswer { policy_id: b, revision: 1, response: PolicyResponse::Pass },
+    ];
+    store.record_policy_results(host, &fixed, NOW + 3).await.unwrap();
+    assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
+    assert!(store.request_automation_recheck(host, NOW + 4).await.unwrap().is_empty());
 }

@@ -56,18 +56,10 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;
     check_url("server_settings.server_url", &config.server_settings.server_url)?;
-    let webhook = &config.webhook_settings.failing_policies_webhook;
-    let destination = "webhook_settings.failing_policies_webhook.destination_url";
-    check_url(destination, &webhook.destination_url)?;
-    if webhook.enable_failing_policies_webhook && webhook.destination_url.is_empty() {
-        return Err(ApiError::invalid(destination, "required when the webhook is enabled"));
-    }
-    if webhook.host_batch_size < 0 {
-        return Err(ApiError::invalid(
-            "webhook_settings.failing_policies_webhook.host_batch_size",
-            "must not be negative",
-        ));
-    }
+    crate::webhooks::check_settings(
+        "webhook_settings.failing_policies_webhook",
+        &config.webhook_settings.failing_policies_webhook,
+    )?;
     if config.org_info.org_name.chars().count() > 255 {
         return Err(ApiError::invalid("org_info.org_name", "at most 255 characters"));
     }

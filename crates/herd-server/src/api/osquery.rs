@@ -21,7 +21,7 @@ use herd_proto::osquery::{
     DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
     NodeKeyRequest, StatusLogLine,
 };
-use herd_store::{EnrollHost, PolicyAnswer, StoredStatusLog};
+use herd_store::{EnrollHost, PolicyAnswer, ReportOrigin, StoredStatusLog};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -295,10 +295,10 @@ async fn distributed_write(
     // One transaction for the whole report; 200 only once it is committed.
     let requested_at = host.vitals_sent_at.unwrap_or(now);
     let vitals = vitals_answered.then_some((&patch, requested_at));
-    let webhook = &settings.config.webhook_settings.failing_policies_webhook;
     let host_id = host.checkin.id;
-    let on_new_failure = |policy_id: i64| crate::webhooks::failing_policy_job(webhook, policy_id, host_id, now);
-    if !state.store.record_report(host.checkin.id, &answers, vitals, now, &on_new_failure).await? {
+    let on_new_failure = |policy_id: i64| crate::webhooks::failing_policy_jobs(&settings, policy_id, host_id, now);
+    let origin = if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled };
+    if !state.store.record_report(host_id, &answers, vitals, now, origin, &on_new_failure).await? {
         state.hosts.evict(host.checkin.id);
         return Err(OsqueryError::NodeInvalid("host was deleted"));
     }

@@ -89,6 +89,9 @@ fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
     {
         return Err(ApiError::invalid("interval", "must be between 1 and 604800 seconds, or null"));
     }
+    if let Some(url) = &fields.webhook_url {
+        crate::webhooks::check_destination(url).map_err(|reason| ApiError::invalid("webhook_url", reason))?;
+    }
     Ok(())
 }
 
@@ -118,6 +121,11 @@ fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<Policy
             Some(id) => Some(id),
             None => base.and_then(|b| b.script_id),
         },
+        webhook_url: match input.webhook_url {
+            Some(url) => url.filter(|u| !u.trim().is_empty()).map(|u| u.trim().to_string()),
+            None => base.and_then(|b| b.webhook_url.clone()),
+        },
+        continuous_automation: input.continuous_automation.or(base.map(|b| b.continuous_automation)).unwrap_or(false),
     };
     validate(&fields)?;
     Ok(fields)
@@ -389,6 +397,8 @@ async fn apply_specs(
             interval: Some(spec.interval),
             team_id: None,
             script_id: None,
+            webhook_url: None,
+            continuous_automation: None,
         };
         let fields = fields_from(input, None).map_err(|e| match e {
             ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
@@ -404,8 +414,13 @@ async fn apply_specs(
     for (team_id, fields) in planned {
         match state.store.policy_by_name(team_id, &fields.name).await? {
             Some(existing) => {
-                // Specs carry no automation: an existing policy keeps its script.
-                let fields = PolicyFields { script_id: existing.script_id, ..fields.clone() };
+                // Specs carry no automation: an existing policy keeps its script and webhook.
+                let fields = PolicyFields {
+                    script_id: existing.script_id,
+                    webhook_url: existing.webhook_url.clone(),
+                    continuous_automation: existing.continuous_automation,
+                    ..fields.clone()
+                };
                 let unchanged = existing.query == fields.query
                     && existing.description == fields.description
                     && existing.resolution == fields.resolution

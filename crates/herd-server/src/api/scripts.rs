@@ -379,6 +379,10 @@ struct ResultRequest {
     output: String,
     #[serde(default)]
     runtime_ms: Option<i64>,
+    /// The agent re-runs the remediated policy itself after the round (herd-agent does); otherwise the server
+    /// hands the policy out again once the host's last automation run has finished.
+    #[serde(default)]
+    rechecks_locally: bool,
 }
 
 impl crate::api::osquery::NodeKeyed for ResultRequest {
@@ -425,6 +429,13 @@ async fn agent_result(
             "policy_name": policy.map(|p| p.name),
         });
         crate::activity::record(&state, None, "ran_script", details).await;
+        if execution.policy_id.is_some() && !body.rechecks_locally {
+            let policy_ids = state.store.request_automation_recheck(host.checkin.id, now).await?;
+            if !policy_ids.is_empty() {
+                let details = json!({"host_id": host.checkin.id, "policy_ids": policy_ids});
+                crate::activity::record(&state, None, "requested_policy_recheck", details).await;
+            }
+        }
     }
     state.hosts.evict(host.checkin.id);
     Ok(Json(json!({})))

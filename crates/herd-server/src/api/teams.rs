@@ -124,7 +124,30 @@ async fn update(
         Some(None) => None,
         None => team.agent_options,
     };
-    state.store.update_team(id, &name, &description, agent_options.as_ref(), now_ms()).await?;
+    let webhook_settings = match request.webhook_settings {
+        Some(settings) => {
+            crate::webhooks::check_settings(
+                "webhook_settings.failing_policies_webhook",
+                &settings.failing_policies_webhook,
+            )?;
+            // Fleet's rule: a team webhook covers the team's own policies.
+            for policy_id in &settings.failing_policies_webhook.policy_ids {
+                let policy = state.store.get_policy(*policy_id).await?;
+                if policy.is_none_or(|p| p.team_id != Some(id)) {
+                    return Err(ApiError::invalid(
+                        "webhook_settings.failing_policies_webhook.policy_ids",
+                        format!("policy {policy_id} is not a policy of this team"),
+                    ));
+                }
+            }
+            Some(serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.into()))?)
+        }
+        None => team.webhook_settings,
+    };
+    state
+        .store
+        .update_team(id, &name, &description, agent_options.as_ref(), webhook_settings.as_ref(), now_ms())
+        .await?;
     reload_settings(&state).await?;
     Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
@@ -139,7 +162,10 @@ async fn set_agent_options(
     auth.require(Action::AdministerTeam, Scope::Team(id))?;
     agent_options::validate("agent_options", &options)?;
     let team = team_or_404(&state, id).await?;
-    state.store.update_team(id, &team.name, &team.description, Some(&options), now_ms()).await?;
+    state
+        .store
+        .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
+        .await?;
     reload_settings(&state).await?;
     Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
 }
