@@ -351,15 +351,36 @@ pub struct HostSettings {
     /// Seconds between runs of a policy on a host, for policies without an interval of their own.
     #[serde(default = "default_interval")]
     pub policy_interval: i64,
+    /// Runs of a policy's script after the first while a host keeps failing (with backoff).
+    #[serde(default = "default_automation_retries")]
+    pub automation_retries: i64,
+    /// Seconds an automation's script may run before it is killed.
+    #[serde(default = "default_automation_timeout")]
+    pub automation_script_timeout: i64,
 }
 
 fn default_interval() -> i64 {
     3600
 }
 
+/// Fleet retries a policy's script 3 times too.
+fn default_automation_retries() -> i64 {
+    3
+}
+
+/// Fleet's default script timeout.
+fn default_automation_timeout() -> i64 {
+    300
+}
+
 impl Default for HostSettings {
     fn default() -> Self {
-        HostSettings { vitals_interval: default_interval(), policy_interval: default_interval() }
+        HostSettings {
+            vitals_interval: default_interval(),
+            policy_interval: default_interval(),
+            automation_retries: default_automation_retries(),
+            automation_script_timeout: default_automation_timeout(),
+        }
     }
 }
 

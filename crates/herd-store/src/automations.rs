@@ -6,10 +6,22 @@ use crate::hosts::note_host_change;
 use herd_core::Millis;
 use sqlx::{AnyConnection, Row};
 
-/// Runs after the first, while the host keeps failing (Fleet retries 3 times too).
-pub const RETRIES: i64 = 3;
-/// Script timeout of automation runs (Fleet's default).
-pub const TIMEOUT_S: i64 = 300;
+/// How a report's failing answers are remediated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutomationRules {
+    pub origin: crate::ReportOrigin,
+    /// Runs after the first, while the host keeps failing.
+    pub script_retries: i64,
+    /// Timeout of automation runs, in seconds.
+    pub script_timeout_s: i64,
+}
+
+impl Default for AutomationRules {
+    /// Fleet's: 3 retries, 5 minutes.
+    fn default() -> Self {
+        AutomationRules { origin: crate::ReportOrigin::Scheduled, script_retries: 3, script_timeout_s: 300 }
+    }
+}
 
 fn execution_id() -> String {
     let mut bytes = [0u8; 16];
@@ -20,7 +32,7 @@ fn execution_id() -> String {
 /// What a failing answer asks of a policy's script automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Remediation {
-    /// Run once per failure, then retry with backoff while it keeps failing, up to `RETRIES` times.
+    /// Run once per failure, then retry with backoff while it keeps failing, up to `AutomationRules::script_retries` times.
     Retrying { failing_since: Millis },
     /// Continuous mode, at a scheduled failing result: run again (unless a run is still pending).
     Continuous,
@@ -37,6 +49,7 @@ pub(crate) async fn remediate(
     policy_id: i64,
     script_id: i64,
     mode: Remediation,
+    rules: &AutomationRules,
     now: Millis,
 ) -> Result<()> {
     let failing_since = match mode {
@@ -60,9 +73,9 @@ pub(crate) async fn remediate(
         return Ok(());
     }
     if mode == Remediation::Continuous {
-        return queue(conn, host_id, policy_id, script_id, runs + 1, now).await;
+        return queue(conn, host_id, policy_id, script_id, runs + 1, rules.script_timeout_s, now).await;
     }
-    if runs > RETRIES {
+    if runs > rules.script_retries {
         // Out of retries and still failing: said once per failure (a done job is the marker).
         let marker = format!("automation-gave-up:{policy_id}:{host_id}:{failing_since}");
         let marked = sqlx::query(
@@ -87,7 +100,7 @@ pub(crate) async fn remediate(
             return Ok(());
         }
     }
-    queue(conn, host_id, policy_id, script_id, runs + 1, now).await
+    queue(conn, host_id, policy_id, script_id, runs + 1, rules.script_timeout_s, now).await
 }
 
 /// Queues one automation run of `script_id` on the host (attempt counts runs for this failure).
@@ -97,6 +110,7 @@ async fn queue(
     policy_id: i64,
     script_id: i64,
     attempt: i64,
+    timeout_s: i64,
     now: Millis,
 ) -> Result<()> {
     let execution = execution_id();
@@ -106,7 +120,7 @@ async fn queue(
     )
     .bind(&execution)
     .bind(host_id)
-    .bind(TIMEOUT_S)
+    .bind(timeout_s)
     .bind(policy_id)
     .bind(now)
     .bind(script_id)

@@ -27,6 +27,7 @@ pub mod testing;
 mod users;
 
 pub use activities::{ActivityRecord, Actor};
+pub use automations::AutomationRules;
 pub use config::StoredSecret;
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use jobs::{Job, JobState, NewJob};

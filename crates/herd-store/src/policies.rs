@@ -3,7 +3,7 @@
 //! Invariant (checked by the property test in `tests/policy_counts.rs`): for every policy and host team,
 //! `policy_counts` equals a recount of `policy_membership` joined to hosts, after every committed change.
 
-use crate::automations::Remediation;
+use crate::automations::{AutomationRules, Remediation};
 use crate::hosts::note_host_change;
 use crate::sql::{Arg, SqlBuilder};
 use crate::{Backend, Result, Store, StoreError};
@@ -391,7 +391,7 @@ impl Store {
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
-        self.record_report(host_id, answers, None, now, ReportOrigin::Scheduled, &|_| Vec::new()).await
+        self.record_report(host_id, answers, None, now, &AutomationRules::default(), &|_| Vec::new()).await
     }
 
     /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
@@ -405,13 +405,13 @@ impl Store {
         answers: &[PolicyAnswer],
         vitals: Option<(&VitalsPatch, Millis)>,
         now: Millis,
-        origin: ReportOrigin,
+        rules: &AutomationRules,
         on_new_failure: &(dyn Fn(i64) -> Vec<crate::NewJob> + Send + Sync),
     ) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if !answers.is_empty() {
-            let Some(firing) = write_policy_answers(&mut tx, self.backend, host_id, answers, origin, now).await? else {
+            let Some(firing) = write_policy_answers(&mut tx, self.backend, host_id, answers, rules, now).await? else {
                 return Ok(false);
             };
             for policy_id in firing {
@@ -448,7 +448,7 @@ async fn write_policy_answers(
     backend: Backend,
     host_id: i64,
     answers: &[PolicyAnswer],
-    origin: ReportOrigin,
+    rules: &AutomationRules,
     now: Millis,
 ) -> Result<Option<Vec<i64>>> {
     {
@@ -515,7 +515,7 @@ async fn write_policy_answers(
             // The first answer after an automations reset: a failure that began before it counts as new.
             let reset = reset_at.get(&answer.policy_id).copied();
             let first_since_reset = reset.is_some_and(|at| last_answer_at.is_none_or(|last| last <= at));
-            let every_failure = continuous.contains(&answer.policy_id) && origin == ReportOrigin::Scheduled;
+            let every_failure = continuous.contains(&answer.policy_id) && rules.origin == ReportOrigin::Scheduled;
             if answer.response == PolicyResponse::Fail
                 && (old_response != PolicyResponse::Fail || first_since_reset || every_failure)
             {
@@ -532,12 +532,12 @@ async fn write_policy_answers(
                     }
                     _ => now,
                 };
-                let mode = match (continuous.contains(&answer.policy_id), origin) {
+                let mode = match (continuous.contains(&answer.policy_id), rules.origin) {
                     (false, _) => Remediation::Retrying { failing_since },
                     (true, ReportOrigin::Scheduled) => Remediation::Continuous,
                     (true, ReportOrigin::Recheck) => Remediation::AwaitSchedule,
                 };
-                crate::automations::remediate(tx, host_id, answer.policy_id, *script, mode, now).await?;
+                crate::automations::remediate(tx, host_id, answer.policy_id, *script, mode, rules, now).await?;
             }
             if old == Some((answer.response, revision)) {
                 continue;

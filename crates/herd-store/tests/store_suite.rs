@@ -64,6 +64,7 @@ store_cases!(
     automations_reset_makes_a_failing_host_new_again,
     continuous_automations_fire_on_every_scheduled_failure,
     finished_remediations_make_their_policies_due_again,
+    automation_rules_set_retries_and_timeout,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -538,7 +539,7 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{PolicyAnswer, PolicyFields, ReportOrigin};
+    use herd_store::{AutomationRules, PolicyAnswer, PolicyFields};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
@@ -565,7 +566,7 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
                 new_failures.lock().unwrap().push((policy_id, at));
                 Vec::new()
             };
-            store.record_report(host, &fail, None, at, ReportOrigin::Scheduled, &seen).await.unwrap()
+            store.record_report(host, &fail, None, at, &AutomationRules::default(), &seen).await.unwrap()
         }
     };
     report(NOW).await;
@@ -600,7 +601,7 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
 
 async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{PolicyAnswer, ReportOrigin};
+    use herd_store::{AutomationRules, PolicyAnswer, ReportOrigin};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
@@ -615,7 +616,10 @@ async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
                 *fired.lock().unwrap() += 1;
                 Vec::new()
             };
-            store.record_report(host, &fail, None, at, origin, &count).await.unwrap();
+            store
+                .record_report(host, &fail, None, at, &AutomationRules { origin, ..Default::default() }, &count)
+                .await
+                .unwrap();
         }
     };
     let finish_pending = |at: i64| {
@@ -682,4 +686,23 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
     store.record_policy_results(host, &fixed, NOW + 3).await.unwrap();
     assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
     assert!(store.request_automation_recheck(host, NOW + 4).await.unwrap().is_empty());
+}
+
+async fn automation_rules_set_retries_and_timeout(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{AutomationRules, PolicyAnswer};
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
+    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let rules = AutomationRules { script_retries: 0, script_timeout_s: 7, ..Default::default() };
+    store.record_report(host, &fail, None, NOW, &rules, &|_| Vec::new()).await.unwrap();
+    let run = store.pending_executions(host).await.unwrap().remove(0);
+    assert_eq!(run.timeout_s, 7);
+    store.record_execution_result(host, &run.execution_id, "ran", Some(1), "", Some(1), NOW + 1).await.unwrap();
+    let later = NOW + herd_core::DAY_MS;
+    store.record_report(host, &fail, None, later, &rules, &|_| Vec::new()).await.unwrap();
+    assert!(store.pending_executions(host).await.unwrap().is_empty(), "no retries allowed");
+    let feed = store.list_activities(0, 100).await.unwrap();
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1);
 }

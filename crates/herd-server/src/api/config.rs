@@ -52,6 +52,15 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     if !(1..=7 * 86_400).contains(&config.host_settings.policy_interval) {
         return Err(ApiError::invalid("host_settings.policy_interval", "must be between 1 and 604800 seconds"));
     }
+    if !(0..=10).contains(&config.host_settings.automation_retries) {
+        return Err(ApiError::invalid("host_settings.automation_retries", "must be between 0 and 10"));
+    }
+    if !(1..=86_400).contains(&config.host_settings.automation_script_timeout) {
+        return Err(ApiError::invalid(
+            "host_settings.automation_script_timeout",
+            "must be between 1 and 86400 seconds",
+        ));
+    }
     check_url("org_info.org_logo_url", &config.org_info.org_logo_url)?;
     check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;

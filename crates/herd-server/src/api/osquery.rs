@@ -21,7 +21,7 @@ use herd_proto::osquery::{
     DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
     NodeKeyRequest, StatusLogLine,
 };
-use herd_store::{EnrollHost, PolicyAnswer, ReportOrigin, StoredStatusLog};
+use herd_store::{AutomationRules, EnrollHost, PolicyAnswer, ReportOrigin, StoredStatusLog};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -297,8 +297,12 @@ async fn distributed_write(
     let vitals = vitals_answered.then_some((&patch, requested_at));
     let host_id = host.checkin.id;
     let on_new_failure = |policy_id: i64| crate::webhooks::failing_policy_jobs(&settings, policy_id, host_id, now);
-    let origin = if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled };
-    if !state.store.record_report(host_id, &answers, vitals, now, origin, &on_new_failure).await? {
+    let rules = AutomationRules {
+        origin: if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled },
+        script_retries: settings.config.host_settings.automation_retries,
+        script_timeout_s: settings.config.host_settings.automation_script_timeout,
+    };
+    if !state.store.record_report(host_id, &answers, vitals, now, &rules, &on_new_failure).await? {
         state.hosts.evict(host.checkin.id);
         return Err(OsqueryError::NodeInvalid("host was deleted"));
     }
