@@ -1,0 +1,416 @@
+//! herd-perf: simulated osquery hosts against a herd server, over the real osquery TLS API.
+
+mod check;
+mod net;
+mod sim;
+mod stats;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Load generator for herd: N simulated hosts, each with its own identity, node key, vitals and policy
+/// answers, speaking the osquery TLS API over HTTPS like osqueryd at Fleet's default cadence (distributed read
+/// every 10 s, config every 60 s, vitals and policies whenever the server hands them out).
+///
+/// A run: hosts start staggered over --ramp, run until --duration, then poll the floor endpoint for
+/// --floor-seconds (the HTTP + TLS floor, measured with the same client in the same run), then the server's
+/// state is checked against what the hosts reported (with admin credentials). Progress every few seconds; at
+/// the end a table and, with --json, every figure. Exit status: 0 when the run had no errors and the check
+/// found no mismatch, 2 otherwise, 1 when the run could not start.
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(version)]
+struct Args {
+    /// The server, e.g. https://127.0.0.1:8080.
+    #[arg(long, env = "HERD_PERF_SERVER")]
+    server: String,
+    /// An enroll secret of the server.
+    #[arg(long, env = "HERD_PERF_ENROLL_SECRET")]
+    enroll_secret: String,
+    /// PEM certificate to trust (herd's is DATA_DIR/tls/cert.pem).
+    #[arg(long, conflicts_with = "insecure")]
+    ca_cert: Option<PathBuf>,
+    /// Accept any server certificate (throwaway benchmark servers only).
+    #[arg(long)]
+    insecure: bool,
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: u64,
+    /// Seconds over which hosts start (evenly spread).
+    #[arg(long, default_value_t = 10)]
+    ramp: u64,
+    /// Seconds from the first host's start to the end of the check-in phase (the ramp included).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds between a host's distributed reads (osqueryd's distributed_interval; Fleet's default 10).
+    #[arg(long, default_value_t = 10)]
+    distributed_interval: u64,
+    /// Seconds between a host's config requests (Fleet's default 60).
+    #[arg(long, default_value_t = 60)]
+    config_interval: u64,
+    /// Probability that a host passes a policy (stable per host and policy).
+    #[arg(long, default_value_t = 0.9)]
+    pass_probability: f64,
+    /// pooled: --pool-size keep-alive connections shared by all hosts (as behind a load balancer);
+    /// per-host: one keep-alive connection per host (as agents connecting directly; needs one file
+    /// descriptor per host in this process and in the server).
+    #[arg(long, value_enum, default_value_t = ConnectionModel::Pooled)]
+    connection_model: ConnectionModel,
+    /// Connections of the pooled model.
+    #[arg(long, default_value_t = 64)]
+    pool_size: usize,
+    /// Create global policies `perf policy 0..N` first if missing (needs admin credentials).
+    #[arg(long, default_value_t = 0)]
+    policies: usize,
+    /// Admin email, for creating policies and checking results at the end.
+    #[arg(long, env = "HERD_PERF_ADMIN_EMAIL")]
+    admin_email: Option<String>,
+    /// Admin password.
+    #[arg(long, env = "HERD_PERF_ADMIN_PASSWORD", hide_env_values = true)]
+    #[serde(skip)]
+    admin_password: Option<String>,
+    /// Hosts whose stored results are compared one by one at the end (policy counts are always compared whole).
+    #[arg(long, default_value_t = 50)]
+    check_sample: usize,
+    /// Seconds of the floor phase (0: skip it).
+    #[arg(long, default_value_t = 5)]
+    floor_seconds: u64,
+    /// The floor endpoint: the cheapest request the server answers.
+    #[arg(long, default_value = "/livez")]
+    floor_path: String,
+    /// The server's process id, for its CPU seconds and peak RSS (from /proc).
+    #[arg(long, conflicts_with = "server_pid_file")]
+    server_pid: Option<u32>,
+    /// A file holding the server's process id, read at every sample (follows a server that restarts).
+    #[arg(long)]
+    server_pid_file: Option<PathBuf>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 5)]
+    progress_every: u64,
+    /// Write every figure as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Host names are PREFIX-NNNNNN and identities derive from it: the same prefix is the same fleet.
+    #[arg(long, default_value = "perf")]
+    prefix: String,
+    /// Seconds before a request counts as timed out.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum ConnectionModel {
+    Pooled,
+    PerHost,
+}
+
+/// Server CPU over a window of the run, and what it served.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Window {
+    seconds: f64,
+    requests: u64,
+    checkins: u64,
+    server_cpu_seconds: Option<f64>,
+    server_cpu_us_per_request: Option<f64>,
+    server_cpu_us_per_checkin: Option<f64>,
+    client_cpu_seconds: Option<f64>,
+}
+
+struct Mark {
+    at: Instant,
+    requests: u64,
+    checkins: u64,
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+}
+
+fn server_pid(args: &Args) -> Option<u32> {
+    match &args.server_pid_file {
+        Some(path) => std::fs::read_to_string(path).ok()?.trim().parse().ok(),
+        None => args.server_pid,
+    }
+}
+
+fn mark(args: &Args, shared: &sim::Shared) -> Mark {
+    Mark {
+        at: Instant::now(),
+        requests: shared.stats.requests.load(Ordering::Relaxed),
+        checkins: shared.stats.count(stats::Endpoint::DistributedRead),
+        server_cpu: server_pid(args).and_then(stats::proc_sample).map(|s| s.cpu_seconds),
+        client_cpu: stats::proc_sample(std::process::id()).map(|s| s.cpu_seconds),
+    }
+}
+
+fn window(from: &Mark, to: &Mark, floor: bool) -> Window {
+    let requests = to.requests - from.requests;
+    let checkins = to.checkins - from.checkins;
+    let cpu = from.server_cpu.zip(to.server_cpu).map(|(a, b)| b - a).filter(|d| *d >= 0.0);
+    let per = |n: u64| cpu.filter(|_| n > 0).map(|c| c * 1e6 / n as f64);
+    Window {
+        seconds: to.at.duration_since(from.at).as_secs_f64(),
+        requests,
+        checkins,
+        server_cpu_seconds: cpu,
+        server_cpu_us_per_request: per(requests),
+        server_cpu_us_per_checkin: if floor { None } else { per(checkins) },
+        client_cpu_seconds: from.client_cpu.zip(to.client_cpu).map(|(a, b)| b - a),
+    }
+}
+
+async fn sleep_until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(2),
+        Err(e) => {
+            eprintln!("herd-perf: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    if args.ca_cert.is_none() && !args.insecure {
+        bail!("give --ca-cert (herd's DATA_DIR/tls/cert.pem) or --insecure");
+    }
+    if !(0.0..=1.0).contains(&args.pass_probability) {
+        bail!("--pass-probability must be between 0 and 1");
+    }
+    if args.hosts == 0 || args.distributed_interval == 0 || args.config_interval == 0 || args.pool_size == 0 {
+        bail!("--hosts, --distributed-interval, --config-interval and --pool-size must be positive");
+    }
+    let transport = match args.connection_model {
+        ConnectionModel::Pooled => net::Transport::Pooled(net::Pool::new(args.pool_size)),
+        ConnectionModel::PerHost => {
+            net::raise_open_files_limit();
+            let limit = net::open_files_limit();
+            if args.hosts + 64 > limit {
+                bail!(
+                    "the per-host model needs a file descriptor per host: {} hosts, open-files limit {limit} \
+                     (raise `ulimit -n` for herd-perf and the server, or use --connection-model pooled)",
+                    args.hosts
+                );
+            }
+            net::Transport::PerHost
+        }
+    };
+    let server = net::Endpoint::new(&args.server, args.ca_cert.as_deref(), Duration::from_secs(args.timeout))?;
+    let admin_credentials = args.admin_email.clone().zip(args.admin_password.clone());
+    if args.policies > 0 {
+        let (email, password) =
+            admin_credentials.clone().context("--policies needs --admin-email and --admin-password")?;
+        let mut admin = check::Admin::login(&server, &email, &password).await?;
+        let ids = admin.ensure_policies(args.policies).await?;
+        println!("herd-perf: {} global policies ready (ids {}..={})", ids.len(), ids[0], ids[ids.len() - 1]);
+    }
+
+    let shared = Arc::new(sim::Shared {
+        server,
+        transport,
+        stats: stats::Stats::new(),
+        phase: std::sync::atomic::AtomicU8::new(sim::PHASE_RUN),
+        enroll_secret: args.enroll_secret.clone(),
+        prefix: args.prefix.clone(),
+        distributed_interval: Duration::from_secs(args.distributed_interval),
+        config_interval: Duration::from_secs(args.config_interval),
+        pass_probability: args.pass_probability,
+        floor_path: args.floor_path.clone(),
+        stopped: tokio::sync::Notify::new(),
+    });
+    let started = Instant::now();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    println!(
+        "herd-perf: {} hosts, ramp {} s, run {} s, {:?} connections, against {}",
+        args.hosts, args.ramp, args.duration, args.connection_model, args.server
+    );
+    let ramp = Duration::from_secs(args.ramp);
+    let mut tasks = Vec::with_capacity(args.hosts as usize);
+    for i in 0..args.hosts {
+        let start_in = ramp.mul_f64(i as f64 / args.hosts as f64);
+        let host = sim::SimHost::new(&shared.prefix, i);
+        tasks.push(tokio::spawn(host.run(shared.clone(), start_in)));
+    }
+
+    let progress = {
+        let shared = shared.clone();
+        let every = Duration::from_secs(args.progress_every.max(1));
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let requests = shared.stats.requests.load(Ordering::Relaxed);
+                let rate = (requests - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), requests);
+                println!(
+                    "[{:>5.0} s] enrolled {:>7}  requests/s {:>8.0}  check-ins {:>9}  errors {}",
+                    shared.stats.elapsed().as_secs_f64(),
+                    shared.stats.enrolled.load(Ordering::Relaxed),
+                    rate,
+                    shared.stats.count(stats::Endpoint::DistributedRead),
+                    shared.stats.errors.load(Ordering::Relaxed),
+                );
+            }
+        })
+    };
+
+    // The steady window: from two check-in intervals after the ramp (the first reports are done) to the end.
+    let interval = Duration::from_secs(args.distributed_interval);
+    let run_end = started + Duration::from_secs(args.duration);
+    let steady_start = (started + ramp + 2 * interval).min(run_end);
+    sleep_until(steady_start).await;
+    let steady_from = mark(&args, &shared);
+    sleep_until(run_end).await;
+    let steady_to = mark(&args, &shared);
+    let steady = window(&steady_from, &steady_to, false);
+
+    let floor = if args.floor_seconds > 0 {
+        shared.phase.store(sim::PHASE_FLOOR, Ordering::Relaxed);
+        // Every host switches at its next tick.
+        tokio::time::sleep(interval + Duration::from_secs(1)).await;
+        let from = mark(&args, &shared);
+        tokio::time::sleep(Duration::from_secs(args.floor_seconds)).await;
+        Some(window(&from, &mark(&args, &shared), true))
+    } else {
+        None
+    };
+    shared.phase.store(sim::PHASE_STOP, Ordering::Relaxed);
+    shared.stopped.notify_waiters();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await?);
+    }
+    progress.abort();
+    let total_seconds = started.elapsed().as_secs_f64();
+    let server_proc = server_pid(&args).and_then(stats::proc_sample);
+
+    let check = match &admin_credentials {
+        Some((email, password)) => {
+            let mut admin = check::Admin::login(&shared.server, email, password).await?;
+            Some(admin.verify(&outcomes, args.check_sample).await?)
+        }
+        None => None,
+    };
+
+    // After an outage (a server restart): when the last host that saw an error checked in normally again.
+    let with_errors: Vec<&sim::HostOutcome> = outcomes.iter().filter(|h| h.last_error_at.is_some()).collect();
+    let recovery = json!({
+        "hosts_with_errors": with_errors.len(),
+        "hosts_not_recovered": with_errors.iter().filter(|h| h.recovered_at.is_none()).count(),
+        "first_error_at": with_errors.iter().filter_map(|h| h.last_error_at).reduce(f64::min),
+        "last_recovered_at": with_errors.iter().filter_map(|h| h.recovered_at).reduce(f64::max),
+    });
+    let summary = shared.stats.summary(total_seconds);
+    let errors = shared.stats.errors.load(Ordering::Relaxed);
+    let ratio = steady
+        .server_cpu_us_per_checkin
+        .zip(floor.as_ref().and_then(|f| f.server_cpu_us_per_request))
+        .map(|(checkin, floor)| checkin / floor);
+    print_report(&summary, &steady, floor.as_ref(), ratio, server_proc, check.as_ref(), errors);
+    let ok = errors == 0 && check.as_ref().is_none_or(|c| c.mismatches.is_empty());
+    if let Some(path) = &args.json {
+        let report = json!({
+            "args": args,
+            "ok": ok,
+            "started_unix": started_unix,
+            "recovery": recovery,
+            "total_seconds": total_seconds,
+            "errors": errors,
+            "endpoints": summary,
+            "steady": steady,
+            "floor": floor,
+            "checkin_to_floor_cpu_ratio": ratio,
+            "server": server_proc,
+            "client": stats::proc_sample(std::process::id()),
+            "check": check,
+            "timeline": shared.stats.timeline(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ok)
+}
+
+fn print_report(
+    summary: &[stats::EndpointSummary],
+    steady: &Window,
+    floor: Option<&Window>,
+    ratio: Option<f64>,
+    server: Option<stats::ProcSample>,
+    check: Option<&check::CheckReport>,
+    errors: u64,
+) {
+    println!();
+    println!(
+        "{:<18} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "endpoint", "ok", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+    for e in summary {
+        println!(
+            "{:<18} {:>10} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>9.1} {:>8}",
+            e.endpoint, e.ok, e.per_second, e.p50_ms, e.p90_ms, e.p99_ms, e.max_ms, e.errors
+        );
+        for (kind, n) in &e.errors_by_kind {
+            println!("{:<18}   error {kind}: {n}", "");
+        }
+    }
+    let us = |v: Option<f64>| v.map_or("n/a (no --server-pid)".to_string(), |v| format!("{v:.1} µs"));
+    println!();
+    println!(
+        "steady window: {:.0} s, {} check-ins ({:.0}/s), server CPU per check-in {}, per request {}",
+        steady.seconds,
+        steady.checkins,
+        steady.checkins as f64 / steady.seconds.max(0.001),
+        us(steady.server_cpu_us_per_checkin),
+        us(steady.server_cpu_us_per_request)
+    );
+    if let Some(floor) = floor {
+        println!(
+            "floor window:  {:.0} s, {} requests ({:.0}/s), server CPU per request {}",
+            floor.seconds,
+            floor.requests,
+            floor.requests as f64 / floor.seconds.max(0.001),
+            us(floor.server_cpu_us_per_request)
+        );
+    }
+    if let Some(ratio) = ratio {
+        println!("check-in cost / floor cost: {ratio:.2}");
+    }
+    if let Some(server) = server {
+        println!(
+            "server: {:.1} CPU s in all, peak RSS {:.0} MiB",
+            server.cpu_seconds,
+            server.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    if let Some(check) = check {
+        println!(
+            "check: {} hosts on the server ({} enrolled here), {} policies' counts and {} hosts compared: {}",
+            check.hosts_on_server,
+            check.hosts_enrolled,
+            check.policies_checked,
+            check.hosts_checked,
+            if check.mismatches.is_empty() {
+                "all match".to_string()
+            } else {
+                format!("{} MISMATCHES", check.mismatches.len())
+            }
+        );
+        for m in check.mismatches.iter().take(20) {
+            println!("  {m}");
+        }
+    }
+    println!("errors: {errors}");
+}
