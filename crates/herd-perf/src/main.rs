@@ -47,6 +47,10 @@ struct Args {
     /// Seconds from the first host's start to the end of the check-in phase (the ramp included).
     #[arg(long, default_value_t = 30)]
     duration: u64,
+    /// Seconds into the run at which the steady window ends (default: --duration). The steady window starts
+    /// two check-in intervals after the ramp; CPU per check-in and the steady latencies are measured in it.
+    #[arg(long)]
+    steady_until: Option<u64>,
     /// Seconds between a host's distributed reads (osqueryd's distributed_interval; Fleet's default 10).
     #[arg(long, default_value_t = 10)]
     distributed_interval: u64,
@@ -114,6 +118,8 @@ enum ConnectionModel {
 #[derive(Debug, Clone, Default, Serialize)]
 struct Window {
     seconds: f64,
+    /// Latencies and errors of the window alone.
+    endpoints: Vec<stats::EndpointSummary>,
     requests: u64,
     checkins: u64,
     server_cpu_seconds: Option<f64>,
@@ -124,6 +130,7 @@ struct Window {
 
 struct Mark {
     at: Instant,
+    snapshot: stats::Snapshot,
     requests: u64,
     checkins: u64,
     server_cpu: Option<f64>,
@@ -140,6 +147,7 @@ fn server_pid(args: &Args) -> Option<u32> {
 fn mark(args: &Args, shared: &sim::Shared) -> Mark {
     Mark {
         at: Instant::now(),
+        snapshot: shared.stats.snapshot(),
         requests: shared.stats.requests.load(Ordering::Relaxed),
         checkins: shared.stats.count(stats::Endpoint::DistributedRead),
         server_cpu: server_pid(args).and_then(stats::proc_sample).map(|s| s.cpu_seconds),
@@ -152,8 +160,10 @@ fn window(from: &Mark, to: &Mark, floor: bool) -> Window {
     let checkins = to.checkins - from.checkins;
     let cpu = from.server_cpu.zip(to.server_cpu).map(|(a, b)| b - a).filter(|d| *d >= 0.0);
     let per = |n: u64| cpu.filter(|_| n > 0).map(|c| c * 1e6 / n as f64);
+    let seconds = to.at.duration_since(from.at).as_secs_f64();
     Window {
-        seconds: to.at.duration_since(from.at).as_secs_f64(),
+        seconds,
+        endpoints: to.snapshot.since(&from.snapshot).summary(seconds),
         requests,
         checkins,
         server_cpu_seconds: cpu,
@@ -269,12 +279,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // The steady window: from two check-in intervals after the ramp (the first reports are done) to the end.
     let interval = Duration::from_secs(args.distributed_interval);
     let run_end = started + Duration::from_secs(args.duration);
-    let steady_start = (started + ramp + 2 * interval).min(run_end);
+    let steady_end = started + Duration::from_secs(args.steady_until.unwrap_or(args.duration).min(args.duration));
+    let steady_start = (started + ramp + 2 * interval).min(steady_end);
     sleep_until(steady_start).await;
     let steady_from = mark(&args, &shared);
-    sleep_until(run_end).await;
+    sleep_until(steady_end).await;
     let steady_to = mark(&args, &shared);
     let steady = window(&steady_from, &steady_to, false);
+    sleep_until(run_end).await;
 
     let floor = if args.floor_seconds > 0 {
         shared.phase.store(sim::PHASE_FLOOR, Ordering::Relaxed);
@@ -376,6 +388,12 @@ fn print_report(
         us(steady.server_cpu_us_per_checkin),
         us(steady.server_cpu_us_per_request)
     );
+    if let Some(read) = steady.endpoints.iter().find(|e| e.endpoint == "distributed_read") {
+        println!(
+            "steady check-ins: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}",
+            read.p50_ms, read.p90_ms, read.p99_ms, read.max_ms, read.errors
+        );
+    }
     if let Some(floor) = floor {
         println!(
             "floor window:  {:.0} s, {} requests ({:.0}/s), server CPU per request {}",

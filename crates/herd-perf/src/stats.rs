@@ -126,11 +126,44 @@ impl Stats {
         self.timeline.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The summary of each endpoint that saw traffic; rates over `seconds`.
-    pub fn summary(&self, seconds: f64) -> Vec<EndpointSummary> {
+    /// Every endpoint's latencies and errors so far, to summarise a window of the run later.
+    pub fn snapshot(&self) -> Snapshot {
         let endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        endpoints
+        Snapshot(endpoints.iter().map(|(k, e)| (*k, (e.latency_us.clone(), e.errors.clone()))).collect())
+    }
+
+    /// The summary of each endpoint that saw traffic over the whole run; rates over `seconds`.
+    pub fn summary(&self, seconds: f64) -> Vec<EndpointSummary> {
+        self.snapshot().summary(seconds)
+    }
+}
+
+/// Latencies and errors per endpoint at one moment.
+#[derive(Clone)]
+pub struct Snapshot(BTreeMap<Endpoint, (Histogram<u64>, BTreeMap<String, u64>)>);
+
+impl Snapshot {
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let mut window = self.clone();
+        for (endpoint, (latency, errors)) in &mut window.0 {
+            if let Some((before, errors_before)) = earlier.0.get(endpoint) {
+                let _ = latency.subtract(before);
+                for (kind, n) in errors.iter_mut() {
+                    *n -= errors_before.get(kind).copied().unwrap_or(0);
+                }
+                errors.retain(|_, n| *n > 0);
+            }
+        }
+        window
+    }
+
+    pub fn summary(&self, seconds: f64) -> Vec<EndpointSummary> {
+        self.0
             .iter()
+            .map(|(endpoint, (latency_us, errors))| {
+                (endpoint, PerEndpoint { latency_us: latency_us.clone(), errors: errors.clone() })
+            })
             .filter(|(_, e)| !e.latency_us.is_empty() || !e.errors.is_empty())
             .map(|(endpoint, e)| {
                 let h = &e.latency_us;

@@ -1,5 +1,6 @@
 //! Small helpers for building SQL whose shape depends on the request (filters, IN lists), with every value
-//! bound as a parameter: no request text is ever spliced into SQL.
+//! bound as a parameter: no request text is ever spliced into SQL. (Bulk statements may inline integers,
+//! which are typed and cannot carry SQL: see `SqlBuilder::push_int`.)
 
 use sqlx::Any;
 use sqlx::any::AnyArguments;
@@ -29,6 +30,14 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends an integer as a literal. For bulk statements of thousands of values: SQLite finds a `$n`
+    /// parameter by scanning the statement's parameter list, so binding n values costs n², and a one-off
+    /// statement gains nothing from parameters. An `i64` cannot carry SQL.
+    pub fn push_int(&mut self, value: i64) -> &mut Self {
+        self.text.push_str(&value.to_string());
+        self
+    }
+
     /// Appends a placeholder bound to `arg`.
     pub fn bind(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
@@ -49,6 +58,12 @@ impl SqlBuilder {
             self.bind(Arg::Int(*id));
         }
         self.push(")")
+    }
+
+    /// The query, not kept in the connection's prepared-statement cache: for one-off bulk statements whose
+    /// text changes every time (they would push the hot statements out of the cache).
+    pub fn one_off_query(&self) -> Query<'_, Any, AnyArguments> {
+        self.query().persistent(false)
     }
 
     pub fn query(&self) -> Query<'_, Any, AnyArguments> {
