@@ -38,6 +38,36 @@ impl CachedHost {
     }
 }
 
+/// Loads every enrolled host into the cache with its policy plan, before the server serves: after a restart,
+/// each host's first check-in is then answered from memory like any other (without this, a fleet checking in
+/// every 10 s sends every host to the database within 10 s of the restart). Returns the hosts loaded.
+pub async fn warm(state: &crate::state::SharedState) -> Result<usize, herd_store::StoreError> {
+    use herd_core::due::{HostScope, plan_policies};
+    use herd_core::platform::PlatformFamily;
+    const PAGE: i64 = 5000;
+    let settings = state.settings.get();
+    let schedules = settings.schedules();
+    let now = crate::state::now_ms();
+    let (mut after, mut loaded) = (0, 0);
+    loop {
+        let page = state.store.host_checkins_page(after, PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.id;
+        for (checkin, runs) in page {
+            let family = PlatformFamily::of_host_platform(&checkin.platform, &checkin.platform_like);
+            let scope = HostScope { host_id: checkin.id, team_id: checkin.team_id, family };
+            let plan = plan_policies(&scope, &schedules, &runs, checkin.refetch_requested_at.is_some(), now);
+            // Policies due now are planned again (with a database read) at the host's first check-in.
+            let next_due_at = if plan.due.is_empty() { plan.next_due_at } else { Some(now) };
+            let id = checkin.id;
+            state.hosts.insert(checkin);
+            state.hosts.set_policy_plan(id, now, next_due_at);
+            loaded += 1;
+        }
+    }
+    Ok(loaded)
+}
+
 #[derive(Default)]
 struct Maps {
     by_id: HashMap<i64, CachedHost>,

@@ -76,6 +76,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let result_log = result_log::ResultLog::open(&data_dir.join("osquery-results.log"))?;
     let state: SharedState = Arc::new(AppState::new(store.clone(), result_log));
     state.settings.reload(&store).await.context("loading settings")?;
+    let warming = std::time::Instant::now();
+    let warmed = host_cache::warm(&state).await.context("loading hosts into the cache")?;
+    tracing::info!(hosts = warmed, ms = warming.elapsed().as_millis() as u64, "host cache warmed");
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

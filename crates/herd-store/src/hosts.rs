@@ -353,6 +353,29 @@ impl Store {
         row.as_ref().map(checkin_from_row).transpose()
     }
 
+    /// Enrolled hosts with ids above `after_id`, in id order, at most `limit`: their check-in rows and policy run
+    /// histories, for warming a server's cache before it serves (so a restart does not send every host's first
+    /// check-in to the database).
+    pub async fn host_checkins_page(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(HostCheckin, std::collections::HashMap<i64, herd_core::due::PolicyRun>)>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CHECKIN_COLUMNS}, policy_runs FROM hosts WHERE id > $1 AND node_key_hash IS NOT NULL \
+             ORDER BY id LIMIT $2"
+        )))
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((checkin_from_row(row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
+            })
+            .collect()
+    }
+
     pub async fn host_checkin_by_id(&self, host_id: i64) -> Result<Option<HostCheckin>> {
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1")))
             .bind(host_id)
