@@ -65,8 +65,8 @@ struct Args {
     /// descriptor per host in this process and in the server).
     #[arg(long, value_enum, default_value_t = ConnectionModel::Pooled)]
     connection_model: ConnectionModel,
-    /// Connections of the pooled model.
-    #[arg(long, default_value_t = 64)]
+    /// Connections of the pooled model (a load balancer keeps a few hundred open to each server).
+    #[arg(long, default_value_t = 256)]
     pool_size: usize,
     /// Create global policies `perf policy 0..N` first if missing (needs admin credentials).
     #[arg(long, default_value_t = 0)]

@@ -619,6 +619,20 @@ pub struct HostPolicy {
     pub remediating: bool,
 }
 
+/// A policy as the host's own user sees it (device API): no SQL, no authors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DevicePolicy {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub resolution: String,
+    pub critical: bool,
+    /// "pass", "fail", or "" (no answer yet).
+    pub response: String,
+    /// A fix is queued or running on this device; the policy is re-checked right after it.
+    pub remediating: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Activity {
     pub id: i64,

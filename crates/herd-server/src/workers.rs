@@ -19,8 +19,10 @@ pub struct SeenTimeFlusher;
 
 impl Worker for SeenTimeFlusher {
     const NAME: &'static str = "seen_time_flusher";
+    /// Every second: small flushes (15,000 rows at 150,000 hosts checking in every 10 s) rather than large
+    /// ones every few seconds — a 75,000-row flush every 5 s showed as a periodic dip in check-in throughput.
     fn period(&self) -> Duration {
-        Duration::from_secs(5)
+        Duration::from_secs(1)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
         flush_seen_times(state).await

@@ -7,9 +7,11 @@ use crate::extract::OsqueryJson;
 use crate::secrets::token_hash;
 use crate::state::{SharedState, now_ms};
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::post;
+use axum::routing::{get, head, post};
 use axum::{Json, Router};
+use herd_proto::fleet::DevicePolicy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -17,7 +19,12 @@ use std::time::Instant;
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
 pub fn routes() -> Router<SharedState> {
-    Router::new().route("/device/{token}/refetch", post(refetch))
+    Router::new()
+        .route("/device/{token}", get(summary))
+        .route("/device/{token}/desktop", get(desktop))
+        .route("/device/{token}/policies", get(policies))
+        .route("/device/{token}/refetch", post(refetch))
+        .route("/device/{token}/ping", head(ping))
 }
 
 /// At the root: what herd-agent calls.
@@ -46,6 +53,105 @@ pub async fn device_host(state: &SharedState, client: IpAddr, token: &str) -> Re
         state.device_limiter.record_failure(client, Instant::now());
         ApiError::Unauthenticated
     })
+}
+
+/// The host's policies as its user sees them: failing first, then no answer yet, then passing.
+async fn device_policies(state: &SharedState, host: &herd_store::HostRecord) -> Result<Vec<DevicePolicy>, ApiError> {
+    use herd_core::policy::PolicyResponse;
+    let mut answers = state.store.host_policy_answers(host.id, host.team_id).await?;
+    let rank = |r: PolicyResponse| match r {
+        PolicyResponse::Fail => 0,
+        PolicyResponse::NoAnswer => 1,
+        PolicyResponse::Pass => 2,
+    };
+    answers.sort_by(|a, b| rank(a.response).cmp(&rank(b.response)).then_with(|| a.policy.name.cmp(&b.policy.name)));
+    Ok(answers
+        .into_iter()
+        .map(|a| DevicePolicy {
+            id: a.policy.id,
+            name: a.policy.name,
+            description: a.policy.description,
+            resolution: a.policy.resolution,
+            critical: a.policy.critical,
+            response: a.response.as_wire().to_string(),
+            remediating: a.remediating,
+        })
+        .collect())
+}
+
+async fn device_record(state: &SharedState, client: IpAddr, token: &str) -> Result<herd_store::HostRecord, ApiError> {
+    let host_id = device_host(state, client, token).await?;
+    state.store.get_host(host_id).await?.ok_or(ApiError::Unauthenticated)
+}
+
+/// What the desktop notifier and the My Device page show of the organisation.
+fn org_config(state: &SharedState) -> Value {
+    let settings = state.settings.get();
+    let org = &settings.config.org_info;
+    json!({
+        "org_info": {
+            "org_name": org.org_name,
+            "org_logo_url": org.org_logo_url,
+            "org_logo_url_light_background": org.org_logo_url_light_background,
+            "contact_url": org.contact_url,
+        },
+        "mdm": {"macos_migration": {"mode": ""}},
+    })
+}
+
+/// Fleet's `GET /device/{token}`: the host (its policies without SQL or authors) and the organisation.
+async fn summary(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = device_record(&state, client, &token).await?;
+    let policies = device_policies(&state, &record).await?;
+    let mut host = serde_json::to_value(crate::api::hosts::host_view(&state, record).await?)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    host["policies"] = json!(policies);
+    let config = org_config(&state);
+    Ok(Json(json!({
+        "host": host,
+        "org_logo_url": config["org_info"]["org_logo_url"],
+        "org_logo_url_light_background": config["org_info"]["org_logo_url_light_background"],
+        "org_contact_url": config["org_info"]["contact_url"],
+        "global_config": config,
+    })))
+}
+
+/// What `herd-agent desktop` polls: how many policies fail and whether the user has something to do.
+async fn desktop(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = device_record(&state, client, &token).await?;
+    let failing = device_policies(&state, &record).await?.iter().filter(|p| p.response == "fail").count();
+    Ok(Json(json!({
+        "failing_policies_count": failing,
+        "notifications": {"needs_mdm_migration": false, "renew_enrollment_profile": false},
+        "config": org_config(&state),
+    })))
+}
+
+async fn policies(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = device_record(&state, client, &token).await?;
+    Ok(Json(json!({"policies": device_policies(&state, &record).await?})))
+}
+
+/// `HEAD /device/{token}/ping`: 200 while the token is good (the agent checks its token with it).
+async fn ping(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    device_host(&state, client, &token).await?;
+    Ok(StatusCode::OK)
 }
 
 /// Seed 000's line: `curl -X POST "$URL/api/latest/fleet/device/$TOKEN/refetch"` — no body needed. The host

@@ -195,7 +195,7 @@ async fn authorized_host(
 }
 
 /// A single host with every policy in its scope and its answers.
-async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
+pub(crate) async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
     let failing = answers.iter().filter(|a| a.response == herd_core::policy::PolicyResponse::Fail).count() as i64;
     let mut host = wire::host(state, record, failing, now_ms());

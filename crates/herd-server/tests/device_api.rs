@@ -1,0 +1,92 @@
+//! End-to-end: the device API, authenticated by the device token the agent registered — what the host's own
+//! user (My Device page, desktop notifier) sees: the host, its policies without SQL, failing first; a bad
+//! token is 401 and only failures count toward the rate limit.
+
+use herd_testkit::{ENROLL_SECRET, Server, TestHost};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "device-token-0123456789abcdef";
+
+async fn device(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
+    let response =
+        server.client.get(format!("{}/api/latest/fleet/device/{token}{path}", server.url)).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn answer(host: &TestHost, server: &Server, answers: &[(i64, bool)]) {
+    let mut queries = serde_json::Map::new();
+    let mut statuses = serde_json::Map::new();
+    for (policy, pass) in answers {
+        let name = format!("fleet_policy_query_{policy}");
+        queries.insert(name.clone(), if *pass { json!([{"1": "1"}]) } else { json!([]) });
+        statuses.insert(name, json!(0));
+    }
+    assert_eq!(host.write(server, Value::Object(queries), Value::Object(statuses)).await.0, 200);
+}
+
+async fn the_device_sees_its_own_state(server: Server) {
+    let admin = server.admin_token().await;
+    let org = json!({"org_info": {"org_name": "Acme", "contact_url": "https://help.acme.test/it"}});
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, org).await.0, 200);
+    let mut ids = Vec::new();
+    for (name, resolution) in
+        [("a passing one", "nothing to do"), ("disk encrypted", "Turn on disk encryption"), ("unanswered", "")]
+    {
+        let body = json!({"name": name, "query": "SELECT 1;", "resolution": resolution, "description": "why", "critical": name == "disk encrypted"});
+        let (_, created) = server.post("/api/v1/fleet/global/policies", &admin, body).await;
+        ids.push(created["policy"]["id"].as_i64().unwrap());
+    }
+    let mut host = TestHost::new("laptop-7");
+    host.enroll(&server, ENROLL_SECRET).await;
+    answer(&host, &server, &[(ids[0], true), (ids[1], false)]).await;
+    let (status, _) = server
+        .osquery("/api/fleet/orbit/device_token", json!({"node_key": host.node_key, "device_auth_token": TOKEN}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, summary) = device(&server, TOKEN, "").await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["host"]["hostname"], "laptop-7");
+    assert_eq!(summary["org_contact_url"], "https://help.acme.test/it");
+    assert_eq!(summary["global_config"]["org_info"]["org_name"], "Acme");
+
+    let (_, listed) = device(&server, TOKEN, "/policies").await;
+    let policies = listed["policies"].as_array().unwrap();
+    let order: Vec<(&str, &str)> =
+        policies.iter().map(|p| (p["name"].as_str().unwrap(), p["response"].as_str().unwrap())).collect();
+    assert_eq!(order, vec![("disk encrypted", "fail"), ("unanswered", ""), ("a passing one", "pass")], "failing first");
+    assert_eq!(policies[0]["resolution"], "Turn on disk encryption");
+    assert_eq!(policies[0]["critical"], true);
+    for p in policies {
+        assert!(p.get("query").is_none() && p.get("author_email").is_none(), "no SQL, no authors: {p}");
+    }
+    assert_eq!(summary["host"]["policies"], listed["policies"]);
+
+    let (_, desktop) = device(&server, TOKEN, "/desktop").await;
+    assert_eq!(desktop["failing_policies_count"], 1);
+    assert_eq!(desktop["notifications"], json!({"needs_mdm_migration": false, "renew_enrollment_profile": false}));
+    assert_eq!(desktop["config"]["org_info"]["contact_url"], "https://help.acme.test/it");
+
+    let ping =
+        |token: String| server.client.head(format!("{}/api/latest/fleet/device/{token}/ping", server.url)).send();
+    assert_eq!(ping(TOKEN.into()).await.unwrap().status(), StatusCode::OK);
+
+    // Successes never count toward the limit; failures do, per client address.
+    for _ in 0..40 {
+        assert_eq!(device(&server, TOKEN, "/desktop").await.0, StatusCode::OK);
+    }
+    assert_eq!(device(&server, "not-a-token-at-all-00000", "/desktop").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(ping("not-a-token-at-all-00000".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let mut limited = false;
+    for _ in 0..40 {
+        if device(&server, "wrong-token-000000000000", "/policies").await.0 == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "repeated bad tokens are rate limited");
+}
+
+herd_testkit::server_cases!(the_device_sees_its_own_state);
