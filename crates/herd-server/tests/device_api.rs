@@ -73,6 +73,41 @@ async fn the_device_sees_its_own_state(server: Server) {
         |token: String| server.client.head(format!("{}/api/latest/fleet/device/{token}/ping", server.url)).send();
     assert_eq!(ping(TOKEN.into()).await.unwrap().status(), StatusCode::OK);
 
+    // The My Device page: readable HTML, failing policies first with how to fix them, never cached.
+    let org = json!({"org_info": {"org_name": "Acme <R&D>", "contact_url": "https://help.acme.test/it"}});
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, org).await.0, 200);
+    let page = server.client.get(format!("{}/device/{TOKEN}", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "the token must not leak to the logo's or contact's host");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    let html = page.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html><html lang=\"en\">"), "{html}");
+    assert!(html.contains("<h1>laptop-7</h1>"));
+    assert!(html.contains("Acme &lt;R&amp;D&gt;") && !html.contains("Acme <R&D>"), "configured text is escaped");
+    assert!(html.contains("href=\"https://help.acme.test/it\""));
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle} missing from {html}"));
+    assert!(at("disk encrypted") < at("unanswered") && at("unanswered") < at("a passing one"), "failing first");
+    assert!(html.contains("<strong>How to fix:</strong> Turn on disk encryption"));
+    assert!(html.contains("<button type=\"submit\">Refetch</button>"));
+    assert!(!html.contains("Checking your device again"));
+
+    // Refetch from the page: back to the page, which says results are on their way; the host gets every query.
+    let refetched = server.client.post(format!("{}/device/{TOKEN}/refetch", server.url)).send().await.unwrap();
+    assert_eq!(refetched.status(), StatusCode::OK, "the redirect leads back to the page");
+    assert!(refetched.url().path().ends_with(&format!("/device/{TOKEN}")));
+    let html = refetched.text().await.unwrap();
+    assert!(html.contains("Checking your device again") && html.contains("http-equiv=\"refresh\""), "{html}");
+    let (_, read) = host.read(&server).await;
+    assert!(read["queries"].get(format!("fleet_policy_query_{}", ids[2])).is_some(), "{read}");
+    let script = server.client.get(format!("{}/assets/my-device.js", server.url)).send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    let stale = server.client.get(format!("{}/device/not-a-token-000000000000", server.url)).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    assert!(stale.text().await.unwrap().contains("not valid"));
+
     // Successes never count toward the limit; failures do, per client address.
     for _ in 0..40 {
         assert_eq!(device(&server, TOKEN, "/desktop").await.0, StatusCode::OK);

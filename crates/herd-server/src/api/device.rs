@@ -34,7 +34,7 @@ pub fn agent_routes() -> Router<SharedState> {
         .route("/api/v1/fleet/orbit/device_token", post(register_token))
 }
 
-pub struct Client(IpAddr);
+pub struct Client(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
@@ -56,7 +56,10 @@ pub async fn device_host(state: &SharedState, client: IpAddr, token: &str) -> Re
 }
 
 /// The host's policies as its user sees them: failing first, then no answer yet, then passing.
-async fn device_policies(state: &SharedState, host: &herd_store::HostRecord) -> Result<Vec<DevicePolicy>, ApiError> {
+pub(crate) async fn device_policies(
+    state: &SharedState,
+    host: &herd_store::HostRecord,
+) -> Result<Vec<DevicePolicy>, ApiError> {
     use herd_core::policy::PolicyResponse;
     let mut answers = state.store.host_policy_answers(host.id, host.team_id).await?;
     let rank = |r: PolicyResponse| match r {
@@ -79,7 +82,11 @@ async fn device_policies(state: &SharedState, host: &herd_store::HostRecord) -> 
         .collect())
 }
 
-async fn device_record(state: &SharedState, client: IpAddr, token: &str) -> Result<herd_store::HostRecord, ApiError> {
+pub(crate) async fn device_record(
+    state: &SharedState,
+    client: IpAddr,
+    token: &str,
+) -> Result<herd_store::HostRecord, ApiError> {
     let host_id = device_host(state, client, token).await?;
     state.store.get_host(host_id).await?.ok_or(ApiError::Unauthenticated)
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod deliveries;
 pub mod device;
 pub mod hosts;
+pub mod my_device;
 pub mod ops;
 pub mod osquery;
 pub mod policies;
@@ -44,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
         .nest("/api/latest/fleet", fleet)
         .merge(osquery::routes())
         .merge(device::agent_routes())
+        .merge(my_device::routes())
         .merge(scripts::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)

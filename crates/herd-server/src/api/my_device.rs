@@ -1,0 +1,264 @@
+//! The My Device page at `/device/{token}`: what the person at the keyboard sees of their computer — failing
+//! policies first, with how to fix them, fixes under way, then the rest; a Refetch button; how to reach IT.
+//! Server-rendered HTML that works without JavaScript (a small script only refreshes it while a refetch is
+//! pending; without it, the page refreshes itself). The token is the only credential, so the page is never
+//! cached and never sends it on as a Referer.
+
+use crate::api::device::{Client, device_policies, device_record};
+use crate::error::ApiError;
+use crate::state::SharedState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use herd_proto::fleet::DevicePolicy;
+use std::fmt::Write;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/device/{token}", get(page))
+        .route("/device/{token}/refetch", post(refetch))
+        .route("/assets/my-device.js", get(script))
+        .layer(middleware::map_response(harden))
+}
+
+/// Private, uncacheable, no third-party script, and the token never leaves in a Referer header.
+async fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src https: data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    response
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Only http(s) links and images from the configuration are shown (a `javascript:` URL never is).
+fn safe_url(url: &str) -> Option<String> {
+    (url.starts_with("https://") || url.starts_with("http://")).then(|| escape(url))
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff;line-height:1.5}\
+header{display:flex;align-items:center;gap:1rem;padding:1rem 1.5rem;border-bottom:1px solid #767676}\
+header img{max-height:40px}main{max-width:48rem;padding:1rem 1.5rem}\
+h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem}h3{font-size:1.05rem;margin:0}\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-weight:600}dd{margin:0}\
+ul.policies{list-style:none;padding:0}ul.policies li{border:1px solid #767676;border-radius:6px;padding:.75rem 1rem;margin:.5rem 0}\
+li.fail{border-left:6px solid #b00020}li.pass{border-left:6px solid #1b6e2a}li.none{border-left:6px solid #595959}\
+.badge{display:inline-block;font-size:.85rem;font-weight:600;padding:0 .5rem;border-radius:4px;color:#fff}\
+.badge.fail{background:#b00020}.badge.pass{background:#1b6e2a}.badge.none{background:#595959}.badge.fixing{background:#0b5394}\
+button{font:inherit;font-weight:600;padding:.5rem 1rem;border-radius:6px;border:2px solid #0b5394;background:#0b5394;color:#fff;cursor:pointer}\
+button:focus-visible,a:focus-visible{outline:3px solid #e8a200;outline-offset:2px}a{color:#0b5394}\
+.notice{border:2px solid #0b5394;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}";
+
+fn policy_item(out: &mut String, policy: &DevicePolicy) {
+    let (class, label) = match policy.response.as_str() {
+        "fail" => ("fail", "Failing"),
+        "pass" => ("pass", "Passing"),
+        _ => ("none", "Not checked yet"),
+    };
+    let _ = write!(
+        out,
+        "<li class=\"{class}\"><h3>{}</h3> <span class=\"badge {class}\">{label}</span>",
+        escape(&policy.name)
+    );
+    if policy.critical {
+        out.push_str(" <span class=\"badge fail\">Critical</span>");
+    }
+    if policy.remediating {
+        out.push_str(" <span class=\"badge fixing\">A fix is being applied</span>");
+    }
+    if !policy.description.is_empty() {
+        let _ = write!(out, "<p>{}</p>", escape(&policy.description));
+    }
+    if policy.response == "fail" && !policy.resolution.is_empty() {
+        let _ = write!(out, "<p><strong>How to fix:</strong> {}</p>", escape(&policy.resolution));
+    }
+    out.push_str("</li>");
+}
+
+fn policy_section(out: &mut String, id: &str, title: &str, policies: &[&DevicePolicy], empty: &str) {
+    let _ = write!(out, "<section aria-labelledby=\"{id}\"><h2 id=\"{id}\">{title} ({})</h2>", policies.len());
+    if policies.is_empty() {
+        let _ = write!(out, "<p>{empty}</p>");
+    } else {
+        out.push_str("<ul class=\"policies\">");
+        for policy in policies {
+            policy_item(out, policy);
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
+}
+
+async fn page(State(state): State<SharedState>, Client(client): Client, Path(token): Path<String>) -> Response {
+    match render(&state, client, &token).await {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(ApiError::Unauthenticated) => error_page(
+            StatusCode::UNAUTHORIZED,
+            "This link is not valid any more",
+            "Open My Device again from your computer's herd menu: the link changes every hour.",
+        ),
+        Err(ApiError::RateLimited { .. }) => {
+            error_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Wait a minute, then try again.")
+        }
+        Err(other) => other.into_response(),
+    }
+}
+
+fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width, initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>\
+         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
+    let record = device_record(state, client, token).await?;
+    let policies = device_policies(state, &record).await?;
+    let host = crate::api::hosts::host_view(state, record).await?;
+    let settings = state.settings.get();
+    let org = &settings.config.org_info;
+    let token = escape(token);
+    let name = if host.display_name.is_empty() { &host.hostname } else { &host.display_name };
+    let mut out = String::with_capacity(8192);
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>My device — {}</title><style>{STYLE}</style>",
+        escape(name)
+    );
+    if host.refetch_requested {
+        // Without JavaScript the page refreshes itself until the results are in.
+        out.push_str("<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>");
+    }
+    out.push_str("<script src=\"/assets/my-device.js\" defer></script></head><body>");
+    out.push_str("<header>");
+    if let Some(logo) = safe_url(&org.org_logo_url_light_background).or_else(|| safe_url(&org.org_logo_url)) {
+        let alt = if org.org_name.is_empty() {
+            "Organisation logo".to_string()
+        } else {
+            format!("{} logo", escape(&org.org_name))
+        };
+        let _ = write!(out, "<img src=\"{logo}\" alt=\"{alt}\">");
+    }
+    let _ = write!(out, "<span>{}</span>", escape(if org.org_name.is_empty() { "My device" } else { &org.org_name }));
+    if let Some(contact) = safe_url(&org.contact_url) {
+        let _ = write!(out, " <a href=\"{contact}\" rel=\"noreferrer\">Contact IT</a>");
+    }
+    out.push_str("</header><main id=\"device\">");
+    let _ = write!(out, "<h1>{}</h1><dl>", escape(name));
+    let seen = host.seen_time.as_deref().unwrap_or("never");
+    for (term, value) in
+        [("Operating system", host.os_version.as_str()), ("Status", host.status.as_str()), ("Last seen", seen)]
+    {
+        let _ = write!(out, "<dt>{term}</dt><dd>{}</dd>", escape(value));
+    }
+    out.push_str("</dl>");
+
+    let failing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response == "fail").collect();
+    let fixing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.remediating).collect();
+    let unanswered: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response.is_empty()).collect();
+    let passing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response == "pass").collect();
+    if host.refetch_requested {
+        out.push_str(
+            "<p class=\"notice\" role=\"status\" id=\"refetching\">Checking your device again… \
+             Results appear here as they arrive.</p>",
+        );
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/device/{token}/refetch\"><button type=\"submit\">Refetch</button> \
+         <span>Check this device again now.</span></form>"
+    );
+    policy_section(&mut out, "failing", "Failing policies", &failing, "Nothing to fix: every checked policy passes.");
+    if !fixing.is_empty() {
+        policy_section(&mut out, "fixing", "Fixes under way", &fixing, "");
+    }
+    if !unanswered.is_empty() {
+        policy_section(&mut out, "pending", "Not checked yet", &unanswered, "");
+    }
+    policy_section(&mut out, "passing", "Passing policies", &passing, "None yet.");
+    out.push_str("</main></body></html>");
+    Ok(out)
+}
+
+/// The Refetch button: asks for every vital and policy at the next check-in, then back to the page.
+async fn refetch(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<Redirect, ApiError> {
+    let host_id = crate::api::device::device_host(&state, client, &token).await?;
+    if !state.store.request_refetch(host_id, crate::state::now_ms()).await? {
+        return Err(ApiError::Unauthenticated);
+    }
+    state.hosts.evict(host_id);
+    Ok(Redirect::to(&format!("/device/{}", urlencode(&token))))
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// While a refetch is pending, reloads the page's main part every 5 s until the results are in (the status
+/// note then disappears). Announced politely to screen readers.
+async fn script() -> impl IntoResponse {
+    const JS: &str = r#"(function () {
+  function poll() {
+    if (!document.getElementById("refetching")) return;
+    fetch(window.location.pathname, {cache: "no-store"}).then(function (r) { return r.text(); }).then(function (html) {
+      var next = new DOMParser().parseFromString(html, "text/html").getElementById("device");
+      var main = document.getElementById("device");
+      if (next && main) { main.innerHTML = next.innerHTML; main.setAttribute("aria-live", "polite"); }
+      setTimeout(poll, 5000);
+    }).catch(function () { setTimeout(poll, 10000); });
+  }
+  document.addEventListener("DOMContentLoaded", function () { setTimeout(poll, 5000); });
+})();
+"#;
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_refuses_script_urls() {
+        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+        assert_eq!(safe_url("javascript:alert(1)"), None);
+        assert_eq!(safe_url("https://x.test/a?b=1&c=2").as_deref(), Some("https://x.test/a?b=1&amp;c=2"));
+        assert_eq!(urlencode("ab-_.~/?"), "ab-_.~%2F%3F");
+    }
+}
