@@ -23,6 +23,30 @@ pub enum Command {
     Shell,
     /// Enroll with a herd server and keep checking in.
     Run(RunOptions),
+    /// In the user's desktop session: notify when policies fail or a migration is due; open My Device.
+    Desktop(DesktopOptions),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DesktopOptions {
+    /// The server's URL, e.g. https://herd.example.com:8080.
+    #[arg(long, env = "HERD_AGENT_SERVER")]
+    pub server: String,
+    /// CA certificate (PEM) to trust for the server. Default: the system's roots.
+    #[arg(long, env = "HERD_AGENT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// The agent's data directory, where `herd-agent run` publishes the device token (`identifier`).
+    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = "/var/lib/herd-agent")]
+    pub data_dir: PathBuf,
+    /// Print the current summary and exit (for scripts and tests).
+    #[arg(long, conflicts_with = "open")]
+    pub once: bool,
+    /// Open the My Device page in the browser (prints its URL when no browser can be opened) and exit.
+    #[arg(long)]
+    pub open: bool,
+    /// Seconds between polls while all is well (errors back off from 10 s, doubling, up to 30 minutes).
+    #[arg(long, default_value_t = 300)]
+    pub interval: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -29,6 +29,30 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// An HTTPS client that trusts `ca_cert` only (the server's own certificate), or the system's roots.
+pub fn http_client(ca_cert: Option<&Path>, timeout: Duration) -> Result<Client> {
+    let builder = Client::builder().timeout(timeout).user_agent(concat!("herd-agent/", env!("CARGO_PKG_VERSION")));
+    let builder = match ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
+            }
+            if roots.is_empty() {
+                bail!("{} holds no certificate", path.display());
+            }
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder.use_preconfigured_tls(tls)
+        }
+        None => builder,
+    };
+    Ok(builder.build()?)
+}
+
 pub struct OsqueryClient {
     http: Client,
     server: String,
@@ -37,29 +61,8 @@ pub struct OsqueryClient {
 impl OsqueryClient {
     pub fn new(server: &str, ca_cert: Option<&Path>) -> Result<OsqueryClient> {
         // osquery's own request timeout.
-        let builder = Client::builder()
-            .timeout(Duration::from_secs(16))
-            .user_agent(concat!("herd-agent/", env!("CARGO_PKG_VERSION")));
-        let builder = match ca_cert {
-            Some(path) => {
-                let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
-                }
-                if roots.is_empty() {
-                    bail!("{} holds no certificate", path.display());
-                }
-                let tls =
-                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                        .with_safe_default_protocol_versions()?
-                        .with_root_certificates(roots)
-                        .with_no_client_auth();
-                builder.use_preconfigured_tls(tls)
-            }
-            None => builder,
-        };
-        Ok(OsqueryClient { http: builder.build()?, server: server.trim_end_matches('/').to_string() })
+        let http = http_client(ca_cert, Duration::from_secs(16))?;
+        Ok(OsqueryClient { http, server: server.trim_end_matches('/').to_string() })
     }
 
     async fn post<T: serde::de::DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, CallError> {

@@ -20,6 +20,11 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| runtime.block_on(herd_agent::run::run(options))),
+        Command::Desktop(options) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(herd_agent::desktop::run(options))),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,230 @@
+//! `herd-agent desktop`: runs in the user's session, next to `herd-agent run`. It reads the device token the
+//! agent publishes (DATA_DIR/identifier, rotated hourly), polls the server's `/device/{token}/desktop`
+//! summary, and tells the user — with a desktop notification (`notify-send`) or, without one, on the
+//! terminal — when more policies fail than before or a migration prompt is due; `--open` opens the My Device
+//! page. Errors (the server away, a token being rotated) back off exponentially; never a tight loop.
+
+use crate::cli::DesktopOptions;
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The first wait after an error; doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// A forced migration prompts again this often until the host has migrated (Fleet's rhythm).
+const FORCED_REPROMPT: Duration = Duration::from_secs(15 * 60);
+
+/// What the server says about this device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub failing_policies: u64,
+    pub needs_migration: bool,
+    pub migration_mode: String,
+    pub org_name: String,
+    pub contact_url: String,
+}
+
+impl Summary {
+    fn from_desktop(body: &Value) -> Summary {
+        let org = &body["config"]["org_info"];
+        Summary {
+            failing_policies: body["failing_policies_count"].as_u64().unwrap_or(0),
+            needs_migration: body["notifications"]["needs_mdm_migration"].as_bool().unwrap_or(false),
+            migration_mode: body["config"]["mdm"]["macos_migration"]["mode"].as_str().unwrap_or("").to_string(),
+            org_name: org["org_name"].as_str().unwrap_or("").to_string(),
+            contact_url: org["contact_url"].as_str().unwrap_or("").to_string(),
+        }
+    }
+}
+
+/// Why a poll failed: a rejected token (the agent may be rotating it) or anything else.
+#[derive(Debug)]
+enum PollError {
+    Unauthorized,
+    Other(anyhow::Error),
+}
+
+struct Desktop {
+    http: reqwest::Client,
+    server: String,
+    token_file: std::path::PathBuf,
+}
+
+impl Desktop {
+    fn new(options: &DesktopOptions) -> anyhow::Result<Desktop> {
+        Ok(Desktop {
+            http: crate::client::http_client(options.ca_cert.as_deref(), Duration::from_secs(30))?,
+            server: options.server.trim_end_matches('/').to_string(),
+            token_file: options.data_dir.join("identifier"),
+        })
+    }
+
+    /// Read at every poll: the agent rotates the token hourly.
+    fn token(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("reading the device token from {}", self.token_file.display()))?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            bail!("{} is empty: is `herd-agent run` running?", self.token_file.display());
+        }
+        Ok(token)
+    }
+
+    fn page_url(&self, token: &str) -> String {
+        format!("{}/device/{token}", self.server)
+    }
+
+    async fn poll(&self) -> Result<(Summary, String), PollError> {
+        let token = self.token().map_err(PollError::Other)?;
+        let url = format!("{}/api/latest/fleet/device/{token}/desktop", self.server);
+        let response = self.http.get(&url).send().await.map_err(|e| PollError::Other(e.into()))?;
+        match response.status() {
+            reqwest::StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized),
+            status if !status.is_success() => Err(PollError::Other(anyhow::anyhow!("the server answered {status}"))),
+            _ => {
+                let body: Value = response.json().await.map_err(|e| PollError::Other(e.into()))?;
+                Ok((Summary::from_desktop(&body), self.page_url(&token)))
+            }
+        }
+    }
+}
+
+/// Shows a notice: a desktop notification when `notify-send` works, else a line on the terminal.
+fn notify(title: &str, body: &str) {
+    let shown = std::process::Command::new("notify-send")
+        .args(["--app-name=herd", title, body])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !shown {
+        println!("[herd] {title} — {body}");
+    }
+}
+
+/// What to tell the user after a poll, given the previous summary and when a migration was last prompted.
+pub fn notices(
+    previous: Option<&Summary>,
+    now: &Summary,
+    since_migration_prompt: Option<Duration>,
+) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    if now.failing_policies > previous.map_or(0, |p| p.failing_policies) {
+        let n = now.failing_policies;
+        out.push((
+            format!("{n} {} failing on this device", if n == 1 { "policy is" } else { "policies are" }),
+            "policies",
+        ));
+    }
+    if now.needs_migration {
+        let due = match since_migration_prompt {
+            None => true,
+            Some(elapsed) => now.migration_mode == "forced" && elapsed >= FORCED_REPROMPT,
+        };
+        if due {
+            out.push(("Your device needs to move to the new management system".to_string(), "migration"));
+        }
+    }
+    out
+}
+
+pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
+    let desktop = Desktop::new(&options)?;
+    if options.once || options.open {
+        let (summary, url) = match desktop.poll().await {
+            Ok(found) => found,
+            Err(PollError::Unauthorized) => {
+                bail!("the server rejected this device's token (is `herd-agent run` running?)")
+            }
+            Err(PollError::Other(e)) => return Err(e),
+        };
+        if options.open {
+            let opened = std::process::Command::new("xdg-open").arg(&url).status().is_ok_and(|s| s.success());
+            if !opened {
+                println!("{url}");
+            }
+            return Ok(());
+        }
+        println!("failing policies: {}", summary.failing_policies);
+        println!("needs migration: {}", if summary.needs_migration { "yes" } else { "no" });
+        if !summary.org_name.is_empty() {
+            println!("organisation: {}", summary.org_name);
+        }
+        if !summary.contact_url.is_empty() {
+            println!("contact: {}", summary.contact_url);
+        }
+        println!("my device: {url}");
+        return Ok(());
+    }
+    let interval = Duration::from_secs(options.interval.max(1));
+    let mut previous: Option<Summary> = None;
+    let mut migration_prompted: Option<std::time::Instant> = None;
+    let mut backoff = FIRST_BACKOFF.min(interval);
+    loop {
+        let wait = match desktop.poll().await {
+            Ok((summary, url)) => {
+                for (title, _) in notices(previous.as_ref(), &summary, migration_prompted.map(|at| at.elapsed())) {
+                    if title.contains("management system") {
+                        migration_prompted = Some(std::time::Instant::now());
+                    }
+                    notify(&title, &format!("Open My Device: {url}"));
+                }
+                if !summary.needs_migration {
+                    migration_prompted = None;
+                }
+                previous = Some(summary);
+                backoff = FIRST_BACKOFF.min(interval);
+                interval
+            }
+            Err(error) => {
+                match error {
+                    // The agent rotates the token hourly: the next poll reads the new one. Still back off.
+                    PollError::Unauthorized => tracing::warn!("device token rejected; retrying in {backoff:?}"),
+                    PollError::Other(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "polling the server; retrying in {backoff:?}")
+                    }
+                }
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(failing: u64, migration: bool, mode: &str) -> Summary {
+        Summary {
+            failing_policies: failing,
+            needs_migration: migration,
+            migration_mode: mode.into(),
+            org_name: String::new(),
+            contact_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn notice_table() {
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        let kinds = |v: Vec<(String, &'static str)>| v.into_iter().map(|(_, k)| k).collect::<Vec<_>>();
+        let cases: &[(&str, Option<Summary>, Summary, Option<Duration>, Vec<&str>)] = &[
+            ("first poll, nothing failing", None, summary(0, false, ""), None, vec![]),
+            ("first poll, failing", None, summary(2, false, ""), None, vec!["policies"]),
+            ("count rose", Some(summary(1, false, "")), summary(2, false, ""), None, vec!["policies"]),
+            ("count unchanged", Some(summary(2, false, "")), summary(2, false, ""), None, vec![]),
+            ("count fell", Some(summary(3, false, "")), summary(1, false, ""), None, vec![]),
+            ("migration due, never prompted", None, summary(0, true, "voluntary"), None, vec!["migration"]),
+            ("voluntary: once", None, summary(0, true, "voluntary"), min(60), vec![]),
+            ("forced: again after 15 min", None, summary(0, true, "forced"), min(15), vec!["migration"]),
+            ("forced: not sooner", None, summary(0, true, "forced"), min(14), vec![]),
+        ];
+        for (what, previous, now, since, want) in cases {
+            assert_eq!(kinds(notices(previous.as_ref(), now, *since)), *want, "{what}");
+        }
+    }
+}
