@@ -208,11 +208,14 @@ mod tests {
         }
     }
 
+    /// (what, previous summary, this summary, time since the last migration prompt, notices wanted)
+    type Case = (&'static str, Option<Summary>, Summary, Option<Duration>, Vec<&'static str>);
+
     #[test]
     fn notice_table() {
         let min = |m: u64| Some(Duration::from_secs(m * 60));
         let kinds = |v: Vec<(String, &'static str)>| v.into_iter().map(|(_, k)| k).collect::<Vec<_>>();
-        let cases: &[(&str, Option<Summary>, Summary, Option<Duration>, Vec<&str>)] = &[
+        let cases: &[Case] = &[
             ("first poll, nothing failing", None, summary(0, false, ""), None, vec![]),
             ("first poll, failing", None, summary(2, false, ""), None, vec!["policies"]),
             ("count rose", Some(summary(1, false, "")), summary(2, false, ""), None, vec!["policies"]),
