@@ -31,6 +31,8 @@ pub struct CheckinState {
     pub policy_plan: Option<(Millis, Option<Millis>)>,
     /// Set when policies were handed out and results are awaited.
     pub policies_sent_at: Option<Millis>,
+    /// A migration's critical window is open until then: only the management status is asked, accelerated.
+    pub migration_window_until: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +48,14 @@ pub struct DueWork {
     /// Some policy may be due: plan the host's policies (which needs its run history).
     pub plan_policies: bool,
     pub accelerate_s: Option<u32>,
+    /// Ask whether another management system manages the host (with the vitals, and at every check-in of a
+    /// migration's critical window).
+    pub management_check: bool,
 }
 
 impl DueWork {
     pub fn is_empty(&self) -> bool {
-        self.vitals.is_empty() && !self.plan_policies && self.accelerate_s.is_none()
+        self.vitals.is_empty() && !self.plan_policies && self.accelerate_s.is_none() && !self.management_check
     }
 }
 
@@ -88,6 +93,16 @@ pub fn vitals_due(state: &CheckinState, settings: &DueSettings, now: Millis) -> 
 }
 
 pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> DueWork {
+    if let Some(until) = state.migration_window_until.filter(|until| now < *until) {
+        // The critical window: nothing but the management status, as often as the host can be made to ask.
+        let left_s = ((until - now) / 1000).clamp(1, u32::MAX as Millis) as u32;
+        return DueWork {
+            vitals: Vec::new(),
+            plan_policies: false,
+            accelerate_s: Some(left_s),
+            management_check: true,
+        };
+    }
     let vitals = if vitals_due(state, settings, now) { Vital::ALL.to_vec() } else { Vec::new() };
     let plan_policies = policies_need_planning(state, settings, now);
     let accelerate_s = if state.vitals_updated_at.is_none() && !vitals.is_empty() {
@@ -97,7 +112,8 @@ pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> Du
     } else {
         None
     };
-    DueWork { vitals, plan_policies, accelerate_s }
+    let management_check = !vitals.is_empty();
+    DueWork { vitals, plan_policies, accelerate_s, management_check }
 }
 
 #[cfg(test)]
@@ -117,6 +133,7 @@ mod tests {
             // Planned long ago with nothing in scope: these cases are about vitals.
             policy_plan: Some((1, None)),
             policies_sent_at: None,
+            migration_window_until: None,
         }
     }
 
@@ -194,6 +211,19 @@ mod tests {
         assert_eq!(work.accelerate_s, Some(RECHECK_ACCELERATE_S));
         let awaited = CheckinState { policies_sent_at: Some(now - MINUTE_MS), ..recheck };
         assert!(due_work(&awaited, &SETTINGS, now).is_empty(), "nothing new while its answers are awaited");
+    }
+
+    #[test]
+    fn a_migration_window_asks_only_the_management_status() {
+        let now = 1_000 * HOUR_MS;
+        let open = CheckinState { migration_window_until: Some(now + 90_000), ..state(None, true, None) };
+        let work = due_work(&open, &SETTINGS, now);
+        assert!(work.management_check && work.vitals.is_empty() && !work.plan_policies, "{work:?}");
+        assert_eq!(work.accelerate_s, Some(90));
+        let closed = CheckinState { migration_window_until: Some(now), ..state(Some(now), false, None) };
+        assert!(due_work(&closed, &SETTINGS, now).is_empty(), "a closed window asks nothing");
+        let hourly = due_work(&state(Some(now - 2 * HOUR_MS), false, None), &SETTINGS, now);
+        assert!(hourly.management_check, "asked with the vitals");
     }
 }
 

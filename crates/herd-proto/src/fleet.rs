@@ -280,6 +280,8 @@ pub struct Host {
     pub policy_updated_at: Option<String>,
     /// Whether the host's agent runs scripts; null when it never said.
     pub scripts_enabled: Option<bool>,
+    /// herd's own: moving off a previous management system.
+    pub mdm_migration: HostMigration,
     pub issues: HostIssues,
     /// In single-host views only: every policy in the host's scope with its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +400,52 @@ pub struct AppConfig {
     pub webhook_settings: WebhookSettings,
     #[serde(default = "default_agent_options")]
     pub agent_options: Value,
+    #[serde(default)]
+    pub mdm: MdmSettings,
+}
+
+/// Moving hosts off a previous management system (seed 002).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MdmSettings {
+    #[serde(default)]
+    pub macos_migration: MacosMigration,
+    /// herd's own: on Linux, the query whose rows mean "another management system manages this host" (e.g.
+    /// `SELECT 1 FROM file WHERE path = '/opt/oldagent/enrolled';`). macOS hosts answer from osquery's `mdm`
+    /// table. Empty: Linux hosts are never eligible.
+    #[serde(default)]
+    pub migration_query: String,
+    /// herd's own: how long after a user starts a migration the host's check-ins carry only the management
+    /// status, accelerated (Fleet: 3 minutes).
+    #[serde(default = "default_migration_window")]
+    pub migration_window_seconds: i64,
+}
+
+fn default_migration_window() -> i64 {
+    180
+}
+
+impl Default for MdmSettings {
+    fn default() -> Self {
+        MdmSettings {
+            macos_migration: MacosMigration::default(),
+            migration_query: String::new(),
+            migration_window_seconds: default_migration_window(),
+        }
+    }
+}
+
+/// Fleet's `mdm.macos_migration`: `mode` is `voluntary` (the user starts it) or `forced` (prompted every 15
+/// minutes until done); `webhook_url` is told when a user starts it, and unenrolls the host from the old system.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MacosMigration {
+    #[serde(default)]
+    pub enable: bool,
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub webhook_url: String,
 }
 
 /// Fleet's `webhook_settings`.
@@ -435,6 +483,7 @@ impl Default for AppConfig {
             host_settings: HostSettings::default(),
             webhook_settings: WebhookSettings::default(),
             agent_options: default_agent_options(),
+            mdm: MdmSettings::default(),
         }
     }
 }
@@ -617,6 +666,18 @@ pub struct HostPolicy {
     pub response: String,
     /// herd's own: a remediation of this policy is queued or running on the host; a re-check follows it.
     pub remediating: bool,
+}
+
+/// A host's migration off its previous management system.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HostMigration {
+    /// Whether the host last reported another management system managing it; null when never asked.
+    pub managed_by_other: Option<bool>,
+    /// "" (never started), "started", "migrated" or "timed_out".
+    pub state: String,
+    pub started_at: Option<String>,
+    /// While the critical window is open: when it closes.
+    pub window_closes_at: Option<String>,
 }
 
 /// A policy as the host's own user sees it (device API): no SQL, no authors.

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Let the local agent of --with-agent run scripts queued for this machine.
     #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS", requires = "with_agent")]
     pub with_agent_scripts: bool,
+    /// A CA certificate (PEM) to trust for outgoing webhooks besides the system's roots (an internal CA).
+    #[arg(long, env = "HERD_WEBHOOK_CA_CERT")]
+    pub webhook_ca_cert: Option<PathBuf>,
     /// Email of the admin created on first start.
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,

@@ -34,6 +34,7 @@ impl CachedHost {
             vitals_sent_at: self.vitals_sent_at,
             policy_plan: self.policy_plan,
             policies_sent_at: self.policies_sent_at,
+            migration_window_until: self.checkin.migration_window_until,
         }
     }
 }
@@ -187,6 +188,7 @@ mod tests {
             detail_updated_at: None,
             refetch_requested_at: Some(50),
             recheck_requested_at: None,
+            migration_window_until: None,
             created_at: 0,
             pending_scripts: false,
         }

@@ -74,7 +74,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     .await?;
 
     let result_log = result_log::ResultLog::open(&data_dir.join("osquery-results.log"))?;
-    let state: SharedState = Arc::new(AppState::new(store.clone(), result_log));
+    let mut app_state = AppState::new(store.clone(), result_log);
+    if let Some(path) = &args.webhook_ca_cert {
+        // Read now, so a bad file stops the start rather than every delivery.
+        crate::webhooks::http_client(Some(path)).with_context(|| format!("--webhook-ca-cert {}", path.display()))?;
+        app_state.webhook_ca_cert = Some(path.clone());
+    }
+    let state: SharedState = Arc::new(app_state);
     state.settings.reload(&store).await.context("loading settings")?;
     let warming = std::time::Instant::now();
     let warmed = host_cache::warm(&state).await.context("loading hosts into the cache")?;

@@ -28,6 +28,8 @@ pub struct AppState {
     /// Bad device tokens, per address.
     pub device_limiter: FailureLimiter,
     pub result_log: ResultLog,
+    /// An extra CA (PEM) trusted for outgoing webhooks (an internal CA), besides the system's roots.
+    pub webhook_ca_cert: Option<std::path::PathBuf>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -44,6 +46,7 @@ impl AppState {
             enroll_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
             device_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
             result_log,
+            webhook_ca_cert: None,
         }
     }
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub const JOB_KIND: &str = "failing_policy_webhook";
+/// A migration a user started: the body is fixed when the job is enqueued (`payload.body`).
+pub const MIGRATION_JOB_KIND: &str = "mdm_migration_webhook";
+const DELIVERED_KINDS: &[&str] = &[JOB_KIND, MIGRATION_JOB_KIND];
 /// 5 s doubling to an hour: about a day of retries before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 30;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +84,24 @@ pub fn failing_policy_jobs(settings: &LiveSettings, policy_id: i64, host_id: i64
         .collect()
 }
 
+/// The webhook a started migration sends: Fleet's `{"timestamp", "host": {"id", "uuid", "hardware_serial"}}`.
+pub fn migration_job(url: &str, host: &herd_store::HostRecord, now: Millis) -> NewJob {
+    NewJob {
+        kind: MIGRATION_JOB_KIND.into(),
+        idempotency_key: format!("{MIGRATION_JOB_KIND}:{}:{now}", host.id),
+        payload: json!({
+            "destination_url": url,
+            "host_id": host.id,
+            "body": {
+                "timestamp": wire::rfc3339(now),
+                "host": {"id": host.id, "uuid": host.uuid, "hardware_serial": host.hardware_serial},
+            },
+        }),
+        max_attempts: MAX_ATTEMPTS,
+        run_at: now,
+    }
+}
+
 /// Fleet's payload: `{"timestamp", "policy": {...}, "hosts": [{"id", "hostname", "display_name", "url"}]}`,
 /// one host per POST (herd does not wait to batch).
 pub async fn payload(state: &SharedState, job: &Job) -> anyhow::Result<Value> {
@@ -103,18 +124,26 @@ pub async fn payload(state: &SharedState, job: &Job) -> anyhow::Result<Value> {
     Ok(json!({"timestamp": wire::rfc3339(failed_at), "policy": policy, "hosts": [host]}))
 }
 
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("an HTTP client with default settings")
+/// The client for outgoing webhooks: the system's roots, plus `extra_ca` when given.
+pub fn http_client(extra_ca: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder =
+        reqwest::Client::builder().timeout(TIMEOUT).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path)?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// Delivers one job; Err carries the reason to record.
 pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -> Result<(), String> {
     let url = job.payload["destination_url"].as_str().unwrap_or_default();
-    let body = payload(state, job).await.map_err(|e| format!("building the payload: {e:#}"))?;
+    let body = match job.payload.get("body") {
+        Some(body) => body.clone(),
+        None => payload(state, job).await.map_err(|e| format!("building the payload: {e:#}"))?,
+    };
     let response = client
         .post(url)
         .header("Idempotency-Key", &job.idempotency_key)
@@ -149,8 +178,8 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(owner: String) -> Self {
-        Deliverer { client: http_client(), owner, destinations: HashMap::new(), in_flight: Arc::default() }
+    pub fn new(owner: String, client: reqwest::Client) -> Self {
+        Deliverer { client, owner, destinations: HashMap::new(), in_flight: Arc::default() }
     }
 
     /// One round: claims what is due (as much as there is room for) and starts delivering it.
@@ -159,7 +188,7 @@ impl Deliverer {
         if room == 0 {
             return Ok(());
         }
-        let jobs = state.store.claim_jobs(&[JOB_KIND], &self.owner, room as i64, LEASE_MS, now_ms()).await?;
+        let jobs = state.store.claim_jobs(DELIVERED_KINDS, &self.owner, room as i64, LEASE_MS, now_ms()).await?;
         // Destinations with nothing in flight are forgotten, so the map does not grow without bound.
         self.destinations.retain(|_, gate| gate.available_permits() < PER_DESTINATION);
         for job in jobs {

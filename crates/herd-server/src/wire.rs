@@ -57,6 +57,12 @@ pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, n
         refetch_requested: record.refetch_requested_at.is_some(),
         policy_updated_at: record.policy_updated_at.map(rfc3339),
         scripts_enabled: record.scripts_enabled.map(|v| v != 0),
+        mdm_migration: herd_proto::fleet::HostMigration {
+            managed_by_other: record.managed_by_other.map(|v| v != 0),
+            state: record.migration_state.clone(),
+            started_at: record.migration_started_at.map(rfc3339),
+            window_closes_at: record.migration_window_until.map(rfc3339),
+        },
         issues: HostIssues { failing_policies_count, total_issues_count: failing_policies_count },
         policies: None,
     }

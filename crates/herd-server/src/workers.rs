@@ -104,15 +104,37 @@ impl Worker for Housekeeping {
     }
 }
 
+/// Closes the critical windows of migrations that timed out (the host still reports the old system), so those
+/// hosts check in normally again.
+pub struct MigrationWindows;
+
+impl Worker for MigrationWindows {
+    const NAME: &'static str = "migration_windows";
+    fn period(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        for host in state.store.close_expired_migration_windows(crate::state::now_ms()).await? {
+            state.hosts.evict(host);
+            tracing::info!(host_id = host, "migration timed out");
+        }
+        Ok(())
+    }
+}
+
 /// Delivers failing-policy webhooks from the job table.
 pub struct WebhookDelivery {
     deliverer: crate::webhooks::Deliverer,
 }
 
-impl Default for WebhookDelivery {
-    fn default() -> Self {
+impl WebhookDelivery {
+    fn new(state: &SharedState) -> Self {
         let owner = format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4));
-        WebhookDelivery { deliverer: crate::webhooks::Deliverer::new(owner) }
+        // The CA file was read at start; should it fail now, deliveries go on with the system's roots.
+        let client = crate::webhooks::http_client(state.webhook_ca_cert.as_deref())
+            .or_else(|_| crate::webhooks::http_client(None))
+            .expect("an HTTP client with default settings");
+        WebhookDelivery { deliverer: crate::webhooks::Deliverer::new(owner, client) }
     }
 }
 
@@ -151,6 +173,7 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(ChangeFeed::default(), state.clone(), shutdown.clone()),
         spawn(SettingsReloader, state.clone(), shutdown.clone()),
         spawn(Housekeeping, state.clone(), shutdown.clone()),
-        spawn(WebhookDelivery::default(), state.clone(), shutdown.clone()),
+        spawn(WebhookDelivery::new(state), state.clone(), shutdown.clone()),
+        spawn(MigrationWindows, state.clone(), shutdown.clone()),
     ]
 }

@@ -24,6 +24,8 @@ pub struct HostCheckin {
     pub created_at: Millis,
     /// Runs are queued for this host (its agent should ask for them).
     pub pending_scripts: bool,
+    /// A migration's critical window is open until then: check-ins carry only the management status.
+    pub migration_window_until: Option<Millis>,
 }
 
 /// A whole host row, for the REST API.
@@ -66,6 +68,12 @@ pub struct HostRecord {
     pub policy_updated_at: Option<i64>,
     /// 1/0 as the host's agent last said; NULL when it never said (osqueryd, or an agent that never asked).
     pub scripts_enabled: Option<i64>,
+    /// 1 when the host last reported another management system manages it, 0 when not, NULL unknown.
+    pub managed_by_other: Option<i64>,
+    /// '' (never started), 'started', 'migrated' or 'timed_out'.
+    pub migration_state: String,
+    pub migration_started_at: Option<i64>,
+    pub migration_window_until: Option<i64>,
 }
 
 const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name AS team_name, h.hostname, \
@@ -73,10 +81,11 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.hardware_model, h.hardware_vendor, h.cpu_brand, h.cpu_type, h.cpu_physical_cores, h.cpu_logical_cores, \
     h.memory, h.uptime_seconds, h.primary_ip, h.primary_mac, h.percent_disk_space_available, \
     h.gigs_disk_space_available, h.gigs_total_disk_space, h.distributed_interval, h.config_tls_refresh, \
-    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at, h.scripts_enabled";
+    h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at, h.scripts_enabled, \
+    h.managed_by_other, h.migration_state, h.migration_started_at, h.migration_window_until";
 
 const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
-    refetch_requested_at, recheck_requested_at, created_at, \
+    refetch_requested_at, recheck_requested_at, created_at, migration_window_until, \
     (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') AS pending_scripts";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
@@ -91,6 +100,7 @@ fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
         recheck_requested_at: row.try_get("recheck_requested_at")?,
         created_at: row.try_get("created_at")?,
         pending_scripts: row.try_get::<i64, _>("pending_scripts")? > 0,
+        migration_window_until: row.try_get("migration_window_until")?,
     })
 }
 

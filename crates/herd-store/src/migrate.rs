@@ -40,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_automation_targets.sql"),
         postgres: include_str!("../migrations/postgres/0006_automation_targets.sql"),
     },
+    Migration {
+        version: 7,
+        sqlite: include_str!("../migrations/sqlite/0007_mdm_migration.sql"),
+        postgres: include_str!("../migrations/postgres/0007_mdm_migration.sql"),
+    },
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -27,6 +27,15 @@ where
     F: FnOnce(Server) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    with_server_args(bin, backend, &[], case).await
+}
+
+/// `with_server`, with extra `herd serve` arguments.
+pub async fn with_server_args<F, Fut>(bin: &str, backend: Backend, extra: &[&str], case: F)
+where
+    F: FnOnce(Server) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let database_url = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => match herd_store::testing::fresh_postgres_url().await {
@@ -34,7 +43,8 @@ where
             None => return,
         },
     };
-    let server = Server::start(Path::new(bin), tempfile::tempdir().unwrap().keep(), database_url);
+    let server =
+        Server::start_with(Path::new(bin), tempfile::tempdir().unwrap().keep(), database_url, "127.0.0.1:0", extra);
     case(server).await;
 }
 
@@ -393,6 +403,8 @@ impl TestHost {
                 "osquery_flags" => {
                     json!([{"name": "distributed_interval", "value": "10"}, {"name": "config_tls_refresh", "value": "60"}, {"name": "logger_tls_period", "value": "10"}])
                 }
+                // Migration eligibility: not managed by another system unless a test says so.
+                "mdm_migration" => json!([]),
                 other => panic!("unexpected query {other}"),
             };
             queries.insert(name.clone(), rows);

@@ -17,7 +17,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
-const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings", "webhook_settings"];
+const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings", "webhook_settings", "mdm"];
 
 pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     match state.store.app_config().await? {
@@ -69,6 +69,26 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
         "webhook_settings.failing_policies_webhook",
         &config.webhook_settings.failing_policies_webhook,
     )?;
+    let migration = &config.mdm.macos_migration;
+    if migration.enable {
+        let https = reqwest::Url::parse(&migration.webhook_url)
+            .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()));
+        if !https {
+            return Err(ApiError::invalid(
+                "mdm.macos_migration.webhook_url",
+                "an https URL is required to enable the migration (it is told when a user starts one)",
+            ));
+        }
+    }
+    if !matches!(migration.mode.as_str(), "" | "voluntary" | "forced") {
+        return Err(ApiError::invalid("mdm.macos_migration.mode", "must be voluntary or forced"));
+    }
+    if !(10..=86_400).contains(&config.mdm.migration_window_seconds) {
+        return Err(ApiError::invalid("mdm.migration_window_seconds", "must be between 10 and 86400 seconds"));
+    }
+    if config.mdm.migration_query.len() > 64 * 1024 {
+        return Err(ApiError::invalid("mdm.migration_query", "must be at most 64 KiB"));
+    }
     if config.org_info.org_name.chars().count() > 255 {
         return Err(ApiError::invalid("org_info.org_name", "at most 255 characters"));
     }

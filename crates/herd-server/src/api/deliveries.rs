@@ -4,7 +4,7 @@
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use crate::webhooks::JOB_KIND;
+use crate::webhooks::{JOB_KIND, MIGRATION_JOB_KIND};
 use crate::wire::rfc3339;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -32,7 +32,10 @@ async fn list(
         Some("failed") => Some(JobState::Failed),
         Some(other) => return Err(ApiError::invalid("state", format!("unknown state {other:?}"))),
     };
-    let jobs = state.store.list_jobs(JOB_KIND, filter, 1000).await?;
+    let mut jobs = state.store.list_jobs(JOB_KIND, filter, 1000).await?;
+    jobs.extend(state.store.list_jobs(MIGRATION_JOB_KIND, filter, 1000).await?);
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.id));
+    jobs.truncate(1000);
     let deliveries: Vec<Value> = jobs
         .into_iter()
         .map(|job| {
@@ -42,6 +45,7 @@ async fn list(
             };
             json!({
                 "id": job.id,
+                "kind": if job.kind == MIGRATION_JOB_KIND { "mdm_migration" } else { "failing_policy" },
                 "idempotency_key": job.idempotency_key,
                 "status": status,
                 "destination_url": job.payload["destination_url"],

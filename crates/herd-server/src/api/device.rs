@@ -25,6 +25,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/device/{token}/policies", get(policies))
         .route("/device/{token}/refetch", post(refetch))
         .route("/device/{token}/ping", head(ping))
+        .route("/device/{token}/migrate_mdm", post(migrate_mdm))
 }
 
 /// At the root: what herd-agent calls.
@@ -91,8 +92,55 @@ pub(crate) async fn device_record(
     state.store.get_host(host_id).await?.ok_or(ApiError::Unauthenticated)
 }
 
+/// Whether the host should move off its previous management system: migration is enabled and the host last
+/// reported the old system managing it.
+pub(crate) fn needs_migration(state: &SharedState, host: &herd_store::HostRecord) -> bool {
+    state.settings.get().config.mdm.macos_migration.enable && host.managed_by_other == Some(1)
+}
+
+/// `voluntary` (the default) or `forced`.
+pub(crate) fn migration_mode(state: &SharedState) -> String {
+    let mode = state.settings.get().config.mdm.macos_migration.mode.clone();
+    if mode.is_empty() { "voluntary".to_string() } else { mode }
+}
+
+/// Starts the host's migration (the device user asked): the webhook goes out through the job table and the
+/// critical window opens; a second request inside the window sends nothing.
+pub(crate) async fn start_migration(state: &SharedState, host: &herd_store::HostRecord) -> Result<(), ApiError> {
+    let settings = state.settings.get();
+    let mdm = &settings.config.mdm;
+    if !mdm.macos_migration.enable {
+        return Err(ApiError::invalid("mdm.macos_migration.enable", "migration is not enabled on this server"));
+    }
+    let now = now_ms();
+    let job = crate::webhooks::migration_job(&mdm.macos_migration.webhook_url, host, now);
+    let window_ms = mdm.migration_window_seconds.saturating_mul(1000);
+    match state.store.start_migration(host.id, window_ms, &job, now).await? {
+        herd_store::MigrationStart::Started => {
+            state.hosts.evict(host.id);
+            Ok(())
+        }
+        herd_store::MigrationStart::AlreadyOpen => Ok(()),
+        herd_store::MigrationStart::NotEligible => {
+            Err(ApiError::invalid("host", "this device does not report another management system"))
+        }
+    }
+}
+
+/// Fleet's `POST /device/{token}/migrate_mdm` → 204.
+async fn migrate_mdm(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = device_record(&state, client, &token).await?;
+    start_migration(&state, &record).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// What the desktop notifier and the My Device page show of the organisation.
 fn org_config(state: &SharedState) -> Value {
+    let mode = migration_mode(state);
     let settings = state.settings.get();
     let org = &settings.config.org_info;
     json!({
@@ -102,7 +150,7 @@ fn org_config(state: &SharedState) -> Value {
             "org_logo_url_light_background": org.org_logo_url_light_background,
             "contact_url": org.contact_url,
         },
-        "mdm": {"macos_migration": {"mode": ""}},
+        "mdm": {"macos_migration": {"mode": mode}},
     })
 }
 
@@ -137,7 +185,8 @@ async fn desktop(
     let failing = device_policies(&state, &record).await?.iter().filter(|p| p.response == "fail").count();
     Ok(Json(json!({
         "failing_policies_count": failing,
-        "notifications": {"needs_mdm_migration": false, "renew_enrollment_profile": false},
+        // Apple enrollment profiles await an Apple MDM transport: never due here.
+        "notifications": {"needs_mdm_migration": needs_migration(&state, &record), "renew_enrollment_profile": false},
         "config": org_config(&state),
     })))
 }

@@ -19,6 +19,7 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/device/{token}", get(page))
         .route("/device/{token}/refetch", post(refetch))
+        .route("/device/{token}/migrate", post(migrate))
         .route("/assets/my-device.js", get(script))
         .layer(middleware::map_response(harden))
 }
@@ -140,6 +141,9 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
 async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
     let record = device_record(state, client, token).await?;
     let policies = device_policies(state, &record).await?;
+    let needs_migration = crate::api::device::needs_migration(state, &record);
+    let migration_state = record.migration_state.clone();
+    let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
     let host = crate::api::hosts::host_view(state, record).await?;
     let settings = state.settings.get();
     let org = &settings.config.org_info;
@@ -153,7 +157,7 @@ async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> R
          <title>My device — {}</title><style>{STYLE}</style>",
         escape(name)
     );
-    if host.refetch_requested {
+    if host.refetch_requested || window_open {
         // Without JavaScript the page refreshes itself until the results are in.
         out.push_str("<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>");
     }
@@ -181,13 +185,38 @@ async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> R
     }
     out.push_str("</dl>");
 
+    if needs_migration {
+        let org_name = if org.org_name.is_empty() { "your organisation" } else { org.org_name.as_str() };
+        let _ = write!(
+            out,
+            "<section class=\"notice\" aria-labelledby=\"migration\"><h2 id=\"migration\">Move this device to {}'s \
+             management</h2>",
+            escape(org_name)
+        );
+        if window_open {
+            out.push_str(
+                "<p role=\"status\" data-pending>Migration started. This takes a few minutes; keep the device on.</p>",
+            );
+        } else {
+            if migration_state == "timed_out" {
+                out.push_str("<p>The last attempt did not finish. You can start it again.</p>");
+            }
+            let _ = write!(
+                out,
+                "<p>Your device is still managed by the previous system. Moving it takes a few minutes.</p>\
+                 <form method=\"post\" action=\"/device/{token}/migrate\"><button type=\"submit\">Start migration\
+                 </button></form>"
+            );
+        }
+        out.push_str("</section>");
+    }
     let failing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response == "fail").collect();
     let fixing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.remediating).collect();
     let unanswered: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response.is_empty()).collect();
     let passing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response == "pass").collect();
     if host.refetch_requested {
         out.push_str(
-            "<p class=\"notice\" role=\"status\" id=\"refetching\">Checking your device again… \
+            "<p class=\"notice\" role=\"status\" data-pending>Checking your device again… \
              Results appear here as they arrive.</p>",
         );
     }
@@ -222,6 +251,17 @@ async fn refetch(
     Ok(Redirect::to(&format!("/device/{}", urlencode(&token))))
 }
 
+/// The Start migration button: starts it (see `device::start_migration`), then back to the page.
+async fn migrate(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<Redirect, ApiError> {
+    let record = device_record(&state, client, &token).await?;
+    crate::api::device::start_migration(&state, &record).await?;
+    Ok(Redirect::to(&format!("/device/{}", urlencode(&token))))
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -236,7 +276,7 @@ fn urlencode(text: &str) -> String {
 async fn script() -> impl IntoResponse {
     const JS: &str = r#"(function () {
   function poll() {
-    if (!document.getElementById("refetching")) return;
+    if (!document.querySelector("[data-pending]")) return;
     fetch(window.location.pathname, {cache: "no-store"}).then(function (r) { return r.text(); }).then(function (html) {
       var next = new DOMParser().parseFromString(html, "text/html").getElementById("device");
       var main = document.getElementById("device");

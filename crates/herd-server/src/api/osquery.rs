@@ -173,6 +173,30 @@ async fn config(
     Ok(Json(config))
 }
 
+/// The query asking whether another management system manages the host (migration eligibility).
+pub const MANAGEMENT_QUERY: &str = "fleet_detail_query_mdm_migration";
+
+/// What the host is asked, when migration is enabled: osquery's `mdm` table on macOS; elsewhere the query the
+/// admin configured (e.g. the old agent's marker file), whose rows mean "managed by the other system".
+fn management_query(mdm: &herd_proto::fleet::MdmSettings, family: Option<PlatformFamily>) -> Option<String> {
+    if !mdm.macos_migration.enable {
+        return None;
+    }
+    match family {
+        Some(PlatformFamily::Darwin) => Some("SELECT enrolled, server_url FROM mdm;".to_string()),
+        _ => Some(mdm.migration_query.trim().to_string()).filter(|q| !q.is_empty()),
+    }
+}
+
+fn reports_other_management(family: Option<PlatformFamily>, rows: &[herd_core::vitals::Row]) -> bool {
+    match family {
+        Some(PlatformFamily::Darwin) => {
+            rows.iter().any(|r| matches!(r.get("enrolled").map(String::as_str), Some("true" | "1")))
+        }
+        _ => !rows.is_empty(),
+    }
+}
+
 fn family_of(host: &CachedHost) -> Option<PlatformFamily> {
     PlatformFamily::of_host_platform(&host.checkin.platform, &host.checkin.platform_like)
 }
@@ -219,6 +243,11 @@ async fn distributed_read(
     if !work.vitals.is_empty() {
         state.hosts.mark_vitals_sent(host.checkin.id, now);
     }
+    if work.management_check
+        && let Some(sql) = management_query(&settings.config.mdm, family)
+    {
+        response.queries.insert(MANAGEMENT_QUERY.to_string(), sql);
+    }
     if work.plan_policies {
         let runs = state.store.host_policy_runs(host.checkin.id).await?;
         let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
@@ -260,8 +289,15 @@ async fn distributed_write(
     let mut patch = VitalsPatch::default();
     let mut vitals_answered = false;
     let mut answers = Vec::new();
+    let mut managed_by_other = None;
     for (name, rows) in &report.queries {
         let status = report.statuses.get(name).copied().unwrap_or(0);
+        if name == MANAGEMENT_QUERY {
+            if status == 0 {
+                managed_by_other = Some(reports_other_management(family_of(&host), rows));
+            }
+            continue;
+        }
         if status != 0 {
             let message = report.messages.get(name).map(Value::to_string).unwrap_or_default();
             tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "query failed on host");
@@ -290,6 +326,12 @@ async fn distributed_write(
         }
     }
     if answers.is_empty() && !vitals_answered {
+        // Only the management status (a migration's window): no report transaction needed.
+        if let Some(managed) = managed_by_other
+            && state.store.record_management_status(host.checkin.id, managed, now).await?
+        {
+            state.hosts.evict(host.checkin.id);
+        }
         return Ok(Json(json!({})));
     }
     // One transaction for the whole report; 200 only once it is committed.
@@ -316,6 +358,12 @@ async fn distributed_write(
     }
     if vitals_answered {
         state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
+    }
+    if let Some(managed) = managed_by_other
+        && state.store.record_management_status(host_id, managed, now).await?
+    {
+        // Migrated: the window is closed; the host checks in normally from now on.
+        state.hosts.evict(host_id);
     }
     Ok(Json(json!({})))
 }
