@@ -1,0 +1,237 @@
+//! The My Device page in a real headless Chromium, driven over WebDriver (chromedriver): it loads, lists
+//! failing policies first, Refetch updates the page as the results arrive, Start migration starts it; basic
+//! accessibility holds (language, one h1, labelled controls, keyboard focus). A screenshot of each state is
+//! kept under target/browser-artifacts/.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`: `scripts/test` installs them and sets
+//! HERD_TEST_CHROMEDRIVER; without it the test is skipped, or fails when REQUIRE_BROWSER=1.
+
+use herd_testkit::{ENROLL_SECRET, Server, TestHost, eventually};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "browser-device-token-0123456789";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A chromedriver process and one headless Chromium session, spoken to over the WebDriver protocol.
+struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    session: String,
+    base: String,
+}
+
+impl Browser {
+    async fn start(chromedriver: &str) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let status_url = format!("{base}/status");
+        eventually(PATIENCE, "chromedriver ready", || async {
+            let status: Value = http.get(&status_url).send().await.ok()?.json().await.ok()?;
+            (status["value"]["ready"] == true).then_some(())
+        })
+        .await;
+        let chromium = std::env::var("HERD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let profile = tempfile::tempdir().unwrap().keep();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {"binary": chromium, "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1024,1400",
+                format!("--user-data-dir={}", profile.display()),
+            ]}
+        }}});
+        let created: Value =
+            http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session =
+            created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_string();
+        Browser { driver, http, session, base }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply: Value = request.send().await.unwrap().json().await.unwrap();
+        reply["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    async fn text(&self) -> String {
+        self.script("return document.body.innerText;").await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let found =
+            self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element found")
+            .to_string();
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        use base64_png::decode;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), decode(png.as_str().unwrap())).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Base64 (standard alphabet) for the screenshots, without another dependency.
+mod base64_png {
+    pub fn decode(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+        let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+        for chunk in clean.chunks(4) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, c)| acc | (u32::from(value(*c)) << (18 - 6 * i)));
+            out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+        }
+        out
+    }
+}
+
+async fn answer(host: &TestHost, server: &Server, answers: &[(String, Value)]) {
+    let queries: serde_json::Map<String, Value> = answers.iter().cloned().collect();
+    let statuses: serde_json::Map<String, Value> = answers.iter().map(|(k, _)| (k.clone(), json!(0))).collect();
+    assert_eq!(host.write(server, Value::Object(queries), Value::Object(statuses)).await.0, 200);
+}
+
+async fn my_device_page_in_chromium(server: Server) {
+    let Ok(chromedriver) = std::env::var("HERD_TEST_CHROMEDRIVER") else {
+        assert!(std::env::var("REQUIRE_BROWSER").is_err(), "REQUIRE_BROWSER=1 but HERD_TEST_CHROMEDRIVER is unset");
+        eprintln!("skipped: no browser (HERD_TEST_CHROMEDRIVER unset; scripts/test sets it)");
+        return;
+    };
+    let admin = server.admin_token().await;
+    let settings = json!({
+        "org_info": {"org_name": "Acme", "contact_url": "https://help.acme.test"},
+        "mdm": {"macos_migration": {"enable": true, "mode": "voluntary", "webhook_url": "https://127.0.0.1:9/unused"},
+                "migration_query": "SELECT 1;"}
+    });
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, settings).await.0, 200);
+    let mut ids = Vec::new();
+    for (name, resolution) in [("Firewall on", "Run: sudo ufw enable"), ("Disk encrypted", "")] {
+        let body = json!({"name": name, "query": "SELECT 1;", "resolution": resolution});
+        let (_, created) = server.post("/api/v1/fleet/global/policies", &admin, body).await;
+        ids.push(created["policy"]["id"].as_i64().unwrap());
+    }
+    let q = |id: i64| format!("fleet_policy_query_{id}");
+    let mut host = TestHost::new("browser-laptop");
+    host.enroll(&server, ENROLL_SECRET).await;
+    let (_, read) = host.read(&server).await;
+    host.answer_vitals(&server, &read).await;
+    // Managed by the old system, failing the firewall policy.
+    answer(
+        &host,
+        &server,
+        &[
+            ("fleet_detail_query_mdm_migration".into(), json!([{"1": "1"}])),
+            (q(ids[0]), json!([])),
+            (q(ids[1]), json!([{"1": "1"}])),
+        ],
+    )
+    .await;
+    let (status, _) = server
+        .osquery("/api/fleet/orbit/device_token", json!({"node_key": host.node_key, "device_auth_token": TOKEN}))
+        .await;
+    assert_eq!(status, 200);
+
+    let browser = Browser::start(&chromedriver).await;
+    let page = format!("{}/device/{TOKEN}", server.url);
+    browser.open(&page).await;
+    let text = browser.text().await;
+    assert!(text.contains("browser-laptop"), "{text}");
+    let (firewall, disk) = (text.find("Firewall on").unwrap(), text.find("Disk encrypted").unwrap());
+    assert!(firewall < disk, "failing first: {text}");
+    assert!(text.contains("Run: sudo ufw enable"));
+    // Accessibility basics, in the rendered page.
+    let a11y = browser
+        .script(
+            "return {lang: document.documentElement.lang, h1: document.querySelectorAll('h1').length, \
+             unnamed: [...document.querySelectorAll('button, a, img')].filter(e => !(e.innerText || e.alt || '').trim()).length, \
+             focusable: (() => { const b = document.querySelector('button'); b.focus(); return document.activeElement === b; })()};",
+        )
+        .await;
+    assert_eq!(a11y, json!({"lang": "en", "h1": 1, "unnamed": 0, "focusable": true}), "{a11y}");
+    browser.screenshot("my-device-failing").await;
+
+    // Refetch: the page says results are coming, and shows them when the host answers.
+    browser.click("form[action$='/refetch'] button").await;
+    eventually(PATIENCE, "the refetch notice", || async {
+        browser.text().await.contains("Checking your device again").then_some(())
+    })
+    .await;
+    let (_, read) = host.read(&server).await;
+    assert!(read["queries"].get(q(ids[0])).is_some());
+    host.answer_vitals(&server, &read).await;
+    answer(
+        &host,
+        &server,
+        &[
+            ("fleet_detail_query_mdm_migration".into(), json!([{"1": "1"}])),
+            (q(ids[0]), json!([{"1": "1"}])),
+            (q(ids[1]), json!([{"1": "1"}])),
+        ],
+    )
+    .await;
+    let text = eventually(PATIENCE, "the page updating by itself", || async {
+        let text = browser.text().await;
+        (!text.contains("Checking your device again") && text.contains("Failing policies (0)")).then_some(text)
+    })
+    .await;
+    assert!(text.contains("Passing policies (2)"), "{text}");
+    browser.screenshot("my-device-after-refetch").await;
+
+    // Start migration from the banner.
+    assert!(text.contains("Start migration"), "{text}");
+    browser.click("form[action$='/migrate'] button").await;
+    eventually(PATIENCE, "the migration started", || async {
+        browser.text().await.contains("Migration started").then_some(())
+    })
+    .await;
+    browser.screenshot("my-device-migration").await;
+    let (_, hosts) = server.get("/api/v1/fleet/hosts?query=browser-laptop", &admin).await;
+    let id = hosts["hosts"][0]["id"].as_i64().unwrap();
+    let (_, detail) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    assert_eq!(detail["host"]["mdm_migration"]["state"], "started");
+}
+
+herd_testkit::server_cases!(my_device_page_in_chromium);
