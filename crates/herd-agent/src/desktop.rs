@@ -90,16 +90,38 @@ impl Desktop {
     }
 }
 
-/// Shows a notice: a desktop notification when `notify-send` works, else a line on the terminal.
-fn notify(title: &str, body: &str) {
-    let shown = std::process::Command::new("notify-send")
-        .args(["--app-name=herd", title, body])
-        .stdout(std::process::Stdio::null())
+/// Shows a notice: a desktop notification with an "Open My Device" action when `notify-send` works (the page
+/// opens when the user picks it), else a line on the terminal with the link.
+fn notify(title: &str, url: &str) {
+    let body = format!("Open My Device: {url}");
+    let spawned = std::process::Command::new("notify-send")
+        .args(["--app-name=herd", "--action=open=Open My Device", "--wait", title, &body])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !shown {
-        println!("[herd] {title} — {body}");
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            let (title, url) = (title.to_string(), url.to_string());
+            // Waits for the user's choice without holding up the polling.
+            std::thread::spawn(move || match child.wait_with_output() {
+                Ok(done) if done.status.success() => {
+                    if String::from_utf8_lossy(&done.stdout).trim() == "open" {
+                        open_page(&url);
+                    }
+                }
+                // No notification service in this session: say it on the terminal.
+                _ => println!("[herd] {title} — {body}"),
+            });
+        }
+        Err(_) => println!("[herd] {title} — {body}"),
+    }
+}
+
+/// Opens the My Device page in the user's browser; prints the link when no browser can be opened.
+fn open_page(url: &str) {
+    let opened = std::process::Command::new("xdg-open").arg(url).status().is_ok_and(|s| s.success());
+    if !opened {
+        println!("{url}");
     }
 }
 
@@ -140,10 +162,7 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
             Err(PollError::Other(e)) => return Err(e),
         };
         if options.open {
-            let opened = std::process::Command::new("xdg-open").arg(&url).status().is_ok_and(|s| s.success());
-            if !opened {
-                println!("{url}");
-            }
+            open_page(&url);
             return Ok(());
         }
         println!("failing policies: {}", summary.failing_policies);
@@ -168,7 +187,7 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
                     if title.contains("management system") {
                         migration_prompted = Some(std::time::Instant::now());
                     }
-                    notify(&title, &format!("Open My Device: {url}"));
+                    notify(&title, &url);
                 }
                 if !summary.needs_migration {
                     migration_prompted = None;
