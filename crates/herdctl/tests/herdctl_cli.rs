@@ -60,8 +60,15 @@ kind: config
 spec:
   org_info:
     org_name: Acme Corp
+    contact_url: https://help.acme.test
   host_settings:
     policy_interval: 1800
+  mdm:
+    macos_migration:
+      enable: true
+      mode: forced
+      webhook_url: https://automation.acme.test/unenroll
+    migration_query: SELECT 1 FROM file WHERE path = '/opt/oldagent/enrolled';
 ";
 
 async fn apply_get_delete(server: Server) {
@@ -114,6 +121,8 @@ async fn apply_get_delete(server: Server) {
     let (_, cfg) = server.get("/api/v1/fleet/config", &admin).await;
     assert_eq!(cfg["org_info"]["org_name"], "Acme Corp");
     assert_eq!(cfg["host_settings"]["policy_interval"], 1800);
+    assert_eq!(cfg["mdm"]["macos_migration"]["mode"], "forced", "the migration settings apply from YAML");
+    assert_eq!(cfg["org_info"]["contact_url"], "https://help.acme.test");
 
     // Applying again changes nothing.
     let second = ok(&herdctl(&config, &["apply", "-f", &specs.to_string_lossy()], None));
