@@ -467,21 +467,10 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
 
 async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{PolicyAnswer, PolicyFields};
+    use herd_store::PolicyAnswer;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
-    let fields = PolicyFields {
-        name: "p".into(),
-        query: "SELECT 1;".into(),
-        description: String::new(),
-        resolution: String::new(),
-        platform: String::new(),
-        critical: false,
-        interval_seconds: None,
-        script_id: Some(script),
-        webhook_url: None,
-        continuous_automation: false,
-    };
+    let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
     let pending = |store: Store| async move { store.pending_executions(host).await.unwrap() };
@@ -539,22 +528,11 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{AutomationRules, PolicyAnswer, PolicyFields};
+    use herd_store::{AutomationRules, PolicyAnswer};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
-    let fields = PolicyFields {
-        name: "p".into(),
-        query: "SELECT 1;".into(),
-        description: String::new(),
-        resolution: String::new(),
-        platform: String::new(),
-        critical: false,
-        interval_seconds: None,
-        script_id: Some(script),
-        webhook_url: None,
-        continuous_automation: false,
-    };
+    let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
     let new_failures = Mutex::new(Vec::new());
