@@ -9,42 +9,25 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// One migration: its version and file stem, the same under `migrations/sqlite/` and `migrations/postgres/`.
+macro_rules! migration {
+    ($version:literal, $stem:literal) => {
+        Migration {
+            version: $version,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $stem, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $stem, ".sql")),
+        }
+    };
+}
+
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-    },
-    Migration {
-        version: 2,
-        sqlite: include_str!("../migrations/sqlite/0002_policies.sql"),
-        postgres: include_str!("../migrations/postgres/0002_policies.sql"),
-    },
-    Migration {
-        version: 3,
-        sqlite: include_str!("../migrations/sqlite/0003_jobs.sql"),
-        postgres: include_str!("../migrations/postgres/0003_jobs.sql"),
-    },
-    Migration {
-        version: 4,
-        sqlite: include_str!("../migrations/sqlite/0004_scripts.sql"),
-        postgres: include_str!("../migrations/postgres/0004_scripts.sql"),
-    },
-    Migration {
-        version: 5,
-        sqlite: include_str!("../migrations/sqlite/0005_automations.sql"),
-        postgres: include_str!("../migrations/postgres/0005_automations.sql"),
-    },
-    Migration {
-        version: 6,
-        sqlite: include_str!("../migrations/sqlite/0006_automation_targets.sql"),
-        postgres: include_str!("../migrations/postgres/0006_automation_targets.sql"),
-    },
-    Migration {
-        version: 7,
-        sqlite: include_str!("../migrations/sqlite/0007_mdm_migration.sql"),
-        postgres: include_str!("../migrations/postgres/0007_mdm_migration.sql"),
-    },
+    migration!(1, "0001_foundation"),
+    migration!(2, "0002_policies"),
+    migration!(3, "0003_jobs"),
+    migration!(4, "0004_scripts"),
+    migration!(5, "0005_automations"),
+    migration!(6, "0006_automation_targets"),
+    migration!(7, "0007_mdm_migration"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -67,12 +67,18 @@ impl Store {
     pub async fn record_management_status(&self, host_id: i64, managed: bool, now: Millis) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT migration_state FROM hosts WHERE id = $1")
+        let row = sqlx::query("SELECT migration_state, managed_by_other FROM hosts WHERE id = $1")
             .bind(host_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(state) = state else { return Ok(false) };
+        let Some(row) = row else { return Ok(false) };
+        let state: String = row.try_get(0)?;
+        let known: Option<i64> = row.try_get(1)?;
         let migrated = !managed && state == "started";
+        if !migrated && known == Some(managed as i64) {
+            // Asked with every vitals refresh and every check-in of a window: unchanged answers write nothing.
+            return Ok(false);
+        }
         if migrated {
             sqlx::query(
                 "UPDATE hosts SET managed_by_other = 0, migration_state = 'migrated', migration_window_until = NULL \
@@ -98,14 +104,15 @@ impl Store {
     /// Closes the windows of migrations that did not finish in time (the host still reports the old system):
     /// they are marked timed out, with an activity, and the hosts check in normally again. Returns the hosts.
     pub async fn close_expired_migration_windows(&self, now: Millis) -> Result<Vec<i64>> {
+        const EXPIRED: &str = "SELECT id FROM hosts WHERE migration_window_until IS NOT NULL AND migration_window_until <= $1 ORDER BY id";
+        // Almost always none: look on the reader first, so the worker does not take the writer every 2 s.
+        let expired: Vec<i64> = sqlx::query_scalar(EXPIRED).bind(now).fetch_all(&self.reader).await?;
+        if expired.is_empty() {
+            return Ok(expired);
+        }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let hosts: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM hosts WHERE migration_window_until IS NOT NULL AND migration_window_until <= $1 ORDER BY id",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let hosts: Vec<i64> = sqlx::query_scalar(EXPIRED).bind(now).fetch_all(&mut *tx).await?;
         for host in &hosts {
             sqlx::query("UPDATE hosts SET migration_state = 'timed_out', migration_window_until = NULL WHERE id = $1")
                 .bind(host)

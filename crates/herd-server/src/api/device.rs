@@ -61,26 +61,40 @@ pub(crate) async fn device_policies(
     state: &SharedState,
     host: &herd_store::HostRecord,
 ) -> Result<Vec<DevicePolicy>, ApiError> {
+    Ok(device_policies_of(&state.store.host_policy_answers(host.id, host.team_id).await?))
+}
+
+/// The host view (as the admin API shows it) and the device's policies, from one read of its answers.
+pub(crate) async fn device_view(
+    state: &SharedState,
+    record: herd_store::HostRecord,
+) -> Result<(herd_proto::fleet::Host, Vec<DevicePolicy>), ApiError> {
+    let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
+    let policies = device_policies_of(&answers);
+    Ok((crate::api::hosts::host_view_with(state, record, &answers), policies))
+}
+
+fn device_policies_of(answers: &[herd_store::HostPolicyAnswer]) -> Vec<DevicePolicy> {
     use herd_core::policy::PolicyResponse;
-    let mut answers = state.store.host_policy_answers(host.id, host.team_id).await?;
     let rank = |r: PolicyResponse| match r {
         PolicyResponse::Fail => 0,
         PolicyResponse::NoAnswer => 1,
         PolicyResponse::Pass => 2,
     };
-    answers.sort_by(|a, b| rank(a.response).cmp(&rank(b.response)).then_with(|| a.policy.name.cmp(&b.policy.name)));
-    Ok(answers
+    let mut sorted: Vec<&herd_store::HostPolicyAnswer> = answers.iter().collect();
+    sorted.sort_by(|a, b| rank(a.response).cmp(&rank(b.response)).then_with(|| a.policy.name.cmp(&b.policy.name)));
+    sorted
         .into_iter()
         .map(|a| DevicePolicy {
             id: a.policy.id,
-            name: a.policy.name,
-            description: a.policy.description,
-            resolution: a.policy.resolution,
+            name: a.policy.name.clone(),
+            description: a.policy.description.clone(),
+            resolution: a.policy.resolution.clone(),
             critical: a.policy.critical,
             response: a.response.as_wire().to_string(),
             remediating: a.remediating,
         })
-        .collect())
+        .collect()
 }
 
 pub(crate) async fn device_record(
@@ -161,9 +175,8 @@ async fn summary(
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let record = device_record(&state, client, &token).await?;
-    let policies = device_policies(&state, &record).await?;
-    let mut host = serde_json::to_value(crate::api::hosts::host_view(&state, record).await?)
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (host, policies) = device_view(&state, record).await?;
+    let mut host = serde_json::to_value(host).map_err(|e| ApiError::Internal(e.into()))?;
     host["policies"] = json!(policies);
     let config = org_config(&state);
     Ok(Json(json!({

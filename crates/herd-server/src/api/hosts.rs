@@ -197,10 +197,19 @@ async fn authorized_host(
 /// A single host with every policy in its scope and its answers.
 pub(crate) async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
+    Ok(host_view_with(state, record, &answers))
+}
+
+/// The single-host view from answers already read.
+pub(crate) fn host_view_with(
+    state: &SharedState,
+    record: HostRecord,
+    answers: &[herd_store::HostPolicyAnswer],
+) -> herd_proto::fleet::Host {
     let failing = answers.iter().filter(|a| a.response == herd_core::policy::PolicyResponse::Fail).count() as i64;
     let mut host = wire::host(state, record, failing, now_ms());
-    host.policies = Some(answers.into_iter().map(wire::host_policy).collect());
-    Ok(host)
+    host.policies = Some(answers.iter().cloned().map(wire::host_policy).collect());
+    host
 }
 
 async fn get_one(

@@ -4,7 +4,7 @@
 //! pending; without it, the page refreshes itself). The token is the only credential, so the page is never
 //! cached and never sends it on as a Referer.
 
-use crate::api::device::{Client, device_policies, device_record};
+use crate::api::device::{Client, device_record};
 use crate::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::{Path, State};
@@ -140,11 +140,10 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
 
 async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
     let record = device_record(state, client, token).await?;
-    let policies = device_policies(state, &record).await?;
     let needs_migration = crate::api::device::needs_migration(state, &record);
     let migration_state = record.migration_state.clone();
     let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
-    let host = crate::api::hosts::host_view(state, record).await?;
+    let (host, policies) = crate::api::device::device_view(state, record).await?;
     let settings = state.settings.get();
     let org = &settings.config.org_info;
     let token = escape(token);

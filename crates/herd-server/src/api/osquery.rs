@@ -325,13 +325,13 @@ async fn distributed_write(
             patch.absorb(vital, rows);
         }
     }
+    if let Some(managed) = managed_by_other
+        && state.store.record_management_status(host.checkin.id, managed, now).await?
+    {
+        // Migrated: the window is closed; the host checks in normally from now on.
+        state.hosts.evict(host.checkin.id);
+    }
     if answers.is_empty() && !vitals_answered {
-        // Only the management status (a migration's window): no report transaction needed.
-        if let Some(managed) = managed_by_other
-            && state.store.record_management_status(host.checkin.id, managed, now).await?
-        {
-            state.hosts.evict(host.checkin.id);
-        }
         return Ok(Json(json!({})));
     }
     // One transaction for the whole report; 200 only once it is committed.
@@ -358,12 +358,6 @@ async fn distributed_write(
     }
     if vitals_answered {
         state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
-    }
-    if let Some(managed) = managed_by_other
-        && state.store.record_management_status(host_id, managed, now).await?
-    {
-        // Migrated: the window is closed; the host checks in normally from now on.
-        state.hosts.evict(host_id);
     }
     Ok(Json(json!({})))
 }
