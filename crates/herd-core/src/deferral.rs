@@ -7,7 +7,10 @@
 
 use crate::{DAY_MS, HOUR_MS, MINUTE_MS, Millis};
 use chrono::{Days, LocalResult, NaiveTime, TimeZone};
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
+
+mod settings;
+pub use settings::*;
 
 /// One choice the user may be offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +22,23 @@ pub enum DeferOption {
 }
 
 impl DeferOption {
+    /// How the option reads to a person ("1 hour", "2 days", "tomorrow at 09:00").
+    pub fn label(self) -> String {
+        match self {
+            DeferOption::TomorrowAt { hour, minute } => format!("tomorrow at {hour:02}:{minute:02}"),
+            DeferOption::For(ms) => {
+                let (count, unit) = if ms % DAY_MS == 0 {
+                    (ms / DAY_MS, "day")
+                } else if ms % HOUR_MS == 0 {
+                    (ms / HOUR_MS, "hour")
+                } else {
+                    (ms / MINUTE_MS, "minute")
+                };
+                format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+            }
+        }
+    }
+
     /// Parses "30m", "4h", "1d" or "tomorrow HH:MM"; durations must be positive.
     pub fn parse(text: &str) -> Result<DeferOption, String> {
         let text = text.trim();
@@ -68,9 +88,11 @@ impl DeferOption {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WhenNoUser {
-    /// Nobody to ask: run at once.
+    /// Nobody to ask (and nobody to disturb): run at once.
+    #[default]
     Run,
     /// Wait until someone logs in (the deadline still holds).
     Wait,

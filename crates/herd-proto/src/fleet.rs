@@ -564,7 +564,11 @@ pub struct Policy {
     pub webhook_url: Option<String>,
     /// herd's own: automations fire on every scheduled failing result, not only on a new failure.
     pub continuous_automation: bool,
+    /// herd's own: users may defer the script within these limits (see `herd_core::deferral`).
+    pub deferral: Option<DeferralSettings>,
 }
+
+pub use herd_core::deferral::DeferralSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunScript {
@@ -613,6 +617,9 @@ pub struct PolicyInput {
     pub webhook_url: Option<Option<String>>,
     #[serde(default)]
     pub continuous_automation: Option<bool>,
+    /// Deferral of the script by users; null removes it.
+    #[serde(default, with = "double_option")]
+    pub deferral: Option<Option<DeferralSettings>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -644,6 +651,13 @@ pub struct PolicySpec {
     pub critical: bool,
     #[serde(default)]
     pub interval: Option<i64>,
+    /// herd's own: the script automation, by the name of a script in the policy's scope ("" removes it;
+    /// absent keeps what the policy has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// herd's own: deferral of that script by users (absent keeps what the policy has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<DeferralSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

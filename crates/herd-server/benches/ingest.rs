@@ -65,6 +65,7 @@ async fn setup(url: String, dir: tempfile::TempDir) -> Bench {
             script_id: None,
             webhook_url: None,
             continuous_automation: false,
+            deferral: None,
         };
         policy_ids.push(store.create_policy(&fields, None, None, 0).await.unwrap());
     }

@@ -29,6 +29,14 @@ fn execution_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A policy's script automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PolicyScript {
+    pub script_id: i64,
+    /// The user is asked first (the run is queued `deferred`; see `crate::deferrals`).
+    pub deferrable: bool,
+}
+
 /// What a failing answer asks of a policy's script automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Remediation {
@@ -47,7 +55,7 @@ pub(crate) async fn remediate(
     conn: &mut AnyConnection,
     host_id: i64,
     policy_id: i64,
-    script_id: i64,
+    script: PolicyScript,
     mode: Remediation,
     rules: &AutomationRules,
     now: Millis,
@@ -58,7 +66,8 @@ pub(crate) async fn remediate(
         Remediation::AwaitSchedule => return Ok(()),
     };
     let row = sqlx::query(
-        "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS BIGINT), MAX(finished_at) \
+        "SELECT COUNT(*), CAST(SUM(CASE WHEN status IN ('pending', 'deferred') THEN 1 ELSE 0 END) AS BIGINT), \
+         MAX(finished_at) \
          FROM script_executions WHERE host_id = $1 AND policy_id = $2 AND created_at >= $3",
     )
     .bind(host_id)
@@ -73,7 +82,7 @@ pub(crate) async fn remediate(
         return Ok(());
     }
     if mode == Remediation::Continuous {
-        return queue(conn, host_id, policy_id, script_id, runs + 1, rules.script_timeout_s, now).await;
+        return queue(conn, host_id, policy_id, script, runs + 1, rules.script_timeout_s, now).await;
     }
     if runs > rules.script_retries {
         // Out of retries and still failing: said once per failure (a done job is the marker).
@@ -88,8 +97,9 @@ pub(crate) async fn remediate(
         .execute(&mut *conn)
         .await?;
         if marked.rows_affected() == 1 {
-            let details =
-                serde_json::json!({"host_id": host_id, "policy_id": policy_id, "script_id": script_id, "runs": runs});
+            let details = serde_json::json!({
+                "host_id": host_id, "policy_id": policy_id, "script_id": script.script_id, "runs": runs,
+            });
             crate::activities::insert(conn, "policy_automation_gave_up", &details, now).await?;
         }
         return Ok(());
@@ -100,15 +110,16 @@ pub(crate) async fn remediate(
             return Ok(());
         }
     }
-    queue(conn, host_id, policy_id, script_id, runs + 1, rules.script_timeout_s, now).await
+    queue(conn, host_id, policy_id, script, runs + 1, rules.script_timeout_s, now).await
 }
 
-/// Queues one automation run of `script_id` on the host (attempt counts runs for this failure).
+/// Queues one automation run of the script on the host (attempt counts runs for this failure); a deferrable
+/// one waits on the user.
 async fn queue(
     conn: &mut AnyConnection,
     host_id: i64,
     policy_id: i64,
-    script_id: i64,
+    script: PolicyScript,
     attempt: i64,
     timeout_s: i64,
     now: Millis,
@@ -116,21 +127,25 @@ async fn queue(
     let execution = execution_id();
     let queued = sqlx::query(
         "INSERT INTO script_executions (execution_id, host_id, script_id, script_name, contents, status, timeout_s, \
-         policy_id, created_at) SELECT $1, $2, s.id, s.name, s.contents, 'pending', $3, $4, $5 FROM scripts s WHERE s.id = $6",
+         policy_id, created_at) SELECT $1, $2, s.id, s.name, s.contents, $7, $3, $4, $5 FROM scripts s WHERE s.id = $6",
     )
     .bind(&execution)
     .bind(host_id)
     .bind(timeout_s)
     .bind(policy_id)
     .bind(now)
-    .bind(script_id)
+    .bind(script.script_id)
+    .bind(if script.deferrable { "deferred" } else { "pending" })
     .execute(&mut *conn)
     .await?;
     if queued.rows_affected() == 1 {
+        if script.deferrable {
+            crate::deferrals::open_for_run(conn, host_id, policy_id, &execution, now).await?;
+        }
         note_host_change(conn, host_id, now).await?;
         let details = serde_json::json!({
-            "host_id": host_id, "policy_id": policy_id, "script_id": script_id,
-            "script_execution_id": execution, "attempt": attempt,
+            "host_id": host_id, "policy_id": policy_id, "script_id": script.script_id,
+            "script_execution_id": execution, "attempt": attempt, "deferred": script.deferrable,
         });
         crate::activities::insert(conn, "policy_automation_fired", &details, now).await?;
     }
@@ -155,7 +170,8 @@ impl crate::Store {
         .await?;
         let Some(host) = host else { return Ok(Vec::new()) };
         let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL AND status = 'pending'",
+            "SELECT COUNT(*) FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL \
+             AND status IN ('pending', 'deferred')",
         )
         .bind(host_id)
         .fetch_one(&mut *tx)

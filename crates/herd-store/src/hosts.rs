@@ -86,7 +86,8 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
 
 const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
     refetch_requested_at, recheck_requested_at, created_at, migration_window_until, \
-    (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') AS pending_scripts";
+    (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') + \
+    (SELECT COUNT(*) FROM deferrals d WHERE d.host_id = hosts.id AND d.agent_synced = 0) AS pending_scripts";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {

@@ -15,6 +15,7 @@
 mod activities;
 mod automations;
 mod config;
+mod deferrals;
 mod devices;
 mod hosts;
 mod jobs;
@@ -30,6 +31,7 @@ mod users;
 pub use activities::{ActivityRecord, Actor};
 pub use automations::AutomationRules;
 pub use config::StoredSecret;
+pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};

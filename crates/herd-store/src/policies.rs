@@ -35,6 +35,8 @@ pub struct PolicyRecord {
     pub webhook_url: Option<String>,
     /// Automations fire on every scheduled failing result, not only when a host newly fails.
     pub continuous_automation: bool,
+    /// Deferral settings of the script automation (JSON, checked by the server); None: it runs without asking.
+    pub deferral: Option<String>,
     pub revision: i64,
     pub passing_host_count: i64,
     pub failing_host_count: i64,
@@ -59,6 +61,8 @@ pub struct PolicyFields {
     pub script_id: Option<i64>,
     pub webhook_url: Option<String>,
     pub continuous_automation: bool,
+    /// Deferral settings (JSON); None: the script runs without asking.
+    pub deferral: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +102,8 @@ fn policy_select(for_team: bool) -> String {
     let filter = if for_team { " AND c.team_key = $1" } else { "" };
     format!(
         "SELECT p.*, (SELECT s.name FROM scripts s WHERE s.id = p.script_id) AS script_name, \
-         (SELECT COUNT(DISTINCT e.host_id) FROM script_executions e WHERE e.policy_id = p.id AND e.status = 'pending') \
+         (SELECT COUNT(DISTINCT e.host_id) FROM script_executions e WHERE e.policy_id = p.id \
+         AND e.status IN ('pending', 'deferred')) \
          AS remediating_host_count, \
          COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS passing_host_count, \
          COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS failing_host_count \
@@ -124,6 +129,7 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         script_name: row.try_get("script_name")?,
         webhook_url: row.try_get("webhook_url")?,
         continuous_automation: row.try_get::<i64, _>("continuous_automation")? != 0,
+        deferral: row.try_get("deferral")?,
         revision: row.try_get("revision")?,
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
@@ -232,8 +238,8 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO policies (name, query, description, resolution, platform, critical, team_id, scope_key, \
              author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at, script_id, \
-             webhook_url, continuous_automation) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14, $15, $16) RETURNING id",
+             webhook_url, continuous_automation, deferral) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13, $14, $15, $16, $17) RETURNING id",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -251,6 +257,7 @@ impl Store {
         .bind(fields.script_id)
         .bind(fields.webhook_url.clone())
         .bind(fields.continuous_automation as i64)
+        .bind(fields.deferral.clone())
         .fetch_one(&self.writer)
         .await
         .map_err(|e| match &e {
@@ -331,7 +338,7 @@ impl Store {
             "UPDATE policies SET name = $1, query = $2, description = $3, resolution = $4, platform = $5, \
              critical = $6, interval_seconds = $7, updated_at = $8, \
              revision = revision + $9, host_count_updated_at = CASE WHEN $9 = 1 THEN $8 ELSE host_count_updated_at END, \
-             script_id = $11, webhook_url = $12, continuous_automation = $13 WHERE id = $10",
+             script_id = $11, webhook_url = $12, continuous_automation = $13, deferral = $14 WHERE id = $10",
         )
         .bind(fields.name.trim())
         .bind(&fields.query)
@@ -346,9 +353,14 @@ impl Store {
         .bind(fields.script_id)
         .bind(fields.webhook_url.clone())
         .bind(fields.continuous_automation as i64)
+        .bind(fields.deferral.clone())
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"))?;
+        if !crate::deferrals::enabled(fields.deferral.as_deref()) {
+            // No longer deferrable: runs waiting on users go ahead now.
+            crate::deferrals::release_policy_runs(&mut tx, id, now).await?;
+        }
         if voids_answers {
             sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM policy_counts WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
@@ -464,19 +476,20 @@ async fn write_policy_answers(
 
         let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
         let mut current = SqlBuilder::new(
-            "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation FROM policies \
+            "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation, deferral FROM policies \
                  WHERE id IN ",
         );
         current.bind_ids(&ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
-        let mut scripts: HashMap<i64, i64> = HashMap::new();
+        let mut scripts: HashMap<i64, crate::automations::PolicyScript> = HashMap::new();
         let mut reset_at: HashMap<i64, Millis> = HashMap::new();
         let mut continuous: HashSet<i64> = HashSet::new();
         for row in current.query().fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get(0)?;
             revisions.insert(id, (row.try_get(1)?, row.try_get(2)?));
-            if let Some(script) = row.try_get::<Option<i64>, _>(3)? {
-                scripts.insert(id, script);
+            if let Some(script_id) = row.try_get::<Option<i64>, _>(3)? {
+                let deferrable = crate::deferrals::enabled(row.try_get::<Option<String>, _>(6)?.as_deref());
+                scripts.insert(id, crate::automations::PolicyScript { script_id, deferrable });
             }
             if let Some(at) = row.try_get::<Option<i64>, _>(4)? {
                 reset_at.insert(id, at);
@@ -538,6 +551,9 @@ async fn write_policy_answers(
                     (true, ReportOrigin::Recheck) => Remediation::AwaitSchedule,
                 };
                 crate::automations::remediate(tx, host_id, answer.policy_id, *script, mode, rules, now).await?;
+            }
+            if old_response == PolicyResponse::Fail && answer.response == PolicyResponse::Pass {
+                crate::deferrals::close_on_pass(tx, host_id, answer.policy_id, now).await?;
             }
             if old == Some((answer.response, revision)) {
                 continue;

@@ -55,7 +55,7 @@ fn script_from_row(r: &sqlx::any::AnyRow) -> Result<ScriptRecord> {
     })
 }
 
-fn execution_from_row(r: &sqlx::any::AnyRow) -> Result<ExecutionRecord> {
+pub(crate) fn execution_from_row(r: &sqlx::any::AnyRow) -> Result<ExecutionRecord> {
     Ok(ExecutionRecord {
         execution_id: r.try_get("execution_id")?,
         host_id: r.try_get("host_id")?,
@@ -180,7 +180,7 @@ impl Store {
         let mut tx = conn.begin().await?;
         let done = sqlx::query(
             "UPDATE script_executions SET status = $1, exit_code = $2, output = $3, runtime_ms = $4, finished_at = $5 \
-             WHERE execution_id = $6 AND host_id = $7 AND status = 'pending'",
+             WHERE execution_id = $6 AND host_id = $7 AND status IN ('pending', 'deferred')",
         )
         .bind(status)
         .bind(exit_code)
@@ -192,6 +192,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
+            crate::deferrals::run_finished(&mut tx, execution_id, now).await?;
             note_host_change(&mut tx, host_id, now).await?;
         }
         tx.commit().await?;

@@ -48,6 +48,7 @@ fn fields(name: &str, query: &str) -> PolicyFields {
         script_id: None,
         webhook_url: None,
         continuous_automation: false,
+        deferral: None,
     }
 }
 

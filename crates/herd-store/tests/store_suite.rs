@@ -65,6 +65,7 @@ store_cases!(
     continuous_automations_fire_on_every_scheduled_failure,
     finished_remediations_make_their_policies_due_again,
     automation_rules_set_retries_and_timeout,
+    deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -574,6 +575,7 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
         script_id: Some(script),
         webhook_url: None,
         continuous_automation: continuous,
+        deferral: None,
     }
 }
 
@@ -683,4 +685,100 @@ async fn automation_rules_set_retries_and_timeout(store: Store) {
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "no retries allowed");
     let feed = store.list_activities(0, 100).await.unwrap();
     assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1);
+}
+
+/// A deferrable automation: the run waits as `deferred`, the agent learns of it once, a prompt starts the
+/// deadline, choices are checked (a second one refused, state unchanged), retries keep the state, and the
+/// policy passing again cancels the waiting run.
+async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: Store) {
+    use herd_core::deferral::{DeferOption, DeferralSettings};
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{AgentDeferralStatus, AutomationRules, ChoiceRefused, PolicyAnswer};
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let script = store.create_script(None, "reboot.sh", "echo reboot", NOW).await.unwrap();
+    let settings: DeferralSettings =
+        serde_json::from_str(r#"{"options": ["1h", "4h"], "max_deferrals": 1, "deadline_after": "1d"}"#).unwrap();
+    let fields = herd_store::PolicyFields {
+        deferral: Some(serde_json::to_string(&settings).unwrap()),
+        ..remediated_policy("p", script, false)
+    };
+    let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
+    let rules = settings.rules().unwrap();
+    let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
+    let report = |at: i64, response| {
+        let store = store.clone();
+        async move {
+            let answers = answer(response);
+            store.record_report(host, &answers, None, at, &AutomationRules::default(), &|_| Vec::new()).await.unwrap();
+        }
+    };
+    let checkin = || async { store.host_checkin_by_id(host).await.unwrap().unwrap() };
+
+    report(NOW, PolicyResponse::Fail).await;
+    assert!(store.pending_executions(host).await.unwrap().is_empty(), "nothing runs without asking");
+    assert!(checkin().await.pending_scripts, "the agent is told to fetch");
+    let old_agent = store.agent_script_work(host, false, NOW + 1).await.unwrap();
+    assert_eq!(old_agent.len(), 1);
+    assert!(old_agent[0].1.is_none(), "an agent that cannot defer gets an ordinary run");
+    assert!(!checkin().await.pending_scripts, "fetched: nothing new for the agent");
+    let work = store.agent_script_work(host, true, NOW + 1).await.unwrap();
+    let (execution, record) = (&work[0].0, work[0].1.clone().unwrap());
+    assert_eq!(execution.status, "deferred");
+    assert_eq!((record.first_prompt_at, record.prompt_open, record.deferrals_used), (None, false, 0));
+
+    let one_hour = DeferOption::parse("1h").unwrap();
+    let refused = store.choose_deferral(host, policy, &rules, Some(one_hour), "1h", None, NOW + 2).await.unwrap();
+    assert!(matches!(refused, Err(ChoiceRefused::Conflict(_))), "no prompt open yet: {refused:?}");
+    let prompted = store
+        .record_agent_deferral_status(
+            host,
+            &execution.execution_id,
+            AgentDeferralStatus::Prompting,
+            Some("Europe/Berlin"),
+            NOW + 10,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((prompted.first_prompt_at, prompted.prompt_open), (Some(NOW + 10), true));
+    let not_offered = DeferOption::parse("2h").unwrap();
+    let refused = store.choose_deferral(host, policy, &rules, Some(not_offered), "2h", None, NOW + 20).await.unwrap();
+    assert!(matches!(refused, Err(ChoiceRefused::NotOffered(_))), "{refused:?}");
+    let chosen = store
+        .choose_deferral(host, policy, &rules, Some(one_hour), "1h", Some("alice"), NOW + 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((chosen.scheduled_at, chosen.deferrals_used), (Some(NOW + 20 + herd_core::HOUR_MS), 1));
+    assert_eq!((chosen.chosen_by.as_deref(), chosen.time_zone.as_deref()), (Some("alice"), Some("Europe/Berlin")));
+    assert!(checkin().await.pending_scripts, "the choice reaches the agent");
+    let twice = store.choose_deferral(host, policy, &rules, Some(one_hour), "1h", None, NOW + 21).await.unwrap();
+    assert!(matches!(twice, Err(ChoiceRefused::Conflict(_))), "{twice:?}");
+    assert_eq!(store.host_deferral(host, policy).await.unwrap().unwrap(), chosen, "a refused choice changes nothing");
+
+    // The scheduled run happens and does not fix it: the retry waits on the user again, deadline unchanged.
+    store.record_execution_result(host, &execution.execution_id, "ran", Some(1), "", Some(5), NOW + 30).await.unwrap();
+    let after_run = store.host_deferral(host, policy).await.unwrap().unwrap();
+    assert_eq!((after_run.scheduled_at, after_run.deferrals_used), (None, 1));
+    let retry_at = NOW + 30 + 10 * herd_core::MINUTE_MS;
+    report(retry_at, PolicyResponse::Fail).await;
+    let work = store.agent_script_work(host, true, retry_at).await.unwrap();
+    let retry = work[0].1.clone().expect("the retry is deferrable too");
+    assert_ne!(retry.execution_id.as_deref(), Some(execution.execution_id.as_str()));
+    assert_eq!((retry.first_prompt_at, retry.deferrals_used), (Some(NOW + 10), 1), "same failure, same state");
+
+    // Someone fixed it: the waiting run is cancelled and the state closes.
+    report(retry_at + 1, PolicyResponse::Pass).await;
+    let closed = store.host_deferral(host, policy).await.unwrap().unwrap();
+    assert!(!closed.open);
+    assert_eq!(closed.execution_status.as_deref(), Some("cancelled"));
+    assert!(store.agent_script_work(host, true, retry_at + 2).await.unwrap().is_empty());
+    let feed = store.list_activities(0, 100).await.unwrap();
+    let kinds: Vec<&str> = feed.iter().map(|a| a.kind.as_str()).collect();
+    assert!(kinds.contains(&"chose_deferral") && kinds.contains(&"cancelled_deferred_run"), "{kinds:?}");
+
+    // A new failure starts afresh.
+    report(retry_at + 2, PolicyResponse::Fail).await;
+    let fresh = store.host_deferral(host, policy).await.unwrap().unwrap();
+    assert_eq!((fresh.open, fresh.first_prompt_at, fresh.deferrals_used), (true, None, 0));
 }

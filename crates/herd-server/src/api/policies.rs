@@ -92,7 +92,15 @@ fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
     if let Some(url) = &fields.webhook_url {
         crate::webhooks::check_destination(url).map_err(|reason| ApiError::invalid("webhook_url", reason))?;
     }
+    if fields.script_id.is_none() && deferral_enabled(fields.deferral.as_deref()) {
+        return Err(ApiError::invalid("deferral", "users can only defer a script: set script_id too"));
+    }
     Ok(())
+}
+
+/// Whether stored settings make runs wait on users (`enabled` defaults to true).
+fn deferral_enabled(text: Option<&str>) -> bool {
+    text.and_then(|t| serde_json::from_str::<herd_proto::fleet::DeferralSettings>(t).ok()).is_some_and(|s| s.enabled)
 }
 
 fn canonical_platform(text: &str) -> Result<String, ApiError> {
@@ -126,9 +134,25 @@ fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<Policy
             None => base.and_then(|b| b.webhook_url.clone()),
         },
         continuous_automation: input.continuous_automation.or(base.map(|b| b.continuous_automation)).unwrap_or(false),
+        deferral: match input.deferral {
+            // Checked when set (a saved absolute deadline may pass later without making other edits fail).
+            Some(Some(settings)) => {
+                settings.check(now_ms()).map_err(|(field, reason)| ApiError::invalid(field, reason))?;
+                Some(serde_json::to_string(&settings).expect("settings serialize"))
+            }
+            Some(None) => None,
+            None => base.and_then(|b| b.deferral.clone()),
+        },
     };
     validate(&fields)?;
     Ok(fields)
+}
+
+/// The policy's deferral settings as stored (checked on the way in; unreadable ones are logged and shown
+/// as none).
+pub fn stored_deferral(policy_id: i64, text: Option<&str>) -> Option<herd_proto::fleet::DeferralSettings> {
+    let text = text?;
+    serde_json::from_str(text).map_err(|e| tracing::error!(policy_id, error = %e, "unreadable deferral settings")).ok()
 }
 
 /// A duplicate name is a mistake in the `name` field (422), not a conflict with some other resource.
@@ -387,6 +411,16 @@ async fn apply_specs(
             }
         };
         auth.require(Action::Write, Scope::of_team(team_id))?;
+        // The script automation by name, in the policy's scope ("" removes it; absent keeps the policy's).
+        let script_id = match spec.script.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(name) => match state.store.script_by_name(team_id, name).await? {
+                Some(script) => Some(Some(script.id)),
+                None => return Err(ApiError::invalid(at("script"), format!("no script named {name:?} in this scope"))),
+            },
+        };
+        let existing = state.store.policy_by_name(team_id, spec.name.trim()).await?;
         let input = PolicyInput {
             name: Some(spec.name),
             query: Some(spec.query),
@@ -396,11 +430,13 @@ async fn apply_specs(
             critical: Some(spec.critical),
             interval: Some(spec.interval),
             team_id: None,
-            script_id: None,
+            script_id: script_id.map(|id| id.unwrap_or(0)),
             webhook_url: None,
             continuous_automation: None,
+            deferral: spec.deferral.map(Some),
         };
-        let fields = fields_from(input, None).map_err(|e| match e {
+        // Specs name no webhook and no continuous mode: an existing policy keeps its own.
+        let fields = fields_from(input, existing.as_ref()).map_err(|e| match e {
             ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
             other => other,
         })?;
@@ -414,14 +450,9 @@ async fn apply_specs(
     for (team_id, fields) in planned {
         match state.store.policy_by_name(team_id, &fields.name).await? {
             Some(existing) => {
-                // Specs carry no automation: an existing policy keeps its script and webhook.
-                let fields = PolicyFields {
-                    script_id: existing.script_id,
-                    webhook_url: existing.webhook_url.clone(),
-                    continuous_automation: existing.continuous_automation,
-                    ..fields.clone()
-                };
                 let unchanged = existing.query == fields.query
+                    && existing.script_id == fields.script_id
+                    && existing.deferral == fields.deferral
                     && existing.description == fields.description
                     && existing.resolution == fields.resolution
                     && existing.platform == fields.platform
