@@ -286,6 +286,44 @@ pub struct Host {
     /// In single-host views only: every policy in the host's scope with its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<HostPolicy>>,
+    /// herd's own, in single-host views only: the host's deferrable remediations and who chose what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferrals: Option<Vec<HostDeferral>>,
+}
+
+/// A host's deferral state for one policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostDeferral {
+    pub policy_id: i64,
+    pub policy_name: String,
+    /// awaiting_prompt (the agent has not asked yet) | prompting | waiting (see `waiting_reason`) |
+    /// scheduled | running | ran (awaiting the re-check) | fixed | cancelled (the policy passed before the run)
+    pub state: String,
+    pub deferred_until: Option<String>,
+    pub deferrals_used: i64,
+    pub max_deferrals: i64,
+    /// The earlier of `deadline_at` and first prompt + `deadline_after`; null before the first prompt when
+    /// only a floating deadline is set.
+    pub deadline: Option<String>,
+    pub waiting_reason: Option<String>,
+    pub time_zone: Option<String>,
+    pub last_choice: Option<String>,
+    pub chosen_by: Option<String>,
+    pub chosen_at: Option<String>,
+    pub title: String,
+    pub message: String,
+    /// What the user may pick now ("now" first), only while the device is asking.
+    pub offered: Vec<DeferralChoice>,
+    pub script_execution_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeferralChoice {
+    /// What to post back: "now", or the option as the admin wrote it ("1h", "tomorrow 09:00").
+    pub choice: String,
+    pub label: String,
+    /// When the script would run; null for "now".
+    pub runs_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

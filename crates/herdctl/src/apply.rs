@@ -46,7 +46,7 @@ struct TeamDocument {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
-    Policy(Origin, PolicySpec),
+    Policy(Origin, Box<PolicySpec>),
     Team(Origin, TeamSpec),
     Config(Origin, serde_json::Map<String, Value>),
 }
@@ -83,7 +83,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Document>> {
         documents.push(match doc.kind.value.as_str() {
             "policy" => Document::Policy(
                 at.clone(),
-                serde_json::from_value(spec).with_context(|| format!("{at}: policy spec"))?,
+                Box::new(serde_json::from_value(spec).with_context(|| format!("{at}: policy spec"))?),
             ),
             "team" => {
                 let team: TeamDocument = serde_json::from_value(spec).with_context(|| format!("{at}: team spec"))?;
@@ -137,8 +137,10 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
             report.push(apply_config(api, patch).await.with_context(|| format!("{at}: config"))?);
         }
     }
-    let specs: Vec<PolicySpec> =
-        documents.iter().filter_map(|d| if let Document::Policy(_, s) = d { Some(s.clone()) } else { None }).collect();
+    let specs: Vec<PolicySpec> = documents
+        .iter()
+        .filter_map(|d| if let Document::Policy(_, s) = d { Some((**s).clone()) } else { None })
+        .collect();
     if !specs.is_empty() {
         let names: Vec<String> = specs.iter().map(|s| format!("{:?}", s.name)).collect();
         let _: Value = api.post("/api/v1/fleet/spec/policies", &PolicySpecsRequest { specs }).await?;

@@ -71,7 +71,10 @@ pub(crate) async fn device_view(
 ) -> Result<(herd_proto::fleet::Host, Vec<DevicePolicy>), ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
     let policies = device_policies_of(&answers);
-    Ok((crate::api::hosts::host_view_with(state, record, &answers), policies))
+    let deferrals = crate::api::deferrals::host_deferrals(state, record.id).await?;
+    let mut host = crate::api::hosts::host_view_with(state, record, &answers);
+    host.deferrals = Some(deferrals);
+    Ok((host, policies))
 }
 
 fn device_policies_of(answers: &[herd_store::HostPolicyAnswer]) -> Vec<DevicePolicy> {
@@ -196,8 +199,12 @@ async fn desktop(
 ) -> Result<Json<Value>, ApiError> {
     let record = device_record(&state, client, &token).await?;
     let failing = device_policies(&state, &record).await?.iter().filter(|p| p.response == "fail").count();
+    let deferrals = crate::api::deferrals::host_deferrals(&state, record.id).await?;
+    let asking = deferrals.iter().filter(|d| d.state == "prompting").count();
     Ok(Json(json!({
         "failing_policies_count": failing,
+        // herd's own: fixes waiting on the user's choice.
+        "deferrals_waiting_count": asking,
         // Apple enrollment profiles await an Apple MDM transport: never due here.
         "notifications": {"needs_mdm_migration": needs_migration(&state, &record), "renew_enrollment_profile": false},
         "config": org_config(&state),

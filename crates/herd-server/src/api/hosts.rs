@@ -197,7 +197,10 @@ async fn authorized_host(
 /// A single host with every policy in its scope and its answers.
 pub(crate) async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
-    Ok(host_view_with(state, record, &answers))
+    let deferrals = crate::api::deferrals::host_deferrals(state, record.id).await?;
+    let mut host = host_view_with(state, record, &answers);
+    host.deferrals = Some(deferrals);
+    Ok(host)
 }
 
 /// The single-host view from answers already read.

@@ -2,6 +2,7 @@
 
 pub mod activities;
 pub mod config;
+pub mod deferrals;
 pub mod deliveries;
 pub mod device;
 pub mod hosts;
@@ -34,6 +35,7 @@ fn fleet_api() -> Router<SharedState> {
         .merge(policies::routes())
         .merge(activities::routes())
         .merge(device::routes())
+        .merge(deferrals::device_routes())
         .merge(deliveries::routes())
         .merge(scripts::routes())
 }
@@ -47,6 +49,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(device::agent_routes())
         .merge(my_device::routes())
         .merge(scripts::agent_routes())
+        .merge(deferrals::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(OSQUERY_BODY_LIMIT))

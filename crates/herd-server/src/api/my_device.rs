@@ -20,6 +20,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/device/{token}", get(page))
         .route("/device/{token}/refetch", post(refetch))
         .route("/device/{token}/migrate", post(migrate))
+        .route("/device/{token}/defer/{policy_id}", post(defer))
         .route("/assets/my-device.js", get(script))
         .layer(middleware::map_response(harden))
 }
@@ -133,7 +134,9 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
          content=\"width=device-width, initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>\
-         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>",
+        title = escape(title),
+        text = escape(text)
     );
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
@@ -209,6 +212,7 @@ async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> R
         }
         out.push_str("</section>");
     }
+    deferral_section(&mut out, &token, host.deferrals.as_deref().unwrap_or_default());
     let failing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response == "fail").collect();
     let fixing: Vec<&DevicePolicy> = policies.iter().filter(|p| p.remediating).collect();
     let unanswered: Vec<&DevicePolicy> = policies.iter().filter(|p| p.response.is_empty()).collect();
@@ -234,6 +238,111 @@ async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> R
     policy_section(&mut out, "passing", "Passing policies", &passing, "None yet.");
     out.push_str("</main></body></html>");
     Ok(out)
+}
+
+/// A time as the device's user reads it: in the host's time zone.
+fn local(rfc3339: Option<&str>, time_zone: Option<&str>) -> String {
+    let tz = time_zone.and_then(|z| z.parse().ok()).unwrap_or(herd_core::deferral::Tz::UTC);
+    match rfc3339.map(herd_core::deferral::parse_instant) {
+        Some(Ok(at)) => herd_core::deferral::local_time(at, tz),
+        _ => "no set time".into(),
+    }
+}
+
+/// Fixes that wait on the user: the prompt with its choices (one button each), the schedule they chose, or
+/// why the device is not asking now.
+fn deferral_section(out: &mut String, token: &str, deferrals: &[herd_proto::fleet::HostDeferral]) {
+    let active: Vec<_> = deferrals
+        .iter()
+        .filter(|d| matches!(d.state.as_str(), "prompting" | "scheduled" | "waiting" | "running"))
+        .collect();
+    if active.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section class=\"notice\" aria-labelledby=\"deferrals\"><h2 id=\"deferrals\">Fixes waiting for you</h2>",
+    );
+    for d in active {
+        let zone = d.time_zone.as_deref();
+        let _ = write!(out, "<article data-deferral=\"{}\" data-state=\"{}\">", d.policy_id, escape(&d.state));
+        let _ = write!(out, "<h3>{}</h3><p>{}</p>", escape(&d.title), escape(&d.message));
+        let _ = write!(
+            out,
+            "<p>Deferred {} of {} times. Deadline: {}.</p>",
+            d.deferrals_used,
+            d.max_deferrals,
+            escape(&local(d.deadline.as_deref(), zone))
+        );
+        match d.state.as_str() {
+            "prompting" => {
+                let _ = write!(
+                    out,
+                    "<form method=\"post\" action=\"/device/{token}/defer/{}\" aria-label=\"When to run the fix for {}\">",
+                    d.policy_id,
+                    escape(&d.policy_name)
+                );
+                for choice in &d.offered {
+                    let text = match &choice.runs_at {
+                        None => choice.label.clone(),
+                        Some(_) => format!("In {} ({})", choice.label, local(choice.runs_at.as_deref(), zone))
+                            .replace("In tomorrow", "Tomorrow"),
+                    };
+                    let _ = write!(
+                        out,
+                        " <button type=\"submit\" name=\"choice\" value=\"{}\">{}</button>",
+                        escape(&choice.choice),
+                        escape(&text)
+                    );
+                }
+                out.push_str("</form>");
+            }
+            "scheduled" => {
+                let _ = write!(
+                    out,
+                    "<p role=\"status\">Scheduled: the fix runs by itself at {}.</p>",
+                    escape(&local(d.deferred_until.as_deref(), zone))
+                );
+            }
+            "running" => out.push_str("<p role=\"status\" data-pending>The fix is running now.</p>"),
+            _ => {
+                let _ =
+                    write!(out, "<p>Not asking now: {}.</p>", escape(d.waiting_reason.as_deref().unwrap_or("waiting")));
+            }
+        }
+        out.push_str("</article>");
+    }
+    out.push_str("</section>");
+}
+
+/// A choice button: records it (see `deferrals::choose`), then back to the page; a refused choice shows why.
+async fn defer(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path((token, policy_id)): Path<(String, String)>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let outcome = async {
+        let host_id = crate::api::device::device_host(&state, client, &token).await?;
+        let policy_id: i64 = policy_id.parse().map_err(|_| ApiError::NotFound("deferral"))?;
+        let choice = form.get("choice").cloned().unwrap_or_default();
+        let request = crate::api::deferrals::ChoiceRequest { choice, chosen_by: None };
+        crate::api::deferrals::choose(&state, host_id, policy_id, &request).await
+    }
+    .await;
+    match outcome {
+        Ok(_) => Redirect::to(&format!("/device/{}", urlencode(&token))).into_response(),
+        Err(ApiError::Unauthenticated) => error_page(
+            StatusCode::UNAUTHORIZED,
+            "This link has expired",
+            "Open My Device again from the herd icon on your computer.",
+        ),
+        Err(ApiError::Conflict(reason)) | Err(ApiError::Validation { reason, .. }) => error_page(
+            StatusCode::CONFLICT,
+            "That choice was not recorded",
+            &format!("{reason}. Go back to My Device to see what you can choose now."),
+        ),
+        Err(other) => other.into_response(),
+    }
 }
 
 /// The Refetch button: asks for every vital and policy at the next check-in, then back to the page.

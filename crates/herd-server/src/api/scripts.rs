@@ -316,6 +316,9 @@ struct PendingRequest {
     /// Whether the agent was started with scripts enabled.
     #[serde(default)]
     scripts_enabled: bool,
+    /// herd-agent keeps deferred runs itself and asks its user; any other runner gets them as ordinary runs.
+    #[serde(default)]
+    deferrals: bool,
 }
 
 impl crate::api::osquery::NodeKeyed for PendingRequest {
@@ -331,7 +334,9 @@ async fn agent_pending(
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let host_id = host.checkin.id;
     state.store.set_scripts_enabled(host_id, request.body.scripts_enabled).await?;
-    let pending = state.store.pending_executions(host_id).await?;
+    let work = state.store.agent_script_work(host_id, request.body.deferrals, now).await?;
+    // The fetch may have cleared the host's "something new" flag.
+    state.hosts.evict(host_id);
     let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
     if !request.body.scripts_enabled || disabled_by_server {
         // Runs this host will never do are finished as errors rather than left pending forever.
@@ -340,7 +345,7 @@ async fn agent_pending(
         } else {
             "scripts are disabled on this host's agent"
         };
-        for execution in &pending {
+        for (execution, _) in &work {
             state
                 .store
                 .record_execution_result(host_id, &execution.execution_id, "error", None, why, None, now)
@@ -350,11 +355,22 @@ async fn agent_pending(
         return Ok(Json(json!({"scripts": []})));
     }
     let settings = state.settings.get();
-    let scripts: Vec<Value> = pending
+    let scripts: Vec<Value> = work
         .iter()
-        .map(|e| {
+        .map(|(e, deferral)| {
             // An automation's run carries its policy, so the agent can re-check it right after the fix.
             let policy = e.policy_id.and_then(|id| settings.policy(id));
+            // A deferred run carries what the agent needs to ask its user and to run it on time on its own.
+            let deferral = deferral.as_ref().and_then(|record| {
+                let deferral_settings =
+                    crate::api::policies::stored_deferral(record.policy_id, record.settings.as_deref())?;
+                Some(json!({
+                    "settings": deferral_settings,
+                    "policy_name": record.policy_name,
+                    "org_name": settings.config.org_info.org_name,
+                    "state": crate::api::deferrals::agent_state(record),
+                }))
+            });
             json!({
                 "execution_id": e.execution_id,
                 "name": e.script_name,
@@ -362,6 +378,7 @@ async fn agent_pending(
                 "timeout_s": e.timeout_s,
                 "policy_id": policy.map(|p| p.schedule.id),
                 "policy_query": policy.map(|p| p.query.clone()),
+                "deferral": deferral,
             })
         })
         .collect();
@@ -383,6 +400,9 @@ struct ResultRequest {
     /// hands the policy out again once the host's last automation run has finished.
     #[serde(default)]
     rechecks_locally: bool,
+    /// A deferred run: what made it run (scheduled | deadline | no_user).
+    #[serde(default)]
+    deferral_trigger: Option<String>,
 }
 
 impl crate::api::osquery::NodeKeyed for ResultRequest {
@@ -428,7 +448,17 @@ async fn agent_result(
             "policy_id": execution.policy_id,
             "policy_name": policy.map(|p| p.name),
         });
-        crate::activity::record(&state, None, "ran_script", details).await;
+        crate::activity::record(&state, None, "ran_script", details.clone()).await;
+        // Deferred runs are told apart: the user's schedule came due, or herd enforced the deadline.
+        let kind = match body.deferral_trigger.as_deref() {
+            Some("scheduled") => Some("ran_deferred_remediation"),
+            Some("deadline") => Some("enforced_deferral_deadline"),
+            Some("no_user") => Some("ran_remediation_without_user"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            crate::activity::record(&state, None, kind, details).await;
+        }
         if execution.policy_id.is_some() && !body.rechecks_locally {
             let policy_ids = state.store.request_automation_recheck(host.checkin.id, now).await?;
             if !policy_ids.is_empty() {
