@@ -117,7 +117,8 @@ impl OsqueryClient {
         struct Pending {
             scripts: Vec<crate::scripts::PendingScript>,
         }
-        let body = serde_json::json!({"node_key": node_key, "scripts_enabled": enabled});
+        // This agent keeps deferred runs itself and asks its user (see `crate::deferrals`).
+        let body = serde_json::json!({"node_key": node_key, "scripts_enabled": enabled, "deferrals": true});
         let pending: Pending = self.post("/api/fleet/orbit/scripts/pending", &body).await?;
         Ok(pending.scripts)
     }
@@ -129,10 +130,12 @@ impl OsqueryClient {
         node_key: &str,
         result: &crate::scripts::ScriptResult,
         rechecks_locally: bool,
+        deferral_trigger: Option<&str>,
     ) -> Result<(), CallError> {
         let body = serde_json::json!({
             "node_key": node_key,
             "rechecks_locally": rechecks_locally,
+            "deferral_trigger": deferral_trigger,
             "execution_id": result.execution_id,
             "exit_code": result.exit_code,
             "output": result.output,
@@ -140,6 +143,28 @@ impl OsqueryClient {
         });
         let _: Value = self.post("/api/fleet/orbit/scripts/result", &body).await?;
         Ok(())
+    }
+
+    /// Tells the server what the agent does about a deferred run (`prompting`, or `waiting` and why).
+    /// Returns the state to follow; None when the run is no longer deferred.
+    pub async fn deferral_status(
+        &self,
+        node_key: &str,
+        execution_id: &str,
+        status: &str,
+        reason: Option<&str>,
+        time_zone: &str,
+    ) -> Result<Option<crate::deferrals::ServerState>, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            deferral: Option<crate::deferrals::ServerState>,
+        }
+        let body = serde_json::json!({
+            "node_key": node_key, "execution_id": execution_id, "status": status, "reason": reason,
+            "time_zone": time_zone,
+        });
+        let answer: Answer = self.post("/api/fleet/orbit/deferrals/status", &body).await?;
+        Ok(answer.deferral)
     }
 
     pub async fn register_device_token(&self, node_key: &str, token: &str) -> Result<(), CallError> {

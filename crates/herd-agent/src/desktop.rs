@@ -3,6 +3,10 @@
 //! summary, and tells the user — with a desktop notification (`notify-send`) or, without one, on the
 //! terminal — when more policies fail than before or a migration prompt is due; `--open` opens the My Device
 //! page. Errors (the server away, a token being rotated) back off exponentially; never a tight loop.
+//!
+//! It also shows what the agent publishes locally in DATA_DIR/notices.json (read every few seconds, so it
+//! works while the server is away): a deferrable fix asking for a choice — one notification action per
+//! choice, recorded through the device API —, a reminder before a scheduled run, the notice at a deadline.
 
 use crate::cli::DesktopOptions;
 use anyhow::{Context, bail};
@@ -12,6 +16,8 @@ use std::time::Duration;
 /// The first wait after an error; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// How often the agent's local notices are read.
+const LOCAL_LOOK: Duration = Duration::from_secs(3);
 /// A forced migration prompts again this often until the host has migrated (Fleet's rhythm).
 const FORCED_REPROMPT: Duration = Duration::from_secs(15 * 60);
 
@@ -45,6 +51,7 @@ enum PollError {
     Other(anyhow::Error),
 }
 
+#[derive(Clone)]
 struct Desktop {
     http: reqwest::Client,
     server: String,
@@ -69,6 +76,22 @@ impl Desktop {
             bail!("{} is empty: is `herd-agent run` running?", self.token_file.display());
         }
         Ok(token)
+    }
+
+    /// Records the user's choice for a deferrable fix (the server checks it; a refusal is shown).
+    async fn choose(&self, policy_id: i64, choice: &str) -> anyhow::Result<()> {
+        let token = self.token()?;
+        let url = format!("{}/api/latest/fleet/device/{token}/deferrals/{policy_id}", self.server);
+        let chosen_by = std::env::var("USER").ok();
+        let body = serde_json::json!({"choice": choice, "chosen_by": chosen_by});
+        let response = self.http.post(&url).json(&body).send().await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or_default();
+            let reason = answer["errors"][0]["reason"].as_str().or(answer["message"].as_str()).unwrap_or("refused");
+            bail!("the server answered {status}: {reason}");
+        }
+        Ok(())
     }
 
     fn page_url(&self, token: &str) -> String {
@@ -115,6 +138,57 @@ fn notify(title: &str, url: &str) {
         }
         Err(_) => println!("[herd] {title} — {body}"),
     }
+}
+
+/// Shows one of the agent's local notices. A prompt offers each choice as a notification action (and "Open
+/// My Device"); the picked one is sent to the server. Without a notification service: the terminal, with
+/// the link to choose on My Device.
+fn show_local(desktop: &Desktop, kind: &'static str, notice: &crate::deferrals::Notice) {
+    let url = desktop.token().map(|t| desktop.page_url(&t)).unwrap_or_default();
+    let mut body = notice.message.clone();
+    if let Some(at) = &notice.runs_at {
+        body = match kind {
+            "reminder" => format!("The fix for \"{}\" runs at {at}. Save your work.", notice.policy_name),
+            _ => format!("The deadline has come: the fix for \"{}\" runs at {at}. Save your work.", notice.policy_name),
+        };
+    }
+    let mut args = vec!["--app-name=herd".to_string(), "--wait".to_string()];
+    for choice in &notice.choices {
+        args.push(format!("--action={}={}", choice.choice, choice.label));
+    }
+    args.push("--action=open=Open My Device".into());
+    args.push(notice.title.clone());
+    args.push(body.clone());
+    let spawned = tokio::process::Command::new("notify-send")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let terminal = format!("[herd] {} — {body} — My Device: {url}", notice.title);
+    let Ok(child) = spawned else {
+        println!("{terminal}");
+        return;
+    };
+    let desktop = desktop.clone();
+    let policy_id = notice.policy_id;
+    tokio::spawn(async move {
+        match child.wait_with_output().await {
+            Ok(done) if done.status.success() => {
+                let picked = String::from_utf8_lossy(&done.stdout).trim().to_string();
+                match (picked.as_str(), policy_id) {
+                    ("", _) => {}
+                    ("open", _) => open_page(&url),
+                    (choice, Some(policy_id)) => {
+                        if let Err(e) = desktop.choose(policy_id, choice).await {
+                            notify(&format!("Your choice was not recorded: {e:#}"), &url);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => println!("{terminal}"),
+        }
+    });
 }
 
 /// Opens the My Device page in the user's browser; prints the link when no browser can be opened.
@@ -180,7 +254,28 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
     let mut previous: Option<Summary> = None;
     let mut migration_prompted: Option<std::time::Instant> = None;
     let mut backoff = FIRST_BACKOFF.min(interval);
+    let mut shown: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut next_poll = std::time::Instant::now();
     loop {
+        // The agent's local notices: each shown once while it lasts.
+        let local = crate::deferrals::Notices::read(&options.data_dir);
+        let mut current = std::collections::HashSet::new();
+        let kinds = [("prompt", &local.prompts), ("reminder", &local.reminders), ("deadline", &local.deadline_notices)];
+        for (kind, list) in kinds {
+            for notice in list.iter() {
+                let key = format!("{kind}:{:?}:{:?}:{}", notice.policy_id, notice.runs_at, notice.choices.len());
+                if !shown.contains(&key) {
+                    show_local(&desktop, kind, notice);
+                }
+                current.insert(key);
+            }
+        }
+        shown = current;
+        let now = std::time::Instant::now();
+        if now < next_poll {
+            tokio::time::sleep(LOCAL_LOOK.min(next_poll - now)).await;
+            continue;
+        }
         let wait = match desktop.poll().await {
             Ok((summary, url)) => {
                 for (title, _) in notices(previous.as_ref(), &summary, migration_prompted.map(|at| at.elapsed())) {
@@ -209,7 +304,8 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
                 wait
             }
         };
-        tokio::time::sleep(wait).await;
+        next_poll = std::time::Instant::now() + wait;
+        tokio::time::sleep(LOCAL_LOOK.min(wait)).await;
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod deferrals;
 pub mod desktop;
 pub mod output;
 pub mod run;

@@ -40,9 +40,22 @@ struct Agent {
     enable_scripts: bool,
     script_timeout: Duration,
     ledger: crate::scripts::Ledger,
+    /// Deferred runs, on disk (see `crate::deferrals`).
+    schedule: crate::deferrals::Schedule,
+    /// What DATA_DIR/notices.json says now (rewritten only when it changes).
+    notices: Option<crate::deferrals::Notices>,
+    /// The server no longer knows a deferred run the agent holds: fetch the scripts at the next check-in.
+    fetch_scripts: bool,
 }
 
-fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
+/// Longest wait between looks at the deferred runs (blocking apps close, users log in).
+const DEFERRAL_LOOK: Duration = Duration::from_secs(30);
+
+fn now_ms() -> herd_core::Millis {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as herd_core::Millis)
+}
+
+pub(crate) fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -233,7 +246,7 @@ impl Agent {
         if let Some(seconds) = work.accelerate {
             self.accelerate_until = Some(Instant::now() + Duration::from_secs(seconds.into()));
         }
-        if work.herd_pending_scripts {
+        if work.herd_pending_scripts || std::mem::take(&mut self.fetch_scripts) {
             self.run_pending_scripts().await?;
         }
         if work.queries.is_empty() {
@@ -252,10 +265,16 @@ impl Agent {
         Ok(())
     }
 
-    /// Runs the queued scripts one at a time, in order, each at most once (see `scripts::Ledger`).
+    /// Runs the queued scripts one at a time, in order, each at most once (see `scripts::Ledger`). Deferred
+    /// runs go to the schedule instead (see `tick_deferrals`).
     async fn run_pending_scripts(&mut self) -> Result<(), CallError> {
-        use crate::scripts::{LedgerEntry, ScriptResult, run_script};
-        let pending = self.client.pending_scripts(self.key()?, self.enable_scripts).await?;
+        let fetched = self.client.pending_scripts(self.key()?, self.enable_scripts).await?;
+        // A deferred run that already ran (its result not yet delivered) is answered from the ledger.
+        let (deferred, pending): (Vec<_>, Vec<_>) = fetched
+            .into_iter()
+            .partition(|s| s.deferral.is_some() && self.ledger.get(&s.execution_id).is_none());
+        self.schedule.merge(deferred);
+        self.schedule.save().map_err(CallError::Failed)?;
         // The policies these runs remediate, re-checked once, after the last of them.
         let mut recheck: Vec<(i64, String)> = Vec::new();
         for script in &pending {
@@ -266,45 +285,267 @@ impl Agent {
             }
         }
         for script in pending {
-            let result = match self.ledger.get(&script.execution_id) {
-                // Ran before, but the server never got the result: send it again, do not run again.
-                Some(LedgerEntry::Finished(result)) => result,
-                // The agent stopped during the run: its outcome is unknown, and it must not run twice.
-                Some(LedgerEntry::Started) => ScriptResult {
-                    execution_id: script.execution_id.clone(),
-                    exit_code: None,
-                    output: "the agent stopped while the script was running; not run again".into(),
-                    runtime_ms: 0,
-                },
-                None => {
-                    self.ledger.put(&script.execution_id, &LedgerEntry::Started).map_err(CallError::Failed)?;
-                    let limit = script
-                        .timeout_s
-                        .map_or(self.script_timeout, |s| self.script_timeout.min(Duration::from_secs(s)));
-                    let result = run_script(&script, limit).await;
-                    self.ledger
-                        .put(&script.execution_id, &LedgerEntry::Finished(result.clone()))
-                        .map_err(CallError::Failed)?;
-                    tracing::info!(execution = %script.execution_id, exit_code = ?result.exit_code, "script ran");
-                    result
-                }
-            };
+            let result = self.run_at_most_once(&script).await?;
             let rechecks_locally = script.policy_id.is_some() && script.policy_query.is_some();
-            self.client.script_result(self.key()?, &result, rechecks_locally).await?;
+            self.client.script_result(self.key()?, &result, rechecks_locally, None).await?;
         }
         self.ledger.prune();
         if !recheck.is_empty() {
-            let work = DistributedReadResponse {
-                queries: recheck.into_iter().map(|(id, query)| (herd_core::policy::query_name(id), query)).collect(),
-                ..Default::default()
-            };
-            let mut report = self.execute(&work).await;
-            report["herd_recheck"] = json!(true);
-            let path = self.spool.push(&report).map_err(CallError::Failed)?;
-            self.client.write(self.key()?, &report).await?;
-            Spool::remove(&path).map_err(CallError::Failed)?;
+            self.send_recheck(recheck).await?;
         }
         Ok(())
+    }
+
+    /// Runs a script unless the ledger says it ran (or began) before; the result either way.
+    async fn run_at_most_once(
+        &self,
+        script: &crate::scripts::PendingScript,
+    ) -> Result<crate::scripts::ScriptResult, CallError> {
+        use crate::scripts::{LedgerEntry, ScriptResult, run_script};
+        Ok(match self.ledger.get(&script.execution_id) {
+            // Ran before, but the server never got the result: send it again, do not run again.
+            Some(LedgerEntry::Finished(result)) => result,
+            // The agent stopped during the run: its outcome is unknown, and it must not run twice.
+            Some(LedgerEntry::Started) => ScriptResult {
+                execution_id: script.execution_id.clone(),
+                exit_code: None,
+                output: "the agent stopped while the script was running; not run again".into(),
+                runtime_ms: 0,
+            },
+            None => {
+                self.ledger.put(&script.execution_id, &LedgerEntry::Started).map_err(CallError::Failed)?;
+                let limit =
+                    script.timeout_s.map_or(self.script_timeout, |s| self.script_timeout.min(Duration::from_secs(s)));
+                let result = run_script(script, limit).await;
+                self.ledger
+                    .put(&script.execution_id, &LedgerEntry::Finished(result.clone()))
+                    .map_err(CallError::Failed)?;
+                tracing::info!(execution = %script.execution_id, exit_code = ?result.exit_code, "script ran");
+                result
+            }
+        })
+    }
+
+    /// Runs these policies now and reports them as the agent's own re-check (on disk first: a report the
+    /// server does not take now is sent with the next check-in).
+    async fn send_recheck(&mut self, policies: Vec<(i64, String)>) -> Result<(), CallError> {
+        let work = DistributedReadResponse {
+            queries: policies.into_iter().map(|(id, query)| (herd_core::policy::query_name(id), query)).collect(),
+            ..Default::default()
+        };
+        let mut report = self.execute(&work).await;
+        report["herd_recheck"] = json!(true);
+        let path = self.spool.push(&report).map_err(CallError::Failed)?;
+        self.client.write(self.key()?, &report).await?;
+        Spool::remove(&path).map_err(CallError::Failed)?;
+        Ok(())
+    }
+
+    /// Whether someone can be asked (see `deferrals::USER_PRESENT_QUERIES`).
+    async fn user_present(&self) -> bool {
+        for sql in crate::deferrals::USER_PRESENT_QUERIES {
+            if self.query(sql.to_string()).await.is_ok_and(|rows| !rows.is_empty()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Looks at every deferred run: prompts (published for the desktop, reported to the server), waits
+    /// quietly while a blocking app runs or nobody is there, reminds before a scheduled run, gives notice at
+    /// the deadline, and runs what is due — without the server when it is away. Returns when to look again.
+    async fn tick_deferrals(&mut self) -> Option<Duration> {
+        use crate::deferrals::{Notice, NoticeChoice, Notices, blocking_query, local_zone, notice};
+        use herd_core::deferral::{Decision, HostNow, local_time};
+        if self.schedule.entries.is_empty() {
+            if self.notices.as_ref().is_none_or(|n| *n != Notices::default()) {
+                self.publish(Notices::default());
+            }
+            return None;
+        }
+        let now = now_ms();
+        let tz = local_zone();
+        let user = self.user_present().await;
+        let mut notices = Notices::default();
+        let mut wake = now + DEFERRAL_LOOK.as_millis() as herd_core::Millis;
+        let mut due: Vec<(String, &'static str)> = Vec::new();
+        let mut reports: Vec<(String, &'static str, Option<String>)> = Vec::new();
+        let mut entries = std::mem::take(&mut self.schedule.entries);
+        for entry in &mut entries {
+            let id = entry.script.execution_id.clone();
+            let Ok(rules) = entry.info.settings.rules() else {
+                // Unreadable rules cannot hold a fix back.
+                due.push((id, "no_user"));
+                continue;
+            };
+            let state = entry.info.state.core();
+            let deadline = rules.deadline(&state, now);
+            let notice_ms = entry.info.settings.notice_ms();
+            if let Some(until) = entry.notice_until {
+                if now >= until {
+                    due.push((id, "deadline"));
+                } else {
+                    wake = wake.min(until);
+                    notices.deadline_notices.push(notice(entry, deadline, tz, Some(until)));
+                }
+                continue;
+            }
+            let blocking = match blocking_query(&entry.info.settings.blocking_processes) {
+                Some(sql) => self.query(sql).await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let blocking: Vec<String> = blocking.into_iter().filter_map(|row| row.get("name").cloned().flatten()).collect();
+            let host = HostNow { now, tz, user_logged_in: user, blocking_process_running: !blocking.is_empty() };
+            match rules.decide(&state, &host) {
+                Decision::Run => due.push((id, if state.scheduled_at.is_some() { "scheduled" } else { "no_user" })),
+                Decision::RunAfterNotice => {
+                    let until = now + notice_ms;
+                    entry.notice_until = Some(until);
+                    if notice_ms == 0 {
+                        due.push((id, "deadline"));
+                    } else {
+                        wake = wake.min(until);
+                        notices.deadline_notices.push(notice(entry, deadline, tz, Some(until)));
+                        let reason = format!("the deadline has come: the fix runs at {}", local_time(until, tz));
+                        reports.push((id, "waiting", Some(reason)));
+                    }
+                }
+                Decision::Prompt { offered, deadline } => {
+                    if entry.reported.as_deref() != Some("prompting") {
+                        reports.push((id, "prompting", None));
+                    }
+                    let mut prompt: Notice = notice(entry, deadline, tz, None);
+                    prompt.choices.push(NoticeChoice { choice: "now".into(), label: "Run now".into() });
+                    for (option, _) in offered {
+                        let text = entry
+                            .info
+                            .settings
+                            .options
+                            .iter()
+                            .find(|t| herd_core::deferral::DeferOption::parse(t).ok() == Some(option));
+                        if let Some(text) = text {
+                            prompt.choices.push(NoticeChoice { choice: text.clone(), label: option.label() });
+                        }
+                    }
+                    notices.prompts.push(prompt);
+                    if let Some(deadline) = deadline {
+                        wake = wake.min(deadline);
+                    }
+                }
+                Decision::Later => match state.scheduled_at {
+                    Some(at) => {
+                        let remind_at = at - notice_ms;
+                        if now >= remind_at {
+                            notices.reminders.push(notice(entry, deadline, tz, Some(at)));
+                            entry.reminded_for = Some(at);
+                        } else {
+                            wake = wake.min(remind_at);
+                        }
+                        wake = wake.min(at);
+                    }
+                    None => {
+                        let reason = if !user {
+                            "nobody is logged in".to_string()
+                        } else {
+                            format!("waiting for {} to close", blocking.join(", "))
+                        };
+                        if entry.reported.as_deref() != Some(reason.as_str()) {
+                            reports.push((id, "waiting", Some(reason)));
+                        }
+                        if let Some(deadline) = deadline {
+                            wake = wake.min(deadline);
+                        }
+                    }
+                },
+            }
+        }
+        self.schedule.entries = entries;
+        if let Ok(key) = self.key().map(str::to_string) {
+            for (id, status, reason) in reports {
+                match self.client.deferral_status(&key, &id, status, reason.as_deref(), tz.name()).await {
+                    Ok(Some(state)) => {
+                        if let Some(entry) = self.schedule.entries.iter_mut().find(|e| e.script.execution_id == id) {
+                            entry.info.state = state;
+                            entry.reported = Some(reason.unwrap_or_else(|| status.to_string()));
+                        }
+                    }
+                    Ok(None) => {
+                        // The server no longer defers it (run now, cancelled): the next fetch says what to do.
+                        self.schedule.remove(&id);
+                        self.fetch_scripts = true;
+                    }
+                    Err(err) => tracing::debug!(%err, "could not report a deferral; said again at the next look"),
+                }
+            }
+        }
+        if let Err(err) = self.schedule.save() {
+            tracing::error!(error = format!("{err:#}"), "could not save the deferral schedule");
+        }
+        self.publish(notices);
+        for (id, trigger) in due {
+            self.run_deferred(&id, trigger).await;
+        }
+        let left = (wake - now_ms()).clamp(200, DEFERRAL_LOOK.as_millis() as herd_core::Millis);
+        Some(Duration::from_millis(left as u64))
+    }
+
+    fn publish(&mut self, notices: crate::deferrals::Notices) {
+        if self.notices.as_ref() == Some(&notices) {
+            return;
+        }
+        match notices.write(&self.data_dir) {
+            Ok(()) => self.notices = Some(notices),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "could not publish notices"),
+        }
+    }
+
+    /// Runs a deferred run that came due — unless the policy passes now (fixed meanwhile, perhaps while the
+    /// machine was off): then it is dropped and the passing answer reported, which cancels it on the server.
+    /// The server need not be reachable: the result waits in the ledger and the re-check in the spool.
+    async fn run_deferred(&mut self, execution_id: &str, trigger: &'static str) {
+        let Some(entry) = self.schedule.entries.iter().find(|e| e.script.execution_id == execution_id).cloned() else {
+            return;
+        };
+        let policy = entry.script.policy_id.zip(entry.script.policy_query.clone());
+        if self.ledger.get(execution_id).is_none()
+            && let Some((_, query)) = &policy
+            && self.query(query.clone()).await.is_ok_and(|rows| !rows.is_empty())
+        {
+            tracing::info!(execution = execution_id, "the policy passes again: the deferred run is not needed");
+            self.drop_deferred(execution_id);
+            if let Err(err) = self.send_recheck(policy.into_iter().collect()).await {
+                tracing::info!(%err, "the re-check is sent later");
+            }
+            return;
+        }
+        let result = match self.run_at_most_once(&entry.script).await {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(%err, "could not run a deferred script");
+                return;
+            }
+        };
+        self.drop_deferred(execution_id);
+        tracing::info!(execution = execution_id, trigger, "deferred run made");
+        let sent = match self.key().map(str::to_string) {
+            Ok(key) => self.client.script_result(&key, &result, policy.is_some(), Some(trigger)).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sent {
+            tracing::info!(%err, "the result is sent when the server answers again");
+        }
+        if let Some(policy) = policy
+            && let Err(err) = self.send_recheck(vec![policy]).await
+        {
+            tracing::info!(%err, "the re-check is sent later");
+        }
+    }
+
+    fn drop_deferred(&mut self, execution_id: &str) {
+        self.schedule.remove(execution_id);
+        if let Err(err) = self.schedule.save() {
+            tracing::error!(error = format!("{err:#}"), "could not save the deferral schedule");
+        }
     }
 
     fn next_wait(&self) -> Duration {
@@ -364,11 +605,28 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
         enable_scripts: options.enable_scripts,
         script_timeout: Duration::from_secs(options.script_timeout.max(1)),
         ledger: crate::scripts::Ledger::open(&options.data_dir.join("scripts"))?,
+        schedule: crate::deferrals::Schedule::open(&options.data_dir)?,
+        notices: None,
+        fetch_scripts: false,
     };
     tracing::info!(server = %options.server, data_dir = %options.data_dir.display(), "herd-agent running");
     let mut backoff = Duration::from_secs(1);
+    let mut next_checkin = Instant::now();
     tokio::pin!(shutdown);
     loop {
+        // Deferred runs keep their times whether or not the server answers; at start this runs what came due
+        // while the machine was off.
+        let mut look_again = agent.tick_deferrals().await;
+        if Instant::now() < next_checkin {
+            let wait = next_checkin.saturating_duration_since(Instant::now()).min(look_again.unwrap_or(Duration::MAX));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => continue,
+                _ = &mut shutdown => {
+                    tracing::info!("herd-agent stopping");
+                    return Ok(());
+                }
+            }
+        }
         let wait = match agent.check_in().await {
             Ok(()) => {
                 backoff = Duration::from_secs(1);
@@ -387,8 +645,11 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
                 wait
             }
         };
+        next_checkin = Instant::now() + wait;
+        // The check-in may have brought deferred runs or the user's choices.
+        look_again = agent.tick_deferrals().await.or(look_again);
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait.min(look_again.unwrap_or(Duration::MAX))) => {}
             _ = &mut shutdown => {
                 tracing::info!("herd-agent stopping");
                 return Ok(());

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 /// Output kept: the last 10,000 characters (Fleet's rule).
 pub const OUTPUT_KEPT_CHARS: usize = 10_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingScript {
     pub execution_id: String,
     #[serde(default)]
@@ -25,6 +25,9 @@ pub struct PendingScript {
     pub policy_id: Option<i64>,
     #[serde(default)]
     pub policy_query: Option<String>,
+    /// Set when the run waits on the user (a deferrable remediation): the agent holds it in its schedule.
+    #[serde(default)]
+    pub deferral: Option<crate::deferrals::DeferralInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +203,7 @@ mod tests {
             timeout_s: None,
             policy_id: None,
             policy_query: None,
+            deferral: None,
         };
         let ok = run_script(&script("echo out; echo err >&2; exit 3"), Duration::from_secs(30)).await;
         assert_eq!(ok.exit_code, Some(3));
