@@ -58,26 +58,44 @@ pub struct Entry {
     pub reminded_for: Option<Millis>,
 }
 
+/// The result of a deferred run the server has not taken yet (it was away): delivered before anything else
+/// at the next check-in, so the server records the run before it sees the re-check that follows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Undelivered {
+    pub result: crate::scripts::ScriptResult,
+    pub trigger: String,
+    pub rechecks_locally: bool,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Stored {
+    entries: Vec<Entry>,
+    #[serde(default)]
+    undelivered: Vec<Undelivered>,
+}
+
 /// The deferred runs, on disk.
 pub struct Schedule {
     path: PathBuf,
     pub entries: Vec<Entry>,
+    pub undelivered: Vec<Undelivered>,
 }
 
 impl Schedule {
     pub fn open(data_dir: &Path) -> Result<Schedule> {
         let path = data_dir.join("deferrals.json");
-        let entries = match std::fs::read_to_string(&path) {
+        let stored: Stored = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(Schedule { path, entries })
+        Ok(Schedule { path, entries: stored.entries, undelivered: stored.undelivered })
     }
 
     /// Written durably (temp file, fsync, rename) before anything depends on it.
     pub fn save(&self) -> Result<()> {
-        crate::run::write_private(&self.path, &serde_json::to_string_pretty(&self.entries)?, 0o600)
+        let stored = Stored { entries: self.entries.clone(), undelivered: self.undelivered.clone() };
+        crate::run::write_private(&self.path, &serde_json::to_string_pretty(&stored)?, 0o600)
     }
 
     /// Takes the server's list of deferred runs: new ones are added, known ones follow the server's state
@@ -156,7 +174,10 @@ impl Notices {
     }
 
     pub fn read(data_dir: &Path) -> Notices {
-        std::fs::read_to_string(Self::path(data_dir)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+        std::fs::read_to_string(Self::path(data_dir))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
     }
 
     pub fn write(&self, data_dir: &Path) -> Result<()> {

@@ -241,6 +241,8 @@ impl Agent {
             }
             tracing::warn!(%err, "could not register the device token");
         }
+        // A deferred run's result before the reports that re-checked its policy.
+        self.deliver_results().await?;
         self.flush().await?;
         let work = self.client.read(self.key()?).await?;
         if let Some(seconds) = work.accelerate {
@@ -270,9 +272,8 @@ impl Agent {
     async fn run_pending_scripts(&mut self) -> Result<(), CallError> {
         let fetched = self.client.pending_scripts(self.key()?, self.enable_scripts).await?;
         // A deferred run that already ran (its result not yet delivered) is answered from the ledger.
-        let (deferred, pending): (Vec<_>, Vec<_>) = fetched
-            .into_iter()
-            .partition(|s| s.deferral.is_some() && self.ledger.get(&s.execution_id).is_none());
+        let (deferred, pending): (Vec<_>, Vec<_>) =
+            fetched.into_iter().partition(|s| s.deferral.is_some() && self.ledger.get(&s.execution_id).is_none());
         self.schedule.merge(deferred);
         self.schedule.save().map_err(CallError::Failed)?;
         // The policies these runs remediate, re-checked once, after the last of them.
@@ -394,7 +395,8 @@ impl Agent {
                 Some(sql) => self.query(sql).await.unwrap_or_default(),
                 None => Vec::new(),
             };
-            let blocking: Vec<String> = blocking.into_iter().filter_map(|row| row.get("name").cloned().flatten()).collect();
+            let blocking: Vec<String> =
+                blocking.into_iter().filter_map(|row| row.get("name").cloned().flatten()).collect();
             let host = HostNow { now, tz, user_logged_in: user, blocking_process_running: !blocking.is_empty() };
             match rules.decide(&state, &host) {
                 Decision::Run => due.push((id, if state.scheduled_at.is_some() { "scheduled" } else { "no_user" })),
@@ -527,11 +529,15 @@ impl Agent {
         };
         self.drop_deferred(execution_id);
         tracing::info!(execution = execution_id, trigger, "deferred run made");
-        let sent = match self.key().map(str::to_string) {
-            Ok(key) => self.client.script_result(&key, &result, policy.is_some(), Some(trigger)).await,
-            Err(err) => Err(err),
-        };
-        if let Err(err) = sent {
+        self.schedule.undelivered.push(crate::deferrals::Undelivered {
+            result,
+            trigger: trigger.to_string(),
+            rechecks_locally: policy.is_some(),
+        });
+        if let Err(err) = self.schedule.save() {
+            tracing::error!(error = format!("{err:#}"), "could not save the deferral schedule");
+        }
+        if let Err(err) = self.deliver_results().await {
             tracing::info!(%err, "the result is sent when the server answers again");
         }
         if let Some(policy) = policy
@@ -539,6 +545,17 @@ impl Agent {
         {
             tracing::info!(%err, "the re-check is sent later");
         }
+    }
+
+    /// Sends the results of deferred runs made while the server was away, oldest first.
+    async fn deliver_results(&mut self) -> Result<(), CallError> {
+        while let Some(first) = self.schedule.undelivered.first().cloned() {
+            let key = self.key()?.to_string();
+            self.client.script_result(&key, &first.result, first.rechecks_locally, Some(&first.trigger)).await?;
+            self.schedule.undelivered.remove(0);
+            self.schedule.save().map_err(CallError::Failed)?;
+        }
+        Ok(())
     }
 
     fn drop_deferred(&mut self, execution_id: &str) {

@@ -24,16 +24,12 @@ async fn remediable_policy(
     script_name: &str,
 ) -> (i64, i64, serde_json::Value) {
     let script = format!("rm -f '{}'\necho removed\n", marker.display());
-    let form = reqwest::multipart::Form::new()
-        .part("script", reqwest::multipart::Part::bytes(script.into_bytes()).file_name(script_name.to_string()));
-    let response =
-        server.client.post(format!("{}/api/v1/fleet/scripts", server.url)).bearer_auth(admin).multipart(form).send();
-    let uploaded: serde_json::Value = response.await.unwrap().json().await.unwrap();
+    let script_id = server.script_id(admin, script_name, &script).await;
     let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
-    let body = json!({"name": name, "query": query, "script_id": uploaded["script_id"]});
+    let body = json!({"name": name, "query": query, "script_id": script_id});
     let (status, created) = server.post("/api/v1/fleet/global/policies", admin, body).await;
     assert_eq!(status, 200, "{created}");
-    (created["policy"]["id"].as_i64().unwrap(), uploaded["script_id"].as_i64().unwrap(), created)
+    (created["policy"]["id"].as_i64().unwrap(), script_id, created)
 }
 
 async fn failing_policy_is_remediated_and_rechecked(server: Server) {

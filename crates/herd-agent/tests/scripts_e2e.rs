@@ -8,17 +8,8 @@ use std::time::Duration;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn upload(server: &Server, token: &str, name: &str, contents: &str) -> (u16, Value) {
-    let form = reqwest::multipart::Form::new()
-        .part("script", reqwest::multipart::Part::bytes(contents.as_bytes().to_vec()).file_name(name.to_string()));
-    let response = server
-        .client
-        .post(format!("{}/api/v1/fleet/scripts", server.url))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    let (status, reply) = server.upload_script(token, name, contents).await;
+    (status.as_u16(), reply)
 }
 
 /// Processes whose command line is exactly `cmdline` (NUL-separated words joined by spaces).

@@ -31,8 +31,10 @@ impl DeferOption {
                     (ms / DAY_MS, "day")
                 } else if ms % HOUR_MS == 0 {
                     (ms / HOUR_MS, "hour")
-                } else {
+                } else if ms % MINUTE_MS == 0 {
                     (ms / MINUTE_MS, "minute")
+                } else {
+                    (ms / crate::SECOND_MS, "second")
                 };
                 format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
             }
@@ -51,10 +53,12 @@ impl DeferOption {
         let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
         let count: i64 = number.parse().map_err(|_| format!("{text:?}: expected a duration like 30m, 4h or 1d"))?;
         let unit_ms = match unit {
+            // Seconds are for trying a policy out (and for tests); real deferrals are minutes and more.
+            "s" => crate::SECOND_MS,
             "m" => MINUTE_MS,
             "h" => HOUR_MS,
             "d" => DAY_MS,
-            _ => return Err(format!("{text:?}: the unit must be m, h or d")),
+            _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
         };
         if count <= 0 {
             return Err(format!("{text:?}: must be longer than zero"));
@@ -187,7 +191,9 @@ impl DeferralRules {
         Decision::Prompt { offered: self.offered(state, host), deadline }
     }
 
-    /// Records that the user was prompted (the floating deadline counts from the first prompt).
+    /// Records that the user was prompted — or would have been, had a blocking process or nobody's presence
+    /// not postponed it: the floating deadline counts from then, so keeping an app open cannot stop the
+    /// clock.
     pub fn prompted(&self, state: &DeferralState, now: Millis) -> DeferralState {
         DeferralState { first_prompt_at: state.first_prompt_at.or(Some(now)), ..*state }
     }
@@ -256,6 +262,7 @@ mod tests {
         assert_eq!(DeferOption::parse("4h"), Ok(DeferOption::For(4 * HOUR_MS)));
         assert_eq!(DeferOption::parse("1d"), Ok(DeferOption::For(DAY_MS)));
         assert_eq!(DeferOption::parse("tomorrow 09:00"), Ok(DeferOption::TomorrowAt { hour: 9, minute: 0 }));
+        assert_eq!(DeferOption::parse("45s"), Ok(DeferOption::For(45 * crate::SECOND_MS)));
         for bad in ["0h", "-1h", "h", "5w", "tomorrow 25:00", "tomorrow nine", ""] {
             assert!(DeferOption::parse(bad).is_err(), "{bad}");
         }

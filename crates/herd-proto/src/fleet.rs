@@ -647,9 +647,9 @@ pub struct PolicyInput {
     /// Fleet's clients send the team in the body of team-policy creates; it must match the path.
     #[serde(default)]
     pub team_id: Option<i64>,
-    /// The script to run on hosts that newly fail the policy; 0 removes it.
-    #[serde(default)]
-    pub script_id: Option<i64>,
+    /// The script to run on hosts that newly fail the policy; null or 0 removes it.
+    #[serde(default, with = "double_option")]
+    pub script_id: Option<Option<i64>>,
     /// A webhook of the policy's own (http or https URL); null or "" removes it.
     #[serde(default, with = "double_option")]
     pub webhook_url: Option<Option<String>>,

@@ -10,6 +10,7 @@ herd_testkit::server_cases!(
     editing_a_query_voids_answers_and_hands_it_out_again,
     admin_and_device_token_refetch_carry_every_policy,
     policy_validation_specs_roles_and_activities,
+    deferral_settings_are_checked_by_field_and_round_trip,
 );
 
 fn policy_queries(read: &Value) -> Vec<String> {
@@ -370,4 +371,79 @@ async fn policy_validation_specs_roles_and_activities(server: Server) {
     assert_eq!(feed["activities"][1]["type"], "edited_policy");
     let (status, reply) = server.post("/api/v1/fleet/global/policies/delete", &admin, json!({"ids": [424242]})).await;
     assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("ids")));
+}
+
+/// Deferral settings through REST and specs: each mistake is a 422 naming the field, nothing is saved; good
+/// settings come back as given; a spec names its script.
+async fn deferral_settings_are_checked_by_field_and_round_trip(server: Server) {
+    let admin = server.admin_token().await;
+    let script = server.script_id(&admin, "restart.sh", "echo restarting\n").await;
+    let policy = |deferral: Value| json!({"name": "Needs restart", "query": "SELECT 1;", "script_id": script, "deferral": deferral});
+    let past = "2001-01-01T00:00:00Z";
+    let cases = [
+        (json!({"options": ["0h"], "deadline_after": "1d"}), "deferral.options"),
+        (json!({"options": ["-1h"], "deadline_after": "1d"}), "deferral.options"),
+        (json!({"options": ["2d"], "deadline_after": "1d"}), "deferral.options"),
+        (json!({"options": ["1h"], "deadline_after": "0h"}), "deferral.deadline_after"),
+        (json!({"options": ["1h"], "deadline_after": "1d", "max_deferrals": -1}), "deferral.max_deferrals"),
+        (json!({"options": ["1h"], "deadline_at": past}), "deferral.deadline_at"),
+        (json!({"options": ["1h"]}), "deferral"),
+        (json!({"options": ["1h"], "deadline_after": "1d", "message": "by {when}"}), "deferral.message"),
+        (json!({"options": ["1h"], "deadline_after": "1d", "when_no_user": "sometimes"}), "deferral"),
+        (json!({"options": ["1h"], "deadline_after": "1d", "colour": "red"}), "deferral"),
+    ];
+    for (deferral, field) in cases {
+        let (status, reply) = server.post("/api/v1/fleet/global/policies", &admin, policy(deferral.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{deferral} → {reply}");
+        assert!(reply["errors"][0]["name"].as_str().unwrap().starts_with(field), "{deferral} → {reply}");
+        assert!(!reply["errors"][0]["reason"].as_str().unwrap_or_default().is_empty(), "a reason: {reply}");
+    }
+    let no_script = json!({"name": "x", "query": "SELECT 1;", "deferral": {"options": ["1h"], "deadline_after": "1d"}});
+    let (status, reply) = server.post("/api/v1/fleet/global/policies", &admin, no_script).await;
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("deferral")));
+    assert_eq!(server.get("/api/v1/fleet/policies/count", &admin).await.1["count"], 0, "nothing saved");
+
+    let good = json!({
+        "title": "Restart needed", "message": "{org_name} restarts {policy_name} by {deadline}.",
+        "options": ["1h", "4h", "tomorrow 09:00"], "max_deferrals": 3, "deadline_after": "3d",
+        "blocking_processes": ["zoom", "Keynote"], "when_no_user": "wait",
+    });
+    let (status, created) = server.post("/api/v1/fleet/global/policies", &admin, policy(good.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["policy"]["id"].as_i64().unwrap();
+    let (_, read) = server.get(&format!("/api/v1/fleet/global/policies/{id}"), &admin).await;
+    for key in ["title", "message", "options", "max_deferrals", "deadline_after", "blocking_processes", "when_no_user"]
+    {
+        assert_eq!(read["policy"]["deferral"][key], good[key], "{key}: {read}");
+    }
+    // A bad edit is refused and leaves the settings as they were; null removes them.
+    let path = format!("/api/v1/fleet/global/policies/{id}");
+    let (status, _) = server.patch(&path, &admin, json!({"deferral": {"options": ["1h"], "deadline_at": past}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(server.get(&path, &admin).await.1["policy"]["deferral"]["deadline_after"], "3d");
+    let (status, _) = server.patch(&path, &admin, json!({"script_id": null})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a deferral needs its script");
+    let (status, cleared) = server.patch(&path, &admin, json!({"deferral": null})).await;
+    assert_eq!((status, &cleared["policy"]["deferral"]), (StatusCode::OK, &Value::Null));
+
+    // Specs name the script; a wrong name or bad settings name the spec's field.
+    let spec = |script: &str, deferral: Value| json!({"specs": [{"name": "Needs restart", "query": "SELECT 1;", "script": script, "deferral": deferral}]});
+    let (status, reply) = server.post("/api/v1/fleet/spec/policies", &admin, spec("nope.sh", good.clone())).await;
+    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("specs[0].script")));
+    let (status, reply) = server
+        .post(
+            "/api/v1/fleet/spec/policies",
+            &admin,
+            spec("restart.sh", json!({"options": ["5d"], "deadline_after": "1d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+    assert!(reply["errors"][0]["name"].as_str().unwrap().contains("deferral.options"), "{reply}");
+    let (status, reply) = server.post("/api/v1/fleet/spec/policies", &admin, spec("restart.sh", good.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let read = server.get(&path, &admin).await.1;
+    assert_eq!(
+        (&read["policy"]["run_script"]["id"], &read["policy"]["deferral"]["options"]),
+        (&json!(script), &good["options"])
+    );
 }

@@ -6,15 +6,6 @@
 use herd_testkit::{ENROLL_SECRET, Server, TestHost};
 use serde_json::{Value, json};
 
-async fn upload_script(server: &Server, admin: &str, name: &str) -> i64 {
-    let form = reqwest::multipart::Form::new()
-        .part("script", reqwest::multipart::Part::bytes(b"echo fixed\n".to_vec()).file_name(name.to_string()));
-    let response =
-        server.client.post(format!("{}/api/v1/fleet/scripts", server.url)).bearer_auth(admin).multipart(form).send();
-    let uploaded: Value = response.await.unwrap().json().await.unwrap();
-    uploaded["script_id"].as_i64().unwrap()
-}
-
 fn query_name(policy: i64) -> String {
     format!("fleet_policy_query_{policy}")
 }
@@ -44,8 +35,8 @@ async fn counts(server: &Server, admin: &str, policy: i64) -> (i64, i64) {
 
 async fn remediated_policies_are_handed_out_again_at_once(server: Server) {
     let admin = server.admin_token().await;
-    let fix_a = upload_script(&server, &admin, "fix-a.sh").await;
-    let fix_b = upload_script(&server, &admin, "fix-b.sh").await;
+    let fix_a = server.script_id(&admin, "fix-a.sh", "echo fixed\n").await;
+    let fix_b = server.script_id(&admin, "fix-b.sh", "echo fixed\n").await;
     let mut policies = Vec::new();
     for (name, script) in [("a", fix_a), ("b", fix_b)] {
         let body = json!({"name": name, "query": "SELECT 1;", "script_id": script});

@@ -284,7 +284,8 @@ impl Store {
     }
 
     /// The agent's report on a deferred run; None when the run is no longer deferred (the agent drops it).
-    /// The first prompt starts the floating deadline.
+    /// The first report — a prompt shown, or one postponed by a blocking app or nobody's presence — starts
+    /// the floating deadline (a blocking app cannot stop the clock).
     pub async fn record_agent_deferral_status(
         &self,
         host_id: i64,
@@ -299,7 +300,7 @@ impl Store {
         };
         let updated = sqlx::query(
             "UPDATE deferrals SET prompt_open = $1, waiting_reason = $2, time_zone = COALESCE($3, time_zone), \
-             first_prompt_at = CASE WHEN $1 = 1 THEN COALESCE(first_prompt_at, $4) ELSE first_prompt_at END, \
+             first_prompt_at = COALESCE(first_prompt_at, $4), \
              updated_at = $4 WHERE host_id = $5 AND execution_id = $6 AND open = 1 AND EXISTS \
              (SELECT 1 FROM script_executions e WHERE e.execution_id = $6 AND e.status = 'deferred')",
         )

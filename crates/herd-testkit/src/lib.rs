@@ -306,6 +306,22 @@ impl Server {
         self.login(email, password).await
     }
 
+    /// Uploads a global script (multipart, as the Fleet UI does): the status and the reply.
+    pub async fn upload_script(&self, token: &str, name: &str, contents: &str) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(contents.as_bytes().to_vec()).file_name(name.to_string());
+        let form = reqwest::multipart::Form::new().part("script", part);
+        let url = format!("{}/api/v1/fleet/scripts", self.url);
+        let response = self.client.post(url).bearer_auth(token).multipart(form).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads a global script that must be accepted; its id.
+    pub async fn script_id(&self, token: &str, name: &str, contents: &str) -> i64 {
+        let (status, reply) = self.upload_script(token, name, contents).await;
+        assert_eq!(status, StatusCode::OK, "uploading {name}: {reply}");
+        reply["script_id"].as_i64().expect("a script id")
+    }
+
     /// An osquery TLS API call, as osqueryd makes it.
     pub async fn osquery(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self

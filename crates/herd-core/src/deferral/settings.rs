@@ -2,7 +2,7 @@
 //! time (the error names the field), compiled into `DeferralRules`, and rendered into the words a user sees.
 
 use super::{DeferOption, DeferralRules, WhenNoUser};
-use crate::{MINUTE_MS, Millis, SECOND_MS};
+use crate::{Millis, SECOND_MS};
 use chrono::TimeZone;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,7 @@ impl DeferralSettings {
                 return Err(field(
                     &name,
                     format!("{text:?} is longer than the deadline window ({}): it could never be offered", {
-                        DeferOption::For(window.max(MINUTE_MS)).label()
+                        DeferOption::For(window.max(crate::SECOND_MS)).label()
                     }),
                 ));
             }
@@ -254,7 +254,7 @@ fn render(template: &str, context: &MessageContext) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DAY_MS, HOUR_MS};
+    use crate::{DAY_MS, HOUR_MS, MINUTE_MS};
 
     fn settings() -> DeferralSettings {
         serde_json::from_str(
@@ -359,6 +359,7 @@ mod tests {
         assert_eq!(DeferOption::For(4 * HOUR_MS).label(), "4 hours");
         assert_eq!(DeferOption::For(30 * MINUTE_MS).label(), "30 minutes");
         assert_eq!(DeferOption::For(DAY_MS).label(), "1 day");
+        assert_eq!(DeferOption::For(90 * SECOND_MS).label(), "90 seconds");
         assert_eq!(DeferOption::TomorrowAt { hour: 9, minute: 0 }.label(), "tomorrow at 09:00");
     }
 }

@@ -125,8 +125,8 @@ fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<Policy
             None => base.and_then(|b| b.interval_seconds),
         },
         script_id: match input.script_id {
-            Some(0) => None,
-            Some(id) => Some(id),
+            Some(None | Some(0)) => None,
+            Some(Some(id)) => Some(id),
             None => base.and_then(|b| b.script_id),
         },
         webhook_url: match input.webhook_url {
@@ -430,7 +430,7 @@ async fn apply_specs(
             critical: Some(spec.critical),
             interval: Some(spec.interval),
             team_id: None,
-            script_id: script_id.map(|id| id.unwrap_or(0)),
+            script_id,
             webhook_url: None,
             continuous_automation: None,
             deferral: spec.deferral.map(Some),
