@@ -137,16 +137,29 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
             report.push(apply_config(api, patch).await.with_context(|| format!("{at}: config"))?);
         }
     }
-    let specs: Vec<PolicySpec> = documents
+    let (origins, specs): (Vec<Origin>, Vec<PolicySpec>) = documents
         .iter()
-        .filter_map(|d| if let Document::Policy(_, s) = d { Some((**s).clone()) } else { None })
-        .collect();
+        .filter_map(|d| if let Document::Policy(at, s) = d { Some((at.clone(), (**s).clone())) } else { None })
+        .unzip();
     if !specs.is_empty() {
         let names: Vec<String> = specs.iter().map(|s| format!("{:?}", s.name)).collect();
-        let _: Value = api.post("/api/v1/fleet/spec/policies", &PolicySpecsRequest { specs }).await?;
+        let applied: Result<Value> = api.post("/api/v1/fleet/spec/policies", &PolicySpecsRequest { specs }).await;
+        if let Err(err) = applied {
+            // The server names the spec by position ("specs[2].deferral.options"): point at its document.
+            return Err(match spec_index(&format!("{err:#}")).and_then(|i| origins.get(i)) {
+                Some(at) => err.context(format!("{at}: policy")),
+                None => err,
+            });
+        }
         report.push(format!("policies applied: {}", names.join(", ")));
     }
     Ok(report)
+}
+
+/// The N of the first "specs[N]" in a server's error.
+fn spec_index(message: &str) -> Option<usize> {
+    let rest = &message[message.find("specs[")? + "specs[".len()..];
+    rest[..rest.find(']')?].parse().ok()
 }
 
 async fn apply_team(api: &Api, spec: &TeamSpec) -> Result<String> {
@@ -233,6 +246,13 @@ spec:
   org_info:
     org_name: Acme
 ";
+
+    #[test]
+    fn server_errors_name_the_spec() {
+        assert_eq!(spec_index("POST /x: 422: specs[12].deferral.options[0]: too long"), Some(12));
+        assert_eq!(spec_index("POST /x: 422: name: taken"), None);
+        assert_eq!(spec_index("specs[x]"), None);
+    }
 
     #[test]
     fn parses_fleet_documents() {

@@ -161,6 +161,49 @@ async fn apply_get_delete(server: Server) {
     assert!(stderr.contains(&format!("{}:8:", bad.display())) && stderr.contains("unknown kind"), "{stderr}");
     assert_eq!(server.get("/api/v1/fleet/policies/count", &admin).await.1["count"], 0);
 
+    // A disruptive fix users may defer, named by script in the YAML.
+    server.script_id(&admin, "restart.sh", "echo restarting\n").await;
+    let deferrable = "apiVersion: v1
+kind: policy
+spec:
+  name: Restarted this week
+  query: SELECT 1 FROM uptime WHERE total_seconds < 604800;
+  script: restart.sh
+  deferral:
+    title: Restart needed
+    message: '{org_name} restarts your computer by {deadline}.'
+    options: [1h, 4h, 'tomorrow 09:00']
+    max_deferrals: 3
+    deadline_after: 3d
+    blocking_processes: [zoom]
+    when_no_user: run
+";
+    let file = dir.path().join("restart.yml");
+    std::fs::write(&file, deferrable).unwrap();
+    ok(&herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None));
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    let restart = &policies["policies"][0];
+    assert_eq!(restart["run_script"]["name"], "restart.sh");
+    assert_eq!(restart["deferral"]["options"], serde_json::json!(["1h", "4h", "tomorrow 09:00"]));
+    assert_eq!(restart["deferral"]["blocking_processes"], serde_json::json!(["zoom"]));
+    let again = ok(&herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None));
+    assert!(again.contains("policies applied"), "{again}");
+    assert_eq!(server.get("/api/v1/fleet/global/policies", &admin).await.1, policies, "applying again changes nothing");
+    // Settings the server refuses point at the document and name the field.
+    std::fs::write(&file, format!("{SPECS}---\n{}", deferrable.replace("deadline_after: 3d", "deadline_after: 2h")))
+        .unwrap();
+    let refused = herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(&format!("{}:44:", file.display())), "{stderr}");
+    assert!(stderr.contains("deferral.options"), "{stderr}");
+    // A misspelt setting is caught before anything is sent.
+    std::fs::write(&file, deferrable.replace("max_deferrals", "max_deferral")).unwrap();
+    let refused = herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("max_deferral"), "{stderr}");
+    assert_eq!(server.get("/api/v1/fleet/global/policies", &admin).await.1, policies, "nothing changed");
+
     assert!(ok(&herdctl(&config, &["logout"], None)).contains("logged out"));
     let after_logout = herdctl(&config, &["get", "teams"], None);
     assert!(String::from_utf8_lossy(&after_logout.stderr).contains("herdctl login"));
