@@ -302,7 +302,52 @@ async fn blocking_process_postpones_the_prompt_not_the_deadline(server: Server) 
     drop(s.work);
 }
 
+/// The prompt on My Device in a real Chromium: the user reads the wording, clicks a later time, and the page
+/// says when the fix will run; the choice is recorded with who made it (the device page), and the agent
+/// learns the schedule.
+async fn my_device_page_offers_the_choices_in_a_browser(server: Server) {
+    let Some(chromedriver) = herd_testkit::browser::chromedriver() else { return };
+    let settings = json!({
+        "options": ["1h", "tomorrow 09:00"], "max_deferrals": 2, "deadline_after": "3d",
+        "title": "Restart needed", "message": "{org_name} restarts this computer by {deadline}.",
+    });
+    let s = setup(&server, settings, false).await;
+    let _agent = AgentProcess::start(AGENT, &server, &s.agent_dir, "deferral-browser", &["--enable-scripts"]);
+    eventually(PATIENCE, "the device token", || async { s.agent_dir.join("identifier").exists().then_some(()) }).await;
+    let _session = Session::start(&server, &s.agent_dir);
+    std::fs::write(&s.marker, "x").unwrap();
+    wait_for_state(&server, &s, "prompting").await;
+
+    let browser = herd_testkit::browser::Browser::start(&chromedriver).await;
+    browser.open(&format!("{}/device/{}", server.url, device_token(&s.agent_dir))).await;
+    let text = browser.text().await;
+    assert!(text.contains("Fixes waiting for you") && text.contains("Restart needed"), "{text}");
+    assert!(text.contains("Run now") && text.contains("In 1 hour") && text.contains("Tomorrow"), "{text}");
+    assert!(text.contains("Deferred 0 of 2 times"), "{text}");
+    browser.screenshot("my-device-deferral-prompt").await;
+    browser.click("button[value='1h']").await;
+    let text = eventually(PATIENCE, "the page showing the schedule", || async {
+        let text = browser.text().await;
+        text.contains("Scheduled: the fix runs by itself at").then_some(text)
+    })
+    .await;
+    assert!(text.contains("Deferred 1 of 2 times"), "{text}");
+    browser.screenshot("my-device-deferral-scheduled").await;
+    let chosen = deferral(&server, &s).await.unwrap();
+    assert_eq!((chosen["state"].as_str(), chosen["last_choice"].as_str()), (Some("scheduled"), Some("1h")), "{chosen}");
+    assert_eq!(chosen["chosen_by"], "My Device page", "where the choice came from: {chosen}");
+    eventually(PATIENCE, "the agent keeping the schedule", || async {
+        let stored: Value =
+            serde_json::from_str(&std::fs::read_to_string(s.agent_dir.join("deferrals.json")).ok()?).ok()?;
+        stored["entries"][0]["info"]["state"]["scheduled_at"].as_i64().map(|_| ())
+    })
+    .await;
+    assert!(s.marker.exists(), "nothing runs before the chosen time");
+    drop(s.work);
+}
+
 herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent"));
+    my_device_page_offers_the_choices_in_a_browser,
     deferral_is_chosen_counted_and_the_deadline_enforced,
     missed_run_happens_at_start_without_the_server,
     blocking_process_postpones_the_prompt_not_the_deadline);

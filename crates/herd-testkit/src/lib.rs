@@ -1,6 +1,8 @@
 //! End-to-end test support: starts the real `herd` binary on an OS-chosen loopback port and talks to it
 //! over HTTPS, pinning the certificate the server generated, as an operator following the README would.
 
+pub mod browser;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};

@@ -122,7 +122,8 @@ async fn device_list(
 pub struct ChoiceRequest {
     /// "now", or one of the offered options as the admin wrote it.
     pub choice: String,
-    /// Who chose (the desktop notifier sends the login name); optional.
+    /// Who chose: the desktop notifier sends the login name; the My Device page, which cannot know who sits
+    /// at the computer, says "My Device page"; other callers may leave it out (stored as NULL).
     #[serde(default)]
     pub chosen_by: Option<String>,
 }

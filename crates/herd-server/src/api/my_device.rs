@@ -73,7 +73,8 @@ li.fail{border-left:6px solid #b00020}li.pass{border-left:6px solid #1b6e2a}li.n
 .badge.fail{background:#b00020}.badge.pass{background:#1b6e2a}.badge.none{background:#595959}.badge.fixing{background:#0b5394}\
 button{font:inherit;font-weight:600;padding:.5rem 1rem;border-radius:6px;border:2px solid #0b5394;background:#0b5394;color:#fff;cursor:pointer}\
 button:focus-visible,a:focus-visible{outline:3px solid #e8a200;outline-offset:2px}a{color:#0b5394}\
-.notice{border:2px solid #0b5394;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}";
+.notice{border:2px solid #0b5394;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}.notice h2{margin-top:0}\
+article[data-deferral] h3{margin-top:.75rem}form[action*='/defer/']{display:flex;flex-wrap:wrap;gap:.5rem}";
 
 fn policy_item(out: &mut String, policy: &DevicePolicy) {
     let (class, label) = match policy.response.as_str() {
@@ -314,6 +315,9 @@ fn deferral_section(out: &mut String, token: &str, deferrals: &[herd_proto::flee
     out.push_str("</section>");
 }
 
+/// Who chose, for choices made on the page (it cannot know who is signed in to the computer).
+const MY_DEVICE: &str = "My Device page";
+
 /// A choice button: records it (see `deferrals::choose`), then back to the page; a refused choice shows why.
 async fn defer(
     State(state): State<SharedState>,
@@ -325,7 +329,7 @@ async fn defer(
         let host_id = crate::api::device::device_host(&state, client, &token).await?;
         let policy_id: i64 = policy_id.parse().map_err(|_| ApiError::NotFound("deferral"))?;
         let choice = form.get("choice").cloned().unwrap_or_default();
-        let request = crate::api::deferrals::ChoiceRequest { choice, chosen_by: None };
+        let request = crate::api::deferrals::ChoiceRequest { choice, chosen_by: Some(MY_DEVICE.into()) };
         crate::api::deferrals::choose(&state, host_id, policy_id, &request).await
     }
     .await;
