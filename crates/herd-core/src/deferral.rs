@@ -296,6 +296,43 @@ mod tests {
         );
     }
 
+    /// A floating deadline is elapsed time (24 h is 24 h even on the day the clocks change), while "tomorrow
+    /// HH:MM" is wall-clock time: whether such an option is offered is decided by instants, so across a DST
+    /// change an option can fall on either side of a deadline that reads "the same time tomorrow".
+    #[test]
+    fn deadline_across_dst_is_elapsed_time_and_options_compare_as_instants() {
+        let options =
+            vec![DeferOption::TomorrowAt { hour: 9, minute: 0 }, DeferOption::TomorrowAt { hour: 11, minute: 0 }];
+        let rules = DeferralRules { options, deadline_after: Some(DAY_MS), ..rules() };
+        // (what, first prompt, deadline wanted, the options offered)
+        let cases = [
+            // 09:30 + 24 h = 10:30 CEST: 09:00 (22.5 h later) is before it, 11:00 (24.5 h) after.
+            (
+                "spring forward",
+                at(BERLIN, 2026, 3, 28, 9, 30),
+                at(BERLIN, 2026, 3, 29, 10, 30),
+                vec![at(BERLIN, 2026, 3, 29, 9, 0)],
+            ),
+            // 09:30 + 24 h = 08:30 CET: even 09:00 (24.5 h later) is past it.
+            ("fall back", at(BERLIN, 2026, 10, 24, 9, 30), at(BERLIN, 2026, 10, 25, 8, 30), vec![]),
+            (
+                "ordinary day",
+                at(BERLIN, 2026, 6, 10, 9, 30),
+                at(BERLIN, 2026, 6, 11, 9, 30),
+                vec![at(BERLIN, 2026, 6, 11, 9, 0)],
+            ),
+        ];
+        for (what, first, deadline, wanted) in cases {
+            let state = DeferralState { first_prompt_at: Some(first), ..Default::default() };
+            assert_eq!(rules.deadline(&state, first), Some(deadline), "{what}");
+            assert_eq!(deadline - first, DAY_MS, "{what}: elapsed time");
+            let host = HostNow { tz: BERLIN, ..host(first) };
+            let offered: Vec<Millis> = rules.offered(&state, &host).into_iter().map(|(_, at)| at).collect();
+            assert_eq!(offered, wanted, "{what}");
+        }
+        assert!(local_time(at(BERLIN, 2026, 10, 25, 8, 30), BERLIN).contains("08:30"), "shown in the host's zone");
+    }
+
     /// (what, deadline_after, deadline_at, state, deadline wanted)
     type DeadlineCase = (&'static str, Option<Millis>, Option<Millis>, DeferralState, Option<Millis>);
 
