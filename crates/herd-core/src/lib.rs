@@ -11,6 +11,7 @@ pub mod jitter;
 pub mod jobs;
 pub mod platform;
 pub mod policy;
+pub mod profiles;
 pub mod roles;
 pub mod validate;
 pub mod vitals;
