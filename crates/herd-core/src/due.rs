@@ -15,6 +15,10 @@ pub const NEW_HOST_ACCELERATE_S: u32 = 60;
 /// `accelerate` seconds sent with a re-check the server asked for, so its answers and what follows come fast.
 pub const RECHECK_ACCELERATE_S: u32 = 60;
 
+/// How long the server waits for a host's report of its installed profiles before asking again, while some
+/// of its profiles await verification.
+pub const PROFILES_REPORT_AWAITED_MS: Millis = 10 * crate::SECOND_MS;
+
 /// What the server remembers about a host between check-ins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckinState {
@@ -33,6 +37,13 @@ pub struct CheckinState {
     pub policies_sent_at: Option<Millis>,
     /// A migration's critical window is open until then: only the management status is asked, accelerated.
     pub migration_window_until: Option<Millis>,
+    /// The host's agent applies profiles: its installed profiles are asked with the vitals.
+    pub profiles_enabled: bool,
+    /// Acknowledged profiles await the host's report: it is asked at once (and every
+    /// `PROFILES_REPORT_AWAITED_MS` while they do).
+    pub profiles_verifying: bool,
+    /// When the installed profiles were last asked for (in memory only).
+    pub profiles_sent_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +62,17 @@ pub struct DueWork {
     /// Ask whether another management system manages the host (with the vitals, and at every check-in of a
     /// migration's critical window).
     pub management_check: bool,
+    /// Ask for the installed profiles (`herd_profiles`).
+    pub profiles_check: bool,
 }
 
 impl DueWork {
     pub fn is_empty(&self) -> bool {
-        self.vitals.is_empty() && !self.plan_policies && self.accelerate_s.is_none() && !self.management_check
+        self.vitals.is_empty()
+            && !self.plan_policies
+            && self.accelerate_s.is_none()
+            && !self.management_check
+            && !self.profiles_check
     }
 }
 
@@ -101,6 +118,7 @@ pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> Du
             plan_policies: false,
             accelerate_s: Some(left_s),
             management_check: true,
+            profiles_check: false,
         };
     }
     let vitals = if vitals_due(state, settings, now) { Vital::ALL.to_vec() } else { Vec::new() };
@@ -113,7 +131,10 @@ pub fn due_work(state: &CheckinState, settings: &DueSettings, now: Millis) -> Du
         None
     };
     let management_check = !vitals.is_empty();
-    DueWork { vitals, plan_policies, accelerate_s, management_check }
+    let profiles_awaited = state.profiles_sent_at.is_some_and(|sent| now - sent < PROFILES_REPORT_AWAITED_MS);
+    let profiles_check =
+        state.profiles_enabled && (!vitals.is_empty() || (state.profiles_verifying && !profiles_awaited));
+    DueWork { vitals, plan_policies, accelerate_s, management_check, profiles_check }
 }
 
 #[cfg(test)]
@@ -134,6 +155,9 @@ mod tests {
             policy_plan: Some((1, None)),
             policies_sent_at: None,
             migration_window_until: None,
+            profiles_enabled: false,
+            profiles_verifying: false,
+            profiles_sent_at: None,
         }
     }
 
@@ -224,6 +248,39 @@ mod tests {
         assert!(due_work(&closed, &SETTINGS, now).is_empty(), "a closed window asks nothing");
         let hourly = due_work(&state(Some(now - 2 * HOUR_MS), false, None), &SETTINGS, now);
         assert!(hourly.management_check, "asked with the vitals");
+    }
+
+    #[test]
+    fn installed_profiles_are_asked_with_the_vitals_and_while_awaiting_verification() {
+        let now = 1_000 * HOUR_MS;
+        let agent = CheckinState { profiles_enabled: true, ..state(Some(now), false, None) };
+        let cases: &[(&str, CheckinState, bool)] = &[
+            ("nothing due", agent.clone(), false),
+            ("with the vitals", CheckinState { vitals_updated_at: Some(now - 2 * HOUR_MS), ..agent.clone() }, true),
+            ("awaiting verification", CheckinState { profiles_verifying: true, ..agent.clone() }, true),
+            (
+                "asked a moment ago",
+                CheckinState { profiles_verifying: true, profiles_sent_at: Some(now - 1_000), ..agent.clone() },
+                false,
+            ),
+            (
+                "asked, no answer for a while",
+                CheckinState {
+                    profiles_verifying: true,
+                    profiles_sent_at: Some(now - PROFILES_REPORT_AWAITED_MS),
+                    ..agent.clone()
+                },
+                true,
+            ),
+            (
+                "not herd-agent (osqueryd)",
+                CheckinState { vitals_updated_at: Some(now - 2 * HOUR_MS), profiles_enabled: false, ..agent.clone() },
+                false,
+            ),
+        ];
+        for (what, state, want) in cases {
+            assert_eq!(due_work(state, &SETTINGS, now).profiles_check, *want, "{what}");
+        }
     }
 }
 

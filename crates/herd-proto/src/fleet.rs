@@ -289,6 +289,32 @@ pub struct Host {
     /// herd's own, in single-host views only: the host's deferrable remediations and who chose what.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferrals: Option<Vec<HostDeferral>>,
+    /// In single-host views only: configuration profiles (Fleet's `mdm.profiles`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdm: Option<HostMdm>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostMdm {
+    pub profiles: Vec<HostProfile>,
+}
+
+/// One configuration profile on a host, as Fleet shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostProfile {
+    /// None once the profile was deleted (its remove is in progress).
+    pub profile_uuid: Option<String>,
+    pub identifier: String,
+    pub name: String,
+    pub platform: String,
+    /// install | remove
+    pub operation_type: String,
+    /// pending | verifying | verified | failed; null: about to be sent.
+    pub status: Option<String>,
+    pub detail: String,
+    /// herd's own: times sent again so far.
+    pub retries: i64,
+    pub updated_at: String,
 }
 
 /// A host's deferral state for one policy.
@@ -397,6 +423,22 @@ pub struct HostSettings {
     /// Seconds an automation's script may run before it is killed.
     #[serde(default = "default_automation_timeout")]
     pub automation_script_timeout: i64,
+    /// Seconds after a host acknowledges a profile before its absence from the host's report counts.
+    #[serde(default = "default_profile_grace_period")]
+    pub profile_grace_period: i64,
+    /// Times a profile is sent again (missing, outdated, drifted or refused) before it is marked failed.
+    #[serde(default = "default_profile_retries")]
+    pub profile_retries: i64,
+}
+
+/// Fleet's: an hour.
+fn default_profile_grace_period() -> i64 {
+    3600
+}
+
+/// Fleet's newer limit for Apple profiles.
+fn default_profile_retries() -> i64 {
+    3
 }
 
 fn default_interval() -> i64 {
@@ -420,6 +462,8 @@ impl Default for HostSettings {
             policy_interval: default_interval(),
             automation_retries: default_automation_retries(),
             automation_script_timeout: default_automation_timeout(),
+            profile_grace_period: default_profile_grace_period(),
+            profile_retries: default_profile_retries(),
         }
     }
 }

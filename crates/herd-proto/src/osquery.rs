@@ -118,6 +118,9 @@ pub struct DistributedReadResponse {
     /// keys it does not know).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub herd_pending_scripts: bool,
+    /// herd's own: configuration profile commands await this host's agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub herd_pending_profiles: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

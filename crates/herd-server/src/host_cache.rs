@@ -16,6 +16,8 @@ pub struct CachedHost {
     pub checkin: HostCheckin,
     /// When vitals queries were last handed out and not yet answered.
     pub vitals_sent_at: Option<Millis>,
+    /// When the installed profiles were last asked for.
+    pub profiles_sent_at: Option<Millis>,
     /// The last policy plan: (planned at, next policy due at). None: plan at the next check-in.
     pub policy_plan: Option<(Millis, Option<Millis>)>,
     /// When policies were last handed out, and which (policy id, revision): an answer counts for the
@@ -35,6 +37,9 @@ impl CachedHost {
             policy_plan: self.policy_plan,
             policies_sent_at: self.policies_sent_at,
             migration_window_until: self.checkin.migration_window_until,
+            profiles_enabled: self.checkin.profiles_enabled,
+            profiles_verifying: self.checkin.profiles_verifying,
+            profiles_sent_at: self.profiles_sent_at,
         }
     }
 }
@@ -105,6 +110,7 @@ impl HostCache {
             None => CachedHost {
                 checkin,
                 vitals_sent_at: None,
+                profiles_sent_at: None,
                 policy_plan: None,
                 policies_sent_at: None,
                 policies_sent: Vec::new(),
@@ -142,6 +148,12 @@ impl HostCache {
             entry.policy_plan = None;
             // The store clears it with the answers (see `Store::record_report`).
             entry.checkin.recheck_requested_at = None;
+        }
+    }
+
+    pub fn mark_profiles_sent(&self, host_id: i64, now: Millis) {
+        if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
+            entry.profiles_sent_at = Some(now);
         }
     }
 

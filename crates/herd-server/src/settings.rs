@@ -39,6 +39,15 @@ impl LiveSettings {
         team_id.and_then(|team| self.team_agent_options.get(&team)).unwrap_or(&self.config.agent_options)
     }
 
+    /// The verification rules admins set for configuration profiles.
+    pub fn profile_limits(&self) -> herd_core::profiles::Limits {
+        let host = &self.config.host_settings;
+        herd_core::profiles::Limits {
+            grace_ms: host.profile_grace_period.saturating_mul(1000),
+            max_retries: u32::try_from(host.profile_retries).unwrap_or(0),
+        }
+    }
+
     pub fn vitals_interval_ms(&self) -> i64 {
         self.config.host_settings.vitals_interval.saturating_mul(1000)
     }

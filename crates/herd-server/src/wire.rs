@@ -66,6 +66,7 @@ pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, n
         issues: HostIssues { failing_policies_count, total_issues_count: failing_policies_count },
         policies: None,
         deferrals: None,
+        mdm: None,
     }
 }
 

@@ -122,6 +122,48 @@ impl Worker for MigrationWindows {
     }
 }
 
+/// Turns changes to what hosts should have (profile uploads, edits, deletes, team moves) into install and
+/// remove commands: claims `profile_reconcile` jobs from the job table, so a change committed is reconciled
+/// even if this server stops (another takes the job when its lease ends).
+pub struct ProfileReconciler {
+    owner: String,
+}
+
+impl ProfileReconciler {
+    fn new() -> Self {
+        ProfileReconciler { owner: format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4)) }
+    }
+}
+
+const RECONCILE_LEASE_MS: Millis = 60 * SECOND_MS;
+
+impl Worker for ProfileReconciler {
+    const NAME: &'static str = "profile_reconciler";
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        let kinds = [herd_store::RECONCILE_JOB_KIND];
+        let jobs = state.store.claim_jobs(&kinds, &self.owner, 20, RECONCILE_LEASE_MS, now_ms()).await?;
+        for job in jobs {
+            let now = now_ms();
+            match state.store.reconcile_profiles(&job.payload, now).await {
+                Ok(queued) => {
+                    state.store.complete_job(job.id, &self.owner, now_ms()).await?;
+                    if queued > 0 {
+                        tracing::info!(job_id = job.id, commands = queued, "profiles reconciled");
+                    }
+                }
+                Err(err) => {
+                    let retry_at = now + herd_core::jobs::retry_delay_ms(job.attempts, job.id);
+                    state.store.fail_job(job.id, &self.owner, &format!("{err:#}"), retry_at, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Delivers failing-policy webhooks from the job table.
 pub struct WebhookDelivery {
     deliverer: crate::webhooks::Deliverer,
@@ -175,5 +217,6 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(Housekeeping, state.clone(), shutdown.clone()),
         spawn(WebhookDelivery::new(state), state.clone(), shutdown.clone()),
         spawn(MigrationWindows, state.clone(), shutdown.clone()),
+        spawn(ProfileReconciler::new(), state.clone(), shutdown.clone()),
     ]
 }

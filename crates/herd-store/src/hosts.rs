@@ -24,6 +24,12 @@ pub struct HostCheckin {
     pub created_at: Millis,
     /// Runs are queued for this host (its agent should ask for them).
     pub pending_scripts: bool,
+    /// The host's agent applies profiles.
+    pub profiles_enabled: bool,
+    /// Profile commands await the host's agent.
+    pub pending_profiles: bool,
+    /// Acknowledged profiles await the host's report (the check-in asks for it).
+    pub profiles_verifying: bool,
     /// A migration's critical window is open until then: check-ins carry only the management status.
     pub migration_window_until: Option<Millis>,
 }
@@ -87,7 +93,10 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
 const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
     refetch_requested_at, recheck_requested_at, created_at, migration_window_until, \
     (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') + \
-    (SELECT COUNT(*) FROM deferrals d WHERE d.host_id = hosts.id AND d.agent_synced = 0) AS pending_scripts";
+    (SELECT COUNT(*) FROM deferrals d WHERE d.host_id = hosts.id AND d.agent_synced = 0) AS pending_scripts, \
+    profiles_enabled, \
+    (SELECT COUNT(*) FROM host_profiles p WHERE p.host_id = hosts.id AND p.status = 'pending') AS pending_profiles, \
+    (SELECT COUNT(*) FROM host_profiles p WHERE p.host_id = hosts.id AND p.status = 'verifying') AS profiles_verifying";
 
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {
@@ -101,6 +110,9 @@ fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
         recheck_requested_at: row.try_get("recheck_requested_at")?,
         created_at: row.try_get("created_at")?,
         pending_scripts: row.try_get::<i64, _>("pending_scripts")? > 0,
+        profiles_enabled: row.try_get::<Option<i64>, _>("profiles_enabled")? == Some(1),
+        pending_profiles: row.try_get::<i64, _>("pending_profiles")? > 0,
+        profiles_verifying: row.try_get::<i64, _>("profiles_verifying")? > 0,
         migration_window_until: row.try_get("migration_window_until")?,
     })
 }
@@ -575,10 +587,13 @@ impl Store {
             };
             sql.push(" WHERE id IN ").bind_ids(chunk);
             sql.query().execute(&mut *tx).await?;
+            let ids: Vec<i64> = hosts.iter().map(|(id, _)| *id).collect();
             for (host, old_team) in hosts {
                 crate::policies::note_host_moved(&mut tx, host, old_team, team_id, now).await?;
                 moved += 1;
             }
+            // Their expected profiles change: the reconcile job sends the removes and installs.
+            crate::profiles::note_hosts_moved(&mut tx, &ids, now).await?;
         }
         tx.commit().await?;
         Ok(moved)

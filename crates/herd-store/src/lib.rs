@@ -23,6 +23,7 @@ mod logs;
 mod migrate;
 mod migration;
 mod policies;
+mod profiles;
 mod scripts;
 mod sql;
 pub mod testing;
@@ -37,6 +38,9 @@ pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
 pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord, ReportOrigin};
+pub use profiles::{
+    HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
+};
 pub use scripts::{ExecutionRecord, NewExecution, ScriptRecord};
 pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
 

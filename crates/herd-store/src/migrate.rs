@@ -29,6 +29,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_automation_targets"),
     migration!(7, "0007_mdm_migration"),
     migration!(8, "0008_deferrals"),
+    migration!(9, "0009_profiles"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -61,6 +61,12 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
             "must be between 1 and 86400 seconds",
         ));
     }
+    if !(0..=7 * 86_400).contains(&config.host_settings.profile_grace_period) {
+        return Err(ApiError::invalid("host_settings.profile_grace_period", "must be between 0 and 604800 seconds"));
+    }
+    if !(0..=10).contains(&config.host_settings.profile_retries) {
+        return Err(ApiError::invalid("host_settings.profile_retries", "must be between 0 and 10"));
+    }
     check_url("org_info.org_logo_url", &config.org_info.org_logo_url)?;
     check_url("org_info.org_logo_url_light_background", &config.org_info.org_logo_url_light_background)?;
     check_url("org_info.contact_url", &config.org_info.contact_url)?;

@@ -179,7 +179,7 @@ async fn count(
 
 /// The host, if it exists and the user may `action` it. Hosts the user cannot read are 404, not 403, so
 /// their existence does not leak across teams.
-async fn authorized_host(
+pub(crate) async fn authorized_host(
     state: &SharedState,
     auth: &AuthUser,
     id: i64,
@@ -198,8 +198,10 @@ async fn authorized_host(
 pub(crate) async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
     let deferrals = crate::api::deferrals::host_deferrals(state, record.id).await?;
+    let profiles = crate::api::profiles::host_profiles(state, record.id).await?;
     let mut host = host_view_with(state, record, &answers);
     host.deferrals = Some(deferrals);
+    host.mdm = Some(herd_proto::fleet::HostMdm { profiles });
     Ok(host)
 }
 

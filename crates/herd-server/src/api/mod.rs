@@ -10,6 +10,7 @@ pub mod my_device;
 pub mod ops;
 pub mod osquery;
 pub mod policies;
+pub mod profiles;
 pub mod scripts;
 pub mod session;
 pub mod teams;
@@ -38,6 +39,7 @@ fn fleet_api() -> Router<SharedState> {
         .merge(deferrals::device_routes())
         .merge(deliveries::routes())
         .merge(scripts::routes())
+        .merge(profiles::routes())
 }
 
 pub fn router(state: SharedState) -> Router {
@@ -50,6 +52,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(my_device::routes())
         .merge(scripts::agent_routes())
         .merge(deferrals::agent_routes())
+        .merge(profiles::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(OSQUERY_BODY_LIMIT))

@@ -173,6 +173,22 @@ async fn config(
     Ok(Json(config))
 }
 
+/// The query asking a herd-agent host which configuration profiles it has (its `herd_profiles` table).
+pub const PROFILES_QUERY: &str = "fleet_detail_query_herd_profiles";
+const PROFILES_SQL: &str = "SELECT identifier, checksum, installed_at FROM herd_profiles";
+
+/// The installed profiles a host reported: (identifier, checksum of what is there, install time in ms).
+fn installed_profiles(rows: &[herd_core::vitals::Row]) -> Vec<(String, String, Millis)> {
+    rows.iter()
+        .filter_map(|row| {
+            let identifier = row.get("identifier")?.clone();
+            let checksum = row.get("checksum")?.clone();
+            let installed_s: i64 = row.get("installed_at")?.trim().parse().ok()?;
+            Some((identifier, checksum, installed_s.saturating_mul(1000)))
+        })
+        .collect()
+}
+
 /// The query asking whether another management system manages the host (migration eligibility).
 pub const MANAGEMENT_QUERY: &str = "fleet_detail_query_mdm_migration";
 
@@ -216,7 +232,8 @@ async fn distributed_read(
     if work.is_empty() {
         // The common case: no database round trip at all.
         let herd_pending_scripts = host.checkin.pending_scripts;
-        return Ok(Json(DistributedReadResponse { herd_pending_scripts, ..Default::default() }));
+        let herd_pending_profiles = host.checkin.pending_profiles;
+        return Ok(Json(DistributedReadResponse { herd_pending_scripts, herd_pending_profiles, ..Default::default() }));
     }
     // Something looks due. The cached row may be stale (another server may have ingested this host's
     // results), so confirm against the database before handing out work.
@@ -233,6 +250,7 @@ async fn distributed_read(
     let mut response = DistributedReadResponse {
         accelerate: work.accelerate_s,
         herd_pending_scripts: host.checkin.pending_scripts,
+        herd_pending_profiles: host.checkin.pending_profiles,
         ..Default::default()
     };
     let family = family_of(&host);
@@ -247,6 +265,10 @@ async fn distributed_read(
         && let Some(sql) = management_query(&settings.config.mdm, family)
     {
         response.queries.insert(MANAGEMENT_QUERY.to_string(), sql);
+    }
+    if work.profiles_check {
+        response.queries.insert(PROFILES_QUERY.to_string(), PROFILES_SQL.to_string());
+        state.hosts.mark_profiles_sent(host.checkin.id, now);
     }
     if work.plan_policies {
         let runs = state.store.host_policy_runs(host.checkin.id).await?;
@@ -290,8 +312,16 @@ async fn distributed_write(
     let mut vitals_answered = false;
     let mut answers = Vec::new();
     let mut managed_by_other = None;
+    let mut profiles_reported = None;
     for (name, rows) in &report.queries {
         let status = report.statuses.get(name).copied().unwrap_or(0);
+        if name == PROFILES_QUERY {
+            // A failed query (no such table: not herd-agent) tells nothing.
+            if status == 0 {
+                profiles_reported = Some(installed_profiles(rows));
+            }
+            continue;
+        }
         if name == MANAGEMENT_QUERY {
             if status == 0 {
                 managed_by_other = Some(reports_other_management(family_of(&host), rows));
@@ -330,6 +360,9 @@ async fn distributed_write(
     {
         // Migrated: the window is closed; the host checks in normally from now on.
         state.hosts.evict(host.checkin.id);
+    }
+    if let Some(installed) = profiles_reported {
+        state.store.verify_host_profiles(host.checkin.id, &installed, &settings.profile_limits(), now).await?;
     }
     if answers.is_empty() && !vitals_answered {
         return Ok(Json(json!({})));

@@ -1,0 +1,505 @@
+//! Configuration profiles at Fleet's paths: upload (multipart, with team), list, get (and `?alt=media`),
+//! delete, batch (a team's whole set, Fleet's GitOps endpoint), the status summary per team, a host's
+//! profiles and resend; and herd-agent's side: fetching its commands and answering them.
+//!
+//! Two formats: herd profiles (`.json`, `.yml`/`.yaml`: `herd_core::profiles::ProfileDocument`, applied by
+//! herd-agent on Linux) and Apple `.mobileconfig` files (parsed for identifier, name and payload types,
+//! validated, stored and listed; their delivery needs an Apple MDM transport herd does not have yet, which
+//! every view says in `delivery`, and no host status is invented for them).
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, OsqueryError};
+use crate::extract::{ApiJson, OsqueryJson, PathId};
+use crate::state::{SharedState, now_ms};
+use crate::wire::rfc3339;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herd_core::profiles::ProfileDocument;
+use herd_core::roles::{Action, Scope};
+use herd_store::{NewProfile, ProfileRecord, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Fleet's limit.
+const MAX_PROFILE_BYTES: usize = 1 << 20;
+
+/// What a view says about delivery: herd profiles are delivered by herd-agent; Apple profiles wait for an
+/// Apple MDM transport.
+const APPLE_DELIVERY: &str = "not delivered: herd has no Apple MDM transport yet; the profile is stored and shown only";
+
+/// Under `/api/v1/fleet` and `/api/latest/fleet`.
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/configuration_profiles", get(list).post(upload))
+        .route("/configuration_profiles/summary", get(summary))
+        .route("/configuration_profiles/{uuid}", get(get_one).delete(delete))
+        .route("/mdm/profiles/batch", post(batch))
+        .route("/hosts/{id}/configuration_profiles", get(host_list))
+        .route("/hosts/{id}/configuration_profiles/{uuid}/resend", post(resend))
+        .route("/hosts/{id}/configuration_profiles/resend/{uuid}", post(resend))
+}
+
+/// At the root: what herd-agent calls (authenticated by its node key).
+pub fn agent_routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api/fleet/orbit/profiles/commands", post(agent_commands))
+        .route("/api/fleet/orbit/profiles/results", post(agent_results))
+}
+
+fn profile_json(p: &ProfileRecord) -> Value {
+    let delivery = if p.format == "mobileconfig" { APPLE_DELIVERY } else { "herd-agent (Linux)" };
+    json!({
+        "profile_uuid": p.uuid,
+        "team_id": p.team_id.unwrap_or(0),
+        "name": p.name,
+        "identifier": p.identifier,
+        "platform": p.platform,
+        "format": p.format,
+        "payload_types": p.payload_types,
+        "checksum": p.checksum,
+        "delivery": delivery,
+        "created_at": rfc3339(p.created_at),
+        "updated_at": rfc3339(p.uploaded_at),
+    })
+}
+
+fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
+    match params.get("team_id").map(String::as_str) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(v) => {
+            v.parse().map(Some).map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))
+        }
+    }
+}
+
+/// A profile file read and checked: what to store, or a 422 with the reason.
+pub fn parse_profile(file_name: &str, bytes: &[u8]) -> Result<NewProfile, ApiError> {
+    let invalid = |reason: String| ApiError::invalid("profile", reason);
+    if bytes.len() > MAX_PROFILE_BYTES {
+        return Err(invalid("a configuration profile is at most 1 MB".into()));
+    }
+    let lower = file_name.to_ascii_lowercase();
+    if lower.ends_with(".mobileconfig") {
+        return parse_mobileconfig(bytes).map_err(invalid);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| invalid("must be UTF-8 text".into()))?;
+    let document: ProfileDocument = if lower.ends_with(".json") {
+        serde_json::from_str(text).map_err(|e| invalid(format!("not a herd profile: {e}")))?
+    } else if lower.ends_with(".yml") || lower.ends_with(".yaml") {
+        serde_saphyr::from_str(text).map_err(|e| {
+            invalid(format!("not a herd profile: {}", e.to_string().lines().next().unwrap_or("invalid YAML")))
+        })?
+    } else {
+        return Err(invalid(format!(
+            "{file_name:?}: expected a herd profile (.json, .yml, .yaml) or an Apple profile (.mobileconfig)"
+        )));
+    };
+    herd_profile(document).map_err(|(field, reason)| ApiError::invalid(format!("profile.{field}"), reason))
+}
+
+fn herd_profile(mut document: ProfileDocument) -> Result<NewProfile, herd_core::profiles::FieldError> {
+    document.identifier = document.identifier.trim().to_string();
+    document.name = document.name.trim().to_string();
+    document.check()?;
+    let mut types: Vec<String> = document.payloads.iter().map(|p| p.kind().to_string()).collect();
+    types.dedup();
+    Ok(NewProfile {
+        identifier: document.identifier.clone(),
+        name: document.name.clone(),
+        platform: "linux".into(),
+        format: "herd".into(),
+        payload_types: types,
+        contents: serde_json::to_string(&document).expect("a document serializes"),
+        checksum: document.checksum(),
+    })
+}
+
+/// An Apple configuration profile (XML or binary plist; signed ones are refused with the reason): top-level
+/// PayloadType "Configuration", PayloadIdentifier and PayloadDisplayName required, each payload typed.
+fn parse_mobileconfig(bytes: &[u8]) -> Result<NewProfile, String> {
+    if bytes.first() == Some(&0x30) {
+        return Err("signed (PKCS #7) profiles are not supported yet: upload the unsigned .mobileconfig".into());
+    }
+    let value =
+        plist::Value::from_reader(std::io::Cursor::new(bytes)).map_err(|e| format!("not a property list: {e}"))?;
+    let dict = value.as_dictionary().ok_or("the top level must be a dictionary")?;
+    let text = |key: &str| dict.get(key).and_then(plist::Value::as_string).map(str::trim).unwrap_or_default();
+    match text("PayloadType") {
+        "Configuration" => {}
+        "" => return Err("PayloadType is missing (expected \"Configuration\")".into()),
+        other => return Err(format!("invalid PayloadType {other:?} (expected \"Configuration\")")),
+    }
+    let identifier = text("PayloadIdentifier");
+    if identifier.is_empty() {
+        return Err("PayloadIdentifier is missing or empty".into());
+    }
+    let name = text("PayloadDisplayName");
+    if name.is_empty() {
+        return Err("PayloadDisplayName is missing or empty".into());
+    }
+    let mut types = Vec::new();
+    if let Some(content) = dict.get("PayloadContent") {
+        let payloads = content.as_array().ok_or("PayloadContent must be an array")?;
+        for (i, payload) in payloads.iter().enumerate() {
+            let kind = payload
+                .as_dictionary()
+                .and_then(|d| d.get("PayloadType"))
+                .and_then(plist::Value::as_string)
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| format!("PayloadContent[{i}] has no PayloadType"))?;
+            if !types.iter().any(|t| t == kind) {
+                types.push(kind.to_string());
+            }
+        }
+    }
+    use sha2::Digest;
+    Ok(NewProfile {
+        identifier: identifier.to_string(),
+        name: name.to_string(),
+        platform: "darwin".into(),
+        format: "mobileconfig".into(),
+        payload_types: types,
+        contents: String::from_utf8_lossy(bytes).into_owned(),
+        checksum: hex::encode(sha2::Sha256::digest(bytes)),
+    })
+}
+
+fn team_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
+        StoreError::Conflict(reason) => ApiError::Conflict(reason),
+        other => other.into(),
+    }
+}
+
+async fn upload(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    mut form: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut team_id = None;
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))? {
+        match field.name() {
+            Some("profile") => {
+                let name = field.file_name().unwrap_or("").to_string();
+                let bytes = field.bytes().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
+                file = Some((name, bytes.to_vec()));
+            }
+            Some("team_id") => {
+                let text = field.text().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
+                team_id = match text.trim() {
+                    "" | "0" => None,
+                    v => Some(
+                        v.parse::<i64>()
+                            .map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))?,
+                    ),
+                };
+            }
+            Some(other) => return Err(ApiError::invalid(other.to_string(), "unknown form field")),
+            None => {}
+        }
+    }
+    let (name, bytes) = file.ok_or_else(|| ApiError::invalid("profile", "a `profile` file field is required"))?;
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    let profile = parse_profile(&name, &bytes)?;
+    let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
+    let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
+    crate::activity::record(&state, Some(&auth), "created_configuration_profile", details).await;
+    Ok(Json(json!({"profile_uuid": record.uuid})))
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let team = team_param(&params)?;
+    auth.require(Action::Read, Scope::of_team(team))?;
+    let number = |key: &str, default: usize| -> Result<usize, ApiError> {
+        match params.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse().map_err(|_| ApiError::invalid(key.to_string(), format!("must be a number, not {v:?}")))
+            }
+        }
+    };
+    let page = number("page", 0)?;
+    let per_page = number("per_page", 100)?.clamp(1, 1000);
+    let all = state.store.list_profiles(team).await?;
+    let shown: Vec<Value> = all.iter().skip(page * per_page).take(per_page).map(profile_json).collect();
+    Ok(Json(json!({
+        "profiles": shown,
+        "meta": {"has_next_results": all.len() > (page + 1) * per_page, "has_previous_results": page > 0},
+    })))
+}
+
+async fn profile_in_reach(
+    state: &SharedState,
+    auth: &AuthUser,
+    uuid: &str,
+    action: Action,
+) -> Result<ProfileRecord, ApiError> {
+    let profile = state.store.get_profile(uuid).await?.ok_or(ApiError::NotFound("configuration profile"))?;
+    let scope = Scope::of_team(profile.team_id);
+    if !auth.actor.may(Action::Read, scope) {
+        return Err(ApiError::NotFound("configuration profile"));
+    }
+    auth.require(action, scope)?;
+    Ok(profile)
+}
+
+async fn get_one(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(uuid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let profile = profile_in_reach(&state, &auth, &uuid, Action::Read).await?;
+    if params.get("alt").map(String::as_str) == Some("media") {
+        let (extension, content_type) = if profile.format == "mobileconfig" {
+            ("mobileconfig", "application/x-apple-aspen-config")
+        } else {
+            ("json", "application/json")
+        };
+        let day = rfc3339(profile.uploaded_at).chars().take(10).collect::<String>();
+        let safe: String =
+            profile.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let disposition = format!("attachment; filename=\"{day}_{safe}.{extension}\"");
+        let mut response = profile.contents.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Ok(value) = HeaderValue::from_str(&disposition) {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
+        return Ok(response);
+    }
+    Ok(Json(profile_json(&profile)).into_response())
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    profile_in_reach(&state, &auth, &uuid, Action::Write).await?;
+    let deleted =
+        state.store.delete_profile(&uuid, now_ms()).await?.ok_or(ApiError::NotFound("configuration profile"))?;
+    let details = json!({"profile_uuid": deleted.uuid, "profile_name": deleted.name, "profile_identifier": deleted.identifier, "team_id": deleted.team_id});
+    crate::activity::record(&state, Some(&auth), "deleted_configuration_profile", details).await;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    profiles: Vec<BatchProfile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchProfile {
+    /// The file name (its extension says the format), as fleetctl sends it.
+    name: String,
+    /// The file, base64.
+    contents: String,
+}
+
+/// Fleet's `POST /mdm/profiles/batch?team_id=|team_name=&dry_run=`: the team's whole set, replaced in one
+/// transaction (profiles matched by identifier are updated in place; this is how profiles are edited).
+async fn batch(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<StatusCode, ApiError> {
+    use base64::Engine;
+    let team_id = match params.get("team_name").map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        Some(name) => {
+            let teams = state.store.list_teams().await?;
+            Some(
+                teams
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| t.id)
+                    .ok_or_else(|| ApiError::invalid("team_name", format!("no team named {name:?}")))?,
+            )
+        }
+        None => team_param(&params)?,
+    };
+    auth.require(Action::Write, Scope::of_team(team_id))?;
+    let mut profiles = Vec::with_capacity(request.profiles.len());
+    for (i, entry) in request.profiles.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(entry.contents.trim())
+            .map_err(|e| ApiError::invalid(format!("profiles[{i}].contents"), format!("not base64: {e}")))?;
+        let profile = parse_profile(&entry.name, &bytes).map_err(|e| match e {
+            ApiError::Validation { field, reason } => {
+                ApiError::Validation { field: format!("profiles[{i}].{field}"), reason }
+            }
+            other => other,
+        })?;
+        if profiles.iter().any(|p: &NewProfile| p.identifier == profile.identifier || p.name == profile.name) {
+            return Err(ApiError::invalid(format!("profiles[{i}]"), "the same identifier or name twice in one batch"));
+        }
+        profiles.push(profile);
+    }
+    if params.get("dry_run").is_some_and(|v| v == "true" || v == "1") {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if state.store.replace_profiles(team_id, &profiles, now_ms()).await.map_err(team_error)? {
+        let details = json!({"team_id": team_id, "profile_identifiers": profiles.iter().map(|p| &p.identifier).collect::<Vec<_>>()});
+        crate::activity::record(&state, Some(&auth), "edited_configuration_profiles", details).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn summary(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let team = team_param(&params)?;
+    auth.require(Action::Read, Scope::of_team(team))?;
+    let s = state.store.profiles_summary(team).await?;
+    Ok(Json(json!({"verified": s.verified, "verifying": s.verifying, "pending": s.pending, "failed": s.failed})))
+}
+
+/// A host's profiles as the host views show them.
+pub async fn host_profiles(state: &SharedState, host_id: i64) -> Result<Vec<herd_proto::fleet::HostProfile>, ApiError> {
+    let rows = state.store.host_profiles(host_id).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| herd_proto::fleet::HostProfile {
+            profile_uuid: r.profile_uuid,
+            identifier: r.identifier,
+            name: r.name,
+            platform: "linux".into(),
+            operation_type: r.operation.as_str().into(),
+            status: r.status.map(|s| s.as_str().to_string()),
+            detail: r.detail.unwrap_or_default(),
+            retries: r.retries,
+            updated_at: rfc3339(r.updated_at),
+        })
+        .collect())
+}
+
+async fn host_list(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let host = crate::api::hosts::authorized_host(&state, &auth, id, Action::Read).await?;
+    let profiles = host_profiles(&state, host.id).await?;
+    Ok(Json(json!({"host_id": host.id, "profiles": profiles})))
+}
+
+async fn resend(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, uuid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound("host"))?;
+    let host = crate::api::hosts::authorized_host(&state, &auth, id, Action::Write).await?;
+    match state.store.resend_host_profile(host.id, &uuid, now_ms()).await? {
+        Ok(()) => {
+            state.hosts.evict(host.id);
+            let details = json!({"host_id": host.id, "profile_uuid": uuid});
+            crate::activity::record(&state, Some(&auth), "resent_configuration_profile", details).await;
+            Ok(StatusCode::ACCEPTED)
+        }
+        Err(herd_store::ResendRefused::NotFound) => Err(ApiError::NotFound("configuration profile on this host")),
+        Err(herd_store::ResendRefused::NotFinal) => Err(ApiError::Conflict(
+            "Couldn't resend. Configuration profiles with \"pending\" or \"verifying\" status can't be resent.".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct CommandsRequest {
+    #[serde(default, alias = "orbit_node_key")]
+    node_key: Option<String>,
+}
+
+impl crate::api::osquery::NodeKeyed for CommandsRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+/// The agent asks for its profile commands (and so says it applies profiles): in order, each with the
+/// document to install.
+async fn agent_commands(
+    State(state): State<SharedState>,
+    request: OsqueryJson<CommandsRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let host_id = host.checkin.id;
+    if !host.checkin.profiles_enabled {
+        state.store.enable_host_profiles(host_id, now).await?;
+        state.hosts.evict(host_id);
+    }
+    let commands = state.store.profile_commands(host_id).await?;
+    let commands: Vec<Value> = commands
+        .iter()
+        .map(|c| {
+            let document = c.contents.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
+            json!({
+                "command_uuid": c.command_uuid,
+                "operation": c.operation.as_str(),
+                "identifier": c.identifier,
+                "name": c.name,
+                "profile": document,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"commands": commands})))
+}
+
+#[derive(Deserialize)]
+struct ResultsRequest {
+    #[serde(default, alias = "orbit_node_key")]
+    node_key: Option<String>,
+    results: Vec<CommandResult>,
+}
+
+#[derive(Deserialize)]
+struct CommandResult {
+    command_uuid: String,
+    /// acknowledged | error
+    status: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+impl crate::api::osquery::NodeKeyed for ResultsRequest {
+    fn node_key(&self) -> Option<&str> {
+        self.node_key.as_deref()
+    }
+}
+
+async fn agent_results(
+    State(state): State<SharedState>,
+    request: OsqueryJson<ResultsRequest>,
+) -> Result<Json<Value>, OsqueryError> {
+    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let mut results = Vec::with_capacity(request.body.results.len());
+    for r in &request.body.results {
+        let error = match r.status.as_str() {
+            "acknowledged" => None,
+            "error" => Some(r.detail.as_deref().unwrap_or("no detail").chars().take(2_000).collect::<String>()),
+            other => {
+                return Err(OsqueryError::BadRequest(format!("status {other:?}: expected acknowledged or error")));
+            }
+        };
+        results.push((r.command_uuid.clone(), error));
+    }
+    let limits = state.settings.get().profile_limits();
+    state.store.record_profile_results(host.checkin.id, &results, &limits, now).await?;
+    state.hosts.evict(host.checkin.id);
+    Ok(Json(json!({})))
+}
