@@ -67,6 +67,16 @@ pub struct RunOptions {
     /// Run scripts the server queues for this host (remediations). Off unless given: a host owner opts in.
     #[arg(long, env = "HERD_AGENT_ENABLE_SCRIPTS")]
     pub enable_scripts: bool,
+    /// Apply the configuration profiles the server assigns this host (files and kernel parameters). Off
+    /// unless given: a host owner opts in.
+    #[arg(long, env = "HERD_AGENT_ENABLE_PROFILES")]
+    pub enable_profiles: bool,
+    /// Where profiles persist kernel parameters.
+    #[arg(long, env = "HERD_AGENT_SYSCTL_DIR", default_value = "/etc/sysctl.d")]
+    pub sysctl_dir: PathBuf,
+    /// Where kernel parameters are set (procfs; another directory in containers and tests).
+    #[arg(long, env = "HERD_AGENT_PROC_SYS_DIR", default_value = "/proc/sys")]
+    pub proc_sys_dir: PathBuf,
     /// Longest a script may run, in seconds (the server's limit applies when it is shorter).
     #[arg(long, env = "HERD_AGENT_SCRIPT_TIMEOUT", default_value_t = 300)]
     pub script_timeout: u64,

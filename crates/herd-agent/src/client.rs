@@ -123,6 +123,31 @@ impl OsqueryClient {
         Ok(pending.scripts)
     }
 
+    /// The host's profile commands, in order (asking also tells the server this agent applies profiles).
+    pub async fn profile_commands(&self, node_key: &str) -> Result<Vec<ProfileCommand>, CallError> {
+        #[derive(serde::Deserialize)]
+        struct Commands {
+            commands: Vec<ProfileCommand>,
+        }
+        let body = serde_json::json!({"node_key": node_key});
+        let commands: Commands = self.post("/api/fleet/orbit/profiles/commands", &body).await?;
+        Ok(commands.commands)
+    }
+
+    /// Answers profile commands: (command uuid, None when applied, or the error).
+    pub async fn profile_results(&self, node_key: &str, results: &[(String, Option<String>)]) -> Result<(), CallError> {
+        let results: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(id, error)| match error {
+                None => serde_json::json!({"command_uuid": id, "status": "acknowledged"}),
+                Some(detail) => serde_json::json!({"command_uuid": id, "status": "error", "detail": detail}),
+            })
+            .collect();
+        let body = serde_json::json!({"node_key": node_key, "results": results});
+        let _: serde_json::Value = self.post("/api/fleet/orbit/profiles/results", &body).await?;
+        Ok(())
+    }
+
     /// Sends a run's result. `rechecks_locally`: this agent re-runs the remediated policy itself right after
     /// the round, so the server need not hand it out again.
     pub async fn script_result(
@@ -172,4 +197,16 @@ impl OsqueryClient {
         let _: Value = self.post("/api/fleet/orbit/device_token", &body).await?;
         Ok(())
     }
+}
+
+/// A profile command from the server.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProfileCommand {
+    pub command_uuid: String,
+    /// install | remove
+    pub operation: String,
+    pub identifier: String,
+    /// The document, for installs.
+    #[serde(default)]
+    pub profile: Option<serde_json::Value>,
 }

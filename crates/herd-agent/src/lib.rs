@@ -8,6 +8,7 @@ pub mod client;
 pub mod deferrals;
 pub mod desktop;
 pub mod output;
+pub mod profiles;
 pub mod run;
 pub mod scripts;
 pub mod shell;

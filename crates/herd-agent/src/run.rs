@@ -46,6 +46,10 @@ struct Agent {
     notices: Option<crate::deferrals::Notices>,
     /// The server no longer knows a deferred run the agent holds: fetch the scripts at the next check-in.
     fetch_scripts: bool,
+    /// Configuration profiles (None: not enabled on this host).
+    profiles: Option<crate::profiles::Profiles>,
+    /// Ask for profile commands at the next check-in (at start: tells the server profiles are applied here).
+    fetch_profiles: bool,
 }
 
 /// Longest wait between looks at the deferred runs (blocking apps close, users log in).
@@ -251,6 +255,10 @@ impl Agent {
         if work.herd_pending_scripts || std::mem::take(&mut self.fetch_scripts) {
             self.run_pending_scripts().await?;
         }
+        if self.profiles.is_some() && (work.herd_pending_profiles || self.fetch_profiles) {
+            self.apply_profile_commands().await?;
+            self.fetch_profiles = false;
+        }
         if work.queries.is_empty() {
             return Ok(());
         }
@@ -265,6 +273,40 @@ impl Agent {
             self.run_pending_scripts().await?;
         }
         Ok(())
+    }
+
+    /// Applies the server's profile commands in order and answers each (acknowledged, or the error).
+    async fn apply_profile_commands(&mut self) -> Result<(), CallError> {
+        let commands = self.client.profile_commands(self.key()?).await?;
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let Some(profiles) = self.profiles.as_mut() else { return Ok(()) };
+        let now_s = now_ms() / 1000;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            let outcome = match command.operation.as_str() {
+                "install" => {
+                    match command.profile.map(serde_json::from_value::<herd_core::profiles::ProfileDocument>) {
+                        Some(Ok(document)) => profiles.install(document, now_s),
+                        Some(Err(err)) => Err(format!("unreadable profile: {err}")),
+                        None => Err("the install command has no profile".to_string()),
+                    }
+                }
+                "remove" => profiles.remove(&command.identifier),
+                other => Err(format!("unknown operation {other:?}")),
+            };
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(profile = %command.identifier, operation = %command.operation, "profile applied")
+                }
+                Err(err) => {
+                    tracing::warn!(profile = %command.identifier, operation = %command.operation, %err, "profile not applied")
+                }
+            }
+            results.push((command.command_uuid, outcome.err()));
+        }
+        self.client.profile_results(self.key()?, &results).await
     }
 
     /// Runs the queued scripts one at a time, in order, each at most once (see `scripts::Ledger`). Deferred
@@ -601,7 +643,16 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert("distributed_interval".into(), DEFAULT_INTERVAL.as_secs().to_string());
-    let engine = Engine::with_flags(flags.clone())?;
+    let roots =
+        crate::profiles::Roots { sysctl_conf_dir: options.sysctl_dir.clone(), proc_sys: options.proc_sys_dir.clone() };
+    let mut tables = herd_osquery::tables::all(flags.clone());
+    tables.push(Arc::new(crate::profiles::HerdProfilesTable {
+        data_dir: options.data_dir.clone(),
+        roots: roots.clone(),
+    }));
+    let engine = Engine::with_tables(tables)?;
+    let profiles =
+        if options.enable_profiles { Some(crate::profiles::Profiles::open(&options.data_dir, roots)?) } else { None };
     let node_key = std::fs::read_to_string(options.data_dir.join("node_key"))
         .ok()
         .map(|k| k.trim().to_string())
@@ -625,6 +676,8 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
         schedule: crate::deferrals::Schedule::open(&options.data_dir)?,
         notices: None,
         fetch_scripts: false,
+        fetch_profiles: profiles.is_some(),
+        profiles,
     };
     tracing::info!(server = %options.server, data_dir = %options.data_dir.display(), "herd-agent running");
     let mut backoff = Duration::from_secs(1);

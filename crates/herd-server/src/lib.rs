@@ -123,6 +123,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 host_identifier: None,
                 // This machine's own agent: scripts stay off unless the operator starts herd with them on.
                 enable_scripts: args.with_agent_scripts,
+                // Profiles write files as root: never on this machine unless asked by hand.
+                enable_profiles: false,
+                sysctl_dir: "/etc/sysctl.d".into(),
+                proc_sys_dir: "/proc/sys".into(),
                 script_timeout: 300,
             };
             let mut stop = shutdown_rx.clone();

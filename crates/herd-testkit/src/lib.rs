@@ -308,13 +308,40 @@ impl Server {
         self.login(email, password).await
     }
 
-    /// Uploads a global script (multipart, as the Fleet UI does): the status and the reply.
-    pub async fn upload_script(&self, token: &str, name: &str, contents: &str) -> (StatusCode, Value) {
-        let part = reqwest::multipart::Part::bytes(contents.as_bytes().to_vec()).file_name(name.to_string());
-        let form = reqwest::multipart::Form::new().part("script", part);
-        let url = format!("{}/api/v1/fleet/scripts", self.url);
+    /// Uploads a file as the Fleet UI does (multipart: the file under `field`, and `team_id` when given).
+    pub async fn upload(
+        &self,
+        path: &str,
+        token: &str,
+        field: &str,
+        file_name: &str,
+        contents: &[u8],
+        team_id: Option<i64>,
+    ) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(contents.to_vec()).file_name(file_name.to_string());
+        let mut form = reqwest::multipart::Form::new().part(field.to_string(), part);
+        if let Some(team) = team_id {
+            form = form.text("team_id", team.to_string());
+        }
+        let url = format!("{}{path}", self.url);
         let response = self.client.post(url).bearer_auth(token).multipart(form).send().await.unwrap();
         (response.status(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads a global script: the status and the reply.
+    pub async fn upload_script(&self, token: &str, name: &str, contents: &str) -> (StatusCode, Value) {
+        self.upload("/api/v1/fleet/scripts", token, "script", name, contents.as_bytes(), None).await
+    }
+
+    /// Uploads a configuration profile to a team (None: no team): the status and the reply.
+    pub async fn upload_profile(
+        &self,
+        token: &str,
+        file_name: &str,
+        contents: &[u8],
+        team_id: Option<i64>,
+    ) -> (StatusCode, Value) {
+        self.upload("/api/v1/fleet/configuration_profiles", token, "profile", file_name, contents, team_id).await
     }
 
     /// Uploads a global script that must be accepted; its id.
