@@ -203,6 +203,9 @@ mod tests {
             migration_window_until: None,
             created_at: 0,
             pending_scripts: false,
+            profiles_enabled: false,
+            pending_profiles: false,
+            profiles_verifying: false,
         }
     }
 
