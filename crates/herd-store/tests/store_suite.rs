@@ -66,6 +66,7 @@ store_cases!(
     finished_remediations_make_their_policies_due_again,
     automation_rules_set_retries_and_timeout,
     deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes,
+    profiles_reconcile_answer_verify_and_follow_team_moves,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -781,4 +782,72 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
     report(retry_at + 2, PolicyResponse::Fail).await;
     let fresh = store.host_deferral(host, policy).await.unwrap().unwrap();
     assert_eq!((fresh.open, fresh.first_prompt_at, fresh.deferrals_used), (true, None, 0));
+}
+
+async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
+    use herd_core::profiles::{Limits, Operation, Status};
+    use herd_store::{NewProfile, RECONCILE_JOB_KIND};
+    let limits = Limits { grace_ms: 1_000, max_retries: 1 };
+    let profile = |identifier: &str, checksum: &str| NewProfile {
+        identifier: identifier.into(),
+        name: identifier.into(),
+        platform: "linux".into(),
+        format: "herd".into(),
+        payload_types: vec!["file".into()],
+        contents: "{}".into(),
+        checksum: checksum.into(),
+    };
+    let team = store.create_team("Servers", "", &[], NOW).await.unwrap();
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
+    let created = store.create_profile(Some(team), &profile("com.a", "sum-a"), NOW).await.unwrap();
+    assert!(store.create_profile(Some(team), &profile("com.a", "x"), NOW).await.is_err(), "one identifier per team");
+    // The agent says it applies profiles; the host is in no team yet: nothing expected.
+    store.enable_host_profiles(host, NOW).await.unwrap();
+    assert!(store.profile_commands(host).await.unwrap().is_empty());
+    // The move enqueues the reconcile in its own transaction; the job queues the install, once.
+    store.transfer_hosts(Some(team), &[host], NOW + 1).await.unwrap();
+    let jobs = store.claim_jobs(&[RECONCILE_JOB_KIND], "test", 10, 60_000, NOW + 2).await.unwrap();
+    assert!(jobs.iter().any(|j| j.payload["host_ids"] == serde_json::json!([host])), "{jobs:?}");
+    for job in &jobs {
+        store.reconcile_profiles(&job.payload, NOW + 2).await.unwrap();
+    }
+    assert_eq!(
+        store.reconcile_profiles(&serde_json::json!({"host_ids": [host]}), NOW + 3).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    let commands = store.profile_commands(host).await.unwrap();
+    assert_eq!(
+        (commands.len(), commands[0].operation, commands[0].identifier.as_str()),
+        (1, Operation::Install, "com.a")
+    );
+    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().pending_profiles, "the check-in says so");
+    // A stale answer changes nothing; the current one moves it to verifying, then the report verifies it.
+    store.record_profile_results(host, &[("stale".into(), None)], &limits, NOW + 4).await.unwrap();
+    assert_eq!(store.host_profiles(host).await.unwrap()[0].status, Some(Status::Pending));
+    store.record_profile_results(host, &[(commands[0].command_uuid.clone(), None)], &limits, NOW + 5).await.unwrap();
+    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().profiles_verifying);
+    store.verify_host_profiles(host, &[("com.a".into(), "sum-a".into(), NOW + 5)], &limits, NOW + 6).await.unwrap();
+    assert_eq!(store.host_profiles(host).await.unwrap()[0].status, Some(Status::Verified));
+    assert_eq!(store.profiles_summary(Some(team)).await.unwrap().verified, 1);
+    // Drift with one retry left: sent again; again: failed with the reason.
+    store.verify_host_profiles(host, &[("com.a".into(), "edited".into(), NOW + 5)], &limits, NOW + 7).await.unwrap();
+    let retried = &store.host_profiles(host).await.unwrap()[0];
+    assert_eq!((retried.status, retried.retries), (Some(Status::Pending), 1));
+    let command = store.profile_commands(host).await.unwrap().remove(0);
+    store
+        .record_profile_results(host, &[(command.command_uuid, Some("disk full".into()))], &limits, NOW + 8)
+        .await
+        .unwrap();
+    let failed = &store.host_profiles(host).await.unwrap()[0];
+    assert_eq!(failed.status, Some(Status::Failed));
+    assert!(failed.detail.as_deref().unwrap().contains("disk full"), "{failed:?}");
+    assert_eq!(store.profiles_summary(Some(team)).await.unwrap().failed, 1);
+    // Deleting the profile queues its remove; the acknowledged remove drops the row.
+    store.delete_profile(&created.uuid, NOW + 9).await.unwrap().unwrap();
+    store.reconcile_profiles(&serde_json::json!({"scope_key": team}), NOW + 9).await.unwrap();
+    let remove = store.profile_commands(host).await.unwrap().remove(0);
+    assert_eq!(remove.operation, Operation::Remove);
+    store.record_profile_results(host, &[(remove.command_uuid, None)], &limits, NOW + 10).await.unwrap();
+    assert!(store.host_profiles(host).await.unwrap().is_empty());
 }
