@@ -369,6 +369,9 @@ impl Store {
         for host in &hosts {
             crate::policies::note_host_moved(&mut tx, *host, Some(id), None, now).await?;
         }
+        // The team's profiles go with it; its hosts now expect the no-team set.
+        sqlx::query("DELETE FROM profiles WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        crate::profiles::note_hosts_moved(&mut tx, &hosts, now).await?;
         sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM user_teams WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM teams WHERE id = $1").bind(id).execute(&mut *tx).await?;
