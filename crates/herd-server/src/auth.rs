@@ -50,16 +50,22 @@ impl FromRequestParts<SharedState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        let hash = token_hash(token);
-        match state.store.session_user(&hash, now_ms()).await? {
-            Some(session) => {
-                let actor = session.user.actor();
-                Ok(AuthUser { user: session.user, actor, token_hash: hash })
-            }
-            None => {
-                state.login_limiter.record_failure(client, Instant::now());
-                Err(ApiError::Unauthenticated)
-            }
+        user_for_token(state, client, token).await
+    }
+}
+
+/// The user of a session token (bearer header or the console's cookie); a bad token counts against the
+/// client's address like a failed login.
+pub async fn user_for_token(state: &SharedState, client: IpAddr, token: &str) -> Result<AuthUser, ApiError> {
+    let hash = token_hash(token);
+    match state.store.session_user(&hash, now_ms()).await? {
+        Some(session) => {
+            let actor = session.user.actor();
+            Ok(AuthUser { user: session.user, actor, token_hash: hash })
+        }
+        None => {
+            state.login_limiter.record_failure(client, Instant::now());
+            Err(ApiError::Unauthenticated)
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod files;

@@ -122,6 +122,32 @@ impl Worker for MigrationWindows {
     }
 }
 
+/// Keeps the daily compliance history (the console's chart): today's pass/fail counts per policy and overall,
+/// from the live counts.
+pub struct ComplianceRecorder;
+
+impl Worker for ComplianceRecorder {
+    const NAME: &'static str = "compliance_recorder";
+    fn period(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        record_compliance(state).await
+    }
+}
+
+/// Records today's counts now (also called when the console shows the chart for the first time today).
+pub async fn record_compliance(state: &SharedState) -> anyhow::Result<()> {
+    let now = now_ms();
+    let policies = state.store.all_policies().await?;
+    let mut counts: Vec<(i64, i64, i64)> =
+        policies.iter().map(|p| (p.id, p.passing_host_count, p.failing_host_count)).collect();
+    let (passing, failing) = counts.iter().fold((0, 0), |(p, f), (_, pass, fail)| (p + pass, f + fail));
+    counts.push((0, passing, failing));
+    state.store.record_compliance(&crate::wire::rfc3339(now)[..10], &counts, now).await?;
+    Ok(())
+}
+
 /// Turns changes to what hosts should have (profile uploads, edits, deletes, team moves) into install and
 /// remove commands: claims `profile_reconcile` jobs from the job table, so a change committed is reconciled
 /// even if this server stops (another takes the job when its lease ends).
@@ -218,5 +244,6 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(WebhookDelivery::new(state), state.clone(), shutdown.clone()),
         spawn(MigrationWindows, state.clone(), shutdown.clone()),
         spawn(ProfileReconciler::new(), state.clone(), shutdown.clone()),
+        spawn(ComplianceRecorder, state.clone(), shutdown.clone()),
     ]
 }

@@ -14,6 +14,7 @@
 
 mod activities;
 mod automations;
+mod compliance;
 mod config;
 mod deferrals;
 mod devices;
@@ -31,6 +32,7 @@ mod users;
 
 pub use activities::{ActivityRecord, Actor};
 pub use automations::AutomationRules;
+pub use compliance::ComplianceDay;
 pub use config::StoredSecret;
 pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};

@@ -30,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_mdm_migration"),
     migration!(8, "0008_deferrals"),
     migration!(9, "0009_profiles"),
+    migration!(10, "0010_compliance"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -129,12 +129,17 @@ async fn patch_config(
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<AppConfig>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    let config = merge(&stored_config(&state).await?, &patch)?;
+    Ok(Json(apply_patch(&state, &patch).await?))
+}
+
+/// Merges a patch into the stored configuration, checks it, saves it and reloads the settings.
+pub(crate) async fn apply_patch(state: &SharedState, patch: &Value) -> Result<AppConfig, ApiError> {
+    let config = merge(&stored_config(state).await?, patch)?;
     validate(&config)?;
     let document = serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))?;
     state.store.save_app_config(&document, now_ms()).await?;
     state.settings.reload(&state.store).await?;
-    Ok(Json(config))
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -36,12 +36,12 @@ pub const MAX_PER_PAGE: i64 = 10_000;
 const IGNORED_PARAMS: &[&str] =
     &["device_mapping", "populate_software", "populate_policies", "disable_failing_policies"];
 
-struct ListParams {
-    filter: HostFilter,
-    order: HostOrder,
-    descending: bool,
-    page: i64,
-    per_page: i64,
+pub(crate) struct ListParams {
+    pub filter: HostFilter,
+    pub order: HostOrder,
+    pub descending: bool,
+    pub page: i64,
+    pub per_page: i64,
 }
 
 fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -51,7 +51,7 @@ fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<
         .transpose()
 }
 
-fn parse_list_params(
+pub(crate) fn parse_list_params(
     params: &HashMap<String, String>,
     auth: &AuthUser,
     with_paging: bool,
@@ -138,7 +138,7 @@ fn parse_list_params(
 /// Status filters run in SQL on last-seen times; write this server's pending ones first so a host that just
 /// checked in here is online in the listing too. (Other servers' pending times are at most one flush period
 /// old, well inside the one-minute grace of the online rule.)
-async fn flush_before_status_filter(state: &SharedState, filter: &HostFilter) -> Result<(), ApiError> {
+pub(crate) async fn flush_before_status_filter(state: &SharedState, filter: &HostFilter) -> Result<(), ApiError> {
     if filter.status.is_some() {
         crate::workers::flush_seen_times(state).await.map_err(ApiError::Internal)?;
     }

@@ -50,6 +50,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(osquery::routes())
         .merge(device::agent_routes())
         .merge(my_device::routes())
+        .merge(crate::console::routes())
         .merge(scripts::agent_routes())
         .merge(deferrals::agent_routes())
         .merge(profiles::agent_routes())

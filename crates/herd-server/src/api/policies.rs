@@ -193,7 +193,7 @@ async fn check_script(state: &SharedState, team_id: Option<i64>, fields: &Policy
     Ok(())
 }
 
-async fn create(
+pub(crate) async fn create(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,
@@ -221,7 +221,7 @@ async fn create(
     Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
 }
 
-async fn patch(
+pub(crate) async fn patch(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,

@@ -159,20 +159,20 @@ async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): Pa
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RunRequest {
-    host_id: i64,
+pub(crate) struct RunRequest {
+    pub host_id: i64,
     #[serde(default)]
-    script_id: Option<i64>,
+    pub script_id: Option<i64>,
     #[serde(default)]
-    script_contents: Option<String>,
+    pub script_contents: Option<String>,
     #[serde(default)]
-    script_name: Option<String>,
+    pub script_name: Option<String>,
     #[serde(default)]
-    team_id: Option<i64>,
+    pub team_id: Option<i64>,
 }
 
 /// Validates a run request and queues it; returns the queued execution.
-async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequest) -> Result<NewExecution, ApiError> {
+pub(crate) async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequest) -> Result<NewExecution, ApiError> {
     if state.settings.get().config.server_settings.scripts_disabled {
         return Err(ApiError::Forbidden);
     }

@@ -38,11 +38,22 @@ async fn login(
     Client(client): Client,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    let (user, token) = password_login(&state, client, &request.email, request.password).await?;
+    Ok(Json(LoginResponse { user: wire::user(&user), token }))
+}
+
+/// Checks an email and password (rate-limited per client address, constant work for unknown emails) and
+/// opens a session: the user and the session's token. Shared by the REST API and the console.
+pub(crate) async fn password_login(
+    state: &SharedState,
+    client: std::net::IpAddr,
+    email: &str,
+    password: String,
+) -> Result<(herd_store::UserRecord, String), ApiError> {
     if let Err(retry_after_s) = state.login_limiter.check(client, Instant::now()) {
         return Err(ApiError::RateLimited { retry_after_s });
     }
-    let user = state.store.user_by_email(&request.email).await?;
-    let password = request.password;
+    let user = state.store.user_by_email(email).await?;
     let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
     // argon2 is deliberately slow: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
@@ -59,8 +70,8 @@ async fn login(
     state.store.create_session(&token_hash(&token), user.id, expires_at, now).await?;
     tracing::info!(user_id = user.id, "user logged in");
     let actor = crate::auth::AuthUser { actor: user.actor(), user: user.clone(), token_hash: String::new() };
-    crate::activity::record(&state, Some(&actor), "user_logged_in", json!({"public_ip": client.to_string()})).await;
-    Ok(Json(LoginResponse { user: wire::user(&user), token }))
+    crate::activity::record(state, Some(&actor), "user_logged_in", json!({"public_ip": client.to_string()})).await;
+    Ok((user, token))
 }
 
 async fn logout(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<Value>, ApiError> {

@@ -1,0 +1,25 @@
+// Live regions: every element with data-live and an id is refreshed from the same URL every 5 s (no reload),
+// and announced politely to screen readers. Stops while the tab is hidden or a form field has focus.
+(function () {
+  function refresh() {
+    var live = document.querySelectorAll("[data-live][id]");
+    if (!live.length) return;
+    if (document.hidden || (document.activeElement && /INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName))) {
+      setTimeout(refresh, 5000);
+      return;
+    }
+    fetch(window.location.href, {cache: "no-store", credentials: "same-origin"}).then(function (r) {
+      if (!r.ok || r.redirected) throw new Error("stale");
+      return r.text();
+    }).then(function (html) {
+      var next = new DOMParser().parseFromString(html, "text/html");
+      live.forEach(function (el) {
+        var fresh = next.getElementById(el.id);
+        if (fresh && fresh.innerHTML !== el.innerHTML) { el.innerHTML = fresh.innerHTML; }
+        el.setAttribute("aria-live", "polite");
+      });
+      setTimeout(refresh, 5000);
+    }).catch(function () { setTimeout(refresh, 15000); });
+  }
+  document.addEventListener("DOMContentLoaded", function () { setTimeout(refresh, 5000); });
+})();
