@@ -326,19 +326,20 @@ async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<R
     let team_id = record.team_id;
     let h = crate::api::hosts::host_view(state, record).await?;
     let mut body = String::new();
+    let hardware = [h.hardware_vendor.as_str(), h.hardware_model.as_str()].join(" ").trim().to_string()
+        + &if h.hardware_serial.is_empty() { String::new() } else { format!(" (serial {})", h.hardware_serial) };
+    let hardware = if hardware.trim().is_empty() { "—".to_string() } else { hardware };
     let disk = h.percent_disk_space_available.map_or_else(|| "—".into(), |p| format!("{p:.0} % free"));
     let memory = h.memory.map_or_else(|| "—".into(), |m| format!("{:.1} GB", m as f64 / 1e9));
     let _ = write!(
         body,
         "<dl class=\"vitals\" id=\"vitals\" data-live><dt>Status</dt><dd>{}</dd><dt>Team</dt><dd>{}</dd><dt>Operating system</dt><dd>{}</dd>\
-         <dt>Hardware</dt><dd>{} {} (serial {})</dd><dt>CPU</dt><dd>{}</dd><dt>Memory</dt><dd>{memory}</dd><dt>Disk</dt><dd>{disk}</dd>\
+         <dt>Hardware</dt><dd>{}</dd><dt>CPU</dt><dd>{}</dd><dt>Memory</dt><dd>{memory}</dd><dt>Disk</dt><dd>{disk}</dd>\
          <dt>Address</dt><dd>{} {}</dd><dt>Agent</dt><dd>osquery {} {}</dd><dt>Last seen</dt><dd>{}</dd><dt>Vitals updated</dt><dd>{}</dd></dl>",
         escape(&h.status),
         escape(h.team_name.as_deref().unwrap_or("No team")),
         escape(&h.os_version),
-        escape(&h.hardware_vendor),
-        escape(&h.hardware_model),
-        escape(&h.hardware_serial),
+        escape(&hardware),
         escape(&h.cpu_brand),
         escape(&h.primary_ip),
         escape(&h.primary_mac),

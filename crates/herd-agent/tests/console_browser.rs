@@ -1,0 +1,159 @@
+//! The admin console in a real headless Chromium, with the real server and a real agent: log in, create a
+//! policy, watch the agent's host fail it and pass it again without reloading, run a script and read its
+//! output, change settings; every page keeps basic accessibility (language, one h1, labelled controls, named
+//! buttons and links, keyboard focus). Screenshots go to target/browser-artifacts/.
+
+use herd_testkit::browser::Browser;
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, AgentProcess, Server, eventually};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(90);
+const AGENT: &str = env!("CARGO_BIN_EXE_herd-agent");
+
+/// Basic accessibility of the page in the browser: the findings, empty when all hold.
+async fn accessibility_problems(browser: &Browser) -> Value {
+    browser
+        .script(
+            "const problems = [];
+             if (document.documentElement.lang !== 'en') problems.push('lang');
+             if (document.querySelectorAll('h1').length !== 1) problems.push('h1 count');
+             for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+               const labelled = (el.id && document.querySelector('label[for=\"' + el.id + '\"]')) || el.getAttribute('aria-label');
+               if (!labelled) problems.push('unlabelled ' + (el.name || el.id));
+             }
+             for (const el of document.querySelectorAll('a, button')) {
+               if (!(el.innerText || el.getAttribute('aria-label') || '').trim()) problems.push('unnamed ' + el.outerHTML.slice(0, 60));
+             }
+             for (const img of document.querySelectorAll('img')) if (!img.alt) problems.push('img without alt');
+             const first = document.querySelector('main a, main button, main input:not([type=hidden]), main select');
+             if (first) { first.focus(); if (document.activeElement !== first) problems.push('not focusable'); }
+             return problems;",
+        )
+        .await
+}
+
+async fn login(browser: &Browser, server: &Server) {
+    browser.open(&format!("{}/console", server.url)).await;
+    let at = browser.script("return location.pathname;").await;
+    assert_eq!(at, "/console/login", "signed out: the login page");
+    assert_eq!(accessibility_problems(browser).await, json!([]));
+    browser
+        .script(&format!(
+            "document.getElementById('email').value = {}; document.getElementById('password').value = {}; return 1;",
+            json!(ADMIN_EMAIL),
+            json!(ADMIN_PASSWORD)
+        ))
+        .await;
+    browser.click("main form button[type=submit]").await;
+    eventually(PATIENCE, "the dashboard", || async {
+        (browser.script("return location.pathname;").await == "/console").then_some(())
+    })
+    .await;
+}
+
+async fn console_drives_a_real_host(server: Server) {
+    let Some(chromedriver) = herd_testkit::browser::chromedriver() else { return };
+    let admin = server.admin_token().await;
+    let fast = json!({"agent_options": {"config": {"options": {"distributed_interval": 2}}}, "host_settings": {"policy_interval": 2}});
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, fast).await.0, 200);
+    server.script_id(&admin, "hello.sh", "echo hello-from-the-console\n").await;
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("unwanted");
+    let _agent = AgentProcess::start(AGENT, &server, &work.path().join("agent"), "console-host", &["--enable-scripts"]);
+    let host_id = eventually(PATIENCE, "the host", || async {
+        let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
+        hosts["hosts"].as_array()?.first()?["id"].as_i64()
+    })
+    .await;
+
+    let browser = Browser::start(&chromedriver).await;
+    login(&browser, &server).await;
+    let text = browser.text().await;
+    assert!(text.contains("Dashboard") && text.contains("online") && text.contains("Compliance over time"), "{text}");
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    browser.screenshot("console-dashboard").await;
+
+    // Create a policy in the form.
+    browser.open(&format!("{}/console/policies/new", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    let query = format!("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM file WHERE path = '{}');", marker.display());
+    browser
+        .script(&format!(
+            "document.getElementById('name').value = 'No unwanted file'; document.getElementById('query').value = {}; \
+             document.getElementById('resolution').value = 'Delete the file.'; return 1;",
+            json!(query)
+        ))
+        .await;
+    browser.click("main form button[type=submit]").await;
+    let policy_id = eventually(PATIENCE, "the saved policy", || async {
+        let path = browser.script("return location.pathname;").await;
+        path.as_str()?.strip_prefix("/console/policies/")?.parse::<i64>().ok()
+    })
+    .await;
+    let (_, policy) = server.get(&format!("/api/v1/fleet/global/policies/{policy_id}"), &admin).await;
+    assert_eq!(policy["policy"]["name"], "No unwanted file");
+
+    // The host's page follows the host: failing, then passing, without a reload.
+    browser.open(&format!("{}/console/hosts/{host_id}", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    browser.script("window.sameDocument = true; return 1;").await;
+    std::fs::write(&marker, "x").unwrap();
+    eventually(PATIENCE, "the policy failing on screen", || async {
+        let row =
+            browser.script("const c = document.getElementById('host-policies'); return c ? c.innerText : '';").await;
+        row.as_str()?.contains("Failing").then_some(())
+    })
+    .await;
+    browser.screenshot("console-host-failing").await;
+    std::fs::remove_file(&marker).unwrap();
+    eventually(PATIENCE, "the policy passing on screen", || async {
+        let row = browser.script("return document.getElementById('host-policies').innerText;").await;
+        let text = row.as_str()?.to_string();
+        (text.contains("Passing") && !text.contains("Failing")).then_some(())
+    })
+    .await;
+    assert_eq!(browser.script("return window.sameDocument === true;").await, true, "updated in place, no reload");
+
+    // Run a script from the host's page and read its output there.
+    browser.click("form input[value=run_script] ~ button").await;
+    eventually(PATIENCE, "the script's output on screen", || async {
+        browser.text().await.contains("hello-from-the-console").then_some(())
+    })
+    .await;
+    browser.screenshot("console-host-script").await;
+
+    // The policy list shows the live counts.
+    browser.open(&format!("{}/console/policies", server.url)).await;
+    let text = browser.text().await;
+    assert!(text.contains("No unwanted file"), "{text}");
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+
+    // Change settings.
+    browser.open(&format!("{}/console/settings", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    browser.script("document.getElementById('org_name').value = 'Console Corp'; return 1;").await;
+    browser.click("main form button[type=submit]").await;
+    eventually(PATIENCE, "the settings saved", || async {
+        let (_, config) = server.get("/api/v1/fleet/config", &admin).await;
+        (config["org_info"]["org_name"] == "Console Corp").then_some(())
+    })
+    .await;
+
+    // Every page: basic accessibility, and a screenshot.
+    for page in ["hosts", "teams", "scripts", "profiles", "users", "activity"] {
+        browser.open(&format!("{}/console/{page}", server.url)).await;
+        assert_eq!(accessibility_problems(&browser).await, json!([]), "{page}");
+        browser.screenshot(&format!("console-{page}")).await;
+    }
+    // Log out: the console is closed again.
+    browser.click("form.logout button").await;
+    eventually(PATIENCE, "logged out", || async {
+        (browser.script("return location.pathname;").await == "/console/login").then_some(())
+    })
+    .await;
+    browser.open(&format!("{}/console/hosts", server.url)).await;
+    assert_eq!(browser.script("return location.pathname;").await, "/console/login");
+}
+
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")); console_drives_a_real_host);
