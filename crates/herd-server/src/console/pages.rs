@@ -105,9 +105,12 @@ async fn dashboard_page(state: &SharedState, user: &ConsoleUser) -> Result<Respo
     }
     body.push_str("</tbody></table></div>");
     body.push_str(&compliance_chart(state).await?);
-    body.push_str("<h2>Recent activity</h2><div id=\"recent\" data-live>");
-    activity_table(&mut body, &state.store.list_activities(0, 10).await?);
-    body.push_str("<p><a href=\"/console/activity\">All activity</a></p></div>");
+    // The activity feed is for global readers, as in the REST API.
+    if user.auth.actor.may(Action::Read, Scope::Global) {
+        body.push_str("<h2>Recent activity</h2><div id=\"recent\" data-live>");
+        activity_table(&mut body, &state.store.list_activities(0, 10).await?);
+        body.push_str("<p><a href=\"/console/activity\">All activity</a></p></div>");
+    }
     Ok(layout(user, "/console", "Dashboard", &body))
 }
 
@@ -470,16 +473,22 @@ async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<R
         },
         escape(if m.state.is_empty() { "not started" } else { &m.state })
     );
-    body.push_str("<h2>Activity</h2>");
-    let activities: Vec<_> = state
-        .store
-        .list_activities(0, 500)
-        .await?
-        .into_iter()
-        .filter(|a| a.details["host_id"].as_i64() == Some(id))
-        .take(20)
-        .collect();
-    activity_table(&mut body, &activities);
+    let activities: Vec<_> = if !user.auth.actor.may(Action::Read, Scope::Global) {
+        Vec::new()
+    } else {
+        body.push_str("<h2>Activity</h2>");
+        state
+            .store
+            .list_activities(0, 500)
+            .await?
+            .into_iter()
+            .filter(|a| a.details["host_id"].as_i64() == Some(id))
+            .take(20)
+            .collect()
+    };
+    if user.auth.actor.may(Action::Read, Scope::Global) {
+        activity_table(&mut body, &activities);
+    }
     Ok(layout(user, "/console/hosts", &h.display_name, &body))
 }
 
