@@ -21,6 +21,7 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 }
 
 /// A request made by a logged-in user.
+#[derive(Clone)]
 pub struct AuthUser {
     pub user: UserRecord,
     pub actor: Actor,

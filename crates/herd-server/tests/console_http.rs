@@ -92,6 +92,50 @@ async fn console_login_csrf_roles_and_escaping(server: Server) {
     let (status, _) = page(&server, &client, "/console/hosts?status=sleeping").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // Teams, scripts, users and settings from their pages; bad ones refused with the reason.
+    let post = |path: &str, fields: Vec<(&str, &str)>| {
+        let mut fields: Vec<(String, String)> =
+            fields.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        fields.push(("csrf".into(), token.clone()));
+        client.post(format!("{}{path}", server.url)).form(&fields).send()
+    };
+    assert_eq!(post("/console/teams", vec![("name", "Kiosks")]).await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(post("/console/teams", vec![("name", "")]).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let script = vec![("name", "hello.sh"), ("team_id", "0"), ("contents", "echo hi\r\n")];
+    assert_eq!(post("/console/scripts", script).await.unwrap().status(), StatusCode::SEE_OTHER);
+    let (_, scripts) = server.get("/api/v1/fleet/scripts", &admin_token).await;
+    assert_eq!(scripts["scripts"][0]["name"], "hello.sh");
+    let bad_script = vec![("name", "hello.exe"), ("team_id", "0"), ("contents", "x")];
+    assert_eq!(post("/console/scripts", bad_script).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let new_user = vec![
+        ("name", "Ann"),
+        ("email", "ann@example.com"),
+        ("password", "ann-password-1!"),
+        ("global_role", "observer"),
+    ];
+    assert_eq!(post("/console/users", new_user).await.unwrap().status(), StatusCode::SEE_OTHER);
+    let weak = vec![("name", "Bob"), ("email", "bob@example.com"), ("password", "short"), ("global_role", "observer")];
+    assert_eq!(post("/console/users", weak).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let settings = vec![
+        ("org_name", "Acme"),
+        ("contact_url", ""),
+        ("policy_interval", "600"),
+        ("vitals_interval", "3600"),
+        ("agent_options", "{\"config\": {\"options\": {\"distributed_interval\": 30}}}"),
+    ];
+    assert_eq!(post("/console/settings", settings).await.unwrap().status(), StatusCode::SEE_OTHER);
+    let (_, config) = server.get("/api/v1/fleet/config", &admin_token).await;
+    assert_eq!(
+        (config["org_info"]["org_name"].as_str(), config["host_settings"]["policy_interval"].as_i64()),
+        (Some("Acme"), Some(600))
+    );
+    assert_eq!(config["agent_options"]["config"]["options"]["distributed_interval"], 30);
+    let broken =
+        vec![("org_name", "Acme"), ("policy_interval", "600"), ("vitals_interval", "3600"), ("mdm", "{not json")];
+    let refused = post("/console/settings", broken).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("mdm"));
+
     // Roles: a team observer sees their team's hosts only, and not the users page.
     let (_, team) = server.post("/api/v1/fleet/teams", &admin_token, json!({"name": "Lab"})).await;
     let team_id = team["team"]["id"].as_i64().unwrap();

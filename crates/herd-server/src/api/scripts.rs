@@ -56,7 +56,7 @@ fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError>
 }
 
 /// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension.
-fn check_script(name: &str, contents: &str) -> Result<(), ApiError> {
+pub(crate) fn check_script(name: &str, contents: &str) -> Result<(), ApiError> {
     if !(name.ends_with(".sh") || name.ends_with(".ps1")) {
         return Err(ApiError::invalid("script", "the file name must end in .sh or .ps1"));
     }

@@ -67,7 +67,7 @@ async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<T
     Ok(Json(TeamsResponse { teams }))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(request): ApiJson<CreateTeamRequest>,

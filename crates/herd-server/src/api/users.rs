@@ -70,7 +70,7 @@ async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<U
     Ok(Json(UsersResponse { users: users.iter().map(wire::user).collect() }))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(request): ApiJson<CreateUserRequest>,

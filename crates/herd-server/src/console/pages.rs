@@ -724,6 +724,29 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
             id = p.id
         );
     }
+    if let Some(p) = &existing {
+        let from = rfc3339(now_ms() - 29 * herd_core::DAY_MS)[..10].to_string();
+        let days: Vec<_> =
+            state.store.compliance_history(&from).await?.into_iter().filter(|d| d.policy_id == p.id).collect();
+        body.push_str("<h2>Pass rate by day</h2><table><thead><tr><th scope=\"col\">Day</th><th scope=\"col\" class=\"num\">Passing</th><th scope=\"col\" class=\"num\">Failing</th><th scope=\"col\" class=\"num\">Pass rate</th></tr></thead><tbody>");
+        for d in days.iter().rev() {
+            let total = d.passing + d.failing;
+            let rate = if total == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.1} %", d.passing as f64 * 100.0 / total as f64)
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{rate}</td></tr>",
+                d.day, d.passing, d.failing
+            );
+        }
+        if days.is_empty() {
+            body.push_str("<tr><td colspan=\"4\">Recorded from today on.</td></tr>");
+        }
+        body.push_str("</tbody></table>");
+    }
     let title = existing.as_ref().map_or_else(|| "New policy".to_string(), |p| p.name.clone());
     Ok(layout(user, "/console/policies", &title, &body))
 }
@@ -811,6 +834,9 @@ pub async fn teams(State(state): State<SharedState>, user: ConsoleUser) -> Respo
             let _ = write!(body, "<tr><td><a href=\"/console/hosts?team_id={}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{secrets}</td></tr>", t.id, escape(&t.name), t.host_count, t.user_count);
         }
         body.push_str("</tbody></table>");
+        if user.auth.actor.may(Action::AdministerServer, Scope::Global) {
+            let _ = write!(body, "<h2>New team</h2><form method=\"post\" action=\"/console/teams\" class=\"inline\">{}<label for=\"team-name\">Name</label><input id=\"team-name\" name=\"name\" required><button type=\"submit\">Create team</button></form>", user.csrf_field());
+        }
         if user.auth.actor.may(Action::Write, Scope::Global) {
             let secrets = state.store.enroll_secrets(None).await?;
             body.push_str("<h2>Global enroll secrets</h2><ul>");
@@ -838,7 +864,15 @@ pub async fn scripts(State(state): State<SharedState>, user: ConsoleUser) -> Res
                 let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", escape(&s.name), scope.map_or_else(|| "All teams".into(), |t| team_label(&teams, Some(t))), time(Some(s.created_at)));
             }
         }
-        body.push_str("</tbody></table><p class=\"note\">Upload scripts with <code>POST /api/v1/fleet/scripts</code>; run them from a host's page.</p>");
+        body.push_str("</tbody></table><p class=\"note\">Run scripts from a host's page, or make them a policy's automation.</p>");
+        let writable: Vec<&(i64, String)> = teams.iter().filter(|(id, _)| user.auth.actor.may(Action::Write, Scope::Team(*id))).collect();
+        if user.auth.actor.may(Action::Write, Scope::Global) || !writable.is_empty() {
+            let _ = write!(body, "<h2>New script</h2><form method=\"post\" action=\"/console/scripts\">{}<label for=\"script-name\">File name (.sh or .ps1)</label><input id=\"script-name\" name=\"name\" required placeholder=\"fix-firewall.sh\"><label for=\"script-team\">Team</label><select id=\"script-team\" name=\"team_id\"><option value=\"0\">All teams</option>", user.csrf_field());
+            for (id, name) in writable {
+                let _ = write!(body, "<option value=\"{id}\">{}</option>", escape(name));
+            }
+            body.push_str("</select><label for=\"script-contents\">Contents</label><textarea id=\"script-contents\" name=\"contents\" rows=\"8\" required></textarea><p><button type=\"submit\">Save script</button></p></form>");
+        }
         Ok(layout(&user, "/console/scripts", "Scripts", &body))
     }
     .await)
@@ -887,6 +921,7 @@ pub async fn users(State(state): State<SharedState>, user: ConsoleUser) -> Respo
             let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{role}</td></tr>", escape(&u.name), escape(&u.email));
         }
         body.push_str("</tbody></table>");
+        let _ = write!(body, "<h2>New user</h2><form method=\"post\" action=\"/console/users\">{}<label for=\"user-name\">Name</label><input id=\"user-name\" name=\"name\" required><label for=\"user-email\">Email</label><input id=\"user-email\" name=\"email\" type=\"email\" required><label for=\"user-password\">Password (12+ characters, a number and a symbol)</label><input id=\"user-password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required><label for=\"user-role\">Global role</label><select id=\"user-role\" name=\"global_role\"><option>observer</option><option>maintainer</option><option>admin</option></select><p><button type=\"submit\">Create user</button></p></form>", user.csrf_field());
         Ok(layout(&user, "/console/users", "Users and roles", &body))
     }
     .await)
@@ -901,8 +936,14 @@ pub async fn settings(State(state): State<SharedState>, user: ConsoleUser) -> Re
         let _ = write!(body, "<label for=\"contact_url\">Contact URL</label><input id=\"contact_url\" name=\"contact_url\" type=\"url\" size=\"50\" value=\"{}\">", escape(&config.org_info.contact_url));
         let _ = write!(body, "<h2>Hosts</h2><label for=\"policy_interval\">Policy interval (seconds)</label><input id=\"policy_interval\" name=\"policy_interval\" inputmode=\"numeric\" value=\"{}\">", config.host_settings.policy_interval);
         let _ = write!(body, "<label for=\"vitals_interval\">Vitals interval (seconds)</label><input id=\"vitals_interval\" name=\"vitals_interval\" inputmode=\"numeric\" value=\"{}\">", config.host_settings.vitals_interval);
+        for (key, label, value) in [
+            ("webhook_settings", "Webhooks (JSON)", serde_json::to_value(&config.webhook_settings).unwrap_or_default()),
+            ("mdm", "Migration from a previous management system (JSON)", serde_json::to_value(&config.mdm).unwrap_or_default()),
+            ("agent_options", "Agent options (JSON)", config.agent_options.clone()),
+        ] {
+            let _ = write!(body, "<label for=\"{key}\">{label}</label><textarea id=\"{key}\" name=\"{key}\" rows=\"8\">{}</textarea>", escape(&serde_json::to_string_pretty(&value).unwrap_or_default()));
+        }
         body.push_str("<p><button type=\"submit\">Save settings</button></p></form>");
-        let _ = write!(body, "<h2>Webhooks, migration and agent options</h2><p class=\"note\">Edit with <code>PATCH /api/v1/fleet/config</code> or <code>herdctl apply</code>.</p><pre>{}</pre>", escape(&serde_json::to_string_pretty(&serde_json::json!({"webhook_settings": config.webhook_settings, "mdm": config.mdm, "agent_options": config.agent_options})).unwrap_or_default()));
         Ok(layout(&user, "/console/settings", "Settings", &body))
     }
     .await)
@@ -917,10 +958,15 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
         let number = |k: &str| -> Result<i64, ApiError> {
             form.get(k).map(|v| v.trim()).unwrap_or_default().parse().map_err(|_| ApiError::invalid(format!("host_settings.{k}"), "a number of seconds"))
         };
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "org_info": {"org_name": form.get("org_name").cloned().unwrap_or_default(), "contact_url": form.get("contact_url").cloned().unwrap_or_default()},
             "host_settings": {"policy_interval": number("policy_interval")?, "vitals_interval": number("vitals_interval")?},
         });
+        for key in ["webhook_settings", "mdm", "agent_options"] {
+            if let Some(text) = form.get(key).filter(|t| !t.trim().is_empty()) {
+                patch[key] = serde_json::from_str(text).map_err(|e| ApiError::invalid(key, format!("not valid JSON: {e}")))?;
+            }
+        }
         crate::api::config::apply_patch(&state, &patch).await?;
         crate::activity::record(&state, Some(&user.auth), "edited_settings", patch).await;
         Ok::<_, ApiError>(())
@@ -951,4 +997,73 @@ pub async fn activity(State(state): State<SharedState>, user: ConsoleUser, Query
         }
         .await,
     )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Creating teams, scripts and users (the REST API's own handlers and checks)
+
+fn created_or_error(result: Result<(), ApiError>, back: &str) -> Response {
+    match result {
+        Ok(()) => Redirect::to(back).into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn create_team(State(state): State<SharedState>, user: ConsoleUser, axum::Form(form): Form) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let request = herd_proto::fleet::CreateTeamRequest {
+        name: form.get("name").cloned().unwrap_or_default(),
+        description: None,
+        secrets: None,
+    };
+    let result = crate::api::teams::create(State(state), user.auth.clone(), crate::extract::ApiJson(request)).await;
+    created_or_error(result.map(|_| ()), "/console/teams")
+}
+
+pub async fn create_script(State(state): State<SharedState>, user: ConsoleUser, axum::Form(form): Form) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let result = async {
+        let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
+        // Browsers send text areas with CRLF line ends; scripts run with LF.
+        let contents = form.get("contents").cloned().unwrap_or_default().replace("\r\n", "\n");
+        let team: i64 = form.get("team_id").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let team_id = (team != 0).then_some(team);
+        user.auth.require(Action::Write, Scope::of_team(team_id))?;
+        crate::api::scripts::check_script(&name, &contents)?;
+        let id = state.store.create_script(team_id, &name, &contents, now_ms()).await.map_err(|e| match e {
+            herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
+            other => other.into(),
+        })?;
+        crate::activity::record(
+            &state,
+            Some(&user.auth),
+            "added_script",
+            serde_json::json!({"script_id": id, "script_name": name, "team_id": team_id}),
+        )
+        .await;
+        Ok(())
+    }
+    .await;
+    created_or_error(result, "/console/scripts")
+}
+
+pub async fn create_user(State(state): State<SharedState>, user: ConsoleUser, axum::Form(form): Form) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let request = serde_json::from_value::<herd_proto::fleet::CreateUserRequest>(serde_json::json!({
+        "name": field("name"), "email": field("email"), "password": field("password"), "global_role": field("global_role"),
+    }));
+    let result = match request {
+        Ok(request) => crate::api::users::create(State(state), user.auth.clone(), crate::extract::ApiJson(request))
+            .await
+            .map(|_| ()),
+        Err(e) => Err(ApiError::invalid("user", e.to_string())),
+    };
+    created_or_error(result, "/console/users")
 }
