@@ -219,6 +219,10 @@ async fn hosts_page(
 ) -> Result<Response, ApiError> {
     params.retain(|_, v| !v.trim().is_empty());
     params.entry("per_page".into()).or_insert_with(|| "50".into());
+    // The result filter means something only with a policy chosen.
+    if !params.contains_key("policy_id") {
+        params.remove("policy_response");
+    }
     let p = crate::api::hosts::parse_list_params(&params, &user.auth, true)?;
     crate::api::hosts::flush_before_status_filter(state, &p.filter).await?;
     let now = now_ms();
@@ -246,18 +250,18 @@ async fn hosts_page(
         let selected = if params.get("status").map(String::as_str) == Some(s) { " selected" } else { "" };
         let _ = write!(body, "<option{selected}>{s}</option>");
     }
-    body.push_str("</select>");
-    if let (Some(policy), Some(response)) = (params.get("policy_id"), params.get("policy_response")) {
-        let _ = write!(
-            body,
-            "<input type=\"hidden\" name=\"policy_id\" value=\"{}\"><input type=\"hidden\" name=\"policy_response\" value=\"{}\"><span class=\"note\">Policy {} {}</span>",
-            escape(policy),
-            escape(response),
-            escape(policy),
-            escape(response)
-        );
+    body.push_str("</select><label for=\"policy\">Policy</label><select id=\"policy\" name=\"policy_id\"><option value=\"\">Any</option>");
+    let policies = state.store.all_policies().await?;
+    for policy in policies.iter().filter(|p| user.auth.actor.may(Action::Read, Scope::of_team(p.team_id))) {
+        let selected = if params.get("policy_id") == Some(&policy.id.to_string()) { " selected" } else { "" };
+        let _ = write!(body, "<option value=\"{}\"{selected}>{}</option>", policy.id, escape(&policy.name));
     }
-    body.push_str("<button type=\"submit\">Filter</button></form>");
+    body.push_str("</select><label for=\"response\">Result</label><select id=\"response\" name=\"policy_response\">");
+    for r in ["failing", "passing"] {
+        let selected = if params.get("policy_response").map(String::as_str) == Some(r) { " selected" } else { "" };
+        let _ = write!(body, "<option{selected}>{r}</option>");
+    }
+    body.push_str("</select><button type=\"submit\">Filter</button></form>");
     let _ = write!(body, "<p>{total} hosts.</p>");
     // Column headers sort (toggling direction).
     let link_for = |extra: &[(&str, String)]| {
@@ -616,8 +620,9 @@ async fn policies_page(
         };
         let _ = write!(
             body,
-            "<tr><td><a href=\"/console/policies/{id}\">{}</a></td><td>{}</td><td>{}</td><td>{automation}</td><td class=\"num\"><a class=\"pass\" href=\"/console/hosts?policy_id={id}&amp;policy_response=passing\">{}</a></td><td class=\"num\"><a class=\"fail\" href=\"/console/hosts?policy_id={id}&amp;policy_response=failing\">{}</a></td><td class=\"num\">{}</td></tr>",
+            "<tr><td><a href=\"/console/policies/{id}\">{}</a> {}</td><td>{}</td><td>{}</td><td>{automation}</td><td class=\"num\"><a class=\"pass\" href=\"/console/hosts?policy_id={id}&amp;policy_response=passing\">{}</a></td><td class=\"num\"><a class=\"fail\" href=\"/console/hosts?policy_id={id}&amp;policy_response=failing\">{}</a></td><td class=\"num\">{}</td></tr>",
             escape(&p.name),
+            pass_bar(p.passing_host_count, p.failing_host_count),
             escape(&p.team_id.map_or_else(|| "All teams".into(), |t| team_label(&teams, Some(t)))),
             escape(if p.platform.is_empty() { "all" } else { &p.platform }),
             p.passing_host_count,
@@ -631,6 +636,19 @@ async fn policies_page(
     }
     body.push_str("</tbody></table></div>");
     Ok(layout(user, "/console/policies", "Policies", &body))
+}
+
+/// A small bar: the share of answering hosts that pass (green) and fail (red), with the figure as its name.
+fn pass_bar(passing: i64, failing: i64) -> String {
+    let total = passing + failing;
+    if total == 0 {
+        return String::new();
+    }
+    let width = 80.0 * passing as f64 / total as f64;
+    format!(
+        "<svg width=\"80\" height=\"8\" role=\"img\" aria-label=\"{:.0} % passing\"><rect width=\"80\" height=\"8\" fill=\"#a4001d\"/><rect width=\"{width:.1}\" height=\"8\" fill=\"#1b6e2a\"/></svg>",
+        passing as f64 * 100.0 / total as f64
+    )
 }
 
 pub async fn policy_form(State(state): State<SharedState>, user: ConsoleUser, id: Option<Path<String>>) -> Response {
