@@ -203,6 +203,7 @@ fn print_banner(
         out.push('\n');
     };
     line(format!("herd {} is listening on {url}", env!("CARGO_PKG_VERSION")));
+    line(format!("  admin console:   {}/console", url.trim_end_matches('/')));
     line(format!(
         "  database:        {}",
         match store.backend() {
