@@ -107,6 +107,19 @@ async fn console_login_csrf_roles_and_escaping(server: Server) {
     assert_eq!(scripts["scripts"][0]["name"], "hello.sh");
     let bad_script = vec![("name", "hello.exe"), ("team_id", "0"), ("contents", "x")];
     assert_eq!(post("/console/scripts", bad_script).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let profile =
+        "identifier: com.acme.motd\nname: MOTD\npayloads:\n  - type: file\n    path: /etc/motd\n    content: hi\n";
+    let made = post("/console/profiles", vec![("file_name", "motd.yml"), ("team_id", "0"), ("contents", profile)])
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let (_, profiles) = server.get("/api/v1/fleet/configuration_profiles", &admin_token).await;
+    assert_eq!(profiles["profiles"][0]["identifier"], "com.acme.motd");
+    let bad_profile =
+        vec![("file_name", "x.yml"), ("team_id", "0"), ("contents", "identifier: a\nname: b\npayloads: []\n")];
+    let refused = post("/console/profiles", bad_profile).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("profile.payloads"));
     let new_user = vec![
         ("name", "Ann"),
         ("email", "ann@example.com"),

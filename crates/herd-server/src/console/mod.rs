@@ -38,7 +38,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/console/policies/{id}", get(pages::policy_form).post(pages::policy_save))
         .route("/console/teams", get(pages::teams).post(pages::create_team))
         .route("/console/scripts", get(pages::scripts).post(pages::create_script))
-        .route("/console/profiles", get(pages::profiles))
+        .route("/console/profiles", get(pages::profiles).post(pages::create_profile))
         .route("/console/users", get(pages::users).post(pages::create_user))
         .route("/console/settings", get(pages::settings).post(pages::settings_save))
         .route("/console/activity", get(pages::activity))

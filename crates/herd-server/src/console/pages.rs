@@ -922,6 +922,14 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
             }
             body.push_str("</tbody></table>");
         }
+        let writable: Vec<&(i64, String)> = teams.iter().filter(|(id, _)| user.auth.actor.may(Action::Write, Scope::Team(*id))).collect();
+        if user.auth.actor.may(Action::Write, Scope::Global) || !writable.is_empty() {
+            let _ = write!(body, "<h2>New profile</h2><form method=\"post\" action=\"/console/profiles\">{}<label for=\"profile-name\">File name (.json, .yml or .mobileconfig)</label><input id=\"profile-name\" name=\"file_name\" required placeholder=\"hardening.yml\"><label for=\"profile-team\">Team</label><select id=\"profile-team\" name=\"team_id\"><option value=\"0\">No team</option>", user.csrf_field());
+            for (id, name) in writable {
+                let _ = write!(body, "<option value=\"{id}\">{}</option>", escape(name));
+            }
+            body.push_str("</select><label for=\"profile-contents\">Contents</label><textarea id=\"profile-contents\" name=\"contents\" rows=\"10\" required></textarea><p><button type=\"submit\">Save profile</button></p></form>");
+        }
         Ok(layout(&user, "/console/profiles", "Configuration profiles", &body))
     }
     .await)
@@ -1084,4 +1092,28 @@ pub async fn create_user(State(state): State<SharedState>, user: ConsoleUser, ax
         Err(e) => Err(ApiError::invalid("user", e.to_string())),
     };
     created_or_error(result, "/console/users")
+}
+
+pub async fn create_profile(State(state): State<SharedState>, user: ConsoleUser, axum::Form(form): Form) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let result = async {
+        let file_name = form.get("file_name").map(|n| n.trim().to_string()).unwrap_or_default();
+        let contents = form.get("contents").cloned().unwrap_or_default().replace("\r\n", "\n");
+        let team: i64 = form.get("team_id").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let team_id = (team != 0).then_some(team);
+        user.auth.require(Action::Write, Scope::of_team(team_id))?;
+        let profile = crate::api::profiles::parse_profile(&file_name, contents.as_bytes())?;
+        let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(|e| match e {
+            herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
+            herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
+            other => other.into(),
+        })?;
+        let details = serde_json::json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
+        crate::activity::record(&state, Some(&user.auth), "created_configuration_profile", details).await;
+        Ok(())
+    }
+    .await;
+    created_or_error(result, "/console/profiles")
 }
