@@ -149,6 +149,27 @@ async fn console_login_csrf_roles_and_escaping(server: Server) {
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.text().await.unwrap().contains("mdm"));
 
+    // Deleting from the console: a profile, a script, a policy (only with the box ticked).
+    let uuid = profiles["profiles"][0]["profile_uuid"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(&format!("/console/profiles/{uuid}/delete"), vec![]).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(server.get("/api/v1/fleet/configuration_profiles", &admin_token).await.1["profiles"], json!([]));
+    let script_id = scripts["scripts"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        post(&format!("/console/scripts/{script_id}/delete"), vec![]).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(server.get("/api/v1/fleet/scripts", &admin_token).await.1["scripts"], json!([]));
+    let (_, listed) = server.get("/api/v1/fleet/global/policies", &admin_token).await;
+    let policy_id = listed["policies"][0]["id"].as_i64().unwrap();
+    let unconfirmed = post(&format!("/console/policies/{policy_id}/delete"), vec![]).await.unwrap();
+    assert_eq!(unconfirmed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let confirmed = post(&format!("/console/policies/{policy_id}/delete"), vec![("confirm", "yes")]).await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(server.get("/api/v1/fleet/policies/count", &admin_token).await.1["count"], 0);
+
     // Roles: a team observer sees their team's hosts only, and not the users page.
     let (_, team) = server.post("/api/v1/fleet/teams", &admin_token, json!({"name": "Lab"})).await;
     let team_id = team["team"]["id"].as_i64().unwrap();

@@ -241,7 +241,7 @@ pub(crate) async fn patch(
     Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,

@@ -281,7 +281,7 @@ async fn get_one(
     Ok(Json(profile_json(&profile)).into_response())
 }
 
-async fn delete(
+pub(crate) async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(uuid): Path<String>,

@@ -151,7 +151,11 @@ async fn get_one(
     Ok(Json(script_json(&script)).into_response())
 }
 
-async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
     script_in_reach(&state, &auth, id, Action::Write).await?;
     state.store.delete_script(id).await?;
     Ok(Json(json!({})))

@@ -742,6 +742,16 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
             id = p.id
         );
     }
+    if let Some(p) = &existing
+        && user.auth.actor.may(Action::Write, Scope::of_team(p.team_id))
+    {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/console/policies/{}/delete\" class=\"inline\">{}<input type=\"checkbox\" id=\"confirm-delete\" name=\"confirm\" value=\"yes\" required><label for=\"confirm-delete\">I want to delete this policy</label><button type=\"submit\" class=\"danger\">Delete policy</button></form>",
+            p.id,
+            user.csrf_field()
+        );
+    }
     if let Some(p) = &existing {
         let from = rfc3339(now_ms() - 29 * herd_core::DAY_MS)[..10].to_string();
         let days: Vec<_> =
@@ -870,7 +880,7 @@ pub async fn teams(State(state): State<SharedState>, user: ConsoleUser) -> Respo
 
 pub async fn scripts(State(state): State<SharedState>, user: ConsoleUser) -> Response {
     page_or_error(async {
-        let mut body = String::from("<table><thead><tr><th scope=\"col\">Script</th><th scope=\"col\">Team</th><th scope=\"col\">Uploaded</th></tr></thead><tbody>");
+        let mut body = String::from("<table><thead><tr><th scope=\"col\">Script</th><th scope=\"col\">Team</th><th scope=\"col\">Uploaded</th><th scope=\"col\"><span class=\"note\">Actions</span></th></tr></thead><tbody>");
         let teams = readable_teams(&state, &user).await?;
         let mut scopes: Vec<Option<i64>> = vec![None];
         scopes.extend(teams.iter().map(|(id, _)| Some(*id)));
@@ -878,8 +888,14 @@ pub async fn scripts(State(state): State<SharedState>, user: ConsoleUser) -> Res
             if !user.auth.actor.may(Action::Read, Scope::of_team(scope)) {
                 continue;
             }
+            let may_delete = user.auth.actor.may(Action::Write, Scope::of_team(scope));
             for s in state.store.list_scripts(scope).await? {
-                let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", escape(&s.name), scope.map_or_else(|| "All teams".into(), |t| team_label(&teams, Some(t))), time(Some(s.created_at)));
+                let delete = if may_delete {
+                    format!("<form method=\"post\" action=\"/console/scripts/{}/delete\" class=\"inline\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Delete {}\">Delete</button></form>", s.id, user.csrf_field(), escape(&s.name))
+                } else {
+                    String::new()
+                };
+                let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{delete}</td></tr>", escape(&s.name), scope.map_or_else(|| "All teams".into(), |t| team_label(&teams, Some(t))), time(Some(s.created_at)));
             }
         }
         body.push_str("</tbody></table><p class=\"note\">Run scripts from a host's page, or make them a policy's automation.</p>");
@@ -909,7 +925,7 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
             let summary = state.store.profiles_summary(scope).await?;
             let _ = write!(
                 body,
-                "<h2>{}</h2><p id=\"summary-{}\" data-live>Hosts: {} verified, {} verifying, {} pending, {} failed.</p><table><thead><tr><th scope=\"col\">Profile</th><th scope=\"col\">Identifier</th><th scope=\"col\">Platform</th><th scope=\"col\">Payloads</th><th scope=\"col\">Uploaded</th></tr></thead><tbody>",
+                "<h2>{}</h2><p id=\"summary-{}\" data-live>Hosts: {} verified, {} verifying, {} pending, {} failed.</p><table><thead><tr><th scope=\"col\">Profile</th><th scope=\"col\">Identifier</th><th scope=\"col\">Platform</th><th scope=\"col\">Payloads</th><th scope=\"col\">Uploaded</th><th scope=\"col\"><span class=\"note\">Actions</span></th></tr></thead><tbody>",
                 scope.map_or_else(|| "No team".into(), |t| team_label(&teams, Some(t))),
                 scope.unwrap_or(0),
                 summary.verified,
@@ -917,8 +933,14 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
                 summary.pending,
                 summary.failed
             );
+            let may_delete = user.auth.actor.may(Action::Write, Scope::of_team(scope));
             for p in state.store.list_profiles(scope).await? {
-                let _ = write!(body, "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>", escape(&p.name), escape(&p.identifier), escape(&p.platform), escape(&p.payload_types.join(", ")), time(Some(p.uploaded_at)));
+                let delete = if may_delete {
+                    format!("<form method=\"post\" action=\"/console/profiles/{}/delete\" class=\"inline\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Delete {}\">Delete</button></form>", escape(&p.uuid), user.csrf_field(), escape(&p.name))
+                } else {
+                    String::new()
+                };
+                let _ = write!(body, "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{delete}</td></tr>", escape(&p.name), escape(&p.identifier), escape(&p.platform), escape(&p.payload_types.join(", ")), time(Some(p.uploaded_at)));
             }
             body.push_str("</tbody></table>");
         }
@@ -1115,5 +1137,63 @@ pub async fn create_profile(State(state): State<SharedState>, user: ConsoleUser,
         Ok(())
     }
     .await;
+    created_or_error(result, "/console/profiles")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Deleting (the REST API's own handlers)
+
+pub async fn delete_policy(
+    State(state): State<SharedState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let result = async {
+        let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
+        if form.get("confirm").map(String::as_str) != Some("yes") {
+            return Err(ApiError::invalid("confirm", "tick the box to confirm"));
+        }
+        let policy = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
+        if !user.auth.actor.may(Action::Read, Scope::of_team(policy.team_id)) {
+            return Err(ApiError::NotFound("policy"));
+        }
+        crate::api::policies::delete(&state, &user.auth, policy.team_id, vec![id]).await.map(|_| ())
+    }
+    .await;
+    created_or_error(result, "/console/policies")
+}
+
+pub async fn delete_script(
+    State(state): State<SharedState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let result = match id.parse::<i64>() {
+        Ok(id) => {
+            crate::api::scripts::delete(State(state), user.auth.clone(), crate::extract::PathId(id)).await.map(|_| ())
+        }
+        Err(_) => Err(ApiError::NotFound("script")),
+    };
+    created_or_error(result, "/console/scripts")
+}
+
+pub async fn delete_profile(
+    State(state): State<SharedState>,
+    user: ConsoleUser,
+    Path(uuid): Path<String>,
+    axum::Form(form): Form,
+) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let result = crate::api::profiles::delete(State(state), user.auth.clone(), Path(uuid)).await.map(|_| ());
     created_or_error(result, "/console/profiles")
 }
