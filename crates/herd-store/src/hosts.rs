@@ -533,6 +533,27 @@ impl Store {
         rows.iter().map(|row| sqlx::FromRow::from_row(row).map_err(StoreError::from)).collect()
     }
 
+    /// (all, online, offline) hosts matching `filter` (its own status condition aside), in one pass over the
+    /// table: what a dashboard shows, for the price of one count.
+    pub async fn host_status_counts(&self, filter: &HostFilter, now: Millis) -> Result<(i64, i64, i64)> {
+        let window = online_window_sql();
+        let mut sql = SqlBuilder::new(&format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN h.seen_time IS NOT NULL AND h.seen_time + {window} >= "
+        ));
+        sql.bind(Arg::Int(now))
+            .push(&format!(
+                " THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN h.seen_time IS NULL OR (h.seen_time + {window} < "
+            ))
+            .bind(Arg::Int(now))
+            .push(" AND h.seen_time >= ")
+            .bind(Arg::Int(now - MISSING_AFTER_MS))
+            .push(") THEN 1 ELSE 0 END), 0) FROM hosts h WHERE 1 = 1");
+        let unfiltered = HostFilter { status: None, ..filter.clone() };
+        unfiltered.apply(&mut sql, now);
+        let row = sql.query().fetch_one(&self.reader).await?;
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+
     pub async fn count_hosts(&self, filter: &HostFilter, now: Millis) -> Result<i64> {
         let mut sql = SqlBuilder::new("SELECT COUNT(*) FROM hosts h WHERE 1 = 1");
         filter.apply(&mut sql, now);

@@ -212,6 +212,8 @@ async fn status_filters_follow_seen_time_and_intervals(store: Store) {
     assert_eq!(ids_with(StatusCondition::Offline).await, vec![never]);
     assert_eq!(ids_with(StatusCondition::Missing).await, vec![gone]);
     assert_eq!(ids_with(StatusCondition::New).await, vec![fresh]);
+    // The dashboard's one-pass counts agree with the filters.
+    assert_eq!(store.host_status_counts(&HostFilter::default(), NOW).await.unwrap(), (4, 2, 1));
 }
 
 async fn delete_and_transfer_feed_the_change_log(store: Store) {

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::PolicyInput;
-use herd_store::{HostFilter, StatusCondition};
+use herd_store::HostFilter;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -61,13 +61,9 @@ pub async fn dashboard(State(state): State<SharedState>, user: ConsoleUser) -> R
 async fn dashboard_page(state: &SharedState, user: &ConsoleUser) -> Result<Response, ApiError> {
     let now = now_ms();
     let visible = user.auth.actor.visible_teams();
-    let count = |status: Option<StatusCondition>| {
-        let filter = HostFilter { visible_teams: visible.clone(), status, ..Default::default() };
-        async move { state.store.count_hosts(&filter, now).await }
-    };
     crate::workers::flush_seen_times(state).await.map_err(ApiError::Internal)?;
-    let (total, online, offline) =
-        (count(None).await?, count(Some(StatusCondition::Online)).await?, count(Some(StatusCondition::Offline)).await?);
+    let filter = HostFilter { visible_teams: visible, ..Default::default() };
+    let (total, online, offline) = state.store.host_status_counts(&filter, now).await?;
     let mut policies: Vec<_> = state
         .store
         .all_policies()
