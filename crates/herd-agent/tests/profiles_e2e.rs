@@ -142,6 +142,28 @@ async fn profiles_are_delivered_verified_healed_failed_and_removed(server: Serve
     let (_, summary) =
         server.get(&format!("/api/v1/fleet/configuration_profiles/summary?team_id={servers}"), &admin).await;
     assert_eq!(summary["failed"], 1, "{summary}");
+    // Hosts by profile state, Fleet's filters.
+    let ids = |path: String| {
+        let server = &server;
+        let admin = &admin;
+        async move {
+            let (status, hosts) = server.get(&path, admin).await;
+            assert_eq!(status, 200, "{path}: {hosts}");
+            hosts["hosts"].as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("/api/v1/fleet/hosts?os_settings=failed".into()).await, vec![host_id]);
+    assert_eq!(ids("/api/v1/fleet/hosts?os_settings=verified".into()).await, Vec::<i64>::new());
+    assert_eq!(
+        ids(format!("/api/v1/fleet/hosts?profile_uuid={motd_uuid}&profile_status=verified")).await,
+        vec![host_id]
+    );
+    assert_eq!(
+        ids(format!("/api/v1/fleet/hosts?profile_uuid={broken_uuid}&profile_status=verified")).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(server.get("/api/v1/fleet/hosts?os_settings=sideways", &admin).await.0, 422);
+    assert_eq!(server.get(&format!("/api/v1/fleet/hosts?profile_uuid={motd_uuid}"), &admin).await.0, 422);
     // Resend from a final state; not while pending.
     let resend = format!("/api/v1/fleet/hosts/{host_id}/configuration_profiles/{broken_uuid}/resend");
     assert_eq!(server.post(&resend, &admin, json!({})).await.0, 202);

@@ -213,6 +213,26 @@ pub struct HostFilter {
     pub ids: Option<Vec<i64>>,
     /// Hosts whose latest answer to this policy is pass (true) or fail (false).
     pub policy_response: Option<(i64, bool)>,
+    /// Hosts whose configuration profiles, taken together, are in this state (Fleet's `os_settings`: failed
+    /// outranks pending, which outranks verifying; not sent yet and removes in progress count as pending).
+    pub profiles_status: Option<herd_core::profiles::Status>,
+    /// Hosts whose copy of this profile is in this state (Fleet's `profile_uuid` + `profile_status`).
+    pub profile_status: Option<(String, herd_core::profiles::Status)>,
+}
+
+/// The rank of a host profile row's state, as the summary orders them (see `profiles_summary`).
+pub(crate) const PROFILE_RANK_SQL: &str = "CASE WHEN hp.status = 'failed' THEN 3 \
+    WHEN hp.status = 'pending' OR hp.status IS NULL OR hp.operation = 'remove' THEN 2 \
+    WHEN hp.status = 'verifying' THEN 1 ELSE 0 END";
+
+fn profile_rank(status: herd_core::profiles::Status) -> i64 {
+    use herd_core::profiles::Status;
+    match status {
+        Status::Failed => 3,
+        Status::Pending => 2,
+        Status::Verifying => 1,
+        Status::Verified => 0,
+    }
 }
 
 /// The SQL for "the host's online window in ms", mirroring `herd_core::host_status::online_window_ms`.
@@ -242,6 +262,20 @@ impl HostFilter {
                 .bind(Arg::Int(policy_id))
                 .push(" AND m.passes = ")
                 .bind(Arg::Int(passing as i64))
+                .push(")");
+        }
+        if let Some(status) = self.profiles_status {
+            sql.push(&format!(
+                " AND h.id IN (SELECT hp.host_id FROM host_profiles hp GROUP BY hp.host_id HAVING MAX({PROFILE_RANK_SQL}) = "
+            ))
+            .bind(Arg::Int(profile_rank(status)))
+            .push(")");
+        }
+        if let Some((uuid, status)) = &self.profile_status {
+            sql.push(" AND h.id IN (SELECT hp.host_id FROM host_profiles hp WHERE hp.profile_uuid = ")
+                .bind(Arg::Text(uuid.clone()))
+                .push(&format!(" AND {PROFILE_RANK_SQL} = "))
+                .bind(Arg::Int(profile_rank(*status)))
                 .push(")");
         }
         if let Some(ids) = &self.ids {

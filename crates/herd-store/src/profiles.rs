@@ -642,10 +642,9 @@ impl Store {
     pub async fn profiles_summary(&self, team_id: Option<i64>) -> Result<ProfilesSummary> {
         let team_filter = if team_id.is_some() { "h.team_id = $1" } else { "h.team_id IS NULL AND $1 = 0" };
         let sql = format!(
-            "SELECT hp.host_id, MAX(CASE WHEN hp.status = 'failed' THEN 3 \
-             WHEN hp.status = 'pending' OR hp.status IS NULL OR hp.operation = 'remove' THEN 2 \
-             WHEN hp.status = 'verifying' THEN 1 ELSE 0 END) AS worst \
-             FROM host_profiles hp JOIN hosts h ON h.id = hp.host_id WHERE {team_filter} GROUP BY hp.host_id"
+            "SELECT hp.host_id, MAX({}) AS worst \
+             FROM host_profiles hp JOIN hosts h ON h.id = hp.host_id WHERE {team_filter} GROUP BY hp.host_id",
+            crate::hosts::PROFILE_RANK_SQL
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(team_id.unwrap_or(0)).fetch_all(&self.reader).await?;
         let mut summary = ProfilesSummary::default();

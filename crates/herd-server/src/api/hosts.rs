@@ -66,6 +66,10 @@ pub(crate) fn parse_list_params(
         "team_id",
         "policy_id",
         "policy_response",
+        "os_settings",
+        "macos_settings",
+        "profile_uuid",
+        "profile_status",
     ];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
     {
@@ -106,6 +110,25 @@ pub(crate) fn parse_list_params(
         (Some(_), None) => return Err(ApiError::invalid("policy_response", "required with policy_id")),
         (None, Some(_)) => return Err(ApiError::invalid("policy_id", "required with policy_response")),
     };
+    let profile_state = |name: &str| -> Result<Option<herd_core::profiles::Status>, ApiError> {
+        match params.get(name).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(v) => herd_core::profiles::Status::parse(v).map(Some).ok_or_else(|| {
+                ApiError::invalid(name, format!("expected verified, verifying, pending or failed, not {v:?}"))
+            }),
+        }
+    };
+    filter.profiles_status = match profile_state("os_settings")? {
+        Some(status) => Some(status),
+        None => profile_state("macos_settings")?,
+    };
+    filter.profile_status =
+        match (params.get("profile_uuid").filter(|u| !u.is_empty()), profile_state("profile_status")?) {
+            (None, None) => None,
+            (Some(uuid), Some(status)) => Some((uuid.clone(), status)),
+            (Some(_), None) => return Err(ApiError::invalid("profile_status", "required with profile_uuid")),
+            (None, Some(_)) => return Err(ApiError::invalid("profile_uuid", "required with profile_status")),
+        };
     filter.query = params.get("query").filter(|q| !q.trim().is_empty()).cloned();
     if filter.query.as_ref().is_some_and(|q| q.len() > 255) {
         return Err(ApiError::invalid("query", "at most 255 characters"));
