@@ -147,10 +147,14 @@ async fn deferral_is_chosen_counted_and_the_deadline_enforced(server: Server) {
     assert_eq!(choices, ["now", "4s"]);
     assert_eq!((prompting["deferrals_used"].as_i64(), prompting["max_deferrals"].as_i64()), (Some(0), Some(1)));
     assert!(prompting["deadline"].is_string(), "the deadline counts from the first prompt: {prompting}");
-    // The desktop sees the prompt in the agent's local notices.
-    let notices: Value =
-        serde_json::from_str(&std::fs::read_to_string(s.agent_dir.join("notices.json")).unwrap()).unwrap();
-    assert_eq!(notices["prompts"][0]["title"], "Restart needed");
+    // The desktop sees the prompt in the agent's local notices (published right after the agent tells the
+    // server it is asking, so that choices are accepted as soon as the user can make one).
+    eventually(PATIENCE, "the prompt in the local notices", || async {
+        let text = std::fs::read_to_string(s.agent_dir.join("notices.json")).ok()?;
+        let notices: Value = serde_json::from_str(&text).ok()?;
+        (notices["prompts"][0]["title"] == "Restart needed").then_some(())
+    })
+    .await;
     // My Device shows it too, with a button per choice.
     let page = server.client.get(format!("{}/device/{}", server.url, device_token(&s.agent_dir))).send().await.unwrap();
     let html = page.text().await.unwrap();
