@@ -95,7 +95,8 @@ pub struct EnrollResponse {
 /// `Authorization: NodeKey <key>`, which the server accepts when the body has none.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct NodeKeyRequest {
-    #[serde(default)]
+    /// herd-agent's own endpoints (Fleet's orbit ones) also accept Fleet's `orbit_node_key`.
+    #[serde(default, alias = "orbit_node_key")]
     pub node_key: Option<String>,
 }
 

@@ -112,6 +112,44 @@ impl From<BodyError> for OsqueryError {
     }
 }
 
+/// `team_id` as Fleet's clients send it (query parameter or form field): absent, empty or 0 mean no team.
+pub fn team_id_value(value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(v) => {
+            v.parse().map(Some).map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))
+        }
+    }
+}
+
+/// A file uploaded the way Fleet's UI uploads scripts and profiles: multipart, the file under `file_field`,
+/// and an optional `team_id`. Any other field is refused by name.
+pub struct TeamUpload {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    pub team_id: Option<i64>,
+}
+
+pub async fn team_upload(mut form: axum::extract::Multipart, file_field: &str) -> Result<TeamUpload, ApiError> {
+    let unreadable = |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(format!("multipart: {e}"));
+    let mut file = None;
+    let mut team_id = None;
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some(name) if name == file_field => {
+                let file_name = field.file_name().unwrap_or("").to_string();
+                file = Some((file_name, field.bytes().await.map_err(unreadable)?.to_vec()));
+            }
+            Some("team_id") => team_id = team_id_value(Some(&field.text().await.map_err(unreadable)?))?,
+            Some(other) => return Err(ApiError::invalid(other.to_string(), "unknown form field")),
+            None => {}
+        }
+    }
+    let (file_name, bytes) =
+        file.ok_or_else(|| ApiError::invalid(file_field, format!("a `{file_field}` file field is required")))?;
+    Ok(TeamUpload { file_name, bytes, team_id })
+}
+
 /// A numeric id from the path (`/hosts/{id}`), refused with 422 naming `id` when it is not a number.
 pub struct PathId(pub i64);
 

@@ -245,6 +245,58 @@ async fn reconcile_host(conn: &mut AnyConnection, host_id: i64, now: Millis) -> 
     Ok(order as usize)
 }
 
+/// What a host's report of its installed profiles does to each verifiable row: (identifier, transition), the
+/// rows that stay as they are left out.
+fn report_transitions(
+    rows: &[sqlx::any::AnyRow],
+    installed: &[(String, String, Millis)],
+    limits: &Limits,
+    now: Millis,
+) -> Result<Vec<(String, Transition)>> {
+    let mut work = Vec::new();
+    for row in rows {
+        let identifier: String = row.try_get("identifier")?;
+        let checksum: String = row.try_get("checksum")?;
+        let found = installed
+            .iter()
+            .find(|(id, ..)| *id == identifier)
+            .map(|(_, sum, at)| Installed { checksum: sum, installed_at: *at });
+        let transition = herd_core::profiles::on_report(&state_of(row)?, &checksum, found.as_ref(), now, limits);
+        if transition != Transition::Keep {
+            work.push((identifier, transition));
+        }
+    }
+    Ok(work)
+}
+
+/// Stores a new profile in a set, with a fresh uuid ("a…" for Apple files, "h…" for herd profiles).
+async fn insert_profile(
+    conn: &mut AnyConnection,
+    team_id: Option<i64>,
+    profile: &NewProfile,
+    now: Millis,
+) -> std::result::Result<sqlx::any::AnyRow, sqlx::Error> {
+    let prefix = if profile.format == "mobileconfig" { "a" } else { "h" };
+    sqlx::query(
+        "INSERT INTO profiles (uuid, team_id, scope_key, identifier, name, platform, format, payload_types, \
+         contents, checksum, created_at, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+         RETURNING *",
+    )
+    .bind(format!("{prefix}{}", random_hex()))
+    .bind(team_id)
+    .bind(team_id.unwrap_or(0))
+    .bind(&profile.identifier)
+    .bind(&profile.name)
+    .bind(&profile.platform)
+    .bind(&profile.format)
+    .bind(profile.payload_types.join(","))
+    .bind(&profile.contents)
+    .bind(&profile.checksum)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+}
+
 fn state_of(row: &sqlx::any::AnyRow) -> Result<HostProfileState> {
     let operation: String = row.try_get("operation")?;
     let status: Option<String> = row.try_get("status")?;
@@ -335,27 +387,7 @@ impl Store {
                 "a configuration profile with this name already exists in this team".into()
             }));
         }
-        let prefix = if profile.format == "mobileconfig" { "a" } else { "h" };
-        let uuid = format!("{prefix}{}", random_hex());
-        let row = sqlx::query(
-            "INSERT INTO profiles (uuid, team_id, scope_key, identifier, name, platform, format, payload_types, \
-             contents, checksum, created_at, uploaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-             RETURNING *",
-        )
-        .bind(&uuid)
-        .bind(team_id)
-        .bind(scope_key)
-        .bind(&profile.identifier)
-        .bind(&profile.name)
-        .bind(&profile.platform)
-        .bind(&profile.format)
-        .bind(profile.payload_types.join(","))
-        .bind(&profile.contents)
-        .bind(&profile.checksum)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match &e {
+        let row = insert_profile(&mut tx, team_id, profile, now).await.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
             _ => StoreError::conflict_on_unique(e, "a configuration profile with this identifier or name exists"),
         })?;
@@ -427,26 +459,9 @@ impl Store {
                     changed = true;
                 }
                 None => {
-                    let prefix = if profile.format == "mobileconfig" { "a" } else { "h" };
-                    sqlx::query(
-                        "INSERT INTO profiles (uuid, team_id, scope_key, identifier, name, platform, format, \
-                         payload_types, contents, checksum, created_at, uploaded_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-                    )
-                    .bind(format!("{prefix}{}", random_hex()))
-                    .bind(team_id)
-                    .bind(scope_key)
-                    .bind(&profile.identifier)
-                    .bind(&profile.name)
-                    .bind(&profile.platform)
-                    .bind(&profile.format)
-                    .bind(profile.payload_types.join(","))
-                    .bind(&profile.contents)
-                    .bind(&profile.checksum)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::conflict_on_unique(e, "two profiles in the batch share a name"))?;
+                    insert_profile(&mut tx, team_id, profile, now)
+                        .await
+                        .map_err(|e| StoreError::conflict_on_unique(e, "two profiles in the batch share a name"))?;
                     changed = true;
                 }
             }
@@ -568,12 +583,12 @@ impl Store {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let mut changed = false;
+        // Locked on PostgreSQL, like the report's verification: the two decide on the same rows.
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
         for (command_uuid, error) in results {
-            let row = sqlx::query("SELECT * FROM host_profiles WHERE host_id = $1 AND command_uuid = $2")
-                .bind(host_id)
-                .bind(command_uuid)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let sql = format!("SELECT * FROM host_profiles WHERE host_id = $1 AND command_uuid = $2{lock}");
+            let row =
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(host_id).bind(command_uuid).fetch_optional(&mut *tx).await?;
             let Some(row) = row else { continue };
             let identifier: String = row.try_get("identifier")?;
             let transition = herd_core::profiles::on_command_result(&state_of(&row)?, error.as_deref(), limits);
@@ -595,32 +610,21 @@ impl Store {
         limits: &Limits,
         now: Millis,
     ) -> Result<()> {
-        let rows = sqlx::query(
-            "SELECT * FROM host_profiles WHERE host_id = $1 AND operation = 'install' \
-             AND status IN ('verifying', 'verified')",
-        )
-        .bind(host_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut work = Vec::new();
-        for row in &rows {
-            let identifier: String = row.try_get("identifier")?;
-            let checksum: String = row.try_get("checksum")?;
-            let found = installed
-                .iter()
-                .find(|(id, ..)| *id == identifier)
-                .map(|(_, sum, at)| Installed { checksum: sum, installed_at: *at });
-            let transition = herd_core::profiles::on_report(&state_of(row)?, &checksum, found.as_ref(), now, limits);
-            if transition != Transition::Keep {
-                work.push((identifier, transition));
-            }
-        }
-        if work.is_empty() {
+        const VERIFIABLE: &str = "SELECT * FROM host_profiles WHERE host_id = $1 AND operation = 'install' \
+             AND status IN ('verifying', 'verified')";
+        // Most reports change nothing: look on the reader first, take the writer only when something moves.
+        let rows = sqlx::query(VERIFIABLE).bind(host_id).fetch_all(&self.reader).await?;
+        if report_transitions(&rows, installed, limits, now)?.is_empty() {
             return Ok(());
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        for (identifier, transition) in work {
+        // Decided again on the rows as they are inside the transaction (a command result may have landed
+        // since the look), locked on PostgreSQL.
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{VERIFIABLE}{lock}"))).bind(host_id).fetch_all(&mut *tx).await?;
+        for (identifier, transition) in report_transitions(&rows, installed, limits, now)? {
             apply(&mut tx, host_id, &identifier, transition, now).await?;
         }
         // Every change here changes what the host's check-ins carry (commands, verification queries).

@@ -68,12 +68,7 @@ fn profile_json(p: &ProfileRecord) -> Value {
 }
 
 fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
-    match params.get("team_id").map(String::as_str) {
-        None | Some("") | Some("0") => Ok(None),
-        Some(v) => {
-            v.parse().map(Some).map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))
-        }
-    }
+    crate::extract::team_id_value(params.get("team_id").map(String::as_str))
 }
 
 /// A profile file read and checked: what to store, or a 422 with the reason.
@@ -176,41 +171,27 @@ fn team_error(e: StoreError) -> ApiError {
     }
 }
 
-async fn upload(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
-    let mut file: Option<(String, Vec<u8>)> = None;
-    let mut team_id = None;
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))? {
-        match field.name() {
-            Some("profile") => {
-                let name = field.file_name().unwrap_or("").to_string();
-                let bytes = field.bytes().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
-                file = Some((name, bytes.to_vec()));
-            }
-            Some("team_id") => {
-                let text = field.text().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
-                team_id = match text.trim() {
-                    "" | "0" => None,
-                    v => Some(
-                        v.parse::<i64>()
-                            .map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))?,
-                    ),
-                };
-            }
-            Some(other) => return Err(ApiError::invalid(other.to_string(), "unknown form field")),
-            None => {}
-        }
-    }
-    let (name, bytes) = file.ok_or_else(|| ApiError::invalid("profile", "a `profile` file field is required"))?;
+async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
+    let upload = crate::extract::team_upload(form, "profile").await?;
+    let record = add_profile(&state, &auth, upload.team_id, &upload.file_name, &upload.bytes).await?;
+    Ok(Json(json!({"profile_uuid": record.uuid})))
+}
+
+/// Adds a profile file to a team's set (None: the no-team set): parsed, checked, stored (its reconcile job
+/// queued with it), the activity recorded. Used by the REST upload and the console.
+pub(crate) async fn add_profile(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<ProfileRecord, ApiError> {
     auth.require(Action::Write, Scope::of_team(team_id))?;
-    let profile = parse_profile(&name, &bytes)?;
+    let profile = parse_profile(file_name, bytes)?;
     let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
     let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
-    crate::activity::record(&state, Some(&auth), "created_configuration_profile", details).await;
-    Ok(Json(json!({"profile_uuid": record.uuid})))
+    crate::activity::record(state, Some(auth), "created_configuration_profile", details).await;
+    Ok(record)
 }
 
 async fn list(
@@ -378,6 +359,7 @@ pub async fn host_profiles(state: &SharedState, host_id: i64) -> Result<Vec<herd
             profile_uuid: r.profile_uuid,
             identifier: r.identifier,
             name: r.name,
+            // Host rows exist only for herd profiles (Apple ones are not delivered), which are Linux's.
             platform: "linux".into(),
             operation_type: r.operation.as_str().into(),
             status: r.status.map(|s| s.as_str().to_string()),
@@ -419,23 +401,11 @@ async fn resend(
     }
 }
 
-#[derive(Deserialize)]
-struct CommandsRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-}
-
-impl crate::api::osquery::NodeKeyed for CommandsRequest {
-    fn node_key(&self) -> Option<&str> {
-        self.node_key.as_deref()
-    }
-}
-
 /// The agent asks for its profile commands (and so says it applies profiles): in order, each with the
 /// document to install.
 async fn agent_commands(
     State(state): State<SharedState>,
-    request: OsqueryJson<CommandsRequest>,
+    request: OsqueryJson<herd_proto::osquery::NodeKeyRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let host_id = host.checkin.id;

@@ -47,12 +47,7 @@ fn script_json(s: &ScriptRecord) -> Value {
 }
 
 fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
-    match params.get("team_id").map(String::as_str) {
-        None | Some("") | Some("0") => Ok(None),
-        Some(v) => {
-            v.parse().map(Some).map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))
-        }
-    }
+    crate::extract::team_id_value(params.get("team_id").map(String::as_str))
 }
 
 /// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension.
@@ -70,45 +65,32 @@ pub(crate) fn check_script(name: &str, contents: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn upload(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
-    let mut file: Option<(String, String)> = None;
-    let mut team_id = None;
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))? {
-        match field.name() {
-            Some("script") => {
-                let name = field.file_name().unwrap_or("").to_string();
-                let bytes = field.bytes().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
-                let contents =
-                    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::invalid("script", "must be UTF-8 text"))?;
-                file = Some((name, contents));
-            }
-            Some("team_id") => {
-                let text = field.text().await.map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?;
-                team_id = match text.trim() {
-                    "" | "0" => None,
-                    v => Some(
-                        v.parse::<i64>()
-                            .map_err(|_| ApiError::invalid("team_id", format!("must be an integer, not {v:?}")))?,
-                    ),
-                };
-            }
-            Some(other) => return Err(ApiError::invalid(other.to_string(), "unknown form field")),
-            None => {}
-        }
-    }
-    let (name, contents) = file.ok_or_else(|| ApiError::invalid("script", "a `script` file field is required"))?;
+async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
+    let upload = crate::extract::team_upload(form, "script").await?;
+    let contents = String::from_utf8(upload.bytes).map_err(|_| ApiError::invalid("script", "must be UTF-8 text"))?;
+    let id = add_script(&state, &auth, upload.team_id, &upload.file_name, &contents).await?;
+    Ok(Json(json!({"script_id": id})))
+}
+
+/// Adds a script to a team's library (None: global) after the checks every way in shares; records the
+/// activity. Used by the REST upload and the console.
+pub(crate) async fn add_script(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    name: &str,
+    contents: &str,
+) -> Result<i64, ApiError> {
     auth.require(Action::Write, Scope::of_team(team_id))?;
-    check_script(&name, &contents)?;
-    let id = state.store.create_script(team_id, &name, &contents, now_ms()).await.map_err(|e| match e {
+    check_script(name, contents)?;
+    let id = state.store.create_script(team_id, name, contents, now_ms()).await.map_err(|e| match e {
         herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
         herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
         other => other.into(),
     })?;
-    Ok(Json(json!({"script_id": id})))
+    let details = json!({"script_id": id, "script_name": name, "team_id": team_id});
+    crate::activity::record(state, Some(auth), "added_script", details).await;
+    Ok(id)
 }
 
 async fn list(

@@ -46,6 +46,43 @@ fn team_label(teams: &[(i64, String)], team_id: Option<i64>) -> String {
     }
 }
 
+/// The sets a user may look at: the no-team set (or global), then each team they may read.
+fn scopes_of(teams: &[(i64, String)]) -> Vec<Option<i64>> {
+    std::iter::once(None).chain(teams.iter().map(|(id, _)| Some(*id))).collect()
+}
+
+/// A one-button form deleting `what` (its name in the button's accessible name) by posting to `action`.
+fn delete_button(user: &ConsoleUser, action: &str, what: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"inline\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Delete {}\">Delete</button></form>",
+        user.csrf_field(),
+        escape(what)
+    )
+}
+
+/// The `<option>`s of the sets the user may add to (`none_label` for the no-team set), or None when there is
+/// none: the page then shows no form.
+fn writable_team_options(user: &ConsoleUser, teams: &[(i64, String)], none_label: &str) -> Option<String> {
+    let mut options = String::new();
+    if user.auth.actor.may(Action::Write, Scope::Global) {
+        let _ = write!(options, "<option value=\"0\">{none_label}</option>");
+    }
+    for (id, name) in teams.iter().filter(|(id, _)| user.auth.actor.may(Action::Write, Scope::Team(*id))) {
+        let _ = write!(options, "<option value=\"{id}\">{}</option>", escape(name));
+    }
+    (!options.is_empty()).then_some(options)
+}
+
+/// The team a form chose (`team_id`, 0 or absent: none).
+fn form_team(form: &HashMap<String, String>) -> Option<i64> {
+    form.get("team_id").and_then(|t| t.parse().ok()).filter(|t| *t != 0)
+}
+
+/// A text area's contents: browsers send CRLF line ends, files on hosts want LF.
+fn form_file(form: &HashMap<String, String>, key: &str) -> String {
+    form.get(key).cloned().unwrap_or_default().replace("\r\n", "\n")
+}
+
 /// Renders `f`'s page, or the error page for what went wrong.
 fn page_or_error(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| error_page(&e))
@@ -540,8 +577,7 @@ async fn do_host_action(
         }
         Some("transfer") => {
             let host = crate::api::hosts::authorized_host(state, auth, id, Action::Write).await?;
-            let team: i64 = form.get("team_id").and_then(|s| s.parse().ok()).unwrap_or(0);
-            let target = (team != 0).then_some(team);
+            let target = form_team(form);
             auth.require(Action::Write, Scope::of_team(target))?;
             state.store.transfer_hosts(target, &[host.id], now_ms()).await?;
             state.hosts.evict(id);
@@ -826,8 +862,7 @@ async fn save_policy(
     };
     match id {
         None => {
-            let team: i64 = text("team_id").parse().unwrap_or(0);
-            let team_id = (team != 0).then_some(team);
+            let team_id = form_team(form);
             let created = crate::api::policies::create(state, &user.auth, team_id, input).await?;
             Ok(created.0.policy.id)
         }
@@ -878,16 +913,14 @@ pub async fn scripts(State(state): State<SharedState>, user: ConsoleUser) -> Res
     page_or_error(async {
         let mut body = String::from("<table><thead><tr><th scope=\"col\">Script</th><th scope=\"col\">Team</th><th scope=\"col\">Uploaded</th><th scope=\"col\"><span class=\"note\">Actions</span></th></tr></thead><tbody>");
         let teams = readable_teams(&state, &user).await?;
-        let mut scopes: Vec<Option<i64>> = vec![None];
-        scopes.extend(teams.iter().map(|(id, _)| Some(*id)));
-        for scope in scopes {
+        for scope in scopes_of(&teams) {
             if !user.auth.actor.may(Action::Read, Scope::of_team(scope)) {
                 continue;
             }
             let may_delete = user.auth.actor.may(Action::Write, Scope::of_team(scope));
             for s in state.store.list_scripts(scope).await? {
                 let delete = if may_delete {
-                    format!("<form method=\"post\" action=\"/console/scripts/{}/delete\" class=\"inline\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Delete {}\">Delete</button></form>", s.id, user.csrf_field(), escape(&s.name))
+                    delete_button(&user, &format!("/console/scripts/{}/delete", s.id), &s.name)
                 } else {
                     String::new()
                 };
@@ -895,12 +928,8 @@ pub async fn scripts(State(state): State<SharedState>, user: ConsoleUser) -> Res
             }
         }
         body.push_str("</tbody></table><p class=\"note\">Run scripts from a host's page, or make them a policy's automation.</p>");
-        let writable: Vec<&(i64, String)> = teams.iter().filter(|(id, _)| user.auth.actor.may(Action::Write, Scope::Team(*id))).collect();
-        if user.auth.actor.may(Action::Write, Scope::Global) || !writable.is_empty() {
-            let _ = write!(body, "<h2>New script</h2><form method=\"post\" action=\"/console/scripts\">{}<label for=\"script-name\">File name (.sh or .ps1)</label><input id=\"script-name\" name=\"name\" required placeholder=\"fix-firewall.sh\"><label for=\"script-team\">Team</label><select id=\"script-team\" name=\"team_id\"><option value=\"0\">All teams</option>", user.csrf_field());
-            for (id, name) in writable {
-                let _ = write!(body, "<option value=\"{id}\">{}</option>", escape(name));
-            }
+        if let Some(options) = writable_team_options(&user, &teams, "All teams") {
+            let _ = write!(body, "<h2>New script</h2><form method=\"post\" action=\"/console/scripts\">{}<label for=\"script-name\">File name (.sh or .ps1)</label><input id=\"script-name\" name=\"name\" required placeholder=\"fix-firewall.sh\"><label for=\"script-team\">Team</label><select id=\"script-team\" name=\"team_id\">{options}", user.csrf_field());
             body.push_str("</select><label for=\"script-contents\">Contents</label><textarea id=\"script-contents\" name=\"contents\" rows=\"8\" required></textarea><p><button type=\"submit\">Save script</button></p></form>");
         }
         Ok(layout(&user, "/console/scripts", "Scripts", &body))
@@ -912,9 +941,7 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
     page_or_error(async {
         let teams = readable_teams(&state, &user).await?;
         let mut body = String::new();
-        let mut scopes: Vec<Option<i64>> = vec![None];
-        scopes.extend(teams.iter().map(|(id, _)| Some(*id)));
-        for scope in scopes {
+        for scope in scopes_of(&teams) {
             if !user.auth.actor.may(Action::Read, Scope::of_team(scope)) {
                 continue;
             }
@@ -932,7 +959,7 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
             let may_delete = user.auth.actor.may(Action::Write, Scope::of_team(scope));
             for p in state.store.list_profiles(scope).await? {
                 let delete = if may_delete {
-                    format!("<form method=\"post\" action=\"/console/profiles/{}/delete\" class=\"inline\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Delete {}\">Delete</button></form>", escape(&p.uuid), user.csrf_field(), escape(&p.name))
+                    delete_button(&user, &format!("/console/profiles/{}/delete", urlencode(&p.uuid)), &p.name)
                 } else {
                     String::new()
                 };
@@ -940,12 +967,8 @@ pub async fn profiles(State(state): State<SharedState>, user: ConsoleUser) -> Re
             }
             body.push_str("</tbody></table>");
         }
-        let writable: Vec<&(i64, String)> = teams.iter().filter(|(id, _)| user.auth.actor.may(Action::Write, Scope::Team(*id))).collect();
-        if user.auth.actor.may(Action::Write, Scope::Global) || !writable.is_empty() {
-            let _ = write!(body, "<h2>New profile</h2><form method=\"post\" action=\"/console/profiles\">{}<label for=\"profile-name\">File name (.json, .yml or .mobileconfig)</label><input id=\"profile-name\" name=\"file_name\" required placeholder=\"hardening.yml\"><label for=\"profile-team\">Team</label><select id=\"profile-team\" name=\"team_id\"><option value=\"0\">No team</option>", user.csrf_field());
-            for (id, name) in writable {
-                let _ = write!(body, "<option value=\"{id}\">{}</option>", escape(name));
-            }
+        if let Some(options) = writable_team_options(&user, &teams, "No team") {
+            let _ = write!(body, "<h2>New profile</h2><form method=\"post\" action=\"/console/profiles\">{}<label for=\"profile-name\">File name (.json, .yml or .mobileconfig)</label><input id=\"profile-name\" name=\"file_name\" required placeholder=\"hardening.yml\"><label for=\"profile-team\">Team</label><select id=\"profile-team\" name=\"team_id\">{options}", user.csrf_field());
             body.push_str("</select><label for=\"profile-contents\">Contents</label><textarea id=\"profile-contents\" name=\"contents\" rows=\"10\" required></textarea><p><button type=\"submit\">Save profile</button></p></form>");
         }
         Ok(layout(&user, "/console/profiles", "Configuration profiles", &body))
@@ -1070,29 +1093,10 @@ pub async fn create_script(State(state): State<SharedState>, user: ConsoleUser, 
     if let Some(refused) = user.csrf_refusal(&form) {
         return refused;
     }
-    let result = async {
-        let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
-        // Browsers send text areas with CRLF line ends; scripts run with LF.
-        let contents = form.get("contents").cloned().unwrap_or_default().replace("\r\n", "\n");
-        let team: i64 = form.get("team_id").and_then(|t| t.parse().ok()).unwrap_or(0);
-        let team_id = (team != 0).then_some(team);
-        user.auth.require(Action::Write, Scope::of_team(team_id))?;
-        crate::api::scripts::check_script(&name, &contents)?;
-        let id = state.store.create_script(team_id, &name, &contents, now_ms()).await.map_err(|e| match e {
-            herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
-            other => other.into(),
-        })?;
-        crate::activity::record(
-            &state,
-            Some(&user.auth),
-            "added_script",
-            serde_json::json!({"script_id": id, "script_name": name, "team_id": team_id}),
-        )
-        .await;
-        Ok(())
-    }
-    .await;
-    created_or_error(result, "/console/scripts")
+    let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
+    let contents = form_file(&form, "contents");
+    let added = crate::api::scripts::add_script(&state, &user.auth, form_team(&form), &name, &contents).await;
+    created_or_error(added.map(|_| ()), "/console/scripts")
 }
 
 pub async fn create_user(State(state): State<SharedState>, user: ConsoleUser, axum::Form(form): Form) -> Response {
@@ -1116,24 +1120,11 @@ pub async fn create_profile(State(state): State<SharedState>, user: ConsoleUser,
     if let Some(refused) = user.csrf_refusal(&form) {
         return refused;
     }
-    let result = async {
-        let file_name = form.get("file_name").map(|n| n.trim().to_string()).unwrap_or_default();
-        let contents = form.get("contents").cloned().unwrap_or_default().replace("\r\n", "\n");
-        let team: i64 = form.get("team_id").and_then(|t| t.parse().ok()).unwrap_or(0);
-        let team_id = (team != 0).then_some(team);
-        user.auth.require(Action::Write, Scope::of_team(team_id))?;
-        let profile = crate::api::profiles::parse_profile(&file_name, contents.as_bytes())?;
-        let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(|e| match e {
-            herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
-            herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
-            other => other.into(),
-        })?;
-        let details = serde_json::json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
-        crate::activity::record(&state, Some(&user.auth), "created_configuration_profile", details).await;
-        Ok(())
-    }
-    .await;
-    created_or_error(result, "/console/profiles")
+    let file_name = form.get("file_name").map(|n| n.trim().to_string()).unwrap_or_default();
+    let contents = form_file(&form, "contents");
+    let added =
+        crate::api::profiles::add_profile(&state, &user.auth, form_team(&form), &file_name, contents.as_bytes());
+    created_or_error(added.await.map(|_| ()), "/console/profiles")
 }
 
 // ---------------------------------------------------------------------------------------------------------------
