@@ -1,5 +1,6 @@
 //! The osquery TLS remote API (`--tls_hostname`, `--enroll_tls_endpoint`, `--distributed_tls_*`, ...).
 
+use serde::de::{self, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -8,28 +9,121 @@ use std::collections::BTreeMap;
 /// numbers, booleans and nulls are accepted and turned into the string osquery would have sent.
 pub type Row = BTreeMap<String, String>;
 
+/// Most rows one query's results may have in a report. Larger results are refused whole (a policy or vitals
+/// query answers with a few rows; a result that large is a mistake or an attack, and would cost the server
+/// hundreds of bytes per value).
+pub const MAX_ROWS_PER_QUERY: usize = 100_000;
+
+/// Query results, read straight into rows of strings (no intermediate `Value` tree, which costs several
+/// times the memory of the text).
 fn rows_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Vec<Row>>, D::Error> {
-    let raw: BTreeMap<String, Value> = BTreeMap::deserialize(de)?;
-    let mut out = BTreeMap::new();
-    for (name, rows) in raw {
-        let rows = match rows {
-            Value::Null => Vec::new(),
-            // osquery sends "" for a query that produced no rows on some versions.
-            Value::String(s) if s.is_empty() => Vec::new(),
-            Value::Array(rows) => rows
-                .into_iter()
-                .map(|row| match row {
-                    Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (k, value_to_string(v))).collect()),
-                    _ => Err(serde::de::Error::custom(format!("rows of query {name:?} must be objects"))),
-                })
-                .collect::<Result<Vec<Row>, _>>()?,
-            _ => {
-                return Err(serde::de::Error::custom(format!("results of query {name:?} must be an array")));
+    let raw: BTreeMap<String, QueryRows> = BTreeMap::deserialize(de)?;
+    Ok(raw.into_iter().map(|(name, QueryRows(rows))| (name, rows)).collect())
+}
+
+/// One query's results: an array of objects; `null`, or `""` (some osquery versions, for no rows), as none.
+struct QueryRows(Vec<Row>);
+
+impl<'de> Deserialize<'de> for QueryRows {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct RowsVisitor;
+        impl<'de> Visitor<'de> for RowsVisitor {
+            type Value = QueryRows;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of rows (objects)")
             }
-        };
-        out.insert(name, rows);
+            fn visit_unit<E: de::Error>(self) -> Result<QueryRows, E> {
+                Ok(QueryRows(Vec::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<QueryRows, E> {
+                Ok(QueryRows(Vec::new()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<QueryRows, E> {
+                if v.is_empty() { Ok(QueryRows(Vec::new())) } else { Err(E::invalid_type(Unexpected::Str(v), &self)) }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<QueryRows, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(RowCells(row)) = seq.next_element()? {
+                    if rows.len() == MAX_ROWS_PER_QUERY {
+                        return Err(de::Error::custom(format!("more than {MAX_ROWS_PER_QUERY} rows")));
+                    }
+                    rows.push(row);
+                }
+                Ok(QueryRows(rows))
+            }
+        }
+        de.deserialize_any(RowsVisitor)
     }
-    Ok(out)
+}
+
+/// A row: an object whose values become osquery's strings.
+struct RowCells(Row);
+
+impl<'de> Deserialize<'de> for RowCells {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = RowCells;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a row (an object of column values)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RowCells, A::Error> {
+                let mut row = Row::new();
+                while let Some((column, Cell(value))) = map.next_entry::<String, Cell>()? {
+                    row.insert(column, value);
+                }
+                Ok(RowCells(row))
+            }
+        }
+        de.deserialize_map(RowVisitor)
+    }
+}
+
+/// A column value as osquery sends it (a string), or any other JSON value turned into the string osquery
+/// would have sent ([`value_to_string`]).
+struct Cell(String);
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+        impl<'de> Visitor<'de> for CellVisitor {
+            type Value = Cell;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
+                Ok(Cell(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Cell, E> {
+                Ok(Cell(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
+                Ok(Cell(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
+                Ok(Cell(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
+                Ok(Cell(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
+                Ok(Cell(value_to_string(Value::from(v))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
+                Ok(Cell(String::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Cell, E> {
+                Ok(Cell(String::new()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Cell, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|v| Cell(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cell, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(|v| Cell(v.to_string()))
+            }
+        }
+        de.deserialize_any(CellVisitor)
+    }
 }
 
 fn details_lenient<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Row>, D::Error> {
@@ -214,9 +308,39 @@ mod tests {
             r#"{"queries":{"a":{"x":"1"}}}"#,
             r#"{"statuses":{"a":"zero"}}"#,
             r#"{"statuses":{"a":[0]}}"#,
+            r#"{"queries":{"a":"text"}}"#,
+            r#"{"queries":{"a":3}}"#,
         ] {
             assert!(serde_json::from_str::<DistributedWriteRequest>(body).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn rows_keep_every_json_type_as_osquery_strings() {
+        let body = r#"{"queries":{"a":[{"f":1.5,"big":18446744073709551615,"neg":-3,"arr":[1,"x"],"obj":{"k":null}}],
+            "n":null}}"#;
+        let req: DistributedWriteRequest = serde_json::from_str(body).unwrap();
+        let row = &req.queries["a"][0];
+        assert_eq!(row["f"], "1.5");
+        assert_eq!(row["big"], "18446744073709551615");
+        assert_eq!(row["neg"], "-3");
+        assert_eq!(row["arr"], r#"[1,"x"]"#);
+        assert_eq!(row["obj"], r#"{"k":null}"#);
+        assert!(req.queries["n"].is_empty());
+    }
+
+    #[test]
+    fn rows_per_query_are_bounded() {
+        let rows = vec!["{}"; MAX_ROWS_PER_QUERY + 1].join(",");
+        let body = format!(r#"{{"queries":{{"a":[{rows}]}}}}"#);
+        let err = serde_json::from_str::<DistributedWriteRequest>(&body).unwrap_err();
+        assert!(err.to_string().contains("more than 100000 rows"), "{err}");
+        let rows = vec!["{}"; MAX_ROWS_PER_QUERY].join(",");
+        let body = format!(r#"{{"queries":{{"a":[{rows}]}}}}"#);
+        assert_eq!(
+            serde_json::from_str::<DistributedWriteRequest>(&body).unwrap().queries["a"].len(),
+            MAX_ROWS_PER_QUERY
+        );
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub enum ApiError {
     Validation { field: String, reason: String },
     #[error("too many failed attempts, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("request body too large")]
-    TooLarge,
+    /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("database unavailable, retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -50,7 +51,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,8 +123,9 @@ pub enum OsqueryError {
     BadRequest(String),
     #[error("too many failed attempts, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error("request body too large")]
-    TooLarge,
+    /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("database unavailable, retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -146,7 +148,7 @@ impl IntoResponse for OsqueryError {
             OsqueryError::NodeInvalid(_) => (StatusCode::UNAUTHORIZED, true),
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
             OsqueryError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
-            OsqueryError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, false),
+            OsqueryError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, false),
             OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),
             OsqueryError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "osquery request failed");

@@ -1,23 +1,51 @@
 //! Request bodies: read once with a size limit, gunzipped when the client says so, parsed into wire types
 //! with errors that name the offending field.
 
+use crate::api::osquery::{NodeKeyed, authenticate};
 use crate::error::{ApiError, OsqueryError};
+use crate::host_cache::CachedHost;
+use crate::state::SharedState;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 use std::io::Read;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Largest request body accepted from admins and tools.
-pub const REST_BODY_LIMIT: usize = 4 << 20;
-/// Largest (compressed) body accepted from agents: osquery batches result logs.
-pub const OSQUERY_BODY_LIMIT: usize = 32 << 20;
-/// Largest body after gunzip, so a small bomb cannot fill memory.
-pub const INFLATED_LIMIT: usize = 128 << 20;
+/// What one request body may be: bytes as sent, bytes after gunzip, and its shape. Every body is checked
+/// against all four before anything is built from it, so a small body cannot become a large tree in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Bytes on the wire (compressed or not).
+    pub sent: usize,
+    /// Bytes after gunzip; for an uncompressed body, `sent` and this both apply.
+    pub inflated: usize,
+    /// Nesting of arrays and objects.
+    pub depth: u32,
+    /// Array elements and object members, at every level together.
+    pub values: u64,
+}
+
+/// The REST API (admins and tools): 4 MiB, also after gunzip.
+pub const REST_LIMITS: BodyLimits = BodyLimits { sent: 4 << 20, inflated: 4 << 20, depth: 64, values: 1_000_000 };
+/// Agent requests other than reports (enroll, config, distributed/read, scripts, profiles, deferrals): a node
+/// key and a few small fields, or an enrollment's host details.
+pub const AGENT_LIMITS: BodyLimits = BodyLimits { sent: 1 << 20, inflated: 1 << 20, depth: 32, values: 100_000 };
+/// Agent reports (distributed/write, log): osquery batches result logs and may send large query results.
+pub const REPORT_LIMITS: BodyLimits = BodyLimits { sent: 32 << 20, inflated: 32 << 20, depth: 64, values: 1_000_000 };
+
+/// The largest body any route reads (the router's default limit, e.g. for multipart uploads of the REST API it
+/// is lowered to [`REST_LIMITS`]).
+pub const LARGEST_BODY: usize = REPORT_LIMITS.sent;
+
+/// Bodies up to this size are decoded where they arrive: cheap, and the check-in hot path stays on its
+/// worker. Larger or compressed ones go to the blocking pool, a few at a time ([`HEAVY_DECODES`]).
+const INLINE_DECODE: usize = 64 << 10;
 
 #[derive(Debug)]
 pub enum BodyError {
-    TooLarge,
+    TooLarge(String),
     Unreadable(String),
     Malformed(String),
     Invalid { field: String, reason: String },
@@ -28,29 +56,124 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
         if std::error::Error::source(&err).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || err.to_string().contains("length limit")
         {
-            BodyError::TooLarge
+            BodyError::TooLarge(format!("request body is larger than {}", size(limit)))
         } else {
             BodyError::Unreadable(format!("cannot read request body: {err}"))
         }
     })
 }
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .take(INFLATED_LIMIT as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|err| BodyError::Unreadable(format!("body is not valid gzip: {err}")))?;
-    if out.len() > INFLATED_LIMIT {
-        return Err(BodyError::TooLarge);
+/// `4 MiB`, `64 KiB`, `12 bytes`.
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
     }
-    Ok(out)
+}
+
+/// Counts the shape of JSON text as it streams by, without building anything: nesting depth, and values
+/// (array elements and object members — every one but the first of a container follows a comma, so commas
+/// plus containers bound them from above). Strings are skipped (with `memchr`), escapes honoured.
+struct ShapeCheck {
+    limits: BodyLimits,
+    depth: u32,
+    values: u64,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl ShapeCheck {
+    fn new(limits: BodyLimits) -> Self {
+        ShapeCheck { limits, depth: 0, values: 0, in_string: false, escaped: false }
+    }
+
+    fn feed(&mut self, text: &[u8]) -> Result<(), BodyError> {
+        let mut at = 0;
+        while at < text.len() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    at += 1;
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', &text[at..]) {
+                    None => return Ok(()),
+                    Some(offset) => {
+                        at += offset;
+                        if text[at] == b'\\' {
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        at += 1;
+                        continue;
+                    }
+                }
+            }
+            match text[at] {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    self.values += 1;
+                    if self.depth > self.limits.depth {
+                        return Err(BodyError::TooLarge(format!(
+                            "request body nests deeper than {} levels",
+                            self.limits.depth
+                        )));
+                    }
+                }
+                b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+                b',' => self.values += 1,
+                _ => {}
+            }
+            at += 1;
+        }
+        if self.values > self.limits.values {
+            return Err(BodyError::TooLarge(format!(
+                "request body has more than {} values (array elements and object members)",
+                self.limits.values
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Gunzips a body as it streams, checking the shape of what comes out and stopping as soon as a limit is
+/// passed, so a bomb costs no more than the limit.
+fn inflate(sent: &[u8], limits: BodyLimits) -> Result<Vec<u8>, BodyError> {
+    let mut shape = ShapeCheck::new(limits);
+    let mut decoder = flate2::read::GzDecoder::new(sent);
+    let mut out = Vec::with_capacity((sent.len() * 4).min(limits.inflated));
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let read =
+            decoder.read(&mut chunk).map_err(|err| BodyError::Unreadable(format!("body is not valid gzip: {err}")))?;
+        if read == 0 {
+            return Ok(out);
+        }
+        if out.len() + read > limits.inflated {
+            return Err(BodyError::TooLarge(format!(
+                "request body is larger than {} after gunzip",
+                size(limits.inflated)
+            )));
+        }
+        shape.feed(&chunk[..read])?;
+        out.extend_from_slice(&chunk[..read]);
+    }
 }
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422, with the path of the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Malformed("request body is empty, expected json".into()));
+    }
+    // Every herd endpoint takes a JSON object; serde would otherwise read `[]` as a struct of defaults.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(BodyError::Malformed("request body must be a json object".into()));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -76,26 +199,94 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-async fn body_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, BodyError> {
-    let gzipped = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let bytes = read_body(req.into_body(), limit).await?;
-    let bytes = if gzipped { gunzip(&bytes)? } else { bytes.to_vec() };
-    // Every herd endpoint takes a JSON object; serde would otherwise read `[]` as a struct of defaults.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{') {
-        return Err(BodyError::Malformed("request body must be a json object".into()));
+/// Decodes of large or compressed bodies run on the blocking pool, at most this many at once (each may hold
+/// up to its limits in memory), so they can neither stall the async workers nor add up without bound.
+fn heavy_decodes() -> Arc<Semaphore> {
+    static HEAVY_DECODES: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    HEAVY_DECODES
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            Arc::new(Semaphore::new(cores.clamp(2, 8)))
+        })
+        .clone()
+}
+
+/// A body read within its `sent` limit, not yet inflated or parsed.
+pub struct RawBody {
+    sent: Bytes,
+    gzipped: bool,
+    limits: BodyLimits,
+}
+
+impl RawBody {
+    /// Reads the body (never more than `limits.sent` bytes).
+    pub async fn read(req: Request, limits: BodyLimits) -> Result<RawBody, BodyError> {
+        let gzipped = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        let sent = read_body(req.into_body(), limits.sent).await?;
+        Ok(RawBody { sent, gzipped, limits })
     }
-    parse_json(&bytes)
+
+    /// Inflates the body and checks its shape: inline when it is small and uncompressed, else on the blocking
+    /// pool under [`heavy_decodes`] (the permit travels with the text until it is parsed).
+    pub async fn check(self) -> Result<JsonText, BodyError> {
+        let RawBody { sent, gzipped, limits } = self;
+        if !gzipped && sent.len() <= INLINE_DECODE {
+            ShapeCheck::new(limits).feed(&sent)?;
+            return Ok(JsonText { text: sent, permit: None });
+        }
+        let permit =
+            heavy_decodes().acquire_owned().await.map_err(|_| BodyError::Unreadable("server is stopping".into()))?;
+        let text = blocking(move || {
+            if gzipped {
+                inflate(&sent, limits).map(Bytes::from)
+            } else {
+                ShapeCheck::new(limits).feed(&sent).map(|()| sent)
+            }
+        })
+        .await?;
+        Ok(JsonText { text, permit: Some(permit) })
+    }
+
+    pub async fn parse<T: DeserializeOwned + Send + 'static>(self) -> Result<T, BodyError> {
+        self.check().await?.parse().await
+    }
+}
+
+/// JSON text within its limits.
+pub struct JsonText {
+    text: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl JsonText {
+    /// Parses the text into `T`: inline when it is small, else on the blocking pool.
+    pub async fn parse<T: DeserializeOwned + Send + 'static>(&self) -> Result<T, BodyError> {
+        if self.permit.is_none() {
+            return parse_json(&self.text);
+        }
+        let text = self.text.clone();
+        blocking(move || parse_json(&text)).await
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    work: impl FnOnce() -> Result<R, BodyError> + Send + 'static,
+) -> Result<R, BodyError> {
+    tokio::task::spawn_blocking(work).await.map_err(|err| BodyError::Unreadable(format!("decoding failed: {err}")))?
+}
+
+async fn body_json<T: DeserializeOwned + Send + 'static>(req: Request, limits: BodyLimits) -> Result<T, BodyError> {
+    RawBody::read(req, limits).await?.parse().await
 }
 
 impl From<BodyError> for ApiError {
     fn from(err: BodyError) -> Self {
         match err {
-            BodyError::TooLarge => ApiError::TooLarge,
+            BodyError::TooLarge(reason) => ApiError::TooLarge(reason),
             BodyError::Unreadable(reason) | BodyError::Malformed(reason) => ApiError::BadRequest(reason),
             BodyError::Invalid { field, reason } => ApiError::Validation { field, reason },
         }
@@ -105,7 +296,7 @@ impl From<BodyError> for ApiError {
 impl From<BodyError> for OsqueryError {
     fn from(err: BodyError) -> Self {
         match err {
-            BodyError::TooLarge => OsqueryError::TooLarge,
+            BodyError::TooLarge(reason) => OsqueryError::TooLarge(reason),
             BodyError::Unreadable(reason) | BodyError::Malformed(reason) => OsqueryError::BadRequest(reason),
             BodyError::Invalid { field, reason } => OsqueryError::BadRequest(format!("{field}: {reason}")),
         }
@@ -164,35 +355,81 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathId {
     }
 }
 
-/// A JSON body of the REST API.
+/// A JSON body of the REST API, within [`REST_LIMITS`] (gzip allowed; the limits apply to the inflated body).
+/// Handlers take their `AuthUser` before it, so the bearer token is checked before the body is read.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiJson(body_json(req, REST_BODY_LIMIT).await?))
+        Ok(ApiJson(body_json(req, REST_LIMITS).await?))
     }
 }
 
-/// A JSON body of the osquery TLS API (gzip allowed), with the node key from the body or, failing that,
-/// from `Authorization: NodeKey <key>` (osquery ≥ 5.23).
-pub struct OsqueryJson<T> {
-    pub body: T,
-    pub header_node_key: Option<String>,
-}
+/// An unauthenticated JSON body of the osquery TLS API (enrollment), within [`AGENT_LIMITS`].
+pub struct EnrollJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OsqueryJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for EnrollJson<T> {
     type Rejection = OsqueryError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let header_node_key = req
+        Ok(EnrollJson(body_json(req, AGENT_LIMITS).await?))
+    }
+}
+
+/// The node key an agent request carries: in the body (osquery's `node_key`, orbit's `orbit_node_key`), or
+/// in `Authorization: NodeKey <key>` (osquery ≥ 5.23). Read first, alone, so a bad key is refused before the
+/// rest of the body is built.
+#[derive(serde::Deserialize)]
+struct BodyNodeKey {
+    #[serde(default, alias = "orbit_node_key")]
+    node_key: Option<String>,
+}
+
+/// An authenticated JSON body of the osquery TLS API (gzip allowed) and the host whose node key it carries.
+///
+/// Cheap rejection first: a node key in the header is checked before the body is read; one in the body is
+/// checked after the body's size and shape are (bounded, see [`BodyLimits`]) and before the body is parsed
+/// into `T`. The limits are `T`'s ([`NodeKeyed::LIMITS`]).
+pub struct OsqueryJson<T> {
+    pub body: T,
+    pub host: CachedHost,
+}
+
+impl<T: NodeKeyed + DeserializeOwned + Send + 'static> FromRequest<SharedState> for OsqueryJson<T> {
+    type Rejection = OsqueryError;
+
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let header_key = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("NodeKey "))
-            .map(|k| k.trim().to_string());
-        Ok(OsqueryJson { body: body_json(req, OSQUERY_BODY_LIMIT).await?, header_node_key })
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        let header_host = match &header_key {
+            Some(key) => Some(authenticate(state, key).await?),
+            None => None,
+        };
+        let text = RawBody::read(req, T::LIMITS).await?.check().await?;
+        let host = match header_host {
+            Some(host) => host,
+            None => {
+                let BodyNodeKey { node_key } = text.parse().await?;
+                let key = node_key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+                authenticate(state, key.as_deref().ok_or(OsqueryError::NodeInvalid("missing node key"))?).await?
+            }
+        };
+        let body: T = text.parse().await?;
+        // A body's own key, when it has one, must be the key that was checked.
+        if let (Some(header_key), Some(body_key)) = (&header_key, body.node_key().map(str::trim))
+            && !body_key.is_empty()
+            && body_key != header_key
+        {
+            return Err(OsqueryError::NodeInvalid("node keys in header and body differ"));
+        }
+        Ok(OsqueryJson { body, host })
     }
 }
 
@@ -232,18 +469,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn gzip_bombs_are_refused() {
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
         use flate2::write::GzEncoder;
         use std::io::Write;
         let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..(INFLATED_LIMIT >> 20) + 1 {
-            enc.write_all(&zeros).unwrap();
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_inflated_limit() {
+        let limits = BodyLimits { sent: 1 << 20, inflated: 1 << 20, depth: 8, values: 1000 };
+        // A string of 2 MiB: a valid shape, too large once inflated.
+        let mut text = b"{\"a\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 2 << 20));
+        text.extend(b"\"}");
+        let bomb = gzip(&text);
+        assert!(bomb.len() < 16 << 10, "{}", bomb.len());
+        match inflate(&bomb, limits) {
+            Err(BodyError::TooLarge(reason)) => assert!(reason.contains("1 MiB after gunzip"), "{reason}"),
+            other => panic!("{other:?}"),
         }
-        let bomb = enc.finish().unwrap();
-        assert!(bomb.len() < OSQUERY_BODY_LIMIT);
-        assert!(matches!(gunzip(&bomb), Err(BodyError::TooLarge)));
-        assert!(matches!(gunzip(b"not gzip"), Err(BodyError::Unreadable(_))));
+        assert!(matches!(inflate(b"not gzip", limits), Err(BodyError::Unreadable(_))));
+        assert_eq!(inflate(&gzip(b"{\"a\":1}"), limits).unwrap(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn value_bombs_stop_at_the_value_limit() {
+        let limits = BodyLimits { sent: 64 << 20, inflated: 64 << 20, depth: 8, values: 1000 };
+        // Millions of values in a few KiB of gzip: refused as soon as the count passes the limit.
+        let mut text = b"{\"a\":[".to_vec();
+        for _ in 0..4_000_000 {
+            text.extend(b"0,");
+        }
+        text.extend(b"0]}");
+        let bomb = gzip(&text);
+        match inflate(&bomb, limits) {
+            Err(BodyError::TooLarge(reason)) => assert!(reason.contains("more than 1000 values"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shape_check_counts_values_and_depth_outside_strings() {
+        let limits = BodyLimits { sent: 1 << 20, inflated: 1 << 20, depth: 3, values: 5 };
+        let check = |text: &str| ShapeCheck::new(limits).feed(text.as_bytes());
+        assert!(check(r#"{"a":[1,2,3]}"#).is_ok());
+        assert!(check(r#"{"a":"[[[[[[,,,,,,,,\"[[[[,,,,"}"#).is_ok(), "brackets and commas in strings do not count");
+        assert!(check(r#"{"a":[[[1]]]}"#).is_err(), "depth 4");
+        assert!(check(r#"{"a":[1,2,3,4,5,6]}"#).is_err(), "values");
+        // Fed in pieces, a string split across chunks (even inside an escape) is followed correctly.
+        let mut split = ShapeCheck::new(limits);
+        for piece in [r#"{"a":"x\"#, r#"",[[[[,,,,,,"#, r#"","b":1}"#] {
+            split.feed(piece.as_bytes()).unwrap();
+        }
+        assert_eq!((split.depth, split.in_string), (0, false));
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(matches!(parse_json::<serde_json::Value>(b"[1]"), Err(BodyError::Malformed(_))));
+        assert!(matches!(parse_json::<serde_json::Value>(b"  {}"), Ok(_)));
     }
 }

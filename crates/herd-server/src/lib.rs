@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod console;
+pub mod drain;
 pub mod error;
 pub mod extract;
 pub mod files;

@@ -17,7 +17,7 @@ pub mod teams;
 pub mod users;
 
 use crate::error::ApiError;
-use crate::extract::OSQUERY_BODY_LIMIT;
+use crate::extract::{LARGEST_BODY, REST_LIMITS};
 use crate::state::SharedState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -43,20 +43,23 @@ fn fleet_api() -> Router<SharedState> {
 }
 
 pub fn router(state: SharedState) -> Router {
-    let fleet = fleet_api();
+    // Multipart uploads and forms of the REST API and console get the REST limit; JSON bodies get the limits
+    // of their extractor (`crate::extract`), each endpoint's own.
+    let fleet = fleet_api().layer(DefaultBodyLimit::max(REST_LIMITS.sent));
     Router::new()
         .nest("/api/v1/fleet", fleet.clone())
         .nest("/api/latest/fleet", fleet)
         .merge(osquery::routes())
         .merge(device::agent_routes())
         .merge(my_device::routes())
-        .merge(crate::console::routes())
+        .merge(crate::console::routes().layer(DefaultBodyLimit::max(REST_LIMITS.sent)))
         .merge(scripts::agent_routes())
         .merge(deferrals::agent_routes())
         .merge(profiles::agent_routes())
         .merge(ops::routes())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(OSQUERY_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(LARGEST_BODY))
+        .layer(middleware::from_fn(crate::drain::drain_unread))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::client_ip;
 use crate::error::OsqueryError;
-use crate::extract::OsqueryJson;
+use crate::extract::{AGENT_LIMITS, BodyLimits, EnrollJson, OsqueryJson, REPORT_LIMITS};
 use crate::host_cache::CachedHost;
 use crate::secrets::{random_token, secrets_equal, token_hash};
 use crate::state::{SharedState, now_ms};
@@ -52,12 +52,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 async fn enroll(
     State(state): State<SharedState>,
     ClientAddr(client): ClientAddr,
-    request: OsqueryJson<EnrollRequest>,
+    EnrollJson(request): EnrollJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, OsqueryError> {
     if let Err(retry_after_s) = state.enroll_limiter.check(client, Instant::now()) {
         return Err(OsqueryError::RateLimited { retry_after_s });
     }
-    let request = request.body;
     let settings = state.settings.get();
     // Compare against every secret, without stopping at the first match, so timing says nothing about which.
     let mut team_of_secret = None;
@@ -109,16 +108,9 @@ async fn enroll(
     Ok(Json(EnrollResponse { node_key }))
 }
 
-/// The host a node key belongs to: from memory, else from the store (then remembered).
-async fn authenticate(
-    state: &SharedState,
-    body_key: Option<&str>,
-    header_key: Option<&str>,
-) -> Result<CachedHost, OsqueryError> {
-    let node_key = body_key.or(header_key).map(str::trim).filter(|k| !k.is_empty());
-    let Some(node_key) = node_key else {
-        return Err(OsqueryError::NodeInvalid("missing node key"));
-    };
+/// The host a node key belongs to: from memory, else from the store (then remembered). Called by
+/// [`OsqueryJson`]'s extraction, before the body is parsed.
+pub(crate) async fn authenticate(state: &SharedState, node_key: &str) -> Result<CachedHost, OsqueryError> {
     let hash = token_hash(node_key);
     if let Some(host) = state.hosts.by_node_key(&hash) {
         return Ok(host);
@@ -129,8 +121,10 @@ async fn authenticate(
     }
 }
 
-/// Request bodies that carry a node key.
+/// Request bodies that carry a node key, and the limits they are read within.
 pub trait NodeKeyed {
+    /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
+    const LIMITS: BodyLimits = AGENT_LIMITS;
     fn node_key(&self) -> Option<&str>;
 }
 
@@ -141,26 +135,27 @@ impl NodeKeyed for NodeKeyRequest {
 }
 
 impl NodeKeyed for DistributedWriteRequest {
+    const LIMITS: BodyLimits = REPORT_LIMITS;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
 }
 
 impl NodeKeyed for LogRequest {
+    const LIMITS: BodyLimits = REPORT_LIMITS;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
 }
 
-/// Authenticates an agent request and records that the host was seen now.
+/// The host of an (already authenticated) agent request, recorded as seen now.
 pub async fn check_in<T: NodeKeyed>(
     state: &SharedState,
     request: &OsqueryJson<T>,
 ) -> Result<(CachedHost, Millis), OsqueryError> {
-    let host = authenticate(state, request.body.node_key(), request.header_node_key.as_deref()).await?;
     let now = now_ms();
-    state.seen.record(host.checkin.id, now);
-    Ok((host, now))
+    state.seen.record(request.host.checkin.id, now);
+    Ok((request.host.clone(), now))
 }
 
 async fn config(
