@@ -33,7 +33,8 @@ fn target() -> Target {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (router, token, node_key) = runtime.block_on(async {
-        let store = herd_store::Store::open(&format!("sqlite://{}", dir.path().join("herd.db").display())).await.unwrap();
+        let store =
+            herd_store::Store::open(&format!("sqlite://{}", dir.path().join("herd.db").display())).await.unwrap();
         let options = BootstrapOptions {
             admin_email: "admin@herd.local".into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
@@ -45,8 +46,15 @@ fn target() -> Target {
         let state = Arc::new(AppState::new(store.clone(), log));
         state.settings.reload(&store).await.unwrap();
         let router = herd_server::api::router(state);
-        let (_, login) =
-            call(&router, Method::POST, "/api/v1/fleet/login", None, json_body(&json!({"email": "admin@herd.local", "password": ADMIN_PASSWORD})), false).await;
+        let (_, login) = call(
+            &router,
+            Method::POST,
+            "/api/v1/fleet/login",
+            None,
+            json_body(&json!({"email": "admin@herd.local", "password": ADMIN_PASSWORD})),
+            false,
+        )
+        .await;
         let (_, enrolled) = call(
             &router,
             Method::POST,
@@ -95,17 +103,52 @@ async fn call(
 fn endpoints() -> Vec<(Method, &'static str, bool, Value)> {
     let key = json!("NODE_KEY");
     vec![
-        (Method::POST, "/api/osquery/enroll", false, json!({"enroll_secret": SECRET, "host_identifier": "h", "platform_type": "9", "host_details": {"system_info": {"uuid": "U-1"}}})),
+        (
+            Method::POST,
+            "/api/osquery/enroll",
+            false,
+            json!({"enroll_secret": SECRET, "host_identifier": "h", "platform_type": "9", "host_details": {"system_info": {"uuid": "U-1"}}}),
+        ),
         (Method::POST, "/api/osquery/config", false, json!({"node_key": key})),
         (Method::POST, "/api/osquery/distributed/read", false, json!({"node_key": key})),
-        (Method::POST, "/api/osquery/distributed/write", false, json!({"node_key": key, "queries": {"fleet_detail_query_uptime": [{"total_seconds": "10"}], "fleet_policy_query_1": []}, "statuses": {"fleet_detail_query_uptime": 0}, "messages": {}})),
-        (Method::POST, "/api/osquery/log", false, json!({"node_key": key, "log_type": "status", "data": [{"severity": "0", "message": "m", "unixTime": "1"}]})),
-        (Method::POST, "/api/osquery/log", false, json!({"node_key": key, "log_type": "result", "data": [{"name": "q", "columns": {"a": "1"}}]})),
+        (
+            Method::POST,
+            "/api/osquery/distributed/write",
+            false,
+            json!({"node_key": key, "queries": {"fleet_detail_query_uptime": [{"total_seconds": "10"}], "fleet_policy_query_1": []}, "statuses": {"fleet_detail_query_uptime": 0}, "messages": {}}),
+        ),
+        (
+            Method::POST,
+            "/api/osquery/log",
+            false,
+            json!({"node_key": key, "log_type": "status", "data": [{"severity": "0", "message": "m", "unixTime": "1"}]}),
+        ),
+        (
+            Method::POST,
+            "/api/osquery/log",
+            false,
+            json!({"node_key": key, "log_type": "result", "data": [{"name": "q", "columns": {"a": "1"}}]}),
+        ),
         (Method::POST, "/api/v1/fleet/login", false, json!({"email": "admin@herd.local", "password": "x"})),
         (Method::POST, "/api/v1/fleet/teams", true, json!({"name": "team", "description": "d"})),
-        (Method::POST, "/api/v1/fleet/global/policies", true, json!({"name": "p", "query": "SELECT 1;", "platform": "linux"})),
-        (Method::PATCH, "/api/v1/fleet/config", true, json!({"org_info": {"org_name": "Acme"}, "host_settings": {"automation_retries": 2}})),
-        (Method::POST, "/api/v1/fleet/users/admin", true, json!({"name": "n", "email": "u@example.com", "password": "pass-word-12!", "global_role": "observer"})),
+        (
+            Method::POST,
+            "/api/v1/fleet/global/policies",
+            true,
+            json!({"name": "p", "query": "SELECT 1;", "platform": "linux"}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/fleet/config",
+            true,
+            json!({"org_info": {"org_name": "Acme"}, "host_settings": {"automation_retries": 2}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/fleet/users/admin",
+            true,
+            json!({"name": "n", "email": "u@example.com", "password": "pass-word-12!", "global_role": "observer"}),
+        ),
         (Method::POST, "/api/v1/fleet/hosts/transfer", true, json!({"team_id": null, "hosts": [1]})),
         (Method::POST, "/api/v1/fleet/scripts/run", true, json!({"host_id": 1, "script_contents": "echo hi"})),
         (Method::POST, "/api/v1/fleet/spec/policies", true, json!({"specs": [{"name": "s", "query": "SELECT 1;"}]})),
@@ -136,7 +179,10 @@ enum BodyKind {
     Bytes(Vec<u8>),
     Json(Value),
     /// The endpoint's valid body with the field at `index` (of its top-level fields) replaced.
-    Mutated { index: usize, value: Value },
+    Mutated {
+        index: usize,
+        value: Value,
+    },
 }
 
 fn body_kind() -> impl Strategy<Value = BodyKind> {
@@ -169,6 +215,18 @@ fn no_body_makes_the_server_fail() {
     let target = target();
     let endpoints = endpoints();
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(600);
+    // The fixtures work: every valid body is authenticated (so the fuzzing reaches past authentication).
+    for (method, path, needs_token, valid) in &endpoints {
+        let body = render(&BodyKind::Json(valid.clone()), valid, &target.node_key);
+        let token = needs_token.then_some(target.token.as_str());
+        let (status, answer) = target.runtime.block_on(call(&target.router, method.clone(), path, token, body, false));
+        if !path.ends_with("/login") {
+            assert!(
+                status.is_success() || status == StatusCode::UNPROCESSABLE_ENTITY,
+                "{method} {path} → {status}: {answer}"
+            );
+        }
+    }
     let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(endpoint in 0..endpoints.len(), kind in body_kind(), gzipped in any::<bool>(), authed in prop::bool::weighted(0.8))| {
         let (method, path, needs_token, valid) = &endpoints[endpoint];
