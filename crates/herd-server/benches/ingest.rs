@@ -4,6 +4,8 @@
 //!     cargo bench -p herd-server --bench ingest
 //!     HERD_TEST_DATABASE_URL=postgres://... cargo bench -p herd-server --bench ingest
 //!
+//! Also the check-in hot path (`checkin_nothing_due`): a distributed/read with nothing due.
+//!
 //! Two cases: every answer flips (each report rewrites 50 membership rows and moves 50 counts) and nothing
 //! changes (the steady state: only the host's run times are written).
 
@@ -112,6 +114,27 @@ fn bench_backend(c: &mut Criterion, runtime: &tokio::runtime::Runtime, backend: 
         b.to_async(runtime).iter(|| {
             let n = next.fetch_add(1, Ordering::Relaxed);
             post(&bench.app, "/api/osquery/distributed/write", &flips[n % HOSTS][0])
+        })
+    });
+    group.finish();
+
+    // The check-in hot path: a distributed/read with nothing due (no database round trip), so what is left is
+    // routing, reading and checking the body, authenticating the node key from memory and answering. The
+    // body limits (shape check, node key read first) sit on this path and must not slow it.
+    let mut group = c.benchmark_group(format!("checkin_nothing_due/{backend}"));
+    group.sample_size(50);
+    group.measurement_time(std::time::Duration::from_secs(5));
+    let reads: Vec<Value> = bench.node_keys.iter().map(|key| json!({"node_key": key})).collect();
+    runtime.block_on(async {
+        // Hand out (and forget) whatever is due first, so the measured reads find nothing due.
+        for read in &reads {
+            post(&bench.app, "/api/osquery/distributed/read", read).await;
+        }
+    });
+    group.bench_function("distributed_read", |b| {
+        b.to_async(runtime).iter(|| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            post(&bench.app, "/api/osquery/distributed/read", &reads[n % HOSTS])
         })
     });
     group.finish();
