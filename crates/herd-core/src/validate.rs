@@ -182,7 +182,8 @@ mod tests {
         assert_eq!(name("Café ☕ 東京", NameKind::Display), Ok("Café ☕ 東京"));
         assert!(name(&"é".repeat(255), NameKind::Display).is_ok());
         assert!(name(&"é".repeat(256), NameKind::Display).is_err());
-        for bad in ["evil\u{202E}hs.exe", "a\u{2066}b", "x\u{200F}", "a\u{200B}dmin", "tab\there", "new\nline", "\u{1b}[31m"]
+        for bad in
+            ["evil\u{202E}hs.exe", "a\u{2066}b", "x\u{200F}", "a\u{200B}dmin", "tab\there", "new\nline", "\u{1b}[31m"]
         {
             assert!(name(bad, NameKind::Display).is_err(), "{bad:?}");
         }
@@ -198,7 +199,12 @@ mod tests {
         for good in ["0b8c7e36-6f35-4a7e-9d0e-2f2f8f4c9a51", "C5A7B0D2-9E1F-4C3B-8A6D-7F2E1B0C9D8A"] {
             assert_eq!(device_token(good), Ok(()), "orbit's uuid.NewString(): {good}");
         }
-        assert_eq!(device_token(&"3fa85f64c6a14f0e8b1e0c2d9a7b5e41".repeat(2)), Ok(()), "herd-agent: 64 hex digits");
+        assert_eq!(
+            device_token("6d1f0c8e9b2a4f7e8c3d5a1b0e9f8d7c6b5a4e3d2c1b0a9f8e7d6c5b4a3f2e1d"),
+            Ok(()),
+            "herd-agent: 64 hex digits"
+        );
+        assert!(device_token(&"3fa85f64c6a14f0e8b1e0c2d9a7b5e41".repeat(2)).is_err(), "one block twice");
         assert_eq!(device_token("a1b2c3d4e5f60718293a4b5c6d7e8f90"), Ok(()));
         for (bad, why) in [
             ("aaaaaaaaaaaaaaaa", "16 characters"),

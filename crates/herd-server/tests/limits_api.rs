@@ -36,19 +36,71 @@ async fn config_patches_at_once_all_survive(server: Server) {
     for round in 0..3i64 {
         // Each patch sets one field of one section; all are sent at once.
         let patches = vec![
-            (json!({"org_info": {"org_name": format!("Acme {round}")}}), "/org_info/org_name", json!(format!("Acme {round}"))),
-            (json!({"org_info": {"contact_url": format!("https://help.example/{round}")}}), "/org_info/contact_url", json!(format!("https://help.example/{round}"))),
-            (json!({"org_info": {"org_logo_url": format!("https://logo.example/{round}.png")}}), "/org_info/org_logo_url", json!(format!("https://logo.example/{round}.png"))),
-            (json!({"server_settings": {"server_url": format!("https://herd{round}.example")}}), "/server_settings/server_url", json!(format!("https://herd{round}.example"))),
-            (json!({"host_settings": {"vitals_interval": 3600 + round}}), "/host_settings/vitals_interval", json!(3600 + round)),
-            (json!({"host_settings": {"policy_interval": 600 + round}}), "/host_settings/policy_interval", json!(600 + round)),
-            (json!({"host_settings": {"automation_retries": 1 + round}}), "/host_settings/automation_retries", json!(1 + round)),
-            (json!({"host_settings": {"automation_script_timeout": 100 + round}}), "/host_settings/automation_script_timeout", json!(100 + round)),
-            (json!({"host_settings": {"profile_grace_period": 900 + round}}), "/host_settings/profile_grace_period", json!(900 + round)),
-            (json!({"host_settings": {"profile_retries": 2 + round}}), "/host_settings/profile_retries", json!(2 + round)),
-            (json!({"mdm": {"migration_window_seconds": 300 + round}}), "/mdm/migration_window_seconds", json!(300 + round)),
-            (json!({"mdm": {"migration_query": format!("SELECT {round};")}}), "/mdm/migration_query", json!(format!("SELECT {round};"))),
-            (json!({"agent_options": {"config": {"options": {"distributed_interval": 10 + round}}}}), "/agent_options/config/options/distributed_interval", json!(10 + round)),
+            (
+                json!({"org_info": {"org_name": format!("Acme {round}")}}),
+                "/org_info/org_name",
+                json!(format!("Acme {round}")),
+            ),
+            (
+                json!({"org_info": {"contact_url": format!("https://help.example/{round}")}}),
+                "/org_info/contact_url",
+                json!(format!("https://help.example/{round}")),
+            ),
+            (
+                json!({"org_info": {"org_logo_url": format!("https://logo.example/{round}.png")}}),
+                "/org_info/org_logo_url",
+                json!(format!("https://logo.example/{round}.png")),
+            ),
+            (
+                json!({"server_settings": {"server_url": format!("https://herd{round}.example")}}),
+                "/server_settings/server_url",
+                json!(format!("https://herd{round}.example")),
+            ),
+            (
+                json!({"host_settings": {"vitals_interval": 3600 + round}}),
+                "/host_settings/vitals_interval",
+                json!(3600 + round),
+            ),
+            (
+                json!({"host_settings": {"policy_interval": 600 + round}}),
+                "/host_settings/policy_interval",
+                json!(600 + round),
+            ),
+            (
+                json!({"host_settings": {"automation_retries": 1 + round}}),
+                "/host_settings/automation_retries",
+                json!(1 + round),
+            ),
+            (
+                json!({"host_settings": {"automation_script_timeout": 100 + round}}),
+                "/host_settings/automation_script_timeout",
+                json!(100 + round),
+            ),
+            (
+                json!({"host_settings": {"profile_grace_period": 900 + round}}),
+                "/host_settings/profile_grace_period",
+                json!(900 + round),
+            ),
+            (
+                json!({"host_settings": {"profile_retries": 2 + round}}),
+                "/host_settings/profile_retries",
+                json!(2 + round),
+            ),
+            (
+                json!({"mdm": {"migration_window_seconds": 300 + round}}),
+                "/mdm/migration_window_seconds",
+                json!(300 + round),
+            ),
+            (
+                json!({"mdm": {"migration_query": format!("SELECT {round};")}}),
+                "/mdm/migration_query",
+                json!(format!("SELECT {round};")),
+            ),
+            (
+                json!({"agent_options": {"config": {"options": {"distributed_interval": 10 + round}}}}),
+                "/agent_options/config/options/distributed_interval",
+                json!(10 + round),
+            ),
         ];
         let sent = patches.iter().enumerate().map(|(i, (patch, _, _))| {
             let target = servers[i % servers.len()];
@@ -260,9 +312,14 @@ async fn hostile_names_are_refused_everywhere(server: Server) {
     let admin = server.admin_token().await;
     let rtl = "invoice\u{202E}hs.ps1";
     // Scripts (REST upload; the console form below).
-    for name in ["../../etc/cron.d/x.sh", "..\\..\\x.ps1", "evil\u{202E}hs.sh", "bell\u{7}.sh", "/abs.sh"] {
+    // (Control characters cannot reach a multipart file name: the console form below carries one.)
+    for name in ["../../etc/cron.d/x.sh", "..\\..\\x.ps1", "evil\u{202E}hs.sh", "/abs.sh"] {
         let (status, body) = server.upload_script(&admin, name, "echo hi").await;
-        assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("script")), "{name:?}: {body}");
+        assert_eq!(
+            (status, body["errors"][0]["name"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("script")),
+            "{name:?}: {body}"
+        );
     }
     let (status, body) = server.upload_script(&admin, "  fix-disk.sh ", "echo hi").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -272,7 +329,11 @@ async fn hostile_names_are_refused_everywhere(server: Server) {
     // Teams.
     for name in [rtl, "tab\tteam", "line\u{2028}break", " "] {
         let (status, body) = server.post("/api/v1/fleet/teams", &admin, json!({"name": name})).await;
-        assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")), "{name:?}: {body}");
+        assert_eq!(
+            (status, body["errors"][0]["name"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name")),
+            "{name:?}: {body}"
+        );
     }
     let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Fine"})).await;
     let team_id = team["team"]["id"].as_i64().unwrap();
@@ -281,45 +342,74 @@ async fn hostile_names_are_refused_everywhere(server: Server) {
     // Policies: REST and spec.
     let (status, body) =
         server.post("/api/v1/fleet/global/policies", &admin, json!({"name": rtl, "query": "SELECT 1;"})).await;
-    assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("name")),
+        "{body}"
+    );
     let spec = json!({"specs": [{"name": "esc\u{1b}[31m", "query": "SELECT 1;", "team": ""}]});
     let (status, body) = server.post("/api/v1/fleet/spec/policies", &admin, spec).await;
-    assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("specs[0].name")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("specs[0].name")),
+        "{body}"
+    );
     assert_eq!(server.get("/api/v1/fleet/policies/count", &admin).await.1["count"], 0);
     // Users.
     let user = json!({"name": rtl, "email": "u@herd.local", "password": "user-password-1!", "global_role": "observer"});
     let (status, body) = server.post("/api/v1/fleet/users/admin", &admin, user).await;
-    assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("name")),
+        "{body}"
+    );
     // Profiles: the name and the identifier (which the agent uses as a file name).
     let profile = |identifier: &str, name: &str| {
         json!({"identifier": identifier, "name": name, "payloads": [{"type": "file", "path": "/etc/motd", "content": "hi"}]})
             .to_string()
     };
-    for (identifier, name, field) in
-        [("com.acme.motd", rtl, "profile.name"), ("..", "MOTD", "profile.identifier"), ("com.acme\u{202E}", "MOTD", "profile.identifier")]
-    {
-        let (status, body) = server.upload_profile(&admin, "motd.json", profile(identifier, name).as_bytes(), None).await;
-        assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{body}");
+    for (identifier, name, field) in [
+        ("com.acme.motd", rtl, "profile.name"),
+        ("..", "MOTD", "profile.identifier"),
+        ("com.acme\u{202E}", "MOTD", "profile.identifier"),
+    ] {
+        let (status, body) =
+            server.upload_profile(&admin, "motd.json", profile(identifier, name).as_bytes(), None).await;
+        assert_eq!(
+            (status, body["errors"][0]["name"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{body}"
+        );
     }
     let mobileconfig = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PayloadType</key><string>Configuration</string><key>PayloadIdentifier</key><string>com.acme.x</string><key>PayloadDisplayName</key><string>{rtl}</string><key>PayloadContent</key><array/></dict></plist>"#
     );
     let (status, body) = server.upload_profile(&admin, "x.mobileconfig", mobileconfig.as_bytes(), None).await;
-    assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("profile.PayloadDisplayName")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("profile.PayloadDisplayName")),
+        "{body}"
+    );
     // The organisation's name (on every My Device page).
     let (status, body) = server.patch("/api/v1/fleet/config", &admin, json!({"org_info": {"org_name": rtl}})).await;
-    assert_eq!((status, body["errors"][0]["name"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("org_info.org_name")), "{body}");
+    assert_eq!(
+        (status, body["errors"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("org_info.org_name")),
+        "{body}"
+    );
 
     // The console's forms share the rules.
     let (client, csrf) = console_session(&server).await;
     let post = |path: &str, fields: Vec<(&str, &str)>| {
-        let mut fields: Vec<(String, String)> = fields.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut fields: Vec<(String, String)> =
+            fields.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         fields.push(("csrf".into(), csrf.clone()));
         client.post(format!("{}{path}", server.url)).form(&fields).send()
     };
     for (path, fields) in [
         ("/console/teams", vec![("name", rtl)]),
         ("/console/scripts", vec![("name", "../../etc/cron.d/x.sh"), ("team_id", "0"), ("contents", "echo hi")]),
+        ("/console/scripts", vec![("name", "bell\u{7}.sh"), ("team_id", "0"), ("contents", "echo hi")]),
         ("/console/policies/new", vec![("name", rtl), ("query", "SELECT 1;"), ("team_id", "0"), ("script_id", "0")]),
     ] {
         let response = post(path, fields).await.unwrap();

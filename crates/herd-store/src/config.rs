@@ -75,11 +75,13 @@ impl Store {
         let mut tx = conn.begin().await.map_err(StoreError::from)?;
         // A placeholder row (JSON null: "none yet") when there is none, so there is always a row to lock; two
         // servers inserting it at once wait for each other here. Rolled back unless `update` succeeds.
-        sqlx::query("INSERT INTO app_config (id, document, updated_at) VALUES (1, 'null', $1) ON CONFLICT (id) DO NOTHING")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+        sqlx::query(
+            "INSERT INTO app_config (id, document, updated_at) VALUES (1, 'null', $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
         let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let text: String =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT document FROM app_config WHERE id = 1{lock}")))

@@ -116,7 +116,11 @@ mod tests {
     #[test]
     fn builder_numbers_placeholders() {
         let mut b = SqlBuilder::new("SELECT * FROM t WHERE a = ");
-        b.bind(Arg::Int(1)).push(" AND id IN ").bind_id_set(Backend::Sqlite, &[4, 5]).push(" AND b = ").bind(Arg::Int(2));
+        b.bind(Arg::Int(1))
+            .push(" AND id IN ")
+            .bind_id_set(Backend::Sqlite, &[4, 5])
+            .push(" AND b = ")
+            .bind(Arg::Int(2));
         assert_eq!(b.text, "SELECT * FROM t WHERE a = $1 AND id IN (SELECT value FROM json_each($2)) AND b = $3");
         assert!(matches!(&b.args[1], Arg::Text(json) if json == "[4,5]"));
         let mut pg = SqlBuilder::new("x IN ");

@@ -347,7 +347,8 @@ async fn hosts_page(
     }
     body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
     if p.page.has_previous() {
-        let _ = write!(body, "<a href=\"{}\">Previous page</a>", link_for(&[("page", (p.page.page() - 1).to_string())]));
+        let _ =
+            write!(body, "<a href=\"{}\">Previous page</a>", link_for(&[("page", (p.page.page() - 1).to_string())]));
     }
     if p.page.has_next(total) {
         let _ = write!(body, "<a href=\"{}\">Next page</a>", link_for(&[("page", (p.page.page() + 1).to_string())]));
@@ -1050,7 +1051,9 @@ pub async fn activity(State(state): State<SharedState>, user: ConsoleUser, Query
         async {
             let page = crate::paging::Page::new(
                 params.get("page").map_or(Ok(0), |p| {
-                    p.trim().parse().map_err(|_| ApiError::invalid("page", format!("must be a whole number, not {p:?}")))
+                    p.trim()
+                        .parse()
+                        .map_err(|_| ApiError::invalid("page", format!("must be a whole number, not {p:?}")))
                 })?,
                 50,
             )?;
