@@ -99,8 +99,7 @@ impl Ledger {
 
 /// The last `OUTPUT_KEPT_CHARS` characters.
 pub fn keep_tail(output: &str) -> String {
-    let count = output.chars().count();
-    output.chars().skip(count.saturating_sub(OUTPUT_KEPT_CHARS)).collect()
+    herd_core::text::tail_chars(output, OUTPUT_KEPT_CHARS).to_string()
 }
 
 /// Runs one script to completion or timeout. Never panics on a bad script: failures become results.

@@ -137,7 +137,7 @@ async fn migration(server: Server, marker: PathBuf, received: Arc<Mutex<Vec<Valu
     assert_eq!(stuck.answer_vitals(&server, &read).await.0, 200);
     let managed = json!({"fleet_detail_query_mdm_migration": [{"1": "1"}]});
     assert_eq!(stuck.write(&server, managed.clone(), json!({"fleet_detail_query_mdm_migration": 0})).await.0, 200);
-    let stuck_token = "stuck-device-token-000000000000";
+    let stuck_token = "2c9b8a7f-6e5d-4c3b-a2f1-0e9d8c7b6a59";
     let (status, _) = server
         .osquery("/api/fleet/orbit/device_token", json!({"node_key": stuck.node_key, "device_auth_token": stuck_token}))
         .await;

@@ -13,6 +13,7 @@ pub mod platform;
 pub mod policy;
 pub mod profiles;
 pub mod roles;
+pub mod text;
 pub mod validate;
 pub mod vitals;
 

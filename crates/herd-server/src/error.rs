@@ -121,6 +121,9 @@ pub enum OsqueryError {
     NodeInvalid(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well-formed but clashes with what another host owns (409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("too many failed attempts, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
@@ -147,6 +150,7 @@ impl IntoResponse for OsqueryError {
         let (status, node_invalid) = match &self {
             OsqueryError::NodeInvalid(_) => (StatusCode::UNAUTHORIZED, true),
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
+            OsqueryError::Conflict(_) => (StatusCode::CONFLICT, false),
             OsqueryError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
             OsqueryError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, false),
             OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod files;
 pub mod host_cache;
 pub mod metrics;
+pub mod paging;
 pub mod rate_limit;
 pub mod result_log;
 pub mod secrets;

@@ -6,7 +6,7 @@ use herd_testkit::{ENROLL_SECRET, Server, TestHost};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "device-token-0123456789abcdef";
+const TOKEN: &str = "3b7e1f0a-9c2d-4e6f-8a1b-5d4c3e2f1a0b";
 
 async fn device(server: &Server, token: &str, path: &str) -> (StatusCode, Value) {
     let response =

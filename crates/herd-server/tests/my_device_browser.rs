@@ -11,7 +11,7 @@ use herd_testkit::{ENROLL_SECRET, Server, TestHost, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const TOKEN: &str = "browser-device-token-0123456789";
+const TOKEN: &str = "c41d8f2e-7a3b-4b9c-9e0d-6f5a4b3c2d1e";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn answer(host: &TestHost, server: &Server, answers: &[(String, Value)]) {

@@ -237,8 +237,8 @@ async fn admin_and_device_token_refetch_carry_every_policy(server: Server) {
     assert_eq!(policy_queries(&read).len(), 3, "device refetch: every policy at the next check-in");
 
     // Rotation: the previous token still works, the one before it does not.
-    let second = "second-token-0000000000000000000";
-    let third = "third-token-00000000000000000000";
+    let second = "5e8d2c1b-0a9f-4e7d-b6c5-4a3b2c1d0e9f";
+    let third = "7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2918";
     for t in [second, third] {
         let (status, _) = server
             .osquery("/api/fleet/orbit/device_token", json!({"node_key": host.node_key, "device_auth_token": t}))

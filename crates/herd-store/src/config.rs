@@ -1,6 +1,6 @@
 //! The server configuration document and enroll secrets.
 
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
 use sqlx::{Acquire, Row};
 
@@ -45,7 +45,8 @@ impl Store {
     pub async fn app_config(&self) -> Result<Option<serde_json::Value>> {
         let text: Option<String> =
             sqlx::query_scalar("SELECT document FROM app_config WHERE id = 1").fetch_optional(&self.reader).await?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+        let document = text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())));
+        Ok(document.transpose()?.filter(|d: &serde_json::Value| !d.is_null()))
     }
 
     pub async fn save_app_config(&self, document: &serde_json::Value, now: Millis) -> Result<()> {
@@ -58,6 +59,46 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Read-modify-write of the configuration document: `update` gets the stored document (None before the
+    /// first save) and returns the new one, which is saved in the same transaction. The row is locked for the
+    /// whole of it (`FOR UPDATE` on PostgreSQL; SQLite has one writer connection), so concurrent updates —
+    /// from this server or another — apply one after the other and none is lost. An `Err` from `update`
+    /// changes nothing.
+    pub async fn update_app_config<E: From<StoreError>>(
+        &self,
+        now: Millis,
+        update: impl FnOnce(Option<serde_json::Value>) -> Result<serde_json::Value, E>,
+    ) -> Result<serde_json::Value, E> {
+        let mut conn = self.writer.acquire().await.map_err(StoreError::from)?;
+        let mut tx = conn.begin().await.map_err(StoreError::from)?;
+        // A placeholder row (JSON null: "none yet") when there is none, so there is always a row to lock; two
+        // servers inserting it at once wait for each other here. Rolled back unless `update` succeeds.
+        sqlx::query(
+            "INSERT INTO app_config (id, document, updated_at) VALUES (1, 'null', $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let text: String =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT document FROM app_config WHERE id = 1{lock}")))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        let current: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("configuration document: {e}")))?;
+        let document = update((!current.is_null()).then_some(current))?;
+        sqlx::query("UPDATE app_config SET document = $1, updated_at = $2 WHERE id = 1")
+            .bind(document.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(document)
     }
 
     /// Saves the configuration only if none exists yet (first start); returns whether it was saved. Safe when

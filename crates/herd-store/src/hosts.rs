@@ -1,7 +1,7 @@
 //! Hosts: enrollment, the check-in view the servers cache, vitals, listing, deletion and team moves.
 
 use crate::sql::{Arg, SqlBuilder, contains_pattern};
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
 use herd_core::host_status::{DEFAULT_CHECKIN_INTERVAL_S, MISSING_AFTER_MS, NEW_WITHIN_MS, ONLINE_GRACE_MS};
 use herd_core::vitals::VitalsPatch;
@@ -245,7 +245,7 @@ fn online_window_sql() -> String {
 }
 
 impl HostFilter {
-    fn apply(&self, sql: &mut SqlBuilder, now: Millis) {
+    fn apply(&self, sql: &mut SqlBuilder, backend: Backend, now: Millis) {
         if let Some(team) = self.team {
             match team {
                 None => sql.push(" AND h.team_id IS NULL"),
@@ -253,7 +253,7 @@ impl HostFilter {
             };
         }
         if let Some(teams) = &self.visible_teams {
-            sql.push(" AND h.team_id IN ").bind_ids(teams);
+            sql.push(" AND h.team_id IN ").bind_id_set(backend, teams);
         }
         if let Some((policy_id, passing)) = self.policy_response {
             // A set of the policy's hosts (one range of the primary key), not a probe per host: at 150,000
@@ -279,7 +279,7 @@ impl HostFilter {
                 .push(")");
         }
         if let Some(ids) = &self.ids {
-            sql.push(" AND h.id IN ").bind_ids(ids);
+            sql.push(" AND h.id IN ").bind_id_set(backend, ids);
         }
         if let Some(query) = self.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let pattern = contains_pattern(query);
@@ -337,69 +337,52 @@ pub(crate) async fn note_host_change(conn: &mut AnyConnection, host_id: i64, now
 impl Store {
     /// Enrolls a host, or re-enrolls it into its existing row when its uuid is known: the row keeps its id,
     /// team and history; the node key is replaced (the old one stops working).
+    /// Enrolls a host, or re-enrolls it (new node key, fresh details) when its uuid is known: one upsert, so
+    /// any number of enrollments of one uuid at once — osqueryd retrying, a cloned machine, several servers —
+    /// leave one row (the last node key wins) and never fail on the unique uuid.
     pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<i64> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM hosts WHERE uuid = $1")
-            .bind(&host.uuid)
-            .fetch_optional(&mut *tx)
-            .await?;
         let d = &host.details;
         let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
-        let id = match existing {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE hosts SET node_key_hash = $1, osquery_host_id = $2, last_enrolled_at = $3, \
-                     hostname = COALESCE($4, hostname), computer_name = COALESCE($5, computer_name), \
-                     platform = CASE WHEN $6 <> '' THEN $6 ELSE platform END, \
-                     platform_like = COALESCE($7, platform_like), os_version = COALESCE($8, os_version), \
-                     osquery_version = COALESCE($9, osquery_version), hardware_serial = COALESCE($10, hardware_serial), \
-                     hardware_model = COALESCE($11, hardware_model), hardware_vendor = COALESCE($12, hardware_vendor) \
-                     WHERE id = $13",
-                )
-                .bind(&host.node_key_hash)
-                .bind(&host.osquery_host_id)
-                .bind(now)
-                .bind(d.hostname.clone())
-                .bind(d.computer_name.clone())
-                .bind(platform)
-                .bind(d.platform_like.clone())
-                .bind(d.os_version.clone())
-                .bind(d.osquery_version.clone())
-                .bind(d.hardware_serial.clone())
-                .bind(d.hardware_model.clone())
-                .bind(d.hardware_vendor.clone())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                note_host_change(&mut tx, id, now).await?;
-                id
-            }
-            None => {
-                sqlx::query_scalar(
-                    "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
-                     platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
-                     hardware_vendor, created_at, last_enrolled_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
-                )
-                .bind(&host.uuid)
-                .bind(&host.osquery_host_id)
-                .bind(&host.node_key_hash)
-                .bind(host.team_id)
-                .bind(d.hostname.clone().unwrap_or_default())
-                .bind(d.computer_name.clone().unwrap_or_default())
-                .bind(platform)
-                .bind(d.platform_like.clone().unwrap_or_default())
-                .bind(d.os_version.clone().unwrap_or_default())
-                .bind(d.osquery_version.clone().unwrap_or_default())
-                .bind(d.hardware_serial.clone().unwrap_or_default())
-                .bind(d.hardware_model.clone().unwrap_or_default())
-                .bind(d.hardware_vendor.clone().unwrap_or_default())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
+        // A detail the host did not report is '' in a new row and keeps its value in an existing one. The team
+        // and creation time are a new row's only: re-enrolling never moves a host.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
+             platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
+             hardware_vendor, created_at, last_enrolled_at) \
+             VALUES ($1, $2, $3, $4, COALESCE($5, ''), COALESCE($6, ''), $7, COALESCE($8, ''), COALESCE($9, ''), \
+             COALESCE($10, ''), COALESCE($11, ''), COALESCE($12, ''), COALESCE($13, ''), $14, $14) \
+             ON CONFLICT (uuid) DO UPDATE SET node_key_hash = excluded.node_key_hash, \
+             osquery_host_id = excluded.osquery_host_id, last_enrolled_at = excluded.last_enrolled_at, \
+             hostname = COALESCE($5, hosts.hostname), computer_name = COALESCE($6, hosts.computer_name), \
+             platform = CASE WHEN excluded.platform <> '' THEN excluded.platform ELSE hosts.platform END, \
+             platform_like = COALESCE($8, hosts.platform_like), os_version = COALESCE($9, hosts.os_version), \
+             osquery_version = COALESCE($10, hosts.osquery_version), \
+             hardware_serial = COALESCE($11, hosts.hardware_serial), \
+             hardware_model = COALESCE($12, hosts.hardware_model), \
+             hardware_vendor = COALESCE($13, hosts.hardware_vendor) \
+             RETURNING id",
+        )
+        .bind(&host.uuid)
+        .bind(&host.osquery_host_id)
+        .bind(&host.node_key_hash)
+        .bind(host.team_id)
+        .bind(d.hostname.clone())
+        .bind(d.computer_name.clone())
+        .bind(platform)
+        .bind(d.platform_like.clone())
+        .bind(d.os_version.clone())
+        .bind(d.osquery_version.clone())
+        .bind(d.hardware_serial.clone())
+        .bind(d.hardware_model.clone())
+        .bind(d.hardware_vendor.clone())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // A re-enrolled host's old node key must stop working on every server (for a new host the entry is
+        // harmless: there is nothing cached to evict).
+        note_host_change(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -557,7 +540,7 @@ impl Store {
         let mut sql = SqlBuilder::new(&format!(
             "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN teams t ON t.id = h.team_id WHERE 1 = 1"
         ));
-        filter.apply(&mut sql, now);
+        filter.apply(&mut sql, self.backend, now);
         let direction = if descending { "DESC" } else { "ASC" };
         sql.push(&format!(" ORDER BY {} {direction}, h.id {direction} LIMIT ", order.column()))
             .bind(Arg::Int(limit))
@@ -583,14 +566,14 @@ impl Store {
             .bind(Arg::Int(now - MISSING_AFTER_MS))
             .push(") THEN 1 ELSE 0 END), 0) FROM hosts h WHERE 1 = 1");
         let unfiltered = HostFilter { status: None, ..filter.clone() };
-        unfiltered.apply(&mut sql, now);
+        unfiltered.apply(&mut sql, self.backend, now);
         let row = sql.query().fetch_one(&self.reader).await?;
         Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
     }
 
     pub async fn count_hosts(&self, filter: &HostFilter, now: Millis) -> Result<i64> {
         let mut sql = SqlBuilder::new("SELECT COUNT(*) FROM hosts h WHERE 1 = 1");
-        filter.apply(&mut sql, now);
+        filter.apply(&mut sql, self.backend, now);
         let row = sql.query().fetch_one(&self.reader).await?;
         Ok(row.try_get(0)?)
     }
@@ -626,31 +609,31 @@ impl Store {
                 return Err(StoreError::NotFound("team"));
             }
         }
-        let mut moved = 0;
-        for chunk in host_ids.chunks(500) {
-            let mut current = SqlBuilder::new("SELECT id, team_id FROM hosts WHERE id IN ");
-            current.bind_ids(chunk);
-            let hosts: Vec<(i64, Option<i64>)> = current
-                .query()
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_>>()?;
-            let mut sql = SqlBuilder::new("UPDATE hosts SET team_id = ");
-            match team_id {
-                Some(team) => sql.bind(Arg::Int(team)),
-                None => sql.push("NULL"),
-            };
-            sql.push(" WHERE id IN ").bind_ids(chunk);
-            sql.query().execute(&mut *tx).await?;
-            let ids: Vec<i64> = hosts.iter().map(|(id, _)| *id).collect();
-            for (host, old_team) in hosts {
-                crate::policies::note_host_moved(&mut tx, host, old_team, team_id, now).await?;
-                moved += 1;
-            }
-            // Their expected profiles change: the reconcile job sends the removes and installs.
-            crate::profiles::note_hosts_moved(&mut tx, &ids, now).await?;
+        let mut current = SqlBuilder::new("SELECT id, team_id FROM hosts WHERE id IN ");
+        current.bind_id_set(self.backend, host_ids);
+        let hosts: Vec<(i64, Option<i64>)> = current
+            .query()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        let mut sql = SqlBuilder::new("UPDATE hosts SET team_id = ");
+        match team_id {
+            Some(team) => sql.bind(Arg::Int(team)),
+            None => sql.push("NULL"),
+        };
+        sql.push(" WHERE id IN ").bind_id_set(self.backend, host_ids);
+        sql.query().execute(&mut *tx).await?;
+        let moved = hosts.len() as u64;
+        for (host, old_team) in &hosts {
+            crate::policies::note_host_moved(&mut tx, *host, *old_team, team_id, now).await?;
+        }
+        // Their expected profiles change: the reconcile jobs send the removes and installs (one job per 500
+        // hosts keeps each job's payload small).
+        let ids: Vec<i64> = hosts.iter().map(|(id, _)| *id).collect();
+        for chunk in ids.chunks(500) {
+            crate::profiles::note_hosts_moved(&mut tx, chunk, now).await?;
         }
         tx.commit().await?;
         Ok(moved)

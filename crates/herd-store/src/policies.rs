@@ -275,6 +275,13 @@ impl Store {
         row.as_ref().map(policy_from_row).transpose()
     }
 
+    /// The policies among `ids` that exist, in id order (ids may repeat; any number of them).
+    pub async fn get_policies(&self, ids: &[i64]) -> Result<Vec<PolicyRecord>> {
+        let mut sql = SqlBuilder::new(&format!("{} WHERE p.id IN ", policy_select(false)));
+        sql.bind_id_set(self.backend, ids).push(" ORDER BY p.id");
+        sql.query().fetch_all(&self.reader).await?.iter().map(policy_from_row).collect()
+    }
+
     pub async fn policy_by_name(&self, team_id: Option<i64>, name: &str) -> Result<Option<PolicyRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE p.scope_key = $1 AND p.name = $2",
@@ -376,7 +383,7 @@ impl Store {
             return Ok(0);
         }
         let mut sql = SqlBuilder::new("UPDATE policies SET automations_reset_at = ");
-        sql.bind(Arg::Int(now)).push(" WHERE id IN ").bind_ids(policy_ids);
+        sql.bind(Arg::Int(now)).push(" WHERE id IN ").bind_id_set(self.backend, policy_ids);
         Ok(sql.query().execute(&self.writer).await?.rows_affected())
     }
 
@@ -386,7 +393,7 @@ impl Store {
             return Ok(0);
         }
         let mut sql = SqlBuilder::new("DELETE FROM policies WHERE id IN ");
-        sql.bind_ids(ids);
+        sql.bind_id_set(self.backend, ids);
         Ok(sql.query().execute(&self.writer).await?.rows_affected())
     }
 
@@ -479,7 +486,7 @@ async fn write_policy_answers(
             "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation, deferral FROM policies \
                  WHERE id IN ",
         );
-        current.bind_ids(&ids);
+        current.bind_id_set(backend, &ids);
         let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
         let mut scripts: HashMap<i64, crate::automations::PolicyScript> = HashMap::new();
         let mut reset_at: HashMap<i64, Millis> = HashMap::new();
@@ -500,7 +507,7 @@ async fn write_policy_answers(
         }
         let mut existing =
             SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
-        existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_ids(&ids);
+        existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
         let mut previous: HashMap<i64, (PolicyResponse, i64)> = HashMap::new();
         let mut since: HashMap<i64, Millis> = HashMap::new();
         for row in existing.query().fetch_all(&mut *tx).await? {
@@ -595,7 +602,7 @@ async fn write_policy_answers(
             sql.query().execute(&mut *tx).await?;
             let mut stamp = SqlBuilder::new("UPDATE policies SET host_count_updated_at = ");
             stamp.bind(Arg::Int(now)).push(" WHERE id IN ");
-            stamp.bind_ids(&chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+            stamp.bind_id_set(backend, &chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>());
             stamp.query().execute(&mut *tx).await?;
         }
         // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
@@ -658,7 +665,7 @@ impl Store {
         }
         let mut sql =
             SqlBuilder::new("SELECT host_id, COUNT(*) FROM policy_membership WHERE passes = 0 AND host_id IN ");
-        sql.bind_ids(host_ids).push(" GROUP BY host_id");
+        sql.bind_id_set(self.backend, host_ids).push(" GROUP BY host_id");
         sql.query().fetch_all(&self.reader).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 

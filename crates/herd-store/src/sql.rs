@@ -2,6 +2,7 @@
 //! bound as a parameter: no request text is ever spliced into SQL. (Bulk statements may inline integers,
 //! which are typed and cannot carry SQL: see `SqlBuilder::push_int`.)
 
+use crate::Backend;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -45,19 +46,20 @@ impl SqlBuilder {
         self
     }
 
-    /// Appends `(p1, p2, ...)` for the ids, or `(NULL)` for none (which matches nothing, as `IN ()` is not SQL).
-    pub fn bind_ids(&mut self, ids: &[i64]) -> &mut Self {
-        if ids.is_empty() {
-            return self.push("(NULL)");
+    /// Appends a subquery yielding `ids`, for `column IN <set>`: the whole list is ONE parameter, a JSON array
+    /// (sqlx's `Any` driver binds no arrays, but text it does). One parameter per id would hit SQLite's and
+    /// PostgreSQL's parameter limits (32,766 and 65,535) on a big request, and SQLite finds a `$n` by scanning
+    /// the statement's parameter list, so n parameters cost n². The statement text does not depend on how many
+    /// ids there are, so it is prepared once and cached. Every IN list over ids goes through here.
+    pub fn bind_id_set(&mut self, backend: Backend, ids: &[i64]) -> &mut Self {
+        let json = serde_json::to_string(ids).expect("integers serialize");
+        match backend {
+            Backend::Sqlite => self.push("(SELECT value FROM json_each(").bind(Arg::Text(json)).push("))"),
+            Backend::Postgres => self
+                .push("(SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(")
+                .bind(Arg::Text(json))
+                .push(" AS JSON)))"),
         }
-        self.push("(");
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.bind(Arg::Int(*id));
-        }
-        self.push(")")
     }
 
     /// The query, not kept in the connection's prepared-statement cache: for one-off bulk statements whose
@@ -114,10 +116,16 @@ mod tests {
     #[test]
     fn builder_numbers_placeholders() {
         let mut b = SqlBuilder::new("SELECT * FROM t WHERE a = ");
-        b.bind(Arg::Int(1)).push(" AND id IN ").bind_ids(&[4, 5]);
-        assert_eq!(b.text, "SELECT * FROM t WHERE a = $1 AND id IN ($2, $3)");
-        let mut empty = SqlBuilder::new("x IN ");
-        empty.bind_ids(&[]);
-        assert_eq!(empty.text, "x IN (NULL)");
+        b.bind(Arg::Int(1))
+            .push(" AND id IN ")
+            .bind_id_set(Backend::Sqlite, &[4, 5])
+            .push(" AND b = ")
+            .bind(Arg::Int(2));
+        assert_eq!(b.text, "SELECT * FROM t WHERE a = $1 AND id IN (SELECT value FROM json_each($2)) AND b = $3");
+        assert!(matches!(&b.args[1], Arg::Text(json) if json == "[4,5]"));
+        let mut pg = SqlBuilder::new("x IN ");
+        pg.bind_id_set(Backend::Postgres, &[]);
+        assert_eq!(pg.text, "x IN (SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST($1 AS JSON)))");
+        assert!(matches!(&pg.args[0], Arg::Text(json) if json == "[]"));
     }
 }

@@ -95,8 +95,10 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     if config.mdm.migration_query.len() > 64 * 1024 {
         return Err(ApiError::invalid("mdm.migration_query", "must be at most 64 KiB"));
     }
-    if config.org_info.org_name.chars().count() > 255 {
-        return Err(ApiError::invalid("org_info.org_name", "at most 255 characters"));
+    // Shown on every user's My Device page and in notifications: the name rules, once it is set.
+    if !config.org_info.org_name.is_empty() {
+        herd_core::validate::display_name(&config.org_info.org_name)
+            .map_err(|r| ApiError::invalid("org_info.org_name", format!("name {r}")))?;
     }
     Ok(())
 }
@@ -132,12 +134,24 @@ async fn patch_config(
     Ok(Json(apply_patch(&state, &patch).await?))
 }
 
-/// Merges a patch into the stored configuration, checks it, saves it and reloads the settings.
+/// Merges a patch into the stored configuration, checks it, saves it and reloads the settings. The merge
+/// happens inside the store's locked read-modify-write, so patches of different sections made at once (two
+/// admins, two servers) all survive; a patch that fails validation changes nothing.
 pub(crate) async fn apply_patch(state: &SharedState, patch: &Value) -> Result<AppConfig, ApiError> {
-    let config = merge(&stored_config(state).await?, patch)?;
-    validate(&config)?;
-    let document = serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))?;
-    state.store.save_app_config(&document, now_ms()).await?;
+    let mut config = AppConfig::default();
+    state
+        .store
+        .update_app_config(now_ms(), |stored| {
+            let current = match stored {
+                Some(document) => serde_json::from_value(document)
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored configuration is unreadable: {e}")))?,
+                None => AppConfig::default(),
+            };
+            config = merge(&current, patch)?;
+            validate(&config)?;
+            serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))
+        })
+        .await?;
     state.settings.reload(&state.store).await?;
     Ok(config)
 }

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, head, post};
 use axum::{Json, Router};
 use herd_proto::fleet::DevicePolicy;
+use herd_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -267,11 +268,12 @@ async fn register_token(
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let token = request.body.device_auth_token.trim();
-    if !(16..=256).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(OsqueryError::BadRequest(
-            "device_auth_token must be 16 to 256 characters of letters, digits, - and _".into(),
-        ));
-    }
-    state.store.register_device_token(host.checkin.id, &token_hash(token), now).await?;
+    herd_core::validate::device_token(token)
+        .map_err(|reason| OsqueryError::BadRequest(format!("device_auth_token: {reason}")))?;
+    state.store.register_device_token(host.checkin.id, &token_hash(token), now).await.map_err(|e| match e {
+        // Another host's token: it stays theirs.
+        StoreError::Conflict(reason) => OsqueryError::Conflict(reason),
+        other => other.into(),
+    })?;
     Ok(Json(json!({})))
 }

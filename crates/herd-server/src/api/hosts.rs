@@ -3,6 +3,7 @@
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::paging::Page;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::{Path, Query, State};
@@ -27,9 +28,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/hosts/{id}/status_logs", get(status_logs))
 }
 
-pub const DEFAULT_PER_PAGE: i64 = 100;
-pub const MAX_PER_PAGE: i64 = 10_000;
-
 /// Parameters Fleet clients send that change only what Fleet adds to each host, not which hosts match:
 /// accepted and ignored. Any other unknown parameter is refused, so a filter herd does not know never
 /// silently widens a listing (a script deleting "failing hosts" must not get every host).
@@ -40,8 +38,7 @@ pub(crate) struct ListParams {
     pub filter: HostFilter,
     pub order: HostOrder,
     pub descending: bool,
-    pub page: i64,
-    pub per_page: i64,
+    pub page: Page,
 }
 
 fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -145,17 +142,9 @@ pub(crate) fn parse_list_params(
             return Err(ApiError::invalid("order_direction", format!("expected asc or desc, not {other:?}")));
         }
     };
-    let page = integer_param(params, "page")?.unwrap_or(0);
-    let per_page = integer_param(params, "per_page")?.unwrap_or(DEFAULT_PER_PAGE);
-    if with_paging {
-        if page < 0 {
-            return Err(ApiError::invalid("page", "must not be negative"));
-        }
-        if !(1..=MAX_PER_PAGE).contains(&per_page) {
-            return Err(ApiError::invalid("per_page", format!("must be between 1 and {MAX_PER_PAGE}")));
-        }
-    }
-    Ok(ListParams { filter, order, descending, page, per_page })
+    // Counts take the listing's filters and ignore its paging.
+    let page = if with_paging { Page::from_params(params, crate::paging::DEFAULT_PER_PAGE)? } else { Page::default() };
+    Ok(ListParams { filter, order, descending, page })
 }
 
 /// Status filters run in SQL on last-seen times; write this server's pending ones first so a host that just
@@ -176,8 +165,8 @@ async fn list(
     let p = parse_list_params(&params, &auth, true)?;
     flush_before_status_filter(&state, &p.filter).await?;
     let now = now_ms();
-    let offset = p.page.saturating_mul(p.per_page);
-    let records = state.store.list_hosts(&p.filter, p.order, p.descending, offset, p.per_page, now).await?;
+    let records =
+        state.store.list_hosts(&p.filter, p.order, p.descending, p.page.offset(), p.page.per_page(), now).await?;
     let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
     let failing = state.store.failing_policy_counts(&ids).await?;
     let hosts = records

@@ -50,23 +50,30 @@ async fn reset_automations(
     auth: AuthUser,
     ApiJson(request): ApiJson<ResetAutomations>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut ids = Vec::new();
-    for id in &request.policy_ids {
-        let policy = state
-            .store
-            .get_policy(*id)
-            .await?
-            .ok_or_else(|| ApiError::invalid("policy_ids", format!("no policy {id}")))?;
+    // Every policy read at once, whatever the number of ids (one query, the ids one parameter).
+    let named = state.store.get_policies(&request.policy_ids).await?;
+    if let Some(missing) = first_missing(&request.policy_ids, &named) {
+        return Err(ApiError::invalid("policy_ids", format!("no policy {missing}")));
+    }
+    let mut ids = Vec::with_capacity(named.len());
+    for policy in &named {
         auth.require(Action::Write, Scope::of_team(policy.team_id))?;
         ids.push(policy.id);
     }
-    for team in &request.team_ids {
+    let teams: std::collections::BTreeSet<i64> = request.team_ids.iter().copied().collect();
+    for team in &teams {
         auth.require(Action::Write, Scope::Team(*team))?;
         ensure_team(&state, *team).await?;
         ids.extend(state.store.list_policies(Some(*team)).await?.into_iter().map(|p| p.id));
     }
     state.store.reset_automations(&ids, now_ms()).await?;
     Ok(Json(json!({})))
+}
+
+/// The first of `ids` that is not among `found`.
+fn first_missing(ids: &[i64], found: &[PolicyRecord]) -> Option<i64> {
+    let found: std::collections::HashSet<i64> = found.iter().map(|p| p.id).collect();
+    ids.iter().copied().find(|id| !found.contains(id))
 }
 
 /// Longest policy query accepted (osquery's own limit on a distributed query is far above any real policy).
@@ -248,15 +255,14 @@ pub(crate) async fn delete(
     ids: Vec<i64>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     auth.require(Action::Write, Scope::of_team(team_id))?;
-    let mut doomed = Vec::new();
-    for id in &ids {
-        // Every id must be a policy of this scope: a typo deletes nothing rather than something else.
-        doomed.push(
-            policy_in_scope(state, team_id, *id)
-                .await
-                .map_err(|_| ApiError::invalid("ids", format!("policy {id} does not exist in this scope")))?,
-        );
+    // Every id must be a policy of this scope: a typo deletes nothing rather than something else. All are
+    // read at once, whatever the number of ids.
+    let doomed: Vec<PolicyRecord> =
+        state.store.get_policies(&ids).await?.into_iter().filter(|p| p.team_id == team_id).collect();
+    if let Some(missing) = first_missing(&ids, &doomed) {
+        return Err(ApiError::invalid("ids", format!("policy {missing} does not exist in this scope")));
     }
+    let ids: Vec<i64> = doomed.iter().map(|p| p.id).collect();
     let deleted = state.store.delete_policies(&ids).await?;
     reload(state).await?;
     for policy in doomed {

@@ -79,7 +79,8 @@ pub fn parse_profile(file_name: &str, bytes: &[u8]) -> Result<NewProfile, ApiErr
     }
     let lower = file_name.to_ascii_lowercase();
     if lower.ends_with(".mobileconfig") {
-        return parse_mobileconfig(bytes).map_err(invalid);
+        let profile = parse_mobileconfig(bytes).map_err(invalid)?;
+        return checked_names(profile, "profile.PayloadDisplayName", "profile.PayloadIdentifier");
     }
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("must be UTF-8 text".into()))?;
     let document: ProfileDocument = if lower.ends_with(".json") {
@@ -93,7 +94,19 @@ pub fn parse_profile(file_name: &str, bytes: &[u8]) -> Result<NewProfile, ApiErr
             "{file_name:?}: expected a herd profile (.json, .yml, .yaml) or an Apple profile (.mobileconfig)"
         )));
     };
-    herd_profile(document).map_err(|(field, reason)| ApiError::invalid(format!("profile.{field}"), reason))
+    let profile =
+        herd_profile(document).map_err(|(field, reason)| ApiError::invalid(format!("profile.{field}"), reason))?;
+    checked_names(profile, "profile.name", "profile.identifier")
+}
+
+/// A profile's name (shown to admins and users) and identifier (the agent's file name for what the profile
+/// replaced) follow the name rules every way in shares.
+fn checked_names(profile: NewProfile, name_field: &str, identifier_field: &str) -> Result<NewProfile, ApiError> {
+    use herd_core::validate::{NameKind, name};
+    name(&profile.name, NameKind::Display).map_err(|r| ApiError::invalid(name_field, format!("name {r}")))?;
+    name(&profile.identifier, NameKind::File)
+        .map_err(|r| ApiError::invalid(identifier_field, format!("identifier {r}")))?;
+    Ok(profile)
 }
 
 fn herd_profile(mut document: ProfileDocument) -> Result<NewProfile, herd_core::profiles::FieldError> {
@@ -201,21 +214,12 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let team = team_param(&params)?;
     auth.require(Action::Read, Scope::of_team(team))?;
-    let number = |key: &str, default: usize| -> Result<usize, ApiError> {
-        match params.get(key) {
-            None => Ok(default),
-            Some(v) => {
-                v.parse().map_err(|_| ApiError::invalid(key.to_string(), format!("must be a number, not {v:?}")))
-            }
-        }
-    };
-    let page = number("page", 0)?;
-    let per_page = number("per_page", 100)?.clamp(1, 1000);
+    let page = crate::paging::Page::from_params(&params, 100)?;
     let all = state.store.list_profiles(team).await?;
-    let shown: Vec<Value> = all.iter().skip(page * per_page).take(per_page).map(profile_json).collect();
+    let shown: Vec<Value> = all[page.range(all.len())].iter().map(profile_json).collect();
     Ok(Json(json!({
         "profiles": shown,
-        "meta": {"has_next_results": all.len() > (page + 1) * per_page, "has_previous_results": page > 0},
+        "meta": {"has_next_results": page.has_next(all.len() as i64), "has_previous_results": page.has_previous()},
     })))
 }
 

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herd_core::roles::{Action, Scope};
+use herd_core::validate::NameKind;
 use herd_store::{ExecutionRecord, NewExecution, ScriptRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,19 +51,21 @@ fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError>
     crate::extract::team_id_value(params.get("team_id").map(String::as_str))
 }
 
-/// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension.
-pub(crate) fn check_script(name: &str, contents: &str) -> Result<(), ApiError> {
+/// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension. Returns the
+/// name to store (trimmed): a file name, as hosts may write the script under it.
+pub(crate) fn check_script<'a>(name: &'a str, contents: &str) -> Result<&'a str, ApiError> {
+    let name = herd_core::validate::name(name, NameKind::File)
+        .map_err(|r| ApiError::invalid("script", format!("file name {r}")))?;
     if !(name.ends_with(".sh") || name.ends_with(".ps1")) {
         return Err(ApiError::invalid("script", "the file name must end in .sh or .ps1"));
     }
-    herd_core::validate::display_name(name).map_err(|r| ApiError::invalid("script", format!("file name {r}")))?;
     if contents.trim().is_empty() {
         return Err(ApiError::invalid("script", "the script is empty"));
     }
     if contents.len() > MAX_SCRIPT_BYTES {
         return Err(ApiError::invalid("script", format!("at most {MAX_SCRIPT_BYTES} bytes")));
     }
-    Ok(())
+    Ok(name)
 }
 
 async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
@@ -82,7 +85,7 @@ pub(crate) async fn add_script(
     contents: &str,
 ) -> Result<i64, ApiError> {
     auth.require(Action::Write, Scope::of_team(team_id))?;
-    check_script(name, contents)?;
+    let name = check_script(name, contents)?;
     let id = state.store.create_script(team_id, name, contents, now_ms()).await.map_err(|e| match e {
         herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
         herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
@@ -404,8 +407,7 @@ async fn agent_result(
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let body = &request.body;
     // Keep the tail: that is where a script says what went wrong.
-    let chars: Vec<char> = body.output.chars().collect();
-    let output: String = chars[chars.len().saturating_sub(OUTPUT_KEPT_CHARS)..].iter().collect();
+    let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
     let status = if body.exit_code.is_some() { "ran" } else { "error" };
     // A result that was recorded already (the agent resending after a lost answer) is acknowledged again.
     let recorded = state
@@ -415,7 +417,7 @@ async fn agent_result(
             &body.execution_id,
             status,
             body.exit_code,
-            &output,
+            output,
             body.runtime_ms,
             now,
         )

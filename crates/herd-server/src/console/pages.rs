@@ -261,7 +261,7 @@ async fn hosts_page(
     let now = now_ms();
     let total = state.store.count_hosts(&p.filter, now).await?;
     let records =
-        state.store.list_hosts(&p.filter, p.order, p.descending, p.page * p.per_page, p.per_page, now).await?;
+        state.store.list_hosts(&p.filter, p.order, p.descending, p.page.offset(), p.page.per_page(), now).await?;
     let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
     let failing = state.store.failing_policy_counts(&ids).await?;
     let teams = readable_teams(state, user).await?;
@@ -346,11 +346,12 @@ async fn hosts_page(
         );
     }
     body.push_str("</tbody></table></div><nav class=\"pager\" aria-label=\"Pages\">");
-    if p.page > 0 {
-        let _ = write!(body, "<a href=\"{}\">Previous page</a>", link_for(&[("page", (p.page - 1).to_string())]));
+    if p.page.has_previous() {
+        let _ =
+            write!(body, "<a href=\"{}\">Previous page</a>", link_for(&[("page", (p.page.page() - 1).to_string())]));
     }
-    if (p.page + 1) * p.per_page < total {
-        let _ = write!(body, "<a href=\"{}\">Next page</a>", link_for(&[("page", (p.page + 1).to_string())]));
+    if p.page.has_next(total) {
+        let _ = write!(body, "<a href=\"{}\">Next page</a>", link_for(&[("page", (p.page.page() + 1).to_string())]));
     }
     body.push_str("</nav>");
     Ok(layout(user, "/console/hosts", "Hosts", &body))
@@ -1048,16 +1049,23 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
 pub async fn activity(State(state): State<SharedState>, user: ConsoleUser, Query(params): Params) -> Response {
     page_or_error(
         async {
-            let page: i64 = params.get("page").and_then(|p| p.parse().ok()).unwrap_or(0).max(0);
-            let list = state.store.list_activities(page * 50, 51).await?;
+            let page = crate::paging::Page::new(
+                params.get("page").map_or(Ok(0), |p| {
+                    p.trim()
+                        .parse()
+                        .map_err(|_| ApiError::invalid("page", format!("must be a whole number, not {p:?}")))
+                })?,
+                50,
+            )?;
+            let list = state.store.list_activities(page.offset(), page.per_page() + 1).await?;
             let mut body = String::from("<div id=\"activity\" data-live>");
             activity_table(&mut body, &list[..list.len().min(50)]);
             body.push_str("</div><nav class=\"pager\" aria-label=\"Pages\">");
-            if page > 0 {
-                let _ = write!(body, "<a href=\"/console/activity?page={}\">Newer</a>", page - 1);
+            if page.has_previous() {
+                let _ = write!(body, "<a href=\"/console/activity?page={}\">Newer</a>", page.page() - 1);
             }
             if list.len() > 50 {
-                let _ = write!(body, "<a href=\"/console/activity?page={}\">Older</a>", page + 1);
+                let _ = write!(body, "<a href=\"/console/activity?page={}\">Older</a>", page.page() + 1);
             }
             body.push_str("</nav>");
             Ok(layout(&user, "/console/activity", "Activity", &body))
