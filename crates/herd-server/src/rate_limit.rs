@@ -52,25 +52,75 @@ pub struct Rule<'a> {
     pub reason: &'static str,
 }
 
-/// The rules for a password check of `account` (a normalised email) from `client`.
-pub fn password_rules(client: IpAddr, account: &str) -> [Rule<'_>; 2] {
-    [
-        Rule {
-            subject: Subject::AddressAndAccount(client, account),
-            budget: PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT,
-            reason: "too many failed password attempts for this account from your address",
+/// The address failures are counted against: an IPv4 address as it is, an IPv6 address by its /64 (one host
+/// or site is usually given a whole /64, and could otherwise spread its attempts over 2^64 addresses).
+pub fn counted_address(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
         },
-        Rule {
+    }
+}
+
+/// The rules for a password check of `account` (a normalised email) from `client`. `familiar`: the account
+/// logged in from this address recently ([`FamiliarPairs`]); then only the pair's own budget applies, so an
+/// account attacked from many addresses stays open to its owner where they logged in before.
+pub fn password_rules(client: IpAddr, account: &str, familiar: bool) -> Vec<Rule<'_>> {
+    let mut rules = vec![Rule {
+        subject: Subject::AddressAndAccount(counted_address(client), account),
+        budget: PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT,
+        reason: "too many failed password attempts for this account from your address",
+    }];
+    if !familiar {
+        rules.push(Rule {
             subject: Subject::Account(account),
             budget: PASSWORD_FAILURES_PER_ACCOUNT,
             reason: "too many failed password attempts for this account",
-        },
-    ]
+        });
+    }
+    rules
+}
+
+/// How long a successful login makes its (address, account) pair familiar: one to two of these.
+pub const FAMILIAR_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// (address, account) pairs that logged in successfully in the last one to two `FAMILIAR_FOR` (the same two
+/// generations and cap as the limiter; per server, in memory).
+pub struct FamiliarPairs {
+    seen: FailureLimiter,
+}
+
+impl Default for FamiliarPairs {
+    fn default() -> Self {
+        FamiliarPairs { seen: FailureLimiter::new(FAMILIAR_FOR, MAX_SUBJECTS) }
+    }
+}
+
+impl FamiliarPairs {
+    fn rule(client: IpAddr, account: &str) -> [Rule<'_>; 1] {
+        [Rule { subject: Subject::AddressAndAccount(counted_address(client), account), budget: u32::MAX, reason: "" }]
+    }
+
+    pub fn remember(&self, client: IpAddr, account: &str, now: Instant) {
+        let _ = self.seen.record_failure(&Self::rule(client, account), now);
+    }
+
+    pub fn knows(&self, client: IpAddr, account: &str, now: Instant) -> bool {
+        let key = self.seen.key(&Self::rule(client, account)[0].subject);
+        let mut counts = self.seen.lock();
+        let freed = counts.rotate(now, self.seen.window);
+        let known = counts.failures(key) > 0;
+        drop(counts);
+        drop(freed);
+        known
+    }
 }
 
 /// The rule for bad tokens or secrets of one kind from `client`.
 pub fn address_rule(client: IpAddr, reason: &'static str) -> Rule<'static> {
-    Rule { subject: Subject::Address(client), budget: BAD_TOKENS_PER_ADDRESS, reason }
+    Rule { subject: Subject::Address(counted_address(client)), budget: BAD_TOKENS_PER_ADDRESS, reason }
 }
 
 /// A refused attempt: why, and when to try again.
@@ -307,7 +357,7 @@ mod tests {
     }
 
     fn fail_password(limiter: &FailureLimiter, client: IpAddr, account: &str, now: Instant) -> Result<(), Refusal> {
-        limiter.begin(&password_rules(client, account), now)?.failed_at(now);
+        limiter.begin(&password_rules(client, account, false), now)?.failed_at(now);
         Ok(())
     }
 
@@ -319,11 +369,11 @@ mod tests {
         for _ in 0..PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT {
             fail_password(&limiter, proxy, A, t0).unwrap();
         }
-        let refusal = limiter.begin(&password_rules(proxy, A), t0).err().expect("refused");
+        let refusal = limiter.begin(&password_rules(proxy, A, false), t0).err().expect("refused");
         assert_eq!(refusal.reason, "too many failed password attempts for this account from your address");
         assert_eq!(refusal.retry_after_s, 120, "failures of the current window are kept through the next");
-        assert!(limiter.begin(&password_rules(proxy, B), t0).is_ok(), "another account from the same address");
-        assert!(limiter.begin(&password_rules(other, A), t0).is_ok(), "the same account from another address");
+        assert!(limiter.begin(&password_rules(proxy, B, false), t0).is_ok(), "another account from the same address");
+        assert!(limiter.begin(&password_rules(other, A, false), t0).is_ok(), "the same account from another address");
     }
 
     #[test]
@@ -333,9 +383,27 @@ mod tests {
         for i in 0..PASSWORD_FAILURES_PER_ACCOUNT {
             fail_password(&limiter, IpAddr::from([10, 1, (i / 250) as u8, (i % 250) as u8]), A, t0).unwrap();
         }
-        let refusal = limiter.begin(&password_rules(ip("192.168.1.1"), A), t0).err().expect("refused");
+        let refusal = limiter.begin(&password_rules(ip("192.168.1.1"), A, false), t0).err().expect("refused");
         assert_eq!(refusal.reason, "too many failed password attempts for this account");
-        assert!(limiter.begin(&password_rules(ip("192.168.1.1"), B), t0).is_ok());
+        assert!(limiter.begin(&password_rules(ip("192.168.1.1"), B, false), t0).is_ok());
+    }
+
+    #[test]
+    fn the_owner_logs_in_where_they_did_before_while_the_account_is_attacked_elsewhere() {
+        let limiter = FailureLimiter::new(WINDOW, MAX_SUBJECTS);
+        let familiar = FamiliarPairs::default();
+        let (office, home) = (ip("192.0.2.10"), ip("198.51.100.7"));
+        let t0 = Instant::now();
+        familiar.remember(office, A, t0);
+        for i in 0..PASSWORD_FAILURES_PER_ACCOUNT {
+            fail_password(&limiter, IpAddr::from([10, 2, 0, i as u8]), A, t0).unwrap();
+        }
+        let rules = |client| password_rules(client, A, familiar.knows(client, A, t0));
+        assert!(limiter.begin(&rules(home), t0).is_err(), "an unfamiliar address meets the account's limit");
+        limiter.begin(&rules(office), t0).expect("the familiar address only has its own budget").succeeded();
+        assert!(familiar.knows(office, A, t0 + FAMILIAR_FOR));
+        assert!(!familiar.knows(office, A, t0 + FAMILIAR_FOR * 3), "familiarity fades");
+        assert!(!familiar.knows(office, B, t0), "per account");
     }
 
     #[test]
@@ -349,12 +417,12 @@ mod tests {
         for _ in 0..5 {
             fail_password(&limiter, client, A, t0 + Duration::from_secs(70)).unwrap();
         }
-        let refused = limiter.begin(&password_rules(client, A), t0 + Duration::from_secs(80)).err().unwrap();
+        let refused = limiter.begin(&password_rules(client, A, false), t0 + Duration::from_secs(80)).err().unwrap();
         assert_eq!(refused.retry_after_s, 40, "until the first five leave with their generation");
-        let later = limiter.begin(&password_rules(client, A), t0 + Duration::from_secs(121));
+        let later = limiter.begin(&password_rules(client, A, false), t0 + Duration::from_secs(121));
         later.expect("the first five are forgotten").succeeded();
         assert_eq!(limiter.sizes(), (2, 0), "the last five, for the pair and the account");
-        let _pause = limiter.begin(&password_rules(client, A), t0 + Duration::from_secs(500)).unwrap();
+        let _pause = limiter.begin(&password_rules(client, A, false), t0 + Duration::from_secs(500)).unwrap();
         assert_eq!(limiter.sizes(), (0, 2), "a long pause forgets everything; one attempt (two subjects) in flight");
     }
 
@@ -364,14 +432,14 @@ mod tests {
         let client = ip("10.0.0.1");
         let now = Instant::now();
         let attempts: Vec<Attempt<'_>> = (0..PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT)
-            .map(|_| limiter.begin(&password_rules(client, A), now).unwrap())
+            .map(|_| limiter.begin(&password_rules(client, A, false), now).unwrap())
             .collect();
-        let refusal = limiter.begin(&password_rules(client, A), now).err().expect("all slots are taken");
+        let refusal = limiter.begin(&password_rules(client, A, false), now).err().expect("all slots are taken");
         assert_eq!(refusal.retry_after_s, 1, "slots in flight free up soon");
         let mut attempts = attempts.into_iter();
         attempts.next().unwrap().succeeded();
         attempts.next().unwrap().abandon();
-        assert!(limiter.begin(&password_rules(client, A), now).is_ok(), "released slots are free again");
+        assert!(limiter.begin(&password_rules(client, A, false), now).is_ok(), "released slots are free again");
         drop(attempts); // eight unsettled attempts: counted as failures
         assert_eq!(limiter.sizes().1, 0);
         assert_eq!(limiter.lock().failures(limiter.key(&Subject::AddressAndAccount(client, A))), 9);
@@ -389,7 +457,7 @@ mod tests {
                 std::thread::spawn(move || {
                     start.wait();
                     for _ in 0..10 {
-                        if let Ok(attempt) = limiter.begin(&password_rules(ip("10.0.0.1"), A), Instant::now()) {
+                        if let Ok(attempt) = limiter.begin(&password_rules(ip("10.0.0.1"), A, false), Instant::now()) {
                             evaluated.fetch_add(1, Ordering::SeqCst);
                             std::thread::yield_now(); // the "argon2" happens here
                             attempt.failed();
@@ -402,6 +470,21 @@ mod tests {
             handle.join().unwrap();
         }
         assert_eq!(evaluated.load(Ordering::SeqCst), PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_by_their_64_bit_prefix() {
+        assert_eq!(counted_address(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(counted_address(ip("2001:db8:1:2:ffff:1:2:3")), ip("2001:db8:1:2::"));
+        assert_eq!(counted_address(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(counted_address(ip("10.1.2.3")), ip("10.1.2.3"));
+        let limiter = FailureLimiter::new(WINDOW, MAX_SUBJECTS);
+        let now = Instant::now();
+        for i in 0..PASSWORD_FAILURES_PER_ADDRESS_AND_ACCOUNT {
+            fail_password(&limiter, ip(&format!("2001:db8:1:2::{i:x}")), A, now).unwrap();
+        }
+        assert!(limiter.begin(&password_rules(ip("2001:db8:1:2::ffff"), A, false), now).is_err(), "same /64");
+        assert!(limiter.begin(&password_rules(ip("2001:db8:1:3::1"), A, false), now).is_ok(), "another /64");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::host_cache::HostCache;
 use crate::metrics::Metrics;
-use crate::rate_limit::{FailureLimiter, MAX_SUBJECTS, WINDOW};
+use crate::rate_limit::{FailureLimiter, FamiliarPairs, MAX_SUBJECTS, WINDOW};
 use crate::result_log::ResultLog;
 use crate::seen_times::SeenTimes;
 use crate::settings::SettingsCache;
@@ -23,6 +23,8 @@ pub struct AppState {
     /// Password checks (login, console login, change_password, email change): per address and account, and
     /// per account (`rate_limit::password_rules`).
     pub login_limiter: FailureLimiter,
+    /// (address, account) pairs that passed a password check recently: exempt from the per-account budget.
+    pub familiar_logins: FamiliarPairs,
     /// Bad session tokens (bearer header or console cookie), per address.
     pub token_limiter: FailureLimiter,
     /// Bad enroll secrets, per address.
@@ -45,6 +47,7 @@ impl AppState {
             settings: SettingsCache::default(),
             metrics: Metrics::default(),
             login_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
+            familiar_logins: FamiliarPairs::default(),
             token_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
             enroll_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
             device_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),

@@ -78,7 +78,8 @@ pub(crate) async fn check_password(
     account: &str,
     password: String,
 ) -> Result<Option<herd_store::UserRecord>, ApiError> {
-    let attempt = state.login_limiter.begin(&password_rules(client, account), Instant::now())?;
+    let familiar = state.familiar_logins.knows(client, account, Instant::now());
+    let attempt = state.login_limiter.begin(&password_rules(client, account, familiar), Instant::now())?;
     let user = match state.store.user_by_email(account).await {
         Ok(user) => user,
         Err(err) => {
@@ -94,6 +95,7 @@ pub(crate) async fn check_password(
     match user.filter(|_| verified) {
         Some(user) => {
             attempt.succeeded();
+            state.familiar_logins.remember(client, account, Instant::now());
             Ok(Some(user))
         }
         None => {
