@@ -62,7 +62,7 @@ async fn login_me_logout_and_rate_limit(server: Server) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry_after));
+    assert!((1..=120).contains(&retry_after), "failures are kept for one to two minutes: {retry_after}");
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }
