@@ -1,9 +1,10 @@
 //! Who is calling: bearer-token sessions for the REST API.
 
 use crate::error::ApiError;
+use crate::rate_limit::address_rule;
 use crate::secrets::token_hash;
 use crate::state::{SharedState, now_ms};
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use axum::http::header;
 use axum::http::request::Parts;
 use herd_core::roles::{Action, Actor, Scope};
@@ -35,14 +36,23 @@ impl AuthUser {
     }
 }
 
+/// What a user whose password an admin set (`force_password_reset`) may still do through the REST API: see
+/// who they are, change the password, log out (Fleet allows the same).
+const ALLOWED_DURING_PASSWORD_RESET: &[&str] =
+    &["/me", "/change_password", "/perform_required_password_reset", "/logout"];
+
+/// Whether the route `matched` (axum's template, with its `/api/v1/fleet` or `/api/latest/fleet` prefix) is one
+/// of [`ALLOWED_DURING_PASSWORD_RESET`].
+fn allowed_during_password_reset(matched: &str) -> bool {
+    let route = matched.strip_prefix("/api/v1/fleet").or_else(|| matched.strip_prefix("/api/latest/fleet"));
+    route.is_some_and(|route| ALLOWED_DURING_PASSWORD_RESET.contains(&route))
+}
+
 impl FromRequestParts<SharedState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
         let client = client_ip(parts);
-        if let Err(retry_after_s) = state.login_limiter.check(client, Instant::now()) {
-            return Err(ApiError::RateLimited { retry_after_s });
-        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -51,12 +61,20 @@ impl FromRequestParts<SharedState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        user_for_token(state, client, token).await
+        let auth = user_for_token(state, client, token).await?;
+        if auth.user.force_password_reset {
+            let matched = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+            if !allowed_during_password_reset(matched) {
+                return Err(ApiError::PasswordResetRequired);
+            }
+        }
+        Ok(auth)
     }
 }
 
-/// The user of a session token (bearer header or the console's cookie); a bad token counts against the
-/// client's address like a failed login.
+/// The user of a session token (bearer header or the console's cookie). The token is looked up first (a hash
+/// lookup, cheap), so a valid token is never refused for others' failures; a bad one counts against the
+/// client's address, and beyond the budget the answer is 429 instead of 401.
 pub async fn user_for_token(state: &SharedState, client: IpAddr, token: &str) -> Result<AuthUser, ApiError> {
     let hash = token_hash(token);
     match state.store.session_user(&hash, now_ms()).await? {
@@ -65,7 +83,8 @@ pub async fn user_for_token(state: &SharedState, client: IpAddr, token: &str) ->
             Ok(AuthUser { user: session.user, actor, token_hash: hash })
         }
         None => {
-            state.login_limiter.record_failure(client, Instant::now());
+            let rule = address_rule(client, "too many bad session tokens from your address");
+            state.token_limiter.record_failure(&[rule], Instant::now())?;
             Err(ApiError::Unauthenticated)
         }
     }

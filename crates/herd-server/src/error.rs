@@ -26,8 +26,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("{field}: {reason}")]
     Validation { field: String, reason: String },
-    #[error("too many failed attempts, retry in {retry_after_s} s")]
-    RateLimited { retry_after_s: u64 },
+    /// `reason` names what was counted (see `rate_limit`).
+    #[error("{reason}, retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64, reason: &'static str },
+    /// An admin set this user's password: until they choose their own, nothing but that is allowed.
+    #[error("password reset required: choose a new password with POST /api/v1/fleet/change_password first")]
+    PasswordResetRequired,
     /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
     #[error("{0}")]
     TooLarge(String),
@@ -35,6 +39,12 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<crate::rate_limit::Refusal> for ApiError {
+    fn from(refusal: crate::rate_limit::Refusal) -> Self {
+        ApiError::RateLimited { retry_after_s: refusal.retry_after_s, reason: refusal.reason }
+    }
 }
 
 impl ApiError {
@@ -46,7 +56,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::PasswordResetRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,7 +116,7 @@ impl IntoResponse for ApiError {
         }
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::RateLimited { retry_after_s } = self {
+        if let ApiError::RateLimited { retry_after_s, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
@@ -124,8 +134,8 @@ pub enum OsqueryError {
     /// The request is well-formed but clashes with what another host owns (409).
     #[error("{0}")]
     Conflict(String),
-    #[error("too many failed attempts, retry in {retry_after_s} s")]
-    RateLimited { retry_after_s: u64 },
+    #[error("{reason}, retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64, reason: &'static str },
     /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
     #[error("{0}")]
     TooLarge(String),
@@ -133,6 +143,12 @@ pub enum OsqueryError {
     Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<crate::rate_limit::Refusal> for OsqueryError {
+    fn from(refusal: crate::rate_limit::Refusal) -> Self {
+        OsqueryError::RateLimited { retry_after_s: refusal.retry_after_s, reason: refusal.reason }
+    }
 }
 
 impl From<StoreError> for OsqueryError {
@@ -161,7 +177,7 @@ impl IntoResponse for OsqueryError {
         };
         let body = ErrorResponse { error: self.to_string(), node_invalid };
         let mut response = (status, Json(body)).into_response();
-        if let OsqueryError::RateLimited { retry_after_s } = self {
+        if let OsqueryError::RateLimited { retry_after_s, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response

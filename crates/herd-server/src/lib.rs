@@ -274,8 +274,8 @@ pub async fn reset_password(args: &ServeArgs, email: &str) -> Result<()> {
     let mut user = store.user_by_email(email).await?.with_context(|| format!("no user with email {email}"))?;
     let password = secrets::generate_password();
     user.password_hash = secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
-    store.update_user(&user, state::now_ms()).await?;
-    store.delete_user_sessions(user.id).await?;
+    // Every session opened with the old password ends in the same transaction.
+    store.update_user_ending_sessions(&user, herd_store::EndSessions::All, state::now_ms()).await?;
     println!("new password for {}: {password}", user.email);
     store.close().await;
     Ok(())

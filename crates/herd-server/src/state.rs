@@ -2,14 +2,13 @@
 
 use crate::host_cache::HostCache;
 use crate::metrics::Metrics;
-use crate::rate_limit::FailureLimiter;
+use crate::rate_limit::{FailureLimiter, FamiliarPairs, MAX_SUBJECTS, WINDOW};
 use crate::result_log::ResultLog;
 use crate::seen_times::SeenTimes;
 use crate::settings::SettingsCache;
 use herd_core::{DAY_MS, Millis};
 use herd_store::Store;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Sessions of interactive users expire this long after login (Fleet's default `session_duration`).
 /// API-only users' sessions do not expire; delete the user or log out to revoke them.
@@ -21,8 +20,13 @@ pub struct AppState {
     pub seen: SeenTimes,
     pub settings: SettingsCache,
     pub metrics: Metrics,
-    /// Failed logins and bad bearer tokens: Fleet's 10 a minute per address.
+    /// Password checks (login, console login, change_password, email change): per address and account, and
+    /// per account (`rate_limit::password_rules`).
     pub login_limiter: FailureLimiter,
+    /// (address, account) pairs that passed a password check recently: exempt from the per-account budget.
+    pub familiar_logins: FamiliarPairs,
+    /// Bad session tokens (bearer header or console cookie), per address.
+    pub token_limiter: FailureLimiter,
     /// Bad enroll secrets, per address.
     pub enroll_limiter: FailureLimiter,
     /// Bad device tokens, per address.
@@ -42,9 +46,11 @@ impl AppState {
             seen: SeenTimes::default(),
             settings: SettingsCache::default(),
             metrics: Metrics::default(),
-            login_limiter: FailureLimiter::new(10, Duration::from_secs(60)),
-            enroll_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
-            device_limiter: FailureLimiter::new(30, Duration::from_secs(60)),
+            login_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
+            familiar_logins: FamiliarPairs::default(),
+            token_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
+            enroll_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
+            device_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
             result_log,
             webhook_ca_cert: None,
         }

@@ -38,9 +38,10 @@ async fn login_me_logout_and_rate_limit(server: Server) {
     let (status, _) = server.request(Method::GET, "/api/v1/fleet/hosts", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // Ten failures a minute per address, then 429 with Retry-After; successes are never counted. The dead
-    // token above was the first failure.
-    for _ in 0..9 {
+    // Ten failed passwords for one account from one address, then 429 with Retry-After for that account from
+    // that address, even with the right password; successes are never counted. (Bad tokens are counted apart;
+    // other accounts from this address are unaffected: tests/auth_limits.rs.)
+    for _ in 0..10 {
         let (status, body) = server
             .request(
                 Method::POST,
@@ -61,7 +62,7 @@ async fn login_me_logout_and_rate_limit(server: Server) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry_after));
+    assert!((1..=120).contains(&retry_after), "failures are kept for one to two minutes: {retry_after}");
     let body: Value = response.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("retry"));
 }

@@ -44,7 +44,7 @@ pub use profiles::{
     HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
 };
 pub use scripts::{ExecutionRecord, NewExecution, ScriptRecord};
-pub use users::{NewUser, SessionUser, TeamRecord, UserRecord};
+pub use users::{EndSessions, NewUser, SessionUser, TeamRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

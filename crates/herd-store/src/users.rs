@@ -43,6 +43,15 @@ pub struct NewUser {
     pub force_password_reset: bool,
 }
 
+/// Which of a user's sessions a change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndSessions<'a> {
+    None,
+    All,
+    /// All but the session with this token hash (the one that made the change).
+    AllBut(&'a str),
+}
+
 /// The user behind a session token.
 #[derive(Debug, Clone)]
 pub struct SessionUser {
@@ -160,10 +169,26 @@ impl Store {
         Ok(users)
     }
 
-    /// Saves a user's editable fields (name, email, password hash, roles) as given.
+    /// Saves a user's editable fields (name, email, password hash, roles) as given. Refused (Conflict) when it
+    /// would take the global admin role from the last global admin.
     pub async fn update_user(&self, user: &UserRecord, now: Millis) -> Result<()> {
+        self.update_user_ending_sessions(user, EndSessions::None, now).await
+    }
+
+    /// `update_user`, and in the same transaction ends the user's sessions (all, or all but the one that made
+    /// the change): what a password change or reset needs, so no session opened with the old password
+    /// survives it.
+    pub async fn update_user_ending_sessions(
+        &self,
+        user: &UserRecord,
+        end: EndSessions<'_>,
+        now: Millis,
+    ) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        if user.global_role != Some(Role::Admin) {
+            self.refuse_removing_last_admin(&mut tx, user.id).await?;
+        }
         let updated = sqlx::query(
             "UPDATE users SET name = $1, email = $2, password_hash = $3, global_role = $4, \
              force_password_reset = $5, updated_at = $6 WHERE id = $7",
@@ -183,13 +208,50 @@ impl Store {
         }
         let roles: Vec<(i64, Role)> = user.team_roles.iter().map(|(id, _, role)| (*id, *role)).collect();
         set_team_roles(&mut tx, user.id, &roles).await?;
+        match end {
+            EndSessions::None => {}
+            EndSessions::All => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user.id).execute(&mut *tx).await?;
+            }
+            EndSessions::AllBut(keep) => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(user.id)
+                    .bind(keep)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
 
+    /// Deletes a user (their sessions and team roles go with them). Refused (Conflict) for the last global
+    /// admin.
     pub async fn delete_user(&self, id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.writer).await?;
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        self.refuse_removing_last_admin(&mut tx, id).await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Inside a transaction that is about to delete `user_id` or take its admin role: Conflict when it is the
+    /// only global admin. The admins' rows stay locked (PostgreSQL; SQLite has one writer) until the
+    /// transaction ends, so two such changes at once are decided one after the other: with two admins
+    /// deleting each other at the same moment, one wins and the other is refused.
+    async fn refuse_removing_last_admin(&self, tx: &mut sqlx::AnyConnection, user_id: i64) -> Result<()> {
+        // Always in id order, so concurrent transactions take the locks in the same order (no deadlock).
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let admins: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM users WHERE global_role = 'admin' ORDER BY id{lock}"
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        if admins == [user_id] {
+            return Err(StoreError::Conflict("this is the last global admin; make another user admin first".into()));
+        }
+        Ok(())
     }
 
     pub async fn create_session(

@@ -4,7 +4,9 @@
 use herd_core::roles::Role;
 use herd_core::vitals::VitalsPatch;
 use herd_core::{DAY_MS, HOUR_MS};
-use herd_store::{EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog};
+use herd_store::{
+    EndSessions, EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog,
+};
 use herd_store::{JobState, NewJob};
 use std::future::Future;
 
@@ -55,6 +57,8 @@ store_cases!(
     delete_and_transfer_feed_the_change_log,
     teams_secrets_and_team_deletion,
     users_roles_and_sessions,
+    password_changes_end_other_sessions,
+    the_last_admin_survives_concurrent_deletes_and_demotions,
     config_document_initialises_once,
     status_logs_keep_the_newest,
     seen_times_never_move_backwards,
@@ -315,6 +319,106 @@ async fn users_roles_and_sessions(store: Store) {
     assert!(store.session_user("live", NOW).await.unwrap().is_none());
     assert!(store.delete_user(id).await.unwrap());
     assert!(store.session_user("forever", NOW).await.unwrap().is_none(), "sessions die with their user");
+}
+
+async fn password_changes_end_other_sessions(store: Store) {
+    let new_user = |email: &str| NewUser {
+        name: email.into(),
+        email: email.into(),
+        password_hash: "old-hash".into(),
+        global_role: Some(Role::Observer),
+        team_roles: vec![],
+        api_only: false,
+        force_password_reset: false,
+    };
+    let ada = store.create_user(&new_user("ada@example.com"), NOW).await.unwrap();
+    let bob = store.create_user(&new_user("bob@example.com"), NOW).await.unwrap();
+    for (token, user) in [("ada-laptop", ada), ("ada-phone", ada), ("ada-script", ada), ("bob", bob)] {
+        store.create_session(token, user, None, NOW).await.unwrap();
+    }
+    // Ada changes her password from her laptop: that session lives on, her others end, Bob's are untouched.
+    let mut user = store.get_user(ada).await.unwrap().unwrap();
+    user.password_hash = "new-hash".into();
+    store.update_user_ending_sessions(&user, EndSessions::AllBut("ada-laptop"), NOW + 1).await.unwrap();
+    assert_eq!(store.get_user(ada).await.unwrap().unwrap().password_hash, "new-hash");
+    assert!(store.session_user("ada-laptop", NOW).await.unwrap().is_some());
+    assert!(store.session_user("ada-phone", NOW).await.unwrap().is_none());
+    assert!(store.session_user("ada-script", NOW).await.unwrap().is_none());
+    assert!(store.session_user("bob", NOW).await.unwrap().is_some());
+    // An admin resets it: every session ends.
+    user.force_password_reset = true;
+    store.update_user_ending_sessions(&user, EndSessions::All, NOW + 2).await.unwrap();
+    assert!(store.session_user("ada-laptop", NOW).await.unwrap().is_none());
+    assert!(store.session_user("bob", NOW).await.unwrap().is_some());
+    // A refused change (email taken) ends nothing.
+    store.create_session("ada-again", ada, None, NOW).await.unwrap();
+    user.email = "bob@example.com".into();
+    let taken = store.update_user_ending_sessions(&user, EndSessions::All, NOW + 3).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert!(store.session_user("ada-again", NOW).await.unwrap().is_some());
+}
+
+/// "At least one global admin" holds however many deletes and demotions run at the same moment: each round
+/// has several admins, every one of them removed at once (half deleted, half demoted); exactly one removal is
+/// refused. Then the two-admins case: each deleting the other.
+async fn the_last_admin_survives_concurrent_deletes_and_demotions(store: Store) {
+    let admin = |email: String| NewUser {
+        name: email.clone(),
+        email,
+        password_hash: "x".into(),
+        global_role: Some(Role::Admin),
+        team_roles: vec![],
+        api_only: false,
+        force_password_reset: false,
+    };
+    let admins_left = |store: Store| async move {
+        store.list_users(None).await.unwrap().iter().filter(|u| u.global_role == Some(Role::Admin)).count()
+    };
+    for round in 0..6 {
+        let size = if round % 2 == 0 { 2 } else { 8 };
+        let mut ids = Vec::new();
+        for i in 0..size {
+            ids.push(store.create_user(&admin(format!("admin-{round}-{i}@example.com")), NOW).await.unwrap());
+        }
+        // The survivors of the previous round step down first (not concurrently), leaving exactly `size` admins.
+        for user in store.list_users(None).await.unwrap() {
+            if user.global_role == Some(Role::Admin) && !ids.contains(&user.id) {
+                store.delete_user(user.id).await.unwrap();
+            }
+        }
+        assert_eq!(admins_left(store.clone()).await, size);
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(size));
+        let removals: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let (store, start) = (store.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    if i % 2 == 0 {
+                        store.delete_user(id).await.map(|_| ())
+                    } else {
+                        let mut user = store.get_user(id).await.unwrap().unwrap();
+                        user.global_role = Some(Role::Observer);
+                        store.update_user(&user, NOW + 1).await
+                    }
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for removal in removals {
+            match removal.await.unwrap() {
+                Ok(()) => {}
+                Err(StoreError::Conflict(reason)) => {
+                    assert!(reason.contains("last global admin"), "{reason}");
+                    refused += 1;
+                }
+                Err(other) => panic!("round {round}: {other}"),
+            }
+        }
+        assert_eq!(admins_left(store.clone()).await, 1, "round {round}: exactly one admin remains");
+        assert_eq!(refused, 1, "round {round}: exactly the last removal is refused");
+    }
 }
 
 async fn config_document_initialises_once(store: Store) {

@@ -47,14 +47,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 
 /// The host a device token belongs to; a bad token is 401 and counts against the client's failure budget.
 pub async fn device_host(state: &SharedState, client: IpAddr, token: &str) -> Result<i64, ApiError> {
-    if let Err(retry_after_s) = state.device_limiter.check(client, Instant::now()) {
-        return Err(ApiError::RateLimited { retry_after_s });
-    }
+    // The lookup is a hash lookup: a valid token is never refused for others' failures.
     let host = if token.len() > 256 { None } else { state.store.host_by_device_token(&token_hash(token)).await? };
-    host.ok_or_else(|| {
-        state.device_limiter.record_failure(client, Instant::now());
-        ApiError::Unauthenticated
-    })
+    if let Some(host) = host {
+        return Ok(host);
+    }
+    let rule = crate::rate_limit::address_rule(client, "too many bad device tokens from your address");
+    state.device_limiter.record_failure(&[rule], Instant::now())?;
+    Err(ApiError::Unauthenticated)
 }
 
 /// The host's policies as its user sees them: failing first, then no answer yet, then passing.

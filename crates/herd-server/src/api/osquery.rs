@@ -54,9 +54,6 @@ async fn enroll(
     ClientAddr(client): ClientAddr,
     EnrollJson(request): EnrollJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, OsqueryError> {
-    if let Err(retry_after_s) = state.enroll_limiter.check(client, Instant::now()) {
-        return Err(OsqueryError::RateLimited { retry_after_s });
-    }
     let settings = state.settings.get();
     // Compare against every secret, without stopping at the first match, so timing says nothing about which.
     let mut team_of_secret = None;
@@ -66,8 +63,11 @@ async fn enroll(
         }
     }
     let Some(team_id) = team_of_secret.filter(|_| !request.enroll_secret.is_empty()) else {
-        state.enroll_limiter.record_failure(client, Instant::now());
+        // Secrets are compared in memory (cheap), so a valid one is never refused for others' failures; bad
+        // ones beyond the address's budget get 429 instead of 401.
         state.metrics.failed_enrollments.fetch_add(1, Ordering::Relaxed);
+        let rule = crate::rate_limit::address_rule(client, "too many bad enroll secrets from your address");
+        state.enroll_limiter.record_failure(&[rule], Instant::now())?;
         return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
     };
 

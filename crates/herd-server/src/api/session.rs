@@ -3,6 +3,7 @@
 use crate::auth::{AuthUser, client_ip};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::rate_limit::password_rules;
 use crate::secrets::{decoy_hash, hash_password, random_token, token_hash, verify_password};
 use crate::state::{SESSION_LIFETIME_MS, SharedState, now_ms};
 use crate::wire;
@@ -11,6 +12,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herd_proto::fleet::{LoginRequest, LoginResponse, UserResponse};
+use herd_store::EndSessions;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -22,9 +24,10 @@ pub fn routes() -> Router<SharedState> {
         .route("/logout", post(logout))
         .route("/me", get(me))
         .route("/change_password", post(change_password))
+        .route("/perform_required_password_reset", post(perform_required_password_reset))
 }
 
-pub struct Client(IpAddr);
+pub struct Client(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
@@ -42,25 +45,17 @@ async fn login(
     Ok(Json(LoginResponse { user: wire::user(&user), token }))
 }
 
-/// Checks an email and password (rate-limited per client address, constant work for unknown emails) and
-/// opens a session: the user and the session's token. Shared by the REST API and the console.
+/// Checks an email and password and opens a session: the user and the session's token. Shared by the REST
+/// API and the console. Limited per (address, account) and per account, with the attempt reserved before the
+/// argon2 work (see `rate_limit`); unknown emails cost the same work as known ones (a decoy hash).
 pub(crate) async fn password_login(
     state: &SharedState,
     client: std::net::IpAddr,
     email: &str,
     password: String,
 ) -> Result<(herd_store::UserRecord, String), ApiError> {
-    if let Err(retry_after_s) = state.login_limiter.check(client, Instant::now()) {
-        return Err(ApiError::RateLimited { retry_after_s });
-    }
-    let user = state.store.user_by_email(email).await?;
-    let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
-    // argon2 is deliberately slow: keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let Some(user) = user.filter(|_| verified) else {
-        state.login_limiter.record_failure(client, Instant::now());
+    let account = email.trim().to_lowercase();
+    let Some(user) = check_password(state, client, &account, password).await? else {
         tracing::info!(%client, "failed login");
         return Err(ApiError::BadCredentials);
     };
@@ -72,6 +67,42 @@ pub(crate) async fn password_login(
     let actor = crate::auth::AuthUser { actor: user.actor(), user: user.clone(), token_hash: String::new() };
     crate::activity::record(state, Some(&actor), "user_logged_in", json!({"public_ip": client.to_string()})).await;
     Ok((user, token))
+}
+
+/// The user whose email is `account` (normalised) when `password` is theirs, else None; 429 when the
+/// attempt is over a budget. Every password check — login, console login, change_password, an email
+/// change — goes through here, so all of them share one count per account.
+pub(crate) async fn check_password(
+    state: &SharedState,
+    client: IpAddr,
+    account: &str,
+    password: String,
+) -> Result<Option<herd_store::UserRecord>, ApiError> {
+    let familiar = state.familiar_logins.knows(client, account, Instant::now());
+    let attempt = state.login_limiter.begin(&password_rules(client, account, familiar), Instant::now())?;
+    let user = match state.store.user_by_email(account).await {
+        Ok(user) => user,
+        Err(err) => {
+            attempt.abandon();
+            return Err(err.into());
+        }
+    };
+    let hash = user.as_ref().map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
+    // argon2 is deliberately slow: keep it off the async workers.
+    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match user.filter(|_| verified) {
+        Some(user) => {
+            attempt.succeeded();
+            state.familiar_logins.remember(client, account, Instant::now());
+            Ok(Some(user))
+        }
+        None => {
+            attempt.failed();
+            Ok(None)
+        }
+    }
 }
 
 async fn logout(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<Value>, ApiError> {
@@ -90,29 +121,59 @@ struct ChangePassword {
     new_password: String,
 }
 
+/// Changes one's own password, knowing the old one (limited like a login: a stolen session cannot be used to
+/// guess the password). The session that made the change stays; every other session of the user ends.
 async fn change_password(
     State(state): State<SharedState>,
+    Client(client): Client,
     auth: AuthUser,
     ApiJson(request): ApiJson<ChangePassword>,
 ) -> Result<Json<Value>, ApiError> {
     herd_core::validate::password(&request.new_password).map_err(|r| ApiError::invalid("new_password", r))?;
-    let current = auth.user.password_hash.clone();
-    let old = request.old_password;
-    let new = request.new_password;
-    let new_hash =
-        tokio::task::spawn_blocking(
-            move || {
-                if verify_password(&old, &current) { Some(hash_password(&new)) } else { None }
-            },
-        )
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let Some(new_hash) = new_hash else {
+    if check_password(&state, client, &auth.user.email, request.old_password).await?.is_none() {
         return Err(ApiError::invalid("old_password", "old password does not match"));
-    };
-    let mut user = auth.user;
-    user.password_hash = new_hash.map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
-    user.force_password_reset = false;
-    state.store.update_user(&user, now_ms()).await?;
+    }
+    set_own_password(&state, &auth, request.new_password).await?;
     Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequiredPasswordReset {
+    new_password: String,
+}
+
+/// Fleet's way out of a forced reset: a user whose password an admin set chooses their own, without typing
+/// the admin's again (the session proves who they are). Only while a reset is required.
+async fn perform_required_password_reset(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(request): ApiJson<RequiredPasswordReset>,
+) -> Result<Json<UserResponse>, ApiError> {
+    if !auth.user.force_password_reset {
+        return Err(ApiError::invalid("new_password", "no password reset is required for this user"));
+    }
+    herd_core::validate::password(&request.new_password).map_err(|r| ApiError::invalid("new_password", r))?;
+    let user = set_own_password(&state, &auth, request.new_password).await?;
+    Ok(Json(UserResponse { user: wire::user(&user) }))
+}
+
+/// Saves the caller's new password, clears a required reset, and ends the caller's other sessions (those
+/// opened with the old password) in the same transaction. Shared with the console.
+pub(crate) async fn set_own_password(
+    state: &SharedState,
+    auth: &AuthUser,
+    new_password: String,
+) -> Result<herd_store::UserRecord, ApiError> {
+    let new_hash = tokio::task::spawn_blocking(move || hash_password(&new_password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))?;
+    let mut user = auth.user.clone();
+    user.password_hash = new_hash;
+    user.force_password_reset = false;
+    let keep = EndSessions::AllBut(&auth.token_hash);
+    state.store.update_user_ending_sessions(&user, keep, now_ms()).await?;
+    tracing::info!(user_id = user.id, "password changed; the user's other sessions ended");
+    Ok(user)
 }

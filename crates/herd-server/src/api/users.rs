@@ -1,5 +1,6 @@
 //! User management: global admins create, edit and delete users; everyone may read and edit themselves.
 
+use crate::api::session::{Client, check_password};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -12,7 +13,7 @@ use axum::{Json, Router};
 use herd_core::roles::{Action, Role, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{CreateUserRequest, UpdateUserRequest, UserResponse, UserTeamRequest, UsersResponse};
-use herd_store::NewUser;
+use herd_store::{EndSessions, NewUser};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<SharedState> {
@@ -113,18 +114,9 @@ async fn get_one(
     user_response(&state, id).await
 }
 
-/// Refuses changes that would leave the server without a global admin.
-async fn ensure_other_admin_remains(state: &SharedState, user_id: i64) -> Result<(), ApiError> {
-    let admins = state.store.list_users(None).await?;
-    let others = admins.iter().filter(|u| u.id != user_id && u.global_role == Some(Role::Admin)).count();
-    if others == 0 {
-        return Err(ApiError::Conflict("this is the last global admin; make another user admin first".into()));
-    }
-    Ok(())
-}
-
 async fn update(
     State(state): State<SharedState>,
+    Client(client): Client,
     auth: AuthUser,
     PathId(id): PathId,
     ApiJson(request): ApiJson<UpdateUserRequest>,
@@ -137,32 +129,47 @@ async fn update(
     if changes_roles && !is_admin {
         return Err(ApiError::Forbidden);
     }
+    let own = id == auth.user.id;
     let mut user = state.store.get_user(id).await?.ok_or(ApiError::NotFound("user"))?;
     if let Some(name) = request.name {
         validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
         user.name = name.trim().to_string();
     }
+    // For one's own record `password` is the current password (Fleet's meaning), asked for an email change;
+    // an admin editing someone else may send the new password as `password` or `new_password`.
+    let (current_password, new_password) =
+        if own { (request.password, request.new_password) } else { (None, request.new_password.or(request.password)) };
     if let Some(email) = request.email {
         validate::email(&email).map_err(|r| ApiError::invalid("email", r))?;
+        if own && email.trim().to_lowercase() != user.email {
+            // Whoever holds a session must not be able to take the account over by moving its email (and
+            // with it the password reset) elsewhere: the password is asked for, limited like a login.
+            let Some(password) = current_password else {
+                return Err(ApiError::invalid("password", "your current password is required to change your email"));
+            };
+            if check_password(&state, client, &user.email, password).await?.is_none() {
+                return Err(ApiError::invalid("password", "does not match your current password"));
+            }
+        }
         user.email = email;
     }
-    let new_password = request.new_password.or(request.password);
+    let mut end_sessions = EndSessions::None;
     if let Some(password) = new_password {
-        if id == auth.user.id {
+        if own {
             return Err(ApiError::invalid(
-                "password",
+                "new_password",
                 "change your own password with POST /api/v1/fleet/change_password",
             ));
         }
         validate::password(&password).map_err(|r| ApiError::invalid("password", r))?;
         user.password_hash = hash_off_runtime(password).await?;
+        // The user must choose their own password, and no session opened with the old one survives.
         user.force_password_reset = true;
+        end_sessions = EndSessions::All;
     }
     if let Some(global_role) = request.global_role {
+        // Taking the role from the last global admin is refused by the store, inside the write's transaction.
         let role = parse_global_role(global_role.as_deref())?;
-        if user.global_role == Some(Role::Admin) && role != Some(Role::Admin) {
-            ensure_other_admin_remains(&state, id).await?;
-        }
         user.global_role = role;
         if role.is_some() {
             user.team_roles.clear();
@@ -178,16 +185,15 @@ async fn update(
     if user.global_role.is_none() && user.team_roles.is_empty() {
         return Err(ApiError::invalid("global_role", "a user needs a global role or at least one team role"));
     }
-    state.store.update_user(&user, now_ms()).await.map_err(unknown_team_is_invalid)?;
+    state.store.update_user_ending_sessions(&user, end_sessions, now_ms()).await.map_err(unknown_team_is_invalid)?;
     user_response(&state, id).await
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
-    let user = state.store.get_user(id).await?.ok_or(ApiError::NotFound("user"))?;
-    if user.global_role == Some(Role::Admin) {
-        ensure_other_admin_remains(&state, id).await?;
+    // The last global admin is refused by the store, inside the delete's transaction.
+    if !state.store.delete_user(id).await? {
+        return Err(ApiError::NotFound("user"));
     }
-    state.store.delete_user(id).await?;
     Ok(Json(json!({})))
 }

@@ -30,6 +30,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/console", get(pages::dashboard))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
+        .route("/console/password", get(password_page).post(change_password))
         .route("/console/hosts", get(pages::hosts))
         .route("/console/hosts/{id}", get(pages::host))
         .route("/console/hosts/{id}/action", post(pages::host_action))
@@ -102,6 +103,15 @@ impl FromRequestParts<SharedState> for ConsoleUser {
         let client = crate::auth::client_ip(parts);
         match crate::auth::user_for_token(state, client, &token).await {
             Ok(auth) => {
+                // An admin set this user's password: only choosing a new one (and logging out) is allowed.
+                if auth.user.force_password_reset && !ALLOWED_DURING_PASSWORD_RESET.contains(&parts.uri.path()) {
+                    return Err(message_page_html(
+                        StatusCode::FORBIDDEN,
+                        "Password change required",
+                        "An administrator set your password. Choose your own before using the console: \
+                         <a href=\"/console/password\">change your password</a>.",
+                    ));
+                }
                 let csrf = csrf_for(&auth.token_hash);
                 Ok(ConsoleUser { auth, csrf })
             }
@@ -110,6 +120,9 @@ impl FromRequestParts<SharedState> for ConsoleUser {
         }
     }
 }
+
+/// Console paths a user whose password must be changed may still use.
+const ALLOWED_DURING_PASSWORD_RESET: &[&str] = &["/console/password", "/console/logout"];
 
 impl ConsoleUser {
     /// A posted form's CSRF token must be this session's: the refusal page when it is not.
@@ -156,7 +169,7 @@ pub fn layout(user: &ConsoleUser, current: &str, title: &str, body: &str) -> Res
     let _ = write!(
         html,
         "</ul></nav><form method=\"post\" action=\"/console/logout\" class=\"logout\">{}<span>{}</span> \
-         <button type=\"submit\">Log out</button></form></header><main id=\"main\"><h1>{}</h1>{body}</main></body></html>",
+         <a href=\"/console/password\">Password</a> <button type=\"submit\">Log out</button></form></header><main id=\"main\"><h1>{}</h1>{body}</main></body></html>",
         user.csrf_field(),
         escape(&user.auth.user.email),
         escape(title)
@@ -166,12 +179,16 @@ pub fn layout(user: &ConsoleUser, current: &str, title: &str, body: &str) -> Res
 
 /// A page with only a message (errors, refusals), usable signed out.
 pub fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
+    message_page_html(status, title, &escape(text))
+}
+
+/// `message_page` with a message that is already HTML (a link); never pass it anything a user typed.
+fn message_page_html(status: StatusCode, title: &str, html_message: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · herd</title>\
          <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body><main id=\"main\">\
-         <h1>{t}</h1><p>{m}</p><p><a href=\"/console\">Back to the console</a></p></main></body></html>",
+         <h1>{t}</h1><p>{html_message}</p><p><a href=\"/console\">Back to the console</a></p></main></body></html>",
         t = escape(title),
-        m = escape(text)
     );
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
@@ -185,9 +202,17 @@ pub fn error_page(error: &ApiError) -> Response {
             message_page(StatusCode::UNPROCESSABLE_ENTITY, "Not saved", &format!("{field}: {reason}"))
         }
         ApiError::Conflict(reason) => message_page(StatusCode::CONFLICT, "Not saved", reason),
-        ApiError::RateLimited { .. } => {
-            message_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Wait a minute and try again.")
+        ApiError::RateLimited { retry_after_s, reason } => {
+            let text = format!("{}. Try again in {retry_after_s} s.", capitalised(reason));
+            let mut page = message_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &text);
+            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            page
         }
+        ApiError::PasswordResetRequired => message_page_html(
+            StatusCode::FORBIDDEN,
+            "Password change required",
+            "Choose your own password first: <a href=\"/console/password\">change your password</a>.",
+        ),
         other => {
             tracing::error!(error = %other, "console page failed");
             message_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged.")
@@ -260,6 +285,69 @@ async fn logout(
     }
     let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console/login")).into_response()
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// Changing one's own password. A user whose password an admin set (a required reset) only chooses the new
+/// one, as Fleet's `perform_required_password_reset`; others type the current one too (limited like a login).
+async fn password_page(user: ConsoleUser) -> Response {
+    password_form(&user, StatusCode::OK, None)
+}
+
+fn password_form(user: &ConsoleUser, status: StatusCode, error: Option<&str>) -> Response {
+    let alert = error.map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e))).unwrap_or_default();
+    let (intro, current) = if user.auth.user.force_password_reset {
+        ("<p>An administrator set your password. Choose your own to continue.</p>", "")
+    } else {
+        (
+            "",
+            "<label for=\"old-password\">Current password</label><input id=\"old-password\" name=\"old_password\" \
+             type=\"password\" autocomplete=\"current-password\" required>",
+        )
+    };
+    let body = format!(
+        "{intro}{alert}<form method=\"post\" action=\"/console/password\">{}{current}\
+         <label for=\"new-password\">New password (12+ characters, a number and a symbol)</label>\
+         <input id=\"new-password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" required>\
+         <p><button type=\"submit\">Change password</button></p></form>",
+        user.csrf_field()
+    );
+    let mut page = layout(user, "", "Change password", &body);
+    *page.status_mut() = status;
+    page
+}
+
+async fn change_password(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    user: ConsoleUser,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = user.csrf_refusal(&form) {
+        return refused;
+    }
+    let new_password = form.get("new_password").cloned().unwrap_or_default();
+    if let Err(reason) = herd_core::validate::password(&new_password) {
+        return password_form(&user, StatusCode::UNPROCESSABLE_ENTITY, Some(&format!("New password: {reason}")));
+    }
+    if !user.auth.user.force_password_reset {
+        let old = form.get("old_password").cloned().unwrap_or_default();
+        match crate::api::session::check_password(&state, client, &user.auth.user.email, old).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return password_form(&user, StatusCode::UNPROCESSABLE_ENTITY, Some("The current password is wrong."));
+            }
+            Err(err) => return error_page(&err),
+        }
+    }
+    match crate::api::session::set_own_password(&state, &user.auth, new_password).await {
+        Ok(_) => Redirect::to("/console").into_response(),
+        Err(err) => error_page(&err),
+    }
 }
 
 async fn stylesheet() -> impl IntoResponse {
