@@ -7,13 +7,13 @@ use crate::extract::ApiJson;
 use crate::state::{SharedState, now_ms};
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::AppConfig;
 use serde_json::Value;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new().route("/config", get(get_config).patch(patch_config))
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new().route("/config", get(get_config).patch(patch_config))
 }
 
 /// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
@@ -27,10 +27,29 @@ pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     }
 }
 
+/// Every logged-in user may read the configuration (as in Fleet: clients need the org info and server
+/// settings), but only global admins — who alone may change it — see it whole.
 async fn get_config(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<AppConfig>, ApiError> {
-    // Every logged-in user may read the configuration (the UI needs org info); nothing secret is in it.
-    let _ = auth;
-    Ok(Json(stored_config(&state).await?))
+    let config = stored_config(&state).await?;
+    Ok(Json(if auth.actor.may(Action::AdministerServer, Scope::Global) { config } else { reduced_view(config) }))
+}
+
+/// What a set value shows when it is withheld (Fleet's mask).
+pub const WITHHELD: &str = "********";
+
+/// The configuration as users other than global admins see it: webhook URLs (which often carry a token)
+/// masked, and no agent options (as in Fleet, where only global admins see them: they may hold enroll
+/// flags and paths of every team's hosts).
+pub fn reduced_view(mut config: AppConfig) -> AppConfig {
+    let mask = |url: &mut String| {
+        if !url.is_empty() {
+            *url = WITHHELD.to_string();
+        }
+    };
+    mask(&mut config.webhook_settings.failing_policies_webhook.destination_url);
+    mask(&mut config.mdm.macos_migration.webhook_url);
+    config.agent_options = Value::Null;
+    config
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), ApiError> {

@@ -9,15 +9,15 @@ use crate::wire;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_proto::fleet::{LoginRequest, LoginResponse, UserResponse};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::time::Instant;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))

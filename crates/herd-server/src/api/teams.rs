@@ -9,7 +9,7 @@ use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{
@@ -18,8 +18,8 @@ use herd_proto::fleet::{
 };
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/teams", get(list).post(create))
         .route("/teams/{id}", get(get_one).patch(update).delete(delete))
         .route("/teams/{id}/secrets", get(team_secrets).patch(replace_team_secrets))
@@ -92,8 +92,7 @@ async fn get_one(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::Read, Scope::Team(id))?;
-    let mut team = team_or_404(&state, id).await?;
+    let mut team = crate::access::team(&state, &auth, id, Action::Read).await?;
     if !auth.actor.may(Action::Write, Scope::Team(id)) {
         team.secrets.clear();
     }
@@ -106,8 +105,7 @@ async fn update(
     PathId(id): PathId,
     ApiJson(request): ApiJson<PatchTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::AdministerTeam, Scope::Team(id))?;
-    let team = team_or_404(&state, id).await?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
     let name = match request.name {
         Some(name) => {
             validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
@@ -159,9 +157,8 @@ async fn set_agent_options(
     PathId(id): PathId,
     ApiJson(options): ApiJson<Value>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::AdministerTeam, Scope::Team(id))?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
     agent_options::validate("agent_options", &options)?;
-    let team = team_or_404(&state, id).await?;
     state
         .store
         .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
@@ -171,8 +168,7 @@ async fn set_agent_options(
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    auth.require(Action::AdministerServer, Scope::Global)?;
-    let team = team_or_404(&state, id).await?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerServer).await?;
     let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
     crate::activity::record(&state, Some(&auth), "deleted_team", json!({"team_id": id, "team_name": team.name})).await;
     for host in moved {
@@ -187,8 +183,7 @@ async fn team_secrets(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    auth.require(Action::Write, Scope::Team(id))?;
-    team_or_404(&state, id).await?;
+    crate::access::team(&state, &auth, id, Action::Write).await?;
     let secrets = state.store.enroll_secrets(Some(id)).await?;
     Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
 }
@@ -199,7 +194,7 @@ async fn replace_team_secrets(
     PathId(id): PathId,
     ApiJson(request): ApiJson<SecretsInput>,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    auth.require(Action::Write, Scope::Team(id))?;
+    crate::access::team(&state, &auth, id, Action::Write).await?;
     let secrets = validated_secrets(&request.secrets)?;
     state.store.replace_enroll_secrets(Some(id), &secrets, now_ms()).await?;
     reload_settings(&state).await?;

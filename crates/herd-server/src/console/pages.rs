@@ -362,7 +362,7 @@ pub async fn host(State(state): State<SharedState>, user: ConsoleUser, Path(id):
 }
 
 async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<Response, ApiError> {
-    let record = crate::api::hosts::authorized_host(state, &user.auth, id, Action::Read).await?;
+    let record = crate::access::host(state, &user.auth, id, Action::Read).await?;
     let team_id = record.team_id;
     let h = crate::api::hosts::host_view(state, record).await?;
     let mut body = String::new();
@@ -555,7 +555,7 @@ async fn do_host_action(
     let back = format!("/console/hosts/{id}");
     match form.get("do").map(String::as_str) {
         Some("refetch") => {
-            crate::api::hosts::authorized_host(state, auth, id, Action::Refetch).await?;
+            crate::access::host(state, auth, id, Action::Refetch).await?;
             state.store.request_refetch(id, now_ms()).await?;
             state.hosts.evict(id);
             Ok(back)
@@ -576,9 +576,9 @@ async fn do_host_action(
             Ok(back)
         }
         Some("transfer") => {
-            let host = crate::api::hosts::authorized_host(state, auth, id, Action::Write).await?;
+            let host = crate::access::host(state, auth, id, Action::Write).await?;
             let target = form_team(form);
-            auth.require(Action::Write, Scope::of_team(target))?;
+            crate::access::scope_field(state, auth, target, Action::Write, "team_id").await?;
             state.store.transfer_hosts(target, &[host.id], now_ms()).await?;
             state.hosts.evict(id);
             crate::activity::record(
@@ -591,7 +591,7 @@ async fn do_host_action(
             Ok(back)
         }
         Some("delete") => {
-            crate::api::hosts::authorized_host(state, auth, id, Action::Write).await?;
+            crate::access::host(state, auth, id, Action::Write).await?;
             if form.get("confirm").map(String::as_str) != Some("yes") {
                 return Err(ApiError::invalid("confirm", "tick the box to confirm"));
             }
@@ -630,7 +630,7 @@ async fn policies_page(
     let list = match team {
         None => state.store.all_policies().await?,
         Some(t) => {
-            user.auth.require(Action::Read, Scope::Team(t))?;
+            crate::access::scope(state, &user.auth, Some(t), Action::Read).await?;
             let mut both = state.store.global_policies_for_team(t).await?;
             both.extend(state.store.list_policies(Some(t)).await?);
             both
@@ -691,11 +691,7 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
     let existing = match id {
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
-            let p = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
-            if !user.auth.actor.may(Action::Read, Scope::of_team(p.team_id)) {
-                return Err(ApiError::NotFound("policy"));
-            }
-            Some(p)
+            Some(crate::access::policy(state, &user.auth, id, Action::Read).await?)
         }
         None => None,
     };
@@ -868,7 +864,7 @@ async fn save_policy(
         }
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
-            let current = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
+            let current = crate::access::policy(state, &user.auth, id, Action::Read).await?;
             let _updated = crate::api::policies::patch(state, &user.auth, current.team_id, id, input).await?;
             Ok(id)
         }
@@ -1048,6 +1044,8 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
 pub async fn activity(State(state): State<SharedState>, user: ConsoleUser, Query(params): Params) -> Response {
     page_or_error(
         async {
+            // The feed covers every team: global users only, as `GET /activities`.
+            user.auth.require(Action::Read, Scope::Global)?;
             let page: i64 = params.get("page").and_then(|p| p.parse().ok()).unwrap_or(0).max(0);
             let list = state.store.list_activities(page * 50, 51).await?;
             let mut body = String::from("<div id=\"activity\" data-live>");
@@ -1144,10 +1142,7 @@ pub async fn delete_policy(
         if form.get("confirm").map(String::as_str) != Some("yes") {
             return Err(ApiError::invalid("confirm", "tick the box to confirm"));
         }
-        let policy = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
-        if !user.auth.actor.may(Action::Read, Scope::of_team(policy.team_id)) {
-            return Err(ApiError::NotFound("policy"));
-        }
+        let policy = crate::access::policy(&state, &user.auth, id, Action::Read).await?;
         crate::api::policies::delete(&state, &user.auth, policy.team_id, vec![id]).await.map(|_| ())
     }
     .await;
