@@ -46,6 +46,10 @@ enum Need {
     AnyUser,
     /// `Action` in the scope of the object the request names (the global scope for rows without one).
     On(Action),
+    /// `Action` in the user's own team (alpha) on something naming an object of the target's scope, which
+    /// must be that same scope (a script run on alpha's host, an automation of alpha's policy): only alpha's
+    /// objects succeed; another scope's are refused, and unreadable ones answer as missing ones.
+    SameScope(Action),
     /// An agent's node key (or, for enroll, an enroll secret) in the body.
     Agent,
     /// A device token in the path.
@@ -162,7 +166,7 @@ fn profile_doc(identifier: &str, name: &str) -> Vec<u8> {
 }
 
 use Action::{AdministerServer, AdministerTeam, Read, Refetch, Write};
-use Need::{Agent, AnyUser, Console, ConsoleForm, ConsolePage, Device, On, Public};
+use Need::{Agent, AnyUser, Console, ConsoleForm, ConsolePage, Device, On, Public, SameScope};
 use Surface::{Fleet, Root};
 use Targets::{OtherTeams, Scopes, Teams};
 
@@ -263,6 +267,11 @@ fn rows() -> Vec<Row> {
             let name = format!("{} created {n}", o.label);
             req_json(format!("/teams/{}/policies", o.team_id()), json!({"name": name, "query": "SELECT 1;"}))
         }),
+        // An alpha policy automated by a script of each scope.
+        row("POST", Fleet, "/teams/{team_id}/policies", SameScope(Write), Scopes, |o, f, n| {
+            let body = json!({"name": format!("automated {n}"), "query": "SELECT 1;", "script_id": o.script});
+            req_json(format!("/teams/{}/policies", f.alpha.team_id()), body)
+        }),
         row("POST", Fleet, "/teams/{team_id}/policies/delete", On(Write), Teams, |o, _, _| {
             req_json(format!("/teams/{}/policies/delete", o.team_id()), json!({"ids": [o.policy]}))
         })
@@ -302,6 +311,13 @@ fn rows() -> Vec<Row> {
         }),
         row("POST", Fleet, "/scripts/run", On(Write), Scopes, |o, _, _| {
             req_json("/scripts/run", json!({"host_id": o.host, "script_name": o.script_name, "team_id": o.team}))
+        }),
+        // Alpha's host with a script of each scope, by id and by name.
+        row("POST", Fleet, "/scripts/run", SameScope(Write), Scopes, |o, f, _| {
+            req_json("/scripts/run", json!({"host_id": f.alpha.host, "script_id": o.script}))
+        }),
+        row("POST", Fleet, "/scripts/run", SameScope(Write), Scopes, |o, f, _| {
+            req_json("/scripts/run", json!({"host_id": f.alpha.host, "script_name": o.script_name, "team_id": o.team}))
         }),
         row("POST", Fleet, "/scripts/run/sync", On(Write), Scopes, |o, _, _| {
             req_json("/scripts/run/sync", json!({"host_id": o.host, "script_id": o.script}))
@@ -910,11 +926,33 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
     if answered && !global_admin && a.body.contains("T0KEN") {
         fail("shows a webhook URL".into());
     }
+    let same_as_missing = reference.is_none_or(|r| r.shape() == a.shape());
+    let hidden_as_missing = |scope: Scope, fail: &mut dyn FnMut(String)| {
+        // The global scope always exists: refusing it (403) or not finding its objects (as missing ones) tells
+        // nothing. A team's objects must answer exactly as missing ones.
+        if !(same_as_missing || (scope == Scope::Global && a.status == 403)) {
+            fail(format!("existence leak: a missing one answers {:?}", reference.map(Answer::shape)));
+        }
+    };
+    let expect_same_scope = |action: Action, actor: &Actor, fail: &mut dyn FnMut(String)| {
+        let Some(scope) = case.scope else {
+            return;
+        };
+        let own = Scope::Team(fx.alpha.team_id());
+        if case.target == Target::Own && actor.may(action, own) {
+            if !is_success(row, a) {
+                fail(format!("the role table allows {action:?} here"));
+            }
+        } else if (200..300).contains(&a.status) {
+            fail("another scope's object, or a role without the right".into());
+        } else if !actor.may(Read, scope) {
+            hidden_as_missing(scope, fail);
+        }
+    };
     let expect_by_role = |action: Action, actor: &Actor, fail: &mut dyn FnMut(String)| {
         let Some(scope) = case.scope else {
             return;
         };
-        let same_as_missing = reference.is_none_or(|r| r.shape() == a.shape());
         if actor.may(action, scope) {
             if !is_success(row, a) {
                 fail(format!("the role table allows {action:?} here"));
@@ -922,12 +960,7 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
         } else if (200..300).contains(&a.status) || is_success(row, a) {
             fail(format!("the role table forbids {action:?} here"));
         } else if !actor.may(Read, scope) {
-            // The global scope always exists: refusing it (403) or not finding its objects (as missing ones)
-            // tells nothing. A team's objects must answer exactly as missing ones.
-            let ok = same_as_missing || (scope == Scope::Global && a.status == 403);
-            if !ok {
-                fail(format!("existence leak: a missing one answers {:?}", reference.map(Answer::shape)));
-            }
+            hidden_as_missing(scope, fail);
         } else if a.status != 403 {
             fail("readable but not allowed must be 403".into());
         }
@@ -938,7 +971,7 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
                 fail("public route refused".into());
             }
         }
-        (Need::AnyUser | Need::On(_), None) => {
+        (Need::AnyUser | Need::On(_) | Need::SameScope(_), None) => {
             if a.status != 401 {
                 fail("no credentials must be 401".into());
             }
@@ -951,6 +984,7 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
         (Need::On(action), Some(actor)) | (Need::Console(action), Some(actor)) => {
             expect_by_role(action, actor, &mut fail)
         }
+        (Need::SameScope(action), Some(actor)) => expect_same_scope(action, actor, &mut fail),
         (Need::Console(_) | Need::ConsolePage | Need::ConsoleForm, None) => {
             if !is_login_redirect(a) {
                 fail("signed out must go to the login page".into());
@@ -980,7 +1014,7 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
     if let Some(crossed) = &case.crossed {
         let refused = match row.need {
             Need::Agent => !(200..300).contains(&crossed.status),
-            Need::Device | Need::AnyUser | Need::On(_) => crossed.status == 401,
+            Need::Device | Need::AnyUser | Need::On(_) | Need::SameScope(_) => crossed.status == 401,
             Need::ConsoleForm => crossed.status == 403 && crossed.body.contains("Form expired"),
             Need::Console(_) | Need::ConsolePage | Need::Public => true,
         };
@@ -1035,7 +1069,7 @@ async fn run_case(fx: Arc<Fixture>, row_index: usize, prefix: &'static str, who_
     let client = &fx.client;
     match row.need {
         // A user endpoint with the host's node key instead: refused.
-        Need::AnyUser | Need::On(_) if who.actor.is_some() && target != Target::Missing => {
+        Need::AnyUser | Need::On(_) | Need::SameScope(_) if who.actor.is_some() && target != Target::Missing => {
             crossed = Some(send(client, url, row.method, &path, Credential::NodeKey(&fx.node_key), &body).await);
         }
         // An agent endpoint with a user's token (as bearer and as the node key or secret): refused.
