@@ -32,7 +32,11 @@ herd_testkit::server_cases!(
 
 const PASSWORD: &str = "user-password-1!";
 const MISSING: i64 = 999_999;
-const WEBHOOK_URL: &str = "https://hooks.example.test/services/T0KEN-zz-secret";
+/// Webhook URLs carry tokens: each is visible only to those who may change it (`SECRETS`).
+const WEBHOOK_URL: &str = "https://hooks.example.test/services/T0KEN-config";
+const TEAM_HOOK: &str = "https://hooks.example.test/services/T0KEN-team";
+const ALPHA_POLICY_HOOK: &str = "https://hooks.example.test/services/T0KEN-alpha-policy";
+const GLOBAL_POLICY_HOOK: &str = "https://hooks.example.test/services/T0KEN-global-policy";
 
 // ---------------------------------------------------------------------------------------------------------------
 // The table
@@ -491,7 +495,8 @@ fn rows() -> Vec<Row> {
             req(format!("/console/policies/{}", o.policy))
         }),
         row("POST", Root, "/console/policies/{id}", ConsoleForm, none, |o, _, _| {
-            form(format!("/console/policies/{}", o.policy), &[("name", "global policy".into()), ("query", "SELECT 1;".into())])
+            let fields = [("name", "global policy".into()), ("query", "SELECT 1;".into()), ("webhook_url", GLOBAL_POLICY_HOOK.into())];
+            form(format!("/console/policies/{}", o.policy), &fields)
         }),
         row("POST", Root, "/console/policies/{id}/delete", ConsoleForm, none, |_, _, _| {
             form(format!("/console/policies/{MISSING}/delete"), &[("confirm", "yes".into())])
@@ -720,6 +725,15 @@ async fn fixture(server: Server) -> Fixture {
     let patch = json!({"webhook_settings": {"failing_policies_webhook": {"destination_url": WEBHOOK_URL}}});
     let (status, body) = server.patch("/api/v1/fleet/config", &admin, patch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let hook = json!({"webhook_settings": {"failing_policies_webhook": {"destination_url": TEAM_HOOK}}});
+    let (status, body) = server.patch(&format!("/api/v1/fleet/teams/{alpha_team}"), &admin, hook).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/api/v1/fleet/teams/{alpha_team}/policies/{}", alpha.policy);
+    let (status, body) = server.patch(&path, &admin, json!({"webhook_url": ALPHA_POLICY_HOOK})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/api/v1/fleet/global/policies/{}", global.policy);
+    let (status, body) = server.patch(&path, &admin, json!({"webhook_url": GLOBAL_POLICY_HOOK})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let mut users = vec![Who { label: "signed out".into(), email: None, actor: None, token: None }];
     for role in [Role::Observer, Role::Maintainer, Role::Admin] {
         for team in [None, Some(alpha_team)] {
@@ -921,10 +935,19 @@ fn judge(fx: &Fixture, rows: &[Row], case: &Case, reference: Option<&Answer>) ->
     if answered && !reads_bravo && a.body.contains("bravo") {
         fail("shows another team's objects".into());
     }
-    // Webhook URLs (often carrying a token) only for global admins.
-    let global_admin = who.actor.as_ref().is_some_and(|actor| actor.may(AdministerServer, Scope::Global));
-    if answered && !global_admin && a.body.contains("T0KEN") {
-        fail("shows a webhook URL".into());
+    // Webhook URLs (often carrying a token) only for those who may change them.
+    let alpha = Scope::Team(fx.alpha.team_id());
+    let secrets = [
+        ("T0KEN-config", AdministerServer, Scope::Global),
+        ("T0KEN-team", AdministerTeam, alpha),
+        ("T0KEN-alpha-policy", Write, alpha),
+        ("T0KEN-global-policy", Write, Scope::Global),
+    ];
+    for (marker, action, scope) in secrets {
+        let may = who.actor.as_ref().is_some_and(|actor| actor.may(action, scope));
+        if answered && !may && a.body.contains(marker) {
+            fail(format!("shows a webhook URL ({marker}) to a user who may not change it"));
+        }
     }
     let same_as_missing = reference.is_none_or(|r| r.shape() == a.shape());
     let hidden_as_missing = |scope: Scope, fail: &mut dyn FnMut(String)| {
@@ -1297,6 +1320,30 @@ async fn configuration_is_reduced_for_all_but_global_admins(server: Server) {
     ] {
         readers.push((email, server.user_token(&t.admin, email, role, team).await));
     }
+    // Saving the console's settings form (which always carries the webhook settings) records an activity
+    // that every global user reads: the URLs stay out of it.
+    let client = client_without_redirects(&server);
+    let settings_form = [
+        ("org_name", "Acme".to_string()),
+        ("contact_url", String::new()),
+        ("policy_interval", "3600".into()),
+        ("vitals_interval", "3600".into()),
+        ("webhook_settings", full["webhook_settings"].to_string()),
+        ("mdm", full["mdm"].to_string()),
+        ("csrf", csrf_of(&t.admin)),
+    ];
+    let response = client
+        .post(format!("{}/console/settings", server.url))
+        .header("cookie", format!("herd_console={}", t.admin))
+        .form(&settings_form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, feed) = server.get("/api/v1/fleet/activities", &readers[1].1).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(feed.to_string().contains("edited_settings"), "{feed}");
+    assert!(!feed.to_string().contains("T0KEN"), "{feed}");
     for (email, token) in readers {
         let (status, view) = server.get("/api/v1/fleet/config", &token).await;
         assert_eq!(status, StatusCode::OK, "{email}: {view}");

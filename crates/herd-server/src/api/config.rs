@@ -52,6 +52,23 @@ pub fn reduced_view(mut config: AppConfig) -> AppConfig {
     config
 }
 
+/// A configuration document (or patch) with its webhook URLs masked, for what others may read (activities).
+pub fn masked(document: &Value) -> Value {
+    match document {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let secret = matches!(key.as_str(), "destination_url" | "webhook_url")
+                        && value.as_str().is_some_and(|url| !url.is_empty());
+                    (key.clone(), if secret { Value::from(WITHHELD) } else { masked(value) })
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(masked).collect()),
+        other => other.clone(),
+    }
+}
+
 fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     if url.is_empty() || url.starts_with("https://") || url.starts_with("http://") {
         Ok(())
@@ -190,6 +207,23 @@ mod tests {
                 other => panic!("{patch}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn views_for_others_mask_webhook_urls() {
+        let mut config = AppConfig::default();
+        config.webhook_settings.failing_policies_webhook.destination_url = "https://h.test/T0KEN".into();
+        config.mdm.macos_migration.webhook_url = "https://m.test/T0KEN".into();
+        let view = serde_json::to_value(reduced_view(config.clone())).unwrap();
+        assert!(!view.to_string().contains("T0KEN"), "{view}");
+        assert_eq!(view["agent_options"], Value::Null);
+        assert_eq!(view["webhook_settings"]["failing_policies_webhook"]["destination_url"], WITHHELD);
+        let patch = serde_json::to_value(&config).unwrap();
+        let shown = masked(&patch);
+        assert!(!shown.to_string().contains("T0KEN"), "{shown}");
+        assert_eq!(shown["org_info"], patch["org_info"], "the rest is as it was");
+        // Unset URLs stay empty (nothing to hide, and "empty" stays meaningful).
+        assert_eq!(masked(&json!({"webhook_url": ""})), json!({"webhook_url": ""}));
     }
 
     #[test]

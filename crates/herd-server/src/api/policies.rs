@@ -161,6 +161,17 @@ fn name_taken(err: StoreError) -> ApiError {
     }
 }
 
+/// A policy as `auth` may see it: its own webhook URL (which often carries a token) only for those who may
+/// change the policy, masked for the others.
+pub(crate) fn policy_view(auth: &AuthUser, record: PolicyRecord) -> herd_proto::fleet::Policy {
+    let writable = auth.actor.may(Action::Write, Scope::of_team(record.team_id));
+    let mut view = wire::policy(record);
+    if !writable && view.webhook_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        view.webhook_url = Some(crate::api::config::WITHHELD.to_string());
+    }
+    view
+}
+
 fn author(auth: &AuthUser) -> PolicyAuthor {
     PolicyAuthor { id: auth.user.id, name: auth.user.name.clone(), email: auth.user.email.clone() }
 }
@@ -263,7 +274,8 @@ pub(crate) async fn delete(
 async fn list_global(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<PoliciesResponse>, ApiError> {
     auth.require(Action::Read, Scope::Global)?;
     let policies = state.store.list_policies(None).await?;
-    Ok(Json(PoliciesResponse { policies: policies.into_iter().map(wire::policy).collect(), inherited_policies: None }))
+    let policies = policies.into_iter().map(|p| policy_view(&auth, p)).collect();
+    Ok(Json(PoliciesResponse { policies, inherited_policies: None }))
 }
 
 async fn create_global(
@@ -281,7 +293,7 @@ async fn get_global(
 ) -> Result<Json<PolicyResponseBody>, ApiError> {
     crate::access::scope(&state, &auth, None, Action::Read).await?;
     let policy = crate::access::policy_in(&state, &auth, None, id, Action::Read).await?;
-    Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
+    Ok(Json(PolicyResponseBody { policy: policy_view(&auth, policy) }))
 }
 
 async fn patch_global(
@@ -319,9 +331,10 @@ async fn list_team(
 ) -> Result<Json<PoliciesResponse>, ApiError> {
     let team = team_of(&team)?;
     crate::access::scope(&state, &auth, Some(team), Action::Read).await?;
-    let own: Vec<_> = state.store.list_policies(Some(team)).await?.into_iter().map(wire::policy).collect();
+    let own: Vec<_> = state.store.list_policies(Some(team)).await?.into_iter().map(|p| policy_view(&auth, p)).collect();
     // Global policies as they apply to this team: counts over the team's hosts only.
-    let inherited: Vec<_> = state.store.global_policies_for_team(team).await?.into_iter().map(wire::policy).collect();
+    let inherited: Vec<_> =
+        state.store.global_policies_for_team(team).await?.into_iter().map(|p| policy_view(&auth, p)).collect();
     let merge = match params.get("merge_inherited").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -354,7 +367,7 @@ async fn get_team(
     let id: i64 = id.parse().map_err(|_| ApiError::invalid("id", format!("must be an integer, not {id:?}")))?;
     crate::access::scope(&state, &auth, Some(team), Action::Read).await?;
     let policy = crate::access::policy_in(&state, &auth, Some(team), id, Action::Read).await?;
-    Ok(Json(PolicyResponseBody { policy: wire::policy(policy) }))
+    Ok(Json(PolicyResponseBody { policy: policy_view(&auth, policy) }))
 }
 
 async fn patch_team(

@@ -50,19 +50,29 @@ async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRec
     state.store.get_team(id).await?.ok_or(ApiError::NotFound("team"))
 }
 
+/// A team as `auth` may see it: enroll secrets for maintainers and up; the webhook URL (which often carries a
+/// token) for those who may change it (team admins and global admins), masked for the others.
+fn team_view(auth: &AuthUser, mut team: herd_store::TeamRecord) -> herd_proto::fleet::Team {
+    if !auth.actor.may(Action::Write, Scope::Team(team.id)) {
+        team.secrets.clear();
+    }
+    let mut view = wire::team(team);
+    if !auth.actor.may(Action::AdministerTeam, Scope::Team(view.id)) {
+        let url = &mut view.webhook_settings.failing_policies_webhook.destination_url;
+        if !url.is_empty() {
+            *url = crate::api::config::WITHHELD.to_string();
+        }
+    }
+    view
+}
+
 async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<TeamsResponse>, ApiError> {
     let teams = state.store.list_teams().await?;
     let visible = auth.actor.visible_teams();
     let teams = teams
         .into_iter()
         .filter(|t| visible.as_ref().is_none_or(|ids| ids.contains(&t.id)))
-        .map(|mut t| {
-            // Secrets are for maintainers and up.
-            if !auth.actor.may(Action::Write, Scope::Team(t.id)) {
-                t.secrets.clear();
-            }
-            wire::team(t)
-        })
+        .map(|t| team_view(&auth, t))
         .collect();
     Ok(Json(TeamsResponse { teams }))
 }
@@ -92,11 +102,8 @@ async fn get_one(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    let mut team = crate::access::team(&state, &auth, id, Action::Read).await?;
-    if !auth.actor.may(Action::Write, Scope::Team(id)) {
-        team.secrets.clear();
-    }
-    Ok(Json(TeamResponse { team: wire::team(team) }))
+    let team = crate::access::team(&state, &auth, id, Action::Read).await?;
+    Ok(Json(TeamResponse { team: team_view(&auth, team) }))
 }
 
 async fn update(

@@ -691,7 +691,12 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
     let existing = match id {
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
-            Some(crate::access::policy(state, &user.auth, id, Action::Read).await?)
+            let mut policy = crate::access::policy(state, &user.auth, id, Action::Read).await?;
+            // Its webhook URL (often carrying a token) only for those who may change it.
+            if !user.auth.actor.may(Action::Write, Scope::of_team(policy.team_id)) && policy.webhook_url.is_some() {
+                policy.webhook_url = Some(crate::api::config::WITHHELD.to_string());
+            }
+            Some(policy)
         }
         None => None,
     };
@@ -1031,7 +1036,9 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
             }
         }
         crate::api::config::apply_patch(&state, &patch).await?;
-        crate::activity::record(&state, Some(&user.auth), "edited_settings", patch).await;
+        // The feed is read by every global user: webhook URLs (often carrying a token) stay out of it.
+        let details = crate::api::config::masked(&patch);
+        crate::activity::record(&state, Some(&user.auth), "edited_settings", details).await;
         Ok::<_, ApiError>(())
     }
     .await;
