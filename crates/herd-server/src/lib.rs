@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls [`serve`]; everything else lives in this library so the
 //! pieces are testable on their own.
 
+pub mod access;
 pub mod activity;
 pub mod agent_options;
 pub mod api;

@@ -7,13 +7,13 @@ use crate::state::SharedState;
 use crate::wire;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{ActivitiesMeta, ActivitiesResponse};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new().route("/activities", get(list))
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new().route("/activities", get(list))
 }
 
 async fn list(

@@ -7,13 +7,13 @@ use crate::extract::ApiJson;
 use crate::state::{SharedState, now_ms};
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::AppConfig;
 use serde_json::Value;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new().route("/config", get(get_config).patch(patch_config))
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new().route("/config", get(get_config).patch(patch_config))
 }
 
 /// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
@@ -27,10 +27,46 @@ pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     }
 }
 
+/// Every logged-in user may read the configuration (as in Fleet: clients need the org info and server
+/// settings), but only global admins — who alone may change it — see it whole.
 async fn get_config(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<AppConfig>, ApiError> {
-    // Every logged-in user may read the configuration (the UI needs org info); nothing secret is in it.
-    let _ = auth;
-    Ok(Json(stored_config(&state).await?))
+    let config = stored_config(&state).await?;
+    Ok(Json(if auth.actor.may(Action::AdministerServer, Scope::Global) { config } else { reduced_view(config) }))
+}
+
+/// What a set value shows when it is withheld (Fleet's mask).
+pub const WITHHELD: &str = "********";
+
+/// The configuration as users other than global admins see it: webhook URLs (which often carry a token)
+/// masked, and no agent options (as in Fleet, where only global admins see them: they may hold enroll
+/// flags and paths of every team's hosts).
+pub fn reduced_view(mut config: AppConfig) -> AppConfig {
+    let mask = |url: &mut String| {
+        if !url.is_empty() {
+            *url = WITHHELD.to_string();
+        }
+    };
+    mask(&mut config.webhook_settings.failing_policies_webhook.destination_url);
+    mask(&mut config.mdm.macos_migration.webhook_url);
+    config.agent_options = Value::Null;
+    config
+}
+
+/// A configuration document (or patch) with its webhook URLs masked, for what others may read (activities).
+pub fn masked(document: &Value) -> Value {
+    match document {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let secret = matches!(key.as_str(), "destination_url" | "webhook_url")
+                        && value.as_str().is_some_and(|url| !url.is_empty());
+                    (key.clone(), if secret { Value::from(WITHHELD) } else { masked(value) })
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(masked).collect()),
+        other => other.clone(),
+    }
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
@@ -185,6 +221,23 @@ mod tests {
                 other => panic!("{patch}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn views_for_others_mask_webhook_urls() {
+        let mut config = AppConfig::default();
+        config.webhook_settings.failing_policies_webhook.destination_url = "https://h.test/T0KEN".into();
+        config.mdm.macos_migration.webhook_url = "https://m.test/T0KEN".into();
+        let view = serde_json::to_value(reduced_view(config.clone())).unwrap();
+        assert!(!view.to_string().contains("T0KEN"), "{view}");
+        assert_eq!(view["agent_options"], Value::Null);
+        assert_eq!(view["webhook_settings"]["failing_policies_webhook"]["destination_url"], WITHHELD);
+        let patch = serde_json::to_value(&config).unwrap();
+        let shown = masked(&patch);
+        assert!(!shown.to_string().contains("T0KEN"), "{shown}");
+        assert_eq!(shown["org_info"], patch["org_info"], "the rest is as it was");
+        // Unset URLs stay empty (nothing to hide, and "empty" stays meaningful).
+        assert_eq!(masked(&json!({"webhook_url": ""})), json!({"webhook_url": ""}));
     }
 
     #[test]

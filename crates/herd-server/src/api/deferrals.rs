@@ -9,7 +9,7 @@ use crate::state::{SharedState, now_ms};
 use crate::wire::rfc3339;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::Millis;
 use herd_core::deferral::{DeferOption, DeferralRules, DeferralSettings, HostNow, MessageContext};
 use herd_proto::fleet::{DeferralChoice, HostDeferral};
@@ -18,15 +18,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
-pub fn device_routes() -> Router<SharedState> {
-    Router::new()
+pub fn device_routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/device/{token}/deferrals", get(device_list))
         .route("/device/{token}/deferrals/{policy_id}", post(device_choose))
 }
 
 /// At the root: what herd-agent calls.
-pub fn agent_routes() -> Router<SharedState> {
-    Router::new().route("/api/fleet/orbit/deferrals/status", post(agent_status))
+pub fn agent_routes() -> crate::api::Routes {
+    crate::api::Routes::new().route("/api/fleet/orbit/deferrals/status", post(agent_status))
 }
 
 /// The settings and rules a record is judged by (the policy's current settings).

@@ -8,14 +8,14 @@ use crate::webhooks::{JOB_KIND, MIGRATION_JOB_KIND};
 use crate::wire::rfc3339;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_store::JobState;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new().route("/webhook_deliveries", get(list))
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new().route("/webhook_deliveries", get(list))
 }
 
 async fn list(

@@ -10,7 +10,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, head, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_proto::fleet::DevicePolicy;
 use herd_store::StoreError;
 use serde::Deserialize;
@@ -19,8 +19,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/device/{token}", get(summary))
         .route("/device/{token}/desktop", get(desktop))
         .route("/device/{token}/policies", get(policies))
@@ -30,8 +30,8 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// At the root: what herd-agent calls.
-pub fn agent_routes() -> Router<SharedState> {
-    Router::new()
+pub fn agent_routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/api/fleet/orbit/device_token", post(register_token))
         .route("/api/v1/fleet/orbit/device_token", post(register_token))
 }

@@ -8,7 +8,7 @@ use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{
     CountResponse, HostResponse, HostsResponse, StatusLog, StatusLogsResponse, TransferHostsRequest,
@@ -17,8 +17,8 @@ use herd_store::{HostFilter, HostOrder, HostRecord, StatusCondition};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/hosts", get(list))
         .route("/hosts/count", get(count))
         .route("/hosts/transfer", post(transfer))
@@ -189,23 +189,6 @@ async fn count(
     Ok(Json(CountResponse { count: state.store.count_hosts(&p.filter, now_ms()).await? }))
 }
 
-/// The host, if it exists and the user may `action` it. Hosts the user cannot read are 404, not 403, so
-/// their existence does not leak across teams.
-pub(crate) async fn authorized_host(
-    state: &SharedState,
-    auth: &AuthUser,
-    id: i64,
-    action: Action,
-) -> Result<HostRecord, ApiError> {
-    let host = state.store.get_host(id).await?.ok_or(ApiError::NotFound("host"))?;
-    let scope = Scope::of_team(host.team_id);
-    if !auth.actor.may(Action::Read, scope) {
-        return Err(ApiError::NotFound("host"));
-    }
-    auth.require(action, scope)?;
-    Ok(host)
-}
-
 /// A single host with every policy in its scope and its answers.
 pub(crate) async fn host_view(state: &SharedState, record: HostRecord) -> Result<herd_proto::fleet::Host, ApiError> {
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
@@ -234,7 +217,7 @@ async fn get_one(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<HostResponse>, ApiError> {
-    let host = authorized_host(&state, &auth, id, Action::Read).await?;
+    let host = crate::access::host(&state, &auth, id, Action::Read).await?;
     Ok(Json(HostResponse { host: host_view(&state, host).await? }))
 }
 
@@ -243,15 +226,12 @@ async fn by_identifier(
     auth: AuthUser,
     Path(identifier): Path<String>,
 ) -> Result<Json<HostResponse>, ApiError> {
-    let host = state.store.host_by_identifier(&identifier).await?.ok_or(ApiError::NotFound("host"))?;
-    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
-        return Err(ApiError::NotFound("host"));
-    }
+    let host = crate::access::host_by_identifier(&state, &auth, &identifier, Action::Read).await?;
     Ok(Json(HostResponse { host: host_view(&state, host).await? }))
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    authorized_host(&state, &auth, id, Action::Write).await?;
+    crate::access::host(&state, &auth, id, Action::Write).await?;
     if !state.store.delete_host(id, now_ms()).await? {
         return Err(ApiError::NotFound("host"));
     }
@@ -266,7 +246,7 @@ async fn refetch(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    authorized_host(&state, &auth, id, Action::Refetch).await?;
+    crate::access::host(&state, &auth, id, Action::Refetch).await?;
     if !state.store.request_refetch(id, now_ms()).await? {
         return Err(ApiError::NotFound("host"));
     }
@@ -281,17 +261,20 @@ async fn transfer(
 ) -> Result<Json<Value>, ApiError> {
     // team_id 0 means "no team", as in Fleet's other endpoints.
     let target = request.team_id.filter(|id| *id != 0);
-    auth.require(Action::Write, Scope::of_team(target))?;
+    crate::access::scope_field(&state, &auth, target, Action::Write, "team_id").await?;
     if request.hosts.len() > 100_000 {
         return Err(ApiError::invalid("hosts", "at most 100000 hosts per request"));
     }
     let now = now_ms();
     let filter = HostFilter { ids: Some(request.hosts.clone()), ..Default::default() };
     let hosts = state.store.list_hosts(&filter, HostOrder::Id, false, 0, request.hosts.len() as i64 + 1, now).await?;
+    // Unknown ids are ignored (as in Fleet), and so are hosts the user cannot read: the same answer either way.
+    let hosts: Vec<HostRecord> = hosts.into_iter().filter(|h| crate::access::readable(&auth, h)).collect();
     for host in &hosts {
         auth.require(Action::Write, Scope::of_team(host.team_id))?;
     }
-    state.store.transfer_hosts(target, &request.hosts, now).await.map_err(|e| match e {
+    let ids: Vec<i64> = hosts.iter().map(|h| h.id).collect();
+    state.store.transfer_hosts(target, &ids, now).await.map_err(|e| match e {
         herd_store::StoreError::NotFound("team") => ApiError::invalid("team_id", "team does not exist"),
         other => other.into(),
     })?;
@@ -307,7 +290,7 @@ async fn status_logs(
     PathId(id): PathId,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<StatusLogsResponse>, ApiError> {
-    authorized_host(&state, &auth, id, Action::Read).await?;
+    crate::access::host(&state, &auth, id, Action::Read).await?;
     let limit = integer_param(&params, "per_page")?.unwrap_or(100).clamp(1, herd_store::STATUS_LOGS_KEPT);
     let logs = state.store.status_logs(id, limit).await?;
     Ok(Json(StatusLogsResponse {

@@ -23,11 +23,66 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, Route};
+use std::convert::Infallible;
 use std::time::Instant;
+use tower::{Layer, Service};
+
+/// A router that remembers its paths. Every `routes()` function builds one, so [`route_table`] lists every
+/// route the server answers (axum's `Router` cannot list its own); the authorization matrix test
+/// (`tests/authz_matrix.rs`) fails for a route it has no row for.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router<SharedState>,
+    paths: Vec<String>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes { router: Router::new(), paths: Vec::new() }
+    }
+
+    pub fn route(mut self, path: &str, handler: MethodRouter<SharedState>) -> Routes {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, handler);
+        self
+    }
+
+    pub fn merge(mut self, other: Routes) -> Routes {
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+
+    pub fn nest(mut self, prefix: &str, other: Routes) -> Routes {
+        self.paths.extend(other.paths.iter().map(|p| format!("{prefix}{p}")));
+        self.router = self.router.nest(prefix, other.router);
+        self
+    }
+
+    /// `Router::layer`: wraps the routes added so far.
+    pub fn layer<L>(mut self, layer: L) -> Routes
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.layer(layer);
+        self
+    }
+}
 
 /// Fleet's REST API, under `/api/v1/fleet` and its alias `/api/latest/fleet`.
-fn fleet_api() -> Router<SharedState> {
-    Router::new()
+fn fleet_api() -> Routes {
+    Routes::new()
         .merge(session::routes())
         .merge(users::routes())
         .merge(teams::routes())
@@ -42,11 +97,11 @@ fn fleet_api() -> Router<SharedState> {
         .merge(profiles::routes())
 }
 
-pub fn router(state: SharedState) -> Router {
+fn all_routes() -> Routes {
     // Multipart uploads and forms of the REST API and console get the REST limit; JSON bodies get the limits
     // of their extractor (`crate::extract`), each endpoint's own.
     let fleet = fleet_api().layer(DefaultBodyLimit::max(REST_LIMITS.sent));
-    Router::new()
+    Routes::new()
         .nest("/api/v1/fleet", fleet.clone())
         .nest("/api/latest/fleet", fleet)
         .merge(osquery::routes())
@@ -57,6 +112,17 @@ pub fn router(state: SharedState) -> Router {
         .merge(deferrals::agent_routes())
         .merge(profiles::agent_routes())
         .merge(ops::routes())
+}
+
+/// Every route path the server answers, as declared (`/api/v1/fleet/hosts/{id}`). Each path's methods are
+/// in the `Allow` header of its 405 answer.
+pub fn route_table() -> Vec<String> {
+    all_routes().paths
+}
+
+pub fn router(state: SharedState) -> Router {
+    all_routes()
+        .router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(LARGEST_BODY))
         .layer(middleware::from_fn(crate::drain::drain_unread))

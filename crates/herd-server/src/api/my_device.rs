@@ -11,12 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Router, middleware};
+use axum::middleware;
 use herd_proto::fleet::DevicePolicy;
 use std::fmt::Write;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/device/{token}", get(page))
         .route("/device/{token}/refetch", post(refetch))
         .route("/device/{token}/migrate", post(migrate))

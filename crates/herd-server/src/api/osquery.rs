@@ -8,7 +8,6 @@ use crate::host_cache::CachedHost;
 use crate::secrets::{random_token, secrets_equal, token_hash};
 use crate::state::{SharedState, now_ms};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::routing::post;
@@ -26,8 +25,8 @@ use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-pub fn routes() -> Router<SharedState> {
-    let mut router = Router::new();
+pub fn routes() -> crate::api::Routes {
+    let mut router = crate::api::Routes::new();
     for prefix in ["/api/osquery", "/api/v1/osquery"] {
         router = router
             .route(&format!("{prefix}/enroll"), post(enroll))

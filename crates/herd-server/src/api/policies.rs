@@ -9,7 +9,7 @@ use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::policy::PolicyPlatforms;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{
@@ -20,8 +20,8 @@ use herd_store::{PolicyAuthor, PolicyFields, PolicyRecord, StoreError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/global/policies", get(list_global).post(create_global))
         .route("/global/policies/delete", post(delete_global))
         .route("/global/policies/{id}", get(get_global).patch(patch_global))
@@ -50,20 +50,25 @@ async fn reset_automations(
     auth: AuthUser,
     ApiJson(request): ApiJson<ResetAutomations>,
 ) -> Result<Json<Value>, ApiError> {
-    // Every policy read at once, whatever the number of ids (one query, the ids one parameter).
+    // Every policy read at once, whatever the number of ids (one query, the ids one parameter); each goes
+    // through the same scope check as a lookup by id (one the user cannot read is as missing).
     let named = state.store.get_policies(&request.policy_ids).await?;
-    if let Some(missing) = first_missing(&request.policy_ids, &named) {
-        return Err(ApiError::invalid("policy_ids", format!("no policy {missing}")));
-    }
     let mut ids = Vec::with_capacity(named.len());
-    for policy in &named {
-        auth.require(Action::Write, Scope::of_team(policy.team_id))?;
+    let mut reachable = Vec::with_capacity(named.len());
+    for policy in named {
+        let policy = crate::access::in_reach(&auth, Some(policy), Action::Write).map_err(|e| match e {
+            ApiError::NotFound(_) => ApiError::invalid("policy_ids", "no such policy"),
+            other => other,
+        })?;
         ids.push(policy.id);
+        reachable.push(policy);
+    }
+    if let Some(missing) = first_missing(&request.policy_ids, &reachable) {
+        return Err(ApiError::invalid("policy_ids", format!("no policy {missing}")));
     }
     let teams: std::collections::BTreeSet<i64> = request.team_ids.iter().copied().collect();
     for team in &teams {
-        auth.require(Action::Write, Scope::Team(*team))?;
-        ensure_team(&state, *team).await?;
+        crate::access::team(&state, &auth, *team, Action::Write).await?;
         ids.extend(state.store.list_policies(Some(*team)).await?.into_iter().map(|p| p.id));
     }
     state.store.reset_automations(&ids, now_ms()).await?;
@@ -171,6 +176,17 @@ fn name_taken(err: StoreError) -> ApiError {
     }
 }
 
+/// A policy as `auth` may see it: its own webhook URL (which often carries a token) only for those who may
+/// change the policy, masked for the others.
+pub(crate) fn policy_view(auth: &AuthUser, record: PolicyRecord) -> herd_proto::fleet::Policy {
+    let writable = auth.actor.may(Action::Write, Scope::of_team(record.team_id));
+    let mut view = wire::policy(record);
+    if !writable && view.webhook_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        view.webhook_url = Some(crate::api::config::WITHHELD.to_string());
+    }
+    view
+}
+
 fn author(auth: &AuthUser) -> PolicyAuthor {
     PolicyAuthor { id: auth.user.id, name: auth.user.name.clone(), email: auth.user.email.clone() }
 }
@@ -179,20 +195,20 @@ async fn reload(state: &SharedState) -> Result<(), ApiError> {
     Ok(state.settings.reload(&state.store).await?)
 }
 
-async fn ensure_team(state: &SharedState, team_id: i64) -> Result<(), ApiError> {
-    state.store.get_team(team_id).await?.map(|_| ()).ok_or(ApiError::NotFound("team"))
-}
-
-/// The policy `id` of scope `team_id` (a policy of another scope is not found there).
-async fn policy_in_scope(state: &SharedState, team_id: Option<i64>, id: i64) -> Result<PolicyRecord, ApiError> {
-    state.store.get_policy(id).await?.filter(|p| p.team_id == team_id).ok_or(ApiError::NotFound("policy"))
-}
-
 /// A policy's script must exist in the policy's scope (a team's script for a team policy, a global one for a
 /// global policy).
-async fn check_script(state: &SharedState, team_id: Option<i64>, fields: &PolicyFields) -> Result<(), ApiError> {
+async fn check_script(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    fields: &PolicyFields,
+) -> Result<(), ApiError> {
     if let Some(id) = fields.script_id {
-        let script = state.store.get_script(id).await?;
+        let script = match crate::access::script(state, auth, id, Action::Read).await {
+            Ok(script) => Some(script),
+            Err(ApiError::NotFound(_)) => None,
+            Err(other) => return Err(other),
+        };
         if script.is_none_or(|s| s.team_id != team_id) {
             return Err(ApiError::invalid("script_id", "no such script in the policy's team"));
         }
@@ -206,10 +222,7 @@ pub(crate) async fn create(
     team_id: Option<i64>,
     input: PolicyInput,
 ) -> Result<Json<PolicyResponseBody>, ApiError> {
-    auth.require(Action::Write, Scope::of_team(team_id))?;
-    if let Some(team) = team_id {
-        ensure_team(state, team).await?;
-    }
+    crate::access::scope(state, auth, team_id, Action::Write).await?;
     if input.team_id.is_some_and(|t| Some(t) != team_id && !(t == 0 && team_id.is_none())) {
         return Err(ApiError::invalid("team_id", "does not match the team of the path"));
     }
@@ -220,7 +233,7 @@ pub(crate) async fn create(
         return Err(ApiError::invalid("query", "query must not be empty"));
     }
     let fields = fields_from(input, None)?;
-    check_script(state, team_id, &fields).await?;
+    check_script(state, auth, team_id, &fields).await?;
     let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
     activity::record(state, Some(auth), "created_policy", json!({"policy_id": id, "policy_name": fields.name})).await;
@@ -235,13 +248,13 @@ pub(crate) async fn patch(
     id: i64,
     input: PolicyInput,
 ) -> Result<Json<PolicyResponseBody>, ApiError> {
-    auth.require(Action::Write, Scope::of_team(team_id))?;
-    let current = policy_in_scope(state, team_id, id).await?;
+    crate::access::scope(state, auth, team_id, Action::Write).await?;
+    let current = crate::access::policy_in(state, auth, team_id, id, Action::Write).await?;
     if input.team_id.is_some_and(|t| Some(t) != team_id) {
         return Err(ApiError::invalid("team_id", "a policy cannot move between teams"));
     }
     let fields = fields_from(input, Some(&current))?;
-    check_script(state, team_id, &fields).await?;
+    check_script(state, auth, team_id, &fields).await?;
     let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
     activity::record(state, Some(auth), "edited_policy", json!({"policy_id": id, "policy_name": policy.name})).await;
@@ -254,7 +267,7 @@ pub(crate) async fn delete(
     team_id: Option<i64>,
     ids: Vec<i64>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    auth.require(Action::Write, Scope::of_team(team_id))?;
+    crate::access::scope(state, auth, team_id, Action::Write).await?;
     // Every id must be a policy of this scope: a typo deletes nothing rather than something else. All are
     // read at once, whatever the number of ids.
     let doomed: Vec<PolicyRecord> =
@@ -275,7 +288,8 @@ pub(crate) async fn delete(
 async fn list_global(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<PoliciesResponse>, ApiError> {
     auth.require(Action::Read, Scope::Global)?;
     let policies = state.store.list_policies(None).await?;
-    Ok(Json(PoliciesResponse { policies: policies.into_iter().map(wire::policy).collect(), inherited_policies: None }))
+    let policies = policies.into_iter().map(|p| policy_view(&auth, p)).collect();
+    Ok(Json(PoliciesResponse { policies, inherited_policies: None }))
 }
 
 async fn create_global(
@@ -291,8 +305,9 @@ async fn get_global(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<PolicyResponseBody>, ApiError> {
-    auth.require(Action::Read, Scope::Global)?;
-    Ok(Json(PolicyResponseBody { policy: wire::policy(policy_in_scope(&state, None, id).await?) }))
+    crate::access::scope(&state, &auth, None, Action::Read).await?;
+    let policy = crate::access::policy_in(&state, &auth, None, id, Action::Read).await?;
+    Ok(Json(PolicyResponseBody { policy: policy_view(&auth, policy) }))
 }
 
 async fn patch_global(
@@ -329,11 +344,11 @@ async fn list_team(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<PoliciesResponse>, ApiError> {
     let team = team_of(&team)?;
-    auth.require(Action::Read, Scope::Team(team))?;
-    ensure_team(&state, team).await?;
-    let own: Vec<_> = state.store.list_policies(Some(team)).await?.into_iter().map(wire::policy).collect();
+    crate::access::scope(&state, &auth, Some(team), Action::Read).await?;
+    let own: Vec<_> = state.store.list_policies(Some(team)).await?.into_iter().map(|p| policy_view(&auth, p)).collect();
     // Global policies as they apply to this team: counts over the team's hosts only.
-    let inherited: Vec<_> = state.store.global_policies_for_team(team).await?.into_iter().map(wire::policy).collect();
+    let inherited: Vec<_> =
+        state.store.global_policies_for_team(team).await?.into_iter().map(|p| policy_view(&auth, p)).collect();
     let merge = match params.get("merge_inherited").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -364,8 +379,9 @@ async fn get_team(
 ) -> Result<Json<PolicyResponseBody>, ApiError> {
     let team = team_of(&team)?;
     let id: i64 = id.parse().map_err(|_| ApiError::invalid("id", format!("must be an integer, not {id:?}")))?;
-    auth.require(Action::Read, Scope::Team(team))?;
-    Ok(Json(PolicyResponseBody { policy: wire::policy(policy_in_scope(&state, Some(team), id).await?) }))
+    crate::access::scope(&state, &auth, Some(team), Action::Read).await?;
+    let policy = crate::access::policy_in(&state, &auth, Some(team), id, Action::Read).await?;
+    Ok(Json(PolicyResponseBody { policy: policy_view(&auth, policy) }))
 }
 
 async fn patch_team(
@@ -394,7 +410,7 @@ async fn count_team(
     Path(team): Path<String>,
 ) -> Result<Json<CountResponse>, ApiError> {
     let team = team_of(&team)?;
-    auth.require(Action::Read, Scope::Team(team))?;
+    crate::access::scope(&state, &auth, Some(team), Action::Read).await?;
     Ok(Json(CountResponse { count: state.store.count_policies(Some(team)).await? }))
 }
 
@@ -405,25 +421,36 @@ async fn apply_specs(
     auth: AuthUser,
     ApiJson(request): ApiJson<PolicySpecsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let teams: HashMap<String, i64> = state.store.list_teams().await?.into_iter().map(|t| (t.name, t.id)).collect();
     let mut planned = Vec::with_capacity(request.specs.len());
     let mut seen = std::collections::HashSet::new();
     for (i, spec) in request.specs.into_iter().enumerate() {
         let at = |field: &str| format!("specs[{i}].{field}");
+        // A team the user cannot read is "no team named" exactly like a missing one (no probing names).
         let team_id = match spec.team.trim() {
-            "" => None,
-            name => {
-                Some(*teams.get(name).ok_or_else(|| ApiError::invalid(at("team"), format!("no team named {name:?}")))?)
+            "" => {
+                crate::access::scope(&state, &auth, None, Action::Write).await?;
+                None
             }
+            name => Some(
+                crate::access::team_by_name(&state, &auth, name, Action::Write)
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::NotFound(_) => ApiError::invalid(at("team"), format!("no team named {name:?}")),
+                        other => other,
+                    })?
+                    .id,
+            ),
         };
-        auth.require(Action::Write, Scope::of_team(team_id))?;
         // The script automation by name, in the policy's scope ("" removes it; absent keeps the policy's).
         let script_id = match spec.script.as_deref().map(str::trim) {
             None => None,
             Some("") => Some(None),
-            Some(name) => match state.store.script_by_name(team_id, name).await? {
-                Some(script) => Some(Some(script.id)),
-                None => return Err(ApiError::invalid(at("script"), format!("no script named {name:?} in this scope"))),
+            Some(name) => match crate::access::script_by_name(&state, &auth, team_id, name, Action::Read).await {
+                Ok(script) => Some(Some(script.id)),
+                Err(ApiError::NotFound(_)) => {
+                    return Err(ApiError::invalid(at("script"), format!("no script named {name:?} in this scope")));
+                }
+                Err(other) => return Err(other),
             },
         };
         let existing = state.store.policy_by_name(team_id, spec.name.trim()).await?;

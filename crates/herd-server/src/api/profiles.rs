@@ -16,9 +16,9 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::profiles::ProfileDocument;
-use herd_core::roles::{Action, Scope};
+use herd_core::roles::Action;
 use herd_store::{NewProfile, ProfileRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,8 +32,8 @@ const MAX_PROFILE_BYTES: usize = 1 << 20;
 const APPLE_DELIVERY: &str = "not delivered: herd has no Apple MDM transport yet; the profile is stored and shown only";
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/configuration_profiles", get(list).post(upload))
         .route("/configuration_profiles/summary", get(summary))
         .route("/configuration_profiles/{uuid}", get(get_one).delete(delete))
@@ -44,8 +44,8 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// At the root: what herd-agent calls (authenticated by its node key).
-pub fn agent_routes() -> Router<SharedState> {
-    Router::new()
+pub fn agent_routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/api/fleet/orbit/profiles/commands", post(agent_commands))
         .route("/api/fleet/orbit/profiles/results", post(agent_results))
 }
@@ -199,7 +199,7 @@ pub(crate) async fn add_profile(
     file_name: &str,
     bytes: &[u8],
 ) -> Result<ProfileRecord, ApiError> {
-    auth.require(Action::Write, Scope::of_team(team_id))?;
+    crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
     let profile = parse_profile(file_name, bytes)?;
     let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
     let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
@@ -213,7 +213,7 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let team = team_param(&params)?;
-    auth.require(Action::Read, Scope::of_team(team))?;
+    crate::access::scope(&state, &auth, team, Action::Read).await?;
     let page = crate::paging::Page::from_params(&params, 100)?;
     let all = state.store.list_profiles(team).await?;
     let shown: Vec<Value> = all[page.range(all.len())].iter().map(profile_json).collect();
@@ -223,28 +223,13 @@ async fn list(
     })))
 }
 
-async fn profile_in_reach(
-    state: &SharedState,
-    auth: &AuthUser,
-    uuid: &str,
-    action: Action,
-) -> Result<ProfileRecord, ApiError> {
-    let profile = state.store.get_profile(uuid).await?.ok_or(ApiError::NotFound("configuration profile"))?;
-    let scope = Scope::of_team(profile.team_id);
-    if !auth.actor.may(Action::Read, scope) {
-        return Err(ApiError::NotFound("configuration profile"));
-    }
-    auth.require(action, scope)?;
-    Ok(profile)
-}
-
 async fn get_one(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(uuid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let profile = profile_in_reach(&state, &auth, &uuid, Action::Read).await?;
+    let profile = crate::access::profile(&state, &auth, &uuid, Action::Read).await?;
     if params.get("alt").map(String::as_str) == Some("media") {
         let (extension, content_type) = if profile.format == "mobileconfig" {
             ("mobileconfig", "application/x-apple-aspen-config")
@@ -271,7 +256,7 @@ pub(crate) async fn delete(
     auth: AuthUser,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    profile_in_reach(&state, &auth, &uuid, Action::Write).await?;
+    crate::access::profile(&state, &auth, &uuid, Action::Write).await?;
     let deleted =
         state.store.delete_profile(&uuid, now_ms()).await?.ok_or(ApiError::NotFound("configuration profile"))?;
     let details = json!({"profile_uuid": deleted.uuid, "profile_name": deleted.name, "profile_identifier": deleted.identifier, "team_id": deleted.team_id});
@@ -303,20 +288,23 @@ async fn batch(
     ApiJson(request): ApiJson<BatchRequest>,
 ) -> Result<StatusCode, ApiError> {
     use base64::Engine;
+    // A team named that the user cannot read is "no team named" exactly like a missing one.
     let team_id = match params.get("team_name").map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        Some(name) => {
-            let teams = state.store.list_teams().await?;
-            Some(
-                teams
-                    .iter()
-                    .find(|t| t.name == name)
-                    .map(|t| t.id)
-                    .ok_or_else(|| ApiError::invalid("team_name", format!("no team named {name:?}")))?,
-            )
+        Some(name) => Some(
+            crate::access::team_by_name(&state, &auth, name, Action::Write)
+                .await
+                .map_err(|e| match e {
+                    ApiError::NotFound(_) => ApiError::invalid("team_name", format!("no team named {name:?}")),
+                    other => other,
+                })?
+                .id,
+        ),
+        None => {
+            let team_id = team_param(&params)?;
+            crate::access::scope_field(&state, &auth, team_id, Action::Write, "team_id").await?;
+            team_id
         }
-        None => team_param(&params)?,
     };
-    auth.require(Action::Write, Scope::of_team(team_id))?;
     let mut profiles = Vec::with_capacity(request.profiles.len());
     for (i, entry) in request.profiles.iter().enumerate() {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -349,7 +337,7 @@ async fn summary(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let team = team_param(&params)?;
-    auth.require(Action::Read, Scope::of_team(team))?;
+    crate::access::scope(&state, &auth, team, Action::Read).await?;
     let s = state.store.profiles_summary(team).await?;
     Ok(Json(json!({"verified": s.verified, "verifying": s.verifying, "pending": s.pending, "failed": s.failed})))
 }
@@ -379,7 +367,7 @@ async fn host_list(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let host = crate::api::hosts::authorized_host(&state, &auth, id, Action::Read).await?;
+    let host = crate::access::host(&state, &auth, id, Action::Read).await?;
     let profiles = host_profiles(&state, host.id).await?;
     Ok(Json(json!({"host_id": host.id, "profiles": profiles})))
 }
@@ -390,7 +378,7 @@ async fn resend(
     Path((id, uuid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound("host"))?;
-    let host = crate::api::hosts::authorized_host(&state, &auth, id, Action::Write).await?;
+    let host = crate::access::host(&state, &auth, id, Action::Write).await?;
     match state.store.resend_host_profile(host.id, &uuid, now_ms()).await? {
         Ok(()) => {
             state.hosts.evict(host.id);

@@ -11,8 +11,8 @@ use crate::wire::rfc3339;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use herd_core::roles::{Action, Scope};
+use axum::Json;
+use herd_core::roles::Action;
 use herd_core::validate::NameKind;
 use herd_store::{ExecutionRecord, NewExecution, ScriptRecord};
 use serde::Deserialize;
@@ -26,8 +26,8 @@ pub const OUTPUT_KEPT_CHARS: usize = 10_000;
 const MAX_SCRIPT_BYTES: usize = 500_000;
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/scripts", get(list).post(upload))
         .route("/scripts/{id}", get(get_one).delete(delete))
         .route("/scripts/run", post(run_async))
@@ -37,8 +37,8 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// At the root: what herd-agent calls (authenticated by its node key).
-pub fn agent_routes() -> Router<SharedState> {
-    Router::new()
+pub fn agent_routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/api/fleet/orbit/scripts/pending", post(agent_pending))
         .route("/api/fleet/orbit/scripts/result", post(agent_result))
 }
@@ -84,7 +84,7 @@ pub(crate) async fn add_script(
     name: &str,
     contents: &str,
 ) -> Result<i64, ApiError> {
-    auth.require(Action::Write, Scope::of_team(team_id))?;
+    crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
     let name = check_script(name, contents)?;
     let id = state.store.create_script(team_id, name, contents, now_ms()).await.map_err(|e| match e {
         herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
@@ -102,23 +102,9 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let team = team_param(&params)?;
-    auth.require(Action::Read, Scope::of_team(team))?;
+    crate::access::scope(&state, &auth, team, Action::Read).await?;
     let scripts = state.store.list_scripts(team).await?;
     Ok(Json(json!({"scripts": scripts.iter().map(script_json).collect::<Vec<_>>()})))
-}
-
-async fn script_in_reach(
-    state: &SharedState,
-    auth: &AuthUser,
-    id: i64,
-    action: Action,
-) -> Result<ScriptRecord, ApiError> {
-    let script = state.store.get_script(id).await?.ok_or(ApiError::NotFound("script"))?;
-    if !auth.actor.may(Action::Read, Scope::of_team(script.team_id)) {
-        return Err(ApiError::NotFound("script"));
-    }
-    auth.require(action, Scope::of_team(script.team_id))?;
-    Ok(script)
 }
 
 async fn get_one(
@@ -128,7 +114,7 @@ async fn get_one(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let script = script_in_reach(&state, &auth, id, Action::Read).await?;
+    let script = crate::access::script(&state, &auth, id, Action::Read).await?;
     // Fleet's `?alt=media` downloads the script itself.
     if params.get("alt").is_some_and(|v| v == "media") {
         return Ok(script.contents.into_response());
@@ -141,7 +127,7 @@ pub(crate) async fn delete(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    script_in_reach(&state, &auth, id, Action::Write).await?;
+    crate::access::script(&state, &auth, id, Action::Write).await?;
     state.store.delete_script(id).await?;
     Ok(Json(json!({})))
 }
@@ -165,14 +151,21 @@ pub(crate) async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequ
     if state.settings.get().config.server_settings.scripts_disabled {
         return Err(ApiError::Forbidden);
     }
-    let host = state.store.get_host(request.host_id).await?.ok_or(ApiError::NotFound("host"))?;
-    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
-        return Err(ApiError::NotFound("host"));
-    }
-    auth.require(Action::Write, Scope::of_team(host.team_id))?;
+    let host = crate::access::host(state, auth, request.host_id, Action::Write).await?;
+    // A library script runs only on hosts of its own scope (a team's script on the team's hosts, a global
+    // one on hosts in no team), as in Fleet; found by id or by name, it is looked up the same way, so a
+    // script the user cannot read is "no such script" either way.
+    let in_host_scope = |s: &ScriptRecord, field: &str| {
+        if s.team_id == host.team_id {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(field, "the script does not belong to the host's team (or no team)"))
+        }
+    };
     let (script_id, name, contents) = match (request.script_id, request.script_contents, request.script_name) {
         (Some(id), None, None) => {
-            let s = script_in_reach(state, auth, id, Action::Read).await?;
+            let s = crate::access::script(state, auth, id, Action::Read).await?;
+            in_host_scope(&s, "script_id")?;
             (Some(s.id), s.name, s.contents)
         }
         (None, Some(contents), None) => {
@@ -182,11 +175,11 @@ pub(crate) async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequ
         }
         (None, None, Some(name)) => {
             let team = request.team_id.filter(|t| *t != 0);
-            let s = state
-                .store
-                .script_by_name(team, &name)
-                .await?
-                .ok_or_else(|| ApiError::invalid("script_name", "no such script in that team"))?;
+            let s = crate::access::script_by_name(state, auth, team, &name, Action::Read).await.map_err(|e| match e {
+                ApiError::NotFound(_) => ApiError::invalid("script_name", "no such script in that team"),
+                other => other,
+            })?;
+            in_host_scope(&s, "script_name")?;
             (Some(s.id), s.name, s.contents)
         }
         _ => return Err(ApiError::invalid("script_id", "give exactly one of script_id, script_contents, script_name")),
@@ -264,11 +257,7 @@ async fn result(
     auth: AuthUser,
     Path(execution_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let execution = state.store.execution(&execution_id).await?.ok_or(ApiError::NotFound("execution"))?;
-    let host = state.store.get_host(execution.host_id).await?.ok_or(ApiError::NotFound("execution"))?;
-    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
-        return Err(ApiError::NotFound("execution"));
-    }
+    let (execution, host) = crate::access::execution(&state, &auth, &execution_id).await?;
     Ok(Json(result_json(&execution, &host.hostname)))
 }
 
@@ -277,10 +266,7 @@ async fn host_scripts(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let host = state.store.get_host(id).await?.ok_or(ApiError::NotFound("host"))?;
-    if !auth.actor.may(Action::Read, Scope::of_team(host.team_id)) {
-        return Err(ApiError::NotFound("host"));
-    }
+    let host = crate::access::host(&state, &auth, id, Action::Read).await?;
     let last: HashMap<i64, ExecutionRecord> =
         state.store.last_executions(id).await?.into_iter().filter_map(|e| Some((e.script_id?, e))).collect();
     let scripts: Vec<Value> = state

@@ -10,7 +10,7 @@ use crate::wire;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_proto::fleet::{LoginRequest, LoginResponse, UserResponse};
 use herd_store::EndSessions;
 use serde::Deserialize;
@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::time::Instant;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))

@@ -9,7 +9,7 @@ use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{
@@ -18,8 +18,8 @@ use herd_proto::fleet::{
 };
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/teams", get(list).post(create))
         .route("/teams/{id}", get(get_one).patch(update).delete(delete))
         .route("/teams/{id}/secrets", get(team_secrets).patch(replace_team_secrets))
@@ -50,19 +50,29 @@ async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRec
     state.store.get_team(id).await?.ok_or(ApiError::NotFound("team"))
 }
 
+/// A team as `auth` may see it: enroll secrets for maintainers and up; the webhook URL (which often carries a
+/// token) for those who may change it (team admins and global admins), masked for the others.
+fn team_view(auth: &AuthUser, mut team: herd_store::TeamRecord) -> herd_proto::fleet::Team {
+    if !auth.actor.may(Action::Write, Scope::Team(team.id)) {
+        team.secrets.clear();
+    }
+    let mut view = wire::team(team);
+    if !auth.actor.may(Action::AdministerTeam, Scope::Team(view.id)) {
+        let url = &mut view.webhook_settings.failing_policies_webhook.destination_url;
+        if !url.is_empty() {
+            *url = crate::api::config::WITHHELD.to_string();
+        }
+    }
+    view
+}
+
 async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<TeamsResponse>, ApiError> {
     let teams = state.store.list_teams().await?;
     let visible = auth.actor.visible_teams();
     let teams = teams
         .into_iter()
         .filter(|t| visible.as_ref().is_none_or(|ids| ids.contains(&t.id)))
-        .map(|mut t| {
-            // Secrets are for maintainers and up.
-            if !auth.actor.may(Action::Write, Scope::Team(t.id)) {
-                t.secrets.clear();
-            }
-            wire::team(t)
-        })
+        .map(|t| team_view(&auth, t))
         .collect();
     Ok(Json(TeamsResponse { teams }))
 }
@@ -92,12 +102,8 @@ async fn get_one(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::Read, Scope::Team(id))?;
-    let mut team = team_or_404(&state, id).await?;
-    if !auth.actor.may(Action::Write, Scope::Team(id)) {
-        team.secrets.clear();
-    }
-    Ok(Json(TeamResponse { team: wire::team(team) }))
+    let team = crate::access::team(&state, &auth, id, Action::Read).await?;
+    Ok(Json(TeamResponse { team: team_view(&auth, team) }))
 }
 
 async fn update(
@@ -106,8 +112,7 @@ async fn update(
     PathId(id): PathId,
     ApiJson(request): ApiJson<PatchTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::AdministerTeam, Scope::Team(id))?;
-    let team = team_or_404(&state, id).await?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
     let name = match request.name {
         Some(name) => {
             validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
@@ -159,9 +164,8 @@ async fn set_agent_options(
     PathId(id): PathId,
     ApiJson(options): ApiJson<Value>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::AdministerTeam, Scope::Team(id))?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
     agent_options::validate("agent_options", &options)?;
-    let team = team_or_404(&state, id).await?;
     state
         .store
         .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
@@ -171,8 +175,7 @@ async fn set_agent_options(
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    auth.require(Action::AdministerServer, Scope::Global)?;
-    let team = team_or_404(&state, id).await?;
+    let team = crate::access::team(&state, &auth, id, Action::AdministerServer).await?;
     let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
     crate::activity::record(&state, Some(&auth), "deleted_team", json!({"team_id": id, "team_name": team.name})).await;
     for host in moved {
@@ -187,8 +190,7 @@ async fn team_secrets(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    auth.require(Action::Write, Scope::Team(id))?;
-    team_or_404(&state, id).await?;
+    crate::access::team(&state, &auth, id, Action::Write).await?;
     let secrets = state.store.enroll_secrets(Some(id)).await?;
     Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
 }
@@ -199,7 +201,7 @@ async fn replace_team_secrets(
     PathId(id): PathId,
     ApiJson(request): ApiJson<SecretsInput>,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    auth.require(Action::Write, Scope::Team(id))?;
+    crate::access::team(&state, &auth, id, Action::Write).await?;
     let secrets = validated_secrets(&request.secrets)?;
     state.store.replace_enroll_secrets(Some(id), &secrets, now_ms()).await?;
     reload_settings(&state).await?;

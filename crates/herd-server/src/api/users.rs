@@ -9,15 +9,15 @@ use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use herd_core::roles::{Action, Role, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{CreateUserRequest, UpdateUserRequest, UserResponse, UserTeamRequest, UsersResponse};
 use herd_store::{EndSessions, NewUser};
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/users", get(list))
         .route("/users/admin", post(create))
         .route("/users/{id}", get(get_one).patch(update).delete(delete))

@@ -13,7 +13,6 @@ use crate::api::my_device::escape;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,8 +24,8 @@ use std::fmt::Write as _;
 
 const COOKIE: &str = "herd_console";
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
+pub fn routes() -> crate::api::Routes {
+    crate::api::Routes::new()
         .route("/console", get(pages::dashboard))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))

@@ -363,7 +363,7 @@ pub async fn host(State(state): State<SharedState>, user: ConsoleUser, Path(id):
 }
 
 async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<Response, ApiError> {
-    let record = crate::api::hosts::authorized_host(state, &user.auth, id, Action::Read).await?;
+    let record = crate::access::host(state, &user.auth, id, Action::Read).await?;
     let team_id = record.team_id;
     let h = crate::api::hosts::host_view(state, record).await?;
     let mut body = String::new();
@@ -556,7 +556,7 @@ async fn do_host_action(
     let back = format!("/console/hosts/{id}");
     match form.get("do").map(String::as_str) {
         Some("refetch") => {
-            crate::api::hosts::authorized_host(state, auth, id, Action::Refetch).await?;
+            crate::access::host(state, auth, id, Action::Refetch).await?;
             state.store.request_refetch(id, now_ms()).await?;
             state.hosts.evict(id);
             Ok(back)
@@ -577,9 +577,9 @@ async fn do_host_action(
             Ok(back)
         }
         Some("transfer") => {
-            let host = crate::api::hosts::authorized_host(state, auth, id, Action::Write).await?;
+            let host = crate::access::host(state, auth, id, Action::Write).await?;
             let target = form_team(form);
-            auth.require(Action::Write, Scope::of_team(target))?;
+            crate::access::scope_field(state, auth, target, Action::Write, "team_id").await?;
             state.store.transfer_hosts(target, &[host.id], now_ms()).await?;
             state.hosts.evict(id);
             crate::activity::record(
@@ -592,7 +592,7 @@ async fn do_host_action(
             Ok(back)
         }
         Some("delete") => {
-            crate::api::hosts::authorized_host(state, auth, id, Action::Write).await?;
+            crate::access::host(state, auth, id, Action::Write).await?;
             if form.get("confirm").map(String::as_str) != Some("yes") {
                 return Err(ApiError::invalid("confirm", "tick the box to confirm"));
             }
@@ -631,7 +631,7 @@ async fn policies_page(
     let list = match team {
         None => state.store.all_policies().await?,
         Some(t) => {
-            user.auth.require(Action::Read, Scope::Team(t))?;
+            crate::access::scope(state, &user.auth, Some(t), Action::Read).await?;
             let mut both = state.store.global_policies_for_team(t).await?;
             both.extend(state.store.list_policies(Some(t)).await?);
             both
@@ -692,11 +692,12 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
     let existing = match id {
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
-            let p = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
-            if !user.auth.actor.may(Action::Read, Scope::of_team(p.team_id)) {
-                return Err(ApiError::NotFound("policy"));
+            let mut policy = crate::access::policy(state, &user.auth, id, Action::Read).await?;
+            // Its webhook URL (often carrying a token) only for those who may change it.
+            if !user.auth.actor.may(Action::Write, Scope::of_team(policy.team_id)) && policy.webhook_url.is_some() {
+                policy.webhook_url = Some(crate::api::config::WITHHELD.to_string());
             }
-            Some(p)
+            Some(policy)
         }
         None => None,
     };
@@ -869,7 +870,7 @@ async fn save_policy(
         }
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
-            let current = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
+            let current = crate::access::policy(state, &user.auth, id, Action::Read).await?;
             let _updated = crate::api::policies::patch(state, &user.auth, current.team_id, id, input).await?;
             Ok(id)
         }
@@ -1036,7 +1037,9 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
             }
         }
         crate::api::config::apply_patch(&state, &patch).await?;
-        crate::activity::record(&state, Some(&user.auth), "edited_settings", patch).await;
+        // The feed is read by every global user: webhook URLs (often carrying a token) stay out of it.
+        let details = crate::api::config::masked(&patch);
+        crate::activity::record(&state, Some(&user.auth), "edited_settings", details).await;
         Ok::<_, ApiError>(())
     }
     .await;
@@ -1049,6 +1052,8 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
 pub async fn activity(State(state): State<SharedState>, user: ConsoleUser, Query(params): Params) -> Response {
     page_or_error(
         async {
+            // The feed covers every team: global users only, as `GET /activities`.
+            user.auth.require(Action::Read, Scope::Global)?;
             let page = crate::paging::Page::new(
                 params.get("page").map_or(Ok(0), |p| {
                     p.trim()
@@ -1152,10 +1157,7 @@ pub async fn delete_policy(
         if form.get("confirm").map(String::as_str) != Some("yes") {
             return Err(ApiError::invalid("confirm", "tick the box to confirm"));
         }
-        let policy = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
-        if !user.auth.actor.may(Action::Read, Scope::of_team(policy.team_id)) {
-            return Err(ApiError::NotFound("policy"));
-        }
+        let policy = crate::access::policy(&state, &user.auth, id, Action::Read).await?;
         crate::api::policies::delete(&state, &user.auth, policy.team_id, vec![id]).await.map(|_| ())
     }
     .await;
