@@ -122,6 +122,9 @@ pub enum OsqueryError {
     BadRequest(String),
     #[error("too many failed attempts, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
+    /// A limit other than failed attempts (a host's result-log budget): 429 with the reason and Retry-After.
+    #[error("{reason}")]
+    Throttled { reason: String, retry_after_s: u64 },
     #[error("request body too large")]
     TooLarge,
     #[error("database unavailable, retry shortly")]
@@ -145,7 +148,7 @@ impl IntoResponse for OsqueryError {
         let (status, node_invalid) = match &self {
             OsqueryError::NodeInvalid(_) => (StatusCode::UNAUTHORIZED, true),
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
-            OsqueryError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
+            OsqueryError::RateLimited { .. } | OsqueryError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
             OsqueryError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, false),
             OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),
             OsqueryError::Internal(err) => {
@@ -155,7 +158,7 @@ impl IntoResponse for OsqueryError {
         };
         let body = ErrorResponse { error: self.to_string(), node_invalid };
         let mut response = (status, Json(body)).into_response();
-        if let OsqueryError::RateLimited { retry_after_s } = self {
+        if let OsqueryError::RateLimited { retry_after_s } | OsqueryError::Throttled { retry_after_s, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
