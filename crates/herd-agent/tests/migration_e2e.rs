@@ -173,10 +173,7 @@ async fn run(backend: Backend) {
     // The receiver is on loopback, which the outbound policy forbids unless allowed.
     let mut args = vec!["--webhook-ca-cert", &cert];
     args.extend(herd_testkit::ALLOW_LOOPBACK_WEBHOOKS);
-    herd_testkit::with_server_args(&herd, backend, &args, |server| {
-        migration(server, marker, received, url)
-    })
-    .await;
+    herd_testkit::with_server_args(&herd, backend, &args, |server| migration(server, marker, received, url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// within this time of connecting), or the connection is closed.
     #[arg(long, env = "HERD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// A request's body must be received within this time of its headers (else 400 and the connection closed).
+    #[arg(long, env = "HERD_REQUEST_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
     /// A kept-alive connection with no request in flight is closed after this long without one.
     #[arg(long, env = "HERD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,

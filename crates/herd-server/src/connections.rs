@@ -2,10 +2,13 @@
 //!
 //! Every accepted connection is wrapped (beneath TLS, so the handshake is covered too) in a [`Watched`]
 //! stream that knows the connection's phase, told by a [`Tracked`] service wrapper around the router:
-//! - reading a request head (from the connection's start, or from the first byte after it went idle): the
-//!   head must be complete within `header_read` — a client sending a header byte a second is cut off;
+//! - reading a request head (from the connection's start, or on HTTP/1 from the first byte after it went
+//!   idle): the head must be complete within `header_read` — a client sending a header byte a second is cut
+//!   off;
 //! - idle (no request in flight): closed after `idle` without a new request (HTTP/1 keep-alive and HTTP/2);
-//! - busy (a request in flight): the handler's business (a synchronous script run may wait minutes).
+//! - busy (a request in flight): the handler's business (a synchronous script run may wait minutes), except
+//!   that the request's body must arrive within `body_read` of its head ([`TimedBody`]): a client trickling
+//!   a body gets an error and its connection closed.
 //!
 //! The same rules hold for HTTP/1.1 and HTTP/2, which hyper's own timeouts do not cover alike (its HTTP/1
 //! header-read timer also runs through keep-alive idleness, and HTTP/2 has none).
@@ -13,8 +16,8 @@
 //! At most `max` connections are open at once, each holding a permit, so the process keeps file descriptors
 //! for its database, logs and workers. A connection arriving at the limit closes the longest-waiting
 //! connection that has no request in flight (a slow or idle one) and takes its place, so a flood of slow
-//! clients cannot keep health checks and real hosts out; when every connection is busy, the new one waits a
-//! moment for a slot and is then closed.
+//! clients cannot keep health checks and real hosts out; when every connection is busy, the new one is
+//! closed at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,13 +31,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// How long a connection arriving at the limit waits for a slot before it is closed.
+/// How long a connection arriving at the limit waits for the slot of the connection it evicted.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read: Duration,
     pub idle: Duration,
+    /// A request's whole body must arrive within this time of its head.
+    pub body_read: Duration,
     pub max: usize,
 }
 
@@ -68,6 +73,9 @@ struct Conn {
     evicted: AtomicBool,
     /// The stream's last pending read, woken when the phase changes or the connection is evicted.
     reader: Mutex<Option<Waker>>,
+    /// Known once its first request arrives. HTTP/2 clients send frames between requests (window updates,
+    /// settings, pings), so on HTTP/2 bytes do not start the header-read clock; idleness alone bounds them.
+    http2: AtomicBool,
 }
 
 impl Conn {
@@ -88,6 +96,9 @@ impl Conn {
     }
 
     fn bytes_read(&self) {
+        if self.http2.load(Ordering::Relaxed) {
+            return;
+        }
         let mut phase = lock(&self.phase);
         if let Phase::Idle(_) = *phase {
             *phase = Phase::Head(Instant::now());
@@ -191,21 +202,21 @@ where
         Box::pin(async move {
             let permit = match registry.permits.clone().try_acquire_owned() {
                 Ok(permit) => permit,
-                Err(_) => {
-                    registry.evict_one();
+                // At the limit: take the slot of the connection closed for it. With every connection busy,
+                // close this one at once rather than hold its descriptor while waiting.
+                Err(_) if registry.evict_one() => {
                     match tokio::time::timeout(SLOT_WAIT, registry.permits.clone().acquire_owned()).await {
                         Ok(Ok(permit)) => permit,
-                        _ => {
-                            registry.stats.refused.fetch_add(1, Ordering::Relaxed);
-                            return Err(io::Error::other("connection limit reached, every connection busy"));
-                        }
+                        _ => return Err(refuse(&registry)),
                     }
                 }
+                Err(_) => return Err(refuse(&registry)),
             };
             let conn = Arc::new(Conn {
                 phase: Mutex::new(Phase::Head(Instant::now())),
                 evicted: AtomicBool::new(false),
                 reader: Mutex::new(None),
+                http2: AtomicBool::new(false),
             });
             let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
             lock(&registry.live).insert(id, conn.clone());
@@ -215,11 +226,17 @@ where
                 conn: conn.clone(),
                 timer: Box::pin(tokio::time::sleep_until(Instant::now())),
                 armed_for: None,
-                slot: Some(Slot { registry, id, _permit: permit }),
+                slot: Some(Slot { registry: registry.clone(), id, _permit: permit }),
             };
-            Ok((watched, Tracked { inner: service, conn }))
+            let body_read = registry.limits.body_read;
+            Ok((watched, Tracked { inner: service, conn, body_read }))
         })
     }
+}
+
+fn refuse(registry: &Registry) -> io::Error {
+    registry.stats.refused.fetch_add(1, Ordering::Relaxed);
+    io::Error::other("connection limit reached with every connection busy")
 }
 
 /// A connection's place in the registry; freed when its stream is dropped.
@@ -354,6 +371,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 pub struct Tracked<S> {
     inner: S,
     conn: Arc<Conn>,
+    body_read: Duration,
 }
 
 /// Marks its request finished when dropped: when the response is ready, or when hyper gives the request up.
@@ -365,9 +383,9 @@ impl Drop for InFlight {
     }
 }
 
-impl<S, R> tower::Service<R> for Tracked<S>
+impl<S, B> tower::Service<axum::http::Request<B>> for Tracked<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<axum::http::Request<TimedBody<B>>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -378,15 +396,68 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if request.version() == axum::http::Version::HTTP_2 {
+            self.conn.http2.store(true, Ordering::Relaxed);
+        }
         self.conn.request_started();
         let in_flight = InFlight(self.conn.clone());
+        let request = request.map(|body| TimedBody::new(body, self.body_read));
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
             drop(in_flight);
             response
         })
+    }
+}
+
+/// A request body that fails once its deadline has passed before it was all received.
+pub struct TimedBody<B> {
+    inner: B,
+    deadline: Pin<Box<Sleep>>,
+    within: Duration,
+}
+
+impl<B> TimedBody<B> {
+    fn new(inner: B, within: Duration) -> TimedBody<B> {
+        TimedBody { inner, deadline: Box::pin(tokio::time::sleep(within)), within }
+    }
+}
+
+/// The body did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received within {0:?} (client too slow)")]
+pub struct BodyTooSlow(Duration);
+
+impl<B> http_body::Body for TimedBody<B>
+where
+    B: http_body::Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow(this.within))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

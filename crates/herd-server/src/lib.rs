@@ -87,7 +87,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     app_state.outbound = outbound::OutboundPolicy::new(args.webhook_allow_cidr.clone());
     if let Some(path) = &args.webhook_ca_cert {
         // Read now, so a bad file stops the start rather than every delivery.
-        crate::webhooks::http_client(&app_state.outbound, Some(path)).with_context(|| format!("--webhook-ca-cert {}", path.display()))?;
+        crate::webhooks::http_client(&app_state.outbound, Some(path))
+            .with_context(|| format!("--webhook-ca-cert {}", path.display()))?;
         app_state.webhook_ca_cert = Some(path.clone());
     }
     let state: SharedState = Arc::new(app_state);
@@ -111,6 +112,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let limits = connections::Limits {
         header_read: args.header_read_timeout,
         idle: args.idle_timeout,
+        body_read: args.request_body_timeout,
         max: connections::connection_limit(args.max_connections, fd_limit),
     };
     tracing::info!(max_connections = limits.max, fd_limit, "connection limit");

@@ -40,7 +40,8 @@ pub fn check_settings(
     use crate::error::ApiError;
     let destination = format!("{prefix}.destination_url");
     if !webhook.destination_url.is_empty() {
-        check_destination(policy, &webhook.destination_url).map_err(|reason| ApiError::invalid(&destination, reason))?;
+        check_destination(policy, &webhook.destination_url)
+            .map_err(|reason| ApiError::invalid(&destination, reason))?;
     } else if webhook.enable_failing_policies_webhook {
         return Err(ApiError::invalid(&destination, "required when the webhook is enabled"));
     }

@@ -4,7 +4,7 @@
 //! - Result logs: rotated at a size, a budget per host, torn lines repaired, nothing acknowledged lost on kill -9.
 
 use axum::Json;
-use herd_testkit::{ALLOW_LOOPBACK_WEBHOOKS, ENROLL_SECRET, Server, TestHost, eventually};
+use herd_testkit::{ENROLL_SECRET, Server, TestHost, eventually};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,14 +104,14 @@ async fn forbidden_webhook_addresses_are_refused_when_written(server: Server) {
         (422, &json!("webhook_settings.failing_policies_webhook.destination_url")),
         "{reply}"
     );
-    let (status, reply) =
-        server.patch("/api/v1/fleet/config", &admin, fleet_hook("http://169.254.169.254/")).await;
+    let (status, reply) = server.patch("/api/v1/fleet/config", &admin, fleet_hook("http://169.254.169.254/")).await;
     assert_eq!(
         (status.as_u16(), &reply["errors"][0]["name"]),
         (422, &json!("webhook_settings.failing_policies_webhook.destination_url")),
         "{reply}"
     );
-    let migration = json!({"mdm": {"macos_migration": {"enable": true, "mode": "voluntary", "webhook_url": "https://[::1]/m"}}});
+    let migration =
+        json!({"mdm": {"macos_migration": {"enable": true, "mode": "voluntary", "webhook_url": "https://[::1]/m"}}});
     let (status, reply) = server.patch("/api/v1/fleet/config", &admin, migration).await;
     assert_eq!((status.as_u16(), &reply["errors"][0]["name"]), (422, &json!("mdm.macos_migration.webhook_url")));
     // A public address and a host name are accepted when written.
@@ -143,7 +143,10 @@ async fn a_name_resolving_to_loopback_is_refused_at_delivery(server: Server) {
     })
     .await;
     let reason = delivery["last_error"].as_str().unwrap();
-    assert!(reason.contains("localhost resolves only to forbidden addresses") && reason.contains("loopback"), "{reason}");
+    assert!(
+        reason.contains("localhost resolves only to forbidden addresses") && reason.contains("loopback"),
+        "{reason}"
+    );
     assert_eq!(delivery["attempts"], 1, "refused once, not retried: {delivery}");
     assert_eq!(delivery["next_attempt_at"], Value::Null);
     assert_eq!(received.load(Ordering::SeqCst), 0, "the receiver on loopback got nothing");
@@ -158,9 +161,8 @@ mod allowed {
         let (port, received) = start_receiver().await;
         let (team_id, maintainer, host) = maintainer_with_a_host(&server).await;
         let mut policies = Vec::new();
-        for (n, url) in [format!("http://127.0.0.1:{port}/hook"), format!("http://localhost:{port}/hook")]
-            .into_iter()
-            .enumerate()
+        for (n, url) in
+            [format!("http://127.0.0.1:{port}/hook"), format!("http://localhost:{port}/hook")].into_iter().enumerate()
         {
             let (status, created) = server
                 .post(
@@ -183,7 +185,7 @@ mod allowed {
         assert_eq!(received.load(Ordering::SeqCst), 2);
     }
 
-    herd_testkit::server_cases!(args = ALLOW_LOOPBACK_WEBHOOKS; the_allow_flag_lets_loopback_webhooks_through);
+    herd_testkit::server_cases!(args = herd_testkit::ALLOW_LOOPBACK_WEBHOOKS; the_allow_flag_lets_loopback_webhooks_through);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -255,7 +257,16 @@ fn metric(text: &str, name: &str) -> u64 {
 mod limits {
     use super::*;
 
-    pub const ARGS: [&str; 6] = ["--header-read-timeout", "2s", "--idle-timeout", "3s", "--max-connections", "12"];
+    pub const ARGS: [&str; 8] = [
+        "--header-read-timeout",
+        "2s",
+        "--idle-timeout",
+        "3s",
+        "--request-body-timeout",
+        "2s",
+        "--max-connections",
+        "12",
+    ];
     const SLOW_CLIENTS: usize = 20;
 
     /// More slow clients than the connection limit: each is cut off (header-read timeout, or closed to make
@@ -318,7 +329,41 @@ mod limits {
         assert!(closed, "an idle connection stayed open 30 s");
     }
 
-    herd_testkit::server_cases!(args = ARGS; slow_clients_are_cut_off_and_health_checks_get_in, idle_connections_are_closed);
+    /// A client that sends its headers and then trickles the body is answered with an error and cut off.
+    async fn slow_request_bodies_are_cut_off(server: Server) {
+        let mut stream = tls_connect(&server).expect("connected");
+        let head = "POST /api/osquery/log HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut closed = false;
+        // One body byte, then up to a second's wait for the server, at most 30 times.
+        for _ in 0..30 {
+            if stream.write_all(b" ").and_then(|()| stream.flush()).is_err() {
+                closed = true;
+                break;
+            }
+            let mut buf = [0u8; 4096];
+            match stream.read(&mut buf) {
+                Ok(0) => closed = true,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => closed = !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            }
+            if closed {
+                break;
+            }
+        }
+        assert!(closed, "a trickled body kept its connection 30 s");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(livez(&server).await);
+    }
+
+    herd_testkit::server_cases!(
+        args = crate::limits::ARGS;
+        slow_clients_are_cut_off_and_health_checks_get_in,
+        idle_connections_are_closed,
+        slow_request_bodies_are_cut_off,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -348,7 +393,9 @@ async fn post_results(server: &Server, host: &TestHost, data: Value) -> (reqwest
 fn parsed_lines(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: unparseable line {line:?}: {e}", path.display())))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: unparseable line {line:?}: {e}", path.display()))
+        })
         .collect()
 }
 
@@ -395,7 +442,7 @@ mod rotation {
         assert!(first_batch > 0, "older lines were rotated away");
     }
 
-    herd_testkit::server_cases!(args = ARGS; result_log_rotates_at_its_size_and_keeps_n_files);
+    herd_testkit::server_cases!(args = crate::rotation::ARGS; result_log_rotates_at_its_size_and_keeps_n_files);
 }
 
 mod budget {
@@ -430,7 +477,7 @@ mod budget {
         assert_eq!(lines.iter().filter(|l| l["hostIdentifier"] == "noisy").count(), accepted * 100);
     }
 
-    herd_testkit::server_cases!(args = ARGS; a_host_over_its_budget_is_refused_while_another_is_served);
+    herd_testkit::server_cases!(args = crate::budget::ARGS; a_host_over_its_budget_is_refused_while_another_is_served);
 }
 
 /// What a crash mid-write leaves (a last line cut short) is moved aside at start; new lines parse.
@@ -469,7 +516,8 @@ async fn acknowledged_results_survive_kill_9(mut server: Server) {
             // Bounded: at most 400 batches each; in practice the kill stops them much sooner.
             for batch in 0..400 {
                 let tag = format!("h{n}-b{batch}");
-                let body = json!({"node_key": host.node_key, "log_type": "result", "data": result_lines(&tag, 40, 300)});
+                let body =
+                    json!({"node_key": host.node_key, "log_type": "result", "data": result_lines(&tag, 40, 300)});
                 match client.post(format!("{url}/api/osquery/log")).json(&body).send().await {
                     Ok(response) if response.status() == 200 => acknowledged.lock().unwrap().push(tag),
                     _ => return,
