@@ -170,10 +170,10 @@ async fn run(backend: Backend) {
     let (url, cert, received) = start_receiver(work.path(), marker.clone()).await;
     let herd = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent"));
     let cert = cert.to_string_lossy().to_string();
-    herd_testkit::with_server_args(&herd, backend, &["--webhook-ca-cert", &cert], |server| {
-        migration(server, marker, received, url)
-    })
-    .await;
+    // The receiver is on loopback, which the outbound policy forbids unless allowed.
+    let mut args = vec!["--webhook-ca-cert", &cert];
+    args.extend(herd_testkit::ALLOW_LOOPBACK_WEBHOOKS);
+    herd_testkit::with_server_args(&herd, backend, &args, |server| migration(server, marker, received, url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "herd", version, about = "Keeps a fleet of computers in their desired state")]
@@ -55,6 +56,37 @@ pub struct ServeArgs {
     /// A CA certificate (PEM) to trust for outgoing webhooks besides the system's roots (an internal CA).
     #[arg(long, env = "HERD_WEBHOOK_CA_CERT")]
     pub webhook_ca_cert: Option<PathBuf>,
+    /// Let webhooks reach an address range that is forbidden by default (loopback, private, link-local, ...),
+    /// e.g. an internal receiver: `10.20.0.0/16`, `127.0.0.1`. Repeatable; comma-separated in the variable.
+    #[arg(long, env = "HERD_WEBHOOK_ALLOW_CIDR", value_delimiter = ',', value_parser = crate::outbound::parse_allowed)]
+    pub webhook_allow_cidr: Vec<ipnet::IpNet>,
+    /// A connection must complete its TLS handshake within this time (`10s`, `500ms`, `2m`).
+    #[arg(long, env = "HERD_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// A request's headers must arrive within this time of its first byte (and a new connection's first request
+    /// within this time of connecting), or the connection is closed.
+    #[arg(long, env = "HERD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A request's body must be received within this time of its headers (else 400 and the connection closed).
+    #[arg(long, env = "HERD_REQUEST_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this long without one.
+    #[arg(long, env = "HERD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Most client connections open at once (default: the open-file limit, raised to its hard limit, less 512
+    /// kept for the database, logs and workers). At the limit, the longest-idle connection is closed for a new one.
+    #[arg(long, env = "HERD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// The result log (DATA_DIR/osquery-results.log) is rotated when a write would take it past this size.
+    #[arg(long, env = "HERD_RESULT_LOG_MAX_SIZE", default_value = "100MiB", value_parser = parse_size)]
+    pub result_log_max_size: u64,
+    /// Rotated result logs kept (osquery-results.log.1 is the newest); older ones are deleted.
+    #[arg(long, env = "HERD_RESULT_LOG_KEEP", default_value_t = 5)]
+    pub result_log_keep: u32,
+    /// Result-log bytes one host may write per hour (a burst of this size, refilled evenly); beyond it the
+    /// host's log posts get 429 with Retry-After, which osqueryd answers by keeping and resending its buffer.
+    #[arg(long, env = "HERD_RESULT_LOG_HOST_BUDGET", default_value = "64MiB", value_parser = parse_size)]
+    pub result_log_host_budget: u64,
     /// Email of the admin created on first start.
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,
@@ -64,4 +96,66 @@ pub struct ServeArgs {
     /// Global enroll secret created on first start (default: generated).
     #[arg(long, env = "HERD_BOOTSTRAP_ENROLL_SECRET", hide_env_values = true)]
     pub bootstrap_enroll_secret: Option<String>,
+}
+
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`), or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
+    };
+    if !(seconds > 0.0 && seconds <= 86_400.0 * 7.0) {
+        return Err(format!("{text:?} must be more than 0 and at most a week"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A size in bytes: a number with an optional unit (`B`, `KiB`/`K`/`KB`, `MiB`/`M`/`MB`, `GiB`/`G`/`GB`;
+/// all powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size (e.g. 100MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (B, KiB, MiB, GiB)")),
+    };
+    match number.checked_mul(scale) {
+        Some(0) => Err(format!("{text:?} must be more than 0")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1TiB").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 }

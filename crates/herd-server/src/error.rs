@@ -136,6 +136,9 @@ pub enum OsqueryError {
     Conflict(String),
     #[error("{reason}, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64, reason: &'static str },
+    /// A limit other than failed attempts (a host's result-log budget): 429 with the reason and Retry-After.
+    #[error("{reason}")]
+    Throttled { reason: String, retry_after_s: u64 },
     /// The body passed one of its limits (size, size after gunzip, nesting, number of values): which one.
     #[error("{0}")]
     TooLarge(String),
@@ -167,7 +170,7 @@ impl IntoResponse for OsqueryError {
             OsqueryError::NodeInvalid(_) => (StatusCode::UNAUTHORIZED, true),
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
             OsqueryError::Conflict(_) => (StatusCode::CONFLICT, false),
-            OsqueryError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
+            OsqueryError::RateLimited { .. } | OsqueryError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
             OsqueryError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, false),
             OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),
             OsqueryError::Internal(err) => {
@@ -177,7 +180,7 @@ impl IntoResponse for OsqueryError {
         };
         let body = ErrorResponse { error: self.to_string(), node_invalid };
         let mut response = (status, Json(body)).into_response();
-        if let OsqueryError::RateLimited { retry_after_s, .. } = self {
+        if let OsqueryError::RateLimited { retry_after_s, .. } | OsqueryError::Throttled { retry_after_s, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response

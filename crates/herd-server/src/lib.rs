@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod connections;
 pub mod console;
 pub mod drain;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod extract;
 pub mod files;
 pub mod host_cache;
 pub mod metrics;
+pub mod outbound;
 pub mod paging;
 pub mod rate_limit;
 pub mod result_log;
@@ -77,11 +79,19 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     )
     .await?;
 
-    let result_log = result_log::ResultLog::open(&data_dir.join("osquery-results.log"))?;
+    let result_log_options = result_log::ResultLogOptions {
+        max_size: args.result_log_max_size,
+        keep: args.result_log_keep,
+        host_budget: args.result_log_host_budget,
+    };
+    let result_log = result_log::ResultLog::open_with(&data_dir.join("osquery-results.log"), result_log_options)
+        .context("opening the result log")?;
     let mut app_state = AppState::new(store.clone(), result_log);
+    app_state.outbound = outbound::OutboundPolicy::new(args.webhook_allow_cidr.clone());
     if let Some(path) = &args.webhook_ca_cert {
         // Read now, so a bad file stops the start rather than every delivery.
-        crate::webhooks::http_client(Some(path)).with_context(|| format!("--webhook-ca-cert {}", path.display()))?;
+        crate::webhooks::http_client(&app_state.outbound, Some(path))
+            .with_context(|| format!("--webhook-ca-cert {}", path.display()))?;
         app_state.webhook_ca_cert = Some(path.clone());
     }
     let state: SharedState = Arc::new(app_state);
@@ -101,14 +111,26 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     };
     print_banner(&args, &data_dir, &url, &server_url, &store, &boot, tls_files.as_ref());
 
+    let fd_limit = connections::raise_fd_limit();
+    let limits = connections::Limits {
+        header_read: args.header_read_timeout,
+        idle: args.idle_timeout,
+        body_read: args.request_body_timeout,
+        max: connections::connection_limit(args.max_connections, fd_limit),
+    };
+    tracing::info!(max_connections = limits.max, fd_limit, "connection limit");
+    let guard = connections::Guard::new(limits, state.connections.clone());
     let server = match &tls_files {
         Some(files) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
-            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            let handshake_timeout = args.tls_handshake_timeout;
+            let server = axum_server::from_tcp_rustls(listener, config)?
+                .map(|tls| tls.handshake_timeout(handshake_timeout).acceptor(guard))
+                .handle(handle.clone());
             tokio::spawn(async move { server.serve(app).await })
         }
         None => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            let server = axum_server::from_tcp(listener)?.acceptor(guard).handle(handle.clone());
             tokio::spawn(async move { server.serve(app).await })
         }
     };

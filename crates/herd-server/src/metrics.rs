@@ -35,6 +35,8 @@ pub struct Metrics {
     pub failed_enrollments: AtomicU64,
     pub status_log_lines: AtomicU64,
     pub result_log_lines: AtomicU64,
+    /// Result-log batches refused because their host was over its budget.
+    pub result_log_refused_batches: AtomicU64,
 }
 
 /// Gauges read at scrape time.
@@ -144,6 +146,12 @@ impl Metrics {
             "herd_result_log_lines_total",
             "osquery result log lines written.",
             load(&self.result_log_lines),
+        );
+        counter(
+            &mut out,
+            "herd_result_log_refused_batches_total",
+            "osquery result log batches refused: the host was over its hourly budget.",
+            load(&self.result_log_refused_batches),
         );
         out.push_str("# HELP herd_worker_runs_total Background worker runs.\n# TYPE herd_worker_runs_total counter\n");
         let workers = lock(&self.workers);

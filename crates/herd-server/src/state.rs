@@ -2,6 +2,7 @@
 
 use crate::host_cache::HostCache;
 use crate::metrics::Metrics;
+use crate::outbound::OutboundPolicy;
 use crate::rate_limit::{FailureLimiter, FamiliarPairs, MAX_SUBJECTS, WINDOW};
 use crate::result_log::ResultLog;
 use crate::seen_times::SeenTimes;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub result_log: ResultLog,
     /// An extra CA (PEM) trusted for outgoing webhooks (an internal CA), besides the system's roots.
     pub webhook_ca_cert: Option<std::path::PathBuf>,
+    /// Where outbound requests (webhooks) may go.
+    pub outbound: OutboundPolicy,
+    /// Client connections open, timed out, evicted and refused (`/metrics`).
+    pub connections: Arc<crate::connections::ConnectionStats>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -53,6 +58,8 @@ impl AppState {
             device_limiter: FailureLimiter::new(WINDOW, MAX_SUBJECTS),
             result_log,
             webhook_ca_cert: None,
+            outbound: OutboundPolicy::default(),
+            connections: Arc::default(),
         }
     }
 }

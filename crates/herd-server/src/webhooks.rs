@@ -1,6 +1,7 @@
 //! Failing-policy webhooks: a job per new failure, enqueued in the transaction of the report that showed it,
 //! delivered within seconds by the `webhook_delivery` worker, retried with backoff for hours.
 
+use crate::outbound::OutboundPolicy;
 use crate::settings::LiveSettings;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
@@ -24,21 +25,23 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery may take before another server may try it.
 pub const LEASE_MS: Millis = 60_000;
 
-/// Checks a webhook destination: an absolute http(s) URL with a host.
-pub fn check_destination(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("must be an http(s) url ({e}), not {url:?}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("must be an http(s) url, not {url:?}"));
-    }
-    Ok(())
+/// Checks a webhook destination when it is written: an absolute http(s) URL with a host, not a literal address
+/// the outbound policy forbids (host names are checked on their addresses at delivery).
+pub fn check_destination(policy: &OutboundPolicy, url: &str) -> Result<(), String> {
+    policy.check_url(url)
 }
 
 /// Checks Fleet's `failing_policies_webhook` settings, naming the bad field under `prefix`.
-pub fn check_settings(prefix: &str, webhook: &FailingPoliciesWebhook) -> Result<(), crate::error::ApiError> {
+pub fn check_settings(
+    policy: &OutboundPolicy,
+    prefix: &str,
+    webhook: &FailingPoliciesWebhook,
+) -> Result<(), crate::error::ApiError> {
     use crate::error::ApiError;
     let destination = format!("{prefix}.destination_url");
     if !webhook.destination_url.is_empty() {
-        check_destination(&webhook.destination_url).map_err(|reason| ApiError::invalid(&destination, reason))?;
+        check_destination(policy, &webhook.destination_url)
+            .map_err(|reason| ApiError::invalid(&destination, reason))?;
     } else if webhook.enable_failing_policies_webhook {
         return Err(ApiError::invalid(&destination, "required when the webhook is enabled"));
     }
@@ -124,10 +127,16 @@ pub async fn payload(state: &SharedState, job: &Job) -> anyhow::Result<Value> {
     Ok(json!({"timestamp": wire::rfc3339(failed_at), "policy": policy, "hosts": [host]}))
 }
 
-/// The client for outgoing webhooks: the system's roots, plus `extra_ca` when given.
-pub fn http_client(extra_ca: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
-    let mut builder =
-        reqwest::Client::builder().timeout(TIMEOUT).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")));
+/// The client for outgoing webhooks: the system's roots, plus `extra_ca` when given; every address it connects
+/// to passes `policy` (its DNS resolver filters them); no proxy (it would connect on our behalf, unchecked); no
+/// redirects (a 3xx is a failed delivery, so a receiver cannot bounce the request to a forbidden address).
+pub fn http_client(policy: &OutboundPolicy, extra_ca: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(policy.resolver())
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = extra_ca {
         let pem = std::fs::read(path)?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
@@ -137,21 +146,40 @@ pub fn http_client(extra_ca: Option<&std::path::Path>) -> anyhow::Result<reqwest
     Ok(builder.build()?)
 }
 
-/// Delivers one job; Err carries the reason to record.
-pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -> Result<(), String> {
+/// Why a delivery did not succeed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The outbound policy forbids the destination: recorded as failed at once, never retried (only the
+    /// operator's flags or the admin's URL can change that).
+    Refused(String),
+    /// Anything else (receiver down, slow, answering an error): retried with backoff.
+    Failed(String),
+}
+
+/// Delivers one job.
+pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -> Result<(), DeliveryError> {
     let url = job.payload["destination_url"].as_str().unwrap_or_default();
+    // Literal addresses never reach the resolver: check them here (the URL may predate the policy).
+    state.outbound.check_url(url).map_err(|reason| DeliveryError::Refused(format!("refused: {reason}")))?;
     let body = match job.payload.get("body") {
         Some(body) => body.clone(),
-        None => payload(state, job).await.map_err(|e| format!("building the payload: {e:#}"))?,
+        None => payload(state, job).await.map_err(|e| DeliveryError::Failed(format!("building the payload: {e:#}")))?,
     };
-    let response = client
-        .post(url)
-        .header("Idempotency-Key", &job.idempotency_key)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("{e}"))?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", response.status())) }
+    let response =
+        client.post(url).header("Idempotency-Key", &job.idempotency_key).json(&body).send().await.map_err(|e| {
+            match crate::outbound::refusal_in(&e) {
+                Some(refused) => DeliveryError::Refused(format!("refused: {refused}")),
+                None => DeliveryError::Failed(format!("{e}")),
+            }
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else if status.is_redirection() {
+        Err(DeliveryError::Failed(format!("{url} answered {status} (redirects are not followed)")))
+    } else {
+        Err(DeliveryError::Failed(format!("{url} answered {status}")))
+    }
 }
 
 /// Deliveries in flight to one destination (scheme, host and port) from one server: enough to keep up with a
@@ -229,7 +257,11 @@ async fn deliver_and_record(
         Ok(()) => {
             state.store.complete_job(job.id, owner, now).await?;
         }
-        Err(reason) => {
+        Err(DeliveryError::Refused(reason)) => {
+            state.store.give_up_job(job.id, owner, &reason, now).await?;
+            tracing::warn!(job = job.id, %reason, "webhook delivery refused by the outbound policy");
+        }
+        Err(DeliveryError::Failed(reason)) => {
             let retry_at = now + herd_core::jobs::retry_delay_ms(job.attempts, job.id);
             let left = state.store.fail_job(job.id, owner, &reason, retry_at, now).await?;
             tracing::warn!(job = job.id, attempts = job.attempts, ?left, %reason, "webhook delivery failed");

@@ -199,8 +199,8 @@ impl WebhookDelivery {
     fn new(state: &SharedState) -> Self {
         let owner = format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4));
         // The CA file was read at start; should it fail now, deliveries go on with the system's roots.
-        let client = crate::webhooks::http_client(state.webhook_ca_cert.as_deref())
-            .or_else(|_| crate::webhooks::http_client(None))
+        let client = crate::webhooks::http_client(&state.outbound, state.webhook_ca_cert.as_deref())
+            .or_else(|_| crate::webhooks::http_client(&state.outbound, None))
             .expect("an HTTP client with default settings");
         WebhookDelivery { deliverer: crate::webhooks::Deliverer::new(owner, client) }
     }

@@ -25,7 +25,7 @@ async fn my_device_page_in_chromium(server: Server) {
     let admin = server.admin_token().await;
     let settings = json!({
         "org_info": {"org_name": "Acme", "contact_url": "https://help.acme.test"},
-        "mdm": {"macos_migration": {"enable": true, "mode": "voluntary", "webhook_url": "https://127.0.0.1:9/unused"},
+        "mdm": {"macos_migration": {"enable": true, "mode": "voluntary", "webhook_url": "https://migration.example.test/unused"},
                 "migration_query": "SELECT 1;"}
     });
     assert_eq!(server.patch("/api/v1/fleet/config", &admin, settings).await.0, 200);

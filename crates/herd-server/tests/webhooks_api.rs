@@ -225,7 +225,9 @@ async fn team_and_policy_webhooks_and_a_slow_receiver(server: Server) {
     drop(silent);
 }
 
+// The receivers listen on loopback, which the outbound policy forbids unless allowed.
 herd_testkit::server_cases!(
+    args = herd_testkit::ALLOW_LOOPBACK_WEBHOOKS;
     failures_are_delivered_after_outage_and_restart,
     team_and_policy_webhooks_and_a_slow_receiver
 );

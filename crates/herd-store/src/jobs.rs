@@ -205,6 +205,23 @@ impl Store {
         row.map(|r| JobState::parse(&r.try_get::<String, _>(0)?)).transpose()
     }
 
+    /// Fails a running job for good, whatever attempts remain (a failure no retry can fix). Returns whether
+    /// this owner still held it.
+    pub async fn give_up_job(&self, id: i64, owner: &str, error: &str, now: Millis) -> Result<bool> {
+        let error: String = error.chars().take(2000).collect();
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_until = NULL, last_error = $1, \
+             finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn get_job(&self, id: i64) -> Result<Option<Job>> {
         let row = sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.reader).await?;
         row.as_ref().map(job_from_row).transpose()

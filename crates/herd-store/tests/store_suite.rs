@@ -63,6 +63,7 @@ store_cases!(
     status_logs_keep_the_newest,
     seen_times_never_move_backwards,
     jobs_enqueue_once_lease_retry_and_give_up,
+    jobs_given_up_fail_at_once_whatever_attempts_remain,
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
     automations_reset_makes_a_failing_host_new_again,
@@ -498,6 +499,21 @@ fn job(key: &str, max_attempts: i64, run_at: i64) -> NewJob {
         max_attempts,
         run_at,
     }
+}
+
+async fn jobs_given_up_fail_at_once_whatever_attempts_remain(store: Store) {
+    assert!(store.enqueue_job(&job("refused", 30, NOW), NOW).await.unwrap());
+    let claimed = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW).await.unwrap();
+    let id = claimed[0].id;
+    assert!(!store.give_up_job(id, "server-2", "not mine", NOW + 1).await.unwrap(), "only the lease holder");
+    assert!(store.give_up_job(id, "server-1", "refused: 127.0.0.1 is a loopback address", NOW + 2).await.unwrap());
+    let failed = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.state, failed.attempts, failed.last_error.as_deref(), failed.finished_at),
+        (JobState::Failed, 1, Some("refused: 127.0.0.1 is a loopback address"), Some(NOW + 2))
+    );
+    assert!(store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 86_400_000).await.unwrap().is_empty());
+    assert!(!store.give_up_job(id, "server-1", "again", NOW + 3).await.unwrap(), "already finished");
 }
 
 async fn jobs_enqueue_once_lease_retry_and_give_up(store: Store) {

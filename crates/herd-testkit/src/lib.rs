@@ -69,10 +69,29 @@ macro_rules! server_cases {
               })*
         }
     };
+    (args = $args:expr; $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() {
+                  $crate::with_server_args(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Sqlite, &$args, super::$case).await
+              })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() {
+                  $crate::with_server_args(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Postgres, &$args, super::$case).await
+              })*
+        }
+    };
     ($($case:ident),* $(,)?) => {
         $crate::server_cases!(bin = env!("CARGO_BIN_EXE_herd"); $($case),*);
     };
 }
+
+/// The `herd serve` flags that let webhooks reach receivers on this machine (tests run them on loopback,
+/// which the outbound policy forbids by default).
+pub const ALLOW_LOOPBACK_WEBHOOKS: [&str; 4] =
+    ["--webhook-allow-cidr", "127.0.0.0/8", "--webhook-allow-cidr", "::1/128"];
 
 pub struct Server {
     pub bin: PathBuf,
@@ -82,6 +101,8 @@ pub struct Server {
     pub url: String,
     pub client: Client,
     pub stdout: Vec<String>,
+    /// The extra `herd serve` arguments it was started with (kept across restarts).
+    pub extra_args: Vec<String>,
 }
 
 /// An HTTPS client that trusts only the certificate at `cert`.
@@ -167,7 +188,17 @@ impl Server {
             printed.push(line);
         }
         let client = client_for(&data_dir.join("tls/cert.pem"));
-        Server { bin: bin.to_path_buf(), child: Some(child), data_dir, database_url, url, client, stdout: printed }
+        let extra_args = extra.iter().map(|arg| arg.to_string()).collect();
+        Server {
+            bin: bin.to_path_buf(),
+            child: Some(child),
+            data_dir,
+            database_url,
+            url,
+            client,
+            stdout: printed,
+            extra_args,
+        }
     }
 
     /// The same server with a new HTTP client (new connections).
@@ -191,17 +222,23 @@ impl Server {
             .expect("waiting for herd")
     }
 
-    /// Stops the server and starts it again on the same port, data dir and database.
+    /// Stops the server and starts it again on the same port, data dir, database and arguments.
     pub fn restart_same_port(mut self) -> Server {
         let address = self.url.trim_start_matches("https://").to_string();
         assert!(self.stop().success());
-        Server::start_at(&self.bin.clone(), self.data_dir.clone(), self.database_url.clone(), &address)
+        self.start_again(&address)
     }
 
-    /// Starts a fresh process on the same data dir and database.
+    /// Starts a fresh process on the same data dir, database and arguments.
     pub fn restart(mut self) -> Server {
         assert!(self.stop().success());
-        Server::start(&self.bin.clone(), self.data_dir.clone(), self.database_url.clone())
+        self.start_again("127.0.0.1:0")
+    }
+
+    /// Starts the server again (after it stopped or was killed) with what it had.
+    pub fn start_again(&self, listen: &str) -> Server {
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        Server::start_with(&self.bin, self.data_dir.clone(), self.database_url.clone(), listen, &extra)
     }
 
     pub async fn request(

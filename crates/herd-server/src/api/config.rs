@@ -4,6 +4,7 @@ use crate::agent_options;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::outbound::OutboundPolicy;
 use crate::state::{SharedState, now_ms};
 use axum::extract::State;
 use axum::routing::get;
@@ -77,7 +78,7 @@ fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     }
 }
 
-fn validate(config: &AppConfig) -> Result<(), ApiError> {
+fn validate(outbound: &OutboundPolicy, config: &AppConfig) -> Result<(), ApiError> {
     agent_options::validate("agent_options", &config.agent_options)?;
     let interval = config.host_settings.vitals_interval;
     if !(60..=7 * 86_400).contains(&interval) {
@@ -108,6 +109,7 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
     check_url("org_info.contact_url", &config.org_info.contact_url)?;
     check_url("server_settings.server_url", &config.server_settings.server_url)?;
     crate::webhooks::check_settings(
+        outbound,
         "webhook_settings.failing_policies_webhook",
         &config.webhook_settings.failing_policies_webhook,
     )?;
@@ -121,6 +123,8 @@ fn validate(config: &AppConfig) -> Result<(), ApiError> {
                 "an https URL is required to enable the migration (it is told when a user starts one)",
             ));
         }
+        crate::webhooks::check_destination(outbound, &migration.webhook_url)
+            .map_err(|reason| ApiError::invalid("mdm.macos_migration.webhook_url", reason))?;
     }
     if !matches!(migration.mode.as_str(), "" | "voluntary" | "forced") {
         return Err(ApiError::invalid("mdm.macos_migration.mode", "must be voluntary or forced"));
@@ -184,7 +188,7 @@ pub(crate) async fn apply_patch(state: &SharedState, patch: &Value) -> Result<Ap
                 None => AppConfig::default(),
             };
             config = merge(&current, patch)?;
-            validate(&config)?;
+            validate(&state.outbound, &config)?;
             serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))
         })
         .await?;
@@ -243,11 +247,11 @@ mod tests {
     #[test]
     fn validation() {
         let mut config = AppConfig::default();
-        validate(&config).unwrap();
+        validate(&OutboundPolicy::default(), &config).unwrap();
         config.host_settings.vitals_interval = 5;
-        assert!(validate(&config).is_err());
+        assert!(validate(&OutboundPolicy::default(), &config).is_err());
         config.host_settings.vitals_interval = 3600;
         config.org_info.contact_url = "javascript:alert(1)".into();
-        assert!(validate(&config).is_err());
+        assert!(validate(&OutboundPolicy::default(), &config).is_err());
     }
 }

@@ -40,5 +40,36 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
         hosts_online: state.store.count_hosts(&online, now).await.unwrap_or(-1),
         hosts_cached: state.hosts.len(),
     };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&gauges))
+    let mut text = state.metrics.render(&gauges);
+    text.push_str(&connection_metrics(&state.connections));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
+fn connection_metrics(stats: &crate::connections::ConnectionStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        ("herd_connections_open", "gauge", "Client connections open now.", stats.open.load(Relaxed)),
+        (
+            "herd_connections_timed_out_total",
+            "counter",
+            "Connections closed for a slow request head or idleness.",
+            stats.timed_out.load(Relaxed),
+        ),
+        (
+            "herd_connections_evicted_total",
+            "counter",
+            "Connections closed at the connection limit to admit a new one.",
+            stats.evicted.load(Relaxed),
+        ),
+        (
+            "herd_connections_refused_total",
+            "counter",
+            "Connections closed at once: the limit was reached and every connection was busy.",
+            stats.refused.load(Relaxed),
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out
 }

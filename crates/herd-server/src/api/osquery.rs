@@ -425,7 +425,12 @@ async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>)
                     line
                 })
                 .collect();
-            tokio::task::block_in_place(|| result_log.append(&annotated))
+            let batch = crate::result_log::encode(&annotated).map_err(|e| OsqueryError::Internal(e.into()))?;
+            result_log.charge(host.checkin.id, batch.len() as u64, Instant::now()).map_err(|over| {
+                state.metrics.result_log_refused_batches.fetch_add(1, Ordering::Relaxed);
+                OsqueryError::Throttled { reason: over.to_string(), retry_after_s: over.retry_after_s }
+            })?;
+            tokio::task::block_in_place(|| result_log.append_encoded(&batch))
                 .map_err(|e| OsqueryError::Internal(anyhow::anyhow!("writing {}: {e}", result_log.path().display())))?;
             state.metrics.result_log_lines.fetch_add(count, Ordering::Relaxed);
         }

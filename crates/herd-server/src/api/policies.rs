@@ -5,6 +5,7 @@ use crate::activity;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::outbound::OutboundPolicy;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::extract::{Path, Query, State};
@@ -101,9 +102,6 @@ fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
     {
         return Err(ApiError::invalid("interval", "must be between 1 and 604800 seconds, or null"));
     }
-    if let Some(url) = &fields.webhook_url {
-        crate::webhooks::check_destination(url).map_err(|reason| ApiError::invalid("webhook_url", reason))?;
-    }
     if fields.script_id.is_none() && deferral_enabled(fields.deferral.as_deref()) {
         return Err(ApiError::invalid("deferral", "users can only defer a script: set script_id too"));
     }
@@ -119,8 +117,13 @@ fn canonical_platform(text: &str) -> Result<String, ApiError> {
     PolicyPlatforms::parse(text).map(|p| p.to_text()).map_err(|r| ApiError::invalid("platform", r))
 }
 
-/// The fields of a new policy, or of an existing one with `input` applied.
-fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<PolicyFields, ApiError> {
+/// The fields of a new policy, or of an existing one with `input` applied. A webhook URL is checked against
+/// the outbound policy when it is set (one kept from `base` is checked again at each delivery).
+fn fields_from(
+    outbound: &OutboundPolicy,
+    input: PolicyInput,
+    base: Option<&PolicyRecord>,
+) -> Result<PolicyFields, ApiError> {
     let platform = match input.platform {
         Some(p) => canonical_platform(&p)?,
         None => base.map(|b| b.platform.clone()).unwrap_or_default(),
@@ -142,7 +145,14 @@ fn fields_from(input: PolicyInput, base: Option<&PolicyRecord>) -> Result<Policy
             None => base.and_then(|b| b.script_id),
         },
         webhook_url: match input.webhook_url {
-            Some(url) => url.filter(|u| !u.trim().is_empty()).map(|u| u.trim().to_string()),
+            Some(url) => match url.filter(|u| !u.trim().is_empty()).map(|u| u.trim().to_string()) {
+                Some(url) => {
+                    crate::webhooks::check_destination(outbound, &url)
+                        .map_err(|reason| ApiError::invalid("webhook_url", reason))?;
+                    Some(url)
+                }
+                None => None,
+            },
             None => base.and_then(|b| b.webhook_url.clone()),
         },
         continuous_automation: input.continuous_automation.or(base.map(|b| b.continuous_automation)).unwrap_or(false),
@@ -232,7 +242,7 @@ pub(crate) async fn create(
     if input.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
         return Err(ApiError::invalid("query", "query must not be empty"));
     }
-    let fields = fields_from(input, None)?;
+    let fields = fields_from(&state.outbound, input, None)?;
     check_script(state, auth, team_id, &fields).await?;
     let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
@@ -253,7 +263,7 @@ pub(crate) async fn patch(
     if input.team_id.is_some_and(|t| Some(t) != team_id) {
         return Err(ApiError::invalid("team_id", "a policy cannot move between teams"));
     }
-    let fields = fields_from(input, Some(&current))?;
+    let fields = fields_from(&state.outbound, input, Some(&current))?;
     check_script(state, auth, team_id, &fields).await?;
     let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
     reload(state).await?;
@@ -469,7 +479,7 @@ async fn apply_specs(
             deferral: spec.deferral.map(Some),
         };
         // Specs name no webhook and no continuous mode: an existing policy keeps its own.
-        let fields = fields_from(input, existing.as_ref()).map_err(|e| match e {
+        let fields = fields_from(&state.outbound, input, existing.as_ref()).map_err(|e| match e {
             ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
             other => other,
         })?;

@@ -132,6 +132,7 @@ async fn update(
     let webhook_settings = match request.webhook_settings {
         Some(settings) => {
             crate::webhooks::check_settings(
+                &state.outbound,
                 "webhook_settings.failing_policies_webhook",
                 &settings.failing_policies_webhook,
             )?;
