@@ -397,11 +397,12 @@ fn rows() -> Vec<Row> {
             req_json(format!("/device/{}/deferrals/{}", f.device_token, f.alpha.policy), json!({"choice": "now"}))
         }),
         // The osquery TLS API and herd-agent's endpoints: node keys (enroll: the enroll secret).
-        row("POST", Root, "/api/osquery/enroll", Agent, none, |_, f, _| {
-            req_json("/api/osquery/enroll", TestHost::new("agent-probe").enroll_body(&f.alpha.secret))
+        // A new host each time: concurrent first enrollments of one host are not what this test is about.
+        row("POST", Root, "/api/osquery/enroll", Agent, none, |_, f, n| {
+            req_json("/api/osquery/enroll", TestHost::new(&format!("agent-probe-{n}")).enroll_body(&f.alpha.secret))
         }),
-        row("POST", Root, "/api/v1/osquery/enroll", Agent, none, |_, f, _| {
-            req_json("/api/v1/osquery/enroll", TestHost::new("agent-probe").enroll_body(&f.alpha.secret))
+        row("POST", Root, "/api/v1/osquery/enroll", Agent, none, |_, f, n| {
+            req_json("/api/v1/osquery/enroll", TestHost::new(&format!("agent-probe-{n}")).enroll_body(&f.alpha.secret))
         }),
         row("POST", Root, "/api/osquery/config", Agent, none, |_, f, _| {
             req_json("/api/osquery/config", json!({"node_key": f.node_key}))
@@ -1192,7 +1193,7 @@ async fn authorization_matrix(server: Server) {
             }
         }
     }
-    let limit = Arc::new(tokio::sync::Semaphore::new(6));
+    let limit = Arc::new(tokio::sync::Semaphore::new(12));
     let mut tasks = tokio::task::JoinSet::new();
     for (row, prefix, who, target) in plan {
         let fx = fx.clone();
