@@ -131,7 +131,14 @@ struct Row {
     build: Build,
 }
 
-const fn row(method: &'static str, surface: Surface, route: &'static str, need: Need, targets: Targets, build: Build) -> Row {
+const fn row(
+    method: &'static str,
+    surface: Surface,
+    route: &'static str,
+    need: Need,
+    targets: Targets,
+    build: Build,
+) -> Row {
     Row { method, surface, route, need, targets, fresh: Fresh::No, ok: None, build }
 }
 
@@ -190,7 +197,10 @@ fn rows() -> Vec<Row> {
         row("GET", Fleet, "/users", On(AdministerServer), none, |_, _, _| req("/users")),
         row("POST", Fleet, "/users/admin", On(AdministerServer), none, |_, _, n| {
             let email = format!("created-{n}@herd.test");
-            req_json("/users/admin", json!({"name": email, "email": email, "password": PASSWORD, "global_role": "observer"}))
+            req_json(
+                "/users/admin",
+                json!({"name": email, "email": email, "password": PASSWORD, "global_role": "observer"}),
+            )
         }),
         row("GET", Fleet, "/users/{id}", On(AdministerServer), none, |_, f, _| req(format!("/users/{}", f.victim))),
         row("PATCH", Fleet, "/users/{id}", On(AdministerServer), none, |_, f, _| {
@@ -329,9 +339,7 @@ fn rows() -> Vec<Row> {
         row("GET", Fleet, "/scripts/results/{execution_id}", On(Read), Scopes, |o, _, _| {
             req(format!("/scripts/results/{}", o.execution))
         }),
-        row("GET", Fleet, "/hosts/{id}/scripts", On(Read), Scopes, |o, _, _| {
-            req(format!("/hosts/{}/scripts", o.host))
-        }),
+        row("GET", Fleet, "/hosts/{id}/scripts", On(Read), Scopes, |o, _, _| req(format!("/hosts/{}/scripts", o.host))),
         // Configuration profiles.
         row("GET", Fleet, "/configuration_profiles", On(Read), Scopes, |o, _, _| {
             req(format!("/configuration_profiles{}", team_query(o)))
@@ -386,7 +394,9 @@ fn rows() -> Vec<Row> {
         row("POST", Fleet, "/device/{token}/refetch", Device, none, |_, f, _| {
             req(format!("/device/{}/refetch", f.device_token))
         }),
-        row("HEAD", Fleet, "/device/{token}/ping", Device, none, |_, f, _| req(format!("/device/{}/ping", f.device_token))),
+        row("HEAD", Fleet, "/device/{token}/ping", Device, none, |_, f, _| {
+            req(format!("/device/{}/ping", f.device_token))
+        }),
         row("POST", Fleet, "/device/{token}/migrate_mdm", Device, none, |_, f, _| {
             req(format!("/device/{}/migrate_mdm", f.device_token))
         }),
@@ -430,7 +440,10 @@ fn rows() -> Vec<Row> {
             req_json("/api/v1/osquery/log", json!({"node_key": f.node_key, "log_type": "status", "data": []}))
         }),
         row("POST", Root, "/api/fleet/orbit/device_token", Agent, none, |_, f, _| {
-            req_json("/api/fleet/orbit/device_token", json!({"node_key": f.node_key, "device_auth_token": f.device_token}))
+            req_json(
+                "/api/fleet/orbit/device_token",
+                json!({"node_key": f.node_key, "device_auth_token": f.device_token}),
+            )
         }),
         row("POST", Root, "/api/v1/fleet/orbit/device_token", Agent, none, |_, f, _| {
             let body = json!({"node_key": f.node_key, "device_auth_token": f.device_token});
@@ -480,7 +493,9 @@ fn rows() -> Vec<Row> {
             .fresh(Fresh::Session)
             .ok(303, ""),
         row("GET", Root, "/console/hosts", ConsolePage, none, |_, _, _| req("/console/hosts")),
-        row("GET", Root, "/console/hosts/{id}", Console(Read), Scopes, |o, _, _| req(format!("/console/hosts/{}", o.host))),
+        row("GET", Root, "/console/hosts/{id}", Console(Read), Scopes, |o, _, _| {
+            req(format!("/console/hosts/{}", o.host))
+        }),
         row("POST", Root, "/console/hosts/{id}/action", ConsoleForm, Scopes, |o, _, _| {
             form(format!("/console/hosts/{}/action", o.host), &[("do", "refetch".into())])
         }),
@@ -496,7 +511,11 @@ fn rows() -> Vec<Row> {
             req(format!("/console/policies/{}", o.policy))
         }),
         row("POST", Root, "/console/policies/{id}", ConsoleForm, none, |o, _, _| {
-            let fields = [("name", "global policy".into()), ("query", "SELECT 1;".into()), ("webhook_url", GLOBAL_POLICY_HOOK.into())];
+            let fields = [
+                ("name", "global policy".into()),
+                ("query", "SELECT 1;".into()),
+                ("webhook_url", GLOBAL_POLICY_HOOK.into()),
+            ];
             form(format!("/console/policies/{}", o.policy), &fields)
         }),
         row("POST", Root, "/console/policies/{id}/delete", ConsoleForm, none, |_, _, _| {
@@ -509,7 +528,9 @@ fn rows() -> Vec<Row> {
             form("/console/profiles/no-such-profile/delete", &[])
         }),
         row("GET", Root, "/console/teams", ConsolePage, none, |_, _, _| req("/console/teams")),
-        row("POST", Root, "/console/teams", ConsoleForm, none, |_, _, n| form("/console/teams", &[("name", format!("console-{n}"))])),
+        row("POST", Root, "/console/teams", ConsoleForm, none, |_, _, n| {
+            form("/console/teams", &[("name", format!("console-{n}"))])
+        }),
         row("GET", Root, "/console/scripts", ConsolePage, none, |_, _, _| req("/console/scripts")),
         row("POST", Root, "/console/scripts", ConsoleForm, none, |_, _, n| {
             form("/console/scripts", &[("name", format!("console-{n}.sh")), ("contents", "echo hi".into())])
@@ -522,11 +543,27 @@ fn rows() -> Vec<Row> {
         row("GET", Root, "/console/users", Console(AdministerServer), none, |_, _, _| req("/console/users")),
         row("POST", Root, "/console/users", ConsoleForm, none, |_, _, n| {
             let email = format!("console-{n}@herd.test");
-            form("/console/users", &[("name", email.clone()), ("email", email), ("password", PASSWORD.into()), ("global_role", "observer".into())])
+            form(
+                "/console/users",
+                &[
+                    ("name", email.clone()),
+                    ("email", email),
+                    ("password", PASSWORD.into()),
+                    ("global_role", "observer".into()),
+                ],
+            )
         }),
         row("GET", Root, "/console/settings", Console(AdministerServer), none, |_, _, _| req("/console/settings")),
         row("POST", Root, "/console/settings", ConsoleForm, none, |_, _, _| {
-            form("/console/settings", &[("org_name", "Acme".into()), ("contact_url", "".into()), ("policy_interval", "3600".into()), ("vitals_interval", "3600".into())])
+            form(
+                "/console/settings",
+                &[
+                    ("org_name", "Acme".into()),
+                    ("contact_url", "".into()),
+                    ("policy_interval", "3600".into()),
+                    ("vitals_interval", "3600".into()),
+                ],
+            )
         }),
         row("GET", Root, "/console/activity", Console(Read), none, |_, _, _| req("/console/activity")),
         row("GET", Root, "/console/assets/console.css", Public, none, |_, _, _| req("/console/assets/console.css")),
@@ -626,8 +663,7 @@ async fn enrolled_host(server: &Server, admin: &str, name: &str, secret: &str) -
 }
 
 async fn uploaded_script(server: &Server, admin: &str, name: &str, team: Option<i64>) -> i64 {
-    let (status, reply) =
-        server.upload("/api/v1/fleet/scripts", admin, "script", name, b"echo authz", team).await;
+    let (status, reply) = server.upload("/api/v1/fleet/scripts", admin, "script", name, b"echo authz", team).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     reply["script_id"].as_i64().unwrap()
 }
@@ -841,7 +877,14 @@ enum Credential<'a> {
     NodeKey(&'a str),
 }
 
-async fn send(client: &reqwest::Client, url: &str, method: &str, path: &str, credential: Credential<'_>, body: &Body) -> Answer {
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    path: &str,
+    credential: Credential<'_>,
+    body: &Body,
+) -> Answer {
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = client.request(method, format!("{url}{path}"));
     match credential {
@@ -1222,9 +1265,14 @@ async fn authorization_matrix(server: Server) {
         failures.extend(judge(&fx, &rows, case, reference));
     }
     failures.sort();
-    assert!(failures.is_empty(), "{} of {} requests broke the rules:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests broke the rules:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
-
 
 // ---------------------------------------------------------------------------------------------------------------
 // The defects of issue 16, one case each

@@ -5,9 +5,9 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::state::{SharedState, now_ms};
 use crate::wire;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{
     CountResponse, HostResponse, HostsResponse, StatusLog, StatusLogsResponse, TransferHostsRequest,
