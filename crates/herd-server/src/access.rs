@@ -67,7 +67,12 @@ pub(crate) fn in_reach<T: Scoped>(auth: &AuthUser, found: Option<T>, action: Act
     Ok(object)
 }
 
-pub(crate) async fn host(state: &SharedState, auth: &AuthUser, id: i64, action: Action) -> Result<HostRecord, ApiError> {
+pub(crate) async fn host(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    action: Action,
+) -> Result<HostRecord, ApiError> {
     in_reach(auth, state.store.get_host(id).await?, action)
 }
 
@@ -129,7 +134,12 @@ pub(crate) async fn profile(
     in_reach(auth, state.store.get_profile(uuid).await?, action)
 }
 
-pub(crate) async fn team(state: &SharedState, auth: &AuthUser, id: i64, action: Action) -> Result<TeamRecord, ApiError> {
+pub(crate) async fn team(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    action: Action,
+) -> Result<TeamRecord, ApiError> {
     in_reach(auth, state.store.get_team(id).await?, action)
 }
 

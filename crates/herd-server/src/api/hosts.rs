@@ -6,9 +6,9 @@ use crate::extract::{ApiJson, PathId};
 use crate::paging::Page;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{
     CountResponse, HostResponse, HostsResponse, StatusLog, StatusLogsResponse, TransferHostsRequest,

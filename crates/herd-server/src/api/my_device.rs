@@ -9,9 +9,9 @@ use crate::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::middleware;
 use herd_proto::fleet::DevicePolicy;
 use std::fmt::Write;
 

@@ -3,16 +3,19 @@
 
 use crate::metrics::Gauges;
 use crate::state::{SharedState, now_ms};
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Json;
 use herd_store::{HostFilter, StatusCondition};
 use serde_json::json;
 
 pub fn routes() -> crate::api::Routes {
-    crate::api::Routes::new().route("/livez", get(livez)).route("/healthz", get(healthz)).route("/metrics", get(metrics))
+    crate::api::Routes::new()
+        .route("/livez", get(livez))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
 }
 
 /// 200 while the process serves requests, touching nothing else: a liveness probe, and the cheapest request

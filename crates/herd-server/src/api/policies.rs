@@ -8,9 +8,9 @@ use crate::extract::{ApiJson, PathId};
 use crate::outbound::OutboundPolicy;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::Json;
 use herd_core::policy::PolicyPlatforms;
 use herd_core::roles::{Action, Scope};
 use herd_proto::fleet::{

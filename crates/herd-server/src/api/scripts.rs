@@ -8,10 +8,10 @@ use crate::extract::{ApiJson, OsqueryJson, PathId};
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use crate::wire::rfc3339;
+use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Json;
 use herd_core::roles::Action;
 use herd_core::validate::NameKind;
 use herd_store::{ExecutionRecord, NewExecution, ScriptRecord};
@@ -175,10 +175,11 @@ pub(crate) async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequ
         }
         (None, None, Some(name)) => {
             let team = request.team_id.filter(|t| *t != 0);
-            let s = crate::access::script_by_name(state, auth, team, &name, Action::Read).await.map_err(|e| match e {
-                ApiError::NotFound(_) => ApiError::invalid("script_name", "no such script in that team"),
-                other => other,
-            })?;
+            let s =
+                crate::access::script_by_name(state, auth, team, &name, Action::Read).await.map_err(|e| match e {
+                    ApiError::NotFound(_) => ApiError::invalid("script_name", "no such script in that team"),
+                    other => other,
+                })?;
             in_host_scope(&s, "script_name")?;
             (Some(s.id), s.name, s.contents)
         }

@@ -7,9 +7,9 @@ use crate::extract::{ApiJson, PathId};
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
+use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::Json;
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{
