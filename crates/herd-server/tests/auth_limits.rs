@@ -125,7 +125,7 @@ async fn valid_credentials_from_a_noisy_address_still_succeed(server: Server) {
     assert_refusals_explained(&bad_enrolls, "too many bad enroll secrets from your address");
     let mut host = TestHost::new("noisy-office-laptop");
     host.enroll(&server, ENROLL_SECRET).await;
-    let device_token = "device-token-noisy-office-0001";
+    let device_token = "8c4e1f2a-7b39-4d05-9e6a-13f5c0d2b7e4";
     let (status, _) = server
         .osquery("/api/fleet/orbit/device_token", json!({"node_key": host.node_key, "device_auth_token": device_token}))
         .await;

@@ -128,8 +128,8 @@ struct Row {
     /// Success when it is not 2xx: the status and a text the answer contains (a route whose test objects
     /// cannot be in the needed state, a form that redirects).
     ok: Option<(u16, &'static str)>,
-    /// Sent one at a time, after the others: concurrent replacements of one enroll secret list conflict on
-    /// PostgreSQL (409), which is not what this test is about.
+    /// Sent one at a time, after the others: rows that replace a scope's whole set (enroll secrets, profile
+    /// batches) would otherwise take away what concurrent rows are using.
     serial: bool,
     build: Build,
 }
@@ -200,6 +200,11 @@ fn rows() -> Vec<Row> {
         row("POST", Fleet, "/change_password", AnyUser, none, |_, _, _| {
             req_json("/change_password", json!({"old_password": PASSWORD, "new_password": PASSWORD}))
         }),
+        // Only for users whose password an admin set; everyone else is told no reset is required.
+        row("POST", Fleet, "/perform_required_password_reset", AnyUser, none, |_, _, _| {
+            req_json("/perform_required_password_reset", json!({"new_password": PASSWORD}))
+        })
+        .ok(422, "no password reset is required"),
         // Users: global admins only (everyone may read themselves, not tested here).
         row("GET", Fleet, "/users", On(AdministerServer), none, |_, _, _| req("/users")),
         row("POST", Fleet, "/users/admin", On(AdministerServer), none, |_, _, n| {
@@ -372,13 +377,17 @@ fn rows() -> Vec<Row> {
             let contents = base64::engine::general_purpose::STANDARD.encode(&o.profile_doc);
             let body = json!({"profiles": [{"name": "p.json", "contents": contents}]});
             req_json(format!("/mdm/profiles/batch{}", team_query(o)), body)
-        }),
+        )
+        // A batch replaces the scope's whole profile set: concurrent rows using a fresh profile would lose it.
+        .serial(),
         row("POST", Fleet, "/mdm/profiles/batch", On(Write), Teams, |o, _, _| {
             use base64::Engine;
             let contents = base64::engine::general_purpose::STANDARD.encode(&o.profile_doc);
             let body = json!({"profiles": [{"name": "p.json", "contents": contents}]});
             req_json(format!("/mdm/profiles/batch?team_name={}", o.team_name), body)
-        }),
+        )
+        // A batch replaces the scope's whole profile set: concurrent rows using a fresh profile would lose it.
+        .serial(),
         row("GET", Fleet, "/hosts/{id}/configuration_profiles", On(Read), Scopes, |o, _, _| {
             req(format!("/hosts/{}/configuration_profiles", o.host))
         }),
@@ -501,6 +510,15 @@ fn rows() -> Vec<Row> {
         row("POST", Root, "/console/logout", ConsoleForm, none, |_, _, _| form("/console/logout", &[]))
             .fresh(Fresh::Session)
             .ok(303, ""),
+        row("GET", Root, "/console/password", ConsolePage, none, |_, _, _| req("/console/password")),
+        // A wrong current password: the form is checked (session, CSRF, then the password), nothing changes.
+        row("POST", Root, "/console/password", ConsoleForm, none, |_, _, _| {
+            form(
+                "/console/password",
+                &[("old_password", "not-the-password-1!".into()), ("new_password", PASSWORD.into())],
+            )
+        })
+        .ok(422, "current password is wrong"),
         row("GET", Root, "/console/hosts", ConsolePage, none, |_, _, _| req("/console/hosts")),
         row("GET", Root, "/console/hosts/{id}", Console(Read), Scopes, |o, _, _| {
             req(format!("/console/hosts/{}", o.host))
@@ -763,7 +781,7 @@ async fn fixture(server: Server) -> Fixture {
         user: MISSING,
     };
     let victim = created_user(&server, &admin, "victim@herd.test").await;
-    let device_token = "device-token-alpha-0123456789".to_string();
+    let device_token = "5d0a3c7e-9b21-4f68-a4c3-2e7f90b1d6a8".to_string();
     let (status, body) = server
         .osquery("/api/fleet/orbit/device_token", json!({"node_key": node_key, "device_auth_token": device_token}))
         .await;

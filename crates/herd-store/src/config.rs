@@ -12,12 +12,22 @@ pub struct StoredSecret {
 }
 
 /// Replaces the secrets of one scope (global when `team_id` is None) in the caller's transaction.
+/// PostgreSQL advisory lock taken (for the transaction) by every replacement of enroll secrets.
+const PG_ENROLL_SECRETS_LOCK: i64 = 0x6865_7264_5345_4352; // "herdSECR"
+
+/// Replaces one scope's enroll secrets inside the caller's transaction. Replacements run one after the other
+/// (an advisory lock on PostgreSQL; SQLite has one writer): otherwise two at once would each delete the rows
+/// their snapshot saw and insert the same secrets, and the second would fail on the first's new rows.
 pub(crate) async fn replace_secrets(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     team_id: Option<i64>,
     secrets: &[String],
     now: Millis,
 ) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_ENROLL_SECRETS_LOCK).execute(&mut *conn).await?;
+    }
     match team_id {
         Some(team) => {
             sqlx::query("DELETE FROM enroll_secrets WHERE team_id = $1").bind(team).execute(&mut *conn).await?
@@ -149,7 +159,7 @@ impl Store {
                 return Err(StoreError::NotFound("team"));
             }
         }
-        replace_secrets(&mut tx, team_id, secrets, now).await?;
+        replace_secrets(&mut tx, self.backend, team_id, secrets, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -165,7 +175,7 @@ impl Store {
         let secret = match existing {
             Some(existing) => existing,
             None => {
-                replace_secrets(&mut tx, None, &[secret.to_string()], now).await?;
+                replace_secrets(&mut tx, self.backend, None, &[secret.to_string()], now).await?;
                 secret.to_string()
             }
         };

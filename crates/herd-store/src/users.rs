@@ -320,7 +320,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "a team with this name already exists"))?;
-        crate::config::replace_secrets(&mut tx, Some(id), secrets, now).await?;
+        crate::config::replace_secrets(&mut tx, self.backend, Some(id), secrets, now).await?;
         tx.commit().await?;
         Ok(id)
     }

@@ -51,6 +51,7 @@ store_cases!(
     concurrent_config_updates_all_survive,
     concurrent_enrollments_of_one_uuid_leave_one_row,
     device_tokens_belong_to_the_host_that_registered_them,
+    concurrent_secret_replacements_apply_one_after_the_other,
 );
 
 fn enroll(uuid: &str, key: &str) -> EnrollHost {
@@ -249,4 +250,33 @@ async fn device_tokens_belong_to_the_host_that_registered_them(store: Store) {
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(store.host_by_device_token("contested").await.unwrap(), Some(winners[0]));
+}
+
+/// Admins (or servers) replacing a scope's enroll secrets at once: each replacement applies whole, one after
+/// the other — none fails on the rows another is replacing, and the result is one of the lists, not a mix.
+async fn concurrent_secret_replacements_apply_one_after_the_other(store: Store) {
+    let team = store.create_team("secrets", "", &[], NOW).await.unwrap();
+    for scope in [None, Some(team)] {
+        for round in 0..4 {
+            let lists: Vec<Vec<String>> = (0..8)
+                .map(|writer| {
+                    // Half the writers send the same list (the identical retry), half their own.
+                    let tag = if writer % 2 == 0 { "same".to_string() } else { format!("own-{writer}") };
+                    vec![format!("{scope:?}-{round}-{tag}-a"), format!("{scope:?}-{round}-{tag}-b")]
+                })
+                .collect();
+            let mut writers = tokio::task::JoinSet::new();
+            for list in lists.clone() {
+                let store = store.clone();
+                writers.spawn(async move { store.replace_enroll_secrets(scope, &list, NOW).await });
+            }
+            while let Some(result) = writers.join_next().await {
+                result.unwrap().unwrap_or_else(|err| panic!("scope {scope:?}, round {round}: {err}"));
+            }
+            let mut stored: Vec<String> =
+                store.enroll_secrets(scope).await.unwrap().into_iter().map(|s| s.secret).collect();
+            stored.sort();
+            assert!(lists.contains(&stored), "scope {scope:?}, round {round}: {stored:?} is not one writer's list");
+        }
+    }
 }

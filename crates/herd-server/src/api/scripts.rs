@@ -382,6 +382,9 @@ struct ResultRequest {
 }
 
 impl crate::api::osquery::NodeKeyed for ResultRequest {
+    /// A script may print far more than the 10,000 characters kept (runners other than herd-agent may send it
+    /// all): a report's limits, and the server keeps the tail.
+    const LIMITS: crate::extract::BodyLimits = crate::extract::REPORT_LIMITS;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
