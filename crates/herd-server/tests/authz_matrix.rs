@@ -377,7 +377,7 @@ fn rows() -> Vec<Row> {
             let contents = base64::engine::general_purpose::STANDARD.encode(&o.profile_doc);
             let body = json!({"profiles": [{"name": "p.json", "contents": contents}]});
             req_json(format!("/mdm/profiles/batch{}", team_query(o)), body)
-        )
+        })
         // A batch replaces the scope's whole profile set: concurrent rows using a fresh profile would lose it.
         .serial(),
         row("POST", Fleet, "/mdm/profiles/batch", On(Write), Teams, |o, _, _| {
@@ -385,7 +385,7 @@ fn rows() -> Vec<Row> {
             let contents = base64::engine::general_purpose::STANDARD.encode(&o.profile_doc);
             let body = json!({"profiles": [{"name": "p.json", "contents": contents}]});
             req_json(format!("/mdm/profiles/batch?team_name={}", o.team_name), body)
-        )
+        })
         // A batch replaces the scope's whole profile set: concurrent rows using a fresh profile would lose it.
         .serial(),
         row("GET", Fleet, "/hosts/{id}/configuration_profiles", On(Read), Scopes, |o, _, _| {
