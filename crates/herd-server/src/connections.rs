@@ -462,6 +462,8 @@ where
 }
 
 /// Raises the soft open-file limit to the hard one and returns the hard limit (None where it cannot be read).
+// `rlim_t` is u64 on Linux but not on every target: the casts say what we need.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> Option<u64> {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
     unsafe {
