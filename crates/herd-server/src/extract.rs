@@ -529,6 +529,6 @@ mod tests {
     #[test]
     fn bodies_must_be_objects() {
         assert!(matches!(parse_json::<serde_json::Value>(b"[1]"), Err(BodyError::Malformed(_))));
-        assert!(matches!(parse_json::<serde_json::Value>(b"  {}"), Ok(_)));
+        assert!(parse_json::<serde_json::Value>(b"  {}").is_ok());
     }
 }
