@@ -125,7 +125,7 @@ pub fn router(state: SharedState) -> Router {
         .router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(LARGEST_BODY))
-        .layer(middleware::from_fn(crate::drain::drain_unread))
+        .layer(tower::util::MapRequestLayer::new(crate::drain::drain_unread))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
