@@ -175,19 +175,8 @@ async fn change_password_is_limited_like_login(server: Server) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
-/// A browser-like client for the console (cookies kept, redirects not followed).
-fn browser(server: &Server) -> reqwest::Client {
-    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn console_login_is_limited_like_login(server: Server) {
-    let client = browser(&server);
+    let client = server.browser();
     let results = all_at_once(200, || {
         client.post(format!("{}/console/login", server.url)).form(&[
             ("email", ADMIN_EMAIL),
@@ -257,7 +246,7 @@ async fn forced_password_reset_confines_the_user(server: Server) {
         assert!(body["errors"][0]["reason"].as_str().unwrap().contains("password reset required"), "{body}");
     }
     // The console says the same, and offers the way out.
-    let client = browser(&server);
+    let client = server.browser();
     let form = [("email", "bo@example.com"), ("password", USER_PASSWORD), ("next", "/console")];
     let login = client.post(format!("{}/console/login", server.url)).form(&form).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::SEE_OTHER);

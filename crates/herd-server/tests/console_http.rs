@@ -8,17 +8,6 @@ use serde_json::json;
 
 herd_testkit::server_cases!(console_login_csrf_roles_and_escaping);
 
-/// A browser-like client for the console: keeps cookies, does not follow redirects (the test looks at them).
-fn browser(server: &Server) -> reqwest::Client {
-    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn log_in(
     server: &Server,
     client: &reqwest::Client,
@@ -42,7 +31,7 @@ fn csrf(html: &str) -> String {
 
 async fn console_login_csrf_roles_and_escaping(server: Server) {
     let admin_token = server.admin_token().await;
-    let client = browser(&server);
+    let client = server.browser();
     // Signed out: every page sends to the login page, remembering where.
     let response = client.get(format!("{}/console/policies", server.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -184,7 +173,7 @@ async fn console_login_csrf_roles_and_escaping(server: Server) {
     let (lab, office) = (id_of("lab-host").unwrap(), id_of("office-host").unwrap());
     server.post("/api/v1/fleet/hosts/transfer", &admin_token, json!({"team_id": team_id, "hosts": [lab]})).await;
     server.user_token(&admin_token, "lab@example.com", "observer", Some(team_id)).await;
-    let observer = browser(&server);
+    let observer = server.browser();
     assert_eq!(
         log_in(&server, &observer, "lab@example.com", "user-password-1!", "/console").await.status(),
         StatusCode::SEE_OTHER

@@ -246,18 +246,8 @@ async fn device(server: &Server, token: &str) -> (StatusCode, Value) {
     (response.status(), response.json().await.unwrap_or(Value::Null))
 }
 
-fn browser(server: &Server) -> reqwest::Client {
-    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn console_session(server: &Server) -> (reqwest::Client, String) {
-    let client = browser(server);
+    let client = server.browser();
     let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "/console")];
     let response = client.post(format!("{}/console/login", server.url)).form(&form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

@@ -1,52 +1,18 @@
 //! The Store under hostile sizes and concurrency: requests naming 100,000 ids, many writers of one row at
 //! once. Every case runs on SQLite and on PostgreSQL (`HERD_TEST_DATABASE_URL`, set by scripts/test).
 
+#[macro_use]
+mod common;
+
 use herd_core::policy::PolicyResponse;
 use herd_core::vitals::VitalsPatch;
 use herd_store::{EnrollHost, HostFilter, HostOrder, PolicyAnswer, PolicyFields, Store, StoreError};
-use std::future::Future;
 use std::time::Instant;
 
 const NOW: i64 = 1_750_000_000_000;
 
-async fn with_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("herd.db").to_string_lossy()).await.unwrap();
-    case(store.clone()).await;
-    store.close().await;
-}
-
-async fn with_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(url) = herd_store::testing::fresh_postgres_url().await else {
-        return;
-    };
-    let store = Store::open(&url).await.unwrap();
-    case(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! store_cases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-              async fn $case() { super::with_sqlite(super::$case).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-              async fn $case() { super::with_postgres(super::$case).await })*
-        }
-    };
-}
-
 store_cases!(
+    multi_thread;
     id_lists_of_any_length_are_one_parameter,
     concurrent_config_updates_all_survive,
     concurrent_enrollments_of_one_uuid_leave_one_row,

@@ -1,6 +1,9 @@
 //! The behavioural suite of the Store: every case runs against SQLite and against PostgreSQL, so the two
 //! backends cannot drift apart. PostgreSQL cases need `HERD_TEST_DATABASE_URL` (scripts/test sets it).
 
+#[macro_use]
+mod common;
+
 use herd_core::roles::Role;
 use herd_core::vitals::VitalsPatch;
 use herd_core::{DAY_MS, HOUR_MS};
@@ -8,45 +11,8 @@ use herd_store::{
     EndSessions, EnrollHost, HostFilter, HostOrder, NewUser, StatusCondition, Store, StoreError, StoredStatusLog,
 };
 use herd_store::{JobState, NewJob};
-use std::future::Future;
 
 const NOW: i64 = 1_750_000_000_000;
-
-async fn with_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("herd.db").to_string_lossy()).await.unwrap();
-    case(store.clone()).await;
-    store.close().await;
-}
-
-async fn with_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(url) = herd_store::testing::fresh_postgres_url().await else {
-        return;
-    };
-    let store = Store::open(&url).await.unwrap();
-    case(store.clone()).await;
-    store.close().await;
-}
-
-/// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`.
-macro_rules! store_cases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $case() { super::with_sqlite(super::$case).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $case() { super::with_postgres(super::$case).await })*
-        }
-    };
-}
 
 store_cases!(
     enroll_and_reenroll_keep_one_row,

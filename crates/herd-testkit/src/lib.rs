@@ -304,6 +304,18 @@ impl Server {
         assert_eq!(health.status(), StatusCode::OK);
     }
 
+    /// A browser-like client for the console: keeps cookies, does not follow redirects (tests look at them),
+    /// trusts only this server's certificate.
+    pub fn browser(&self) -> Client {
+        let cert = std::fs::read(self.data_dir.join("tls/cert.pem")).expect("server certificate");
+        Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.request(Method::GET, path, Some(token), None).await
     }
