@@ -373,7 +373,10 @@ impl Agent {
     /// server does not take now is sent with the next check-in).
     async fn send_recheck(&mut self, policies: Vec<(i64, String)>) -> Result<(), CallError> {
         let work = DistributedReadResponse {
-            queries: policies.into_iter().map(|(id, query)| (herd_core::policy::query_name(id), query)).collect(),
+            queries: policies
+                .into_iter()
+                .map(|(id, query)| (herd_core::policy::unrevised_query_name(id), query))
+                .collect(),
             ..Default::default()
         };
         let mut report = self.execute(&work).await;

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod platform;
 pub mod policy;
 pub mod profiles;
+pub mod report;
 pub mod roles;
 pub mod text;
 pub mod validate;

@@ -6,12 +6,27 @@ use serde::{Deserialize, Serialize};
 /// Prefix of policy query names in distributed/read and distributed/write (Fleet's naming).
 pub const QUERY_PREFIX: &str = "fleet_policy_query_";
 
-pub fn query_name(policy_id: i64) -> String {
+/// The name a policy's query is handed out under: its id and the revision handed out
+/// (`fleet_policy_query_<id>_<revision>`), so the answer is attributed to exactly the query the host ran,
+/// whichever server hands it out and whichever takes the answer.
+pub fn query_name(policy_id: i64, revision: i64) -> String {
+    format!("{QUERY_PREFIX}{policy_id}_{revision}")
+}
+
+/// The name of a policy's query without a revision (Fleet's form; herd-agent's own re-checks): the answer
+/// counts for the revision current when it arrives.
+pub fn unrevised_query_name(policy_id: i64) -> String {
     format!("{QUERY_PREFIX}{policy_id}")
 }
 
-pub fn policy_id_of_query(name: &str) -> Option<i64> {
-    name.strip_prefix(QUERY_PREFIX)?.parse().ok().filter(|id: &i64| *id > 0)
+/// The policy id and, when named, the revision of a policy query name.
+pub fn policy_of_query(name: &str) -> Option<(i64, Option<i64>)> {
+    let rest = name.strip_prefix(QUERY_PREFIX)?;
+    let positive = |text: &str| text.parse().ok().filter(|n: &i64| *n > 0);
+    match rest.split_once('_') {
+        Some((id, revision)) => Some((positive(id)?, Some(positive(revision)?))),
+        None => Some((positive(rest)?, None)),
+    }
 }
 
 /// The platforms a policy targets: every platform (empty), or a set of families.
@@ -149,9 +164,13 @@ mod tests {
 
     #[test]
     fn query_names() {
-        assert_eq!(policy_id_of_query(&query_name(42)), Some(42));
-        assert_eq!(policy_id_of_query("fleet_policy_query_x"), None);
-        assert_eq!(policy_id_of_query("fleet_policy_query_-1"), None);
-        assert_eq!(policy_id_of_query("fleet_detail_query_uptime"), None);
+        assert_eq!(policy_of_query(&query_name(42, 3)), Some((42, Some(3))));
+        assert_eq!(policy_of_query(&unrevised_query_name(42)), Some((42, None)));
+        assert_eq!(policy_of_query("fleet_policy_query_x"), None);
+        assert_eq!(policy_of_query("fleet_policy_query_-1"), None);
+        assert_eq!(policy_of_query("fleet_policy_query_1_x"), None);
+        assert_eq!(policy_of_query("fleet_policy_query_1_0"), None);
+        assert_eq!(policy_of_query("fleet_policy_query_1_2_3"), None);
+        assert_eq!(policy_of_query("fleet_detail_query_uptime"), None);
     }
 }

@@ -140,7 +140,7 @@ impl SimHost {
 
     /// The rows osqueryd would return for a query herd handed out (vitals by name; anything unknown: none).
     fn rows_for(&self, name: &str, probability: f64) -> Value {
-        if let Some(id) = name.strip_prefix("fleet_policy_query_").and_then(|id| id.parse::<i64>().ok()) {
+        if let Some(id) = policy_id_of(name) {
             return if Self::passes(&self.uuid, id, probability) { json!([{"1": "1"}]) } else { json!([]) };
         }
         let octet = |shift: u32| (self.index >> shift) & 0xff;
@@ -233,7 +233,7 @@ impl SimHost {
         for name in queries.keys() {
             results.insert(name.clone(), self.rows_for(name, shared.pass_probability));
             statuses.insert(name.clone(), json!(0));
-            if let Some(id) = name.strip_prefix("fleet_policy_query_").and_then(|id| id.parse::<i64>().ok()) {
+            if let Some(id) = policy_id_of(name) {
                 policies.push(id);
             }
         }
@@ -312,6 +312,12 @@ impl SimHost {
     }
 }
 
+/// The policy a query name is for: `fleet_policy_query_<id>` or, as herd names them, `..._<id>_<revision>`.
+fn policy_id_of(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("fleet_policy_query_")?;
+    rest.split('_').next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +349,8 @@ mod tests {
         let flags = host.rows_for("fleet_detail_query_osquery_flags", 1.0);
         assert_eq!(flags.as_array().unwrap().len(), 3);
         assert_eq!(host.rows_for("fleet_policy_query_5", 1.0), json!([{"1": "1"}]));
+        assert_eq!(host.rows_for("fleet_policy_query_5_3", 1.0), json!([{"1": "1"}]));
+        assert_eq!(policy_id_of("fleet_policy_query_5_3"), Some(5));
         assert_eq!(host.rows_for("fleet_policy_query_5", 0.0), json!([]));
     }
 }

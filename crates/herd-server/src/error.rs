@@ -104,6 +104,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Conflict(reason) => ApiError::Conflict(reason),
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::HostGone => ApiError::NotFound("host"),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -160,7 +161,11 @@ impl From<StoreError> for OsqueryError {
             tracing::warn!(error = %err, "database unavailable");
             return OsqueryError::Unavailable;
         }
-        OsqueryError::Internal(err.into())
+        match err {
+            // Deleted since it authenticated (perhaps through another server): the agent must enroll again.
+            StoreError::HostGone => OsqueryError::NodeInvalid("host was deleted"),
+            other => OsqueryError::Internal(other.into()),
+        }
     }
 }
 

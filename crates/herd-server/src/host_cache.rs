@@ -20,10 +20,9 @@ pub struct CachedHost {
     pub profiles_sent_at: Option<Millis>,
     /// The last policy plan: (planned at, next policy due at). None: plan at the next check-in.
     pub policy_plan: Option<(Millis, Option<Millis>)>,
-    /// When policies were last handed out, and which (policy id, revision): an answer counts for the
-    /// revision the host was given, not one edited in since.
+    /// When policies were last handed out (their answers are awaited). Which revision each answer is to
+    /// travels in the query's name, so any server can attribute it.
     pub policies_sent_at: Option<Millis>,
-    pub policies_sent: Vec<(i64, i64)>,
 }
 
 impl CachedHost {
@@ -113,7 +112,6 @@ impl HostCache {
                 profiles_sent_at: None,
                 policy_plan: None,
                 policies_sent_at: None,
-                policies_sent: Vec::new(),
             },
         };
         maps.by_id.insert(entry.checkin.id, entry.clone());
@@ -133,10 +131,9 @@ impl HostCache {
         }
     }
 
-    pub fn mark_policies_sent(&self, host_id: i64, now: Millis, sent: Vec<(i64, i64)>) {
+    pub fn mark_policies_sent(&self, host_id: i64, now: Millis) {
         if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
             entry.policies_sent_at = Some(now);
-            entry.policies_sent = sent;
         }
     }
 
@@ -144,7 +141,6 @@ impl HostCache {
     pub fn policies_recorded(&self, host_id: i64) {
         if let Some(entry) = self.maps().by_id.get_mut(&host_id) {
             entry.policies_sent_at = None;
-            entry.policies_sent.clear();
             entry.policy_plan = None;
             // The store clears it with the answers (see `Store::record_report`).
             entry.checkin.recheck_requested_at = None;

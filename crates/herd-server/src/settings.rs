@@ -5,7 +5,7 @@
 use herd_core::Millis;
 use herd_core::due::ScheduledPolicy;
 use herd_core::policy::PolicyPlatforms;
-use herd_proto::fleet::{AppConfig, FailingPoliciesWebhook, TeamWebhookSettings};
+use herd_proto::fleet::AppConfig;
 use herd_store::{Store, StoreError, StoredSecret};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,8 +14,6 @@ use std::sync::{Arc, RwLock};
 pub struct LiveSettings {
     pub config: AppConfig,
     pub team_agent_options: HashMap<i64, serde_json::Value>,
-    /// Teams' failing-policies webhooks (for their own policies).
-    pub team_webhooks: HashMap<i64, FailingPoliciesWebhook>,
     pub enroll_secrets: Vec<StoredSecret>,
     /// Every policy, as the check-in scheduler needs it, with its SQL.
     pub policies: Vec<PolicyToRun>,
@@ -106,18 +104,6 @@ impl SettingsCache {
         let settings = LiveSettings {
             config,
             team_agent_options: store.team_agent_options().await?.into_iter().collect(),
-            team_webhooks: store
-                .team_webhook_settings()
-                .await?
-                .into_iter()
-                .filter_map(|(team, document)| {
-                    // Validated on the way in; one that no longer reads sends nothing.
-                    let settings: TeamWebhookSettings = serde_json::from_value(document)
-                        .map_err(|e| tracing::error!(team, error = %e, "unreadable team webhook settings"))
-                        .ok()?;
-                    Some((team, settings.failing_policies_webhook))
-                })
-                .collect(),
             enroll_secrets: store.all_enroll_secrets().await?,
             policies,
             policies_changed_at,

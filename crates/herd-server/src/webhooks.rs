@@ -2,12 +2,11 @@
 //! delivered within seconds by the `webhook_delivery` worker, retried with backoff for hours.
 
 use crate::outbound::OutboundPolicy;
-use crate::settings::LiveSettings;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use herd_core::Millis;
 use herd_proto::fleet::FailingPoliciesWebhook;
-use herd_store::{Job, NewJob};
+use herd_store::{FiringPolicy, Job, NewJob};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,27 +52,35 @@ pub fn check_settings(
 
 /// The webhook jobs for a host whose failure of a policy fires its automations: the global Fleet webhook
 /// when it lists the policy, the policy's team's Fleet webhook when it lists it, and the policy's own
-/// webhook — each destination once.
-pub fn failing_policy_jobs(settings: &LiveSettings, policy_id: i64, host_id: i64, now: Millis) -> Vec<NewJob> {
-    let listed = |webhook: &FailingPoliciesWebhook| {
-        (webhook.enable_failing_policies_webhook
-            && !webhook.destination_url.is_empty()
-            && webhook.policy_ids.contains(&policy_id))
-        .then(|| webhook.destination_url.clone())
+/// webhook — each destination once. Called in the report's transaction with the settings read there, so an
+/// edit made through any server applies to the next report on every server.
+pub fn failing_policy_jobs(firing: &FiringPolicy<'_>) -> Vec<NewJob> {
+    let policy_id = firing.policy_id;
+    // Validated on the way in; settings that no longer read send nothing.
+    let webhook_of = |settings: Option<&Value>| -> Option<FailingPoliciesWebhook> {
+        serde_json::from_value(settings?.get("failing_policies_webhook")?.clone())
+            .map_err(|e| tracing::error!(policy_id, error = %e, "unreadable failing-policies webhook settings"))
+            .ok()
     };
-    let policy = settings.policy(policy_id);
-    let team_webhook = policy.and_then(|p| p.schedule.team_id).and_then(|team| settings.team_webhooks.get(&team));
+    let listed = |webhook: Option<FailingPoliciesWebhook>| {
+        webhook
+            .filter(|w| {
+                w.enable_failing_policies_webhook && !w.destination_url.is_empty() && w.policy_ids.contains(&policy_id)
+            })
+            .map(|w| w.destination_url)
+    };
     let mut destinations: Vec<String> = Vec::new();
     let candidates = [
-        listed(&settings.config.webhook_settings.failing_policies_webhook),
-        team_webhook.and_then(listed),
-        policy.and_then(|p| p.webhook_url.clone()),
+        listed(webhook_of(firing.global_webhook_settings)),
+        listed(webhook_of(firing.team_webhook_settings)),
+        firing.policy_webhook_url.map(str::to_string),
     ];
     for url in candidates.into_iter().flatten() {
         if !destinations.contains(&url) {
             destinations.push(url);
         }
     }
+    let (host_id, now) = (firing.host_id, firing.now);
     destinations
         .into_iter()
         .enumerate()

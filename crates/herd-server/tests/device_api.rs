@@ -101,7 +101,7 @@ async fn the_device_sees_its_own_state(server: Server) {
     let html = refetched.text().await.unwrap();
     assert!(html.contains("Checking your device again") && html.contains("http-equiv=\"refresh\""), "{html}");
     let (_, read) = host.read(&server).await;
-    assert!(read["queries"].get(format!("fleet_policy_query_{}", ids[2])).is_some(), "{read}");
+    assert!(herd_testkit::policy_sql(&read, ids[2]).is_some(), "{read}");
     let script = server.client.get(format!("{}/assets/my-device.js", server.url)).send().await.unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     let stale = server.client.get(format!("{}/device/not-a-token-000000000000", server.url)).send().await.unwrap();

@@ -13,9 +13,9 @@ herd_testkit::server_cases!(
     deferral_settings_are_checked_by_field_and_round_trip,
 );
 
+/// The policies handed out, as `q(id)` names (sorted by name).
 fn policy_queries(read: &Value) -> Vec<String> {
-    let mut names: Vec<String> =
-        read["queries"].as_object().unwrap().keys().filter(|k| k.starts_with("fleet_policy_query_")).cloned().collect();
+    let mut names: Vec<String> = herd_testkit::policy_queries(read).keys().map(|id| q(*id)).collect();
     names.sort();
     names
 }
@@ -97,7 +97,7 @@ async fn results_flip_and_counts_are_right_after_every_write(server: Server) {
         both.sort();
         both
     });
-    assert_eq!(read_a["queries"][q(g)], "SELECT 1 FROM iptables;");
+    assert_eq!(herd_testkit::policy_sql(&read_a, g).unwrap(), "SELECT 1 FROM iptables;");
     let (_, again) = a.read(&server).await;
     assert!(policy_queries(&again).is_empty(), "not handed out twice while the answer is on its way");
     let (a_id, b_id) = (host_id(&server, &admin, "alpha").await, host_id(&server, &admin, "bravo").await);
@@ -183,7 +183,7 @@ async fn editing_a_query_voids_answers_and_hands_it_out_again(server: Server) {
     assert_eq!(responses(&server, &admin, host_id).await, (vec![(id, String::new())], 0));
     let (_, read) = host.read(&server).await;
     assert_eq!(policy_queries(&read), [q(id)], "the edited policy is due at once");
-    assert_eq!(read["queries"][q(id)], "SELECT 1 FROM processes WHERE name = 'sshd';");
+    assert_eq!(herd_testkit::policy_sql(&read, id).unwrap(), "SELECT 1 FROM processes WHERE name = 'sshd';");
     answer(&host, &server, &[(id, Some(false))]).await;
     assert_eq!(counts(&server, &admin, &path).await, (0, 1));
 

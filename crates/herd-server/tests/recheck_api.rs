@@ -11,8 +11,7 @@ fn query_name(policy: i64) -> String {
 }
 
 fn policies_in(read: &Value) -> Vec<String> {
-    let queries = read["queries"].as_object().cloned().unwrap_or_default();
-    let mut names: Vec<String> = queries.keys().filter(|k| k.starts_with("fleet_policy_query_")).cloned().collect();
+    let mut names: Vec<String> = herd_testkit::policy_queries(read).keys().map(|id| query_name(*id)).collect();
     names.sort();
     names
 }

@@ -4,6 +4,7 @@
 use crate::Result;
 use crate::hosts::note_host_change;
 use herd_core::Millis;
+use herd_core::report::Remediation;
 use sqlx::{AnyConnection, Row};
 
 /// How a report's failing answers are remediated.
@@ -35,17 +36,6 @@ pub(crate) struct PolicyScript {
     pub script_id: i64,
     /// The user is asked first (the run is queued `deferred`; see `crate::deferrals`).
     pub deferrable: bool,
-}
-
-/// What a failing answer asks of a policy's script automation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Remediation {
-    /// Run once per failure, then retry with backoff while it keeps failing, up to `AutomationRules::script_retries` times.
-    Retrying { failing_since: Millis },
-    /// Continuous mode, at a scheduled failing result: run again (unless a run is still pending).
-    Continuous,
-    /// Continuous mode, at the agent's re-check: wait for the next scheduled result.
-    AwaitSchedule,
 }
 
 /// Called in the report's transaction for a host failing a policy that has a script: queues the script when
@@ -161,14 +151,11 @@ impl crate::Store {
     pub async fn request_automation_recheck(&self, host_id: i64, now: Millis) -> Result<Vec<i64>> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
-        let host = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT policy_runs, COALESCE(policy_updated_at, 0) FROM hosts WHERE id = $1{lock}"
-        )))
-        .bind(host_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(host) = host else { return Ok(Vec::new()) };
+        let host = match crate::hosts::lock_host(&mut tx, self.backend, host_id, crate::hosts::HostLock::Change).await {
+            Ok(host) => host,
+            Err(crate::StoreError::HostGone) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
         let pending: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL \
              AND status IN ('pending', 'deferred')",
@@ -179,7 +166,7 @@ impl crate::Store {
         if pending > 0 {
             return Ok(Vec::new());
         }
-        let last_report: Millis = host.try_get(1)?;
+        let last_report: Millis = host.policy_updated_at;
         let policies: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT policy_id FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL \
              AND finished_at >= $2 ORDER BY policy_id",
@@ -191,7 +178,7 @@ impl crate::Store {
         if policies.is_empty() {
             return Ok(policies);
         }
-        let mut runs = crate::policies::parse_runs(&host.try_get::<String, _>(0)?);
+        let mut runs = crate::policies::parse_runs(&host.policy_runs);
         for policy in &policies {
             runs.remove(policy);
         }

@@ -260,6 +260,7 @@ impl HostFilter {
             // hosts the console's "hosts failing this policy" page went from ~0.6 s to a fraction of that.
             sql.push(" AND h.id IN (SELECT m.host_id FROM policy_membership m WHERE m.policy_id = ")
                 .bind(Arg::Int(policy_id))
+                .push(" AND m.revision = (SELECT p.revision FROM policies p WHERE p.id = m.policy_id)")
                 .push(" AND m.passes = ")
                 .bind(Arg::Int(passing as i64))
                 .push(")");
@@ -322,6 +323,69 @@ impl HostFilter {
 /// data format"). Text has one type whether or not it is NULL. `to_string` round-trips every finite f64.
 fn float_param(value: f64) -> String {
     value.to_string()
+}
+
+/// How a transaction holds a host row (PostgreSQL; SQLite's single writer serialises every write anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostLock {
+    /// The host is about to be deleted: nobody else may touch it.
+    Delete,
+    /// The host's answers, team or run history are read and then written (reports, transfers, team
+    /// deletion): one such transaction per host at a time. Rows that merely reference the host (logs,
+    /// script runs) do not wait for it.
+    Change,
+    /// The host must still exist at commit (a status log, a script result): it cannot be deleted meanwhile.
+    Exists,
+}
+
+/// The host's team and run history, locked as `lock` says for the rest of the caller's transaction; Err
+/// [`StoreError::HostGone`] when the host does not exist (deleted, on this server or another). Every
+/// read-then-write of a host goes through here, so deletions, transfers and reports of one host serialise
+/// on its row instead of racing.
+pub(crate) async fn lock_host(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    host_id: i64,
+    lock: HostLock,
+) -> Result<LockedHost> {
+    let clause = match (backend, lock) {
+        (Backend::Sqlite, _) => "",
+        (Backend::Postgres, HostLock::Delete) => " FOR UPDATE",
+        (Backend::Postgres, HostLock::Change) => " FOR NO KEY UPDATE",
+        (Backend::Postgres, HostLock::Exists) => " FOR KEY SHARE",
+    };
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT team_id, policy_runs, COALESCE(policy_updated_at, 0) FROM hosts WHERE id = $1{clause}"
+    )))
+    .bind(host_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::HostGone)?;
+    Ok(LockedHost { team_id: row.try_get(0)?, policy_runs: row.try_get(1)?, policy_updated_at: row.try_get(2)? })
+}
+
+/// The parts of a locked host row its writers need.
+#[derive(Debug, Clone)]
+pub(crate) struct LockedHost {
+    pub team_id: Option<i64>,
+    /// The run history (see `policies::parse_runs`).
+    pub policy_runs: String,
+    pub policy_updated_at: Millis,
+}
+
+/// Locks hosts for a change in id order (so two transactions locking overlapping sets cannot deadlock) and
+/// returns (id, team) of those that exist.
+pub(crate) async fn lock_hosts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    host_ids: &[i64],
+) -> Result<Vec<(i64, Option<i64>)>> {
+    let mut sql = SqlBuilder::new("SELECT id, team_id FROM hosts WHERE id IN ");
+    sql.bind_id_set(backend, host_ids).push(" ORDER BY id");
+    if backend == Backend::Postgres {
+        sql.push(" FOR NO KEY UPDATE");
+    }
+    sql.query().fetch_all(&mut *conn).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
 
 /// Records that `host_id`'s cached check-in state is stale, in the caller's transaction.
@@ -583,13 +647,14 @@ impl Store {
     pub async fn delete_host(&self, host_id: i64, now: Millis) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let team: Option<Option<i64>> = sqlx::query_scalar("SELECT team_id FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(team) = team {
-            crate::policies::move_host_answers(&mut tx, host_id, team, None, true, now).await?;
-        }
+        // Locked first: a report of this host on another connection either committed before (its answers are
+        // uncounted here) or waits and then finds the host gone.
+        let host = match lock_host(&mut tx, self.backend, host_id, HostLock::Delete).await {
+            Ok(host) => host,
+            Err(StoreError::HostGone) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        crate::policies::move_host_answers(&mut tx, self.backend, host_id, host.team_id, None, true, now).await?;
         let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(host_id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 1 {
             note_host_change(&mut tx, host_id, now).await?;
@@ -609,15 +674,8 @@ impl Store {
                 return Err(StoreError::NotFound("team"));
             }
         }
-        let mut current = SqlBuilder::new("SELECT id, team_id FROM hosts WHERE id IN ");
-        current.bind_id_set(self.backend, host_ids);
-        let hosts: Vec<(i64, Option<i64>)> = current
-            .query()
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_>>()?;
+        // Locked, then read: two transfers of one host serialise, and the second sees the first's team.
+        let hosts = lock_hosts(&mut tx, self.backend, host_ids).await?;
         let mut sql = SqlBuilder::new("UPDATE hosts SET team_id = ");
         match team_id {
             Some(team) => sql.bind(Arg::Int(team)),
@@ -627,7 +685,7 @@ impl Store {
         sql.query().execute(&mut *tx).await?;
         let moved = hosts.len() as u64;
         for (host, old_team) in &hosts {
-            crate::policies::note_host_moved(&mut tx, *host, *old_team, team_id, now).await?;
+            crate::policies::note_host_moved(&mut tx, self.backend, *host, *old_team, team_id, now).await?;
         }
         // Their expected profiles change: the reconcile jobs send the removes and installs (one job per 500
         // hosts keeps each job's payload small).

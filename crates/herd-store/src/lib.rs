@@ -35,11 +35,13 @@ pub use automations::AutomationRules;
 pub use compliance::ComplianceDay;
 pub use config::StoredSecret;
 pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
+pub use herd_core::report::ReportOrigin;
+pub use herd_core::report::ReportedAnswer;
 pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
-pub use policies::{HostPolicyAnswer, PolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord, ReportOrigin};
+pub use policies::{FiringPolicy, HostPolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord};
 pub use profiles::{
     HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
 };
@@ -56,6 +58,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The host a write is for does not exist (any more): deleted, on this server or another. Agents are
+    /// told to enroll again.
+    #[error("host not found")]
+    HostGone,
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     #[error("stored data is corrupt: {0}")]

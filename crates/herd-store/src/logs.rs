@@ -24,6 +24,8 @@ impl Store {
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        // Err HostGone when the host was deleted (perhaps through another server since it authenticated).
+        crate::hosts::lock_host(&mut tx, self.backend, host_id, crate::hosts::HostLock::Exists).await?;
         for line in lines {
             sqlx::query(
                 "INSERT INTO host_status_logs (host_id, received_at, unix_time, severity, filename, line, message, version) \

@@ -31,6 +31,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_deferrals"),
     migration!(9, "0009_profiles"),
     migration!(10, "0010_compliance"),
+    migration!(11, "0011_count_shards"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

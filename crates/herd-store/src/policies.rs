@@ -3,16 +3,17 @@
 //! Invariant (checked by the property test in `tests/policy_counts.rs`): for every policy and host team,
 //! `policy_counts` equals a recount of `policy_membership` joined to hosts, after every committed change.
 
-use crate::automations::{AutomationRules, Remediation};
-use crate::hosts::note_host_change;
+use crate::automations::AutomationRules;
+use crate::hosts::{HostLock, lock_host, note_host_change};
 use crate::sql::{Arg, SqlBuilder};
 use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
 use herd_core::due::PolicyRun;
 use herd_core::policy::{PolicyResponse, count_delta};
+use herd_core::report::{CurrentPolicy, PriorAnswer, ReportInput, ReportedAnswer, decide};
 use herd_core::vitals::VitalsPatch;
 use sqlx::{Acquire, AnyConnection, Row};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyRecord {
@@ -72,14 +73,6 @@ pub struct PolicyAuthor {
     pub email: String,
 }
 
-/// One answer of a host, to the revision of the policy it was handed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PolicyAnswer {
-    pub policy_id: i64,
-    pub revision: i64,
-    pub response: PolicyResponse,
-}
-
 /// A host's answer as host views show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostPolicyAnswer {
@@ -96,17 +89,31 @@ fn team_key(team_id: Option<i64>) -> i64 {
     team_id.unwrap_or(0)
 }
 
+/// How many rows a policy's count for one team is spread over (by host id): concurrent reports of different
+/// hosts then rarely update the same row, so a burst of answers does not queue on one row lock. Readers sum.
+pub(crate) const COUNT_SHARDS: i64 = 16;
+
+fn shard_of(host_id: i64) -> i64 {
+    host_id.rem_euclid(COUNT_SHARDS)
+}
+
 /// Columns of a policy with its counts: over every host, or over one host team's (`team_key` bound as $1
-/// when `for_team` is set).
+/// when `for_team` is set). Only count rows of the current revision count: rows of older revisions were
+/// voided with their answers (a report racing an edit may still add to them; nobody reads them).
 fn policy_select(for_team: bool) -> String {
     let filter = if for_team { " AND c.team_key = $1" } else { "" };
+    let counts = format!("FROM policy_counts c WHERE c.policy_id = p.id AND c.revision = p.revision{filter}");
     format!(
-        "SELECT p.*, (SELECT s.name FROM scripts s WHERE s.id = p.script_id) AS script_name, \
+        "SELECT p.id, p.name, p.query, p.description, p.resolution, p.platform, p.critical, p.team_id, \
+         p.author_id, p.author_name, p.author_email, p.interval_seconds, p.script_id, p.webhook_url, \
+         p.continuous_automation, p.deferral, p.revision, p.created_at, p.updated_at, \
+         (SELECT s.name FROM scripts s WHERE s.id = p.script_id) AS script_name, \
          (SELECT COUNT(DISTINCT e.host_id) FROM script_executions e WHERE e.policy_id = p.id \
          AND e.status IN ('pending', 'deferred')) \
          AS remediating_host_count, \
-         COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS passing_host_count, \
-         COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) FROM policy_counts c WHERE c.policy_id = p.id{filter}), 0) AS failing_host_count \
+         COALESCE((SELECT CAST(SUM(c.passing) AS BIGINT) {counts}), 0) AS passing_host_count, \
+         COALESCE((SELECT CAST(SUM(c.failing) AS BIGINT) {counts}), 0) AS failing_host_count, \
+         (SELECT MAX(c.updated_at) {counts}) AS counts_updated_at, p.host_count_updated_at \
          FROM policies p"
     )
 }
@@ -134,70 +141,92 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
         remediating_host_count: row.try_get("remediating_host_count")?,
-        host_count_updated_at: row.try_get("host_count_updated_at")?,
+        // The latest of the policy's own stamp (created, answers voided) and its count rows' moves.
+        host_count_updated_at: row
+            .try_get::<Option<i64>, _>("host_count_updated_at")?
+            .max(row.try_get::<Option<i64>, _>("counts_updated_at")?),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-/// Adds a (passing, failing) delta to one policy's count for one host team, and stamps the policy.
-async fn apply_delta(conn: &mut AnyConnection, policy_id: i64, key: i64, delta: (i64, i64), now: Millis) -> Result<()> {
-    if delta == (0, 0) {
-        return Ok(());
+/// Adds (passing, failing) deltas to policies' counts for one host: (policy, revision, delta), all in the
+/// host's team and shard. A few multi-row statements, however many policies moved.
+async fn apply_deltas(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    team: Option<i64>,
+    deltas: &[(i64, i64, (i64, i64))],
+    now: Millis,
+) -> Result<()> {
+    for chunk in deltas.chunks(200) {
+        let mut sql = SqlBuilder::new(
+            "INSERT INTO policy_counts (policy_id, revision, team_key, shard, passing, failing, updated_at) VALUES ",
+        );
+        for (i, (policy_id, revision, (passing, failing))) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(*revision)).push(", ");
+            sql.bind(Arg::Int(team_key(team))).push(", ").bind(Arg::Int(shard_of(host_id))).push(", ");
+            sql.bind(Arg::Int(*passing)).push(", ").bind(Arg::Int(*failing)).push(", ");
+            sql.bind(Arg::Int(now)).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (policy_id, revision, team_key, shard) DO UPDATE SET \
+             passing = policy_counts.passing + excluded.passing, failing = policy_counts.failing + excluded.failing, \
+             updated_at = excluded.updated_at",
+        );
+        sql.query().execute(&mut *conn).await?;
     }
-    sqlx::query(
-        "INSERT INTO policy_counts (policy_id, team_key, passing, failing) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (policy_id, team_key) DO UPDATE SET passing = policy_counts.passing + excluded.passing, \
-         failing = policy_counts.failing + excluded.failing",
-    )
-    .bind(policy_id)
-    .bind(key)
-    .bind(delta.0)
-    .bind(delta.1)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE policies SET host_count_updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(policy_id)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 
 /// Moves a host's answers along with the host from `old_team` to `new_team` (None: no team, or the host is
 /// being deleted when `deleting`): counts of global policies move between team keys; answers to team
-/// policies the host leaves are dropped and uncounted.
+/// policies the host leaves are dropped and uncounted. The caller holds the host's row lock.
 pub(crate) async fn move_host_answers(
     conn: &mut AnyConnection,
+    backend: Backend,
     host_id: i64,
     old_team: Option<i64>,
     new_team: Option<i64>,
     deleting: bool,
     now: Millis,
 ) -> Result<()> {
+    // Answers to a revision that is no longer current (or to a deleted policy) count nowhere: they only go.
     let rows = sqlx::query(
-        "SELECT m.policy_id, m.passes, p.team_id FROM policy_membership m JOIN policies p ON p.id = m.policy_id \
-         WHERE m.host_id = $1",
+        "SELECT m.policy_id, m.passes, m.revision, p.team_id, p.revision FROM policy_membership m \
+         LEFT JOIN policies p ON p.id = m.policy_id WHERE m.host_id = $1",
     )
     .bind(host_id)
     .fetch_all(&mut *conn)
     .await?;
+    let mut leaving = Vec::new();
+    let mut out_of_old = Vec::new();
+    let mut into_new = Vec::new();
     for row in rows {
         let policy_id: i64 = row.try_get(0)?;
         let answer = PolicyResponse::from_stored(row.try_get(1)?);
-        let policy_team: Option<i64> = row.try_get(2)?;
-        let stays_in_scope = !deleting && (policy_team.is_none() || policy_team == new_team);
-        apply_delta(conn, policy_id, team_key(old_team), count_delta(answer, PolicyResponse::NoAnswer), now).await?;
-        if stays_in_scope {
-            apply_delta(conn, policy_id, team_key(new_team), count_delta(PolicyResponse::NoAnswer, answer), now)
-                .await?;
-        } else {
-            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1 AND host_id = $2")
-                .bind(policy_id)
-                .bind(host_id)
-                .execute(&mut *conn)
-                .await?;
+        let revision: i64 = row.try_get(2)?;
+        let policy_team: Option<i64> = row.try_get(3)?;
+        let current = row.try_get::<Option<i64>, _>(4)? == Some(revision);
+        let stays_in_scope = current && !deleting && (policy_team.is_none() || policy_team == new_team);
+        if current {
+            out_of_old.push((policy_id, revision, count_delta(answer, PolicyResponse::NoAnswer)));
         }
+        if stays_in_scope {
+            into_new.push((policy_id, revision, count_delta(PolicyResponse::NoAnswer, answer)));
+        } else {
+            leaving.push(policy_id);
+        }
+    }
+    out_of_old.retain(|(_, _, delta)| *delta != (0, 0));
+    into_new.retain(|(_, _, delta)| *delta != (0, 0));
+    apply_deltas(conn, host_id, old_team, &out_of_old, now).await?;
+    apply_deltas(conn, host_id, new_team, &into_new, now).await?;
+    if !leaving.is_empty() {
+        let mut sql = SqlBuilder::new("DELETE FROM policy_membership WHERE host_id = ");
+        sql.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &leaving);
+        sql.query().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -392,9 +421,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
+        // Answers and counts do not reference policies by foreign key (every answer written would lock its
+        // policy's row): they go here, in the same transaction. A report that read the policy before this
+        // commits may still add rows for it; readers join policies, so those count nowhere.
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for table in ["policy_membership", "policy_counts"] {
+            let mut sql = SqlBuilder::new(&format!("DELETE FROM {table} WHERE policy_id IN "));
+            sql.bind_id_set(self.backend, ids);
+            sql.query().execute(&mut *tx).await?;
+        }
         let mut sql = SqlBuilder::new("DELETE FROM policies WHERE id IN ");
         sql.bind_id_set(self.backend, ids);
-        Ok(sql.query().execute(&self.writer).await?.rows_affected())
+        let deleted = sql.query().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// When a host last ran each policy (and which revision).
@@ -408,218 +449,214 @@ impl Store {
 
     /// Applies one report of policy answers in one transaction: only answers that changed are written, the
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
-    /// the query was handed out) or to deleted policies are ignored. Returns false when the host is gone.
-    pub async fn record_policy_results(&self, host_id: i64, answers: &[PolicyAnswer], now: Millis) -> Result<bool> {
+    /// the query was handed out) or to deleted policies are ignored. Err [`StoreError::HostGone`] when the
+    /// host is gone.
+    pub async fn record_policy_results(&self, host_id: i64, answers: &[ReportedAnswer], now: Millis) -> Result<()> {
         self.record_report(host_id, answers, None, now, &AutomationRules::default(), &|_| Vec::new()).await
     }
 
     /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
-    /// neither. `vitals` carries the patch and when its queries were handed out. For every policy the host
-    /// newly fails (no answer or pass → fail) — or, for a policy in continuous mode, fails at a scheduled run —
-    /// `on_new_failure` may return jobs (webhooks), enqueued in the same transaction. Returns false when the
-    /// host is gone.
+    /// neither. `vitals` carries the patch and when its queries were handed out. Everything the answers mean
+    /// is decided from what this transaction reads (`herd_core::report::decide`): the policies and their
+    /// revisions, the host's team and prior answers, and — for every policy whose automations fire — the
+    /// webhook settings in force, handed to `on_failure`, whose jobs are enqueued in the same transaction.
+    /// Err [`StoreError::HostGone`] when the host is gone.
     pub async fn record_report(
         &self,
         host_id: i64,
-        answers: &[PolicyAnswer],
+        answers: &[ReportedAnswer],
         vitals: Option<(&VitalsPatch, Millis)>,
         now: Millis,
         rules: &AutomationRules,
-        on_new_failure: &(dyn Fn(i64) -> Vec<crate::NewJob> + Send + Sync),
-    ) -> Result<bool> {
+        on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
+    ) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if !answers.is_empty() {
-            let Some(firing) = write_policy_answers(&mut tx, self.backend, host_id, answers, rules, now).await? else {
-                return Ok(false);
-            };
-            for policy_id in firing {
-                for job in on_new_failure(policy_id) {
-                    crate::jobs::enqueue_in(&mut tx, &job, now).await?;
-                }
-            }
+            write_policy_answers(&mut tx, self.backend, host_id, answers, rules, on_failure, now).await?;
         }
         if let Some((patch, requested_at)) = vitals
             && !crate::hosts::write_vitals(&mut tx, host_id, patch, requested_at, now).await?
         {
-            return Ok(false);
+            return Err(StoreError::HostGone);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(())
     }
 }
 
-/// Why a host sent a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportOrigin {
-    /// Queries the server handed out (scheduled policies, vitals, a refetch).
-    Scheduled,
-    /// The agent's own re-check of the policies it just remediated: it confirms a fix, so continuous
-    /// automations do not fire on it (the next scheduled failing result does).
-    Recheck,
+/// A policy whose automations fire for a host, with the webhook settings in force in the report's
+/// transaction (the caller turns them into jobs: see `herd_server::webhooks::failing_policy_jobs`).
+#[derive(Debug)]
+pub struct FiringPolicy<'a> {
+    pub policy_id: i64,
+    pub host_id: i64,
+    pub now: Millis,
+    /// The policy's own webhook.
+    pub policy_webhook_url: Option<&'a str>,
+    /// `webhook_settings` of the configuration document.
+    pub global_webhook_settings: Option<&'a serde_json::Value>,
+    /// `webhook_settings` of the policy's team, for a team policy that has them.
+    pub team_webhook_settings: Option<&'a serde_json::Value>,
 }
 
-/// The policy part of a report, in the caller's transaction (see `Store::record_report`). Returns the
-/// policies whose automations fire (newly failing, or failing in continuous mode), or None when the host is
-/// gone.
+/// The policy part of a report, in the caller's transaction (see `Store::record_report`): loads what the
+/// answers' meaning depends on, lets `herd_core::report::decide` decide, applies the effects.
 async fn write_policy_answers(
     tx: &mut AnyConnection,
     backend: Backend,
     host_id: i64,
-    answers: &[PolicyAnswer],
+    answers: &[ReportedAnswer],
     rules: &AutomationRules,
+    on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
     now: Millis,
-) -> Result<Option<Vec<i64>>> {
-    {
-        let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-        let host =
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT team_id, policy_runs FROM hosts WHERE id = $1{lock}")))
-                .bind(host_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(host) = host else { return Ok(None) };
-        let team: Option<i64> = host.try_get(0)?;
-        let mut runs = parse_runs(&host.try_get::<String, _>(1)?);
+) -> Result<()> {
+    // The host row first: reports, transfers and deletion of one host serialise here.
+    let host = lock_host(tx, backend, host_id, HostLock::Change).await?;
+    let mut runs = parse_runs(&host.policy_runs);
 
-        let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let mut current = SqlBuilder::new(
-            "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation, deferral FROM policies \
-                 WHERE id IN ",
+    // The policies as they are now (no lock: an edit that commits meanwhile bumps the revision, and count
+    // rows are keyed by revision, so a racing answer lands where nobody reads).
+    let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
+    let mut current = SqlBuilder::new(
+        "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation, deferral, webhook_url \
+         FROM policies WHERE id IN ",
+    );
+    current.bind_id_set(backend, &ids);
+    let mut policies: HashMap<i64, CurrentPolicy> = HashMap::new();
+    let mut scripts: HashMap<i64, i64> = HashMap::new();
+    let mut webhook_urls: HashMap<i64, String> = HashMap::new();
+    for row in current.query().fetch_all(&mut *tx).await? {
+        let id: i64 = row.try_get(0)?;
+        let script_id: Option<i64> = row.try_get(3)?;
+        if let Some(script_id) = script_id {
+            scripts.insert(id, script_id);
+        }
+        if let Some(url) = row.try_get::<Option<String>, _>(7)? {
+            webhook_urls.insert(id, url);
+        }
+        let deferrable = crate::deferrals::enabled(row.try_get::<Option<String>, _>(6)?.as_deref());
+        policies.insert(
+            id,
+            CurrentPolicy {
+                revision: row.try_get(1)?,
+                team_id: row.try_get(2)?,
+                script_deferrable: script_id.map(|_| deferrable),
+                automations_reset_at: row.try_get(4)?,
+                continuous: row.try_get::<i64, _>(5)? != 0,
+            },
         );
-        current.bind_id_set(backend, &ids);
-        let mut revisions: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
-        let mut scripts: HashMap<i64, crate::automations::PolicyScript> = HashMap::new();
-        let mut reset_at: HashMap<i64, Millis> = HashMap::new();
-        let mut continuous: HashSet<i64> = HashSet::new();
-        for row in current.query().fetch_all(&mut *tx).await? {
-            let id: i64 = row.try_get(0)?;
-            revisions.insert(id, (row.try_get(1)?, row.try_get(2)?));
-            if let Some(script_id) = row.try_get::<Option<i64>, _>(3)? {
-                let deferrable = crate::deferrals::enabled(row.try_get::<Option<String>, _>(6)?.as_deref());
-                scripts.insert(id, crate::automations::PolicyScript { script_id, deferrable });
-            }
-            if let Some(at) = row.try_get::<Option<i64>, _>(4)? {
-                reset_at.insert(id, at);
-            }
-            if row.try_get::<i64, _>(5)? != 0 {
-                continuous.insert(id);
-            }
-        }
-        let mut existing =
-            SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
-        existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
-        let mut previous: HashMap<i64, (PolicyResponse, i64)> = HashMap::new();
-        let mut since: HashMap<i64, Millis> = HashMap::new();
-        for row in existing.query().fetch_all(&mut *tx).await? {
-            let policy: i64 = row.try_get(0)?;
-            previous.insert(policy, (PolicyResponse::from_stored(row.try_get(1)?), row.try_get(2)?));
-            since.insert(policy, row.try_get(3)?);
-        }
+    }
+    let mut existing =
+        SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
+    existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
+    let mut prior: HashMap<i64, PriorAnswer> = HashMap::new();
+    for row in existing.query().fetch_all(&mut *tx).await? {
+        let answer = PriorAnswer {
+            response: PolicyResponse::from_stored(row.try_get(1)?),
+            revision: row.try_get(2)?,
+            since: row.try_get(3)?,
+        };
+        prior.insert(row.try_get(0)?, answer);
+    }
+    let last_answered_at: HashMap<i64, Millis> = runs.iter().map(|(id, run)| (*id, run.ran_at)).collect();
+    let decision = decide(&ReportInput {
+        host_team: host.team_id,
+        origin: rules.origin,
+        answers,
+        policies: &policies,
+        prior: &prior,
+        last_answered_at: &last_answered_at,
+        now,
+    });
 
-        // What changed: (policy, stored answer, revision) rows to write and each policy's count delta.
-        let mut changed_rows: Vec<(i64, Option<i64>, i64)> = Vec::new();
-        let mut deltas: Vec<(i64, (i64, i64))> = Vec::new();
-        let mut firing = Vec::new();
-        for answer in answers {
-            let Some((revision, policy_team)) = revisions.get(&answer.policy_id).copied() else {
-                continue;
-            };
-            // Stale revision, or a team policy the host has left since it was handed out.
-            if revision != answer.revision || (policy_team.is_some() && policy_team != team) {
-                continue;
-            }
-            let last_answer_at = runs.get(&answer.policy_id).map(|run| run.ran_at);
-            runs.insert(answer.policy_id, PolicyRun { ran_at: now, revision });
-            let old = previous.get(&answer.policy_id).copied();
-            let old_response = old.map_or(PolicyResponse::NoAnswer, |(response, _)| response);
-            // The first answer after an automations reset: a failure that began before it counts as new.
-            let reset = reset_at.get(&answer.policy_id).copied();
-            let first_since_reset = reset.is_some_and(|at| last_answer_at.is_none_or(|last| last <= at));
-            let every_failure = continuous.contains(&answer.policy_id) && rules.origin == ReportOrigin::Scheduled;
-            if answer.response == PolicyResponse::Fail
-                && (old_response != PolicyResponse::Fail || first_since_reset || every_failure)
-            {
-                firing.push(answer.policy_id);
-            }
-            if answer.response == PolicyResponse::Fail
-                && let Some(script) = scripts.get(&answer.policy_id)
-            {
-                // Failing since the answer turned to fail (membership rows change only when answers do), or
-                // since the automations were reset, when that came later.
-                let failing_since = match old {
-                    Some((PolicyResponse::Fail, r)) if r == revision => {
-                        since.get(&answer.policy_id).copied().unwrap_or(now).max(reset.unwrap_or(Millis::MIN))
-                    }
-                    _ => now,
-                };
-                let mode = match (continuous.contains(&answer.policy_id), rules.origin) {
-                    (false, _) => Remediation::Retrying { failing_since },
-                    (true, ReportOrigin::Scheduled) => Remediation::Continuous,
-                    (true, ReportOrigin::Recheck) => Remediation::AwaitSchedule,
-                };
-                crate::automations::remediate(tx, host_id, answer.policy_id, *script, mode, rules, now).await?;
-            }
-            if old_response == PolicyResponse::Fail && answer.response == PolicyResponse::Pass {
-                crate::deferrals::close_on_pass(tx, host_id, answer.policy_id, now).await?;
-            }
-            if old == Some((answer.response, revision)) {
-                continue;
-            }
-            changed_rows.push((answer.policy_id, answer.response.to_stored(), revision));
-            let delta = count_delta(old_response, answer.response);
-            if delta != (0, 0) {
-                deltas.push((answer.policy_id, delta));
-            }
+    for (policy_id, revision) in &decision.accepted {
+        runs.insert(*policy_id, PolicyRun { ran_at: now, revision: *revision });
+    }
+    for (policy_id, mode, deferrable) in &decision.remediations {
+        let script = crate::automations::PolicyScript { script_id: scripts[policy_id], deferrable: *deferrable };
+        crate::automations::remediate(tx, host_id, *policy_id, script, *mode, rules, now).await?;
+    }
+    for policy_id in &decision.fixed {
+        crate::deferrals::close_on_pass(tx, host_id, *policy_id, now).await?;
+    }
+    if !decision.firing.is_empty() {
+        fire_automations(tx, host_id, &decision.firing, &policies, &webhook_urls, on_failure, now).await?;
+    }
+    // A few multi-row statements per report, however many answers changed.
+    for chunk in decision.membership.chunks(200) {
+        let mut sql =
+            SqlBuilder::new("INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ");
+        for (i, (policy_id, response, revision)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(host_id)).push(", ");
+            sql.bind(Arg::OptInt(response.to_stored())).push(", ").bind(Arg::Int(*revision)).push(", ");
+            sql.bind(Arg::Int(now)).push(")");
         }
-        // A few multi-row statements per report, however many answers changed.
-        for chunk in changed_rows.chunks(200) {
-            let mut sql = SqlBuilder::new(
-                "INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ",
-            );
-            for (i, (policy_id, passes, revision)) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(host_id)).push(", ");
-                sql.bind(Arg::OptInt(*passes)).push(", ").bind(Arg::Int(*revision)).push(", ");
-                sql.bind(Arg::Int(now)).push(")");
-            }
-            sql.push(
-                " ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, \
-                 revision = excluded.revision, updated_at = excluded.updated_at",
-            );
-            sql.query().execute(&mut *tx).await?;
-        }
-        for chunk in deltas.chunks(200) {
-            let mut sql = SqlBuilder::new("INSERT INTO policy_counts (policy_id, team_key, passing, failing) VALUES ");
-            for (i, (policy_id, (passing, failing))) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(team_key(team))).push(", ");
-                sql.bind(Arg::Int(*passing)).push(", ").bind(Arg::Int(*failing)).push(")");
-            }
-            sql.push(
-                " ON CONFLICT (policy_id, team_key) DO UPDATE SET passing = policy_counts.passing + excluded.passing, \
-                 failing = policy_counts.failing + excluded.failing",
-            );
-            sql.query().execute(&mut *tx).await?;
-            let mut stamp = SqlBuilder::new("UPDATE policies SET host_count_updated_at = ");
-            stamp.bind(Arg::Int(now)).push(" WHERE id IN ");
-            stamp.bind_id_set(backend, &chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-            stamp.query().execute(&mut *tx).await?;
-        }
-        // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
-        // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
-        // for which re-running is right anyway).
-        runs.retain(|_, run| now - run.ran_at <= RUNS_KEPT_MS);
-        // Answers arrived: a re-check the server asked for is done.
-        sqlx::query(
-            "UPDATE hosts SET policy_runs = $1, policy_updated_at = $2, recheck_requested_at = NULL WHERE id = $3",
-        )
+        sql.push(
+            " ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, \
+             revision = excluded.revision, updated_at = excluded.updated_at",
+        );
+        sql.query().execute(&mut *tx).await?;
+    }
+    apply_deltas(tx, host_id, host.team_id, &decision.deltas, now).await?;
+    // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
+    // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
+    // for which re-running is right anyway).
+    runs.retain(|_, run| now - run.ran_at <= RUNS_KEPT_MS);
+    // Answers arrived: a re-check the server asked for is done.
+    sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2, recheck_requested_at = NULL WHERE id = $3")
         .bind(runs_text(&runs))
         .bind(now)
         .bind(host_id)
         .execute(&mut *tx)
         .await?;
-        Ok(Some(firing))
+    Ok(())
+}
+
+/// Enqueues the webhook jobs of policies whose automations fire, from the settings as they are in this
+/// transaction (the configuration document and the teams' settings: never a server's cached copy, which
+/// may be seconds behind an edit made through another server).
+async fn fire_automations(
+    tx: &mut AnyConnection,
+    host_id: i64,
+    firing: &[i64],
+    policies: &HashMap<i64, CurrentPolicy>,
+    webhook_urls: &HashMap<i64, String>,
+    on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
+    now: Millis,
+) -> Result<()> {
+    let document: Option<String> =
+        sqlx::query_scalar("SELECT document FROM app_config WHERE id = 1").fetch_optional(&mut *tx).await?;
+    let global = document
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|mut doc| doc.get_mut("webhook_settings").map(serde_json::Value::take));
+    let mut team_settings: HashMap<i64, Option<serde_json::Value>> = HashMap::new();
+    for policy_id in firing {
+        let team = policies.get(policy_id).and_then(|p| p.team_id);
+        if let Some(team) = team
+            && !team_settings.contains_key(&team)
+        {
+            let text: Option<Option<String>> = sqlx::query_scalar("SELECT webhook_settings FROM teams WHERE id = $1")
+                .bind(team)
+                .fetch_optional(&mut *tx)
+                .await?;
+            team_settings.insert(team, text.flatten().and_then(|t| serde_json::from_str(&t).ok()));
+        }
+        let firing = FiringPolicy {
+            policy_id: *policy_id,
+            host_id,
+            now,
+            policy_webhook_url: webhook_urls.get(policy_id).map(String::as_str),
+            global_webhook_settings: global.as_ref(),
+            team_webhook_settings: team.and_then(|t| team_settings.get(&t)).and_then(Option::as_ref),
+        };
+        for job in on_failure(&firing) {
+            crate::jobs::enqueue_in(tx, &job, now).await?;
+        }
     }
+    Ok(())
 }
 
 impl Store {
@@ -632,14 +669,17 @@ impl Store {
         .bind(team_id.unwrap_or(-1))
         .fetch_all(&self.reader)
         .await?;
-        let answers: HashMap<i64, Option<i64>> =
-            sqlx::query("SELECT policy_id, passes FROM policy_membership WHERE host_id = $1")
-                .bind(host_id)
-                .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_>>()?;
+        // Answers to the current revision only (an older revision's were voided).
+        let answers: HashMap<i64, Option<i64>> = sqlx::query(
+            "SELECT m.policy_id, m.passes FROM policy_membership m JOIN policies p ON p.id = m.policy_id \
+             AND p.revision = m.revision WHERE m.host_id = $1",
+        )
+        .bind(host_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?;
         let remediating: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT policy_id FROM script_executions WHERE host_id = $1 AND status = 'pending' AND policy_id IS NOT NULL",
         )
@@ -663,9 +703,11 @@ impl Store {
         if host_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut sql =
-            SqlBuilder::new("SELECT host_id, COUNT(*) FROM policy_membership WHERE passes = 0 AND host_id IN ");
-        sql.bind_id_set(self.backend, host_ids).push(" GROUP BY host_id");
+        let mut sql = SqlBuilder::new(
+            "SELECT m.host_id, COUNT(*) FROM policy_membership m JOIN policies p ON p.id = m.policy_id \
+             AND p.revision = m.revision WHERE m.passes = 0 AND m.host_id IN ",
+        );
+        sql.bind_id_set(self.backend, host_ids).push(" GROUP BY m.host_id");
         sql.query().fetch_all(&self.reader).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
@@ -676,7 +718,9 @@ impl Store {
             "SELECT m.policy_id, COALESCE(h.team_id, 0), \
              CAST(SUM(CASE WHEN m.passes = 1 THEN 1 ELSE 0 END) AS BIGINT), \
              CAST(SUM(CASE WHEN m.passes = 0 THEN 1 ELSE 0 END) AS BIGINT) \
-             FROM policy_membership m JOIN hosts h ON h.id = m.host_id GROUP BY m.policy_id, COALESCE(h.team_id, 0)",
+             FROM policy_membership m JOIN hosts h ON h.id = m.host_id \
+             JOIN policies p ON p.id = m.policy_id AND p.revision = m.revision \
+             GROUP BY m.policy_id, COALESCE(h.team_id, 0)",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -685,9 +729,13 @@ impl Store {
 
     /// The delta-maintained counts, in the shape of [`Store::recount_policy_answers`].
     pub async fn stored_policy_counts(&self) -> Result<BTreeMap<(i64, i64), (i64, i64)>> {
-        let rows = sqlx::query("SELECT policy_id, team_key, passing, failing FROM policy_counts")
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT c.policy_id, c.team_key, CAST(SUM(c.passing) AS BIGINT), CAST(SUM(c.failing) AS BIGINT) \
+             FROM policy_counts c JOIN policies p ON p.id = c.policy_id AND p.revision = c.revision \
+             GROUP BY c.policy_id, c.team_key",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         counts_by_policy_and_team(&rows)
     }
 }
@@ -695,11 +743,12 @@ impl Store {
 /// Used by host deletion and team moves (hosts.rs, users.rs) so counts follow hosts.
 pub(crate) async fn note_host_moved(
     conn: &mut AnyConnection,
+    backend: Backend,
     host_id: i64,
     old_team: Option<i64>,
     new_team: Option<i64>,
     now: Millis,
 ) -> Result<()> {
-    move_host_answers(conn, host_id, old_team, new_team, false, now).await?;
+    move_host_answers(conn, backend, host_id, old_team, new_team, false, now).await?;
     note_host_change(conn, host_id, now).await
 }

@@ -374,11 +374,6 @@ impl Store {
         self.team_documents("agent_options").await
     }
 
-    /// Webhook settings of every team that has them (team id → settings), for the servers' config cache.
-    pub async fn team_webhook_settings(&self) -> Result<Vec<(i64, serde_json::Value)>> {
-        self.team_documents("webhook_settings").await
-    }
-
     async fn team_documents(&self, column: &'static str) -> Result<Vec<(i64, serde_json::Value)>> {
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT id, {column} FROM teams WHERE {column} IS NOT NULL")))
             .fetch_all(&self.reader)
@@ -425,11 +420,31 @@ impl Store {
     pub async fn delete_team(&self, id: i64, now: Millis) -> Result<Option<Vec<i64>>> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let hosts: Vec<i64> =
+        // The team row first: a transfer into the team (whose foreign-key check shares the row) waits until
+        // the team is gone and then fails, instead of landing a host under a deleted team's key. Then its
+        // hosts, locked in id order, so a transfer out of the team that committed meanwhile is seen.
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
+        let exists: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM teams WHERE id = $1{lock}")))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let members: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM hosts WHERE team_id = $1").bind(id).fetch_all(&mut *tx).await?;
-        sqlx::query("UPDATE hosts SET team_id = NULL WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
+        let hosts: Vec<i64> = crate::hosts::lock_hosts(&mut tx, self.backend, &members)
+            .await?
+            .into_iter()
+            .filter(|(_, team)| *team == Some(id))
+            .map(|(host, _)| host)
+            .collect();
+        let mut moved = crate::sql::SqlBuilder::new("UPDATE hosts SET team_id = NULL WHERE id IN ");
+        moved.bind_id_set(self.backend, &hosts);
+        moved.query().execute(&mut *tx).await?;
         for host in &hosts {
-            crate::policies::note_host_moved(&mut tx, *host, Some(id), None, now).await?;
+            crate::policies::note_host_moved(&mut tx, self.backend, *host, Some(id), None, now).await?;
         }
         // The team's profiles go with it; its hosts now expect the no-team set.
         sqlx::query("DELETE FROM profiles WHERE team_id = $1").bind(id).execute(&mut *tx).await?;

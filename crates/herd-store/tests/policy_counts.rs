@@ -4,7 +4,7 @@
 
 use herd_core::policy::PolicyResponse;
 use herd_core::vitals::VitalsPatch;
-use herd_store::{EnrollHost, PolicyAnswer, PolicyFields, Store};
+use herd_store::{EnrollHost, PolicyFields, ReportedAnswer, Store};
 use proptest::prelude::*;
 
 const HOSTS: usize = 5;
@@ -89,8 +89,8 @@ async fn run(store: Store, events: Vec<Event>) {
                     continue;
                 };
                 let revision = store.get_policy(policy_id).await.unwrap().unwrap().revision - stale as i64;
-                let answer = PolicyAnswer { policy_id, revision, response };
-                assert!(store.record_policy_results(host_id, &[answer], now).await.unwrap());
+                let answer = ReportedAnswer { policy_id, revision: Some(revision), response };
+                store.record_policy_results(host_id, &[answer], now).await.unwrap();
             }
             Event::Move { host, team } => match hosts[host] {
                 Some((host_id, _)) => {

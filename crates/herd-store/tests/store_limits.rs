@@ -6,7 +6,7 @@ mod common;
 
 use herd_core::policy::PolicyResponse;
 use herd_core::vitals::VitalsPatch;
-use herd_store::{EnrollHost, HostFilter, HostOrder, PolicyAnswer, PolicyFields, Store, StoreError};
+use herd_store::{EnrollHost, HostFilter, HostOrder, PolicyFields, ReportedAnswer, Store, StoreError};
 use std::time::Instant;
 
 const NOW: i64 = 1_750_000_000_000;
@@ -59,8 +59,10 @@ async fn id_lists_of_any_length_are_one_parameter(store: Store) {
     for i in 0..3 {
         policies.push(store.create_policy(&policy(&format!("p{i}")), None, None, NOW).await.unwrap());
     }
-    let answers: Vec<PolicyAnswer> =
-        policies.iter().map(|p| PolicyAnswer { policy_id: *p, revision: 1, response: PolicyResponse::Fail }).collect();
+    let answers: Vec<ReportedAnswer> = policies
+        .iter()
+        .map(|p| ReportedAnswer { policy_id: *p, revision: Some(1), response: PolicyResponse::Fail })
+        .collect();
     store.record_policy_results(hosts[0], &answers, NOW).await.unwrap();
 
     // Far more ids than either backend's parameter limit, the real ones among them, and repeats.

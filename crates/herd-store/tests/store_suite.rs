@@ -557,12 +557,12 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
 
 async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::PolicyAnswer;
+    use herd_store::ReportedAnswer;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
-    let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
+    let answer = |response| [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
     let pending = |store: Store| async move { store.pending_executions(host).await.unwrap() };
 
     store.record_policy_results(host, &answer(PolicyResponse::Pass), NOW).await.unwrap();
@@ -618,20 +618,20 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{AutomationRules, PolicyAnswer};
+    use herd_store::{AutomationRules, ReportedAnswer};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
-    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
     let new_failures = Mutex::new(Vec::new());
     let report = |at: i64| {
         let store = store.clone();
         let new_failures = &new_failures;
         async move {
-            let seen = |policy_id: i64| {
-                new_failures.lock().unwrap().push((policy_id, at));
+            let seen = |firing: &herd_store::FiringPolicy<'_>| {
+                new_failures.lock().unwrap().push((firing.policy_id, at));
                 Vec::new()
             };
             store.record_report(host, &fail, None, at, &AutomationRules::default(), &seen).await.unwrap()
@@ -670,18 +670,18 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
 
 async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{AutomationRules, PolicyAnswer, ReportOrigin};
+    use herd_store::{AutomationRules, ReportOrigin, ReportedAnswer};
     use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let policy = store.create_policy(&remediated_policy("p", script, true), None, None, NOW).await.unwrap();
     let fired = Mutex::new(0);
-    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
     let report = |at: i64, origin: ReportOrigin| {
         let store = store.clone();
         let fired = &fired;
         async move {
-            let count = |_| {
+            let count = |_: &herd_store::FiringPolicy<'_>| {
                 *fired.lock().unwrap() += 1;
                 Vec::new()
             };
@@ -722,16 +722,16 @@ async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
 
 async fn finished_remediations_make_their_policies_due_again(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::PolicyAnswer;
+    use herd_store::ReportedAnswer;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let a = store.create_policy(&remediated_policy("a", script, false), None, None, NOW).await.unwrap();
     let b = store.create_policy(&remediated_policy("b", script, false), None, None, NOW).await.unwrap();
     let c = store.create_policy(&remediated_policy("c", script, false), None, None, NOW).await.unwrap();
     let answers = [
-        PolicyAnswer { policy_id: a, revision: 1, response: PolicyResponse::Fail },
-        PolicyAnswer { policy_id: b, revision: 1, response: PolicyResponse::Fail },
-        PolicyAnswer { policy_id: c, revision: 1, response: PolicyResponse::Pass },
+        ReportedAnswer { policy_id: a, revision: Some(1), response: PolicyResponse::Fail },
+        ReportedAnswer { policy_id: b, revision: Some(1), response: PolicyResponse::Fail },
+        ReportedAnswer { policy_id: c, revision: Some(1), response: PolicyResponse::Pass },
     ];
     store.record_policy_results(host, &answers, NOW).await.unwrap();
     let runs = store.pending_executions(host).await.unwrap();
@@ -749,8 +749,8 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
 
     // Their answers arrive: the request is done, and nothing is left to re-check.
     let fixed = [
-        PolicyAnswer { policy_id: a, revision: 1, response: PolicyResponse::Pass },
-        PolicyAnswer { policy_id: b, revision: 1, response: PolicyResponse::Pass },
+        ReportedAnswer { policy_id: a, revision: Some(1), response: PolicyResponse::Pass },
+        ReportedAnswer { policy_id: b, revision: Some(1), response: PolicyResponse::Pass },
     ];
     store.record_policy_results(host, &fixed, NOW + 3).await.unwrap();
     assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
@@ -759,11 +759,11 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
 
 async fn automation_rules_set_retries_and_timeout(store: Store) {
     use herd_core::policy::PolicyResponse;
-    use herd_store::{AutomationRules, PolicyAnswer};
+    use herd_store::{AutomationRules, ReportedAnswer};
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
-    let fail = [PolicyAnswer { policy_id: policy, revision: 1, response: PolicyResponse::Fail }];
+    let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
     let rules = AutomationRules { script_retries: 0, script_timeout_s: 7, ..Default::default() };
     store.record_report(host, &fail, None, NOW, &rules, &|_| Vec::new()).await.unwrap();
     let run = store.pending_executions(host).await.unwrap().remove(0);
@@ -782,7 +782,7 @@ async fn automation_rules_set_retries_and_timeout(store: Store) {
 async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: Store) {
     use herd_core::deferral::{DeferOption, DeferralSettings};
     use herd_core::policy::PolicyResponse;
-    use herd_store::{AgentDeferralStatus, AutomationRules, ChoiceRefused, PolicyAnswer};
+    use herd_store::{AgentDeferralStatus, AutomationRules, ChoiceRefused, ReportedAnswer};
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "reboot.sh", "echo reboot", NOW).await.unwrap();
     let settings: DeferralSettings =
@@ -793,7 +793,7 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
     };
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let rules = settings.rules().unwrap();
-    let answer = |response| [PolicyAnswer { policy_id: policy, revision: 1, response }];
+    let answer = |response| [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
     let report = |at: i64, response| {
         let store = store.clone();
         async move {

@@ -569,3 +569,20 @@ impl Drop for AgentProcess {
         let _ = self.0.wait();
     }
 }
+
+/// The policy queries of a distributed/read response, by policy id: (revision handed out, SQL). Policy
+/// queries are named `fleet_policy_query_<id>_<revision>`.
+pub fn policy_queries(read: &serde_json::Value) -> std::collections::BTreeMap<i64, (i64, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, sql) in read["queries"].as_object().into_iter().flatten() {
+        let Some(rest) = name.strip_prefix("fleet_policy_query_") else { continue };
+        let (id, revision) = rest.split_once('_').unwrap_or_else(|| panic!("policy query {name} names no revision"));
+        out.insert(id.parse().unwrap(), (revision.parse().unwrap(), sql.as_str().unwrap_or_default().to_string()));
+    }
+    out
+}
+
+/// The SQL of one policy's query in a distributed/read response, whatever revision it was handed out at.
+pub fn policy_sql(read: &serde_json::Value, policy_id: i64) -> Option<String> {
+    policy_queries(read).remove(&policy_id).map(|(_, sql)| sql)
+}

@@ -20,7 +20,7 @@ use herd_proto::osquery::{
     DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
     NodeKeyRequest, StatusLogLine,
 };
-use herd_store::{AutomationRules, EnrollHost, PolicyAnswer, ReportOrigin, StoredStatusLog};
+use herd_store::{AutomationRules, EnrollHost, ReportOrigin, ReportedAnswer, StoreError, StoredStatusLog};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -269,23 +269,25 @@ async fn distributed_read(
         let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
         let plan =
             plan_policies(&scope, &settings.schedules(), &runs, host.checkin.refetch_requested_at.is_some(), now);
-        let mut sent = Vec::with_capacity(plan.due.len());
+        let mut sent = false;
         for id in &plan.due {
             if let Some(policy) = settings.policy(*id) {
-                response.queries.insert(policy::query_name(*id), policy.query.clone());
-                sent.push((*id, policy.schedule.revision));
+                // The revision travels in the name: whichever server takes the answer counts it for exactly
+                // the query the host ran.
+                response.queries.insert(policy::query_name(*id, policy.schedule.revision), policy.query.clone());
+                sent = true;
             }
         }
         // Policies handed out now come due again if their answers never arrive.
-        let next_due_at = if sent.is_empty() {
+        let next_due_at = if !sent {
             plan.next_due_at
         } else {
             let retry_at = now + RESULTS_AWAITED_MS;
             Some(plan.next_due_at.map_or(retry_at, |at| at.min(retry_at)))
         };
         state.hosts.set_policy_plan(host.checkin.id, now, next_due_at);
-        if !sent.is_empty() {
-            state.hosts.mark_policies_sent(host.checkin.id, now, sent);
+        if sent {
+            state.hosts.mark_policies_sent(host.checkin.id, now);
         }
     }
     if !response.queries.is_empty() {
@@ -326,13 +328,10 @@ async fn distributed_write(
             let message = report.messages.get(name).map(Value::to_string).unwrap_or_default();
             tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "query failed on host");
         }
-        if let Some(policy_id) = policy::policy_id_of_query(name) {
-            // The revision the host was handed; else (handed out by another server) the current one.
-            let sent = host.policies_sent.iter().find(|(id, _)| *id == policy_id).map(|(_, revision)| *revision);
-            let Some(revision) = sent.or_else(|| settings.policy(policy_id).map(|p| p.schedule.revision)) else {
-                continue; // deleted since
-            };
-            answers.push(PolicyAnswer {
+        if let Some((policy_id, revision)) = policy::policy_of_query(name) {
+            // Judged in the report's transaction against the policy as it is in the database (this server
+            // may not have loaded it yet, or may hold an older revision).
+            answers.push(ReportedAnswer {
                 policy_id,
                 revision,
                 response: PolicyResponse::from_result(status, rows.len()),
@@ -365,15 +364,19 @@ async fn distributed_write(
     let requested_at = host.vitals_sent_at.unwrap_or(now);
     let vitals = vitals_answered.then_some((&patch, requested_at));
     let host_id = host.checkin.id;
-    let on_new_failure = |policy_id: i64| crate::webhooks::failing_policy_jobs(&settings, policy_id, host_id, now);
+    let on_failure = crate::webhooks::failing_policy_jobs;
     let rules = AutomationRules {
         origin: if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled },
         script_retries: settings.config.host_settings.automation_retries,
         script_timeout_s: settings.config.host_settings.automation_script_timeout,
     };
-    if !state.store.record_report(host_id, &answers, vitals, now, &rules, &on_new_failure).await? {
-        state.hosts.evict(host.checkin.id);
-        return Err(OsqueryError::NodeInvalid("host was deleted"));
+    match state.store.record_report(host_id, &answers, vitals, now, &rules, &on_failure).await {
+        Ok(()) => {}
+        Err(StoreError::HostGone) => {
+            state.hosts.evict(host_id);
+            return Err(OsqueryError::NodeInvalid("host was deleted"));
+        }
+        Err(err) => return Err(err.into()),
     }
     if !answers.is_empty() {
         state.hosts.policies_recorded(host.checkin.id);
