@@ -37,7 +37,17 @@ pub async fn run(store: &Store, data_dir: &Path, options: BootstrapOptions) -> R
     let mut config = AppConfig::default();
     config.server_settings.server_url = options.server_url.clone();
     config.org_info.org_name = "herd".into();
-    let first_start = store.init_app_config(&serde_json::to_value(&config)?, now).await?;
+    let first_secret = match options.enroll_secret {
+        Some(secret) => {
+            herd_core::validate::enroll_secret(&secret)
+                .map_err(|r| anyhow::anyhow!("HERD_BOOTSTRAP_ENROLL_SECRET: {r}"))?;
+            secret
+        }
+        None => random_token(24),
+    };
+    // The configuration and the first secret commit together (only on the first start: an admin who later
+    // removes every global secret means it), so a server starting beside the first one finds both.
+    store.init_app_config(&serde_json::to_value(&config)?, &first_secret, now).await?;
 
     let admin_password = if store.user_count().await? == 0 {
         herd_core::validate::email(&options.admin_email)
@@ -74,18 +84,7 @@ pub async fn run(store: &Store, data_dir: &Path, options: BootstrapOptions) -> R
         AdminPassword::Unchanged
     };
 
-    // Only the first start creates a secret: an admin who later removes every global secret means it.
-    if first_start {
-        let wanted = match options.enroll_secret {
-            Some(secret) => {
-                herd_core::validate::enroll_secret(&secret)
-                    .map_err(|r| anyhow::anyhow!("HERD_BOOTSTRAP_ENROLL_SECRET: {r}"))?;
-                secret
-            }
-            None => random_token(24),
-        };
-        store.init_global_secret(&wanted, now).await?;
-    }
+    // Every server writes the file from the database, whichever created the secret.
     let secret_file = data_dir.join("enroll-secret");
     let enroll_secret = store.enroll_secrets(None).await?.into_iter().next().map(|s| s.secret);
     match &enroll_secret {

@@ -258,7 +258,11 @@ async fn deliver_and_record(
     if !state.store.heartbeat_job(job.id, owner, LEASE_MS, now_ms()).await? {
         return Ok(());
     }
-    let outcome = deliver(state, client, &job).await;
+    let Some(outcome) =
+        crate::workers::with_lease(&state.store, job.id, owner, LEASE_MS, deliver(state, client, &job)).await
+    else {
+        return Ok(());
+    };
     let now = now_ms();
     match outcome {
         Ok(()) => {

@@ -100,6 +100,8 @@ impl Worker for Housekeeping {
         state.store.prune_host_changes(now - HOUR_MS).await?;
         // Finished jobs stay visible for a week (delivery state), then go.
         state.store.prune_finished_jobs(now - 7 * herd_core::DAY_MS).await?;
+        // Answers and counts voided by policy edits and deletions, a batch at a time.
+        while state.store.prune_voided_answers(5_000).await? == 5_000 {}
         Ok(())
     }
 }
@@ -163,6 +165,39 @@ impl ProfileReconciler {
 
 const RECONCILE_LEASE_MS: Millis = 60 * SECOND_MS;
 
+/// Runs a claimed job's work while renewing its lease every third of it, so work that outlives one lease (a
+/// team-wide reconcile, a slow webhook receiver) is not claimed by another server meanwhile. Should a renewal
+/// find the lease lost (this server stalled past it and another took the job), the work is dropped — its
+/// transaction rolls back — and None is returned: at most one server works on a job at a time.
+pub async fn with_lease<T>(
+    store: &herd_store::Store,
+    job_id: i64,
+    owner: &str,
+    lease_ms: Millis,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let renew = async {
+        let period = Duration::from_millis((lease_ms / 3).max(1) as u64);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            ticker.tick().await;
+            match store.heartbeat_job(job_id, owner, lease_ms, now_ms()).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                // The lease may still hold: try again at the next tick.
+                Err(err) => tracing::warn!(job_id, error = %err, "renewing a job lease"),
+            }
+        }
+    };
+    tokio::select! {
+        out = work => Some(out),
+        () = renew => {
+            tracing::warn!(job_id, "job lease lost to another server; its work here is abandoned");
+            None
+        }
+    }
+}
+
 impl Worker for ProfileReconciler {
     const NAME: &'static str = "profile_reconciler";
     fn period(&self) -> Duration {
@@ -173,7 +208,11 @@ impl Worker for ProfileReconciler {
         let jobs = state.store.claim_jobs(&kinds, &self.owner, 20, RECONCILE_LEASE_MS, now_ms()).await?;
         for job in jobs {
             let now = now_ms();
-            match state.store.reconcile_profiles(&job.payload, now).await {
+            let work = state.store.reconcile_profiles(&job.payload, now);
+            let Some(outcome) = with_lease(&state.store, job.id, &self.owner, RECONCILE_LEASE_MS, work).await else {
+                continue;
+            };
+            match outcome {
                 Ok(queued) => {
                     state.store.complete_job(job.id, &self.owner, now_ms()).await?;
                     if queued > 0 {
@@ -246,4 +285,62 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(ProfileReconciler::new(), state.clone(), shutdown.clone()),
         spawn(ComplianceRecorder, state.clone(), shutdown.clone()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work that outlives several leases keeps its job: nobody else can claim it meanwhile, and it completes.
+    #[tokio::test]
+    async fn leases_are_renewed_while_the_work_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = herd_store::Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
+        let job = herd_store::NewJob {
+            kind: "slow".into(),
+            idempotency_key: "slow-1".into(),
+            payload: serde_json::json!({}),
+            max_attempts: 3,
+            run_at: 0,
+        };
+        store.enqueue_job(&job, now_ms()).await.unwrap();
+        const LEASE_MS: Millis = 300;
+        let claimed = store.claim_jobs(&["slow"], "a", 1, LEASE_MS, now_ms()).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let started = now_ms();
+        // The work: another server tries to claim the job until three leases have passed.
+        let rival = async {
+            let mut taken = 0;
+            while now_ms() < started + 3 * LEASE_MS {
+                taken += store.claim_jobs(&["slow"], "b", 1, LEASE_MS, now_ms()).await.unwrap().len();
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            taken
+        };
+        let taken = with_lease(&store, claimed[0].id, "a", LEASE_MS, rival).await;
+        assert_eq!(taken, Some(0), "the job was never claimable while its lease was renewed");
+        assert!(store.complete_job(claimed[0].id, "a", now_ms()).await.unwrap());
+    }
+
+    /// A lease lost while the work runs (another owner took the job) ends the work here.
+    #[tokio::test]
+    async fn work_stops_when_its_lease_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = herd_store::Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
+        let job = herd_store::NewJob {
+            kind: "slow".into(),
+            idempotency_key: "slow-2".into(),
+            payload: serde_json::json!({}),
+            max_attempts: 3,
+            run_at: 0,
+        };
+        store.enqueue_job(&job, now_ms()).await.unwrap();
+        let claimed = store.claim_jobs(&["slow"], "a", 1, 60_000, now_ms()).await.unwrap();
+        // Another owner holds it now (as after a stall past the lease).
+        store.fail_job(claimed[0].id, "a", "simulated stall", 0, now_ms()).await.unwrap();
+        assert_eq!(store.claim_jobs(&["slow"], "b", 1, 60_000, now_ms()).await.unwrap().len(), 1);
+        let forever = std::future::pending::<()>();
+        assert_eq!(with_lease(&store, claimed[0].id, "a", 30, forever).await, None);
+    }
 }

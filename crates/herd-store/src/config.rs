@@ -111,17 +111,26 @@ impl Store {
         Ok(document)
     }
 
-    /// Saves the configuration only if none exists yet (first start); returns whether it was saved. Safe when
-    /// several servers start at once.
-    pub async fn init_app_config(&self, document: &serde_json::Value, now: Millis) -> Result<bool> {
+    /// First start: saves the configuration and the first global enroll secret, in one transaction, only if
+    /// no configuration exists yet; returns whether this call did it. Safe when several servers start at once
+    /// on one database: the others wait for the first one's commit, then find the configuration (and the
+    /// secret with it — never a configuration without its secret).
+    pub async fn init_app_config(&self, document: &serde_json::Value, first_secret: &str, now: Millis) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
         let done = sqlx::query(
             "INSERT INTO app_config (id, document, updated_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING",
         )
         .bind(document.to_string())
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let first = done.rows_affected() == 1;
+        if first {
+            replace_secrets(&mut tx, self.backend, None, &[first_secret.to_string()], now).await?;
+        }
+        tx.commit().await?;
+        Ok(first)
     }
 
     /// Secrets of one scope: global (None) or a team's.
@@ -162,24 +171,5 @@ impl Store {
         replace_secrets(&mut tx, self.backend, team_id, secrets, now).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Adds a global secret unless one exists already (first start). Returns the secret in force.
-    pub async fn init_global_secret(&self, secret: &str, now: Millis) -> Result<String> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT secret FROM enroll_secrets WHERE team_id IS NULL ORDER BY created_at LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let secret = match existing {
-            Some(existing) => existing,
-            None => {
-                replace_secrets(&mut tx, self.backend, None, &[secret.to_string()], now).await?;
-                secret.to_string()
-            }
-        };
-        tx.commit().await?;
-        Ok(secret)
     }
 }

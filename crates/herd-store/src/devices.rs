@@ -19,6 +19,8 @@ impl Store {
     pub async fn register_device_token(&self, host_id: i64, token_hash: &str, now: Millis) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        // Err HostGone when the host was deleted meanwhile (on any server).
+        crate::hosts::lock_host(&mut tx, self.backend, host_id, crate::hosts::HostLock::Exists).await?;
         let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let owner: Option<(i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT host_id, superseded_at FROM device_tokens WHERE token_hash = $1{lock}"

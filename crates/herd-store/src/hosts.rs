@@ -654,7 +654,10 @@ impl Store {
             Err(StoreError::HostGone) => return Ok(false),
             Err(err) => return Err(err),
         };
-        crate::policies::move_host_answers(&mut tx, self.backend, host_id, host.team_id, None, true, now).await?;
+        let mut deltas = crate::policies::CountDeltas::new();
+        crate::policies::move_host_answers(&mut tx, self.backend, host_id, host.team_id, None, true, &mut deltas)
+            .await?;
+        crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
         let deleted = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(host_id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 1 {
             note_host_change(&mut tx, host_id, now).await?;
@@ -668,8 +671,14 @@ impl Store {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if let Some(team) = team_id {
+            // Shared until commit: a team deletion (which locks the team first) waits for this transfer and
+            // then moves these hosts out too, or this transfer waits for it and finds no team.
+            let lock = if self.backend == Backend::Postgres { " FOR KEY SHARE" } else { "" };
             let exists: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1").bind(team).fetch_optional(&mut *tx).await?;
+                sqlx::query_scalar(AssertSqlSafe(format!("SELECT id FROM teams WHERE id = $1{lock}")))
+                    .bind(team)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound("team"));
             }
@@ -684,9 +693,12 @@ impl Store {
         sql.push(" WHERE id IN ").bind_id_set(self.backend, host_ids);
         sql.query().execute(&mut *tx).await?;
         let moved = hosts.len() as u64;
+        let mut deltas = crate::policies::CountDeltas::new();
         for (host, old_team) in &hosts {
-            crate::policies::note_host_moved(&mut tx, self.backend, *host, *old_team, team_id, now).await?;
+            crate::policies::note_host_moved(&mut tx, self.backend, *host, *old_team, team_id, &mut deltas, now)
+                .await?;
         }
+        crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
         // Their expected profiles change: the reconcile jobs send the removes and installs (one job per 500
         // hosts keeps each job's payload small).
         let ids: Vec<i64> = hosts.iter().map(|(id, _)| *id).collect();

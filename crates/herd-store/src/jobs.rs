@@ -109,9 +109,9 @@ impl Store {
     }
 
     /// Leases up to `limit` due jobs of these kinds to `owner` until `now + lease_ms`: pending jobs whose time
-    /// has come, and running jobs whose lease ran out (their worker died). Each claim counts as an attempt.
-    /// A job whose lease ran out is handed out again even past `max_attempts`: its last attempt never
-    /// reported an outcome, and delivery is at least once.
+    /// has come, and running jobs whose lease ran out (their worker died or stalled) while attempts remain.
+    /// Each claim counts as an attempt. A job whose lease ran out on its last attempt is failed for good
+    /// ("lease expired"), as `fail_job` would have: `max_attempts` bounds every job, however its attempts end.
     pub async fn claim_jobs(
         &self,
         kinds: &[&str],
@@ -120,6 +120,25 @@ impl Store {
         lease_ms: Millis,
         now: Millis,
     ) -> Result<Vec<Job>> {
+        let kind_list = |sql: &mut SqlBuilder| {
+            for (i, kind) in kinds.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Arg::Text(kind.to_string()));
+            }
+        };
+        let mut exhausted = SqlBuilder::new(
+            "UPDATE jobs SET state = 'failed', lease_owner = NULL, lease_until = NULL, \
+             last_error = 'the lease of its last attempt expired without an outcome', finished_at = ",
+        );
+        exhausted.bind(Arg::Int(now)).push(", updated_at = ").bind(Arg::Int(now));
+        exhausted.push(" WHERE state = 'running' AND attempts >= max_attempts AND lease_until < ").bind(Arg::Int(now));
+        exhausted.push(" AND kind IN (");
+        kind_list(&mut exhausted);
+        exhausted.push(")");
+        exhausted.query().execute(&self.writer).await?;
+
         let mut sql = SqlBuilder::new("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ");
         sql.bind(Arg::Text(owner.to_string()))
             .push(", lease_until = ")
@@ -127,15 +146,10 @@ impl Store {
             .push(", updated_at = ")
             .bind(Arg::Int(now))
             .push(" WHERE id IN (SELECT id FROM jobs WHERE kind IN (");
-        for (i, kind) in kinds.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(Arg::Text(kind.to_string()));
-        }
+        kind_list(&mut sql);
         sql.push(") AND ((state = 'pending' AND run_at <= ")
             .bind(Arg::Int(now))
-            .push(") OR (state = 'running' AND lease_until < ")
+            .push(") OR (state = 'running' AND attempts < max_attempts AND lease_until < ")
             .bind(Arg::Int(now))
             .push(")) ORDER BY run_at, id LIMIT ")
             .bind(Arg::Int(limit));

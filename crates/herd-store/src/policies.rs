@@ -150,23 +150,32 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
     })
 }
 
-/// Adds (passing, failing) deltas to policies' counts for one host: (policy, revision, delta), all in the
-/// host's team and shard. A few multi-row statements, however many policies moved.
-async fn apply_deltas(
-    conn: &mut AnyConnection,
-    host_id: i64,
-    team: Option<i64>,
-    deltas: &[(i64, i64, (i64, i64))],
-    now: Millis,
-) -> Result<()> {
-    for chunk in deltas.chunks(200) {
+/// Count changes gathered by a transaction: (policy, revision, team key, shard) → (passing, failing). A
+/// `BTreeMap`, so they are applied in one global order: two transactions taking the same count rows in
+/// opposite orders (two reports answering in different orders, two transfers in opposite directions) would
+/// deadlock on PostgreSQL.
+pub(crate) type CountDeltas = BTreeMap<(i64, i64, i64, i64), (i64, i64)>;
+
+fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, team: Option<i64>, host_id: i64, delta: (i64, i64)) {
+    if delta == (0, 0) {
+        return;
+    }
+    let entry = deltas.entry((policy, revision, team_key(team), shard_of(host_id))).or_default();
+    entry.0 += delta.0;
+    entry.1 += delta.1;
+}
+
+/// Applies gathered count changes: a few multi-row statements, however many rows moved.
+pub(crate) async fn apply_count_deltas(conn: &mut AnyConnection, deltas: &CountDeltas, now: Millis) -> Result<()> {
+    let rows: Vec<_> = deltas.iter().filter(|(_, delta)| **delta != (0, 0)).collect();
+    for chunk in rows.chunks(200) {
         let mut sql = SqlBuilder::new(
             "INSERT INTO policy_counts (policy_id, revision, team_key, shard, passing, failing, updated_at) VALUES ",
         );
-        for (i, (policy_id, revision, (passing, failing))) in chunk.iter().enumerate() {
+        for (i, ((policy_id, revision, team_key, shard), (passing, failing))) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
             sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(*revision)).push(", ");
-            sql.bind(Arg::Int(team_key(team))).push(", ").bind(Arg::Int(shard_of(host_id))).push(", ");
+            sql.bind(Arg::Int(*team_key)).push(", ").bind(Arg::Int(*shard)).push(", ");
             sql.bind(Arg::Int(*passing)).push(", ").bind(Arg::Int(*failing)).push(", ");
             sql.bind(Arg::Int(now)).push(")");
         }
@@ -181,8 +190,9 @@ async fn apply_deltas(
 }
 
 /// Moves a host's answers along with the host from `old_team` to `new_team` (None: no team, or the host is
-/// being deleted when `deleting`): counts of global policies move between team keys; answers to team
-/// policies the host leaves are dropped and uncounted. The caller holds the host's row lock.
+/// being deleted when `deleting`): counts of global policies move between team keys (gathered into
+/// `deltas`, for the caller to apply once for all its hosts); answers to team policies the host leaves are
+/// dropped and uncounted. The caller holds the host's row lock.
 pub(crate) async fn move_host_answers(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -190,7 +200,7 @@ pub(crate) async fn move_host_answers(
     old_team: Option<i64>,
     new_team: Option<i64>,
     deleting: bool,
-    now: Millis,
+    deltas: &mut CountDeltas,
 ) -> Result<()> {
     // Answers to a revision that is no longer current (or to a deleted policy) count nowhere: they only go.
     let rows = sqlx::query(
@@ -201,8 +211,6 @@ pub(crate) async fn move_host_answers(
     .fetch_all(&mut *conn)
     .await?;
     let mut leaving = Vec::new();
-    let mut out_of_old = Vec::new();
-    let mut into_new = Vec::new();
     for row in rows {
         let policy_id: i64 = row.try_get(0)?;
         let answer = PolicyResponse::from_stored(row.try_get(1)?);
@@ -211,18 +219,14 @@ pub(crate) async fn move_host_answers(
         let current = row.try_get::<Option<i64>, _>(4)? == Some(revision);
         let stays_in_scope = current && !deleting && (policy_team.is_none() || policy_team == new_team);
         if current {
-            out_of_old.push((policy_id, revision, count_delta(answer, PolicyResponse::NoAnswer)));
+            add_delta(deltas, policy_id, revision, old_team, host_id, count_delta(answer, PolicyResponse::NoAnswer));
         }
         if stays_in_scope {
-            into_new.push((policy_id, revision, count_delta(PolicyResponse::NoAnswer, answer)));
+            add_delta(deltas, policy_id, revision, new_team, host_id, count_delta(PolicyResponse::NoAnswer, answer));
         } else {
             leaving.push(policy_id);
         }
     }
-    out_of_old.retain(|(_, _, delta)| *delta != (0, 0));
-    into_new.retain(|(_, _, delta)| *delta != (0, 0));
-    apply_deltas(conn, host_id, old_team, &out_of_old, now).await?;
-    apply_deltas(conn, host_id, new_team, &into_new, now).await?;
     if !leaving.is_empty() {
         let mut sql = SqlBuilder::new("DELETE FROM policy_membership WHERE host_id = ");
         sql.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &leaving);
@@ -397,10 +401,10 @@ impl Store {
             // No longer deferrable: runs waiting on users go ahead now.
             crate::deferrals::release_policy_runs(&mut tx, id, now).await?;
         }
-        if voids_answers {
-            sqlx::query("DELETE FROM policy_membership WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM policy_counts WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
-        }
+        // A new revision voids every answer at once: answers and counts are keyed by revision and only the
+        // current one is read. The old rows are not deleted here (an edit of a policy 150,000 hosts answered
+        // would hold 150,000 row locks while reports wait on them); housekeeping prunes them
+        // (`prune_voided_answers`).
         tx.commit().await?;
         self.get_policy(id).await?.ok_or(StoreError::NotFound("policy"))
     }
@@ -436,6 +440,23 @@ impl Store {
         let deleted = sql.query().execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    /// Deletes up to `limit` answers and count rows that no longer count: of an older revision of their
+    /// policy, or of a deleted policy. Returns how many rows went (call again while it returns `limit`).
+    pub async fn prune_voided_answers(&self, limit: i64) -> Result<u64> {
+        let mut pruned = 0;
+        for (table, key) in
+            [("policy_membership", "policy_id, host_id"), ("policy_counts", "policy_id, revision, team_key, shard")]
+        {
+            let voided = format!(
+                "SELECT {key} FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = t.policy_id \
+                 AND p.revision = t.revision) LIMIT $1"
+            );
+            let sql = format!("DELETE FROM {table} WHERE ({key}) IN ({voided})");
+            pruned += sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).execute(&self.writer).await?.rows_affected();
+        }
+        Ok(pruned)
     }
 
     /// When a host last ran each policy (and which revision).
@@ -599,7 +620,11 @@ async fn write_policy_answers(
         );
         sql.query().execute(&mut *tx).await?;
     }
-    apply_deltas(tx, host_id, host.team_id, &decision.deltas, now).await?;
+    let mut deltas = CountDeltas::new();
+    for (policy, revision, delta) in &decision.deltas {
+        add_delta(&mut deltas, *policy, *revision, host.team_id, host_id, *delta);
+    }
+    apply_count_deltas(tx, &deltas, now).await?;
     // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
     // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
     // for which re-running is right anyway).
@@ -747,8 +772,9 @@ pub(crate) async fn note_host_moved(
     host_id: i64,
     old_team: Option<i64>,
     new_team: Option<i64>,
+    deltas: &mut CountDeltas,
     now: Millis,
 ) -> Result<()> {
-    move_host_answers(conn, backend, host_id, old_team, new_team, false, now).await?;
+    move_host_answers(conn, backend, host_id, old_team, new_team, false, deltas).await?;
     note_host_change(conn, host_id, now).await
 }

@@ -443,8 +443,20 @@ impl Store {
         let mut moved = crate::sql::SqlBuilder::new("UPDATE hosts SET team_id = NULL WHERE id IN ");
         moved.bind_id_set(self.backend, &hosts);
         moved.query().execute(&mut *tx).await?;
+        let mut deltas = crate::policies::CountDeltas::new();
         for host in &hosts {
-            crate::policies::note_host_moved(&mut tx, self.backend, *host, Some(id), None, now).await?;
+            crate::policies::note_host_moved(&mut tx, self.backend, *host, Some(id), None, &mut deltas, now).await?;
+        }
+        crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
+        // The team's policies go with it (by foreign key), their answers and counts here (they reference
+        // policies by id only: see migration 0011).
+        for table in ["policy_membership", "policy_counts"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE policy_id IN (SELECT id FROM policies WHERE team_id = $1)"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         // The team's profiles go with it; its hosts now expect the no-team set.
         sqlx::query("DELETE FROM profiles WHERE team_id = $1").bind(id).execute(&mut *tx).await?;

@@ -214,8 +214,8 @@ async fn teams_secrets_and_team_deletion(store: Store) {
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.list_teams().await.unwrap().len(), 1, "a failed create leaves nothing behind");
-    assert_eq!(store.init_global_secret("global-secret", NOW).await.unwrap(), "global-secret");
-    assert_eq!(store.init_global_secret("another-one", NOW).await.unwrap(), "global-secret", "kept");
+    assert!(store.init_app_config(&serde_json::json!({}), "global-secret", NOW).await.unwrap());
+    assert!(!store.init_app_config(&serde_json::json!({}), "another-one", NOW).await.unwrap(), "kept");
     let all = store.all_enroll_secrets().await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.iter().any(|s| s.secret == "team-secret-1" && s.team_id == Some(team)));
@@ -391,9 +391,11 @@ async fn the_last_admin_survives_concurrent_deletes_and_demotions(store: Store) 
 async fn config_document_initialises_once(store: Store) {
     assert_eq!(store.app_config().await.unwrap(), None);
     let first = serde_json::json!({"org_info": {"org_name": "Acme"}});
-    assert!(store.init_app_config(&first, NOW).await.unwrap());
-    assert!(!store.init_app_config(&serde_json::json!({}), NOW).await.unwrap());
+    assert!(store.init_app_config(&first, "secret-one", NOW).await.unwrap());
+    assert!(!store.init_app_config(&serde_json::json!({}), "secret-two", NOW).await.unwrap());
     assert_eq!(store.app_config().await.unwrap(), Some(first));
+    let secrets: Vec<String> = store.enroll_secrets(None).await.unwrap().into_iter().map(|s| s.secret).collect();
+    assert_eq!(secrets, ["secret-one"], "the first start's secret, committed with the configuration");
     let second = serde_json::json!({"org_info": {"org_name": "Acme 2"}});
     store.save_app_config(&second, NOW).await.unwrap();
     assert_eq!(store.app_config().await.unwrap(), Some(second));
@@ -503,25 +505,30 @@ async fn jobs_enqueue_once_lease_retry_and_give_up(store: Store) {
     let retried = store.claim_jobs(&["webhook"], "server-2", 1, 30_000, NOW + 25_000).await.unwrap();
     assert_eq!((retried.len(), retried[0].attempts), (1, 2));
     assert_eq!(retried[0].last_error.as_deref(), Some("connection refused"));
-    // Its worker dies: the lease runs out and another server takes it (a third attempt is beyond max: it
-    // is still handed out once more, since the lease-holder never reported).
+    // Its worker dies on the last attempt: when the lease runs out the job is failed for good, not handed
+    // out beyond max_attempts.
     let reclaimed = store.claim_jobs(&["webhook"], "server-3", 1, 30_000, NOW + 60_000).await.unwrap();
-    assert_eq!(reclaimed.iter().map(|j| j.idempotency_key.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(reclaimed.iter().map(|j| j.idempotency_key.as_str()).collect::<Vec<_>>(), ["later"]);
     assert_eq!(store.fail_job(a.id, "server-2", "late", NOW, NOW + 60_001).await.unwrap(), None, "lost the lease");
-    let state = store.fail_job(a.id, "server-3", "still down", NOW + 70_000, NOW + 60_002).await.unwrap();
-    assert_eq!(state, Some(JobState::Failed), "out of attempts");
     let failed = store.get_job(a.id).await.unwrap().unwrap();
-    assert_eq!((failed.state, failed.last_error.as_deref()), (JobState::Failed, Some("still down")));
+    assert_eq!(failed.state, JobState::Failed, "out of attempts");
+    assert!(failed.last_error.as_deref().unwrap_or_default().contains("lease"), "{failed:?}");
     assert!(failed.finished_at.is_some());
+    assert!(store.complete_job(reclaimed[0].id, "server-3", NOW + 60_500).await.unwrap());
 
-    let later = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 60_000).await.unwrap();
-    assert_eq!(later.len(), 1);
-    assert!(store.complete_job(later[0].id, "server-1", NOW + 61_000).await.unwrap());
-    assert!(!store.complete_job(later[0].id, "server-1", NOW + 61_000).await.unwrap(), "once");
+    // A job whose lease runs out with attempts left is reclaimed by another server.
+    assert!(store.enqueue_job(&job("b", 3, NOW), NOW).await.unwrap());
+    let b = store.claim_jobs(&["webhook"], "server-1", 1, 30_000, NOW + 61_000).await.unwrap().remove(0);
+    let retaken = store.claim_jobs(&["webhook"], "server-2", 1, 30_000, NOW + 91_001).await.unwrap();
+    assert_eq!((retaken[0].id, retaken[0].attempts), (b.id, 2));
+    assert!(!store.complete_job(b.id, "server-1", NOW + 91_002).await.unwrap(), "the first owner lost it");
+    assert!(store.complete_job(b.id, "server-2", NOW + 91_003).await.unwrap());
+
+    assert!(!store.complete_job(reclaimed[0].id, "server-3", NOW + 61_000).await.unwrap(), "once");
     assert_eq!(store.job_by_key("later").await.unwrap().unwrap().state, JobState::Done);
-    assert_eq!(store.list_jobs("webhook", Some(JobState::Done), 10).await.unwrap().len(), 1);
-    assert_eq!(store.list_jobs("webhook", None, 10).await.unwrap().len(), 2);
-    assert_eq!(store.prune_finished_jobs(NOW + 100_000).await.unwrap(), 2);
+    assert_eq!(store.list_jobs("webhook", Some(JobState::Done), 10).await.unwrap().len(), 2);
+    assert_eq!(store.list_jobs("webhook", None, 10).await.unwrap().len(), 3);
+    assert_eq!(store.prune_finished_jobs(NOW + 100_000).await.unwrap(), 3);
 }
 
 async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
