@@ -90,6 +90,10 @@ pub struct ReportDecision {
     pub remediations: Vec<(i64, Remediation, bool)>,
     /// Policies the host passes again after failing: their deferred runs are cancelled.
     pub fixed: Vec<i64>,
+    /// Answers ignored because they are to an older revision: (policy, current revision). The host ran a
+    /// query edited since (handed out before the edit, or by a server that had not loaded it yet), so it
+    /// must be asked the current one.
+    pub stale: Vec<(i64, i64)>,
 }
 
 /// Decides a report. Answers to a deleted policy, to a revision that is no longer current, or to a team
@@ -100,6 +104,7 @@ pub fn decide(input: &ReportInput<'_>) -> ReportDecision {
     for answer in input.answers {
         let Some(policy) = input.policies.get(&answer.policy_id) else { continue };
         if answer.revision.is_some_and(|r| r != policy.revision) {
+            out.stale.push((answer.policy_id, policy.revision));
             continue;
         }
         if policy.team_id.is_some() && policy.team_id != input.host_team {
@@ -242,7 +247,7 @@ mod tests {
             answers: vec![answer(1, Some(1), Fail), answer(2, Some(1), Fail), answer(3, Some(1), Fail)],
             ..Case::default()
         });
-        assert_eq!(d, ReportDecision::default());
+        assert_eq!(d, ReportDecision { stale: vec![(1, 2)], ..ReportDecision::default() });
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, Stat
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
-pub use policies::{FiringPolicy, HostPolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord};
+pub use policies::{FiringPolicy, HostPolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord, ReportOutcome};
 pub use profiles::{
     HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
 };

@@ -473,7 +473,8 @@ impl Store {
     /// the query was handed out) or to deleted policies are ignored. Err [`StoreError::HostGone`] when the
     /// host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[ReportedAnswer], now: Millis) -> Result<()> {
-        self.record_report(host_id, answers, None, now, &AutomationRules::default(), &|_| Vec::new()).await
+        self.record_report(host_id, answers, None, now, &AutomationRules::default(), &|_| Vec::new()).await?;
+        Ok(())
     }
 
     /// One distributed/write report — policy answers and vitals — in one transaction: both are applied or
@@ -490,11 +491,12 @@ impl Store {
         now: Millis,
         rules: &AutomationRules,
         on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
-    ) -> Result<()> {
+    ) -> Result<ReportOutcome> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        let mut outcome = ReportOutcome::default();
         if !answers.is_empty() {
-            write_policy_answers(&mut tx, self.backend, host_id, answers, rules, on_failure, now).await?;
+            outcome = write_policy_answers(&mut tx, self.backend, host_id, answers, rules, on_failure, now).await?;
         }
         if let Some((patch, requested_at)) = vitals
             && !crate::hosts::write_vitals(&mut tx, host_id, patch, requested_at, now).await?
@@ -502,8 +504,17 @@ impl Store {
             return Err(StoreError::HostGone);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(outcome)
     }
+}
+
+/// What a committed report changed that the caller may need to act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// Policies answered at a revision that is no longer current (ignored), with their current revision:
+    /// the host was asked an edited query. Every server has been told to plan the host again
+    /// (`host_changes`); a server whose cached revision is older should reload its policies.
+    pub stale_policies: Vec<(i64, i64)>,
 }
 
 /// A policy whose automations fire for a host, with the webhook settings in force in the report's
@@ -531,7 +542,7 @@ async fn write_policy_answers(
     rules: &AutomationRules,
     on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
     now: Millis,
-) -> Result<()> {
+) -> Result<ReportOutcome> {
     // The host row first: reports, transfers and deletion of one host serialise here.
     let host = lock_host(tx, backend, host_id, HostLock::Change).await?;
     let mut runs = parse_runs(&host.policy_runs);
@@ -636,7 +647,12 @@ async fn write_policy_answers(
         .bind(host_id)
         .execute(&mut *tx)
         .await?;
-    Ok(())
+    if !decision.stale.is_empty() {
+        // The host ran an edited policy's old query: whichever server it asks next must plan it again (a
+        // server that handed out the old query still waits for its answer).
+        note_host_change(tx, host_id, now).await?;
+    }
+    Ok(ReportOutcome { stale_policies: decision.stale })
 }
 
 /// Enqueues the webhook jobs of policies whose automations fire, from the settings as they are in this

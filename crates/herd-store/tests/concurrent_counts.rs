@@ -93,7 +93,7 @@ async fn run(store: Store, task: Task, clock: Arc<AtomicI64>) {
                 .map(|(policy_id, revision, response)| ReportedAnswer { policy_id, revision, response })
                 .collect();
             match store.record_report(host, &answers, None, now, &AutomationRules::default(), &webhook_job).await {
-                Ok(()) | Err(StoreError::HostGone) => {}
+                Ok(_) | Err(StoreError::HostGone) => {}
                 Err(err) => panic!("report of host {host}: {err}"),
             }
         }

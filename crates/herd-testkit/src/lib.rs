@@ -139,6 +139,23 @@ impl Server {
         listen: &str,
         extra: &[&str],
     ) -> Server {
+        Server::spawn(bin, data_dir, database_url, listen, extra).ready()
+    }
+
+    /// Starts `count` servers on one PostgreSQL database at the same moment (each its own data dir and
+    /// certificate), as an operator scaling out would run them behind a load balancer.
+    pub fn start_cluster(bin: &Path, count: usize, database_url: &str, extra: &[&str]) -> Vec<Server> {
+        let starting: Vec<Starting> = (0..count)
+            .map(|_| {
+                let data_dir = tempfile::tempdir().unwrap().keep();
+                Server::spawn(bin, data_dir, Some(database_url.to_string()), "127.0.0.1:0", extra)
+            })
+            .collect();
+        starting.into_iter().map(Starting::ready).collect()
+    }
+
+    /// Starts the process; [`Starting::ready`] waits for it to listen.
+    fn spawn(bin: &Path, data_dir: PathBuf, database_url: Option<String>, listen: &str, extra: &[&str]) -> Starting {
         let mut command = Command::new(bin);
         command
             .arg("serve")
@@ -166,6 +183,25 @@ impl Server {
                 }
             }
         });
+        let extra_args = extra.iter().map(|arg| arg.to_string()).collect();
+        Starting { bin: bin.to_path_buf(), child, lines_rx, data_dir, database_url, extra_args }
+    }
+}
+
+/// A `herd serve` process started but perhaps not listening yet.
+struct Starting {
+    bin: PathBuf,
+    child: Child,
+    lines_rx: mpsc::Receiver<String>,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    extra_args: Vec<String>,
+}
+
+impl Starting {
+    /// Waits (up to 60 s) for the banner's URL line.
+    fn ready(self) -> Server {
+        let Starting { bin, mut child, lines_rx, data_dir, database_url, extra_args } = self;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut printed = Vec::new();
         let url = loop {
@@ -188,19 +224,11 @@ impl Server {
             printed.push(line);
         }
         let client = client_for(&data_dir.join("tls/cert.pem"));
-        let extra_args = extra.iter().map(|arg| arg.to_string()).collect();
-        Server {
-            bin: bin.to_path_buf(),
-            child: Some(child),
-            data_dir,
-            database_url,
-            url,
-            client,
-            stdout: printed,
-            extra_args,
-        }
+        Server { bin, child: Some(child), data_dir, database_url, url, client, stdout: printed, extra_args }
     }
+}
 
+impl Server {
     /// The same server with a new HTTP client (new connections).
     pub fn with_fresh_client(mut self) -> Server {
         self.client = client_for(&self.data_dir.join("tls/cert.pem"));

@@ -371,7 +371,19 @@ async fn distributed_write(
         script_timeout_s: settings.config.host_settings.automation_script_timeout,
     };
     match state.store.record_report(host_id, &answers, vitals, now, &rules, &on_failure).await {
-        Ok(()) => {}
+        Ok(outcome) if !outcome.stale_policies.is_empty() => {
+            // The host ran a query edited since it was handed out. If this server's copy of the policies is
+            // the stale one, load the current ones now rather than hand out the old query again (once: then
+            // its copy is current).
+            let behind = outcome
+                .stale_policies
+                .iter()
+                .any(|(id, revision)| state.settings.get().policy(*id).is_none_or(|p| p.schedule.revision < *revision));
+            if behind && let Err(err) = state.settings.reload(&state.store).await {
+                tracing::warn!(error = %err, "reloading settings after a stale answer");
+            }
+        }
+        Ok(_) => {}
         Err(StoreError::HostGone) => {
             state.hosts.evict(host_id);
             return Err(OsqueryError::NodeInvalid("host was deleted"));
