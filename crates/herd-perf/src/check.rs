@@ -81,6 +81,20 @@ impl<'a> Admin<'a> {
         Ok(ids)
     }
 
+    /// Creates a global policy; returns its id.
+    pub async fn create_policy(&mut self, name: &str, query: &str) -> anyhow::Result<i64> {
+        let body = json!({"name": name, "query": query});
+        let created = self.call(Method::POST, "/api/v1/fleet/global/policies", Some(body)).await?;
+        created["policy"]["id"].as_i64().ok_or_else(|| anyhow!("policy create answered without an id"))
+    }
+
+    /// A global policy's (passing, failing) host counts.
+    pub async fn policy_counts(&mut self, id: i64) -> anyhow::Result<(i64, i64)> {
+        let got = self.call(Method::GET, &format!("/api/v1/fleet/global/policies/{id}"), None).await?;
+        let count = |field: &str| got["policy"][field].as_i64().ok_or_else(|| anyhow!("policy {id} has no {field}"));
+        Ok((count("passing_host_count")?, count("failing_host_count")?))
+    }
+
     /// Compares the server's counts and a sample of hosts with what the hosts reported and had acknowledged.
     pub async fn verify(&mut self, outcomes: &[HostOutcome], sample: usize) -> anyhow::Result<CheckReport> {
         let mut report = CheckReport::default();

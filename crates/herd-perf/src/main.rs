@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(version)]
 struct Args {
-    /// The server, e.g. https://127.0.0.1:8080.
-    #[arg(long, env = "HERD_PERF_SERVER")]
-    server: String,
+    /// The server, e.g. https://127.0.0.1:8080. Several (repeated, or comma-separated): herd servers on one
+    /// database; requests go to each in turn, as through a load balancer without stickiness. The REST side
+    /// (policies, the end-of-run check) uses the first.
+    #[arg(long = "server", env = "HERD_PERF_SERVER", value_delimiter = ',', required = true)]
+    servers: Vec<String>,
     /// An enroll secret of the server.
     #[arg(long, env = "HERD_PERF_ENROLL_SECRET")]
     enroll_secret: String,
@@ -87,9 +89,10 @@ struct Args {
     /// The floor endpoint: the cheapest request the server answers.
     #[arg(long, default_value = "/livez")]
     floor_path: String,
-    /// The server's process id, for its CPU seconds and peak RSS (from /proc).
-    #[arg(long, conflicts_with = "server_pid_file")]
-    server_pid: Option<u32>,
+    /// The servers' process ids (repeated or comma-separated), for their CPU seconds and peak RSS (from
+    /// /proc; CPU is summed over them).
+    #[arg(long = "server-pid", value_delimiter = ',', conflicts_with = "server_pid_file")]
+    server_pids: Vec<u32>,
     /// A file holding the server's process id, read at every sample (follows a server that restarts).
     #[arg(long)]
     server_pid_file: Option<PathBuf>,
@@ -102,6 +105,10 @@ struct Args {
     /// Host names are PREFIX-NNNNNN and identities derive from it: the same prefix is the same fleet.
     #[arg(long, default_value = "perf")]
     prefix: String,
+    /// A burst: create a new global policy this many seconds into the run, then time how long until every
+    /// enrolled host's answer to it is counted (needs the admin credentials).
+    #[arg(long)]
+    new_policy_at: Option<u64>,
     /// Seconds before a request counts as timed out.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -137,11 +144,25 @@ struct Mark {
     client_cpu: Option<f64>,
 }
 
-fn server_pid(args: &Args) -> Option<u32> {
+fn server_pids(args: &Args) -> Vec<u32> {
     match &args.server_pid_file {
-        Some(path) => std::fs::read_to_string(path).ok()?.trim().parse().ok(),
-        None => args.server_pid,
+        Some(path) => std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).into_iter().collect(),
+        None => args.server_pids.clone(),
     }
+}
+
+/// CPU seconds and peak RSS of the servers together (None unless every one could be read).
+fn servers_sample(args: &Args) -> Option<stats::ProcSample> {
+    let pids = server_pids(args);
+    if pids.is_empty() {
+        return None;
+    }
+    let samples: Option<Vec<stats::ProcSample>> = pids.into_iter().map(stats::proc_sample).collect();
+    samples?.into_iter().reduce(|a, b| stats::ProcSample {
+        cpu_seconds: a.cpu_seconds + b.cpu_seconds,
+        peak_rss_kib: a.peak_rss_kib.max(b.peak_rss_kib),
+        ..a
+    })
 }
 
 fn mark(args: &Args, shared: &sim::Shared) -> Mark {
@@ -150,7 +171,7 @@ fn mark(args: &Args, shared: &sim::Shared) -> Mark {
         snapshot: shared.stats.snapshot(),
         requests: shared.stats.requests.load(Ordering::Relaxed),
         checkins: shared.stats.count(stats::Endpoint::DistributedRead),
-        server_cpu: server_pid(args).and_then(stats::proc_sample).map(|s| s.cpu_seconds),
+        server_cpu: servers_sample(args).map(|s| s.cpu_seconds),
         client_cpu: stats::proc_sample(std::process::id()).map(|s| s.cpu_seconds),
     }
 }
@@ -202,7 +223,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bail!("--hosts, --distributed-interval, --config-interval and --pool-size must be positive");
     }
     let transport = match args.connection_model {
-        ConnectionModel::Pooled => net::Transport::Pooled(net::Pool::new(args.pool_size)),
+        ConnectionModel::Pooled => {
+            net::Transport::Pooled(args.servers.iter().map(|_| net::Pool::new(args.pool_size)).collect())
+        }
         ConnectionModel::PerHost => {
             net::raise_open_files_limit();
             let limit = net::open_files_limit();
@@ -216,18 +239,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             net::Transport::PerHost
         }
     };
-    let server = net::Endpoint::new(&args.server, args.ca_cert.as_deref(), Duration::from_secs(args.timeout))?;
+    let servers = args
+        .servers
+        .iter()
+        .map(|url| net::Endpoint::new(url, args.ca_cert.as_deref(), Duration::from_secs(args.timeout)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let admin_credentials = args.admin_email.clone().zip(args.admin_password.clone());
+    if args.new_policy_at.is_some() && admin_credentials.is_none() {
+        bail!("--new-policy-at needs --admin-email and --admin-password");
+    }
     if args.policies > 0 {
         let (email, password) =
             admin_credentials.clone().context("--policies needs --admin-email and --admin-password")?;
-        let mut admin = check::Admin::login(&server, &email, &password).await?;
+        let mut admin = check::Admin::login(&servers[0], &email, &password).await?;
         let ids = admin.ensure_policies(args.policies).await?;
         println!("herd-perf: {} global policies ready (ids {}..={})", ids.len(), ids[0], ids[ids.len() - 1]);
     }
 
     let shared = Arc::new(sim::Shared {
-        server,
+        servers,
+        next_server: std::sync::atomic::AtomicUsize::new(0),
         transport,
         stats: stats::Stats::new(),
         phase: std::sync::atomic::AtomicU8::new(sim::PHASE_RUN),
@@ -244,7 +275,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     println!(
         "herd-perf: {} hosts, ramp {} s, run {} s, {:?} connections, against {}",
-        args.hosts, args.ramp, args.duration, args.connection_model, args.server
+        args.hosts,
+        args.ramp,
+        args.duration,
+        args.connection_model,
+        args.servers.join(", ")
     );
     let ramp = Duration::from_secs(args.ramp);
     let mut tasks = Vec::with_capacity(args.hosts as usize);
@@ -276,6 +311,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         })
     };
 
+    let new_policy = args.new_policy_at.map(|at| {
+        let shared = shared.clone();
+        let (email, password) = admin_credentials.clone().expect("checked above");
+        let at = started + Duration::from_secs(at);
+        let until = started + Duration::from_secs(args.duration);
+        tokio::spawn(async move { new_policy_burst(&shared, &email, &password, started, at, until).await })
+    });
+
     // The steady window: from two check-in intervals after the ramp (the first reports are done) to the end.
     let interval = Duration::from_secs(args.distributed_interval);
     let run_end = started + Duration::from_secs(args.duration);
@@ -298,6 +341,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         None
     };
+    let new_policy = match new_policy {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     shared.phase.store(sim::PHASE_STOP, Ordering::Relaxed);
     shared.stopped.notify_waiters();
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -306,11 +353,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     progress.abort();
     let total_seconds = started.elapsed().as_secs_f64();
-    let server_proc = server_pid(&args).and_then(stats::proc_sample);
+    let server_proc = servers_sample(&args);
 
     let check = match &admin_credentials {
         Some((email, password)) => {
-            let mut admin = check::Admin::login(&shared.server, email, password).await?;
+            let mut admin = check::Admin::login(&shared.servers[0], email, password).await?;
             Some(admin.verify(&outcomes, args.check_sample).await?)
         }
         None => None,
@@ -331,7 +378,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .zip(floor.as_ref().and_then(|f| f.server_cpu_us_per_request))
         .map(|(checkin, floor)| checkin / floor);
     print_report(&summary, &steady, floor.as_ref(), ratio, server_proc, check.as_ref(), errors);
-    let ok = errors == 0 && check.as_ref().is_none_or(|c| c.mismatches.is_empty());
+    if let Some(burst) = &new_policy {
+        let after = burst.all_counted_after_s.map_or("not within the run".to_string(), |s| format!("{s:.1} s"));
+        println!(
+            "new policy {} created {:.0} s into the run: every enrolled host's answer counted after {after} \
+             ({} of {} at the end)",
+            burst.policy_id, burst.created_at_s, burst.counted_at_end, burst.hosts_enrolled
+        );
+    }
+    let ok = errors == 0
+        && check.as_ref().is_none_or(|c| c.mismatches.is_empty())
+        && new_policy.as_ref().is_none_or(|b| b.all_counted_after_s.is_some());
     if let Some(path) = &args.json {
         let report = json!({
             "args": args,
@@ -347,12 +404,58 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "server": server_proc,
             "client": stats::proc_sample(std::process::id()),
             "check": check,
+            "new_policy": new_policy,
             "timeline": shared.stats.timeline(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ok)
+}
+
+/// The new-policy burst: a policy created mid-run, and how long until every host's answer was counted.
+#[derive(Debug, Clone, Serialize)]
+struct NewPolicyBurst {
+    policy_id: i64,
+    /// Seconds into the run.
+    created_at_s: f64,
+    /// Seconds after creation until passing + failing reached the hosts enrolled (None: not within the run).
+    all_counted_after_s: Option<f64>,
+    counted_at_end: i64,
+    hosts_enrolled: u64,
+}
+
+async fn new_policy_burst(
+    shared: &sim::Shared,
+    email: &str,
+    password: &str,
+    started: Instant,
+    at: Instant,
+    until: Instant,
+) -> anyhow::Result<NewPolicyBurst> {
+    sleep_until(at).await;
+    let mut admin = check::Admin::login(&shared.servers[0], email, password).await?;
+    let name = format!("perf new policy {}", started.elapsed().as_millis());
+    let policy_id = admin.create_policy(&name, "SELECT 1 FROM osquery_info WHERE version >= '5.1.0';").await?;
+    let created = Instant::now();
+    let mut burst = NewPolicyBurst {
+        policy_id,
+        created_at_s: created.duration_since(started).as_secs_f64(),
+        all_counted_after_s: None,
+        counted_at_end: 0,
+        hosts_enrolled: 0,
+    };
+    while Instant::now() < until {
+        let (passing, failing) = admin.policy_counts(policy_id).await?;
+        burst.counted_at_end = passing + failing;
+        burst.hosts_enrolled = shared.stats.enrolled.load(Ordering::Relaxed);
+        if burst.counted_at_end as u64 >= burst.hosts_enrolled {
+            burst.all_counted_after_s = Some(created.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(burst)
 }
 
 fn print_report(

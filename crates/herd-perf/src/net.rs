@@ -189,40 +189,47 @@ impl Pool {
     }
 }
 
-/// How simulated hosts reach the server.
+/// How simulated hosts reach the servers.
 pub enum Transport {
-    Pooled(Pool),
+    /// A pool of connections to each server (index = the server's).
+    Pooled(Vec<Pool>),
     PerHost,
 }
 
-/// The connection a simulated host uses under either model.
+/// The connections a simulated host uses under either model: under `PerHost`, one of its own to each server.
 pub struct HostLink {
-    own: Option<Conn>,
+    own: Vec<Option<Conn>>,
 }
 
 impl HostLink {
     pub fn new() -> HostLink {
-        HostLink { own: None }
+        HostLink { own: Vec::new() }
     }
 
+    /// One request to server `index` (of `endpoints`).
     pub async fn send(
         &mut self,
         transport: &Transport,
-        endpoint: &Endpoint,
+        endpoints: &[Endpoint],
+        index: usize,
         method: Method,
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ErrorKind> {
+        let endpoint = &endpoints[index];
         match transport {
-            Transport::Pooled(pool) => pool.send(endpoint, method, path, body).await,
+            Transport::Pooled(pools) => pools[index].send(endpoint, method, path, body).await,
             Transport::PerHost => {
-                let mut conn = match self.own.take() {
+                if self.own.len() <= index {
+                    self.own.resize_with(index + 1, || None);
+                }
+                let mut conn = match self.own[index].take() {
                     Some(conn) => conn,
                     None => endpoint.connect().await?,
                 };
                 let outcome = endpoint.send(&mut conn, method, path, body).await;
                 if !matches!(outcome, Err(ErrorKind::Io | ErrorKind::Timeout)) {
-                    self.own = Some(conn);
+                    self.own[index] = Some(conn);
                 }
                 outcome
             }

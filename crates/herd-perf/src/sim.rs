@@ -19,7 +19,10 @@ pub const PHASE_FLOOR: u8 = 1;
 pub const PHASE_STOP: u8 = 2;
 
 pub struct Shared {
-    pub server: Server,
+    /// One or several servers (several herd servers on one database): each request goes to the next one,
+    /// round robin, as a load balancer without stickiness would send it.
+    pub servers: Vec<Server>,
+    pub next_server: std::sync::atomic::AtomicUsize,
     pub transport: Transport,
     pub stats: Stats,
     pub phase: AtomicU8,
@@ -184,7 +187,8 @@ impl SimHost {
     ) -> Option<Value> {
         let bytes = body.map(|b| Bytes::from(serde_json::to_vec(&b).expect("JSON of a JSON value")));
         let started = Instant::now();
-        let outcome = self.link.send(&shared.transport, &shared.server, method, path, bytes).await;
+        let index = shared.next_server.fetch_add(1, Ordering::Relaxed) % shared.servers.len();
+        let outcome = self.link.send(&shared.transport, &shared.servers, index, method, path, bytes).await;
         let took = started.elapsed();
         let failed = |kind: ErrorKind| {
             shared.stats.error(endpoint, &kind);

@@ -16,8 +16,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// `count` servers started at the same moment on a fresh database (None: no PostgreSQL, skipped unless
 /// required).
 async fn cluster(count: usize) -> Option<Vec<Server>> {
-    let url = herd_store::testing::fresh_postgres_url().await?;
-    Some(Server::start_cluster(Path::new(env!("CARGO_BIN_EXE_herd")), count, &url, &ALLOW_LOOPBACK_WEBHOOKS))
+    Server::cluster_on_fresh_postgres(Path::new(env!("CARGO_BIN_EXE_herd")), count, &ALLOW_LOOPBACK_WEBHOOKS).await
 }
 
 /// An answer to a policy, under the name the host was handed (`fleet_policy_query_<id>_<revision>`).

@@ -154,6 +154,12 @@ impl Server {
         starting.into_iter().map(Starting::ready).collect()
     }
 
+    /// [`Server::start_cluster`] on a fresh PostgreSQL database (None: no PostgreSQL, skipped unless required).
+    pub async fn cluster_on_fresh_postgres(bin: &Path, count: usize, extra: &[&str]) -> Option<Vec<Server>> {
+        let url = herd_store::testing::fresh_postgres_url().await?;
+        Some(Server::start_cluster(bin, count, &url, extra))
+    }
+
     /// Starts the process; [`Starting::ready`] waits for it to listen.
     fn spawn(bin: &Path, data_dir: PathBuf, database_url: Option<String>, listen: &str, extra: &[&str]) -> Starting {
         let mut command = Command::new(bin);
