@@ -405,14 +405,25 @@ impl Store {
     /// any number of enrollments of one uuid at once — osqueryd retrying, a cloned machine, several servers —
     /// leave one row (the last node key wins) and never fail on the unique uuid.
     pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<i64> {
+        if let Some(group) = &self.group_commit {
+            return group.enroll(host.clone(), now).await;
+        }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let d = &host.details;
-        let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
-        // A detail the host did not report is '' in a new row and keeps its value in an existing one. The team
-        // and creation time are a new row's only: re-enrolling never moves a host.
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
+        let id = enroll_in(&mut tx, host, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+/// An enrollment (see `Store::enroll_host`), in the caller's transaction.
+pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: Millis) -> Result<i64> {
+    let d = &host.details;
+    let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
+    // A detail the host did not report is '' in a new row and keeps its value in an existing one. The team
+    // and creation time are a new row's only: re-enrolling never moves a host.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
              platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
              hardware_vendor, created_at, last_enrolled_at) \
              VALUES ($1, $2, $3, $4, COALESCE($5, ''), COALESCE($6, ''), $7, COALESCE($8, ''), COALESCE($9, ''), \
@@ -427,30 +438,30 @@ impl Store {
              hardware_model = COALESCE($12, hosts.hardware_model), \
              hardware_vendor = COALESCE($13, hosts.hardware_vendor) \
              RETURNING id",
-        )
-        .bind(&host.uuid)
-        .bind(&host.osquery_host_id)
-        .bind(&host.node_key_hash)
-        .bind(host.team_id)
-        .bind(d.hostname.clone())
-        .bind(d.computer_name.clone())
-        .bind(platform)
-        .bind(d.platform_like.clone())
-        .bind(d.os_version.clone())
-        .bind(d.osquery_version.clone())
-        .bind(d.hardware_serial.clone())
-        .bind(d.hardware_model.clone())
-        .bind(d.hardware_vendor.clone())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        // A re-enrolled host's old node key must stop working on every server (for a new host the entry is
-        // harmless: there is nothing cached to evict).
-        note_host_change(&mut tx, id, now).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
+    )
+    .bind(&host.uuid)
+    .bind(&host.osquery_host_id)
+    .bind(&host.node_key_hash)
+    .bind(host.team_id)
+    .bind(d.hostname.clone())
+    .bind(d.computer_name.clone())
+    .bind(platform)
+    .bind(d.platform_like.clone())
+    .bind(d.os_version.clone())
+    .bind(d.osquery_version.clone())
+    .bind(d.hardware_serial.clone())
+    .bind(d.hardware_model.clone())
+    .bind(d.hardware_vendor.clone())
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    // A re-enrolled host's old node key must stop working on every server (for a new host the entry is
+    // harmless: there is nothing cached to evict).
+    note_host_change(conn, id, now).await?;
+    Ok(id)
+}
 
+impl Store {
     pub async fn host_checkin_by_node_key(&self, node_key_hash: &str) -> Result<Option<HostCheckin>> {
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE node_key_hash = $1")))
             .bind(node_key_hash)

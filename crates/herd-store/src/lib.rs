@@ -18,6 +18,7 @@ mod compliance;
 mod config;
 mod deferrals;
 mod devices;
+mod group_commit;
 mod hosts;
 mod jobs;
 mod logs;
@@ -41,7 +42,9 @@ pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, Stat
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
-pub use policies::{FiringPolicy, HostPolicyAnswer, PolicyAuthor, PolicyFields, PolicyRecord, ReportOutcome};
+pub use policies::{
+    FiringPolicy, HostPolicyAnswer, OnFailure, PolicyAuthor, PolicyFields, PolicyRecord, ReportOutcome,
+};
 pub use profiles::{
     HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
 };
@@ -108,6 +111,8 @@ pub struct Store {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// SQLite: enrollments and reports are committed in groups (see `group_commit`).
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,7 +129,7 @@ impl Store {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool =
                 AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool }
+            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool, group_commit: None }
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             if path.is_empty() || path.contains('?') {
@@ -139,7 +144,8 @@ impl Store {
                 .connect(&url)
                 .await?;
             let reader = AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
-            Store { backend: Backend::Sqlite, writer, reader }
+            let group_commit = Some(group_commit::GroupCommit::start(writer.clone()));
+            Store { backend: Backend::Sqlite, writer, reader, group_commit }
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -147,6 +153,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Group commit so far (SQLite): (transactions committed, enrollments and reports they held).
+    pub fn group_commit_counts(&self) -> Option<(u64, u64)> {
+        self.group_commit.as_ref().map(group_commit::GroupCommit::counts)
     }
 
     /// Closes both pools, waiting for in-flight queries.

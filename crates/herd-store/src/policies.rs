@@ -473,7 +473,7 @@ impl Store {
     /// the query was handed out) or to deleted policies are ignored. Err [`StoreError::HostGone`] when the
     /// host is gone.
     pub async fn record_policy_results(&self, host_id: i64, answers: &[ReportedAnswer], now: Millis) -> Result<()> {
-        self.record_report(host_id, answers, None, now, &AutomationRules::default(), &|_| Vec::new()).await?;
+        self.record_report(host_id, answers, None, now, &AutomationRules::default(), |_| Vec::new()).await?;
         Ok(())
     }
 
@@ -483,6 +483,9 @@ impl Store {
     /// revisions, the host's team and prior answers, and — for every policy whose automations fire — the
     /// webhook settings in force, handed to `on_failure`, whose jobs are enqueued in the same transaction.
     /// Err [`StoreError::HostGone`] when the host is gone.
+    ///
+    /// On SQLite the report goes through group commit (`group_commit`): it shares a transaction, and its
+    /// disk sync, with the other writes waiting at that moment, and this returns once that has committed.
     pub async fn record_report(
         &self,
         host_id: i64,
@@ -490,22 +493,54 @@ impl Store {
         vitals: Option<(&VitalsPatch, Millis)>,
         now: Millis,
         rules: &AutomationRules,
-        on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
+        on_failure: OnFailure,
     ) -> Result<ReportOutcome> {
+        if let Some(group) = &self.group_commit {
+            let report = crate::group_commit::Report {
+                host_id,
+                answers: answers.to_vec(),
+                vitals: vitals.map(|(patch, at)| (patch.clone(), at)),
+                now,
+                rules: *rules,
+                on_failure,
+            };
+            return group.report(report).await;
+        }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let mut outcome = ReportOutcome::default();
-        if !answers.is_empty() {
-            outcome = write_policy_answers(&mut tx, self.backend, host_id, answers, rules, on_failure, now).await?;
-        }
-        if let Some((patch, requested_at)) = vitals
-            && !crate::hosts::write_vitals(&mut tx, host_id, patch, requested_at, now).await?
-        {
-            return Err(StoreError::HostGone);
-        }
+        let outcome = report_in(&mut tx, self.backend, host_id, answers, vitals, now, rules, on_failure).await?;
         tx.commit().await?;
         Ok(outcome)
     }
+}
+
+/// Turns a policy whose automations fire into the jobs to enqueue with the report (webhooks: see
+/// `herd_server::webhooks::failing_policy_jobs`). A plain function: it runs in the report's transaction,
+/// perhaps on the group-commit task, and may only look at what it is given.
+pub type OnFailure = fn(&FiringPolicy<'_>) -> Vec<crate::NewJob>;
+
+/// A report (see `Store::record_report`) in the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn report_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    host_id: i64,
+    answers: &[ReportedAnswer],
+    vitals: Option<(&VitalsPatch, Millis)>,
+    now: Millis,
+    rules: &AutomationRules,
+    on_failure: OnFailure,
+) -> Result<ReportOutcome> {
+    let mut outcome = ReportOutcome::default();
+    if !answers.is_empty() {
+        outcome = write_policy_answers(conn, backend, host_id, answers, rules, on_failure, now).await?;
+    }
+    if let Some((patch, requested_at)) = vitals
+        && !crate::hosts::write_vitals(conn, host_id, patch, requested_at, now).await?
+    {
+        return Err(StoreError::HostGone);
+    }
+    Ok(outcome)
 }
 
 /// What a committed report changed that the caller may need to act on.
@@ -540,7 +575,7 @@ async fn write_policy_answers(
     host_id: i64,
     answers: &[ReportedAnswer],
     rules: &AutomationRules,
-    on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
+    on_failure: OnFailure,
     now: Millis,
 ) -> Result<ReportOutcome> {
     // The host row first: reports, transfers and deletion of one host serialise here.
@@ -664,7 +699,7 @@ async fn fire_automations(
     firing: &[i64],
     policies: &HashMap<i64, CurrentPolicy>,
     webhook_urls: &HashMap<i64, String>,
-    on_failure: &(dyn Fn(&FiringPolicy<'_>) -> Vec<crate::NewJob> + Send + Sync),
+    on_failure: OnFailure,
     now: Millis,
 ) -> Result<()> {
     let document: Option<String> =

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::Barrier;
 
-store_cases!(multi_thread; counts_equal_a_recount_under_concurrent_change);
+store_cases!(multi_thread; counts_equal_a_recount_under_concurrent_change, a_burst_of_writes_is_each_acknowledged_alone);
 
 const ROUNDS: usize = 6;
 const HOSTS: usize = 24;
@@ -92,7 +92,7 @@ async fn run(store: Store, task: Task, clock: Arc<AtomicI64>) {
                 .into_iter()
                 .map(|(policy_id, revision, response)| ReportedAnswer { policy_id, revision, response })
                 .collect();
-            match store.record_report(host, &answers, None, now, &AutomationRules::default(), &webhook_job).await {
+            match store.record_report(host, &answers, None, now, &AutomationRules::default(), webhook_job).await {
                 Ok(_) | Err(StoreError::HostGone) => {}
                 Err(err) => panic!("report of host {host}: {err}"),
             }
@@ -258,4 +258,53 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
             policies.extend(create_policies(store.clone(), teams.clone(), generation).await);
         }
     }
+}
+
+/// A burst of enrollments and reports at once (on SQLite they share group commits): every write gets its own
+/// answer — a report for a deleted host fails alone, the writes beside it stand — and everything
+/// acknowledged is there afterwards.
+async fn a_burst_of_writes_is_each_acknowledged_alone(store: Store) {
+    let policy = store.create_policy(&fields("burst", "SELECT 1;", None), None, None, NOW).await.unwrap();
+    let doomed = enroll(&store, "doomed", None).await;
+    assert!(store.delete_host(doomed, NOW).await.unwrap());
+    let barrier = Arc::new(Barrier::new(400));
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                if i % 4 == 3 {
+                    // A report of a host deleted before: refused alone.
+                    let answers =
+                        [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Pass }];
+                    let rules = AutomationRules::default();
+                    let refused = store.record_report(doomed, &answers, None, NOW, &rules, webhook_job).await;
+                    assert!(matches!(refused, Err(StoreError::HostGone)), "task {i}");
+                    return None;
+                }
+                let host = enroll(&store, &format!("burst-{i}"), None).await;
+                let response = if i % 2 == 0 { PolicyResponse::Pass } else { PolicyResponse::Fail };
+                let answers = [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
+                store
+                    .record_report(host, &answers, None, NOW + 1, &AutomationRules::default(), webhook_job)
+                    .await
+                    .unwrap();
+                Some(response)
+            })
+        })
+        .collect();
+    let mut expected = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Some(PolicyResponse::Pass) => expected.0 += 1,
+            Some(_) => expected.1 += 1,
+            None => {}
+        }
+    }
+    assert_eq!(store.host_count().await.unwrap(), 300);
+    let counted = store.get_policy(policy).await.unwrap().unwrap();
+    assert_eq!((counted.passing_host_count, counted.failing_host_count), expected);
+    assert_eq!(store.stored_policy_counts().await.unwrap(), store.recount_policy_answers().await.unwrap());
+    // Each new failure enqueued its webhook job in its report's transaction.
+    assert_eq!(store.list_jobs("test_webhook", None, 1000).await.unwrap().len() as i64, expected.1);
 }

@@ -626,37 +626,52 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::{AutomationRules, ReportedAnswer};
-    use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
     let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
-    let new_failures = Mutex::new(Vec::new());
     let report = |at: i64| {
         let store = store.clone();
-        let new_failures = &new_failures;
-        async move {
-            let seen = |firing: &herd_store::FiringPolicy<'_>| {
-                new_failures.lock().unwrap().push((firing.policy_id, at));
-                Vec::new()
-            };
-            store.record_report(host, &fail, None, at, &AutomationRules::default(), &seen).await.unwrap()
-        }
+        async move { store.record_report(host, &fail, None, at, &AutomationRules::default(), firing_job).await.unwrap() }
     };
     report(NOW).await;
     let run = store.pending_executions(host).await.unwrap().remove(0);
     store.record_execution_result(host, &run.execution_id, "ran", Some(1), "no luck", Some(5), NOW + 10).await.unwrap();
     report(NOW + 20).await;
-    assert_eq!(new_failures.lock().unwrap().len(), 1, "a continuing failure is not new");
+    assert_eq!(fired(&store).await.len(), 1, "a continuing failure is not new");
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "retry waits for its backoff");
 
     assert_eq!(store.reset_automations(&[policy, 424242], NOW + 30).await.unwrap(), 1);
     report(NOW + 40).await;
-    assert_eq!(*new_failures.lock().unwrap(), vec![(policy, NOW), (policy, NOW + 40)], "new again after the reset");
+    assert_eq!(fired(&store).await, vec![(policy, NOW), (policy, NOW + 40)], "new again after the reset");
     assert_eq!(store.pending_executions(host).await.unwrap().len(), 1, "the script runs again at once");
     report(NOW + 50).await;
-    assert_eq!(new_failures.lock().unwrap().len(), 2, "only the first answer after the reset");
+    assert_eq!(fired(&store).await.len(), 2, "only the first answer after the reset");
+}
+
+/// Records each firing as a job (the report's transaction enqueues it), as the server's webhooks do.
+fn firing_job(firing: &herd_store::FiringPolicy<'_>) -> Vec<NewJob> {
+    vec![NewJob {
+        kind: "firing".into(),
+        idempotency_key: format!("firing:{}:{}:{}", firing.policy_id, firing.host_id, firing.now),
+        payload: serde_json::json!({"policy_id": firing.policy_id, "at": firing.now}),
+        max_attempts: 1,
+        run_at: firing.now,
+    }]
+}
+
+/// (policy, when) of every firing so far, in order.
+async fn fired(store: &Store) -> Vec<(i64, i64)> {
+    let mut jobs: Vec<(i64, i64)> = store
+        .list_jobs("firing", None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| (j.payload["policy_id"].as_i64().unwrap(), j.payload["at"].as_i64().unwrap()))
+        .collect();
+    jobs.sort_by_key(|(_, at)| *at);
+    jobs
 }
 
 fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::PolicyFields {
@@ -678,22 +693,15 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
 async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::{AutomationRules, ReportOrigin, ReportedAnswer};
-    use std::sync::Mutex;
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap();
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let policy = store.create_policy(&remediated_policy("p", script, true), None, None, NOW).await.unwrap();
-    let fired = Mutex::new(0);
     let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
     let report = |at: i64, origin: ReportOrigin| {
         let store = store.clone();
-        let fired = &fired;
         async move {
-            let count = |_: &herd_store::FiringPolicy<'_>| {
-                *fired.lock().unwrap() += 1;
-                Vec::new()
-            };
             store
-                .record_report(host, &fail, None, at, &AutomationRules { origin, ..Default::default() }, &count)
+                .record_report(host, &fail, None, at, &AutomationRules { origin, ..Default::default() }, firing_job)
                 .await
                 .unwrap();
         }
@@ -710,18 +718,18 @@ async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
     assert_eq!(store.pending_executions(host).await.unwrap().len(), 1);
     report(NOW + 1, ReportOrigin::Scheduled).await;
     assert_eq!(store.pending_executions(host).await.unwrap().len(), 1, "never two pending runs");
-    assert_eq!(*fired.lock().unwrap(), 2, "every scheduled failing result fires");
+    assert_eq!(fired(&store).await.len(), 2, "every scheduled failing result fires");
     finish_pending(NOW + 2).await;
     report(NOW + 3, ReportOrigin::Recheck).await;
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "a re-check waits for the schedule");
-    assert_eq!(*fired.lock().unwrap(), 2);
+    assert_eq!(fired(&store).await.len(), 2);
     // No retry limit and no backoff: five more scheduled failures, five more runs.
     for i in 0..5 {
         report(NOW + 10 + 2 * i, ReportOrigin::Scheduled).await;
         assert_eq!(store.pending_executions(host).await.unwrap().len(), 1);
         finish_pending(NOW + 11 + 2 * i).await;
     }
-    assert_eq!(*fired.lock().unwrap(), 7);
+    assert_eq!(fired(&store).await.len(), 7);
     let feed = store.list_activities(0, 100).await.unwrap();
     assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_fired").count(), 6);
     assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 0);
@@ -772,12 +780,12 @@ async fn automation_rules_set_retries_and_timeout(store: Store) {
     let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
     let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
     let rules = AutomationRules { script_retries: 0, script_timeout_s: 7, ..Default::default() };
-    store.record_report(host, &fail, None, NOW, &rules, &|_| Vec::new()).await.unwrap();
+    store.record_report(host, &fail, None, NOW, &rules, |_| Vec::new()).await.unwrap();
     let run = store.pending_executions(host).await.unwrap().remove(0);
     assert_eq!(run.timeout_s, 7);
     store.record_execution_result(host, &run.execution_id, "ran", Some(1), "", Some(1), NOW + 1).await.unwrap();
     let later = NOW + herd_core::DAY_MS;
-    store.record_report(host, &fail, None, later, &rules, &|_| Vec::new()).await.unwrap();
+    store.record_report(host, &fail, None, later, &rules, |_| Vec::new()).await.unwrap();
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "no retries allowed");
     let feed = store.list_activities(0, 100).await.unwrap();
     assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1);
@@ -805,7 +813,7 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
         let store = store.clone();
         async move {
             let answers = answer(response);
-            store.record_report(host, &answers, None, at, &AutomationRules::default(), &|_| Vec::new()).await.unwrap();
+            store.record_report(host, &answers, None, at, &AutomationRules::default(), |_| Vec::new()).await.unwrap();
         }
     };
     let checkin = || async { store.host_checkin_by_id(host).await.unwrap().unwrap() };

@@ -45,6 +45,14 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     };
     let mut text = state.metrics.render(&gauges);
     text.push_str(&connection_metrics(&state.connections));
+    if let Some((commits, writes)) = state.store.group_commit_counts() {
+        for (name, help, value) in [
+            ("herd_group_commits_total", "Transactions the SQLite group commit made.", commits),
+            ("herd_group_commit_writes_total", "Enrollments and reports those transactions held.", writes),
+        ] {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

@@ -364,13 +364,13 @@ async fn distributed_write(
     let requested_at = host.vitals_sent_at.unwrap_or(now);
     let vitals = vitals_answered.then_some((&patch, requested_at));
     let host_id = host.checkin.id;
-    let on_failure = crate::webhooks::failing_policy_jobs;
+    let on_failure: herd_store::OnFailure = crate::webhooks::failing_policy_jobs;
     let rules = AutomationRules {
         origin: if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled },
         script_retries: settings.config.host_settings.automation_retries,
         script_timeout_s: settings.config.host_settings.automation_script_timeout,
     };
-    match state.store.record_report(host_id, &answers, vitals, now, &rules, &on_failure).await {
+    match state.store.record_report(host_id, &answers, vitals, now, &rules, on_failure).await {
         Ok(outcome) if !outcome.stale_policies.is_empty() => {
             // The host ran a query edited since it was handed out. If this server's copy of the policies is
             // the stale one, load the current ones now rather than hand out the old query again (once: then
