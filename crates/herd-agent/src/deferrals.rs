@@ -240,6 +240,7 @@ mod tests {
             timeout_s: None,
             policy_id: Some(1),
             policy_query: Some("SELECT 1".into()),
+            policy_revision: Some(1),
             deferral: Some(DeferralInfo { settings, policy_name: "p".into(), org_name: String::new(), state }),
         }
     }

@@ -319,12 +319,12 @@ impl Agent {
         self.schedule.merge(deferred);
         self.schedule.save().map_err(CallError::Failed)?;
         // The policies these runs remediate, re-checked once, after the last of them.
-        let mut recheck: Vec<(i64, String)> = Vec::new();
+        let mut recheck: Vec<(String, String)> = Vec::new();
         for script in &pending {
-            if let (Some(id), Some(query)) = (script.policy_id, script.policy_query.clone())
-                && !recheck.iter().any(|(known, _)| *known == id)
+            if let Some((name, query)) = script.recheck_query()
+                && !recheck.iter().any(|(known, _)| *known == name)
             {
-                recheck.push((id, query));
+                recheck.push((name, query));
             }
         }
         for script in pending {
@@ -371,14 +371,9 @@ impl Agent {
 
     /// Runs these policies now and reports them as the agent's own re-check (on disk first: a report the
     /// server does not take now is sent with the next check-in).
-    async fn send_recheck(&mut self, policies: Vec<(i64, String)>) -> Result<(), CallError> {
-        let work = DistributedReadResponse {
-            queries: policies
-                .into_iter()
-                .map(|(id, query)| (herd_core::policy::unrevised_query_name(id), query))
-                .collect(),
-            ..Default::default()
-        };
+    /// `policies`: (query name, SQL).
+    async fn send_recheck(&mut self, policies: Vec<(String, String)>) -> Result<(), CallError> {
+        let work = DistributedReadResponse { queries: policies.into_iter().collect(), ..Default::default() };
         let mut report = self.execute(&work).await;
         report["herd_recheck"] = json!(true);
         let path = self.spool.push(&report).map_err(CallError::Failed)?;
@@ -553,7 +548,7 @@ impl Agent {
         let Some(entry) = self.schedule.entries.iter().find(|e| e.script.execution_id == execution_id).cloned() else {
             return;
         };
-        let policy = entry.script.policy_id.zip(entry.script.policy_query.clone());
+        let policy = entry.script.recheck_query();
         if self.ledger.get(execution_id).is_none()
             && let Some((_, query)) = &policy
             && self.query(query.clone()).await.is_ok_and(|rows| !rows.is_empty())

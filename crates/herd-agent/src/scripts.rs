@@ -25,9 +25,26 @@ pub struct PendingScript {
     pub policy_id: Option<i64>,
     #[serde(default)]
     pub policy_query: Option<String>,
+    /// The revision of `policy_query` (servers before revisions in query names send none).
+    #[serde(default)]
+    pub policy_revision: Option<i64>,
     /// Set when the run waits on the user (a deferrable remediation): the agent holds it in its schedule.
     #[serde(default)]
     pub deferral: Option<crate::deferrals::DeferralInfo>,
+}
+
+impl PendingScript {
+    /// The policy query to re-check after this run, named as the server handed it out
+    /// (`fleet_policy_query_<id>_<revision>`), so the answer counts only if the policy was not edited since
+    /// — a deferred run may come hours after its query was fetched. None: not an automation's run.
+    pub fn recheck_query(&self) -> Option<(String, String)> {
+        let (id, query) = self.policy_id.zip(self.policy_query.clone())?;
+        let name = match self.policy_revision {
+            Some(revision) => herd_core::policy::query_name(id, revision),
+            None => herd_core::policy::unrevised_query_name(id),
+        };
+        Some((name, query))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,6 +219,7 @@ mod tests {
             timeout_s: None,
             policy_id: None,
             policy_query: None,
+            policy_revision: None,
             deferral: None,
         };
         let ok = run_script(&script("echo out; echo err >&2; exit 3"), Duration::from_secs(30)).await;

@@ -101,7 +101,11 @@ pub struct ReportDecision {
 /// (its counts were voided with it).
 pub fn decide(input: &ReportInput<'_>) -> ReportDecision {
     let mut out = ReportDecision::default();
-    for answer in input.answers {
+    // In policy order (stable: of two answers to one policy the first counts), so every effect — rows
+    // written, automations queued — is applied in the one order all writers use (deadlock-free).
+    let mut answers: Vec<&ReportedAnswer> = input.answers.iter().collect();
+    answers.sort_by_key(|a| a.policy_id);
+    for answer in answers {
         let Some(policy) = input.policies.get(&answer.policy_id) else { continue };
         if answer.revision.is_some_and(|r| r != policy.revision) {
             out.stale.push((answer.policy_id, policy.revision));

@@ -62,11 +62,25 @@ impl LiveSettings {
 #[derive(Default)]
 pub struct SettingsCache {
     current: RwLock<Arc<LiveSettings>>,
+    /// One catch-up reload at a time (see `catch_up`).
+    catching_up: tokio::sync::Mutex<()>,
 }
 
 impl SettingsCache {
     pub fn get(&self) -> Arc<LiveSettings> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads if this server's copy of a policy is older than `revision` (the database's, seen by a report):
+    /// one reload at a time, and callers that waited for it find the copy current and return — a burst of
+    /// stale answers after an edit costs one reload, not one per answer.
+    pub async fn catch_up(&self, store: &Store, policy_id: i64, revision: i64) -> Result<(), StoreError> {
+        let behind = || self.get().policy(policy_id).is_none_or(|p| p.schedule.revision < revision);
+        if !behind() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.catching_up.lock().await;
+        if behind() { self.reload(store).await } else { Ok(()) }
     }
 
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {

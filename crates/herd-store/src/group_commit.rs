@@ -106,18 +106,24 @@ async fn commit_loop(writer: AnyPool, mut waiting: mpsc::Receiver<Write>, counts
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes = batch.len() as u64;
-        if commit_batch(&writer, std::mem::take(&mut batch)).await {
-            counts.commits.fetch_add(1, Relaxed);
-            counts.writes.fetch_add(writes, Relaxed);
+        // Its own task: should a write panic, that batch's callers hear "unavailable" (their answers are
+        // dropped unsent) and the next batch is committed as usual — writes never stop for good.
+        match tokio::spawn(commit_batch(writer.clone(), std::mem::take(&mut batch))).await {
+            Ok(true) => {
+                counts.commits.fetch_add(1, Relaxed);
+                counts.writes.fetch_add(writes, Relaxed);
+            }
+            Ok(false) => {}
+            Err(err) => tracing::error!(error = %err, writes, "a group commit panicked; its writes were refused"),
         }
     }
 }
 
 /// Applies a batch in one transaction, each write in its own savepoint, and answers every caller after the
 /// commit (or with the commit's failure). Returns whether it committed.
-async fn commit_batch(writer: &AnyPool, batch: Vec<Write>) -> bool {
+async fn commit_batch(writer: AnyPool, batch: Vec<Write>) -> bool {
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-    let committed = apply_all(writer, batch, &mut answers).await;
+    let committed = apply_all(&writer, batch, &mut answers).await;
     let failure = committed.err().map(|err| err.to_string());
     if let Some(reason) = &failure {
         tracing::error!(error = %reason, writes = answers.len(), "a group commit failed");

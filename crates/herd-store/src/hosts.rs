@@ -454,7 +454,12 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
     .bind(d.hardware_vendor.clone())
     .bind(now)
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| match &e {
+        // The secret's team was deleted meanwhile (perhaps through another server).
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+        _ => StoreError::Database(e),
+    })?;
     // A re-enrolled host's old node key must stop working on every server (for a new host the entry is
     // harmless: there is nothing cached to evict).
     note_host_change(conn, id, now).await?;
@@ -751,6 +756,20 @@ impl Store {
         // Integer literals, not parameters: a flush carries every host seen in the last seconds (150,000 hosts
         // at a 10 s check-in interval: 75,000 per flush), and binding costs SQLite n² per statement.
         for chunk in seen.chunks(5000) {
+            if self.backend == Backend::Postgres {
+                // Each chunk its own transaction, its rows locked in id order first: the order every multi-host
+                // writer uses (`lock_hosts`), so a flush never deadlocks with a transfer or another server's
+                // flush, and reports of these hosts wait for one chunk, not the whole flush.
+                let mut lock = SqlBuilder::new("SELECT id FROM hosts WHERE id IN (");
+                for (i, (id, _)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        lock.push(", ");
+                    }
+                    lock.push_int(*id);
+                }
+                lock.push(") ORDER BY id FOR NO KEY UPDATE");
+                lock.one_off_query().execute(&mut *tx).await?;
+            }
             let mut sql = SqlBuilder::new("UPDATE hosts SET seen_time = v.column2 FROM (VALUES ");
             for (i, (id, at)) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -760,6 +779,10 @@ impl Store {
             }
             sql.push(") AS v WHERE hosts.id = v.column1 AND (hosts.seen_time IS NULL OR hosts.seen_time < v.column2)");
             sql.one_off_query().execute(&mut *tx).await?;
+            if self.backend == Backend::Postgres {
+                tx.commit().await?;
+                tx = conn.begin().await?;
+            }
         }
         tx.commit().await?;
         Ok(())

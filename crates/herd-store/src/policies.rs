@@ -367,11 +367,15 @@ impl Store {
     pub async fn update_policy(&self, id: i64, fields: &PolicyFields, now: Millis) -> Result<PolicyRecord> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let current = sqlx::query("SELECT query, platform FROM policies WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("policy"))?;
+        // Locked: of two edits at once, the second sees the first's query (and bumps the revision again if
+        // it changes it back).
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let current =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT query, platform FROM policies WHERE id = $1{lock}")))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("policy"))?;
         let (query, platform): (String, String) = (current.try_get(0)?, current.try_get(1)?);
         let voids_answers = query != fields.query || platform != fields.platform;
         sqlx::query(
@@ -426,35 +430,67 @@ impl Store {
             return Ok(0);
         }
         // Answers and counts do not reference policies by foreign key (every answer written would lock its
-        // policy's row): they go here, in the same transaction. A report that read the policy before this
-        // commits may still add rows for it; readers join policies, so those count nowhere.
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
-        for table in ["policy_membership", "policy_counts"] {
-            let mut sql = SqlBuilder::new(&format!("DELETE FROM {table} WHERE policy_id IN "));
-            sql.bind_id_set(self.backend, ids);
-            sql.query().execute(&mut *tx).await?;
+        // policy's row), and readers join policies: they count nowhere from this commit on, and housekeeping
+        // prunes them (`prune_voided_answers`) — deleting 150,000 answer rows here would hold as many row
+        // locks against the reports writing them. One policy per transaction: a report holds the rows of
+        // several policies (its deferrals and runs reference them), and a delete holding several policy rows
+        // while waiting on a report's row could close a cycle.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut deleted = 0;
+        for id in ids {
+            deleted +=
+                sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&self.writer).await?.rows_affected();
         }
-        let mut sql = SqlBuilder::new("DELETE FROM policies WHERE id IN ");
-        sql.bind_id_set(self.backend, ids);
-        let deleted = sql.query().execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
         Ok(deleted)
     }
 
-    /// Deletes up to `limit` answers and count rows that no longer count: of an older revision of their
-    /// policy, or of a deleted policy. Returns how many rows went (call again while it returns `limit`).
-    pub async fn prune_voided_answers(&self, limit: i64) -> Result<u64> {
+    /// Deletes answers and count rows that no longer count — of an older revision of their policy, or of a
+    /// deleted policy — at most `batch` rows per statement, policy by policy along the primary key (no scan
+    /// of live rows). Returns how many rows went. A row a report rewrites to the current revision meanwhile
+    /// is kept: the delete matches the revision too.
+    pub async fn prune_voided_answers(&self, batch: i64) -> Result<u64> {
+        // A first sort (the statement decides again): what is live now.
+        let live: Vec<(i64, i64)> = sqlx::query_as("SELECT id, revision FROM policies").fetch_all(&self.reader).await?;
+        let live: HashMap<i64, i64> = live.into_iter().collect();
         let mut pruned = 0;
-        for (table, key) in
-            [("policy_membership", "policy_id, host_id"), ("policy_counts", "policy_id, revision, team_key, shard")]
-        {
-            let voided = format!(
-                "SELECT {key} FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = t.policy_id \
-                 AND p.revision = t.revision) LIMIT $1"
-            );
-            let sql = format!("DELETE FROM {table} WHERE ({key}) IN ({voided})");
-            pruned += sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).execute(&self.writer).await?.rows_affected();
+        for (table, key) in [
+            ("policy_membership", "policy_id, host_id, revision"),
+            ("policy_counts", "policy_id, team_key, shard, revision"),
+        ] {
+            let present: Vec<(i64, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT DISTINCT policy_id, revision FROM {table}")))
+                    .fetch_all(&self.reader)
+                    .await?;
+            for (policy, revision) in present {
+                if live.get(&policy) == Some(&revision) {
+                    continue;
+                }
+                // Decided again in the statement: the revision read above may have become current since
+                // (revisions only grow, so once voided a revision stays voided). On PostgreSQL rows another
+                // transaction holds are skipped (pruned another time): pruning never waits on a lock, so it
+                // can never be part of a deadlock with the reports and moves writing these rows.
+                let skip = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+                let sql = format!(
+                    "DELETE FROM {table} WHERE policy_id = $1 AND revision = $2 AND ({key}) IN \
+                     (SELECT {key} FROM {table} WHERE policy_id = $1 AND revision = $2 LIMIT $3{skip}) \
+                     AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = $1 AND p.revision = $2)"
+                );
+                loop {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(policy)
+                        .bind(revision)
+                        .bind(batch)
+                        .execute(&self.writer)
+                        .await?
+                        .rows_affected();
+                    pruned += done;
+                    if done < batch as u64 {
+                        break;
+                    }
+                }
+            }
         }
         Ok(pruned)
     }

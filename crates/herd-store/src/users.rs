@@ -448,16 +448,8 @@ impl Store {
             crate::policies::note_host_moved(&mut tx, self.backend, *host, Some(id), None, &mut deltas, now).await?;
         }
         crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
-        // The team's policies go with it (by foreign key), their answers and counts here (they reference
-        // policies by id only: see migration 0011).
-        for table in ["policy_membership", "policy_counts"] {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE policy_id IN (SELECT id FROM policies WHERE team_id = $1)"
-            )))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // The team's policies go with it (by foreign key); their answers and counts count nowhere from then on
+        // and are pruned by housekeeping (`Store::prune_voided_answers`).
         // The team's profiles go with it; its hosts now expect the no-team set.
         sqlx::query("DELETE FROM profiles WHERE team_id = $1").bind(id).execute(&mut *tx).await?;
         crate::profiles::note_hosts_moved(&mut tx, &hosts, now).await?;

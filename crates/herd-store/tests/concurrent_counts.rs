@@ -1,6 +1,7 @@
 //! Concurrency: many tasks at once — reports, policy edits (query, script), policy deletions, host
-//! deletions, transfers (several of one host at once), team deletions, automation resets — and after every
-//! round the delta-maintained counts equal a recount of the answers. On PostgreSQL (where it bites: every
+//! deletions, transfers (several of one host at once), team deletions, automation resets, deferrable
+//! automations, pruning of voided answers, seen-time flushes — and after every round the delta-maintained
+//! counts equal a recount of the answers. On PostgreSQL (where it bites: every
 //! statement of every task interleaves) and on SQLite (one writer; the same code must hold there too).
 //!
 //! The sequential property test (`policy_counts.rs`) cannot see a read-then-write race; this suite exists
@@ -77,7 +78,9 @@ enum Task {
     Report { host: i64, answers: Vec<(i64, Option<i64>, PolicyResponse)> },
     EditQuery { policy: i64, name: String, query: String, script: Option<i64> },
     EditScript { policy: i64, name: String, query: String, script: Option<i64> },
-    DeletePolicy { policy: i64 },
+    DeletePolicies { policies: Vec<i64> },
+    Prune,
+    FlushSeen { hosts: Vec<i64> },
     DeleteHost { host: i64 },
     Transfer { hosts: Vec<i64>, team: Option<i64> },
     DeleteTeam { team: i64 },
@@ -103,8 +106,15 @@ async fn run(store: Store, task: Task, clock: Arc<AtomicI64>) {
                 Err(err) => panic!("editing policy {policy}: {err}"),
             }
         }
-        Task::DeletePolicy { policy } => {
-            store.delete_policies(&[policy]).await.unwrap();
+        Task::DeletePolicies { policies } => {
+            store.delete_policies(&policies).await.unwrap();
+        }
+        Task::Prune => {
+            store.prune_voided_answers(7).await.unwrap();
+        }
+        Task::FlushSeen { hosts } => {
+            let seen: Vec<(i64, i64)> = hosts.iter().map(|h| (*h, now)).collect();
+            store.flush_seen_times(&seen).await.unwrap();
         }
         Task::DeleteHost { host } => {
             store.delete_host(host, now).await.unwrap();
@@ -144,8 +154,13 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
             let name = format!("policy-{generation}-{p}");
             let query = format!("SELECT {p};");
             let team = if p >= 3 { Some(teams[p % teams.len()]) } else { None };
-            let script = (p == 1).then_some(script);
-            let id = store.create_policy(&fields(&name, &query, script), team, None, NOW).await.unwrap();
+            let script = (p == 1 || p == 2).then_some(script);
+            let mut fields = fields(&name, &query, script);
+            if p == 2 {
+                // A deferrable automation: its runs open deferral rows (which reference the policy).
+                fields.deferral = Some(r#"{"enabled": true}"#.into());
+            }
+            let id = store.create_policy(&fields, team, None, NOW).await.unwrap();
             created.push((id, name, query, 1));
         }
         created
@@ -197,9 +212,17 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
         }
         let doomed_team = teams[rng.below(teams.len())];
         tasks.push(Task::DeleteTeam { team: doomed_team });
-        let doomed_policy = (round % 2 == 1).then(|| policies[rng.below(policies.len())].0);
-        if let Some(policy) = doomed_policy {
-            tasks.push(Task::DeletePolicy { policy });
+        if round % 2 == 1 {
+            let doomed: Vec<i64> = (0..2).map(|_| policies[rng.below(policies.len())].0).collect();
+            tasks.push(Task::DeletePolicies { policies: doomed });
+        }
+        for _ in 0..3 {
+            tasks.push(Task::Prune);
+        }
+        for _ in 0..2 {
+            let mut seen: Vec<i64> = (0..8).map(|_| hosts[rng.below(hosts.len())]).collect();
+            seen.reverse();
+            tasks.push(Task::FlushSeen { hosts: seen });
         }
         // Shuffle, then start every task at once.
         for i in (1..tasks.len()).rev() {

@@ -99,7 +99,12 @@ async fn enroll(
         platform_hint,
         details: VitalsPatch::from_host_details(&request.host_details),
     };
-    let host_id = state.store.enroll_host(&host, now_ms()).await?;
+    let host_id = match state.store.enroll_host(&host, now_ms()).await {
+        Ok(id) => id,
+        // The secret's team was deleted since this server loaded its secrets: the secret no longer enrolls.
+        Err(StoreError::NotFound("team")) => return Err(OsqueryError::NodeInvalid("invalid enroll secret")),
+        Err(err) => return Err(err.into()),
+    };
     // A re-enrolled host's old node key must stop working here at once (other servers: change feed).
     state.hosts.evict(host_id);
     state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
@@ -373,14 +378,11 @@ async fn distributed_write(
     match state.store.record_report(host_id, &answers, vitals, now, &rules, on_failure).await {
         Ok(outcome) if !outcome.stale_policies.is_empty() => {
             // The host ran a query edited since it was handed out. If this server's copy of the policies is
-            // the stale one, load the current ones now rather than hand out the old query again (once: then
-            // its copy is current).
-            let behind = outcome
-                .stale_policies
-                .iter()
-                .any(|(id, revision)| state.settings.get().policy(*id).is_none_or(|p| p.schedule.revision < *revision));
-            if behind && let Err(err) = state.settings.reload(&state.store).await {
-                tracing::warn!(error = %err, "reloading settings after a stale answer");
+            // the stale one, load the current ones now rather than hand out the old query again.
+            for (policy_id, revision) in &outcome.stale_policies {
+                if let Err(err) = state.settings.catch_up(&state.store, *policy_id, *revision).await {
+                    tracing::warn!(error = %err, "reloading settings after a stale answer");
+                }
             }
         }
         Ok(_) => {}

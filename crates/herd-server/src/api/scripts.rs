@@ -354,6 +354,9 @@ async fn agent_pending(
                 "timeout_s": e.timeout_s,
                 "policy_id": policy.map(|p| p.schedule.id),
                 "policy_query": policy.map(|p| p.query.clone()),
+                // The agent names its re-check with it, so an answer to an edited policy's old query is
+                // ignored rather than counted for the new one.
+                "policy_revision": policy.map(|p| p.schedule.revision),
                 "deferral": deferral,
             })
         })
