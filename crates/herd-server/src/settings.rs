@@ -91,7 +91,7 @@ impl SettingsCache {
         };
         let default_interval_ms = config.host_settings.policy_interval.saturating_mul(1000);
         let policies: Vec<PolicyToRun> = store
-            .all_policies()
+            .policies_to_schedule()
             .await?
             .into_iter()
             .filter_map(|p| {

@@ -91,7 +91,7 @@ fn team_key(team_id: Option<i64>) -> i64 {
 
 /// How many rows a policy's count for one team is spread over (by host id): concurrent reports of different
 /// hosts then rarely update the same row, so a burst of answers does not queue on one row lock. Readers sum.
-pub(crate) const COUNT_SHARDS: i64 = 16;
+pub(crate) const COUNT_SHARDS: i64 = 256;
 
 fn shard_of(host_id: i64) -> i64 {
     host_id.rem_euclid(COUNT_SHARDS)
@@ -172,19 +172,26 @@ pub(crate) async fn apply_count_deltas(conn: &mut AnyConnection, deltas: &CountD
         let mut sql = SqlBuilder::new(
             "INSERT INTO policy_counts (policy_id, revision, team_key, shard, passing, failing, updated_at) VALUES ",
         );
+        // Integer literals, not parameters (see `SqlBuilder::push_int`): SQLite looks each `$n` up by name, so
+        // binding a first report's hundreds of values cost n² (5 % of the server's CPU while a fleet enrolled).
         for (i, ((policy_id, revision, team_key, shard), (passing, failing))) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(*revision)).push(", ");
-            sql.bind(Arg::Int(*team_key)).push(", ").bind(Arg::Int(*shard)).push(", ");
-            sql.bind(Arg::Int(*passing)).push(", ").bind(Arg::Int(*failing)).push(", ");
-            sql.bind(Arg::Int(now)).push(")");
+            for (j, value) in
+                [*policy_id, *revision, *team_key, *shard, *passing, *failing, now].into_iter().enumerate()
+            {
+                if j > 0 {
+                    sql.push(", ");
+                }
+                sql.push_int(value);
+            }
+            sql.push(")");
         }
         sql.push(
             " ON CONFLICT (policy_id, revision, team_key, shard) DO UPDATE SET \
              passing = policy_counts.passing + excluded.passing, failing = policy_counts.failing + excluded.failing, \
              updated_at = excluded.updated_at",
         );
-        sql.query().execute(&mut *conn).await?;
+        sql.one_off_query().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -347,7 +354,20 @@ impl Store {
         rows.iter().map(policy_from_row).collect()
     }
 
-    /// Every policy of every scope (for the servers' schedule cache).
+    /// Every policy of every scope without its counts (they read 0): what the servers' schedule cache needs,
+    /// reloaded every 2 s on every server — summing count shards for it would be wasted work.
+    pub async fn policies_to_schedule(&self) -> Result<Vec<PolicyRecord>> {
+        let rows = sqlx::query(
+            "SELECT p.*, CAST(NULL AS TEXT) AS script_name, CAST(0 AS BIGINT) AS remediating_host_count, \
+             CAST(0 AS BIGINT) AS passing_host_count, CAST(0 AS BIGINT) AS failing_host_count, \
+             CAST(NULL AS BIGINT) AS counts_updated_at FROM policies p ORDER BY p.id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(policy_from_row).collect()
+    }
+
+    /// Every policy of every scope, with counts.
     pub async fn all_policies(&self) -> Result<Vec<PolicyRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY p.id", policy_select(false))))
             .fetch_all(&self.reader)
@@ -690,17 +710,21 @@ async fn write_policy_answers(
     for chunk in decision.membership.chunks(200) {
         let mut sql =
             SqlBuilder::new("INSERT INTO policy_membership (policy_id, host_id, passes, revision, updated_at) VALUES ");
+        // Integer literals (see `apply_count_deltas`).
         for (i, (policy_id, response, revision)) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind(Arg::Int(*policy_id)).push(", ").bind(Arg::Int(host_id)).push(", ");
-            sql.bind(Arg::OptInt(response.to_stored())).push(", ").bind(Arg::Int(*revision)).push(", ");
-            sql.bind(Arg::Int(now)).push(")");
+            sql.push_int(*policy_id).push(", ").push_int(host_id).push(", ");
+            match response.to_stored() {
+                Some(passes) => sql.push_int(passes),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ").push_int(*revision).push(", ").push_int(now).push(")");
         }
         sql.push(
             " ON CONFLICT (policy_id, host_id) DO UPDATE SET passes = excluded.passes, \
              revision = excluded.revision, updated_at = excluded.updated_at",
         );
-        sql.query().execute(&mut *tx).await?;
+        sql.one_off_query().execute(&mut *tx).await?;
     }
     let mut deltas = CountDeltas::new();
     for (policy, revision, delta) in &decision.deltas {

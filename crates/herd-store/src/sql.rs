@@ -10,7 +10,6 @@ use sqlx::query::Query;
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Int(i64),
-    OptInt(Option<i64>),
     Text(String),
 }
 
@@ -73,7 +72,6 @@ impl SqlBuilder {
         for arg in &self.args {
             query = match arg {
                 Arg::Int(v) => query.bind(*v),
-                Arg::OptInt(v) => query.bind(*v),
                 Arg::Text(v) => query.bind(v.clone()),
             };
         }
