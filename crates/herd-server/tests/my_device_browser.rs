@@ -82,7 +82,7 @@ async fn my_device_page_in_chromium(server: Server) {
     })
     .await;
     let (_, read) = host.read(&server).await;
-    assert!(read["queries"].get(q(ids[0])).is_some());
+    assert!(herd_testkit::policy_sql(&read, ids[0]).is_some(), "{read}");
     host.answer_vitals(&server, &read).await;
     answer(
         &host,
