@@ -386,9 +386,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             burst.policy_id, burst.created_at_s, burst.counted_at_end, burst.hosts_enrolled
         );
     }
-    let ok = errors == 0
-        && check.as_ref().is_none_or(|c| c.mismatches.is_empty())
-        && new_policy.as_ref().is_none_or(|b| b.all_counted_after_s.is_some());
+    // How long the new policy took is a measurement (reported), not a failure.
+    let ok = errors == 0 && check.as_ref().is_none_or(|c| c.mismatches.is_empty());
     if let Some(path) = &args.json {
         let report = json!({
             "args": args,

@@ -291,56 +291,52 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
 mod tests {
     use super::*;
 
-    /// Work that outlives several leases keeps its job: nobody else can claim it meanwhile, and it completes.
-    #[tokio::test]
-    async fn leases_are_renewed_while_the_work_runs() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A fresh SQLite store holding one job of kind "slow", claimed by owner "a" for `lease_ms`.
+    async fn store_with_claimed_job(dir: &tempfile::TempDir, lease_ms: Millis) -> (herd_store::Store, i64) {
         let store = herd_store::Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
         let job = herd_store::NewJob {
             kind: "slow".into(),
-            idempotency_key: "slow-1".into(),
+            idempotency_key: "slow".into(),
             payload: serde_json::json!({}),
             max_attempts: 3,
             run_at: 0,
         };
         store.enqueue_job(&job, now_ms()).await.unwrap();
-        const LEASE_MS: Millis = 1_500;
-        let claimed = store.claim_jobs(&["slow"], "a", 1, LEASE_MS, now_ms()).await.unwrap();
+        let claimed = store.claim_jobs(&["slow"], "a", 1, lease_ms, now_ms()).await.unwrap();
         assert_eq!(claimed.len(), 1);
+        (store, claimed[0].id)
+    }
+
+    /// Work that outlives several leases keeps its job: nobody else can claim it meanwhile, and it completes.
+    #[tokio::test]
+    async fn leases_are_renewed_while_the_work_runs() {
+        const LEASE_MS: Millis = 1_500;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, job) = store_with_claimed_job(&dir, LEASE_MS).await;
         let started = now_ms();
-        // The work: another server tries to claim the job until three leases have passed.
+        // The work: another server tries to claim the job, every 10 ms, until three leases have passed.
         let rival = async {
             let mut taken = 0;
             while now_ms() < started + 3 * LEASE_MS {
                 taken += store.claim_jobs(&["slow"], "b", 1, LEASE_MS, now_ms()).await.unwrap().len();
-                tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             taken
         };
-        let taken = with_lease(&store, claimed[0].id, "a", LEASE_MS, rival).await;
+        let taken = with_lease(&store, job, "a", LEASE_MS, rival).await;
         assert_eq!(taken, Some(0), "the job was never claimable while its lease was renewed");
-        assert!(store.complete_job(claimed[0].id, "a", now_ms()).await.unwrap());
+        assert!(store.complete_job(job, "a", now_ms()).await.unwrap());
     }
 
     /// A lease lost while the work runs (another owner took the job) ends the work here.
     #[tokio::test]
     async fn work_stops_when_its_lease_is_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let store = herd_store::Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
-        let job = herd_store::NewJob {
-            kind: "slow".into(),
-            idempotency_key: "slow-2".into(),
-            payload: serde_json::json!({}),
-            max_attempts: 3,
-            run_at: 0,
-        };
-        store.enqueue_job(&job, now_ms()).await.unwrap();
-        let claimed = store.claim_jobs(&["slow"], "a", 1, 60_000, now_ms()).await.unwrap();
+        let (store, job) = store_with_claimed_job(&dir, 60_000).await;
         // Another owner holds it now (as after a stall past the lease).
-        store.fail_job(claimed[0].id, "a", "simulated stall", 0, now_ms()).await.unwrap();
+        store.fail_job(job, "a", "simulated stall", 0, now_ms()).await.unwrap();
         assert_eq!(store.claim_jobs(&["slow"], "b", 1, 60_000, now_ms()).await.unwrap().len(), 1);
         let forever = std::future::pending::<()>();
-        assert_eq!(with_lease(&store, claimed[0].id, "a", 30, forever).await, None);
+        assert_eq!(with_lease(&store, job, "a", 30, forever).await, None);
     }
 }

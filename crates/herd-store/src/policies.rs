@@ -1,7 +1,9 @@
 //! Policies, hosts' answers to them, and the pass/fail counts kept exact by delta.
 //!
-//! Invariant (checked by the property test in `tests/policy_counts.rs`): for every policy and host team,
-//! `policy_counts` equals a recount of `policy_membership` joined to hosts, after every committed change.
+//! Invariant (checked by the property test in `tests/policy_counts.rs` and, with every writer at once, by
+//! `tests/concurrent_counts.rs`): for every policy and host team, the current revision's `policy_counts`
+//! shards sum to a recount of the current revision's `policy_membership` joined to hosts, after every
+//! committed change.
 
 use crate::automations::AutomationRules;
 use crate::hosts::{HostLock, lock_host, note_host_change};
@@ -64,6 +66,26 @@ pub struct PolicyFields {
     pub continuous_automation: bool,
     /// Deferral settings (JSON); None: the script runs without asking.
     pub deferral: Option<String>,
+}
+
+impl PolicyFields {
+    /// A policy for every platform with only a name and a query: no description, script, webhook or interval
+    /// of its own (callers set what they need with struct update syntax).
+    pub fn new(name: &str, query: &str) -> PolicyFields {
+        PolicyFields {
+            name: name.into(),
+            query: query.into(),
+            description: String::new(),
+            resolution: String::new(),
+            platform: String::new(),
+            critical: false,
+            interval_seconds: None,
+            script_id: None,
+            webhook_url: None,
+            continuous_automation: false,
+            deferral: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -35,19 +35,7 @@ impl Lcg {
 }
 
 fn fields(name: &str, query: &str, script_id: Option<i64>) -> PolicyFields {
-    PolicyFields {
-        name: name.into(),
-        query: query.into(),
-        description: String::new(),
-        resolution: String::new(),
-        platform: String::new(),
-        critical: false,
-        interval_seconds: None,
-        script_id,
-        webhook_url: None,
-        continuous_automation: false,
-        deferral: None,
-    }
+    PolicyFields { script_id, ..PolicyFields::new(name, query) }
 }
 
 async fn enroll(store: &Store, name: &str, team: Option<i64>) -> i64 {

@@ -36,22 +36,6 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
-fn fields(name: &str, query: &str) -> PolicyFields {
-    PolicyFields {
-        name: name.into(),
-        query: query.into(),
-        description: String::new(),
-        resolution: String::new(),
-        platform: String::new(),
-        critical: false,
-        interval_seconds: None,
-        script_id: None,
-        webhook_url: None,
-        continuous_automation: false,
-        deferral: None,
-    }
-}
-
 async fn enroll(store: &Store, host: usize, generation: usize, team: Option<i64>) -> i64 {
     let host = EnrollHost {
         uuid: format!("host-{host}-{generation}"),
@@ -76,9 +60,9 @@ async fn run(store: Store, events: Vec<Event>) {
     }
     // A global policy, a team-one policy, another global one.
     let mut policies = [
-        Some(store.create_policy(&fields("g1", "SELECT 1"), None, None, 0).await.unwrap()),
-        Some(store.create_policy(&fields("t1", "SELECT 2"), teams[1], None, 0).await.unwrap()),
-        Some(store.create_policy(&fields("g2", "SELECT 3"), None, None, 0).await.unwrap()),
+        Some(store.create_policy(&PolicyFields::new("g1", "SELECT 1"), None, None, 0).await.unwrap()),
+        Some(store.create_policy(&PolicyFields::new("t1", "SELECT 2"), teams[1], None, 0).await.unwrap()),
+        Some(store.create_policy(&PolicyFields::new("g2", "SELECT 3"), None, None, 0).await.unwrap()),
     ];
     let mut generation = 1;
     for (step, event) in events.iter().enumerate() {
@@ -118,7 +102,8 @@ async fn run(store: Store, events: Vec<Event>) {
                 } else {
                     edited.description = format!("edited {step}");
                 }
-                let fields = PolicyFields { description: edited.description, ..fields(&edited.name, &edited.query) };
+                let fields =
+                    PolicyFields { description: edited.description, ..PolicyFields::new(&edited.name, &edited.query) };
                 store.update_policy(policy_id, &fields, now).await.unwrap();
             }
             Event::DeletePolicy { policy } => {

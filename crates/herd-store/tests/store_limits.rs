@@ -32,19 +32,7 @@ fn enroll(uuid: &str, key: &str) -> EnrollHost {
 }
 
 fn policy(name: &str) -> PolicyFields {
-    PolicyFields {
-        name: name.into(),
-        query: "SELECT 1;".into(),
-        description: String::new(),
-        resolution: String::new(),
-        platform: String::new(),
-        critical: false,
-        interval_seconds: None,
-        script_id: None,
-        webhook_url: None,
-        continuous_automation: false,
-        deferral: None,
-    }
+    PolicyFields::new(name, "SELECT 1;")
 }
 
 /// 100,000 ids (a few of them real) in every statement that takes a request's id list: one parameter per id
