@@ -2,18 +2,23 @@
 //!
 //! SQLite has one writer, and with `synchronous=FULL` every commit waits for the disk: one report per
 //! transaction caps a server at the disk's sync rate (a fleet enrolling queued for seconds). Here one task
-//! owns the writes: it takes every write waiting (up to [`MAX_BATCH`]), applies each in its own savepoint
-//! (a failing one is rolled back alone and gets its own error), commits once, and only then answers each
-//! caller. Durability is unchanged: nobody hears "done" before the commit that holds their write is on disk.
-//! Under light load a batch is one write and nothing waits for company.
+//! owns the writes: it takes every write waiting (up to [`MAX_BATCH`]), applies them in one transaction,
+//! commits once, and only then answers each caller. Durability is unchanged: nobody hears "done" before the
+//! commit that holds their write is on disk. Under light load a batch is one write and nothing waits for
+//! company.
+//!
+//! A batch is first applied as a whole, without savepoints (SQLite copies every page a savepoint touches
+//! to its journal: for a fleet's first reports that was most of the writer's time), with every report's
+//! count changes folded into one update per count. Should any write fail, nothing of that attempt is
+//! kept: the batch is applied again write by write, each in its own savepoint, so the failing one is
+//! undone alone and gets its own error while the others commit.
 //!
 //! PostgreSQL takes concurrent writers and groups their WAL flushes itself; there the writes run directly.
 
 use crate::hosts::EnrollHost;
-use crate::policies::{OnFailure, ReportOutcome};
-use crate::{AutomationRules, ReportedAnswer, Result, StoreError};
+use crate::policies::{CountDeltas, Report, ReportOutcome, apply_count_deltas};
+use crate::{Result, StoreError};
 use herd_core::Millis;
-use herd_core::vitals::VitalsPatch;
 use sqlx::{Acquire, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,26 +28,31 @@ pub(crate) const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 
 /// One write, owned (it crosses to the committing task), with whom to answer.
-pub(crate) enum Write {
-    Enroll { host: EnrollHost, now: Millis, reply: oneshot::Sender<Result<i64>> },
-    Report { report: Report, reply: oneshot::Sender<Result<ReportOutcome>> },
+pub(crate) struct Write {
+    op: Op,
+    reply: Reply,
 }
 
-pub(crate) struct Report {
-    pub host_id: i64,
-    pub answers: Vec<ReportedAnswer>,
-    pub vitals: Option<(VitalsPatch, Millis)>,
-    pub now: Millis,
-    pub rules: AutomationRules,
-    pub on_failure: OnFailure,
+enum Op {
+    Enroll { host: EnrollHost, now: Millis },
+    Report(Report),
 }
 
-/// A write's answer, sent once the batch's commit is decided: with its own outcome when the commit
-/// succeeded, with the commit's failure otherwise.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+enum Reply {
+    Enroll(oneshot::Sender<Result<i64>>),
+    Report(oneshot::Sender<Result<ReportOutcome>>),
+}
 
-fn answer<T: Send + 'static>(reply: oneshot::Sender<Result<T>>, outcome: Result<T>) -> Answer {
-    Box::new(move |commit_failed: Option<&str>| {
+/// What a write did, for its caller.
+enum Done {
+    Enrolled(i64),
+    Reported(ReportOutcome),
+}
+
+impl Reply {
+    /// Answers the caller: with the write's own outcome when the commit succeeded, with the commit's
+    /// failure otherwise.
+    fn send(self, outcome: Result<Done>, commit_failed: Option<&str>) {
         let outcome = match commit_failed {
             None => outcome,
             // Nothing of the batch is on disk: the caller hears so (as unavailable: worth retrying).
@@ -50,8 +60,21 @@ fn answer<T: Send + 'static>(reply: oneshot::Sender<Result<T>>, outcome: Result<
                 "the commit failed: {reason}"
             ))))),
         };
-        let _ = reply.send(outcome);
-    })
+        match self {
+            Reply::Enroll(reply) => {
+                let _ = reply.send(outcome.map(|done| match done {
+                    Done::Enrolled(id) => id,
+                    Done::Reported(_) => unreachable!("an enrollment reports an id"),
+                }));
+            }
+            Reply::Report(reply) => {
+                let _ = reply.send(outcome.map(|done| match done {
+                    Done::Reported(outcome) => outcome,
+                    Done::Enrolled(_) => unreachable!("a report reports its outcome"),
+                }));
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -85,14 +108,16 @@ impl GroupCommit {
     /// Enrolls a host; answers once the transaction holding it has committed.
     pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<i64> {
         let (reply, outcome) = oneshot::channel();
-        self.queue.send(Write::Enroll { host, now, reply }).await.map_err(|_| closed())?;
+        let write = Write { op: Op::Enroll { host, now }, reply: Reply::Enroll(reply) };
+        self.queue.send(write).await.map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
     }
 
     /// Records a report; answers once the transaction holding it has committed.
     pub async fn report(&self, report: Report) -> Result<ReportOutcome> {
         let (reply, outcome) = oneshot::channel();
-        self.queue.send(Write::Report { report, reply }).await.map_err(|_| closed())?;
+        let write = Write { op: Op::Report(report), reply: Reply::Report(reply) };
+        self.queue.send(write).await.map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
     }
 }
@@ -119,72 +144,102 @@ async fn commit_loop(writer: AnyPool, mut waiting: mpsc::Receiver<Write>, counts
     }
 }
 
-/// Applies a batch in one transaction, each write in its own savepoint, and answers every caller after the
-/// commit (or with the commit's failure). Returns whether it committed.
+/// Applies a batch in one transaction — as a whole, or write by write when a write fails — and answers
+/// every caller after the commit (or with the commit's failure). Returns whether it committed.
 async fn commit_batch(writer: AnyPool, batch: Vec<Write>) -> bool {
-    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-    let committed = apply_all(&writer, batch, &mut answers).await;
+    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().map(|w| (w.op, w.reply)).unzip();
+    let mut outcomes = Vec::with_capacity(ops.len());
+    let committed = match apply_together(&writer, &ops, &mut outcomes).await {
+        Ok(Together::Committed) => Ok(()),
+        Ok(Together::WriteFailed) => {
+            outcomes.clear();
+            apply_each(&writer, &ops, &mut outcomes).await
+        }
+        Err(err) => Err(err),
+    };
     let failure = committed.err().map(|err| err.to_string());
     if let Some(reason) = &failure {
-        tracing::error!(error = %reason, writes = answers.len(), "a group commit failed");
+        tracing::error!(error = %reason, writes = replies.len(), "a group commit failed");
     }
-    for answer in answers {
-        answer(failure.as_deref());
+    let mut outcomes = outcomes.into_iter();
+    for reply in replies {
+        // Writes never reached (the batch failed before them) are answered with the failure too.
+        reply.send(outcomes.next().unwrap_or_else(|| Err(closed())), failure.as_deref());
     }
     failure.is_none()
 }
 
-async fn apply_all(writer: &AnyPool, batch: Vec<Write>, answers: &mut Vec<Answer>) -> Result<()> {
-    let mut pending = batch.into_iter();
-    let result = async {
-        let mut conn = writer.acquire().await?;
-        let mut tx = conn.begin().await?;
-        for write in pending.by_ref() {
-            // A savepoint per write: one that fails is undone alone and the others still commit.
-            let mut savepoint = tx.begin().await?;
-            let (ok, answer) = apply(&mut savepoint, write).await;
-            answers.push(answer);
-            if ok {
-                savepoint.commit().await?;
-            } else {
-                savepoint.rollback().await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    // Writes never reached (the batch failed before them) are answered with the failure too.
-    for write in pending {
-        answers.push(match write {
-            Write::Enroll { reply, .. } => answer(reply, Err(closed())),
-            Write::Report { reply, .. } => answer(reply, Err(closed())),
-        });
-    }
-    result
+/// How applying a batch as a whole ended, when the transaction itself did not fail.
+enum Together {
+    Committed,
+    /// A write failed: nothing was kept; the batch is to be applied write by write.
+    WriteFailed,
 }
 
-/// Applies one write in the caller's savepoint: whether it succeeded, and its answer.
-async fn apply(conn: &mut sqlx::AnyConnection, write: Write) -> (bool, Answer) {
-    match write {
-        Write::Enroll { host, now, reply } => {
-            let outcome = crate::hosts::enroll_in(conn, &host, now).await;
-            (outcome.is_ok(), answer(reply, outcome))
+/// The batch as one transaction without savepoints, count changes folded into one update per count. Err:
+/// the transaction failed (begin, commit), and nothing of the batch is on disk.
+async fn apply_together(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<Together> {
+    let mut conn = writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut deltas = CountDeltas::new();
+    let mut stamp = 0;
+    for op in ops {
+        let done = apply(&mut tx, op, &mut deltas).await;
+        if done.is_err() {
+            tx.rollback().await?;
+            return Ok(Together::WriteFailed);
         }
-        Write::Report { report, reply } => {
-            let vitals = report.vitals.as_ref().map(|(patch, at)| (patch, *at));
-            let outcome = crate::policies::report_in(
-                conn,
-                crate::Backend::Sqlite,
-                report.host_id,
-                &report.answers,
-                vitals,
-                report.now,
-                &report.rules,
-                report.on_failure,
-            )
-            .await;
-            (outcome.is_ok(), answer(reply, outcome))
+        stamp = stamp.max(op.now());
+        outcomes.push(done);
+    }
+    if apply_count_deltas(&mut tx, &deltas, stamp).await.is_err() {
+        tx.rollback().await?;
+        return Ok(Together::WriteFailed);
+    }
+    tx.commit().await?;
+    Ok(Together::Committed)
+}
+
+/// The batch write by write, each in its own savepoint with its own count changes: one that fails is
+/// undone alone and the others still commit.
+async fn apply_each(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<()> {
+    let mut conn = writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    for op in ops {
+        let mut savepoint = tx.begin().await?;
+        let mut deltas = CountDeltas::new();
+        let mut done = apply(&mut savepoint, op, &mut deltas).await;
+        if done.is_ok()
+            && let Err(err) = apply_count_deltas(&mut savepoint, &deltas, op.now()).await
+        {
+            done = Err(err);
+        }
+        if done.is_ok() {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+        outcomes.push(done);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Op {
+    fn now(&self) -> Millis {
+        match self {
+            Op::Enroll { now, .. } => *now,
+            Op::Report(report) => report.now,
+        }
+    }
+}
+
+/// Applies one write in the caller's transaction, its count changes added to `deltas`.
+async fn apply(conn: &mut sqlx::AnyConnection, op: &Op, deltas: &mut CountDeltas) -> Result<Done> {
+    match op {
+        Op::Enroll { host, now } => crate::hosts::enroll_in(conn, host, *now).await.map(Done::Enrolled),
+        Op::Report(report) => {
+            crate::policies::report_in(conn, crate::Backend::Sqlite, report, deltas).await.map(Done::Reported)
         }
     }
 }

@@ -176,11 +176,15 @@ impl Store {
 type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Run on every new SQLite connection. WAL lets readers run beside the writer; synchronous=FULL makes every
-/// acknowledged commit survive a power loss, not just a crash of herd.
+/// acknowledged commit survive a power loss, not just a crash of herd. temp_store=MEMORY keeps statement
+/// journals (SQLite copies each page a multi-row statement touches, in case it must undo it) off the disk:
+/// in a temporary file they cost a write system call per page, a fifth of the writer's time while a fleet
+/// enrolled.
 fn sqlite_pragmas<'c>(conn: &'c mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'c> {
     Box::pin(async move {
         conn.execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY;",
         )
         .await?;
         Ok(())

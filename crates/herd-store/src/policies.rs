@@ -111,12 +111,19 @@ fn team_key(team_id: Option<i64>) -> i64 {
     team_id.unwrap_or(0)
 }
 
-/// How many rows a policy's count for one team is spread over (by host id): concurrent reports of different
-/// hosts then rarely update the same row, so a burst of answers does not queue on one row lock. Readers sum.
+/// How many rows a policy's count for one team is spread over (by host id) on PostgreSQL: concurrent reports
+/// of different hosts then rarely update the same row, so a burst of answers does not queue on one row lock.
+/// Readers sum whatever shards there are.
 pub(crate) const COUNT_SHARDS: i64 = 256;
 
-fn shard_of(host_id: i64) -> i64 {
-    host_id.rem_euclid(COUNT_SHARDS)
+/// The count row a host's answer moves. SQLite has one writer, so there is no row lock to spread: one row
+/// per policy, revision and team, which lets a group commit fold a whole batch's answers into one update
+/// per count (see `group_commit`).
+fn shard_of(backend: Backend, host_id: i64) -> i64 {
+    match backend {
+        Backend::Postgres => host_id.rem_euclid(COUNT_SHARDS),
+        Backend::Sqlite => 0,
+    }
 }
 
 /// Columns of a policy with its counts: over every host, or over one host team's (`team_key` bound as $1
@@ -178,11 +185,20 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
 /// deadlock on PostgreSQL.
 pub(crate) type CountDeltas = BTreeMap<(i64, i64, i64, i64), (i64, i64)>;
 
-fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, team: Option<i64>, host_id: i64, delta: (i64, i64)) {
+/// Where a host's answer is counted, for [`add_delta`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountKey {
+    pub backend: Backend,
+    pub host_id: i64,
+    pub team: Option<i64>,
+}
+
+fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, key: CountKey, delta: (i64, i64)) {
     if delta == (0, 0) {
         return;
     }
-    let entry = deltas.entry((policy, revision, team_key(team), shard_of(host_id))).or_default();
+    let entry =
+        deltas.entry((policy, revision, team_key(key.team), shard_of(key.backend, key.host_id))).or_default();
     entry.0 += delta.0;
     entry.1 += delta.1;
 }
@@ -248,10 +264,12 @@ pub(crate) async fn move_host_answers(
         let current = row.try_get::<Option<i64>, _>(4)? == Some(revision);
         let stays_in_scope = current && !deleting && (policy_team.is_none() || policy_team == new_team);
         if current {
-            add_delta(deltas, policy_id, revision, old_team, host_id, count_delta(answer, PolicyResponse::NoAnswer));
+            let key = CountKey { backend, host_id, team: old_team };
+            add_delta(deltas, policy_id, revision, key, count_delta(answer, PolicyResponse::NoAnswer));
         }
         if stays_in_scope {
-            add_delta(deltas, policy_id, revision, new_team, host_id, count_delta(PolicyResponse::NoAnswer, answer));
+            let key = CountKey { backend, host_id, team: new_team };
+            add_delta(deltas, policy_id, revision, key, count_delta(PolicyResponse::NoAnswer, answer));
         } else {
             leaving.push(policy_id);
         }
@@ -573,20 +591,22 @@ impl Store {
         rules: &AutomationRules,
         on_failure: OnFailure,
     ) -> Result<ReportOutcome> {
+        let report = Report {
+            host_id,
+            answers: answers.to_vec(),
+            vitals: vitals.map(|(patch, at)| (patch.clone(), at)),
+            now,
+            rules: *rules,
+            on_failure,
+        };
         if let Some(group) = &self.group_commit {
-            let report = crate::group_commit::Report {
-                host_id,
-                answers: answers.to_vec(),
-                vitals: vitals.map(|(patch, at)| (patch.clone(), at)),
-                now,
-                rules: *rules,
-                on_failure,
-            };
             return group.report(report).await;
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let outcome = report_in(&mut tx, self.backend, host_id, answers, vitals, now, rules, on_failure).await?;
+        let mut deltas = CountDeltas::new();
+        let outcome = report_in(&mut tx, self.backend, &report, &mut deltas).await?;
+        apply_count_deltas(&mut tx, &deltas, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -597,24 +617,31 @@ impl Store {
 /// perhaps on the group-commit task, and may only look at what it is given.
 pub type OnFailure = fn(&FiringPolicy<'_>) -> Vec<crate::NewJob>;
 
-/// A report (see `Store::record_report`) in the caller's transaction.
-#[allow(clippy::too_many_arguments)]
+/// One distributed/write report (see `Store::record_report`), owned: it may cross to the group-commit task.
+pub(crate) struct Report {
+    pub host_id: i64,
+    pub answers: Vec<ReportedAnswer>,
+    /// The vitals patch and when its queries were handed out.
+    pub vitals: Option<(VitalsPatch, Millis)>,
+    pub now: Millis,
+    pub rules: AutomationRules,
+    pub on_failure: OnFailure,
+}
+
+/// A report in the caller's transaction. Its count changes are added to `deltas`, which the caller applies
+/// (`apply_count_deltas`) before committing: a group commit folds a whole batch's into one update per count.
 pub(crate) async fn report_in(
     conn: &mut AnyConnection,
     backend: Backend,
-    host_id: i64,
-    answers: &[ReportedAnswer],
-    vitals: Option<(&VitalsPatch, Millis)>,
-    now: Millis,
-    rules: &AutomationRules,
-    on_failure: OnFailure,
+    report: &Report,
+    deltas: &mut CountDeltas,
 ) -> Result<ReportOutcome> {
     let mut outcome = ReportOutcome::default();
-    if !answers.is_empty() {
-        outcome = write_policy_answers(conn, backend, host_id, answers, rules, on_failure, now).await?;
+    if !report.answers.is_empty() {
+        outcome = write_policy_answers(conn, backend, report, deltas).await?;
     }
-    if let Some((patch, requested_at)) = vitals
-        && !crate::hosts::write_vitals(conn, host_id, patch, requested_at, now).await?
+    if let Some((patch, requested_at)) = &report.vitals
+        && !crate::hosts::write_vitals(conn, report.host_id, patch, *requested_at, report.now).await?
     {
         return Err(StoreError::HostGone);
     }
@@ -650,12 +677,10 @@ pub struct FiringPolicy<'a> {
 async fn write_policy_answers(
     tx: &mut AnyConnection,
     backend: Backend,
-    host_id: i64,
-    answers: &[ReportedAnswer],
-    rules: &AutomationRules,
-    on_failure: OnFailure,
-    now: Millis,
+    report: &Report,
+    deltas: &mut CountDeltas,
 ) -> Result<ReportOutcome> {
+    let Report { host_id, ref answers, now, ref rules, on_failure, .. } = *report;
     // The host row first: reports, transfers and deletion of one host serialise here.
     let host = lock_host(tx, backend, host_id, HostLock::Change).await?;
     let mut runs = parse_runs(&host.policy_runs);
@@ -748,11 +773,10 @@ async fn write_policy_answers(
         );
         sql.one_off_query().execute(&mut *tx).await?;
     }
-    let mut deltas = CountDeltas::new();
+    let key = CountKey { backend, host_id, team: host.team_id };
     for (policy, revision, delta) in &decision.deltas {
-        add_delta(&mut deltas, *policy, *revision, host.team_id, host_id, *delta);
+        add_delta(deltas, *policy, *revision, key, *delta);
     }
-    apply_count_deltas(tx, &deltas, now).await?;
     // Forget runs of deleted policies: live policies' runs are refreshed at least every interval (at most
     // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
     // for which re-running is right anyway).
