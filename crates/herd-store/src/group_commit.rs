@@ -16,7 +16,7 @@
 //! PostgreSQL takes concurrent writers and groups their WAL flushes itself; there the writes run directly.
 
 use crate::hosts::EnrollHost;
-use crate::policies::{CountDeltas, Report, ReportOutcome, apply_count_deltas};
+use crate::policies::{CountDeltas, Report, ReportFacts, ReportOutcome, apply_count_deltas};
 use crate::{Result, StoreError};
 use herd_core::Millis;
 use sqlx::{Acquire, AnyPool};
@@ -182,9 +182,10 @@ async fn apply_together(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<
     let mut conn = writer.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut deltas = CountDeltas::new();
+    let mut facts = ReportFacts::default();
     let mut stamp = 0;
     for op in ops {
-        let done = apply(&mut tx, op, &mut deltas).await;
+        let done = apply(&mut tx, op, &mut facts, &mut deltas).await;
         if done.is_err() {
             tx.rollback().await?;
             return Ok(Together::WriteFailed);
@@ -205,10 +206,11 @@ async fn apply_together(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<
 async fn apply_each(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<()> {
     let mut conn = writer.acquire().await?;
     let mut tx = conn.begin().await?;
+    let mut facts = ReportFacts::default();
     for op in ops {
         let mut savepoint = tx.begin().await?;
         let mut deltas = CountDeltas::new();
-        let mut done = apply(&mut savepoint, op, &mut deltas).await;
+        let mut done = apply(&mut savepoint, op, &mut facts, &mut deltas).await;
         if done.is_ok()
             && let Err(err) = apply_count_deltas(&mut savepoint, &deltas, op.now()).await
         {
@@ -235,11 +237,16 @@ impl Op {
 }
 
 /// Applies one write in the caller's transaction, its count changes added to `deltas`.
-async fn apply(conn: &mut sqlx::AnyConnection, op: &Op, deltas: &mut CountDeltas) -> Result<Done> {
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    op: &Op,
+    facts: &mut ReportFacts,
+    deltas: &mut CountDeltas,
+) -> Result<Done> {
     match op {
         Op::Enroll { host, now } => crate::hosts::enroll_in(conn, host, *now).await.map(Done::Enrolled),
         Op::Report(report) => {
-            crate::policies::report_in(conn, crate::Backend::Sqlite, report, deltas).await.map(Done::Reported)
+            crate::policies::report_in(conn, crate::Backend::Sqlite, report, facts, deltas).await.map(Done::Reported)
         }
     }
 }
