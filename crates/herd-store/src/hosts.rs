@@ -498,6 +498,22 @@ impl Store {
             .collect()
     }
 
+    /// A host's check-in row with its policy run history, in one read (a check-in that finds work due
+    /// needs both).
+    pub async fn host_checkin_and_runs(
+        &self,
+        host_id: i64,
+    ) -> Result<Option<(HostCheckin, std::collections::HashMap<i64, herd_core::due::PolicyRun>)>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS}, policy_runs FROM hosts WHERE id = $1")))
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok((checkin_from_row(&row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
+        })
+        .transpose()
+    }
+
     pub async fn host_checkin_by_id(&self, host_id: i64) -> Result<Option<HostCheckin>> {
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1")))
             .bind(host_id)

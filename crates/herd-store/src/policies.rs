@@ -197,8 +197,7 @@ fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, key: CountKey
     if delta == (0, 0) {
         return;
     }
-    let entry =
-        deltas.entry((policy, revision, team_key(key.team), shard_of(key.backend, key.host_id))).or_default();
+    let entry = deltas.entry((policy, revision, team_key(key.team), shard_of(key.backend, key.host_id))).or_default();
     entry.0 += delta.0;
     entry.1 += delta.1;
 }
@@ -701,12 +700,12 @@ impl ReportFacts {
 
     /// `webhook_settings` of a team.
     async fn load_team_webhooks(&mut self, tx: &mut AnyConnection, team: i64) -> Result<()> {
-        if !self.team_webhooks.contains_key(&team) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.team_webhooks.entry(team) {
             let text: Option<Option<String>> = sqlx::query_scalar("SELECT webhook_settings FROM teams WHERE id = $1")
                 .bind(team)
                 .fetch_optional(&mut *tx)
                 .await?;
-            self.team_webhooks.insert(team, text.flatten().and_then(|t| serde_json::from_str(&t).ok()));
+            entry.insert(text.flatten().and_then(|t| serde_json::from_str(&t).ok()));
         }
         Ok(())
     }
@@ -801,8 +800,7 @@ async fn write_policy_answers(
         runs.insert(*policy_id, PolicyRun { ran_at: now, revision: *revision });
     }
     for (policy_id, mode, deferrable) in &decision.remediations {
-        let script =
-            crate::automations::PolicyScript { script_id: facts.scripts[policy_id], deferrable: *deferrable };
+        let script = crate::automations::PolicyScript { script_id: facts.scripts[policy_id], deferrable: *deferrable };
         crate::automations::remediate(tx, host_id, *policy_id, script, *mode, rules, now).await?;
     }
     for policy_id in &decision.fixed {

@@ -236,16 +236,17 @@ async fn distributed_read(
     }
     // Something looks due. The cached row may be stale (another server may have ingested this host's
     // results), so confirm against the database before handing out work.
-    match state.store.host_checkin_by_id(host.checkin.id).await? {
-        Some(fresh) if fresh.node_key_hash == host.checkin.node_key_hash => {
+    let runs = match state.store.host_checkin_and_runs(host.checkin.id).await? {
+        Some((fresh, runs)) if fresh.node_key_hash == host.checkin.node_key_hash => {
             host = state.hosts.insert(fresh);
             work = due_work(&host.due_state(), &due_settings, now);
+            runs
         }
         _ => {
             state.hosts.evict(host.checkin.id);
             return Err(OsqueryError::NodeInvalid("invalid node key"));
         }
-    }
+    };
     let mut response = DistributedReadResponse {
         accelerate: work.accelerate_s,
         herd_pending_scripts: host.checkin.pending_scripts,
@@ -270,7 +271,6 @@ async fn distributed_read(
         state.hosts.mark_profiles_sent(host.checkin.id, now);
     }
     if work.plan_policies {
-        let runs = state.store.host_policy_runs(host.checkin.id).await?;
         let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
         let plan =
             plan_policies(&scope, &settings.schedules(), &runs, host.checkin.refetch_requested_at.is_some(), now);
