@@ -66,7 +66,7 @@ pub struct ReportInput<'a> {
     pub host_team: Option<i64>,
     pub origin: ReportOrigin,
     pub answers: &'a [ReportedAnswer],
-    /// Current policies among those answered (a missing one was deleted).
+    /// Current policies: at least those answered (a policy answered but missing here was deleted).
     pub policies: &'a HashMap<i64, CurrentPolicy>,
     /// The host's stored answers to those policies.
     pub prior: &'a HashMap<i64, PriorAnswer>,

@@ -56,25 +56,40 @@ impl Reply {
         let outcome = match commit_failed {
             None => outcome,
             // Nothing of the batch is on disk: the caller hears so (as unavailable: worth retrying).
-            Some(reason) => Err(StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
-                "the commit failed: {reason}"
-            ))))),
+            Some(reason) => Err(unavailable(format!("the commit failed: {reason}"))),
         };
+        // Outcomes are produced in the order of the writes, by each write's own kind: a mismatch is never
+        // reached (and would be answered as unavailable rather than panic after the commit).
         match self {
             Reply::Enroll(reply) => {
-                let _ = reply.send(outcome.map(|done| match done {
-                    Done::Enrolled(id) => id,
-                    Done::Reported(_) => unreachable!("an enrollment reports an id"),
+                let _ = reply.send(outcome.and_then(|done| match done {
+                    Done::Enrolled(id) => Ok(id),
+                    Done::Reported(_) => Err(unavailable("mismatched outcome")),
                 }));
             }
             Reply::Report(reply) => {
-                let _ = reply.send(outcome.map(|done| match done {
-                    Done::Reported(outcome) => outcome,
-                    Done::Enrolled(_) => unreachable!("a report reports its outcome"),
+                let _ = reply.send(outcome.and_then(|done| match done {
+                    Done::Reported(done) => Ok(done),
+                    Done::Enrolled(_) => Err(unavailable("mismatched outcome")),
                 }));
             }
         }
     }
+}
+
+fn unavailable(reason: impl Into<String>) -> StoreError {
+    StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.into())))
+}
+
+/// What the group commit has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitCounts {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Enrollments and reports those transactions held (their ratio to `commits` is the batching achieved).
+    pub writes: u64,
+    /// Batches applied again write by write because one of their writes failed.
+    pub replays: u64,
 }
 
 #[derive(Clone)]
@@ -83,11 +98,13 @@ pub(crate) struct GroupCommit {
     counts: std::sync::Arc<Counts>,
 }
 
-/// How many transactions committed and how many writes they held (their ratio is the batching achieved).
+/// How many transactions committed and how many writes they held (their ratio is the batching achieved),
+/// and how many batches had to be applied again write by write because one of their writes failed.
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     pub commits: std::sync::atomic::AtomicU64,
     pub writes: std::sync::atomic::AtomicU64,
+    pub replays: std::sync::atomic::AtomicU64,
 }
 
 impl GroupCommit {
@@ -99,10 +116,14 @@ impl GroupCommit {
         GroupCommit { queue, counts }
     }
 
-    /// (transactions committed, writes they held) so far.
-    pub fn counts(&self) -> (u64, u64) {
+    /// The counts so far.
+    pub fn counts(&self) -> GroupCommitCounts {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.counts.commits.load(Relaxed), self.counts.writes.load(Relaxed))
+        GroupCommitCounts {
+            commits: self.counts.commits.load(Relaxed),
+            writes: self.counts.writes.load(Relaxed),
+            replays: self.counts.replays.load(Relaxed),
+        }
     }
 
     /// Enrolls a host; answers once the transaction holding it has committed.
@@ -133,7 +154,7 @@ async fn commit_loop(writer: AnyPool, mut waiting: mpsc::Receiver<Write>, counts
         let writes = batch.len() as u64;
         // Its own task: should a write panic, that batch's callers hear "unavailable" (their answers are
         // dropped unsent) and the next batch is committed as usual — writes never stop for good.
-        match tokio::spawn(commit_batch(writer.clone(), std::mem::take(&mut batch))).await {
+        match tokio::spawn(commit_batch(writer.clone(), std::mem::take(&mut batch), counts.clone())).await {
             Ok(true) => {
                 counts.commits.fetch_add(1, Relaxed);
                 counts.writes.fetch_add(writes, Relaxed);
@@ -146,17 +167,27 @@ async fn commit_loop(writer: AnyPool, mut waiting: mpsc::Receiver<Write>, counts
 
 /// Applies a batch in one transaction — as a whole, or write by write when a write fails — and answers
 /// every caller after the commit (or with the commit's failure). Returns whether it committed.
-async fn commit_batch(writer: AnyPool, batch: Vec<Write>) -> bool {
+async fn commit_batch(writer: AnyPool, batch: Vec<Write>, counts: std::sync::Arc<Counts>) -> bool {
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().map(|w| (w.op, w.reply)).unzip();
     let mut outcomes = Vec::with_capacity(ops.len());
-    let committed = match apply_together(&writer, &ops, &mut outcomes).await {
-        Ok(Together::Committed) => Ok(()),
-        Ok(Together::WriteFailed) => {
-            outcomes.clear();
-            apply_each(&writer, &ops, &mut outcomes).await
+    let committed = async {
+        // One connection for both attempts: nothing else takes the writer between them.
+        let mut conn = writer.acquire().await?;
+        match apply_together(&mut conn, &ops, &mut outcomes).await? {
+            Together::Committed => Ok(()),
+            // A lone write that failed: its error is its answer, and there is nothing else to commit.
+            Together::WriteFailed(err) if ops.len() == 1 => {
+                outcomes.push(Err(err));
+                Ok(())
+            }
+            Together::WriteFailed(_) => {
+                counts.replays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                outcomes.clear();
+                apply_each(&mut conn, &ops, &mut outcomes).await
+            }
         }
-        Err(err) => Err(err),
-    };
+    }
+    .await;
     let failure = committed.err().map(|err| err.to_string());
     if let Some(reason) = &failure {
         tracing::error!(error = %reason, writes = replies.len(), "a group commit failed");
@@ -172,30 +203,34 @@ async fn commit_batch(writer: AnyPool, batch: Vec<Write>) -> bool {
 /// How applying a batch as a whole ended, when the transaction itself did not fail.
 enum Together {
     Committed,
-    /// A write failed: nothing was kept; the batch is to be applied write by write.
-    WriteFailed,
+    /// A write failed (with this error): nothing was kept.
+    WriteFailed(StoreError),
 }
 
 /// The batch as one transaction without savepoints, count changes folded into one update per count. Err:
 /// the transaction failed (begin, commit), and nothing of the batch is on disk.
-async fn apply_together(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<Together> {
-    let mut conn = writer.acquire().await?;
+async fn apply_together(
+    conn: &mut sqlx::AnyConnection,
+    ops: &[Op],
+    outcomes: &mut Vec<Result<Done>>,
+) -> Result<Together> {
     let mut tx = conn.begin().await?;
     let mut deltas = CountDeltas::new();
     let mut facts = ReportFacts::default();
     let mut stamp = 0;
     for op in ops {
-        let done = apply(&mut tx, op, &mut facts, &mut deltas).await;
-        if done.is_err() {
-            tx.rollback().await?;
-            return Ok(Together::WriteFailed);
+        match apply(&mut tx, op, &mut facts, &mut deltas).await {
+            Ok(done) => outcomes.push(Ok(done)),
+            Err(err) => {
+                tx.rollback().await?;
+                return Ok(Together::WriteFailed(err));
+            }
         }
         stamp = stamp.max(op.now());
-        outcomes.push(done);
     }
-    if apply_count_deltas(&mut tx, &deltas, stamp).await.is_err() {
+    if let Err(err) = apply_count_deltas(&mut tx, &deltas, stamp).await {
         tx.rollback().await?;
-        return Ok(Together::WriteFailed);
+        return Ok(Together::WriteFailed(err));
     }
     tx.commit().await?;
     Ok(Together::Committed)
@@ -203,8 +238,7 @@ async fn apply_together(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<
 
 /// The batch write by write, each in its own savepoint with its own count changes: one that fails is
 /// undone alone and the others still commit.
-async fn apply_each(writer: &AnyPool, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<()> {
-    let mut conn = writer.acquire().await?;
+async fn apply_each(conn: &mut sqlx::AnyConnection, ops: &[Op], outcomes: &mut Vec<Result<Done>>) -> Result<()> {
     let mut tx = conn.begin().await?;
     let mut facts = ReportFacts::default();
     for op in ops {

@@ -19,6 +19,7 @@ mod config;
 mod deferrals;
 mod devices;
 mod group_commit;
+pub use group_commit::GroupCommitCounts;
 mod hosts;
 mod jobs;
 mod logs;
@@ -140,7 +141,7 @@ impl Store {
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .after_connect(pragmas)
+                .after_connect(sqlite_writer_pragmas)
                 .connect(&url)
                 .await?;
             let reader = AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
@@ -155,8 +156,8 @@ impl Store {
         self.backend
     }
 
-    /// Group commit so far (SQLite): (transactions committed, enrollments and reports they held).
-    pub fn group_commit_counts(&self) -> Option<(u64, u64)> {
+    /// Group commit so far (SQLite).
+    pub fn group_commit_counts(&self) -> Option<group_commit::GroupCommitCounts> {
         self.group_commit.as_ref().map(group_commit::GroupCommit::counts)
     }
 
@@ -176,17 +177,28 @@ impl Store {
 type ConnectHook<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Run on every new SQLite connection. WAL lets readers run beside the writer; synchronous=FULL makes every
-/// acknowledged commit survive a power loss, not just a crash of herd. temp_store=MEMORY keeps statement
-/// journals (SQLite copies each page a multi-row statement touches, in case it must undo it) off the disk:
-/// in a temporary file they cost a write system call per page, a fifth of the writer's time while a fleet
-/// enrolled.
+/// acknowledged commit survive a power loss, not just a crash of herd.
 fn sqlite_pragmas<'c>(conn: &'c mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectHook<'c> {
     Box::pin(async move {
         conn.execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-             PRAGMA temp_store = MEMORY;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
         )
         .await?;
+        Ok(())
+    })
+}
+
+/// The writer's connection: as every connection, and temp_store=MEMORY, which keeps statement journals
+/// (SQLite copies each page a multi-row statement touches, in case it must undo it) off the disk — in a
+/// temporary file they cost a write system call per page, a fifth of the writer's time while a fleet
+/// enrolled. Only the writer: a reader's large sort still spills to disk rather than growing in memory.
+fn sqlite_writer_pragmas<'c>(
+    conn: &'c mut sqlx::AnyConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> ConnectHook<'c> {
+    Box::pin(async move {
+        sqlite_pragmas(conn, meta).await?;
+        conn.execute("PRAGMA temp_store = MEMORY;").await?;
         Ok(())
     })
 }

@@ -272,7 +272,8 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
 }
 
 /// A burst of enrollments and reports at once (on SQLite they share group commits): every write gets its own
-/// answer — a report for a deleted host fails alone, the writes beside it stand — and everything
+/// answer — a report for a deleted host fails alone, the writes beside it stand (the batch holding it is
+/// applied again write by write) — a host reporting twice at once is counted once, and everything
 /// acknowledged is there afterwards.
 async fn a_burst_of_writes_is_each_acknowledged_alone(store: Store) {
     let policy = store.create_policy(&fields("burst", "SELECT 1;", None), None, None, NOW).await.unwrap();
@@ -296,10 +297,17 @@ async fn a_burst_of_writes_is_each_acknowledged_alone(store: Store) {
                 let host = enroll(&store, &format!("burst-{i}"), None).await;
                 let response = if i % 2 == 0 { PolicyResponse::Pass } else { PolicyResponse::Fail };
                 let answers = [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
-                store
-                    .record_report(host, &answers, None, NOW + 1, &AutomationRules::default(), webhook_job)
-                    .await
-                    .unwrap();
+                let rules = AutomationRules::default();
+                let report = || store.record_report(host, &answers, None, NOW + 1, &rules, webhook_job);
+                if i % 4 == 1 {
+                    // The same report twice at once (perhaps in one batch): the second sees the first's
+                    // answer and moves no count.
+                    let (first, second) = tokio::join!(report(), report());
+                    first.unwrap();
+                    second.unwrap();
+                } else {
+                    report().await.unwrap();
+                }
                 Some(response)
             })
         })

@@ -45,10 +45,15 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     };
     let mut text = state.metrics.render(&gauges);
     text.push_str(&connection_metrics(&state.connections));
-    if let Some((commits, writes)) = state.store.group_commit_counts() {
+    if let Some(counts) = state.store.group_commit_counts() {
         for (name, help, value) in [
-            ("herd_group_commits_total", "Transactions the SQLite group commit made.", commits),
-            ("herd_group_commit_writes_total", "Enrollments and reports those transactions held.", writes),
+            ("herd_group_commits_total", "Transactions the SQLite group commit made.", counts.commits),
+            ("herd_group_commit_writes_total", "Enrollments and reports those transactions held.", counts.writes),
+            (
+                "herd_group_commit_replays_total",
+                "Batches applied again write by write because one of their writes failed.",
+                counts.replays,
+            ),
         ] {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
