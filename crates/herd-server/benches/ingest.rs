@@ -60,19 +60,7 @@ async fn setup(url: String, dir: tempfile::TempDir) -> Bench {
     .unwrap();
     let mut policy_ids = Vec::new();
     for i in 0..POLICIES {
-        let fields = PolicyFields {
-            name: format!("policy {i}"),
-            query: format!("SELECT 1 FROM processes WHERE pid = {i};"),
-            description: String::new(),
-            resolution: String::new(),
-            platform: String::new(),
-            critical: false,
-            interval_seconds: None,
-            script_id: None,
-            webhook_url: None,
-            continuous_automation: false,
-            deferral: None,
-        };
+        let fields = PolicyFields::new(&format!("policy {i}"), &format!("SELECT 1 FROM processes WHERE pid = {i};"));
         policy_ids.push(store.create_policy(&fields, None, None, 0).await.unwrap());
     }
     let state: SharedState =

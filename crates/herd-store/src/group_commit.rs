@@ -182,7 +182,6 @@ async fn commit_batch(writer: AnyPool, batch: Vec<Write>, counts: std::sync::Arc
             }
             Together::WriteFailed(_) => {
                 counts.replays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                outcomes.clear();
                 apply_each(&mut conn, &ops, &mut outcomes).await
             }
         }
@@ -203,7 +202,7 @@ async fn commit_batch(writer: AnyPool, batch: Vec<Write>, counts: std::sync::Arc
 /// How applying a batch as a whole ended, when the transaction itself did not fail.
 enum Together {
     Committed,
-    /// A write failed (with this error): nothing was kept.
+    /// A write failed (with this error): nothing was kept, and no outcome is left in `outcomes`.
     WriteFailed(StoreError),
 }
 
@@ -218,18 +217,27 @@ async fn apply_together(
     let mut deltas = CountDeltas::new();
     let mut facts = ReportFacts::default();
     let mut stamp = 0;
+    let mut failed = None;
     for op in ops {
         match apply(&mut tx, op, &mut facts, &mut deltas).await {
             Ok(done) => outcomes.push(Ok(done)),
             Err(err) => {
-                tx.rollback().await?;
-                return Ok(Together::WriteFailed(err));
+                failed = Some(err);
+                break;
             }
         }
         stamp = stamp.max(op.now());
     }
-    if let Err(err) = apply_count_deltas(&mut tx, &deltas, stamp).await {
+    if failed.is_none()
+        && let Err(err) = apply_count_deltas(&mut tx, &deltas, stamp).await
+    {
+        failed = Some(err);
+    }
+    if let Some(err) = failed {
+        // Nothing of this attempt stands, so none of its outcomes either (a lone write whose count update
+        // failed must not be answered with its own success).
         tx.rollback().await?;
+        outcomes.clear();
         return Ok(Together::WriteFailed(err));
     }
     tx.commit().await?;

@@ -98,6 +98,14 @@ const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_li
     (SELECT COUNT(*) FROM host_profiles p WHERE p.host_id = hosts.id AND p.status = 'pending') AS pending_profiles, \
     (SELECT COUNT(*) FROM host_profiles p WHERE p.host_id = hosts.id AND p.status = 'verifying') AS profiles_verifying";
 
+/// A host's check-in row and its policy run history (when it last ran each policy, and which revision).
+pub type CheckinAndRuns = (HostCheckin, std::collections::HashMap<i64, herd_core::due::PolicyRun>);
+
+/// A row of `CHECKIN_COLUMNS` followed by `policy_runs`.
+fn checkin_and_runs_from_row(row: &sqlx::any::AnyRow) -> Result<CheckinAndRuns> {
+    Ok((checkin_from_row(row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
+}
+
 fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {
         id: row.try_get("id")?,
@@ -478,11 +486,7 @@ impl Store {
     /// Enrolled hosts with ids above `after_id`, in id order, at most `limit`: their check-in rows and policy run
     /// histories, for warming a server's cache before it serves (so a restart does not send every host's first
     /// check-in to the database).
-    pub async fn host_checkins_page(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<(HostCheckin, std::collections::HashMap<i64, herd_core::due::PolicyRun>)>> {
+    pub async fn host_checkins_page(&self, after_id: i64, limit: i64) -> Result<Vec<CheckinAndRuns>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CHECKIN_COLUMNS}, policy_runs FROM hosts WHERE id > $1 AND node_key_hash IS NOT NULL \
              ORDER BY id LIMIT $2"
@@ -491,35 +495,17 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((checkin_from_row(row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
-            })
-            .collect()
+        rows.iter().map(checkin_and_runs_from_row).collect()
     }
 
     /// A host's check-in row with its policy run history, in one read (a check-in that finds work due
     /// needs both).
-    pub async fn host_checkin_and_runs(
-        &self,
-        host_id: i64,
-    ) -> Result<Option<(HostCheckin, std::collections::HashMap<i64, herd_core::due::PolicyRun>)>> {
+    pub async fn host_checkin_and_runs(&self, host_id: i64) -> Result<Option<CheckinAndRuns>> {
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS}, policy_runs FROM hosts WHERE id = $1")))
             .bind(host_id)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|row| {
-            Ok((checkin_from_row(&row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
-        })
-        .transpose()
-    }
-
-    pub async fn host_checkin_by_id(&self, host_id: i64) -> Result<Option<HostCheckin>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE id = $1")))
-            .bind(host_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(checkin_from_row).transpose()
+        row.as_ref().map(checkin_and_runs_from_row).transpose()
     }
 
     /// Applies a vitals report. Clears a refetch request that was made before `results_requested_at` (the

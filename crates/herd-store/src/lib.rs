@@ -39,7 +39,7 @@ pub use config::StoredSecret;
 pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
 pub use herd_core::report::ReportOrigin;
 pub use herd_core::report::ReportedAnswer;
-pub use hosts::{EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
+pub use hosts::{CheckinAndRuns, EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;

@@ -554,15 +554,6 @@ impl Store {
         Ok(pruned)
     }
 
-    /// When a host last ran each policy (and which revision).
-    pub async fn host_policy_runs(&self, host_id: i64) -> Result<HashMap<i64, PolicyRun>> {
-        let text: Option<String> = sqlx::query_scalar("SELECT policy_runs FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(text.as_deref().map(parse_runs).unwrap_or_default())
-    }
-
     /// Applies one report of policy answers in one transaction: only answers that changed are written, the
     /// counts move by delta, answers to a revision that is no longer current (the policy was edited after
     /// the query was handed out) or to deleted policies are ignored. Err [`StoreError::HostGone`] when the

@@ -581,7 +581,7 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
         (queued[0].policy_id, queued[0].script_id, queued[0].contents.as_str()),
         (Some(policy), Some(script), "echo fix")
     );
-    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().pending_scripts);
+    assert!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.pending_scripts);
     let views = store.host_policy_answers(host, None).await.unwrap();
     assert!(views[0].remediating && views[0].response == PolicyResponse::Fail);
     assert_eq!(store.get_policy(policy).await.unwrap().unwrap().remediating_host_count, 1);
@@ -753,12 +753,12 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
     assert_eq!(runs.len(), 2);
     store.record_execution_result(host, &runs[0].execution_id, "ran", Some(0), "", Some(1), NOW + 1).await.unwrap();
     assert!(store.request_automation_recheck(host, NOW + 1).await.unwrap().is_empty(), "a run is still pending");
-    assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
+    assert_eq!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.recheck_requested_at, None);
     store.record_execution_result(host, &runs[1].execution_id, "ran", Some(0), "", Some(1), NOW + 2).await.unwrap();
     assert_eq!(store.request_automation_recheck(host, NOW + 2).await.unwrap(), vec![a, b]);
-    let checkin = store.host_checkin_by_id(host).await.unwrap().unwrap();
+    let checkin = store.host_checkin_and_runs(host).await.unwrap().unwrap().0;
     assert_eq!(checkin.recheck_requested_at, Some(NOW + 2));
-    let runs_left: Vec<i64> = store.host_policy_runs(host).await.unwrap().into_keys().collect();
+    let runs_left: Vec<i64> = store.host_checkin_and_runs(host).await.unwrap().unwrap().1.into_keys().collect();
     assert_eq!(runs_left, vec![c], "the remediated policies have no run: they are due");
     assert!(store.changed_hosts_since(0).await.unwrap().iter().any(|(id, _)| *id == host), "servers evict it");
 
@@ -768,7 +768,7 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
         ReportedAnswer { policy_id: b, revision: Some(1), response: PolicyResponse::Pass },
     ];
     store.record_policy_results(host, &fixed, NOW + 3).await.unwrap();
-    assert_eq!(store.host_checkin_by_id(host).await.unwrap().unwrap().recheck_requested_at, None);
+    assert_eq!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.recheck_requested_at, None);
     assert!(store.request_automation_recheck(host, NOW + 4).await.unwrap().is_empty());
 }
 
@@ -816,7 +816,7 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
             store.record_report(host, &answers, None, at, &AutomationRules::default(), |_| Vec::new()).await.unwrap();
         }
     };
-    let checkin = || async { store.host_checkin_by_id(host).await.unwrap().unwrap() };
+    let checkin = || async { store.host_checkin_and_runs(host).await.unwrap().unwrap().0 };
 
     report(NOW, PolicyResponse::Fail).await;
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "nothing runs without asking");
@@ -924,12 +924,12 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
         (commands.len(), commands[0].operation, commands[0].identifier.as_str()),
         (1, Operation::Install, "com.a")
     );
-    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().pending_profiles, "the check-in says so");
+    assert!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.pending_profiles, "the check-in says so");
     // A stale answer changes nothing; the current one moves it to verifying, then the report verifies it.
     store.record_profile_results(host, &[("stale".into(), None)], &limits, NOW + 4).await.unwrap();
     assert_eq!(store.host_profiles(host).await.unwrap()[0].status, Some(Status::Pending));
     store.record_profile_results(host, &[(commands[0].command_uuid.clone(), None)], &limits, NOW + 5).await.unwrap();
-    assert!(store.host_checkin_by_id(host).await.unwrap().unwrap().profiles_verifying);
+    assert!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.profiles_verifying);
     store.verify_host_profiles(host, &[("com.a".into(), "sum-a".into(), NOW + 5)], &limits, NOW + 6).await.unwrap();
     assert_eq!(store.host_profiles(host).await.unwrap()[0].status, Some(Status::Verified));
     assert_eq!(store.profiles_summary(Some(team)).await.unwrap().verified, 1);
