@@ -166,7 +166,7 @@ impl crate::Store {
         if pending > 0 {
             return Ok(Vec::new());
         }
-        let last_report: Millis = host.policy_updated_at;
+        let last_report: Millis = host.policy_updated_at.unwrap_or(0);
         let policies: Vec<i64> = sqlx::query_scalar(
             "SELECT DISTINCT policy_id FROM script_executions WHERE host_id = $1 AND policy_id IS NOT NULL \
              AND finished_at >= $2 ORDER BY policy_id",

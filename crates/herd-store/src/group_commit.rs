@@ -15,7 +15,7 @@
 //!
 //! PostgreSQL takes concurrent writers and groups their WAL flushes itself; there the writes run directly.
 
-use crate::hosts::EnrollHost;
+use crate::hosts::{EnrollHost, HostCheckin};
 use crate::policies::{CountDeltas, Report, ReportFacts, ReportOutcome, apply_count_deltas};
 use crate::{Result, StoreError};
 use herd_core::Millis;
@@ -39,13 +39,13 @@ enum Op {
 }
 
 enum Reply {
-    Enroll(oneshot::Sender<Result<i64>>),
+    Enroll(oneshot::Sender<Result<HostCheckin>>),
     Report(oneshot::Sender<Result<ReportOutcome>>),
 }
 
 /// What a write did, for its caller.
 enum Done {
-    Enrolled(i64),
+    Enrolled(HostCheckin),
     Reported(ReportOutcome),
 }
 
@@ -63,7 +63,7 @@ impl Reply {
         match self {
             Reply::Enroll(reply) => {
                 let _ = reply.send(outcome.and_then(|done| match done {
-                    Done::Enrolled(id) => Ok(id),
+                    Done::Enrolled(checkin) => Ok(checkin),
                     Done::Reported(_) => Err(unavailable("mismatched outcome")),
                 }));
             }
@@ -127,7 +127,7 @@ impl GroupCommit {
     }
 
     /// Enrolls a host; answers once the transaction holding it has committed.
-    pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<i64> {
+    pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<HostCheckin> {
         let (reply, outcome) = oneshot::channel();
         let write = Write { op: Op::Enroll { host, now }, reply: Reply::Enroll(reply) };
         self.queue.send(write).await.map_err(|_| closed())?;

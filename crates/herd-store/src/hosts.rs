@@ -363,7 +363,7 @@ pub(crate) async fn lock_host(
         (Backend::Postgres, HostLock::Exists) => " FOR KEY SHARE",
     };
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT team_id, policy_runs, COALESCE(policy_updated_at, 0) FROM hosts WHERE id = $1{clause}"
+        "SELECT team_id, policy_runs, policy_updated_at FROM hosts WHERE id = $1{clause}"
     )))
     .bind(host_id)
     .fetch_optional(&mut *conn)
@@ -378,7 +378,8 @@ pub(crate) struct LockedHost {
     pub team_id: Option<i64>,
     /// The run history (see `policies::parse_runs`).
     pub policy_runs: String,
-    pub policy_updated_at: Millis,
+    /// When the host last reported answers; None: never (so it has no stored answers).
+    pub policy_updated_at: Option<Millis>,
 }
 
 /// Locks hosts for a change in id order (so two transactions locking overlapping sets cannot deadlock) and
@@ -407,71 +408,100 @@ pub(crate) async fn note_host_change(conn: &mut AnyConnection, host_id: i64, now
 }
 
 impl Store {
-    /// Enrolls a host, or re-enrolls it into its existing row when its uuid is known: the row keeps its id,
-    /// team and history; the node key is replaced (the old one stops working).
-    /// Enrolls a host, or re-enrolls it (new node key, fresh details) when its uuid is known: one upsert, so
-    /// any number of enrollments of one uuid at once — osqueryd retrying, a cloned machine, several servers —
-    /// leave one row (the last node key wins) and never fail on the unique uuid.
-    pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<i64> {
+    /// Enrolls a host, or re-enrolls it (new node key, fresh details) into its existing row when its uuid is
+    /// known: the row keeps its id, team and history, and the old node key stops working. Any number of
+    /// enrollments of one uuid at once — osqueryd retrying, a cloned machine, several servers — leave one
+    /// row (the last node key wins) and never fail on the unique uuid. Returns the host's check-in row as
+    /// committed, so the server can cache it without reading it back.
+    pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<HostCheckin> {
         if let Some(group) = &self.group_commit {
             return group.enroll(host.clone(), now).await;
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let id = enroll_in(&mut tx, host, now).await?;
+        let checkin = enroll_in(&mut tx, host, now).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(checkin)
     }
 }
 
 /// An enrollment (see `Store::enroll_host`), in the caller's transaction.
-pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: Millis) -> Result<i64> {
+///
+/// A new host is one insert. Only a re-enrollment is noted in the change feed (its old node key may be
+/// cached by any server); noting every new host too would make every server evict it and read it back.
+pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: Millis) -> Result<HostCheckin> {
     let d = &host.details;
     let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
-    // A detail the host did not report is '' in a new row and keeps its value in an existing one. The team
-    // and creation time are a new row's only: re-enrolling never moves a host.
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
+    // A row deleted between the insert that found it and the update (a host deletion, perhaps on another
+    // server) is inserted again: the loop ends at the latest on that second insert.
+    for _ in 0..3 {
+        // A detail the host did not report is '' in a new row.
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
              platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
              hardware_vendor, created_at, last_enrolled_at) \
              VALUES ($1, $2, $3, $4, COALESCE($5, ''), COALESCE($6, ''), $7, COALESCE($8, ''), COALESCE($9, ''), \
              COALESCE($10, ''), COALESCE($11, ''), COALESCE($12, ''), COALESCE($13, ''), $14, $14) \
-             ON CONFLICT (uuid) DO UPDATE SET node_key_hash = excluded.node_key_hash, \
-             osquery_host_id = excluded.osquery_host_id, last_enrolled_at = excluded.last_enrolled_at, \
-             hostname = COALESCE($5, hosts.hostname), computer_name = COALESCE($6, hosts.computer_name), \
-             platform = CASE WHEN excluded.platform <> '' THEN excluded.platform ELSE hosts.platform END, \
-             platform_like = COALESCE($8, hosts.platform_like), os_version = COALESCE($9, hosts.os_version), \
-             osquery_version = COALESCE($10, hosts.osquery_version), \
-             hardware_serial = COALESCE($11, hosts.hardware_serial), \
-             hardware_model = COALESCE($12, hosts.hardware_model), \
-             hardware_vendor = COALESCE($13, hosts.hardware_vendor) \
-             RETURNING id",
-    )
-    .bind(&host.uuid)
-    .bind(&host.osquery_host_id)
-    .bind(&host.node_key_hash)
-    .bind(host.team_id)
-    .bind(d.hostname.clone())
-    .bind(d.computer_name.clone())
-    .bind(platform)
-    .bind(d.platform_like.clone())
-    .bind(d.os_version.clone())
-    .bind(d.osquery_version.clone())
-    .bind(d.hardware_serial.clone())
-    .bind(d.hardware_model.clone())
-    .bind(d.hardware_vendor.clone())
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| match &e {
-        // The secret's team was deleted meanwhile (perhaps through another server).
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
-        _ => StoreError::Database(e),
-    })?;
-    // A re-enrolled host's old node key must stop working on every server (for a new host the entry is
-    // harmless: there is nothing cached to evict).
-    note_host_change(conn, id, now).await?;
-    Ok(id)
+             ON CONFLICT (uuid) DO NOTHING RETURNING {CHECKIN_COLUMNS}"
+        )))
+        .bind(&host.uuid)
+        .bind(&host.osquery_host_id)
+        .bind(&host.node_key_hash)
+        .bind(host.team_id)
+        .bind(d.hostname.clone())
+        .bind(d.computer_name.clone())
+        .bind(&platform)
+        .bind(d.platform_like.clone())
+        .bind(d.os_version.clone())
+        .bind(d.osquery_version.clone())
+        .bind(d.hardware_serial.clone())
+        .bind(d.hardware_model.clone())
+        .bind(d.hardware_vendor.clone())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| match &e {
+            // The secret's team was deleted meanwhile (perhaps through another server).
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
+            _ => StoreError::Database(e),
+        })?;
+        if let Some(row) = inserted {
+            return checkin_from_row(&row);
+        }
+        // Known uuid: a re-enrollment. A detail the host did not report keeps its value; the team and
+        // creation time stay (re-enrolling never moves a host).
+        let updated = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE hosts SET node_key_hash = $2, osquery_host_id = $3, last_enrolled_at = $4, \
+             hostname = COALESCE($5, hostname), computer_name = COALESCE($6, computer_name), \
+             platform = CASE WHEN $7 <> '' THEN $7 ELSE platform END, \
+             platform_like = COALESCE($8, platform_like), os_version = COALESCE($9, os_version), \
+             osquery_version = COALESCE($10, osquery_version), hardware_serial = COALESCE($11, hardware_serial), \
+             hardware_model = COALESCE($12, hardware_model), hardware_vendor = COALESCE($13, hardware_vendor) \
+             WHERE uuid = $1 RETURNING {CHECKIN_COLUMNS}"
+        )))
+        .bind(&host.uuid)
+        .bind(&host.node_key_hash)
+        .bind(&host.osquery_host_id)
+        .bind(now)
+        .bind(d.hostname.clone())
+        .bind(d.computer_name.clone())
+        .bind(&platform)
+        .bind(d.platform_like.clone())
+        .bind(d.os_version.clone())
+        .bind(d.osquery_version.clone())
+        .bind(d.hardware_serial.clone())
+        .bind(d.hardware_model.clone())
+        .bind(d.hardware_vendor.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = updated {
+            let checkin = checkin_from_row(&row)?;
+            // The old node key must stop working on every server.
+            note_host_change(conn, checkin.id, now).await?;
+            return Ok(checkin);
+        }
+    }
+    Err(StoreError::Conflict("the host was deleted while it enrolled; enroll again".into()))
 }
 
 impl Store {
@@ -519,22 +549,30 @@ impl Store {
         now: Millis,
     ) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
-        write_vitals(&mut conn, host_id, patch, results_requested_at, now).await
+        write_vitals(&mut conn, host_id, patch, results_requested_at, None, now).await
     }
 }
 
 /// The vitals part of a report, in the caller's transaction (see `Store::record_vitals`).
+///
+/// `policy_runs`: the run history of a report that also carried answers, written by the same statement
+/// (with what `policies::write_policy_runs` writes), one update of the host row per report.
 pub(crate) async fn write_vitals(
     conn: &mut AnyConnection,
     host_id: i64,
     patch: &VitalsPatch,
     results_requested_at: Millis,
+    policy_runs: Option<&str>,
     now: Millis,
 ) -> Result<bool> {
     {
         let p = patch;
-        let done = sqlx::query(
-            "UPDATE hosts SET hostname = COALESCE($1, hostname), computer_name = COALESCE($2, computer_name), \
+        let runs_clause = match policy_runs {
+            Some(_) => "policy_runs = $28, policy_updated_at = $25, recheck_requested_at = NULL, ",
+            None => "",
+        };
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE hosts SET {runs_clause} hostname = COALESCE($1, hostname), computer_name = COALESCE($2, computer_name), \
              platform = COALESCE($3, platform), platform_like = COALESCE($4, platform_like), \
              os_version = COALESCE($5, os_version), os_build = COALESCE($6, os_build), \
              osquery_version = COALESCE($7, osquery_version), hardware_serial = COALESCE($8, hardware_serial), \
@@ -551,8 +589,8 @@ pub(crate) async fn write_vitals(
              logger_tls_period = COALESCE($24, logger_tls_period), \
              detail_updated_at = $25, \
              refetch_requested_at = CASE WHEN refetch_requested_at <= $26 THEN NULL ELSE refetch_requested_at END \
-             WHERE id = $27",
-        )
+             WHERE id = $27"
+        )))
         .bind(p.hostname.clone())
         .bind(p.computer_name.clone())
         .bind(p.platform.clone())
@@ -579,9 +617,12 @@ pub(crate) async fn write_vitals(
         .bind(p.logger_tls_period)
         .bind(now)
         .bind(results_requested_at)
-        .bind(host_id)
-        .execute(&mut *conn)
-        .await?;
+        .bind(host_id);
+        let query = match policy_runs {
+            Some(runs) => query.bind(runs),
+            None => query,
+        };
+        let done = query.execute(&mut *conn).await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -712,16 +712,36 @@ pub(crate) async fn report_in(
     facts: &mut ReportFacts,
     deltas: &mut CountDeltas,
 ) -> Result<ReportOutcome> {
-    let mut outcome = ReportOutcome::default();
+    let (mut outcome, mut runs) = (ReportOutcome::default(), None);
     if !report.answers.is_empty() {
-        outcome = write_policy_answers(conn, backend, report, facts, deltas).await?;
+        let (answered, new_runs) = write_policy_answers(conn, backend, report, facts, deltas).await?;
+        (outcome, runs) = (answered, Some(new_runs));
     }
-    if let Some((patch, requested_at)) = &report.vitals
-        && !crate::hosts::write_vitals(conn, report.host_id, patch, *requested_at, report.now).await?
-    {
-        return Err(StoreError::HostGone);
+    // The host row is written once: with the vitals when there are any.
+    match (&report.vitals, runs) {
+        (Some((patch, requested_at)), runs) => {
+            let written =
+                crate::hosts::write_vitals(conn, report.host_id, patch, *requested_at, runs.as_deref(), report.now)
+                    .await?;
+            if !written {
+                return Err(StoreError::HostGone);
+            }
+        }
+        (None, Some(runs)) => write_policy_runs(conn, report.host_id, &runs, report.now).await?,
+        (None, None) => {}
     }
     Ok(outcome)
+}
+
+/// Stores a host's run history after a report. Answers arrived, so a re-check the server asked for is done.
+async fn write_policy_runs(conn: &mut AnyConnection, host_id: i64, runs: &str, now: Millis) -> Result<()> {
+    sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2, recheck_requested_at = NULL WHERE id = $3")
+        .bind(runs)
+        .bind(now)
+        .bind(host_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// What a committed report changed that the caller may need to act on.
@@ -749,14 +769,15 @@ pub struct FiringPolicy<'a> {
 }
 
 /// The policy part of a report, in the caller's transaction (see `Store::record_report`): loads what the
-/// answers' meaning depends on, lets `herd_core::report::decide` decide, applies the effects.
+/// answers' meaning depends on, lets `herd_core::report::decide` decide, applies the effects. Returns the
+/// host's new run history (as stored text) for the caller to write with the rest of the host row.
 async fn write_policy_answers(
     tx: &mut AnyConnection,
     backend: Backend,
     report: &Report,
     facts: &mut ReportFacts,
     deltas: &mut CountDeltas,
-) -> Result<ReportOutcome> {
+) -> Result<(ReportOutcome, String)> {
     let Report { host_id, ref answers, now, ref rules, on_failure, .. } = *report;
     // The host row first: reports, transfers and deletion of one host serialise here.
     let host = lock_host(tx, backend, host_id, HostLock::Change).await?;
@@ -764,11 +785,15 @@ async fn write_policy_answers(
 
     let ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
     facts.load_policies(tx, backend, &ids).await?;
+    let mut prior: HashMap<i64, PriorAnswer> = HashMap::new();
+    // Answers are only ever stored by a report, which also sets `policy_updated_at`: a host that never
+    // reported (a fleet enrolling) has none to read.
     let mut existing =
         SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
     existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
-    let mut prior: HashMap<i64, PriorAnswer> = HashMap::new();
-    for row in existing.query().fetch_all(&mut *tx).await? {
+    let prior_rows =
+        if host.policy_updated_at.is_none() { Vec::new() } else { existing.query().fetch_all(&mut *tx).await? };
+    for row in prior_rows {
         let answer = PriorAnswer {
             response: PolicyResponse::from_stored(row.try_get(1)?),
             revision: row.try_get(2)?,
@@ -828,19 +853,12 @@ async fn write_policy_answers(
     // a week), so an entry older than that belongs to a policy that is gone (or to a host long offline,
     // for which re-running is right anyway).
     runs.retain(|_, run| now - run.ran_at <= RUNS_KEPT_MS);
-    // Answers arrived: a re-check the server asked for is done.
-    sqlx::query("UPDATE hosts SET policy_runs = $1, policy_updated_at = $2, recheck_requested_at = NULL WHERE id = $3")
-        .bind(runs_text(&runs))
-        .bind(now)
-        .bind(host_id)
-        .execute(&mut *tx)
-        .await?;
     if !decision.stale.is_empty() {
         // The host ran an edited policy's old query: whichever server it asks next must plan it again (a
         // server that handed out the old query still waits for its answer).
         note_host_change(tx, host_id, now).await?;
     }
-    Ok(ReportOutcome { stale_policies: decision.stale })
+    Ok((ReportOutcome { stale_policies: decision.stale }, runs_text(&runs)))
 }
 
 /// Enqueues the webhook jobs of policies whose automations fire, from the settings as they are in this

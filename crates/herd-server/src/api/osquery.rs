@@ -99,14 +99,17 @@ async fn enroll(
         platform_hint,
         details: VitalsPatch::from_host_details(&request.host_details),
     };
-    let host_id = match state.store.enroll_host(&host, now_ms()).await {
-        Ok(id) => id,
+    let checkin = match state.store.enroll_host(&host, now_ms()).await {
+        Ok(checkin) => checkin,
         // The secret's team was deleted since this server loaded its secrets: the secret no longer enrolls.
         Err(StoreError::NotFound("team")) => return Err(OsqueryError::NodeInvalid("invalid enroll secret")),
         Err(err) => return Err(err.into()),
     };
-    // A re-enrolled host's old node key must stop working here at once (other servers: change feed).
+    // A re-enrolled host's old node key must stop working here at once (other servers: change feed); the
+    // row as committed is cached, so the host's next requests need no read.
+    let (host_id, team_id) = (checkin.id, checkin.team_id);
     state.hosts.evict(host_id);
+    state.hosts.insert(checkin);
     state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
     tracing::info!(host_id, team_id, "host enrolled");
     Ok(Json(EnrollResponse { node_key }))
