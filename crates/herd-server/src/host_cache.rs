@@ -26,6 +26,11 @@ pub struct CachedHost {
 }
 
 impl CachedHost {
+    /// An entry for a row just read, with nothing handed out yet.
+    fn fresh(checkin: HostCheckin) -> CachedHost {
+        CachedHost { checkin, vitals_sent_at: None, profiles_sent_at: None, policy_plan: None, policies_sent_at: None }
+    }
+
     pub fn due_state(&self) -> CheckinState {
         CheckinState {
             host_id: self.checkin.id,
@@ -77,6 +82,8 @@ pub async fn warm(state: &crate::state::SharedState) -> Result<usize, herd_store
 struct Maps {
     by_id: HashMap<i64, CachedHost>,
     id_by_key: HashMap<String, i64>,
+    /// Evictions so far (see [`HostCache::eviction_mark`]).
+    evictions: u64,
 }
 
 #[derive(Default)]
@@ -98,7 +105,10 @@ impl HostCache {
     /// Stores a fresh row from the database, keeping the in-memory marks of what was handed out; the policy
     /// plan is dropped, since the row may say the host moved or was asked to refetch.
     pub fn insert(&self, checkin: HostCheckin) -> CachedHost {
-        let mut maps = self.maps();
+        Self::insert_into(&mut self.maps(), checkin)
+    }
+
+    fn insert_into(maps: &mut Maps, checkin: HostCheckin) -> CachedHost {
         let previous = maps.by_id.remove(&checkin.id);
         if let Some(previous) = &previous {
             maps.id_by_key.remove(&previous.checkin.node_key_hash);
@@ -106,20 +116,32 @@ impl HostCache {
         maps.id_by_key.insert(checkin.node_key_hash.clone(), checkin.id);
         let entry = match previous {
             Some(previous) => CachedHost { checkin, policy_plan: None, ..previous },
-            None => CachedHost {
-                checkin,
-                vitals_sent_at: None,
-                profiles_sent_at: None,
-                policy_plan: None,
-                policies_sent_at: None,
-            },
+            None => CachedHost::fresh(checkin),
         };
         maps.by_id.insert(entry.checkin.id, entry.clone());
         entry
     }
 
+    /// Where the evictions stand: taken before reading a host from the store, handed to
+    /// [`HostCache::insert_unless_evicted_since`] after. A row read (or written) before a change whose
+    /// eviction ran meanwhile must not be cached, or it would stay, stale, with nothing left to evict it.
+    pub fn eviction_mark(&self) -> u64 {
+        self.maps().evictions
+    }
+
+    /// Caches `checkin` unless a host was evicted since `mark` (then the row may predate that change and is
+    /// left to be read again when next needed). Returns the entry either way.
+    pub fn insert_unless_evicted_since(&self, checkin: HostCheckin, mark: u64) -> CachedHost {
+        let mut maps = self.maps();
+        if maps.evictions != mark {
+            return CachedHost::fresh(checkin);
+        }
+        Self::insert_into(&mut maps, checkin)
+    }
+
     pub fn evict(&self, host_id: i64) {
         let mut maps = self.maps();
+        maps.evictions += 1;
         if let Some(entry) = maps.by_id.remove(&host_id) {
             maps.id_by_key.remove(&entry.checkin.node_key_hash);
         }
@@ -203,6 +225,21 @@ mod tests {
             pending_profiles: false,
             profiles_verifying: false,
         }
+    }
+
+    /// A row read before a change whose eviction has already run (the change feed got there first) is not
+    /// cached: nothing would ever evict it.
+    #[test]
+    fn a_row_read_before_an_eviction_is_not_cached() {
+        let cache = HostCache::default();
+        let mark = cache.eviction_mark();
+        cache.evict(7); // the change feed, between the read and the insert
+        let entry = cache.insert_unless_evicted_since(checkin(7, "stale"), mark);
+        assert_eq!(entry.checkin.node_key_hash, "stale", "the caller still gets the row");
+        assert!(cache.by_node_key("stale").is_none());
+        let mark = cache.eviction_mark();
+        cache.insert_unless_evicted_since(checkin(7, "fresh"), mark);
+        assert_eq!(cache.by_node_key("fresh").unwrap().checkin.id, 7);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! PostgreSQL takes concurrent writers and groups their WAL flushes itself; there the writes run directly.
 
-use crate::hosts::{EnrollHost, HostCheckin};
+use crate::hosts::{EnrollHost, Enrolled};
 use crate::policies::{CountDeltas, Report, ReportFacts, ReportOutcome, apply_count_deltas};
 use crate::{Result, StoreError};
 use herd_core::Millis;
@@ -39,13 +39,13 @@ enum Op {
 }
 
 enum Reply {
-    Enroll(oneshot::Sender<Result<HostCheckin>>),
+    Enroll(oneshot::Sender<Result<Enrolled>>),
     Report(oneshot::Sender<Result<ReportOutcome>>),
 }
 
 /// What a write did, for its caller.
 enum Done {
-    Enrolled(HostCheckin),
+    Enrolled(Enrolled),
     Reported(ReportOutcome),
 }
 
@@ -63,7 +63,7 @@ impl Reply {
         match self {
             Reply::Enroll(reply) => {
                 let _ = reply.send(outcome.and_then(|done| match done {
-                    Done::Enrolled(checkin) => Ok(checkin),
+                    Done::Enrolled(enrolled) => Ok(enrolled),
                     Done::Reported(_) => Err(unavailable("mismatched outcome")),
                 }));
             }
@@ -78,7 +78,7 @@ impl Reply {
 }
 
 fn unavailable(reason: impl Into<String>) -> StoreError {
-    StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.into())))
+    StoreError::unavailable(reason)
 }
 
 /// What the group commit has done so far.
@@ -127,7 +127,7 @@ impl GroupCommit {
     }
 
     /// Enrolls a host; answers once the transaction holding it has committed.
-    pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<HostCheckin> {
+    pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<Enrolled> {
         let (reply, outcome) = oneshot::channel();
         let write = Write { op: Op::Enroll { host, now }, reply: Reply::Enroll(reply) };
         self.queue.send(write).await.map_err(|_| closed())?;

@@ -412,29 +412,45 @@ impl Store {
     /// known: the row keeps its id, team and history, and the old node key stops working. Any number of
     /// enrollments of one uuid at once — osqueryd retrying, a cloned machine, several servers — leave one
     /// row (the last node key wins) and never fail on the unique uuid. Returns the host's check-in row as
-    /// committed, so the server can cache it without reading it back.
-    pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<HostCheckin> {
+    /// this enrollment wrote it, and whether the host is new (see [`Enrolled`]).
+    pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<Enrolled> {
         if let Some(group) = &self.group_commit {
             return group.enroll(host.clone(), now).await;
         }
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let checkin = enroll_in(&mut tx, host, now).await?;
+        let enrolled = enroll_in(&mut tx, host, now).await?;
         tx.commit().await?;
-        Ok(checkin)
+        Ok(enrolled)
     }
 }
+
+/// What an enrollment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The host's check-in row as the enrollment wrote it.
+    pub checkin: HostCheckin,
+    /// A new row. Nobody can have cached a new host, so its row may be cached at once (unless something
+    /// evicted it meanwhile: see `herd_server::host_cache`). A re-enrolled host's row may be changing
+    /// under other writers (its pending work, in PostgreSQL, is read from the statement's snapshot), and
+    /// the change feed evicts it everywhere anyway: it is read back when next needed.
+    pub new_host: bool,
+}
+
+/// How many times an enrollment tries insert-or-update when the row it found keeps being deleted.
+const ENROLL_ATTEMPTS: usize = 3;
 
 /// An enrollment (see `Store::enroll_host`), in the caller's transaction.
 ///
 /// A new host is one insert. Only a re-enrollment is noted in the change feed (its old node key may be
 /// cached by any server); noting every new host too would make every server evict it and read it back.
-pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: Millis) -> Result<HostCheckin> {
+pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: Millis) -> Result<Enrolled> {
     let d = &host.details;
     let platform = d.platform.clone().unwrap_or_else(|| host.platform_hint.clone());
     // A row deleted between the insert that found it and the update (a host deletion, perhaps on another
-    // server) is inserted again: the loop ends at the latest on that second insert.
-    for _ in 0..3 {
+    // server) is inserted again; a few attempts, since a concurrent enrollment may win that insert and a
+    // deletion remove it again.
+    for _ in 0..ENROLL_ATTEMPTS {
         // A detail the host did not report is '' in a new row.
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
@@ -466,7 +482,7 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
             _ => StoreError::Database(e),
         })?;
         if let Some(row) = inserted {
-            return checkin_from_row(&row);
+            return Ok(Enrolled { checkin: checkin_from_row(&row)?, new_host: true });
         }
         // Known uuid: a re-enrollment. A detail the host did not report keeps its value; the team and
         // creation time stay (re-enrolling never moves a host).
@@ -498,10 +514,10 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
             let checkin = checkin_from_row(&row)?;
             // The old node key must stop working on every server.
             note_host_change(conn, checkin.id, now).await?;
-            return Ok(checkin);
+            return Ok(Enrolled { checkin, new_host: false });
         }
     }
-    Err(StoreError::Conflict("the host was deleted while it enrolled; enroll again".into()))
+    Err(StoreError::unavailable("the host was deleted again and again while it enrolled; enroll again"))
 }
 
 impl Store {

@@ -39,7 +39,9 @@ pub use config::StoredSecret;
 pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
 pub use herd_core::report::ReportOrigin;
 pub use herd_core::report::ReportedAnswer;
-pub use hosts::{CheckinAndRuns, EnrollHost, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition};
+pub use hosts::{
+    CheckinAndRuns, EnrollHost, Enrolled, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition,
+};
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
@@ -79,6 +81,11 @@ impl StoreError {
     /// unlike a bad query.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+    }
+
+    /// A write that could not be done now but may be retried (answered like an unreachable database).
+    pub(crate) fn unavailable(reason: impl Into<String>) -> StoreError {
+        StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.into())))
     }
 
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as its message.

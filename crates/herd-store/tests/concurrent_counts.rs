@@ -47,7 +47,7 @@ async fn enroll(store: &Store, name: &str, team: Option<i64>) -> i64 {
         platform_hint: "linux".into(),
         details: VitalsPatch::default(),
     };
-    store.enroll_host(&host, NOW).await.unwrap().id
+    store.enroll_host(&host, NOW).await.unwrap().checkin.id
 }
 
 /// One webhook job per firing policy, enqueued in the report's transaction like the server's.

@@ -45,7 +45,7 @@ async fn enroll(store: &Store, host: usize, generation: usize, team: Option<i64>
         platform_hint: "linux".into(),
         details: VitalsPatch::default(),
     };
-    store.enroll_host(&host, 0).await.unwrap().id
+    store.enroll_host(&host, 0).await.unwrap().checkin.id
 }
 
 async fn run(store: Store, events: Vec<Event>) {

@@ -41,7 +41,7 @@ async fn id_lists_of_any_length_are_one_parameter(store: Store) {
     let team = store.create_team("Servers", "", &[], NOW).await.unwrap();
     let mut hosts = Vec::new();
     for i in 0..3 {
-        hosts.push(store.enroll_host(&enroll(&format!("U{i}"), &format!("k{i}")), NOW).await.unwrap().id);
+        hosts.push(store.enroll_host(&enroll(&format!("U{i}"), &format!("k{i}")), NOW).await.unwrap().checkin.id);
     }
     let mut policies = Vec::new();
     for i in 0..3 {
@@ -136,7 +136,7 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
         .collect();
     let mut ids = Vec::new();
     for task in tasks {
-        ids.push(task.await.unwrap().expect("every enrollment succeeds").id);
+        ids.push(task.await.unwrap().expect("every enrollment succeeds").checkin.id);
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one host row: {ids:?}");
@@ -148,6 +148,9 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
         }
     }
     assert_eq!(working, 1, "exactly one node key (the last written) works");
+    // One enrollment inserted; every other one replaced a node key some server may have cached.
+    let notes = store.changed_hosts_since(NOW).await.unwrap();
+    assert_eq!(notes.iter().filter(|(h, _)| *h == ids[0]).count(), ENROLLMENTS - 1, "{notes:?}");
     let host = store.get_host(ids[0]).await.unwrap().unwrap();
     assert_eq!(host.hostname, "host-SAME-UUID");
     // Creation is the inserting enrollment's (tasks commit in any order, so not necessarily the smallest).
@@ -159,7 +162,7 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
     let mut bare = enroll("SAME-UUID", "key-bare");
     bare.details = VitalsPatch::default();
     bare.team_id = None;
-    assert_eq!(store.enroll_host(&bare, NOW + 100).await.unwrap().id, ids[0]);
+    assert_eq!(store.enroll_host(&bare, NOW + 100).await.unwrap().checkin.id, ids[0]);
     let host = store.get_host(ids[0]).await.unwrap().unwrap();
     assert_eq!(
         (host.hostname.as_str(), host.team_id, host.last_enrolled_at),
@@ -169,8 +172,8 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
 }
 
 async fn device_tokens_belong_to_the_host_that_registered_them(store: Store) {
-    let owner = store.enroll_host(&enroll("OWNER", "k1"), NOW).await.unwrap().id;
-    let thief = store.enroll_host(&enroll("THIEF", "k2"), NOW).await.unwrap().id;
+    let owner = store.enroll_host(&enroll("OWNER", "k1"), NOW).await.unwrap().checkin.id;
+    let thief = store.enroll_host(&enroll("THIEF", "k2"), NOW).await.unwrap().checkin.id;
     store.register_device_token(owner, "t1", NOW).await.unwrap();
     store.register_device_token(owner, "t1", NOW + 1).await.unwrap();
     assert!(matches!(store.register_device_token(thief, "t1", NOW + 2).await, Err(StoreError::Conflict(_))));
@@ -187,7 +190,9 @@ async fn device_tokens_belong_to_the_host_that_registered_them(store: Store) {
     // Many hosts registering one new token at once: exactly one gets it.
     let mut hosts = Vec::new();
     for i in 0..12 {
-        hosts.push(store.enroll_host(&enroll(&format!("RACE{i}"), &format!("race-key-{i}")), NOW).await.unwrap().id);
+        hosts.push(
+            store.enroll_host(&enroll(&format!("RACE{i}"), &format!("race-key-{i}")), NOW).await.unwrap().checkin.id,
+        );
     }
     let tasks: Vec<_> = hosts
         .iter()

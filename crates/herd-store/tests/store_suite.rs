@@ -16,6 +16,7 @@ const NOW: i64 = 1_750_000_000_000;
 
 store_cases!(
     enroll_and_reenroll_keep_one_row,
+    a_report_of_vitals_and_answers_writes_both,
     vitals_fill_columns_and_clear_only_older_refetch,
     listing_filters_order_and_paginate,
     search_treats_sql_and_wildcards_as_text,
@@ -53,9 +54,10 @@ fn enroll(uuid: &str, key: &str) -> EnrollHost {
 
 async fn enroll_and_reenroll_keep_one_row(store: Store) {
     let enrolled = store.enroll_host(&enroll("U1", "k1"), NOW).await.unwrap();
-    let id = enrolled.id;
+    assert!(enrolled.new_host);
+    let id = enrolled.checkin.id;
     let checkin = store.host_checkin_by_node_key("k1").await.unwrap().unwrap();
-    assert_eq!(enrolled, checkin, "enrolling returns the row as stored (servers cache it)");
+    assert_eq!(enrolled.checkin, checkin, "enrolling returns the row as stored (servers cache it)");
     assert_eq!(checkin.platform, "linux");
     assert_eq!(checkin.detail_updated_at, None);
     // Nobody can have cached a new host: it is not in the change feed (which would make every server
@@ -64,9 +66,10 @@ async fn enroll_and_reenroll_keep_one_row(store: Store) {
 
     assert!(store.request_refetch(id, NOW + 10).await.unwrap());
     let again = store.enroll_host(&enroll("U1", "k2"), NOW + 1000).await.unwrap();
-    assert_eq!(again, store.host_checkin_by_node_key("k2").await.unwrap().unwrap());
-    assert!(again.refetch_requested_at.is_some(), "re-enrolling keeps the row's state");
-    let again = again.id;
+    assert!(!again.new_host);
+    assert_eq!(again.checkin, store.host_checkin_by_node_key("k2").await.unwrap().unwrap());
+    assert!(again.checkin.refetch_requested_at.is_some(), "re-enrolling keeps the row's state");
+    let again = again.checkin.id;
     assert_eq!(again, id, "same uuid, same row");
     assert!(store.host_checkin_by_node_key("k1").await.unwrap().is_none(), "old node key stops working");
     assert_eq!(store.host_checkin_by_node_key("k2").await.unwrap().unwrap().id, id);
@@ -79,8 +82,30 @@ async fn enroll_and_reenroll_keep_one_row(store: Store) {
     assert!(changes.iter().any(|(h, _)| *h == id), "re-enroll must invalidate cached node keys");
 }
 
+/// A report carrying vitals and answers writes the host row once (vitals with run history): both land, and
+/// the host's first report (no stored answers to read) and its second (answers read back) count exactly.
+async fn a_report_of_vitals_and_answers_writes_both(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{AutomationRules, PolicyFields, ReportedAnswer};
+    let host = store.enroll_host(&enroll("U1", "k1"), NOW).await.unwrap().checkin.id;
+    let policy = store.create_policy(&PolicyFields::new("p", "SELECT 1;"), None, None, NOW).await.unwrap();
+    let patch = VitalsPatch { os_version: Some("Ubuntu 24.4".into()), memory: Some(1 << 33), ..Default::default() };
+    for (at, response) in [(NOW + 10, PolicyResponse::Fail), (NOW + 20, PolicyResponse::Pass)] {
+        let answers = [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
+        let rules = AutomationRules::default();
+        store.record_report(host, &answers, Some((&patch, at - 5)), at, &rules, |_| Vec::new()).await.unwrap();
+        let record = store.get_host(host).await.unwrap().unwrap();
+        assert_eq!((record.os_version.as_str(), record.memory), ("Ubuntu 24.4", Some(1 << 33)));
+        assert_eq!((record.detail_updated_at, record.policy_updated_at), (Some(at), Some(at)));
+        let (_, runs) = store.host_checkin_and_runs(host).await.unwrap().unwrap();
+        assert_eq!(runs[&policy].ran_at, at);
+        assert_eq!(store.stored_policy_counts().await.unwrap(), store.recount_policy_answers().await.unwrap());
+    }
+    assert_eq!(store.recount_policy_answers().await.unwrap()[&(policy, 0)], (1, 0), "one host, passing");
+}
+
 async fn vitals_fill_columns_and_clear_only_older_refetch(store: Store) {
-    let id = store.enroll_host(&enroll("U1", "k1"), NOW).await.unwrap().id;
+    let id = store.enroll_host(&enroll("U1", "k1"), NOW).await.unwrap().checkin.id;
     assert!(store.request_refetch(id, NOW + 10).await.unwrap());
     let patch = VitalsPatch {
         os_version: Some("Ubuntu 22.4".into()),
@@ -120,7 +145,7 @@ async fn listing_filters_order_and_paginate(store: Store) {
         let mut host = enroll(&format!("U{i}"), &format!("k{i}"));
         host.details.hostname = Some(name.to_string());
         host.team_id = (i == 0).then_some(team);
-        ids.push(store.enroll_host(&host, NOW).await.unwrap().id);
+        ids.push(store.enroll_host(&host, NOW).await.unwrap().checkin.id);
     }
     let all = HostFilter::default();
     let names = |hosts: Vec<herd_store::HostRecord>| hosts.into_iter().map(|h| h.hostname).collect::<Vec<_>>();
@@ -161,10 +186,10 @@ async fn search_treats_sql_and_wildcards_as_text(store: Store) {
 }
 
 async fn status_filters_follow_seen_time_and_intervals(store: Store) {
-    let fresh = store.enroll_host(&enroll("fresh", "k1"), NOW - HOUR_MS).await.unwrap().id;
-    let slow = store.enroll_host(&enroll("slow", "k2"), NOW - 2 * DAY_MS).await.unwrap().id;
-    let gone = store.enroll_host(&enroll("gone", "k3"), NOW - 60 * DAY_MS).await.unwrap().id;
-    let never = store.enroll_host(&enroll("never", "k4"), NOW - 3 * DAY_MS).await.unwrap().id;
+    let fresh = store.enroll_host(&enroll("fresh", "k1"), NOW - HOUR_MS).await.unwrap().checkin.id;
+    let slow = store.enroll_host(&enroll("slow", "k2"), NOW - 2 * DAY_MS).await.unwrap().checkin.id;
+    let gone = store.enroll_host(&enroll("gone", "k3"), NOW - 60 * DAY_MS).await.unwrap().checkin.id;
+    let never = store.enroll_host(&enroll("never", "k4"), NOW - 3 * DAY_MS).await.unwrap().checkin.id;
     // `slow` checks in every 10 minutes: 9 minutes of silence is still online for it.
     let flags = VitalsPatch { distributed_interval: Some(600), ..Default::default() };
     store.record_vitals(slow, &flags, NOW, NOW).await.unwrap();
@@ -197,8 +222,8 @@ async fn status_filters_follow_seen_time_and_intervals(store: Store) {
 
 async fn delete_and_transfer_feed_the_change_log(store: Store) {
     let team = store.create_team("Laptops", "", &[], NOW).await.unwrap();
-    let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().id;
-    let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap().id;
+    let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().checkin.id;
+    let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap().checkin.id;
     let later = NOW + 10_000;
     assert_eq!(store.transfer_hosts(Some(team), &[a, b, 777], later).await.unwrap(), 2);
     assert_eq!(store.get_host(a).await.unwrap().unwrap().team_id, Some(team));
@@ -236,7 +261,7 @@ async fn teams_secrets_and_team_deletion(store: Store) {
     store.update_team(team, "Servers", "rack B", Some(&options), None, NOW).await.unwrap();
     let mut host = enroll("h", "kh");
     host.team_id = Some(team);
-    let host_id = store.enroll_host(&host, NOW).await.unwrap().id;
+    let host_id = store.enroll_host(&host, NOW).await.unwrap().checkin.id;
     let record = store.get_team(team).await.unwrap().unwrap();
     assert_eq!((record.description.as_str(), record.host_count), ("rack B", 1));
     assert_eq!(record.agent_options, Some(options.clone()));
@@ -410,7 +435,7 @@ async fn config_document_initialises_once(store: Store) {
 }
 
 async fn status_logs_keep_the_newest(store: Store) {
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let line = |n: i64| StoredStatusLog {
         received_at: NOW + n,
         unix_time: Some(n),
@@ -431,8 +456,8 @@ async fn status_logs_keep_the_newest(store: Store) {
 }
 
 async fn seen_times_never_move_backwards(store: Store) {
-    let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().id;
-    let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap().id;
+    let a = store.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().checkin.id;
+    let b = store.enroll_host(&enroll("b", "kb"), NOW).await.unwrap().checkin.id;
     let many: Vec<(i64, i64)> = (0..2500).map(|i| (a, NOW + i)).chain([(b, NOW + 5)]).collect();
     store.flush_seen_times(&many).await.unwrap();
     assert_eq!(store.get_host(a).await.unwrap().unwrap().seen_time, Some(NOW + 2499));
@@ -444,7 +469,7 @@ async fn seen_times_never_move_backwards(store: Store) {
 /// A restart, or a second server on the same database: data stays and no migration runs twice.
 async fn reopen_case(url: String) {
     let first = Store::open(&url).await.unwrap();
-    let id = first.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().id;
+    let id = first.enroll_host(&enroll("a", "ka"), NOW).await.unwrap().checkin.id;
     let second = Store::open(&url).await.unwrap();
     assert_eq!(second.host_checkin_by_node_key("ka").await.unwrap().unwrap().id, id);
     first.close().await;
@@ -573,7 +598,7 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
 async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::ReportedAnswer;
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
@@ -634,7 +659,7 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
 async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::{AutomationRules, ReportedAnswer};
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let fields = remediated_policy("p", script, false);
     let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
@@ -701,7 +726,7 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
 async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::{AutomationRules, ReportOrigin, ReportedAnswer};
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let policy = store.create_policy(&remediated_policy("p", script, true), None, None, NOW).await.unwrap();
     let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
@@ -746,7 +771,7 @@ async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
 async fn finished_remediations_make_their_policies_due_again(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::ReportedAnswer;
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let a = store.create_policy(&remediated_policy("a", script, false), None, None, NOW).await.unwrap();
     let b = store.create_policy(&remediated_policy("b", script, false), None, None, NOW).await.unwrap();
@@ -783,7 +808,7 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
 async fn automation_rules_set_retries_and_timeout(store: Store) {
     use herd_core::policy::PolicyResponse;
     use herd_store::{AutomationRules, ReportedAnswer};
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
     let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
     let fail = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
@@ -806,7 +831,7 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
     use herd_core::deferral::{DeferOption, DeferralSettings};
     use herd_core::policy::PolicyResponse;
     use herd_store::{AgentDeferralStatus, AutomationRules, ChoiceRefused, ReportedAnswer};
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let script = store.create_script(None, "reboot.sh", "echo reboot", NOW).await.unwrap();
     let settings: DeferralSettings =
         serde_json::from_str(r#"{"options": ["1h", "4h"], "max_deferrals": 1, "deadline_after": "1d"}"#).unwrap();
@@ -909,7 +934,7 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
         checksum: checksum.into(),
     };
     let team = store.create_team("Servers", "", &[], NOW).await.unwrap();
-    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().id;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
     let created = store.create_profile(Some(team), &profile("com.a", "sum-a"), NOW).await.unwrap();
     assert!(store.create_profile(Some(team), &profile("com.a", "x"), NOW).await.is_err(), "one identifier per team");
     // The agent says it applies profiles; the host is in no team yet: nothing expected.

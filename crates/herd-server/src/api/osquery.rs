@@ -99,17 +99,21 @@ async fn enroll(
         platform_hint,
         details: VitalsPatch::from_host_details(&request.host_details),
     };
-    let checkin = match state.store.enroll_host(&host, now_ms()).await {
-        Ok(checkin) => checkin,
+    let mark = state.hosts.eviction_mark();
+    let enrolled = match state.store.enroll_host(&host, now_ms()).await {
+        Ok(enrolled) => enrolled,
         // The secret's team was deleted since this server loaded its secrets: the secret no longer enrolls.
         Err(StoreError::NotFound("team")) => return Err(OsqueryError::NodeInvalid("invalid enroll secret")),
         Err(err) => return Err(err.into()),
     };
-    // A re-enrolled host's old node key must stop working here at once (other servers: change feed); the
-    // row as committed is cached, so the host's next requests need no read.
-    let (host_id, team_id) = (checkin.id, checkin.team_id);
-    state.hosts.evict(host_id);
-    state.hosts.insert(checkin);
+    // A re-enrolled host's old node key must stop working here at once (other servers: change feed). A new
+    // host's row is cached, so its next requests need no read.
+    let (host_id, team_id) = (enrolled.checkin.id, enrolled.checkin.team_id);
+    if enrolled.new_host {
+        state.hosts.insert_unless_evicted_since(enrolled.checkin, mark);
+    } else {
+        state.hosts.evict(host_id);
+    }
     state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
     tracing::info!(host_id, team_id, "host enrolled");
     Ok(Json(EnrollResponse { node_key }))
@@ -122,8 +126,9 @@ pub(crate) async fn authenticate(state: &SharedState, node_key: &str) -> Result<
     if let Some(host) = state.hosts.by_node_key(&hash) {
         return Ok(host);
     }
+    let mark = state.hosts.eviction_mark();
     match state.store.host_checkin_by_node_key(&hash).await? {
-        Some(checkin) => Ok(state.hosts.insert(checkin)),
+        Some(checkin) => Ok(state.hosts.insert_unless_evicted_since(checkin, mark)),
         None => Err(OsqueryError::NodeInvalid("invalid node key")),
     }
 }
