@@ -56,7 +56,7 @@ impl Reply {
         let outcome = match commit_failed {
             None => outcome,
             // Nothing of the batch is on disk: the caller hears so (as unavailable: worth retrying).
-            Some(reason) => Err(unavailable(format!("the commit failed: {reason}"))),
+            Some(reason) => Err(StoreError::unavailable(format!("the commit failed: {reason}"))),
         };
         // Outcomes are produced in the order of the writes, by each write's own kind: a mismatch is never
         // reached (and would be answered as unavailable rather than panic after the commit).
@@ -64,21 +64,17 @@ impl Reply {
             Reply::Enroll(reply) => {
                 let _ = reply.send(outcome.and_then(|done| match done {
                     Done::Enrolled(enrolled) => Ok(enrolled),
-                    Done::Reported(_) => Err(unavailable("mismatched outcome")),
+                    Done::Reported(_) => Err(StoreError::unavailable("mismatched outcome")),
                 }));
             }
             Reply::Report(reply) => {
                 let _ = reply.send(outcome.and_then(|done| match done {
                     Done::Reported(done) => Ok(done),
-                    Done::Enrolled(_) => Err(unavailable("mismatched outcome")),
+                    Done::Enrolled(_) => Err(StoreError::unavailable("mismatched outcome")),
                 }));
             }
         }
     }
-}
-
-fn unavailable(reason: impl Into<String>) -> StoreError {
-    StoreError::unavailable(reason)
 }
 
 /// What the group commit has done so far.

@@ -425,6 +425,24 @@ impl Store {
     }
 }
 
+/// Binds what an enrolling host reported, `$5` to `$13` of both of `enroll_in`'s statements.
+fn bind_enroll_details<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    d: &VitalsPatch,
+    platform: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(d.hostname.clone())
+        .bind(d.computer_name.clone())
+        .bind(platform.to_string())
+        .bind(d.platform_like.clone())
+        .bind(d.os_version.clone())
+        .bind(d.osquery_version.clone())
+        .bind(d.hardware_serial.clone())
+        .bind(d.hardware_model.clone())
+        .bind(d.hardware_vendor.clone())
+}
+
 /// What an enrollment did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrolled {
@@ -452,7 +470,7 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
     // deletion remove it again.
     for _ in 0..ENROLL_ATTEMPTS {
         // A detail the host did not report is '' in a new row.
-        let inserted = sqlx::query(AssertSqlSafe(format!(
+        let insert = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO hosts (uuid, osquery_host_id, node_key_hash, team_id, hostname, computer_name, \
              platform, platform_like, os_version, osquery_version, hardware_serial, hardware_model, \
              hardware_vendor, created_at, last_enrolled_at) \
@@ -463,20 +481,9 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
         .bind(&host.uuid)
         .bind(&host.osquery_host_id)
         .bind(&host.node_key_hash)
-        .bind(host.team_id)
-        .bind(d.hostname.clone())
-        .bind(d.computer_name.clone())
-        .bind(&platform)
-        .bind(d.platform_like.clone())
-        .bind(d.os_version.clone())
-        .bind(d.osquery_version.clone())
-        .bind(d.hardware_serial.clone())
-        .bind(d.hardware_model.clone())
-        .bind(d.hardware_vendor.clone())
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| match &e {
+        .bind(host.team_id);
+        let inserted = bind_enroll_details(insert, d, &platform).bind(now).fetch_optional(&mut *conn).await;
+        let inserted = inserted.map_err(|e| match &e {
             // The secret's team was deleted meanwhile (perhaps through another server).
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
             _ => StoreError::Database(e),
@@ -486,7 +493,7 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
         }
         // Known uuid: a re-enrollment. A detail the host did not report keeps its value; the team and
         // creation time stay (re-enrolling never moves a host).
-        let updated = sqlx::query(AssertSqlSafe(format!(
+        let update = sqlx::query(AssertSqlSafe(format!(
             "UPDATE hosts SET node_key_hash = $2, osquery_host_id = $3, last_enrolled_at = $4, \
              hostname = COALESCE($5, hostname), computer_name = COALESCE($6, computer_name), \
              platform = CASE WHEN $7 <> '' THEN $7 ELSE platform END, \
@@ -498,18 +505,8 @@ pub(crate) async fn enroll_in(conn: &mut AnyConnection, host: &EnrollHost, now: 
         .bind(&host.uuid)
         .bind(&host.node_key_hash)
         .bind(&host.osquery_host_id)
-        .bind(now)
-        .bind(d.hostname.clone())
-        .bind(d.computer_name.clone())
-        .bind(&platform)
-        .bind(d.platform_like.clone())
-        .bind(d.os_version.clone())
-        .bind(d.osquery_version.clone())
-        .bind(d.hardware_serial.clone())
-        .bind(d.hardware_model.clone())
-        .bind(d.hardware_vendor.clone())
-        .fetch_optional(&mut *conn)
-        .await?;
+        .bind(now);
+        let updated = bind_enroll_details(update, d, &platform).fetch_optional(&mut *conn).await?;
         if let Some(row) = updated {
             let checkin = checkin_from_row(&row)?;
             // The old node key must stop working on every server.

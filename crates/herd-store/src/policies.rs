@@ -788,18 +788,18 @@ async fn write_policy_answers(
     let mut prior: HashMap<i64, PriorAnswer> = HashMap::new();
     // Answers are only ever stored by a report, which also sets `policy_updated_at`: a host that never
     // reported (a fleet enrolling) has none to read.
-    let mut existing =
-        SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
-    existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
-    let prior_rows =
-        if host.policy_updated_at.is_none() { Vec::new() } else { existing.query().fetch_all(&mut *tx).await? };
-    for row in prior_rows {
-        let answer = PriorAnswer {
-            response: PolicyResponse::from_stored(row.try_get(1)?),
-            revision: row.try_get(2)?,
-            since: row.try_get(3)?,
-        };
-        prior.insert(row.try_get(0)?, answer);
+    if host.policy_updated_at.is_some() {
+        let mut existing =
+            SqlBuilder::new("SELECT policy_id, passes, revision, updated_at FROM policy_membership WHERE host_id = ");
+        existing.bind(Arg::Int(host_id)).push(" AND policy_id IN ").bind_id_set(backend, &ids);
+        for row in existing.query().fetch_all(&mut *tx).await? {
+            let answer = PriorAnswer {
+                response: PolicyResponse::from_stored(row.try_get(1)?),
+                revision: row.try_get(2)?,
+                since: row.try_get(3)?,
+            };
+            prior.insert(row.try_get(0)?, answer);
+        }
     }
     let last_answered_at: HashMap<i64, Millis> = runs.iter().map(|(id, run)| (*id, run.ran_at)).collect();
     let decision = decide(&ReportInput {
