@@ -130,11 +130,15 @@ impl HostCache {
     }
 
     /// Caches `checkin` unless a host was evicted since `mark` (then the row may predate that change and is
-    /// left to be read again when next needed). Returns the entry either way.
+    /// left to be read again when next needed). Returns the entry either way, with the marks of what was
+    /// handed out to the host kept from its cached entry, if it still has one.
     pub fn insert_unless_evicted_since(&self, checkin: HostCheckin, mark: u64) -> CachedHost {
         let mut maps = self.maps();
         if maps.evictions != mark {
-            return CachedHost::fresh(checkin);
+            return match maps.by_id.get(&checkin.id) {
+                Some(cached) => CachedHost { checkin, policy_plan: None, ..cached.clone() },
+                None => CachedHost::fresh(checkin),
+            };
         }
         Self::insert_into(&mut maps, checkin)
     }
@@ -240,6 +244,23 @@ mod tests {
         let mark = cache.eviction_mark();
         cache.insert_unless_evicted_since(checkin(7, "fresh"), mark);
         assert_eq!(cache.by_node_key("fresh").unwrap().checkin.id, 7);
+    }
+
+    /// A re-read skipped because some other host was evicted meanwhile keeps what this host was handed
+    /// (so its awaited answers are not handed out again), and leaves the cached entry to be confirmed again.
+    #[test]
+    fn a_skipped_reread_keeps_what_was_handed_out() {
+        let cache = HostCache::default();
+        cache.insert(checkin(7, "k"));
+        cache.mark_policies_sent(7, 100);
+        let mark = cache.eviction_mark();
+        cache.evict(8);
+        let mut reread = checkin(7, "k");
+        reread.detail_updated_at = Some(90);
+        let entry = cache.insert_unless_evicted_since(reread, mark);
+        assert_eq!(entry.policies_sent_at, Some(100));
+        assert_eq!(entry.checkin.detail_updated_at, Some(90), "the caller gets the row it read");
+        assert_eq!(cache.by_node_key("k").unwrap().checkin.detail_updated_at, None, "not cached");
     }
 
     #[test]

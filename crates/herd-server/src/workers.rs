@@ -3,7 +3,7 @@
 
 use crate::state::{SharedState, now_ms};
 use herd_core::{HOUR_MS, Millis, SECOND_MS};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -50,7 +50,8 @@ const CHANGE_FEED_OVERLAP_MS: Millis = 30 * SECOND_MS;
 #[derive(Default)]
 pub struct ChangeFeed {
     last_poll: Option<Millis>,
-    handled: HashSet<(i64, Millis)>,
+    /// Changes already acted on, by `seq`, with when they happened (to forget them once out of the window).
+    handled: HashMap<i64, Millis>,
 }
 
 impl Worker for ChangeFeed {
@@ -63,11 +64,11 @@ impl Worker for ChangeFeed {
         let since = self.last_poll.map_or(now - CHANGE_FEED_OVERLAP_MS, |last| last - CHANGE_FEED_OVERLAP_MS);
         let changes = state.store.changed_hosts_since(since).await?;
         for change in changes {
-            if self.handled.insert(change) {
-                state.hosts.evict(change.0);
+            if self.handled.insert(change.seq, change.changed_at).is_none() {
+                state.hosts.evict(change.host_id);
             }
         }
-        self.handled.retain(|(_, at)| *at >= since);
+        self.handled.retain(|_, at| *at >= since);
         self.last_poll = Some(now);
         Ok(())
     }

@@ -8,6 +8,15 @@ use herd_core::vitals::VitalsPatch;
 use sqlx::AssertSqlSafe;
 use sqlx::{Acquire, AnyConnection, Row};
 
+/// A row of the change feed: `host_id`'s cached check-in state went stale at `changed_at`. `seq` tells
+/// two changes apart even when they share a host and a millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostChange {
+    pub seq: i64,
+    pub host_id: i64,
+    pub changed_at: Millis,
+}
+
 /// Everything a server needs at check-in time, small enough to keep in memory for every host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCheckin {
@@ -847,12 +856,14 @@ impl Store {
     /// Hosts whose cached check-in state changed at or after `since` (change-feed poll), and the newest change
     /// time seen. Callers poll with an overlap, because PostgreSQL may commit a change stamped slightly earlier
     /// after a later one; evicting a host twice is harmless.
-    pub async fn changed_hosts_since(&self, since: Millis) -> Result<Vec<(i64, Millis)>> {
-        let rows = sqlx::query("SELECT host_id, changed_at FROM host_changes WHERE changed_at >= $1 ORDER BY seq")
+    pub async fn changed_hosts_since(&self, since: Millis) -> Result<Vec<HostChange>> {
+        let rows = sqlx::query("SELECT seq, host_id, changed_at FROM host_changes WHERE changed_at >= $1 ORDER BY seq")
             .bind(since)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        rows.iter()
+            .map(|r| Ok(HostChange { seq: r.try_get(0)?, host_id: r.try_get(1)?, changed_at: r.try_get(2)? }))
+            .collect()
     }
 
     /// Drops change-feed rows no server can still need.

@@ -40,7 +40,7 @@ pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
 pub use herd_core::report::ReportOrigin;
 pub use herd_core::report::ReportedAnswer;
 pub use hosts::{
-    CheckinAndRuns, EnrollHost, Enrolled, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition,
+    CheckinAndRuns, EnrollHost, Enrolled, HostChange, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition,
 };
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};

@@ -150,7 +150,7 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
     assert_eq!(working, 1, "exactly one node key (the last written) works");
     // One enrollment inserted; every other one replaced a node key some server may have cached.
     let notes = store.changed_hosts_since(NOW).await.unwrap();
-    assert_eq!(notes.iter().filter(|(h, _)| *h == ids[0]).count(), ENROLLMENTS - 1, "{notes:?}");
+    assert_eq!(notes.iter().filter(|c| c.host_id == ids[0]).count(), ENROLLMENTS - 1, "{notes:?}");
     let host = store.get_host(ids[0]).await.unwrap().unwrap();
     assert_eq!(host.hostname, "host-SAME-UUID");
     // Creation is the inserting enrollment's (tasks commit in any order, so not necessarily the smallest).
@@ -168,7 +168,7 @@ async fn concurrent_enrollments_of_one_uuid_leave_one_row(store: Store) {
         (host.hostname.as_str(), host.team_id, host.last_enrolled_at),
         ("host-SAME-UUID", Some(team), NOW + 100)
     );
-    assert!(store.changed_hosts_since(NOW + 100).await.unwrap().iter().any(|(h, _)| *h == ids[0]));
+    assert!(store.changed_hosts_since(NOW + 100).await.unwrap().iter().any(|c| c.host_id == ids[0]));
 }
 
 async fn device_tokens_belong_to_the_host_that_registered_them(store: Store) {

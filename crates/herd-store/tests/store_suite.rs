@@ -79,7 +79,14 @@ async fn enroll_and_reenroll_keep_one_row(store: Store) {
     assert_eq!(host.hostname, "host-U1");
     assert_eq!(store.host_count().await.unwrap(), 1);
     let changes = store.changed_hosts_since(NOW + 1000).await.unwrap();
-    assert!(changes.iter().any(|(h, _)| *h == id), "re-enroll must invalidate cached node keys");
+    assert!(changes.iter().any(|c| c.host_id == id), "re-enroll must invalidate cached node keys");
+    // A second change of the host in the same millisecond is a change of its own (servers tell changes
+    // apart by seq: one that commits after a poll saw the first must still evict).
+    assert!(store.request_refetch(id, NOW + 1000).await.unwrap());
+    let changes = store.changed_hosts_since(NOW + 1000).await.unwrap();
+    let same_ms: Vec<_> = changes.iter().filter(|c| c.host_id == id && c.changed_at == NOW + 1000).collect();
+    assert_eq!(same_ms.len(), 2, "{changes:?}");
+    assert_ne!(same_ms[0].seq, same_ms[1].seq);
 }
 
 /// A report carrying vitals and answers writes the host row once (vitals with run history): both land, and
@@ -231,12 +238,15 @@ async fn delete_and_transfer_feed_the_change_log(store: Store) {
     assert!(store.delete_host(a, later + 1).await.unwrap());
     assert!(!store.delete_host(a, later + 1).await.unwrap());
     assert!(store.host_checkin_by_node_key("ka").await.unwrap().is_none());
-    let changed: Vec<i64> = store.changed_hosts_since(later).await.unwrap().into_iter().map(|(h, _)| h).collect();
+    let changed: Vec<i64> = store.changed_hosts_since(later).await.unwrap().into_iter().map(|c| c.host_id).collect();
     assert_eq!(changed, vec![a, b, a]);
     assert_eq!(store.transfer_hosts(None, &[b], later + 2).await.unwrap(), 1);
     assert_eq!(store.get_host(b).await.unwrap().unwrap().team_id, None);
     assert!(store.prune_host_changes(later + 2).await.unwrap() >= 3);
-    assert_eq!(store.changed_hosts_since(0).await.unwrap(), vec![(b, later + 2)]);
+    assert_eq!(
+        store.changed_hosts_since(0).await.unwrap().iter().map(|c| (c.host_id, c.changed_at)).collect::<Vec<_>>(),
+        vec![(b, later + 2)]
+    );
 }
 
 async fn teams_secrets_and_team_deletion(store: Store) {
@@ -271,7 +281,7 @@ async fn teams_secrets_and_team_deletion(store: Store) {
     assert_eq!(store.delete_team(team, NOW + 5).await.unwrap(), None);
     assert_eq!(store.get_host(host_id).await.unwrap().unwrap().team_id, None, "hosts stay, teamless");
     assert!(store.all_enroll_secrets().await.unwrap().iter().all(|s| s.team_id.is_none()));
-    assert!(store.changed_hosts_since(NOW + 5).await.unwrap().iter().any(|(h, _)| *h == host_id));
+    assert!(store.changed_hosts_since(NOW + 5).await.unwrap().iter().any(|c| c.host_id == host_id));
     assert!(store.get_team(team).await.unwrap().is_none());
 }
 
@@ -793,7 +803,7 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
     assert_eq!(checkin.recheck_requested_at, Some(NOW + 2));
     let runs_left: Vec<i64> = store.host_checkin_and_runs(host).await.unwrap().unwrap().1.into_keys().collect();
     assert_eq!(runs_left, vec![c], "the remediated policies have no run: they are due");
-    assert!(store.changed_hosts_since(0).await.unwrap().iter().any(|(id, _)| *id == host), "servers evict it");
+    assert!(store.changed_hosts_since(0).await.unwrap().iter().any(|c| c.host_id == host), "servers evict it");
 
     // Their answers arrive: the request is done, and nothing is left to re-check.
     let fixed = [

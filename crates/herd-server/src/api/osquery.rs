@@ -244,9 +244,10 @@ async fn distributed_read(
     }
     // Something looks due. The cached row may be stale (another server may have ingested this host's
     // results), so confirm against the database before handing out work.
+    let mark = state.hosts.eviction_mark();
     let runs = match state.store.host_checkin_and_runs(host.checkin.id).await? {
         Some((fresh, runs)) if fresh.node_key_hash == host.checkin.node_key_hash => {
-            host = state.hosts.insert(fresh);
+            host = state.hosts.insert_unless_evicted_since(fresh, mark);
             work = due_work(&host.due_state(), &due_settings, now);
             runs
         }
