@@ -14,6 +14,9 @@ use std::time::Duration;
 pub enum CallError {
     /// The server does not know our node key (deleted host, new database): enroll again.
     NodeInvalid,
+    /// The server is busy and said when to come back (429 or 503 with `Retry-After`, e.g. enrollments
+    /// refused while a fleet enrolls); nothing is lost.
+    Later { retry_after: Duration, reason: String },
     /// Anything else; retried later, nothing is lost.
     Failed(anyhow::Error),
 }
@@ -24,6 +27,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::NodeInvalid => write!(f, "the server no longer knows this host's node key"),
+            CallError::Later { retry_after, reason } => write!(f, "{reason} (come back in {retry_after:?})"),
             CallError::Failed(err) => write!(f, "{err:#}"),
         }
     }
@@ -69,6 +73,12 @@ impl OsqueryClient {
         let url = format!("{}{path}", self.server);
         let response = self.http.post(&url).json(body).send().await.map_err(|e| CallError::Failed(e.into()))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|_| matches!(status.as_u16(), 429 | 503));
         let text = response.text().await.map_err(|e| CallError::Failed(e.into()))?;
         let value: Value = serde_json::from_str(&text).map_err(|_| {
             CallError::Failed(anyhow::anyhow!(
@@ -81,6 +91,11 @@ impl OsqueryClient {
         }
         if !status.is_success() || value.get("error").is_some() {
             let reason = value.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+            if let Some(seconds) = retry_after {
+                // At most an hour: a wrong header must not silence the agent for days.
+                let retry_after = Duration::from_secs(seconds.min(3600));
+                return Err(CallError::Later { retry_after, reason: format!("{path}: {status}: {reason}") });
+            }
             return Err(CallError::Failed(anyhow::anyhow!("{path}: {status}: {reason}")));
         }
         serde_json::from_value(value).map_err(|e| CallError::Failed(anyhow::anyhow!("{path}: unexpected answer: {e}")))

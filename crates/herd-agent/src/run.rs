@@ -706,6 +706,13 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
                 let _ = std::fs::remove_file(agent.data_dir.join("node_key"));
                 backoff
             }
+            Err(CallError::Later { retry_after, reason }) => {
+                // The server said when: no sooner than that, nor than our own backoff.
+                let wait = retry_after.max(backoff);
+                tracing::info!(%reason, retry_in_s = wait.as_secs(), "the server is busy");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
             Err(CallError::Failed(err)) => {
                 tracing::warn!(error = format!("{err:#}"), retry_in_s = backoff.as_secs(), "check-in failed");
                 let wait = backoff;

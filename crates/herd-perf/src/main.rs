@@ -300,9 +300,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 let rate = (requests - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), requests);
                 println!(
-                    "[{:>5.0} s] enrolled {:>7}  requests/s {:>8.0}  check-ins {:>9}  errors {}",
+                    "[{:>5.0} s] enrolled {:>7} (told to come back {:>7})  requests/s {:>8.0}  check-ins {:>9}  errors {}",
                     shared.stats.elapsed().as_secs_f64(),
                     shared.stats.enrolled.load(Ordering::Relaxed),
+                    shared.stats.enroll_deferred.load(Ordering::Relaxed),
                     rate,
                     shared.stats.count(stats::Endpoint::DistributedRead),
                     shared.stats.errors.load(Ordering::Relaxed),
@@ -386,6 +387,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             burst.policy_id, burst.created_at_s, burst.counted_at_end, burst.hosts_enrolled
         );
     }
+    let enrollment = json!({
+        "enrolled": shared.stats.enrolled.load(Ordering::Relaxed),
+        "deferred": shared.stats.enroll_deferred.load(Ordering::Relaxed),
+        "last_enrolled_at_s": shared.stats.last_enrolled_at_s(),
+    });
+    println!(
+        "enrollment: {} hosts, the last {:.1} s into the run; {} attempts told to come back later (429)",
+        enrollment["enrolled"], enrollment["last_enrolled_at_s"], enrollment["deferred"]
+    );
     // How long the new policy took is a measurement (reported), not a failure.
     let ok = errors == 0 && check.as_ref().is_none_or(|c| c.mismatches.is_empty());
     if let Some(path) = &args.json {
@@ -394,6 +404,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "ok": ok,
             "started_unix": started_unix,
             "recovery": recovery,
+            "enrollment": enrollment,
             "total_seconds": total_seconds,
             "errors": errors,
             "endpoints": summary,

@@ -5,7 +5,7 @@
 use crate::net::{Endpoint as Server, ErrorKind, HostLink, Transport};
 use crate::stats::{Endpoint, Stats};
 use bytes::Bytes;
-use hyper::Method;
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -208,6 +208,11 @@ impl SimHost {
                 shared.stats.ok(endpoint, took);
                 Some(value)
             }
+            // The server is behind and asks new hosts to come back later: osqueryd retries, nothing is lost.
+            Ok((StatusCode::TOO_MANY_REQUESTS, _)) if endpoint == Endpoint::Enroll => {
+                shared.stats.enroll_deferred.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Ok((status, _)) => failed(ErrorKind::Status(status.as_u16())),
             Err(kind) => failed(kind),
         }
@@ -263,12 +268,19 @@ impl SimHost {
     /// osqueryd's loop until the run stops. `start_in` staggers the start (the ramp).
     pub async fn run(mut self, shared: Arc<Shared>, start_in: Duration) -> HostOutcome {
         tokio::time::sleep(start_in).await;
-        // Enroll like osqueryd: retry until it works (or the run ends).
+        // Enroll like osqueryd: up to three attempts 1 and 4 s apart (`tls_enroll_max_attempts`, waiting
+        // attempt² s), then again at the next distributed interval; until it works or the run ends.
+        let mut attempt = 0u32;
         while shared.phase.load(Ordering::Relaxed) == PHASE_RUN && !self.enroll(&shared).await {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            attempt += 1;
+            let wait = match attempt % 3 {
+                0 => shared.distributed_interval,
+                n => Duration::from_secs(u64::from(n * n)),
+            };
+            tokio::time::sleep(wait).await;
         }
         if self.node_key.is_some() {
-            shared.stats.enrolled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.stats.host_enrolled();
         }
         let mut ticker = tokio::time::interval(shared.distributed_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -67,6 +67,10 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub enrolled: AtomicU64,
+    /// Enrollments the server refused for now (429: it was behind); the host came back later.
+    pub enroll_deferred: AtomicU64,
+    /// When the latest enrollment succeeded (ms into the run).
+    last_enrolled_ms: AtomicU64,
 }
 
 impl Stats {
@@ -78,7 +82,20 @@ impl Stats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             enrolled: AtomicU64::new(0),
+            enroll_deferred: AtomicU64::new(0),
+            last_enrolled_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A host enrolled now.
+    pub fn host_enrolled(&self) {
+        self.enrolled.fetch_add(1, Ordering::Relaxed);
+        self.last_enrolled_ms.fetch_max(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Seconds into the run when the latest host enrolled.
+    pub fn last_enrolled_at_s(&self) -> f64 {
+        self.last_enrolled_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     pub fn elapsed(&self) -> Duration {

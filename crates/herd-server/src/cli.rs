@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// host's log posts get 429 with Retry-After, which osqueryd answers by keeping and resending its buffer.
     #[arg(long, env = "HERD_RESULT_LOG_HOST_BUDGET", default_value = "64MiB", value_parser = parse_size)]
     pub result_log_host_budget: u64,
+    /// New enrollments are refused (429 with Retry-After; agents retry) while requests wait longer than this
+    /// to run, or enrollments and reports pile up on the database, so hosts already enrolled keep checking in
+    /// fast while a fleet enrolls. `off`: never refuse.
+    #[arg(long, env = "HERD_ENROLLMENT_LAG_LIMIT", default_value = "50ms", value_parser = parse_lag_limit)]
+    pub enrollment_lag_limit: LagLimit,
     /// Email of the admin created on first start.
     #[arg(long, env = "HERD_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@herd.local")]
     pub bootstrap_admin_email: String,
@@ -115,6 +120,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} must be more than 0 and at most a week"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The default of `--enrollment-lag-limit`.
+pub const DEFAULT_ENROLLMENT_LAG_LIMIT: Duration = Duration::from_millis(50);
+
+/// `--enrollment-lag-limit`: a duration, or None for `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LagLimit(pub Option<Duration>);
+
+/// The least `--enrollment-lag-limit`: an idle server's probe already wakes ~1–2 ms late (the timer's
+/// millisecond resolution), so a lower limit would refuse every enrollment.
+const LEAST_ENROLLMENT_LAG_LIMIT: Duration = Duration::from_millis(5);
+
+pub fn parse_lag_limit(text: &str) -> Result<LagLimit, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(LagLimit(None));
+    }
+    let limit = parse_duration(text)?;
+    if limit < LEAST_ENROLLMENT_LAG_LIMIT {
+        return Err(format!(
+            "{text:?} is below 5ms: even an idle server wakes ~1-2 ms late, so every enrollment would be refused"
+        ));
+    }
+    Ok(LagLimit(Some(limit)))
 }
 
 /// A size in bytes: a number with an optional unit (`B`, `KiB`/`K`/`KB`, `MiB`/`M`/`MB`, `GiB`/`G`/`GB`;
@@ -157,5 +186,9 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("1TiB").is_err());
         assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_lag_limit("50ms"), Ok(LagLimit(Some(Duration::from_millis(50)))));
+        assert_eq!(parse_lag_limit("OFF"), Ok(LagLimit(None)));
+        assert!(parse_lag_limit("0ms").is_err());
+        assert!(parse_lag_limit("2ms").unwrap_err().contains("below 5ms"));
     }
 }

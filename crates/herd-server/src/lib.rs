@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod activity;
+pub mod admission;
 pub mod agent_options;
 pub mod api;
 pub mod auth;
@@ -88,6 +89,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .context("opening the result log")?;
     let mut app_state = AppState::new(store.clone(), result_log);
     app_state.outbound = outbound::OutboundPolicy::new(args.webhook_allow_cidr.clone());
+    app_state.enrollment_gate = admission::EnrollmentGate::new(args.enrollment_lag_limit.0);
     if let Some(path) = &args.webhook_ca_cert {
         // Read now, so a bad file stops the start rather than every delivery.
         crate::webhooks::http_client(&app_state.outbound, Some(path))
@@ -102,7 +104,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let workers = workers::spawn_all(&state, &shutdown_rx);
+    let mut workers = workers::spawn_all(&state, &shutdown_rx);
+    workers.push(tokio::spawn(admission::run_probe(state.clone(), shutdown_rx.clone())));
     let handle = axum_server::Handle::new();
     let tls_files = if args.plain_http {
         None

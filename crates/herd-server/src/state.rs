@@ -39,6 +39,8 @@ pub struct AppState {
     pub outbound: OutboundPolicy,
     /// Client connections open, timed out, evicted and refused (`/metrics`).
     pub connections: Arc<crate::connections::ConnectionStats>,
+    /// Refuses new enrollments while the server is behind (`admission`).
+    pub enrollment_gate: crate::admission::EnrollmentGate,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -60,6 +62,7 @@ impl AppState {
             webhook_ca_cert: None,
             outbound: OutboundPolicy::default(),
             connections: Arc::default(),
+            enrollment_gate: crate::admission::EnrollmentGate::new(Some(crate::cli::DEFAULT_ENROLLMENT_LAG_LIMIT)),
         }
     }
 }

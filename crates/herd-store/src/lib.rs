@@ -56,6 +56,8 @@ pub use users::{EndSessions, NewUser, SessionUser, TeamRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,24 @@ pub struct Store {
     reader: AnyPool,
     /// SQLite: enrollments and reports are committed in groups (see `group_commit`).
     group_commit: Option<group_commit::GroupCommit>,
+    /// Enrollments and reports started and not yet answered (see [`Store::hot_writes_in_flight`]).
+    hot_writes: Arc<AtomicUsize>,
+}
+
+/// Counts a hot write (an enrollment or a report) in flight while it lives.
+struct HotWrite(Arc<AtomicUsize>);
+
+impl HotWrite {
+    fn start(count: &Arc<AtomicUsize>) -> HotWrite {
+        count.fetch_add(1, Ordering::Relaxed);
+        HotWrite(count.clone())
+    }
+}
+
+impl Drop for HotWrite {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -137,7 +157,13 @@ impl Store {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool =
                 AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-            Store { backend: Backend::Postgres, writer: pool.clone(), reader: pool, group_commit: None }
+            Store {
+                backend: Backend::Postgres,
+                writer: pool.clone(),
+                reader: pool,
+                group_commit: None,
+                hot_writes: Arc::default(),
+            }
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             if path.is_empty() || path.contains('?') {
@@ -153,7 +179,7 @@ impl Store {
                 .await?;
             let reader = AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
             let group_commit = Some(group_commit::GroupCommit::start(writer.clone()));
-            Store { backend: Backend::Sqlite, writer, reader, group_commit }
+            Store { backend: Backend::Sqlite, writer, reader, group_commit, hot_writes: Arc::default() }
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -161,6 +187,17 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Enrollments and reports this store is writing or has queued, not yet answered: how far behind the
+    /// database is (on SQLite, the group commit's queue plus the batch being committed; on PostgreSQL,
+    /// transactions running or waiting for a connection). Servers refuse new enrollments while it is high.
+    pub fn hot_writes_in_flight(&self) -> usize {
+        self.hot_writes.load(Ordering::Relaxed)
+    }
+
+    fn start_hot_write(&self) -> HotWrite {
+        HotWrite::start(&self.hot_writes)
     }
 
     /// Group commit so far (SQLite).

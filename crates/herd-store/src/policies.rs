@@ -581,6 +581,7 @@ impl Store {
         rules: &AutomationRules,
         on_failure: OnFailure,
     ) -> Result<ReportOutcome> {
+        let _in_flight = self.start_hot_write();
         let report = Report {
             host_id,
             answers: answers.to_vec(),

@@ -90,6 +90,11 @@ async fn enroll(
         .and_then(family_of_platform_mask)
         .map(|family| family.as_str().to_string())
         .unwrap_or_default();
+    // Everything above is cheap and in memory; the write below is what a server behind cannot afford.
+    state.enrollment_gate.admit(Instant::now()).map_err(|deferred| OsqueryError::Throttled {
+        reason: deferred.to_string(),
+        retry_after_s: deferred.retry_after_s,
+    })?;
     let node_key = random_token(32);
     let host = EnrollHost {
         uuid,
