@@ -14,8 +14,10 @@
 //!
 //! "Behind" is measured, not configured as a rate (which would be wrong on every other machine): how late
 //! a probe task wakes on the async runtime, which is the queue every request waits in, CPU starvation
-//! included; and how many enrollments and reports wait on the store (on SQLite, more than a full
-//! group-commit batch). Once behind, enrollments stay refused for [`HOLD`] after the last sign of it, so
+//! included, past the lag limit; or how long enrollments and reports take to be written, past
+//! [`WRITE_LIMIT_FACTOR`] times that limit (a write committed in a group waits for the batch before it, so
+//! a healthy write takes longer than a healthy wake; on SQLite the writer is one thread, busy while the
+//! runtime idles). Once behind, enrollments stay refused for [`HOLD`] after the last sign of it, so
 //! admission does not flap at the probe's period and the first reports of hosts just admitted get through.
 
 use crate::state::SharedState;
@@ -27,9 +29,8 @@ use tokio::sync::watch;
 const PROBE_PERIOD: Duration = Duration::from_millis(10);
 /// How long enrollments stay refused after the last sign of overload.
 pub const HOLD: Duration = Duration::from_millis(500);
-/// More enrollments and reports than this waiting on the store is behind: on SQLite, a full group-commit
-/// batch waits behind the one being committed.
-pub const WRITE_BACKLOG_LIMIT: usize = 256;
+/// An enrollment or report taking longer than this many lag limits to be written is behind.
+pub const WRITE_LIMIT_FACTOR: u32 = 4;
 /// Refused enrollments are told to come back within this many seconds (at least the lower bound), spread
 /// at random so they do not return at once.
 const RETRY_AFTER_S: (u64, u64) = (2, 9);
@@ -74,11 +75,12 @@ impl EnrollmentGate {
         at.saturating_duration_since(self.started).as_micros() as u64
     }
 
-    /// One measurement: how late the probe woke (`lag`) and how many hot writes wait on the store.
-    pub fn observe(&self, lag: Duration, write_backlog: usize, now: Instant) {
+    /// One measurement: how late the probe woke (`lag`) and the slowest enrollment or report written since
+    /// the previous one.
+    pub fn observe(&self, lag: Duration, slowest_write: Duration, now: Instant) {
         self.last_lag_us.store(lag.as_micros() as u64, Ordering::Relaxed);
         let Some(limit) = self.lag_limit else { return };
-        if lag > limit || write_backlog > WRITE_BACKLOG_LIMIT {
+        if lag > limit || slowest_write > limit * WRITE_LIMIT_FACTOR {
             self.refuse_until_us.fetch_max(self.micros(now + HOLD), Ordering::Relaxed);
         }
     }
@@ -108,7 +110,7 @@ impl EnrollmentGate {
 }
 
 /// Measures the runtime's lag every [`PROBE_PERIOD`] (how much later than asked a sleeping task wakes)
-/// and the store's backlog, until shutdown.
+/// and the slowest write the store finished meanwhile, until shutdown.
 pub async fn run_probe(state: SharedState, mut shutdown: watch::Receiver<bool>) {
     loop {
         let asleep = Instant::now();
@@ -118,7 +120,7 @@ pub async fn run_probe(state: SharedState, mut shutdown: watch::Receiver<bool>) 
         }
         let now = Instant::now();
         let lag = now.saturating_duration_since(asleep).saturating_sub(PROBE_PERIOD);
-        state.enrollment_gate.observe(lag, state.store.hot_writes_in_flight(), now);
+        state.enrollment_gate.observe(lag, state.store.take_slowest_hot_write(), now);
     }
 }
 
@@ -132,7 +134,7 @@ mod tests {
     fn admits_while_the_server_keeps_up() {
         let gate = EnrollmentGate::new(Some(LIMIT));
         let now = Instant::now();
-        gate.observe(Duration::from_millis(3), WRITE_BACKLOG_LIMIT, now);
+        gate.observe(Duration::from_millis(3), LIMIT * WRITE_LIMIT_FACTOR, now);
         assert_eq!(gate.admit(now), Ok(()));
         assert_eq!(gate.deferred(), 0);
     }
@@ -141,11 +143,11 @@ mod tests {
     fn refuses_for_a_while_after_the_runtime_lags() {
         let gate = EnrollmentGate::new(Some(LIMIT));
         let now = Instant::now();
-        gate.observe(Duration::from_millis(80), 0, now);
+        gate.observe(Duration::from_millis(80), Duration::ZERO, now);
         let refused = gate.admit(now + Duration::from_millis(100)).unwrap_err();
         assert!((RETRY_AFTER_S.0..=RETRY_AFTER_S.1).contains(&refused.retry_after_s), "{refused:?}");
         // A measurement within the limit does not lift the refusal before HOLD has passed...
-        gate.observe(Duration::from_millis(1), 0, now + Duration::from_millis(200));
+        gate.observe(Duration::from_millis(1), Duration::ZERO, now + Duration::from_millis(200));
         assert!(gate.admit(now + HOLD - Duration::from_millis(1)).is_err());
         // ...and after it, with no new sign of overload, enrollments are admitted again.
         assert_eq!(gate.admit(now + HOLD), Ok(()));
@@ -154,10 +156,10 @@ mod tests {
     }
 
     #[test]
-    fn refuses_while_writes_pile_up_on_the_store() {
+    fn refuses_while_writes_are_slow() {
         let gate = EnrollmentGate::new(Some(LIMIT));
         let now = Instant::now();
-        gate.observe(Duration::ZERO, WRITE_BACKLOG_LIMIT + 1, now);
+        gate.observe(Duration::ZERO, LIMIT * WRITE_LIMIT_FACTOR + Duration::from_millis(1), now);
         assert!(gate.admit(now).is_err());
     }
 
@@ -165,7 +167,7 @@ mod tests {
     fn refused_hosts_are_told_different_times_to_come_back() {
         let gate = EnrollmentGate::new(Some(LIMIT));
         let now = Instant::now();
-        gate.observe(Duration::from_secs(1), 0, now);
+        gate.observe(Duration::from_secs(1), Duration::ZERO, now);
         let times: std::collections::BTreeSet<u64> =
             (0..200).map(|_| gate.admit(now).unwrap_err().retry_after_s).collect();
         assert!(times.len() > 1, "{times:?}");
@@ -176,7 +178,7 @@ mod tests {
     fn switched_off_it_never_refuses() {
         let gate = EnrollmentGate::new(None);
         let now = Instant::now();
-        gate.observe(Duration::from_secs(5), 10_000, now);
+        gate.observe(Duration::from_secs(5), Duration::from_secs(5), now);
         assert_eq!(gate.admit(now), Ok(()));
         assert_eq!(gate.last_lag(), Duration::from_secs(5), "still measured, for /metrics");
     }

@@ -57,7 +57,7 @@ pub use users::{EndSessions, NewUser, SessionUser, TeamRecord, UserRecord};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -123,23 +123,34 @@ pub struct Store {
     reader: AnyPool,
     /// SQLite: enrollments and reports are committed in groups (see `group_commit`).
     group_commit: Option<group_commit::GroupCommit>,
-    /// Enrollments and reports started and not yet answered (see [`Store::hot_writes_in_flight`]).
-    hot_writes: Arc<AtomicUsize>,
+    /// Enrollments and reports in flight, and how long they took (see [`Store::hot_writes_in_flight`]).
+    hot_writes: Arc<HotWrites>,
 }
 
-/// Counts a hot write (an enrollment or a report) in flight while it lives.
-struct HotWrite(Arc<AtomicUsize>);
+#[derive(Default)]
+struct HotWrites {
+    in_flight: AtomicUsize,
+    /// The longest any finished since [`Store::take_slowest_hot_write`] last looked (µs).
+    slowest_us: AtomicU64,
+}
+
+/// A hot write (an enrollment or a report) in flight while it lives; timed when it ends.
+struct HotWrite {
+    writes: Arc<HotWrites>,
+    started: std::time::Instant,
+}
 
 impl HotWrite {
-    fn start(count: &Arc<AtomicUsize>) -> HotWrite {
-        count.fetch_add(1, Ordering::Relaxed);
-        HotWrite(count.clone())
+    fn start(writes: &Arc<HotWrites>) -> HotWrite {
+        writes.in_flight.fetch_add(1, Ordering::Relaxed);
+        HotWrite { writes: writes.clone(), started: std::time::Instant::now() }
     }
 }
 
 impl Drop for HotWrite {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.writes.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.writes.slowest_us.fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -189,11 +200,17 @@ impl Store {
         self.backend
     }
 
-    /// Enrollments and reports this store is writing or has queued, not yet answered: how far behind the
-    /// database is (on SQLite, the group commit's queue plus the batch being committed; on PostgreSQL,
-    /// transactions running or waiting for a connection). Servers refuse new enrollments while it is high.
+    /// Enrollments and reports this store is writing or has queued, not yet answered (on SQLite, the group
+    /// commit's queue plus the batch being committed; on PostgreSQL, transactions running or waiting for a
+    /// connection).
     pub fn hot_writes_in_flight(&self) -> usize {
-        self.hot_writes.load(Ordering::Relaxed)
+        self.hot_writes.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The longest an enrollment or report took (queue, transaction and commit) among those that ended
+    /// since the previous call (one caller: the server's admission probe): how far behind the database is.
+    pub fn take_slowest_hot_write(&self) -> Duration {
+        Duration::from_micros(self.hot_writes.slowest_us.swap(0, Ordering::Relaxed))
     }
 
     fn start_hot_write(&self) -> HotWrite {
