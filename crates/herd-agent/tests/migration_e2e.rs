@@ -182,6 +182,7 @@ async fn sqlite_migration_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn postgres_migration_end_to_end() {
     run(Backend::Postgres).await;
 }

@@ -244,7 +244,7 @@ fn ingest(c: &mut Criterion) {
     let sqlite = runtime.block_on(setup(sqlite_url, dir));
     bench_onboarding(c, &runtime, "sqlite", &sqlite);
     bench_backend(c, &runtime, "sqlite", sqlite);
-    match runtime.block_on(herd_store::testing::fresh_postgres_url()) {
+    match runtime.block_on(herd_store::testing::fresh_postgres_url_if_configured()) {
         Some(url) => {
             let postgres = runtime.block_on(setup(url, tempfile::tempdir().unwrap()));
             bench_onboarding(c, &runtime, "postgres", &postgres);

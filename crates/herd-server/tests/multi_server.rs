@@ -13,9 +13,8 @@ use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// `count` servers started at the same moment on a fresh database (None: no PostgreSQL, skipped unless
-/// required).
-async fn cluster(count: usize) -> Option<Vec<Server>> {
+/// `count` servers started at the same moment on a fresh database.
+async fn cluster(count: usize) -> Vec<Server> {
     Server::cluster_on_fresh_postgres(Path::new(env!("CARGO_BIN_EXE_herd")), count, &ALLOW_LOOPBACK_WEBHOOKS).await
 }
 
@@ -40,8 +39,9 @@ async fn create_policy(server: &Server, token: &str, name: &str, query: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn servers_starting_together_on_an_empty_database_all_have_the_secret() {
-    let Some(servers) = cluster(3).await else { return };
+    let servers = cluster(3).await;
     for (n, server) in servers.iter().enumerate() {
         let file = std::fs::read_to_string(server.data_dir.join("enroll-secret"))
             .unwrap_or_else(|e| panic!("server {n} wrote no enroll-secret file: {e}; it printed {:#?}", server.stdout));
@@ -59,8 +59,9 @@ async fn servers_starting_together_on_an_empty_database_all_have_the_secret() {
 /// A policy created through A is answered through B before B has loaded it: the answer is stored and
 /// counted, not acknowledged and dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn an_answer_through_b_to_a_policy_just_created_on_a_is_counted() {
-    let Some(servers) = cluster(2).await else { return };
+    let servers = cluster(2).await;
     let (a, b) = (&servers[0], &servers[1]);
     let admin = a.admin_token().await;
     let mut hosts = Vec::new();
@@ -85,8 +86,9 @@ async fn an_answer_through_b_to_a_policy_just_created_on_a_is_counted() {
 /// B. It is ignored (not counted as an answer to the edited query), and the host is asked the new query at
 /// once, whichever server it asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn an_answer_to_the_old_revision_through_b_is_ignored_and_the_new_query_handed_out() {
-    let Some(servers) = cluster(2).await else { return };
+    let servers = cluster(2).await;
     let (a, b) = (&servers[0], &servers[1]);
     let admin = a.admin_token().await;
     let mut host = TestHost::new("edited");
@@ -129,8 +131,9 @@ async fn an_answer_to_the_old_revision_through_b_is_ignored_and_the_new_query_ha
 /// A failing-policies webhook enabled through A fires for a failure written through B right after: the
 /// report's transaction reads the settings, not B's cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn a_webhook_added_on_a_fires_for_a_failure_through_b() {
-    let Some(servers) = cluster(2).await else { return };
+    let servers = cluster(2).await;
     let (a, b) = (&servers[0], &servers[1]);
     let admin = a.admin_token().await;
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
@@ -172,8 +175,9 @@ async fn a_webhook_added_on_a_fires_for_a_failure_through_b() {
 /// A host deleted through A: every agent endpoint on B answers `node_invalid` (so the agent enrolls again),
 /// none with a 500 — writes at once, cached reads as soon as B's change feed has told it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
 async fn a_host_deleted_on_a_is_node_invalid_on_b() {
-    let Some(servers) = cluster(2).await else { return };
+    let servers = cluster(2).await;
     let (a, b) = (&servers[0], &servers[1]);
     let admin = a.admin_token().await;
     let mut host = TestHost::new("doomed");

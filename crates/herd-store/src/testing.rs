@@ -1,23 +1,31 @@
 //! Support for tests that need a real database: a fresh SQLite file or a fresh PostgreSQL database per test.
 //!
 //! PostgreSQL comes from `HERD_TEST_DATABASE_URL` (set by `scripts/test`, which starts a throwaway cluster).
-//! Without it, PostgreSQL cases skip with a message — unless `REQUIRE_POSTGRES=1`, when they fail.
+//! Every PostgreSQL test case is `#[ignore = "…"]` ([`NEEDS_POSTGRES`] says why), so a plain `cargo test`
+//! shows it as ignored, never as passed; `scripts/test` runs the ignored cases when it has a cluster. A case
+//! run without one fails.
 
 use sqlx::AssertSqlSafe;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
-/// A URL for a new, empty PostgreSQL database, or None when PostgreSQL is not configured for tests.
-/// Panics when PostgreSQL is required but missing or unreachable, so CI cannot pass without it.
-pub async fn fresh_postgres_url() -> Option<String> {
-    let required = std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let Ok(admin_url) = std::env::var("HERD_TEST_DATABASE_URL") else {
-        assert!(
-            !required,
-            "REQUIRE_POSTGRES=1 but HERD_TEST_DATABASE_URL is not set (run the tests with scripts/test)"
-        );
-        eprintln!("skipping PostgreSQL case: HERD_TEST_DATABASE_URL is not set (scripts/test sets it)");
-        return None;
-    };
+/// The reason PostgreSQL test cases are ignored by default (the attribute needs the literal; keep them alike).
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it";
+
+/// A URL for a new, empty PostgreSQL database. Panics when PostgreSQL is not configured or unreachable: a
+/// PostgreSQL case runs only when asked for (see the module's comment), and then must not pass without it.
+pub async fn fresh_postgres_url() -> String {
+    match fresh_postgres_url_if_configured().await {
+        Some(url) => url,
+        None => {
+            panic!("this case needs PostgreSQL: HERD_TEST_DATABASE_URL is not set (run the tests with scripts/test)")
+        }
+    }
+}
+
+/// [`fresh_postgres_url`], or None when `HERD_TEST_DATABASE_URL` is not set (benchmarks that measure
+/// PostgreSQL when it is there).
+pub async fn fresh_postgres_url_if_configured() -> Option<String> {
+    let admin_url = std::env::var("HERD_TEST_DATABASE_URL").ok()?;
     install_default_drivers();
     let admin = AnyPoolOptions::new()
         .max_connections(1)
