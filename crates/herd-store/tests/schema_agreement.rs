@@ -10,6 +10,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A foreign key: (table, columns, referenced table, referenced columns, ON DELETE action).
+type ForeignKey = (String, Vec<String>, String, Vec<String>, String);
+
 /// One schema, in terms both backends can be compared in.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Schema {
@@ -19,8 +22,7 @@ struct Schema {
     primary_keys: BTreeSet<(String, Vec<String>)>,
     /// (table, columns in order, unique): every other index, including those behind UNIQUE constraints.
     indexes: BTreeSet<(String, Vec<String>, bool)>,
-    /// (table, columns, referenced table, referenced columns, on delete)
-    foreign_keys: BTreeSet<(String, Vec<String>, String, Vec<String>, String)>,
+    foreign_keys: BTreeSet<ForeignKey>,
 }
 
 /// Tables of the migration runner, not of the schema.
