@@ -80,7 +80,15 @@ impl OsqueryClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|_| matches!(status.as_u16(), 429 | 503));
         let text = response.text().await.map_err(|e| CallError::Failed(e.into()))?;
+        let later = |reason: String| {
+            // At most an hour: a wrong header must not silence the agent for days.
+            retry_after.map(|s| CallError::Later { retry_after: Duration::from_secs(s.min(3600)), reason })
+        };
         let value: Value = serde_json::from_str(&text).map_err(|_| {
+            // A busy proxy in front of herd answers in its own words, not JSON; its Retry-After still counts.
+            if let Some(later) = later(format!("{path}: {status}")) {
+                return later;
+            }
             CallError::Failed(anyhow::anyhow!(
                 "{path}: {status}: not JSON: {}",
                 text.chars().take(200).collect::<String>()
@@ -91,10 +99,8 @@ impl OsqueryClient {
         }
         if !status.is_success() || value.get("error").is_some() {
             let reason = value.get("error").and_then(Value::as_str).unwrap_or("").to_string();
-            if let Some(seconds) = retry_after {
-                // At most an hour: a wrong header must not silence the agent for days.
-                let retry_after = Duration::from_secs(seconds.min(3600));
-                return Err(CallError::Later { retry_after, reason: format!("{path}: {status}: {reason}") });
+            if let Some(later) = later(format!("{path}: {status}: {reason}")) {
+                return Err(later);
             }
             return Err(CallError::Failed(anyhow::anyhow!("{path}: {status}: {reason}")));
         }

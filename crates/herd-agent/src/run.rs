@@ -707,10 +707,10 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
                 backoff
             }
             Err(CallError::Later { retry_after, reason }) => {
-                // The server said when: no sooner than that, nor than our own backoff.
-                let wait = retry_after.max(backoff);
-                tracing::info!(%reason, retry_in_s = wait.as_secs(), "the server is busy");
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                // The server said when (and spread its answers): that, plus up to a second of our own so
+                // agents told the same second do not return in step. Our backoff is for failures, not this.
+                let wait = retry_after + Duration::from_millis(u64::from(jitter_ms()));
+                tracing::info!(%reason, retry_in_ms = wait.as_millis() as u64, "the server is busy");
                 wait
             }
             Err(CallError::Failed(err)) => {
@@ -731,6 +731,14 @@ pub async fn run_until(options: RunOptions, shutdown: impl std::future::Future<O
             }
         }
     }
+}
+
+/// Up to a second, at random (a wait that would otherwise line agents up).
+fn jitter_ms() -> u16 {
+    let mut bytes = [0u8; 2];
+    // Without randomness there is no spread, which is no worse than no jitter.
+    let _ = getrandom::fill(&mut bytes);
+    u16::from_le_bytes(bytes) % 1000
 }
 
 async fn shutdown_signal() {

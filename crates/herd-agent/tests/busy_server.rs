@@ -7,8 +7,8 @@ use herd_proto::osquery::EnrollRequest;
 use std::time::Duration;
 
 /// A plain-HTTP server on loopback that answers every enrollment with `status`, `Retry-After: 7` (when
-/// `retry_after`) and an osquery-style error body.
-async fn busy_server(status: StatusCode, retry_after: bool) -> String {
+/// `retry_after`) and herd's error body — or, with `proxy`, a proxy's page that is not JSON.
+async fn busy_server(status: StatusCode, retry_after: bool, proxy: bool) -> String {
     let app = axum::Router::new().route(
         "/api/osquery/enroll",
         axum::routing::post(move || async move {
@@ -16,7 +16,12 @@ async fn busy_server(status: StatusCode, retry_after: bool) -> String {
             if retry_after {
                 headers.insert(header::RETRY_AFTER, "7".parse().unwrap());
             }
-            (status, headers, axum::Json(serde_json::json!({"error": "the server is busy", "node_invalid": false})))
+            let body = if proxy {
+                "<html>the server is busy</html>".to_string()
+            } else {
+                serde_json::json!({"error": "the server is busy", "node_invalid": false}).to_string()
+            };
+            (status, headers, body)
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -38,17 +43,21 @@ fn request() -> EnrollRequest {
 async fn a_busy_server_says_when_to_come_back() {
     // As the agent's main does: one crypto provider for every TLS client.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE] {
-        let client = OsqueryClient::new(&busy_server(status, true).await, None).unwrap();
+    for (status, proxy) in [
+        (StatusCode::TOO_MANY_REQUESTS, false),
+        (StatusCode::SERVICE_UNAVAILABLE, false),
+        (StatusCode::SERVICE_UNAVAILABLE, true),
+    ] {
+        let client = OsqueryClient::new(&busy_server(status, true, proxy).await, None).unwrap();
         match client.enroll(&request()).await {
             Err(CallError::Later { retry_after, reason }) => {
                 assert_eq!(retry_after, Duration::from_secs(7));
-                assert!(reason.contains("busy"), "{reason}");
+                assert!(reason.contains(status.as_str()), "{reason}");
             }
-            other => panic!("{status}: {other:?}"),
+            other => panic!("{status} (proxy: {proxy}): {other:?}"),
         }
     }
     // Without the header it is an ordinary failure (the agent's own backoff).
-    let client = OsqueryClient::new(&busy_server(StatusCode::TOO_MANY_REQUESTS, false).await, None).unwrap();
+    let client = OsqueryClient::new(&busy_server(StatusCode::TOO_MANY_REQUESTS, false, false).await, None).unwrap();
     assert!(matches!(client.enroll(&request()).await, Err(CallError::Failed(_))));
 }

@@ -31,6 +31,8 @@ const QUEUE: usize = 4096;
 pub(crate) struct Write {
     op: Op,
     reply: Reply,
+    /// When it was asked for: how long it waited for its batch says how far behind the writer is.
+    queued_at: std::time::Instant,
 }
 
 enum Op {
@@ -105,10 +107,10 @@ pub(crate) struct Counts {
 
 impl GroupCommit {
     /// Starts the committing task over the (one-connection) writer pool.
-    pub fn start(writer: AnyPool) -> GroupCommit {
+    pub fn start(writer: AnyPool, hot_writes: std::sync::Arc<crate::HotWrites>) -> GroupCommit {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let counts = std::sync::Arc::new(Counts::default());
-        tokio::spawn(commit_loop(writer, waiting, counts.clone()));
+        tokio::spawn(commit_loop(writer, waiting, counts.clone(), hot_writes));
         GroupCommit { queue, counts }
     }
 
@@ -125,7 +127,8 @@ impl GroupCommit {
     /// Enrolls a host; answers once the transaction holding it has committed.
     pub async fn enroll(&self, host: EnrollHost, now: Millis) -> Result<Enrolled> {
         let (reply, outcome) = oneshot::channel();
-        let write = Write { op: Op::Enroll { host, now }, reply: Reply::Enroll(reply) };
+        let write =
+            Write { op: Op::Enroll { host, now }, reply: Reply::Enroll(reply), queued_at: std::time::Instant::now() };
         self.queue.send(write).await.map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
     }
@@ -133,7 +136,7 @@ impl GroupCommit {
     /// Records a report; answers once the transaction holding it has committed.
     pub async fn report(&self, report: Report) -> Result<ReportOutcome> {
         let (reply, outcome) = oneshot::channel();
-        let write = Write { op: Op::Report(report), reply: Reply::Report(reply) };
+        let write = Write { op: Op::Report(report), reply: Reply::Report(reply), queued_at: std::time::Instant::now() };
         self.queue.send(write).await.map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
     }
@@ -143,11 +146,19 @@ fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-async fn commit_loop(writer: AnyPool, mut waiting: mpsc::Receiver<Write>, counts: std::sync::Arc<Counts>) {
+async fn commit_loop(
+    writer: AnyPool,
+    mut waiting: mpsc::Receiver<Write>,
+    counts: std::sync::Arc<Counts>,
+    hot_writes: std::sync::Arc<crate::HotWrites>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes = batch.len() as u64;
+        if let Some(first) = batch.iter().map(|w| w.queued_at).min() {
+            hot_writes.started(first);
+        }
         // Its own task: should a write panic, that batch's callers hear "unavailable" (their answers are
         // dropped unsent) and the next batch is committed as usual — writes never stop for good.
         match tokio::spawn(commit_batch(writer.clone(), std::mem::take(&mut batch), counts.clone())).await {

@@ -423,11 +423,12 @@ impl Store {
     /// row (the last node key wins) and never fail on the unique uuid. Returns the host's check-in row as
     /// this enrollment wrote it, and whether the host is new (see [`Enrolled`]).
     pub async fn enroll_host(&self, host: &EnrollHost, now: Millis) -> Result<Enrolled> {
-        let _in_flight = self.start_hot_write();
+        let in_flight = self.start_hot_write();
         if let Some(group) = &self.group_commit {
             return group.enroll(host.clone(), now).await;
         }
         let mut conn = self.writer.acquire().await?;
+        in_flight.begins();
         let mut tx = conn.begin().await?;
         let enrolled = enroll_in(&mut tx, host, now).await?;
         tx.commit().await?;

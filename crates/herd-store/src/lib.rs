@@ -123,34 +123,46 @@ pub struct Store {
     reader: AnyPool,
     /// SQLite: enrollments and reports are committed in groups (see `group_commit`).
     group_commit: Option<group_commit::GroupCommit>,
-    /// Enrollments and reports in flight, and how long they took (see [`Store::hot_writes_in_flight`]).
+    /// Enrollments and reports in flight, and how long they waited to start (see
+    /// [`Store::take_longest_hot_write_wait`]).
     hot_writes: Arc<HotWrites>,
 }
 
 #[derive(Default)]
-struct HotWrites {
+pub(crate) struct HotWrites {
     in_flight: AtomicUsize,
-    /// The longest any finished since [`Store::take_slowest_hot_write`] last looked (µs).
-    slowest_us: AtomicU64,
+    /// The longest any waited to start since [`Store::take_longest_hot_write_wait`] last looked (µs).
+    longest_wait_us: AtomicU64,
 }
 
-/// A hot write (an enrollment or a report) in flight while it lives; timed when it ends.
+impl HotWrites {
+    /// A write that was asked for at `asked_at` starts now (it has its connection, or its batch).
+    pub(crate) fn started(&self, asked_at: std::time::Instant) {
+        self.longest_wait_us.fetch_max(asked_at.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A hot write (an enrollment or a report) in flight while it lives.
 struct HotWrite {
     writes: Arc<HotWrites>,
-    started: std::time::Instant,
+    asked_at: std::time::Instant,
 }
 
 impl HotWrite {
     fn start(writes: &Arc<HotWrites>) -> HotWrite {
         writes.in_flight.fetch_add(1, Ordering::Relaxed);
-        HotWrite { writes: writes.clone(), started: std::time::Instant::now() }
+        HotWrite { writes: writes.clone(), asked_at: std::time::Instant::now() }
+    }
+
+    /// The write has its connection and begins (PostgreSQL; the group commit reports its own).
+    fn begins(&self) {
+        self.writes.started(self.asked_at);
     }
 }
 
 impl Drop for HotWrite {
     fn drop(&mut self) {
         self.writes.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.writes.slowest_us.fetch_max(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -189,8 +201,9 @@ impl Store {
                 .connect(&url)
                 .await?;
             let reader = AnyPoolOptions::new().max_connections(8).after_connect(pragmas).connect(&url).await?;
-            let group_commit = Some(group_commit::GroupCommit::start(writer.clone()));
-            Store { backend: Backend::Sqlite, writer, reader, group_commit, hot_writes: Arc::default() }
+            let hot_writes = Arc::<HotWrites>::default();
+            let group_commit = Some(group_commit::GroupCommit::start(writer.clone(), hot_writes.clone()));
+            Store { backend: Backend::Sqlite, writer, reader, group_commit, hot_writes }
         };
         migrate::apply(&store).await?;
         Ok(store)
@@ -207,10 +220,12 @@ impl Store {
         self.hot_writes.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The longest an enrollment or report took (queue, transaction and commit) among those that ended
-    /// since the previous call (one caller: the server's admission probe): how far behind the database is.
-    pub fn take_slowest_hot_write(&self) -> Duration {
-        Duration::from_micros(self.hot_writes.slowest_us.swap(0, Ordering::Relaxed))
+    /// The longest an enrollment or report waited to start — for a connection (PostgreSQL) or for the
+    /// group commit to take it (SQLite) — among those that started since the previous call (one caller: the
+    /// server's admission probe). Waiting, not the transaction's own time, says the database is behind: a
+    /// distant database makes every transaction slow without being behind.
+    pub fn take_longest_hot_write_wait(&self) -> Duration {
+        Duration::from_micros(self.hot_writes.longest_wait_us.swap(0, Ordering::Relaxed))
     }
 
     fn start_hot_write(&self) -> HotWrite {

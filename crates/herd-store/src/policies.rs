@@ -581,7 +581,7 @@ impl Store {
         rules: &AutomationRules,
         on_failure: OnFailure,
     ) -> Result<ReportOutcome> {
-        let _in_flight = self.start_hot_write();
+        let in_flight = self.start_hot_write();
         let report = Report {
             host_id,
             answers: answers.to_vec(),
@@ -594,6 +594,7 @@ impl Store {
             return group.report(report).await;
         }
         let mut conn = self.writer.acquire().await?;
+        in_flight.begins();
         let mut tx = conn.begin().await?;
         let mut deltas = CountDeltas::new();
         let mut facts = ReportFacts::default();

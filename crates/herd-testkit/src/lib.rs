@@ -22,8 +22,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs `case` against a server (the `herd` binary at `bin`) on SQLite or on PostgreSQL (skipped without
-/// PostgreSQL, unless required).
+/// Runs `case` against a server (the `herd` binary at `bin`) on SQLite or on PostgreSQL (whose cases are
+/// `#[ignore]`d and fail without `HERD_TEST_DATABASE_URL`; see `herd_store::testing`).
 pub async fn with_server<F, Fut>(bin: &str, backend: Backend, case: F)
 where
     F: FnOnce(Server) -> Fut,

@@ -44,18 +44,36 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
         hosts_cached: state.hosts.len(),
     };
     let mut text = state.metrics.render(&gauges);
-    let gate = &state.enrollment_gate;
-    text.push_str(&format!(
-        "# HELP herd_enrollments_deferred_total Enrollments refused with 429 while the server was behind.\n\
-         # TYPE herd_enrollments_deferred_total counter\nherd_enrollments_deferred_total {}\n\
-         # HELP herd_runtime_lag_seconds How late a task woke when last measured (requests wait as long).\n\
-         # TYPE herd_runtime_lag_seconds gauge\nherd_runtime_lag_seconds {}\n\
-         # HELP herd_hot_writes_in_flight Enrollments and reports being written or waiting to be.\n\
-         # TYPE herd_hot_writes_in_flight gauge\nherd_hot_writes_in_flight {}\n",
-        gate.deferred(),
-        gate.last_lag().as_secs_f64(),
-        state.store.hot_writes_in_flight(),
-    ));
+    let gate = state.enrollment_gate.take_reading(std::time::Instant::now());
+    for (name, kind, help, value) in [
+        (
+            "herd_enrollments_deferred_total",
+            "counter",
+            "Enrollments refused with 429 while the server was behind.",
+            gate.deferred as f64,
+        ),
+        ("herd_enrollment_gate_refusing", "gauge", "1 while new enrollments are refused.", f64::from(gate.refusing)),
+        (
+            "herd_runtime_lag_max_seconds",
+            "gauge",
+            "The latest a probe task woke since the previous scrape (requests waited as long).",
+            gate.max_lag.as_secs_f64(),
+        ),
+        (
+            "herd_hot_write_wait_max_seconds",
+            "gauge",
+            "The longest an enrollment or report waited to start since the previous scrape.",
+            gate.max_write_wait.as_secs_f64(),
+        ),
+        (
+            "herd_hot_writes_in_flight",
+            "gauge",
+            "Enrollments and reports being written or waiting to be.",
+            state.store.hot_writes_in_flight() as f64,
+        ),
+    ] {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
     text.push_str(&connection_metrics(&state.connections));
     if let Some(counts) = state.store.group_commit_counts() {
         for (name, help, value) in [

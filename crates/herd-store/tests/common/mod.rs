@@ -1,5 +1,6 @@
 //! Shared by the store's integration tests: run one case on a fresh SQLite file and on a fresh PostgreSQL
-//! database (`HERD_TEST_DATABASE_URL`, set by scripts/test; skipped without it, unless required).
+//! database (`HERD_TEST_DATABASE_URL`, set by scripts/test). The PostgreSQL cases are `#[ignore]`d: run by
+//! scripts/test when it has its cluster, listed as ignored otherwise (see `herd_store::testing`).
 
 use herd_store::Store;
 use std::future::Future;
