@@ -95,7 +95,7 @@ impl Schedule {
     /// Written durably (temp file, fsync, rename) before anything depends on it.
     pub fn save(&self) -> Result<()> {
         let stored = Stored { entries: self.entries.clone(), undelivered: self.undelivered.clone() };
-        crate::run::write_private(&self.path, &serde_json::to_string_pretty(&stored)?, 0o600)
+        crate::durable::write_atomically(&self.path, serde_json::to_string_pretty(&stored)?.as_bytes(), 0o600, None)
     }
 
     /// Takes the server's list of deferred runs: new ones are added, known ones follow the server's state
@@ -181,7 +181,12 @@ impl Notices {
     }
 
     pub fn write(&self, data_dir: &Path) -> Result<()> {
-        crate::run::write_private(&Self::path(data_dir), &serde_json::to_string_pretty(self)?, 0o644)
+        crate::durable::write_atomically(
+            &Self::path(data_dir),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+            0o644,
+            None,
+        )
     }
 }
 

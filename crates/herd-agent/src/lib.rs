@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod deferrals;
 pub mod desktop;
+pub mod durable;
 pub mod output;
 pub mod profiles;
 pub mod run;

@@ -6,12 +6,12 @@
 //! State lives in DATA_DIR/profiles/ (private): `installed.json` (written durably after every change) and
 //! `backups/` (the files an install replaced).
 
+use crate::durable::write_atomically;
 use anyhow::{Context, Result};
 use herd_core::profiles::{Payload, ProfileDocument, file_line, parse_mode, sysctl_line, sysctl_path};
 use herd_osquery::table::{Column, Constraints, Row, Table, TableError, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -85,32 +85,6 @@ fn resolve_id(name: &str, database: &str) -> Option<u32> {
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, given its mode and owner, renamed
-/// over the target, and the directory synced.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32, owner: Option<(Option<u32>, Option<u32>)>) -> Result<()> {
-    let parent = path.parent().context("a file path has a directory")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = path.file_name().context("a file name")?.to_string_lossy().into_owned();
-    let tmp = parent.join(format!(".{name}.herd-tmp"));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, uid, gid)
-                .with_context(|| format!("changing the owner of {}", path.display()))?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).ok();
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 impl Profiles {
     pub fn open(data_dir: &Path, roots: Roots) -> Result<Profiles> {
         let dir = data_dir.join("profiles");
@@ -127,7 +101,7 @@ impl Profiles {
         std::fs::create_dir_all(&self.dir)?;
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
         let text = serde_json::to_string_pretty(&self.state)?;
-        crate::run::write_private(&self.dir.join("installed.json"), &text, 0o600)
+        write_atomically(&self.dir.join("installed.json"), text.as_bytes(), 0o600, None)
     }
 
     fn conf_path(&self, identifier: &str) -> PathBuf {

@@ -10,8 +10,7 @@ use herd_osquery::{Engine, Limits};
 use herd_proto::osquery::{DistributedReadResponse, EnrollRequest};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -57,27 +56,6 @@ const DEFERRAL_LOOK: Duration = Duration::from_secs(30);
 
 fn now_ms() -> herd_core::Millis {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as herd_core::Millis)
-}
-
-pub(crate) fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    let mut file = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 fn default_identifier() -> String {
@@ -132,7 +110,8 @@ impl Agent {
             host_details,
         };
         let node_key = self.client.enroll(&request).await?;
-        write_private(&self.data_dir.join("node_key"), &node_key, 0o600).map_err(CallError::Failed)?;
+        crate::durable::write_atomically(&self.data_dir.join("node_key"), node_key.as_bytes(), 0o600, None)
+            .map_err(CallError::Failed)?;
         tracing::info!("enrolled");
         self.node_key = Some(node_key);
         self.device_token = None;
@@ -179,7 +158,7 @@ impl Agent {
         };
         // Register first: the file never holds a token the server does not know.
         self.client.register_device_token(self.key()?, &token).await?;
-        write_private(&path, &token, 0o644).map_err(CallError::Failed)?;
+        crate::durable::write_atomically(&path, token.as_bytes(), 0o644, None).map_err(CallError::Failed)?;
         self.device_token = Some((token, Instant::now()));
         Ok(())
     }

@@ -92,11 +92,7 @@ impl Ledger {
 
     pub fn put(&self, execution_id: &str, entry: &LedgerEntry) -> Result<()> {
         let path = self.path(execution_id);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(entry)?)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        crate::durable::write_atomically(&path, &serde_json::to_vec(entry)?, 0o600, None)
     }
 
     /// Forgets entries older than a week (the server stopped asking about them long ago).

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct Spool {
@@ -47,14 +46,7 @@ impl Spool {
         }
         let next = pending.last().and_then(|p| p.file_stem()?.to_str()?.parse::<u64>().ok()).map_or(1, |n| n + 1);
         let path = self.dir.join(format!("{next:020}.json"));
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(serde_json::to_string(report)?.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        crate::durable::write_atomically(&path, serde_json::to_string(report)?.as_bytes(), 0o600, None)?;
         Ok(path)
     }
 
