@@ -192,31 +192,39 @@ fn message_page_html(status: StatusCode, title: &str, html_message: &str) -> Res
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
-/// An API error as a page: its status, and the reason where there is one.
+/// An API error as a page: the status the API gives it (`ApiError::status`, the one mapping), and the reason
+/// where there is one; only an internal error is hidden behind "something went wrong" (and logged).
 pub fn error_page(error: &ApiError) -> Response {
-    match error {
-        ApiError::NotFound(what) => message_page(StatusCode::NOT_FOUND, "Not found", &format!("No such {what}.")),
-        ApiError::Forbidden => message_page(StatusCode::FORBIDDEN, "Not allowed", "Your role does not allow this."),
-        ApiError::Validation { field, reason } => {
-            message_page(StatusCode::UNPROCESSABLE_ENTITY, "Not saved", &format!("{field}: {reason}"))
-        }
-        ApiError::Conflict(reason) => message_page(StatusCode::CONFLICT, "Not saved", reason),
+    let status = error.status();
+    let mut page = match error {
+        ApiError::NotFound(what) => message_page(status, "Not found", &format!("No such {what}.")),
+        ApiError::Forbidden => message_page(status, "Not allowed", "Your role does not allow this."),
+        ApiError::Validation { field, reason } => message_page(status, "Not saved", &format!("{field}: {reason}")),
+        ApiError::Conflict(reason) => message_page(status, "Not saved", reason),
         ApiError::RateLimited { retry_after_s, reason } => {
             let text = format!("{}. Try again in {retry_after_s} s.", capitalised(reason));
-            let mut page = message_page(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", &text);
-            page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
-            page
+            message_page(status, "Too many attempts", &text)
         }
         ApiError::PasswordResetRequired => message_page_html(
-            StatusCode::FORBIDDEN,
+            status,
             "Password change required",
             "Choose your own password first: <a href=\"/console/password\">change your password</a>.",
         ),
-        other => {
-            tracing::error!(error = %other, "console page failed");
-            message_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged.")
+        ApiError::Unavailable => {
+            message_page(status, "Try again shortly", "The database is unavailable; nothing was changed.")
         }
+        ApiError::Internal(err) => {
+            tracing::error!(error = format!("{err:#}"), "console page failed");
+            message_page(status, "Something went wrong", "The error was logged.")
+        }
+        ApiError::BadRequest(_) | ApiError::TooLarge(_) | ApiError::Unauthenticated | ApiError::BadCredentials => {
+            message_page(status, "Not done", &capitalised(&error.to_string()))
+        }
+    };
+    if let ApiError::RateLimited { retry_after_s, .. } = error {
+        page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
     }
+    page
 }
 
 fn login_html(next: &str, error: Option<&str>) -> String {
@@ -355,4 +363,33 @@ async fn stylesheet() -> impl IntoResponse {
 
 async fn script() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("console.js"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every API error becomes a page with the status the API gives it: one mapping, so a 400 or a 503 is
+    /// never shown as a 500.
+    #[test]
+    fn error_pages_keep_the_api_status() {
+        let errors = [
+            ApiError::BadRequest("the query is empty".into()),
+            ApiError::Unauthenticated,
+            ApiError::BadCredentials,
+            ApiError::Forbidden,
+            ApiError::NotFound("host"),
+            ApiError::Conflict("taken".into()),
+            ApiError::invalid("name", "too long"),
+            ApiError::RateLimited { retry_after_s: 7, reason: "too many attempts" },
+            ApiError::PasswordResetRequired,
+            ApiError::TooLarge("over 1 MiB".into()),
+            ApiError::Unavailable,
+            ApiError::Internal(anyhow::anyhow!("boom")),
+        ];
+        for error in &errors {
+            assert_eq!(error_page(error).status(), error.status(), "{error:?}");
+        }
+        assert_eq!(error_page(&errors[7]).headers()[header::RETRY_AFTER], "7");
+    }
 }
