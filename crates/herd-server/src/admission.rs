@@ -141,7 +141,7 @@ impl EnrollmentGate {
         GateReading {
             max_lag: Duration::from_micros(self.max_lag_us.swap(0, Ordering::Relaxed)),
             max_write_wait: Duration::from_micros(self.max_write_wait_us.swap(0, Ordering::Relaxed)),
-            refusing: self.lag_limit.is_some() && self.refusing(now),
+            refusing: self.refusing(now),
             deferred: self.deferred(),
         }
     }

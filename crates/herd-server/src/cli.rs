@@ -88,8 +88,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HERD_RESULT_LOG_HOST_BUDGET", default_value = "64MiB", value_parser = parse_size)]
     pub result_log_host_budget: u64,
     /// New enrollments are refused (429 with Retry-After; agents retry) while requests wait longer than this
-    /// to run, or enrollments and reports pile up on the database, so hosts already enrolled keep checking in
-    /// fast while a fleet enrolls. `off`: never refuse.
+    /// to run, or enrollments and reports wait more than four times this to start on the database, so hosts
+    /// already enrolled keep checking in fast while a fleet enrolls (see `admission`). `off`: never refuse.
     #[arg(long, env = "HERD_ENROLLMENT_LAG_LIMIT", default_value = "50ms", value_parser = parse_lag_limit)]
     pub enrollment_lag_limit: LagLimit,
     /// Email of the admin created on first start.

@@ -1,15 +1,12 @@
 //! Support for tests that need a real database: a fresh SQLite file or a fresh PostgreSQL database per test.
 //!
 //! PostgreSQL comes from `HERD_TEST_DATABASE_URL` (set by `scripts/test`, which starts a throwaway cluster).
-//! Every PostgreSQL test case is `#[ignore = "…"]` ([`NEEDS_POSTGRES`] says why), so a plain `cargo test`
-//! shows it as ignored, never as passed; `scripts/test` runs the ignored cases when it has a cluster. A case
-//! run without one fails.
+//! Every PostgreSQL test case is `#[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs
+//! it"]`, so a plain `cargo test` shows it as ignored, never as passed; `scripts/test` runs the ignored cases
+//! when it has a cluster (and refuses any `#[ignore]` with another reason). A case run without one fails.
 
 use sqlx::AssertSqlSafe;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-
-/// The reason PostgreSQL test cases are ignored by default (the attribute needs the literal; keep them alike).
-pub const NEEDS_POSTGRES: &str = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it";
 
 /// A URL for a new, empty PostgreSQL database. Panics when PostgreSQL is not configured or unreachable: a
 /// PostgreSQL case runs only when asked for (see the module's comment), and then must not pass without it.
