@@ -38,16 +38,19 @@ fn fields(name: &str, query: &str, script_id: Option<i64>) -> PolicyFields {
     PolicyFields { script_id, ..PolicyFields::new(name, query) }
 }
 
-async fn enroll(store: &Store, name: &str, team: Option<i64>) -> i64 {
-    let host = EnrollHost {
+fn enrollment(name: &str, key: &str, team: Option<i64>) -> EnrollHost {
+    EnrollHost {
         uuid: name.into(),
         osquery_host_id: name.into(),
-        node_key_hash: format!("key-{name}"),
+        node_key_hash: key.into(),
         team_id: team,
         platform_hint: "linux".into(),
         details: VitalsPatch::default(),
-    };
-    store.enroll_host(&host, NOW).await.unwrap().checkin.id
+    }
+}
+
+async fn enroll(store: &Store, name: &str, team: Option<i64>) -> i64 {
+    store.enroll_host(&enrollment(name, &format!("key-{name}"), team), NOW).await.unwrap().checkin.id
 }
 
 /// One webhook job per firing policy, enqueued in the report's transaction like the server's.
@@ -70,6 +73,7 @@ enum Task {
     Prune,
     FlushSeen { hosts: Vec<i64> },
     DeleteHost { host: i64 },
+    Reenroll { name: String, key: String },
     Transfer { hosts: Vec<i64>, team: Option<i64> },
     DeleteTeam { team: i64 },
     ResetAutomations { policies: Vec<i64> },
@@ -107,6 +111,10 @@ async fn run(store: Store, task: Task, clock: Arc<AtomicI64>) {
         Task::DeleteHost { host } => {
             store.delete_host(host, now).await.unwrap();
         }
+        Task::Reenroll { name, key } => {
+            // Into the host's row, or a new one if a deletion won: either way it succeeds.
+            store.enroll_host(&enrollment(&name, &key, None), now).await.unwrap();
+        }
         Task::Transfer { hosts, team } => match store.transfer_hosts(team, &hosts, now).await {
             Ok(_) | Err(StoreError::NotFound("team")) => {}
             Err(err) => panic!("transfer of {hosts:?} to {team:?}: {err}"),
@@ -128,10 +136,12 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
     for t in 0..3 {
         teams.push(store.create_team(&format!("team-{t}"), "", &[], NOW).await.unwrap());
     }
-    let mut hosts = Vec::new();
+    // Host ids, and the uuid each enrolled with (in step).
+    let (mut hosts, mut names) = (Vec::new(), Vec::new());
     for h in 0..HOSTS {
         let team = if h % 4 == 3 { None } else { Some(teams[h % teams.len()]) };
-        hosts.push(enroll(&store, &format!("host-{h}"), team).await);
+        names.push(format!("host-{h}"));
+        hosts.push(enroll(&store, &names[h], team).await);
     }
     // (id, name, query, revision as this test last knew it)
     let mut policies: Vec<(i64, String, String, i64)> = Vec::new();
@@ -197,6 +207,13 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
         let doomed_hosts: Vec<i64> = (0..2).map(|_| hosts[rng.below(hosts.len())]).collect();
         for &host in &doomed_hosts {
             tasks.push(Task::DeleteHost { host });
+            // The same host enrolling again at that moment (the insert finds the row, the update may not).
+            let name = names[hosts.iter().position(|h| *h == host).unwrap()].clone();
+            tasks.push(Task::Reenroll { key: format!("key-{round}-doomed-{name}"), name });
+        }
+        for _ in 0..3 {
+            let name = names[rng.below(names.len())].clone();
+            tasks.push(Task::Reenroll { key: format!("key-{round}-{name}"), name });
         }
         let doomed_team = teams[rng.below(teams.len())];
         tasks.push(Task::DeleteTeam { team: doomed_team });
@@ -249,10 +266,14 @@ async fn counts_equal_a_recount_under_concurrent_change(store: Store) {
         }
 
         // Replace what went: hosts, the team, the policy; learn the revisions.
+        let kept: Vec<bool> = hosts.iter().map(|h| !doomed_hosts.contains(h)).collect();
+        let mut keep = kept.iter();
+        names.retain(|_| *keep.next().unwrap());
         hosts.retain(|h| !doomed_hosts.contains(h));
         while hosts.len() < HOSTS {
             generation += 1;
-            hosts.push(enroll(&store, &format!("host-new-{generation}"), None).await);
+            names.push(format!("host-new-{generation}"));
+            hosts.push(enroll(&store, names.last().unwrap(), None).await);
         }
         teams.retain(|t| *t != doomed_team);
         generation += 1;
