@@ -1,28 +1,9 @@
-//! Command line of the `herd` binary. Every flag can also come from a `HERD_*` environment variable.
+//! The flags of `herd serve` that configure the server (the `herd` binary adds its own: `--with-agent`). Every
+//! flag can also come from a `HERD_*` environment variable.
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Debug, Parser)]
-#[command(name = "herd", version, about = "Keeps a fleet of computers in their desired state")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server.
-    Serve(ServeArgs),
-    /// Give a user a new generated password (prints it) and end their sessions.
-    ResetAdminPassword {
-        #[command(flatten)]
-        server: ServeArgs,
-        /// The user's email.
-        email: String,
-    },
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -47,12 +28,6 @@ pub struct ServeArgs {
     /// The URL hosts and users reach this server at (default: the listen address). Shown in enroll flags.
     #[arg(long, env = "HERD_SERVER_URL")]
     pub server_url: Option<String>,
-    /// Also run an agent in this process, enrolling this machine as a host (data in DATA_DIR/agent).
-    #[arg(long, env = "HERD_WITH_AGENT")]
-    pub with_agent: bool,
-    /// Let the local agent of --with-agent run scripts queued for this machine.
-    #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS", requires = "with_agent")]
-    pub with_agent_scripts: bool,
     /// A CA certificate (PEM) to trust for outgoing webhooks besides the system's roots (an internal CA).
     #[arg(long, env = "HERD_WEBHOOK_CA_CERT")]
     pub webhook_ca_cert: Option<PathBuf>,

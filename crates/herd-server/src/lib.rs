@@ -1,7 +1,8 @@
 //! The herd server: osquery TLS API, Fleet-compatible REST API, background workers.
 //!
-//! `main.rs` only parses the command line and calls [`serve`]; everything else lives in this library so the
-//! pieces are testable on their own.
+//! The `herd` binary (crate `herd`) parses the command line and calls [`serve_with`]; everything else lives in
+//! this library so the pieces are testable on their own. The library knows nothing of the agent: the binary
+//! composes `herd serve --with-agent` by handing [`serve_with`] a [`Companion`].
 
 pub mod access;
 pub mod activity;
@@ -37,9 +38,11 @@ use bootstrap::{AdminPassword, BootstrapOptions};
 use cli::ServeArgs;
 use herd_store::Store;
 use state::{AppState, SharedState};
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -54,8 +57,41 @@ pub fn database_url(args: &ServeArgs) -> String {
     }
 }
 
+/// How long shutdown waits for a [`Companion`] to stop before abandoning it: shutdown never waits on a
+/// companion's work (a script the local agent runs, say) beyond this.
+const COMPANION_GRACE: Duration = Duration::from_secs(10);
+
+/// What a [`Companion`] learns of the server it runs beside, before the server accepts its first request.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The URL this server answers at on this machine.
+    pub url: String,
+    /// The (canonical) data directory.
+    pub data_dir: PathBuf,
+    /// The certificate the server presents, to pin; None when it serves plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The file holding the global enroll secret; None when no global secret is left.
+    pub enroll_secret_file: Option<PathBuf>,
+}
+
+/// A task the server runs beside itself for its whole life (the local agent of `herd serve --with-agent`).
+pub type CompanionTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A future that completes when the server begins to shut down.
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Prepares a companion from what it learns of the server. It runs after the database, certificate and enroll
+/// secret are ready and before the server serves: an `Err` stops the start, so a companion that cannot work
+/// never leaves a half-started server. It returns a line for the start banner and the task to run.
+pub type Companion = Box<dyn FnOnce(&Serving, ShutdownSignal) -> Result<(String, CompanionTask)> + Send>;
+
 /// Runs the server until SIGTERM or Ctrl-C, then finishes in-flight requests and flushes batched state.
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    serve_with(args, None).await
+}
+
+/// [`serve`], with a [`Companion`] running beside the server.
+pub async fn serve_with(args: ServeArgs, companion: Option<Companion>) -> Result<()> {
     files::create_private_dir(&args.data_dir)?;
     let data_dir = std::fs::canonicalize(&args.data_dir).context("resolving the data directory")?;
     let store = Store::open(&database_url(&args)).await.context("opening the database")?;
@@ -112,7 +148,25 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         Some(tls::ensure_files(&data_dir, args.tls_cert.as_deref(), args.tls_key.as_deref())?)
     };
-    print_banner(&args, &data_dir, &url, &server_url, &store, &boot, tls_files.as_ref());
+    let secret_path = data_dir.join("enroll-secret");
+    let serving = Serving {
+        url: url.clone(),
+        data_dir: data_dir.clone(),
+        tls_cert: tls_files.as_ref().map(|tls| tls.cert.clone()),
+        enroll_secret_file: boot.enroll_secret.as_ref().map(|_| secret_path),
+    };
+    let companion = match companion {
+        Some(prepare) => {
+            let mut stop = shutdown_rx.clone();
+            let stopped: ShutdownSignal = Box::pin(async move {
+                let _ = stop.changed().await;
+            });
+            Some(prepare(&serving, stopped)?)
+        }
+        None => None,
+    };
+    let companion_note = companion.as_ref().map(|(note, _)| note.as_str());
+    print_banner(&args, &serving, &server_url, &store, &boot, tls_files.as_ref(), companion_note);
 
     let fd_limit = connections::raise_fd_limit();
     let limits = connections::Limits {
@@ -139,43 +193,17 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     };
     tracing::info!(%url, database = store.backend().name(), "herd started");
 
-    let agent = match (&tls_files, args.with_agent, &boot.enroll_secret) {
-        (_, false, _) => None,
-        (None, true, _) => anyhow::bail!("--with-agent needs HTTPS (the agent speaks TLS only); drop --plain-http"),
-        (_, true, None) => anyhow::bail!("--with-agent needs a global enroll secret; none is left"),
-        (Some(tls), true, Some(_)) => {
-            let options = herd_agent::cli::RunOptions {
-                server: url.clone(),
-                enroll_secret_file: data_dir.join("enroll-secret"),
-                ca_cert: Some(tls.cert.clone()),
-                data_dir: data_dir.join("agent"),
-                host_identifier: None,
-                // This machine's own agent: scripts stay off unless the operator starts herd with them on.
-                enable_scripts: args.with_agent_scripts,
-                // Profiles write files as root: never on this machine unless asked by hand.
-                enable_profiles: false,
-                sysctl_dir: "/etc/sysctl.d".into(),
-                proc_sys_dir: "/proc/sys".into(),
-                script_timeout: 300,
-            };
-            let mut stop = shutdown_rx.clone();
-            Some(tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.changed().await;
-                };
-                if let Err(err) = herd_agent::run::run_until(options, stopped).await {
-                    tracing::error!(error = format!("{err:#}"), "the local agent stopped");
-                }
-            }))
-        }
-    };
+    let companion = companion.map(|(_, task)| tokio::spawn(task));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
-    // Workers and the local agent stop first; the seen times they leave are flushed at the end.
+    // Workers and the companion stop first; the seen times they leave are flushed at the end.
     let _ = shutdown_tx.send(true);
-    if let Some(agent) = agent {
-        let _ = agent.await;
+    if let Some(mut companion) = companion
+        && tokio::time::timeout(COMPANION_GRACE, &mut companion).await.is_err()
+    {
+        tracing::warn!(grace_s = COMPANION_GRACE.as_secs(), "the companion did not stop in time; abandoning it");
+        companion.abort();
     }
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
     server.await.context("server task")?.context("serving")?;
@@ -218,13 +246,14 @@ async fn shutdown_signal() {
 
 fn print_banner(
     args: &ServeArgs,
-    data_dir: &Path,
-    url: &str,
+    serving: &Serving,
     server_url: &str,
     store: &Store,
     boot: &bootstrap::Bootstrapped,
     tls: Option<&tls::TlsFiles>,
+    companion_note: Option<&str>,
 ) {
+    let (data_dir, url) = (serving.data_dir.as_path(), serving.url.as_str());
     let mut out = String::new();
     let mut line = |text: String| {
         out.push_str(&text);
@@ -283,8 +312,8 @@ fn print_banner(
         "--logger_tls_period=10".into(),
     ]);
     line(format!("  sudo osqueryd \\\n    {}", flags.join(" \\\n    ")));
-    if args.with_agent {
-        line(format!("\nThis machine runs a local agent too (data in {}).", data_dir.join("agent").display()));
+    if let Some(note) = companion_note {
+        line(format!("\n{note}"));
     }
     if args.plain_http {
         line("\nServing plain HTTP: put a TLS-terminating proxy in front (osquery only talks TLS).".to_string());

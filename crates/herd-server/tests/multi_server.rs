@@ -15,7 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `count` servers started at the same moment on a fresh database.
 async fn cluster(count: usize) -> Vec<Server> {
-    Server::cluster_on_fresh_postgres(Path::new(env!("CARGO_BIN_EXE_herd")), count, &ALLOW_LOOPBACK_WEBHOOKS).await
+    Server::cluster_on_fresh_postgres(Path::new(&herd_testkit::herd_binary()), count, &ALLOW_LOOPBACK_WEBHOOKS).await
 }
 
 /// An answer to a policy, under the name the host was handed (`fleet_policy_query_<id>_<revision>`).

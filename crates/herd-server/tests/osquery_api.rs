@@ -402,7 +402,7 @@ async fn shutdown_flushes_last_seen_times(server: Server) {
 async fn serve_with_agent_enrolls_this_machine() {
     let dir = tempfile::tempdir().unwrap().keep();
     let mut server = Server::start_with(
-        std::path::Path::new(env!("CARGO_BIN_EXE_herd")),
+        std::path::Path::new(&herd_testkit::herd_binary()),
         dir,
         None,
         "127.0.0.1:0",

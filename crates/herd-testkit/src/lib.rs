@@ -48,8 +48,7 @@ where
 }
 
 /// Declares each case once and runs it on both backends as `sqlite::<case>` and `postgres::<case>`, against
-/// the `herd` binary of the calling package's build — or, with `bin = EXPR;` first, the `herd` at that path
-/// (packages without the binary use `herd_beside(env!("CARGO_BIN_EXE_<theirs>"))`).
+/// the workspace's `herd` binary ([`herd_binary`]) — or, with `bin = EXPR;` first, the `herd` at that path.
 #[macro_export]
 macro_rules! server_cases {
     (bin = $bin:expr; $($case:ident),* $(,)?) => {
@@ -71,19 +70,19 @@ macro_rules! server_cases {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
               async fn $case() {
-                  $crate::with_server_args(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Sqlite, &$args, super::$case).await
+                  $crate::with_server_args(&$crate::herd_binary(), $crate::Backend::Sqlite, &$args, super::$case).await
               })*
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
               #[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
               async fn $case() {
-                  $crate::with_server_args(env!("CARGO_BIN_EXE_herd"), $crate::Backend::Postgres, &$args, super::$case).await
+                  $crate::with_server_args(&$crate::herd_binary(), $crate::Backend::Postgres, &$args, super::$case).await
               })*
         }
     };
     ($($case:ident),* $(,)?) => {
-        $crate::server_cases!(bin = env!("CARGO_BIN_EXE_herd"); $($case),*);
+        $crate::server_cases!(bin = $crate::herd_binary(); $($case),*);
     };
 }
 
@@ -568,6 +567,15 @@ pub fn herd_beside(other_binary: &str) -> String {
     let herd = std::path::PathBuf::from(other_binary).with_file_name("herd");
     assert!(herd.exists(), "{} is missing: build the workspace first (scripts/test does)", herd.display());
     herd.to_string_lossy().into_owned()
+}
+
+/// The workspace's `herd` binary (crate `herd`), in the build directory of the running test: a test binary
+/// lives in `target/<profile>/deps/`, the binaries in `target/<profile>/`. Only the `herd` crate itself has
+/// `CARGO_BIN_EXE_herd`; every other package finds it here (scripts/test builds the whole workspace first).
+pub fn herd_binary() -> String {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    herd_beside(&profile_dir.join("herd").to_string_lossy())
 }
 
 /// A running `herd-agent run`, enrolled with `server`'s secret and pinning its certificate; killed on drop.
