@@ -1,7 +1,7 @@
 //! Request bodies: read once with a size limit, gunzipped when the client says so, parsed into wire types
 //! with errors that name the offending field.
 
-use crate::api::osquery::{NodeKeyed, authenticate};
+use crate::app::agent::authenticate;
 use crate::error::{ApiError, OsqueryError};
 use crate::host_cache::CachedHost;
 use crate::state::SharedState;
@@ -531,4 +531,21 @@ mod tests {
         assert!(matches!(parse_json::<serde_json::Value>(b"[1]"), Err(BodyError::Malformed(_))));
         assert!(parse_json::<serde_json::Value>(b"  {}").is_ok());
     }
+}
+
+/// The client's address (behind a trusted proxy, the one it forwarded), for rate limits and audit.
+pub struct Client(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(crate::auth::client_ip(parts)))
+    }
+}
+
+/// Request bodies that carry a node key, and the limits they are read within.
+pub trait NodeKeyed {
+    /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
+    const LIMITS: BodyLimits = AGENT_LIMITS;
+    fn node_key(&self) -> Option<&str>;
 }

@@ -9,6 +9,7 @@ pub mod activity;
 pub mod admission;
 pub mod agent_options;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
@@ -210,7 +211,7 @@ pub async fn serve_with(args: ServeArgs, companion: Option<Companion>) -> Result
     for worker in workers {
         let _ = worker.await;
     }
-    workers::flush_seen_times(&state).await.context("flushing last-seen times")?;
+    app::seen::flush(&state).await.context("flushing last-seen times")?;
     store.close().await;
     tracing::info!("herd stopped");
     Ok(())

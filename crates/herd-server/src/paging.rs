@@ -83,6 +83,14 @@ impl Page {
     }
 }
 
+/// A query parameter that must be an integer when present.
+pub fn integer_param(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::invalid(name, format!("must be an integer, not {v:?}"))))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

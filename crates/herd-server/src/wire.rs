@@ -133,7 +133,7 @@ pub fn policy(record: PolicyRecord) -> Policy {
             .script_id
             .zip(record.script_name)
             .map(|(id, name)| herd_proto::fleet::RunScript { id, name }),
-        deferral: crate::api::policies::stored_deferral(record.id, record.deferral.as_deref()),
+        deferral: crate::app::deferrals::stored_settings(record.id, record.deferral.as_deref()),
         webhook_url: record.webhook_url,
         continuous_automation: record.continuous_automation,
     }

@@ -25,21 +25,8 @@ impl Worker for SeenTimeFlusher {
         Duration::from_secs(1)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
-        flush_seen_times(state).await
+        crate::app::seen::flush(state).await
     }
-}
-
-pub async fn flush_seen_times(state: &SharedState) -> anyhow::Result<()> {
-    let pending = state.seen.take();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    if let Err(err) = state.store.flush_seen_times(&pending).await {
-        // Keep them for the next attempt: a seen time is only lost if the process dies too.
-        state.seen.restore(pending);
-        return Err(err.into());
-    }
-    Ok(())
 }
 
 /// How far back each change-feed poll looks, beyond its previous poll: covers PostgreSQL transactions that
@@ -135,20 +122,8 @@ impl Worker for ComplianceRecorder {
         Duration::from_secs(60)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
-        record_compliance(state).await
+        crate::app::compliance::record(state).await
     }
-}
-
-/// Records today's counts now (also called when the console shows the chart for the first time today).
-pub async fn record_compliance(state: &SharedState) -> anyhow::Result<()> {
-    let now = now_ms();
-    let policies = state.store.all_policies().await?;
-    let mut counts: Vec<(i64, i64, i64)> =
-        policies.iter().map(|p| (p.id, p.passing_host_count, p.failing_host_count)).collect();
-    let (passing, failing) = counts.iter().fold((0, 0), |(p, f), (_, pass, fail)| (p + pass, f + fail));
-    counts.push((0, passing, failing));
-    state.store.record_compliance(&crate::wire::rfc3339(now)[..10], &counts, now).await?;
-    Ok(())
 }
 
 /// Turns changes to what hosts should have (profile uploads, edits, deletes, team moves) into install and

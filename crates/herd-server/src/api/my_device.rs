@@ -4,8 +4,9 @@
 //! pending; without it, the page refreshes itself). The token is the only credential, so the page is never
 //! cached and never sends it on as a Referer.
 
-use crate::api::device::{Client, device_record};
+use crate::app;
 use crate::error::ApiError;
+use crate::extract::Client;
 use crate::state::SharedState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -143,11 +144,11 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
 }
 
 async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
-    let record = device_record(state, client, token).await?;
-    let needs_migration = crate::api::device::needs_migration(state, &record);
+    let record = app::device::host(state, client, token).await?;
+    let needs_migration = crate::app::device::needs_migration(state, &record);
     let migration_state = record.migration_state.clone();
     let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
-    let (host, policies) = crate::api::device::device_view(state, record).await?;
+    let (host, policies) = crate::app::device::view(state, record).await?;
     let settings = state.settings.get();
     let org = &settings.config.org_info;
     let token = escape(token);
@@ -326,11 +327,11 @@ async fn defer(
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
     let outcome = async {
-        let host_id = crate::api::device::device_host(&state, client, &token).await?;
+        let host_id = crate::app::device::host_id(&state, client, &token).await?;
         let policy_id: i64 = policy_id.parse().map_err(|_| ApiError::NotFound("deferral"))?;
         let choice = form.get("choice").cloned().unwrap_or_default();
-        let request = crate::api::deferrals::ChoiceRequest { choice, chosen_by: Some(MY_DEVICE.into()) };
-        crate::api::deferrals::choose(&state, host_id, policy_id, &request).await
+        let request = crate::app::deferrals::ChoiceRequest { choice, chosen_by: Some(MY_DEVICE.into()) };
+        crate::app::deferrals::choose(&state, host_id, policy_id, &request).await
     }
     .await;
     match outcome {
@@ -355,7 +356,7 @@ async fn refetch(
     Client(client): Client,
     Path(token): Path<String>,
 ) -> Result<Redirect, ApiError> {
-    let host_id = crate::api::device::device_host(&state, client, &token).await?;
+    let host_id = crate::app::device::host_id(&state, client, &token).await?;
     if !state.store.request_refetch(host_id, crate::state::now_ms()).await? {
         return Err(ApiError::Unauthenticated);
     }
@@ -369,8 +370,8 @@ async fn migrate(
     Client(client): Client,
     Path(token): Path<String>,
 ) -> Result<Redirect, ApiError> {
-    let record = device_record(&state, client, &token).await?;
-    crate::api::device::start_migration(&state, &record).await?;
+    let record = app::device::host(&state, client, &token).await?;
+    crate::app::device::start_migration(&state, &record).await?;
     Ok(Redirect::to(&format!("/device/{}", urlencode(&token))))
 }
 

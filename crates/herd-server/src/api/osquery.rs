@@ -1,9 +1,10 @@
 //! The osquery TLS remote API: what a stock `osqueryd --tls_hostname=...` and herd-agent speak.
 //! Served at `/api/osquery/...` and `/api/v1/osquery/...` (Fleet's paths, so existing flag files work).
 
+use crate::app;
 use crate::auth::client_ip;
 use crate::error::OsqueryError;
-use crate::extract::{AGENT_LIMITS, BodyLimits, EnrollJson, OsqueryJson, REPORT_LIMITS};
+use crate::extract::{BodyLimits, EnrollJson, OsqueryJson, REPORT_LIMITS};
 use crate::host_cache::CachedHost;
 use crate::secrets::{random_token, secrets_equal, token_hash};
 use crate::state::{SharedState, now_ms};
@@ -124,62 +125,31 @@ async fn enroll(
     Ok(Json(EnrollResponse { node_key }))
 }
 
-/// The host a node key belongs to: from memory, else from the store (then remembered). Called by
-/// [`OsqueryJson`]'s extraction, before the body is parsed.
-pub(crate) async fn authenticate(state: &SharedState, node_key: &str) -> Result<CachedHost, OsqueryError> {
-    let hash = token_hash(node_key);
-    if let Some(host) = state.hosts.by_node_key(&hash) {
-        return Ok(host);
-    }
-    let mark = state.hosts.eviction_mark();
-    match state.store.host_checkin_by_node_key(&hash).await? {
-        Some(checkin) => Ok(state.hosts.insert_unless_evicted_since(checkin, mark)),
-        None => Err(OsqueryError::NodeInvalid("invalid node key")),
-    }
-}
-
-/// Request bodies that carry a node key, and the limits they are read within.
-pub trait NodeKeyed {
-    /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
-    const LIMITS: BodyLimits = AGENT_LIMITS;
-    fn node_key(&self) -> Option<&str>;
-}
-
-impl NodeKeyed for NodeKeyRequest {
+impl crate::extract::NodeKeyed for NodeKeyRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
 }
 
-impl NodeKeyed for DistributedWriteRequest {
+impl crate::extract::NodeKeyed for DistributedWriteRequest {
     const LIMITS: BodyLimits = REPORT_LIMITS;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
 }
 
-impl NodeKeyed for LogRequest {
+impl crate::extract::NodeKeyed for LogRequest {
     const LIMITS: BodyLimits = REPORT_LIMITS;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
-}
-
-/// The host of an (already authenticated) agent request, recorded as seen now.
-pub async fn check_in<T: NodeKeyed>(
-    state: &SharedState,
-    request: &OsqueryJson<T>,
-) -> Result<(CachedHost, Millis), OsqueryError> {
-    let now = now_ms();
-    state.seen.record(request.host.checkin.id, now);
-    Ok((request.host.clone(), now))
 }
 
 async fn config(
     State(state): State<SharedState>,
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, _) = check_in(&state, &request).await?;
+    let (host, _) = app::agent::check_in(&state, &request.host);
     let settings = state.settings.get();
     let config = settings.agent_options(host.checkin.team_id).get("config").cloned().unwrap_or_else(|| json!({}));
     Ok(Json(config))
@@ -233,7 +203,7 @@ async fn distributed_read(
     State(state): State<SharedState>,
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<DistributedReadResponse>, OsqueryError> {
-    let (mut host, now) = check_in(&state, &request).await?;
+    let (mut host, now) = app::agent::check_in(&state, &request.host);
     state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
     let settings = state.settings.get();
     let due_settings = DueSettings {
@@ -319,7 +289,7 @@ async fn distributed_write(
     State(state): State<SharedState>,
     request: OsqueryJson<DistributedWriteRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = check_in(&state, &request).await?;
+    let (host, now) = app::agent::check_in(&state, &request.host);
     state.metrics.distributed_writes.fetch_add(1, Ordering::Relaxed);
     let report = request.body;
     let settings = state.settings.get();
@@ -421,7 +391,7 @@ async fn distributed_write(
 }
 
 async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = check_in(&state, &request).await?;
+    let (host, now) = app::agent::check_in(&state, &request.host);
     let LogRequest { log_type, data, .. } = request.body;
     match log_type {
         LogType::Status => {

@@ -7,6 +7,7 @@
 //! validated, stored and listed; their delivery needs an Apple MDM transport herd does not have yet, which
 //! every view says in `delivery`, and no host status is invented for them).
 
+use crate::app;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, OsqueryError};
 use crate::extract::{ApiJson, OsqueryJson, PathId};
@@ -17,15 +18,11 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use herd_core::profiles::ProfileDocument;
 use herd_core::roles::Action;
-use herd_store::{NewProfile, ProfileRecord, StoreError};
+use herd_store::{NewProfile, ProfileRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-/// Fleet's limit.
-const MAX_PROFILE_BYTES: usize = 1 << 20;
 
 /// What a view says about delivery: herd profiles are delivered by herd-agent; Apple profiles wait for an
 /// Apple MDM transport.
@@ -71,140 +68,19 @@ fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError>
     crate::extract::team_id_value(params.get("team_id").map(String::as_str))
 }
 
-/// A profile file read and checked: what to store, or a 422 with the reason.
-pub fn parse_profile(file_name: &str, bytes: &[u8]) -> Result<NewProfile, ApiError> {
-    let invalid = |reason: String| ApiError::invalid("profile", reason);
-    if bytes.len() > MAX_PROFILE_BYTES {
-        return Err(invalid("a configuration profile is at most 1 MB".into()));
-    }
-    let lower = file_name.to_ascii_lowercase();
-    if lower.ends_with(".mobileconfig") {
-        let profile = parse_mobileconfig(bytes).map_err(invalid)?;
-        return checked_names(profile, "profile.PayloadDisplayName", "profile.PayloadIdentifier");
-    }
-    let text = std::str::from_utf8(bytes).map_err(|_| invalid("must be UTF-8 text".into()))?;
-    let document: ProfileDocument = if lower.ends_with(".json") {
-        serde_json::from_str(text).map_err(|e| invalid(format!("not a herd profile: {e}")))?
-    } else if lower.ends_with(".yml") || lower.ends_with(".yaml") {
-        serde_saphyr::from_str(text).map_err(|e| {
-            invalid(format!("not a herd profile: {}", e.to_string().lines().next().unwrap_or("invalid YAML")))
-        })?
-    } else {
-        return Err(invalid(format!(
-            "{file_name:?}: expected a herd profile (.json, .yml, .yaml) or an Apple profile (.mobileconfig)"
-        )));
-    };
-    let profile =
-        herd_profile(document).map_err(|(field, reason)| ApiError::invalid(format!("profile.{field}"), reason))?;
-    checked_names(profile, "profile.name", "profile.identifier")
-}
-
-/// A profile's name (shown to admins and users) and identifier (the agent's file name for what the profile
-/// replaced) follow the name rules every way in shares.
-fn checked_names(profile: NewProfile, name_field: &str, identifier_field: &str) -> Result<NewProfile, ApiError> {
-    use herd_core::validate::{NameKind, name};
-    name(&profile.name, NameKind::Display).map_err(|r| ApiError::invalid(name_field, format!("name {r}")))?;
-    name(&profile.identifier, NameKind::File)
-        .map_err(|r| ApiError::invalid(identifier_field, format!("identifier {r}")))?;
-    Ok(profile)
-}
-
-fn herd_profile(mut document: ProfileDocument) -> Result<NewProfile, herd_core::profiles::FieldError> {
-    document.identifier = document.identifier.trim().to_string();
-    document.name = document.name.trim().to_string();
-    document.check()?;
-    let mut types: Vec<String> = document.payloads.iter().map(|p| p.kind().to_string()).collect();
-    types.dedup();
-    Ok(NewProfile {
-        identifier: document.identifier.clone(),
-        name: document.name.clone(),
-        platform: "linux".into(),
-        format: "herd".into(),
-        payload_types: types,
-        contents: serde_json::to_string(&document).expect("a document serializes"),
-        checksum: document.checksum(),
-    })
-}
-
-/// An Apple configuration profile (XML or binary plist; signed ones are refused with the reason): top-level
-/// PayloadType "Configuration", PayloadIdentifier and PayloadDisplayName required, each payload typed.
-fn parse_mobileconfig(bytes: &[u8]) -> Result<NewProfile, String> {
-    if bytes.first() == Some(&0x30) {
-        return Err("signed (PKCS #7) profiles are not supported yet: upload the unsigned .mobileconfig".into());
-    }
-    let value =
-        plist::Value::from_reader(std::io::Cursor::new(bytes)).map_err(|e| format!("not a property list: {e}"))?;
-    let dict = value.as_dictionary().ok_or("the top level must be a dictionary")?;
-    let text = |key: &str| dict.get(key).and_then(plist::Value::as_string).map(str::trim).unwrap_or_default();
-    match text("PayloadType") {
-        "Configuration" => {}
-        "" => return Err("PayloadType is missing (expected \"Configuration\")".into()),
-        other => return Err(format!("invalid PayloadType {other:?} (expected \"Configuration\")")),
-    }
-    let identifier = text("PayloadIdentifier");
-    if identifier.is_empty() {
-        return Err("PayloadIdentifier is missing or empty".into());
-    }
-    let name = text("PayloadDisplayName");
-    if name.is_empty() {
-        return Err("PayloadDisplayName is missing or empty".into());
-    }
-    let mut types = Vec::new();
-    if let Some(content) = dict.get("PayloadContent") {
-        let payloads = content.as_array().ok_or("PayloadContent must be an array")?;
-        for (i, payload) in payloads.iter().enumerate() {
-            let kind = payload
-                .as_dictionary()
-                .and_then(|d| d.get("PayloadType"))
-                .and_then(plist::Value::as_string)
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| format!("PayloadContent[{i}] has no PayloadType"))?;
-            if !types.iter().any(|t| t == kind) {
-                types.push(kind.to_string());
-            }
-        }
-    }
-    use sha2::Digest;
-    Ok(NewProfile {
-        identifier: identifier.to_string(),
-        name: name.to_string(),
-        platform: "darwin".into(),
-        format: "mobileconfig".into(),
-        payload_types: types,
-        contents: String::from_utf8_lossy(bytes).into_owned(),
-        checksum: hex::encode(sha2::Sha256::digest(bytes)),
-    })
-}
-
-fn team_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
-        StoreError::Conflict(reason) => ApiError::Conflict(reason),
-        other => other.into(),
-    }
-}
-
 async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
     let upload = crate::extract::team_upload(form, "profile").await?;
-    let record = add_profile(&state, &auth, upload.team_id, &upload.file_name, &upload.bytes).await?;
+    let record = app::profiles::add(&state, &auth, upload.team_id, &upload.file_name, &upload.bytes).await?;
     Ok(Json(json!({"profile_uuid": record.uuid})))
 }
 
-/// Adds a profile file to a team's set (None: the no-team set): parsed, checked, stored (its reconcile job
-/// queued with it), the activity recorded. Used by the REST upload and the console.
-pub(crate) async fn add_profile(
-    state: &SharedState,
-    auth: &AuthUser,
-    team_id: Option<i64>,
-    file_name: &str,
-    bytes: &[u8],
-) -> Result<ProfileRecord, ApiError> {
-    crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
-    let profile = parse_profile(file_name, bytes)?;
-    let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
-    let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
-    crate::activity::record(state, Some(auth), "created_configuration_profile", details).await;
-    Ok(record)
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app::profiles::delete(&state, &auth, &uuid).await?;
+    Ok(Json(json!({})))
 }
 
 async fn list(
@@ -249,19 +125,6 @@ async fn get_one(
         return Ok(response);
     }
     Ok(Json(profile_json(&profile)).into_response())
-}
-
-pub(crate) async fn delete(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    crate::access::profile(&state, &auth, &uuid, Action::Write).await?;
-    let deleted =
-        state.store.delete_profile(&uuid, now_ms()).await?.ok_or(ApiError::NotFound("configuration profile"))?;
-    let details = json!({"profile_uuid": deleted.uuid, "profile_name": deleted.name, "profile_identifier": deleted.identifier, "team_id": deleted.team_id});
-    crate::activity::record(&state, Some(&auth), "deleted_configuration_profile", details).await;
-    Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]
@@ -310,7 +173,7 @@ async fn batch(
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(entry.contents.trim())
             .map_err(|e| ApiError::invalid(format!("profiles[{i}].contents"), format!("not base64: {e}")))?;
-        let profile = parse_profile(&entry.name, &bytes).map_err(|e| match e {
+        let profile = app::profiles::parse_profile(&entry.name, &bytes).map_err(|e| match e {
             ApiError::Validation { field, reason } => {
                 ApiError::Validation { field: format!("profiles[{i}].{field}"), reason }
             }
@@ -324,7 +187,7 @@ async fn batch(
     if params.get("dry_run").is_some_and(|v| v == "true" || v == "1") {
         return Ok(StatusCode::NO_CONTENT);
     }
-    if state.store.replace_profiles(team_id, &profiles, now_ms()).await.map_err(team_error)? {
+    if state.store.replace_profiles(team_id, &profiles, now_ms()).await.map_err(app::profiles::team_error)? {
         let details = json!({"team_id": team_id, "profile_identifiers": profiles.iter().map(|p| &p.identifier).collect::<Vec<_>>()});
         crate::activity::record(&state, Some(&auth), "edited_configuration_profiles", details).await;
     }
@@ -342,33 +205,13 @@ async fn summary(
     Ok(Json(json!({"verified": s.verified, "verifying": s.verifying, "pending": s.pending, "failed": s.failed})))
 }
 
-/// A host's profiles as the host views show them.
-pub async fn host_profiles(state: &SharedState, host_id: i64) -> Result<Vec<herd_proto::fleet::HostProfile>, ApiError> {
-    let rows = state.store.host_profiles(host_id).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| herd_proto::fleet::HostProfile {
-            profile_uuid: r.profile_uuid,
-            identifier: r.identifier,
-            name: r.name,
-            // Host rows exist only for herd profiles (Apple ones are not delivered), which are Linux's.
-            platform: "linux".into(),
-            operation_type: r.operation.as_str().into(),
-            status: r.status.map(|s| s.as_str().to_string()),
-            detail: r.detail.unwrap_or_default(),
-            retries: r.retries,
-            updated_at: rfc3339(r.updated_at),
-        })
-        .collect())
-}
-
 async fn host_list(
     State(state): State<SharedState>,
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let host = crate::access::host(&state, &auth, id, Action::Read).await?;
-    let profiles = host_profiles(&state, host.id).await?;
+    let profiles = crate::app::profiles::of_host(&state, host.id).await?;
     Ok(Json(json!({"host_id": host.id, "profiles": profiles})))
 }
 
@@ -399,7 +242,7 @@ async fn agent_commands(
     State(state): State<SharedState>,
     request: OsqueryJson<herd_proto::osquery::NodeKeyRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let host_id = host.checkin.id;
     if !host.checkin.profiles_enabled {
         state.store.enable_host_profiles(host_id, now).await?;
@@ -438,7 +281,7 @@ struct CommandResult {
     detail: Option<String>,
 }
 
-impl crate::api::osquery::NodeKeyed for ResultsRequest {
+impl crate::extract::NodeKeyed for ResultsRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -448,7 +291,7 @@ async fn agent_results(
     State(state): State<SharedState>,
     request: OsqueryJson<ResultsRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let mut results = Vec::with_capacity(request.body.results.len());
     for r in &request.body.results {
         let error = match r.status.as_str() {

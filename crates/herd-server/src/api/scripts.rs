@@ -2,29 +2,25 @@
 //! sync: waits, 408 after the timeout), results, a host's scripts with their last run; and the agent's side:
 //! fetching its queued runs and reporting their results.
 
+use crate::app;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, OsqueryError};
 use crate::extract::{ApiJson, OsqueryJson, PathId};
-use crate::secrets::random_token;
-use crate::state::{SharedState, now_ms};
+use crate::state::SharedState;
 use crate::wire::rfc3339;
 use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use herd_core::roles::Action;
-use herd_core::validate::NameKind;
-use herd_store::{ExecutionRecord, NewExecution, ScriptRecord};
+use herd_store::{ExecutionRecord, ScriptRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Fleet's defaults: a run may take 5 minutes; output keeps the last 10,000 characters.
-pub const DEFAULT_TIMEOUT_S: i64 = 300;
+/// Fleet's default: output keeps the last 10,000 characters.
 pub const OUTPUT_KEPT_CHARS: usize = 10_000;
-const MAX_SCRIPT_BYTES: usize = 500_000;
-
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
 pub fn routes() -> crate::api::Routes {
     crate::api::Routes::new()
@@ -51,49 +47,16 @@ fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError>
     crate::extract::team_id_value(params.get("team_id").map(String::as_str))
 }
 
-/// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension. Returns the
-/// name to store (trimmed): a file name, as hosts may write the script under it.
-pub(crate) fn check_script<'a>(name: &'a str, contents: &str) -> Result<&'a str, ApiError> {
-    let name = herd_core::validate::name(name, NameKind::File)
-        .map_err(|r| ApiError::invalid("script", format!("file name {r}")))?;
-    if !(name.ends_with(".sh") || name.ends_with(".ps1")) {
-        return Err(ApiError::invalid("script", "the file name must end in .sh or .ps1"));
-    }
-    if contents.trim().is_empty() {
-        return Err(ApiError::invalid("script", "the script is empty"));
-    }
-    if contents.len() > MAX_SCRIPT_BYTES {
-        return Err(ApiError::invalid("script", format!("at most {MAX_SCRIPT_BYTES} bytes")));
-    }
-    Ok(name)
-}
-
 async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
     let upload = crate::extract::team_upload(form, "script").await?;
     let contents = String::from_utf8(upload.bytes).map_err(|_| ApiError::invalid("script", "must be UTF-8 text"))?;
-    let id = add_script(&state, &auth, upload.team_id, &upload.file_name, &contents).await?;
+    let id = app::scripts::add(&state, &auth, upload.team_id, &upload.file_name, &contents).await?;
     Ok(Json(json!({"script_id": id})))
 }
 
-/// Adds a script to a team's library (None: global) after the checks every way in shares; records the
-/// activity. Used by the REST upload and the console.
-pub(crate) async fn add_script(
-    state: &SharedState,
-    auth: &AuthUser,
-    team_id: Option<i64>,
-    name: &str,
-    contents: &str,
-) -> Result<i64, ApiError> {
-    crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
-    let name = check_script(name, contents)?;
-    let id = state.store.create_script(team_id, name, contents, now_ms()).await.map_err(|e| match e {
-        herd_store::StoreError::NotFound(_) => ApiError::invalid("team_id", "team does not exist"),
-        herd_store::StoreError::Conflict(reason) => ApiError::Conflict(reason),
-        other => other.into(),
-    })?;
-    let details = json!({"script_id": id, "script_name": name, "team_id": team_id});
-    crate::activity::record(state, Some(auth), "added_script", details).await;
-    Ok(id)
+async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+    app::scripts::delete(&state, &auth, id).await?;
+    Ok(Json(json!({})))
 }
 
 async fn list(
@@ -122,93 +85,12 @@ async fn get_one(
     Ok(Json(script_json(&script)).into_response())
 }
 
-pub(crate) async fn delete(
-    State(state): State<SharedState>,
-    auth: AuthUser,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
-    crate::access::script(&state, &auth, id, Action::Write).await?;
-    state.store.delete_script(id).await?;
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RunRequest {
-    pub host_id: i64,
-    #[serde(default)]
-    pub script_id: Option<i64>,
-    #[serde(default)]
-    pub script_contents: Option<String>,
-    #[serde(default)]
-    pub script_name: Option<String>,
-    #[serde(default)]
-    pub team_id: Option<i64>,
-}
-
-/// Validates a run request and queues it; returns the queued execution.
-pub(crate) async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequest) -> Result<NewExecution, ApiError> {
-    if state.settings.get().config.server_settings.scripts_disabled {
-        return Err(ApiError::Forbidden);
-    }
-    let host = crate::access::host(state, auth, request.host_id, Action::Write).await?;
-    // A library script runs only on hosts of its own scope (a team's script on the team's hosts, a global
-    // one on hosts in no team), as in Fleet; found by id or by name, it is looked up the same way, so a
-    // script the user cannot read is "no such script" either way.
-    let in_host_scope = |s: &ScriptRecord, field: &str| {
-        if s.team_id == host.team_id {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(field, "the script does not belong to the host's team (or no team)"))
-        }
-    };
-    let (script_id, name, contents) = match (request.script_id, request.script_contents, request.script_name) {
-        (Some(id), None, None) => {
-            let s = crate::access::script(state, auth, id, Action::Read).await?;
-            in_host_scope(&s, "script_id")?;
-            (Some(s.id), s.name, s.contents)
-        }
-        (None, Some(contents), None) => {
-            check_script("anonymous.sh", &contents)
-                .map_err(|_| ApiError::invalid("script_contents", "must be a non-empty script"))?;
-            (None, String::new(), contents)
-        }
-        (None, None, Some(name)) => {
-            let team = request.team_id.filter(|t| *t != 0);
-            let s =
-                crate::access::script_by_name(state, auth, team, &name, Action::Read).await.map_err(|e| match e {
-                    ApiError::NotFound(_) => ApiError::invalid("script_name", "no such script in that team"),
-                    other => other,
-                })?;
-            in_host_scope(&s, "script_name")?;
-            (Some(s.id), s.name, s.contents)
-        }
-        _ => return Err(ApiError::invalid("script_id", "give exactly one of script_id, script_contents, script_name")),
-    };
-    let windows = host.platform == "windows";
-    if !name.is_empty() && name.ends_with(".ps1") != windows {
-        return Err(ApiError::invalid("script_id", "the script's kind does not match the host's platform"));
-    }
-    let execution = NewExecution {
-        execution_id: random_token(16),
-        host_id: host.id,
-        script_id,
-        script_name: name,
-        contents,
-        timeout_s: DEFAULT_TIMEOUT_S,
-        policy_id: None,
-    };
-    state.store.queue_execution(&execution, now_ms()).await?;
-    state.hosts.evict(host.id);
-    Ok(execution)
-}
-
 async fn run_async(
     State(state): State<SharedState>,
     auth: AuthUser,
-    ApiJson(request): ApiJson<RunRequest>,
+    ApiJson(request): ApiJson<app::scripts::RunRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let execution = queue(&state, &auth, request).await?;
+    let execution = app::scripts::queue(&state, &auth, request).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"host_id": execution.host_id, "execution_id": execution.execution_id}))))
 }
 
@@ -236,9 +118,9 @@ fn result_json(e: &ExecutionRecord, hostname: &str) -> Value {
 async fn run_sync(
     State(state): State<SharedState>,
     auth: AuthUser,
-    ApiJson(request): ApiJson<RunRequest>,
+    ApiJson(request): ApiJson<app::scripts::RunRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let queued = queue(&state, &auth, request).await?;
+    let queued = app::scripts::queue(&state, &auth, request).await?;
     let deadline = Instant::now() + Duration::from_secs(queued.timeout_s as u64);
     // Wait for the result, polling the store (the host may report to another server).
     loop {
@@ -297,7 +179,7 @@ struct PendingRequest {
     deferrals: bool,
 }
 
-impl crate::api::osquery::NodeKeyed for PendingRequest {
+impl crate::extract::NodeKeyed for PendingRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -307,7 +189,7 @@ async fn agent_pending(
     State(state): State<SharedState>,
     request: OsqueryJson<PendingRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let host_id = host.checkin.id;
     state.store.set_scripts_enabled(host_id, request.body.scripts_enabled).await?;
     let work = state.store.agent_script_work(host_id, request.body.deferrals, now).await?;
@@ -339,12 +221,12 @@ async fn agent_pending(
             // A deferred run carries what the agent needs to ask its user and to run it on time on its own.
             let deferral = deferral.as_ref().and_then(|record| {
                 let deferral_settings =
-                    crate::api::policies::stored_deferral(record.policy_id, record.settings.as_deref())?;
+                    crate::app::deferrals::stored_settings(record.policy_id, record.settings.as_deref())?;
                 Some(json!({
                     "settings": deferral_settings,
                     "policy_name": record.policy_name,
                     "org_name": settings.config.org_info.org_name,
-                    "state": crate::api::deferrals::agent_state(record),
+                    "state": crate::app::deferrals::agent_state(record),
                 }))
             });
             json!({
@@ -384,7 +266,7 @@ struct ResultRequest {
     deferral_trigger: Option<String>,
 }
 
-impl crate::api::osquery::NodeKeyed for ResultRequest {
+impl crate::extract::NodeKeyed for ResultRequest {
     /// A script may print far more than the 10,000 characters kept (runners other than herd-agent may send it
     /// all): a report's limits, and the server keeps the tail.
     const LIMITS: crate::extract::BodyLimits = crate::extract::REPORT_LIMITS;
@@ -397,7 +279,7 @@ async fn agent_result(
     State(state): State<SharedState>,
     request: OsqueryJson<ResultRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
-    let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
+    let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let body = &request.body;
     // Keep the tail: that is where a script says what went wrong.
     let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);

@@ -1,10 +1,10 @@
 //! Teams, their enroll secrets and agent options; the global enroll secrets.
 
 use crate::agent_options;
+use crate::app;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
-use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::Json;
@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
 use herd_proto::fleet::{
-    CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretInput, SecretsInput,
-    SecretsResponse, TeamResponse, TeamsResponse,
+    CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretsInput, SecretsResponse,
+    TeamResponse, TeamsResponse,
 };
 use serde_json::{Value, json};
 
@@ -27,29 +27,6 @@ pub fn routes() -> crate::api::Routes {
         .route("/spec/enroll_secret", get(global_secrets).post(replace_global_secrets))
 }
 
-fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiError> {
-    let mut out: Vec<String> = Vec::with_capacity(secrets.len());
-    for (i, input) in secrets.iter().enumerate() {
-        validate::enroll_secret(&input.secret).map_err(|r| ApiError::invalid(format!("secrets[{i}].secret"), r))?;
-        if out.contains(&input.secret) {
-            return Err(ApiError::invalid(format!("secrets[{i}].secret"), "listed twice"));
-        }
-        out.push(input.secret.clone());
-    }
-    if out.len() > 50 {
-        return Err(ApiError::invalid("secrets", "at most 50 secrets per team"));
-    }
-    Ok(out)
-}
-
-async fn reload_settings(state: &SharedState) -> Result<(), ApiError> {
-    state.settings.reload(&state.store).await.map_err(ApiError::from)
-}
-
-async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRecord, ApiError> {
-    state.store.get_team(id).await?.ok_or(ApiError::NotFound("team"))
-}
-
 /// A team as `auth` may see it: enroll secrets for maintainers and up; the webhook URL (which often carries a
 /// token) for those who may change it (team admins and global admins), masked for the others.
 fn team_view(auth: &AuthUser, mut team: herd_store::TeamRecord) -> herd_proto::fleet::Team {
@@ -60,7 +37,7 @@ fn team_view(auth: &AuthUser, mut team: herd_store::TeamRecord) -> herd_proto::f
     if !auth.actor.may(Action::AdministerTeam, Scope::Team(view.id)) {
         let url = &mut view.webhook_settings.failing_policies_webhook.destination_url;
         if !url.is_empty() {
-            *url = crate::api::config::WITHHELD.to_string();
+            *url = crate::app::config::WITHHELD.to_string();
         }
     }
     view
@@ -77,24 +54,12 @@ async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<T
     Ok(Json(TeamsResponse { teams }))
 }
 
-pub(crate) async fn create(
+async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(request): ApiJson<CreateTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    auth.require(Action::AdministerServer, Scope::Global)?;
-    validate::display_name(&request.name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
-    let description = request.description.unwrap_or_default();
-    let secrets = match request.secrets {
-        Some(secrets) => validated_secrets(&secrets)?,
-        // Like Fleet, a new team gets a secret of its own, so its hosts can enroll right away.
-        None => vec![random_token(24)],
-    };
-    let id = state.store.create_team(&request.name, &description, &secrets, now_ms()).await?;
-    reload_settings(&state).await?;
-    let details = serde_json::json!({"team_id": id, "team_name": request.name.trim()});
-    crate::activity::record(&state, Some(&auth), "created_team", details).await;
-    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
+    Ok(Json(TeamResponse { team: wire::team(app::teams::create(&state, &auth, request).await?) }))
 }
 
 async fn get_one(
@@ -154,8 +119,8 @@ async fn update(
         .store
         .update_team(id, &name, &description, agent_options.as_ref(), webhook_settings.as_ref(), now_ms())
         .await?;
-    reload_settings(&state).await?;
-    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
+    app::teams::reload_settings(&state).await?;
+    Ok(Json(TeamResponse { team: wire::team(app::teams::team_or_404(&state, id).await?) }))
 }
 
 /// Fleet's `POST /teams/{id}/agent_options`: the body is the options themselves.
@@ -171,8 +136,8 @@ async fn set_agent_options(
         .store
         .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
         .await?;
-    reload_settings(&state).await?;
-    Ok(Json(TeamResponse { team: wire::team(team_or_404(&state, id).await?) }))
+    app::teams::reload_settings(&state).await?;
+    Ok(Json(TeamResponse { team: wire::team(app::teams::team_or_404(&state, id).await?) }))
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
@@ -182,7 +147,7 @@ async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): Pa
     for host in moved {
         state.hosts.evict(host);
     }
-    reload_settings(&state).await?;
+    app::teams::reload_settings(&state).await?;
     Ok(Json(json!({})))
 }
 
@@ -203,9 +168,9 @@ async fn replace_team_secrets(
     ApiJson(request): ApiJson<SecretsInput>,
 ) -> Result<Json<SecretsResponse>, ApiError> {
     crate::access::team(&state, &auth, id, Action::Write).await?;
-    let secrets = validated_secrets(&request.secrets)?;
+    let secrets = app::teams::validated_secrets(&request.secrets)?;
     state.store.replace_enroll_secrets(Some(id), &secrets, now_ms()).await?;
-    reload_settings(&state).await?;
+    app::teams::reload_settings(&state).await?;
     let secrets = state.store.enroll_secrets(Some(id)).await?;
     Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
 }
@@ -227,11 +192,11 @@ async fn replace_global_secrets(
     ApiJson(request): ApiJson<EnrollSecretSpec>,
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Action::Write, Scope::Global)?;
-    let secrets = validated_secrets(&request.spec.secrets).map_err(|e| match e {
+    let secrets = app::teams::validated_secrets(&request.spec.secrets).map_err(|e| match e {
         ApiError::Validation { field, reason } => ApiError::Validation { field: format!("spec.{field}"), reason },
         other => other,
     })?;
     state.store.replace_enroll_secrets(None, &secrets, now_ms()).await?;
-    reload_settings(&state).await?;
+    app::teams::reload_settings(&state).await?;
     Ok(Json(json!({})))
 }

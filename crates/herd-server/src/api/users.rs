@@ -1,19 +1,19 @@
 //! User management: global admins create, edit and delete users; everyone may read and edit themselves.
 
-use crate::api::session::{Client, check_password};
+use crate::app;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::extract::Client;
 use crate::extract::{ApiJson, PathId};
-use crate::secrets::hash_password;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
-use herd_core::roles::{Action, Role, Scope};
+use herd_core::roles::{Action, Scope};
 use herd_core::validate;
-use herd_proto::fleet::{CreateUserRequest, UpdateUserRequest, UserResponse, UserTeamRequest, UsersResponse};
-use herd_store::{EndSessions, NewUser};
+use herd_proto::fleet::{CreateUserRequest, UpdateUserRequest, UserResponse, UsersResponse};
+use herd_store::EndSessions;
 use serde_json::{Value, json};
 
 pub fn routes() -> crate::api::Routes {
@@ -21,43 +21,6 @@ pub fn routes() -> crate::api::Routes {
         .route("/users", get(list))
         .route("/users/admin", post(create))
         .route("/users/{id}", get(get_one).patch(update).delete(delete))
-}
-
-fn parse_global_role(role: Option<&str>) -> Result<Option<Role>, ApiError> {
-    role.map(|r| {
-        Role::parse(r).ok_or_else(|| {
-            ApiError::invalid("global_role", format!("unknown role {r:?}; expected admin, maintainer or observer"))
-        })
-    })
-    .transpose()
-}
-
-fn parse_team_roles(teams: &[UserTeamRequest]) -> Result<Vec<(i64, Role)>, ApiError> {
-    teams
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let role = Role::parse(&t.role)
-                .ok_or_else(|| ApiError::invalid(format!("teams[{i}].role"), format!("unknown role {:?}", t.role)))?;
-            Ok((t.id, role))
-        })
-        .collect()
-}
-
-/// A role in a team that does not exist is a mistake in the request, not a missing resource.
-fn unknown_team_is_invalid(err: herd_store::StoreError) -> ApiError {
-    match err {
-        herd_store::StoreError::NotFound("team") => ApiError::invalid("teams", "team does not exist"),
-        other => other.into(),
-    }
-}
-
-/// argon2 is deliberately slow: hash on the blocking pool, not on the async workers.
-async fn hash_off_runtime(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing password: {e}")))
 }
 
 async fn user_response(state: &SharedState, id: i64) -> Result<Json<UserResponse>, ApiError> {
@@ -71,35 +34,12 @@ async fn list(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<U
     Ok(Json(UsersResponse { users: users.iter().map(wire::user).collect() }))
 }
 
-pub(crate) async fn create(
+async fn create(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    auth.require(Action::AdministerServer, Scope::Global)?;
-    validate::display_name(&request.name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
-    validate::email(&request.email).map_err(|r| ApiError::invalid("email", r))?;
-    validate::password(&request.password).map_err(|r| ApiError::invalid("password", r))?;
-    let global_role = parse_global_role(request.global_role.as_deref())?;
-    let team_roles = parse_team_roles(&request.teams)?;
-    if global_role.is_some() && !team_roles.is_empty() {
-        return Err(ApiError::invalid("teams", "a user has either a global role or team roles, not both"));
-    }
-    if global_role.is_none() && team_roles.is_empty() {
-        return Err(ApiError::invalid("global_role", "a user needs a global role or at least one team role"));
-    }
-    let password = request.password;
-    let password_hash = hash_off_runtime(password).await?;
-    let new_user = NewUser {
-        name: request.name.trim().to_string(),
-        email: request.email,
-        password_hash,
-        global_role,
-        team_roles,
-        api_only: request.api_only,
-        force_password_reset: request.admin_forced_password_reset,
-    };
-    let id = state.store.create_user(&new_user, now_ms()).await.map_err(unknown_team_is_invalid)?;
+    let id = app::users::create(&state, &auth, request).await?;
     user_response(&state, id).await
 }
 
@@ -147,7 +87,7 @@ async fn update(
             let Some(password) = current_password else {
                 return Err(ApiError::invalid("password", "your current password is required to change your email"));
             };
-            if check_password(&state, client, &user.email, password).await?.is_none() {
+            if crate::app::session::check_password(&state, client, &user.email, password).await?.is_none() {
                 return Err(ApiError::invalid("password", "does not match your current password"));
             }
         }
@@ -162,21 +102,21 @@ async fn update(
             ));
         }
         validate::password(&password).map_err(|r| ApiError::invalid("password", r))?;
-        user.password_hash = hash_off_runtime(password).await?;
+        user.password_hash = app::users::hash_off_runtime(password).await?;
         // The user must choose their own password, and no session opened with the old one survives.
         user.force_password_reset = true;
         end_sessions = EndSessions::All;
     }
     if let Some(global_role) = request.global_role {
         // Taking the role from the last global admin is refused by the store, inside the write's transaction.
-        let role = parse_global_role(global_role.as_deref())?;
+        let role = app::users::parse_global_role(global_role.as_deref())?;
         user.global_role = role;
         if role.is_some() {
             user.team_roles.clear();
         }
     }
     if let Some(teams) = request.teams {
-        let roles = parse_team_roles(&teams)?;
+        let roles = app::users::parse_team_roles(&teams)?;
         if !roles.is_empty() && user.global_role.is_some() {
             return Err(ApiError::invalid("teams", "a user has either a global role or team roles, not both"));
         }
@@ -185,7 +125,11 @@ async fn update(
     if user.global_role.is_none() && user.team_roles.is_empty() {
         return Err(ApiError::invalid("global_role", "a user needs a global role or at least one team role"));
     }
-    state.store.update_user_ending_sessions(&user, end_sessions, now_ms()).await.map_err(unknown_team_is_invalid)?;
+    state
+        .store
+        .update_user_ending_sessions(&user, end_sessions, now_ms())
+        .await
+        .map_err(app::users::unknown_team_is_invalid)?;
     user_response(&state, id).await
 }
 

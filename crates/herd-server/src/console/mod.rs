@@ -8,10 +8,10 @@
 
 mod pages;
 
-use crate::api::device::Client;
 use crate::api::my_device::escape;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::extract::Client;
 use crate::state::SharedState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -264,7 +264,7 @@ async fn login(
     let next = safe_next(form.get("next"));
     let email = form.get("email").map(|e| e.trim().to_string()).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    match crate::api::session::password_login(&state, client, &email, password).await {
+    match crate::app::session::log_in(&state, client, &email, password).await {
         Ok((_, token)) => {
             let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict");
             ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
@@ -343,7 +343,7 @@ async fn change_password(
     }
     if !user.auth.user.force_password_reset {
         let old = form.get("old_password").cloned().unwrap_or_default();
-        match crate::api::session::check_password(&state, client, &user.auth.user.email, old).await {
+        match crate::app::session::check_password(&state, client, &user.auth.user.email, old).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return password_form(&user, StatusCode::UNPROCESSABLE_ENTITY, Some("The current password is wrong."));
@@ -351,7 +351,7 @@ async fn change_password(
             Err(err) => return error_page(&err),
         }
     }
-    match crate::api::session::set_own_password(&state, &user.auth, new_password).await {
+    match crate::app::session::set_own_password(&state, &user.auth, new_password).await {
         Ok(_) => Redirect::to("/console").into_response(),
         Err(err) => error_page(&err),
     }

@@ -98,7 +98,7 @@ pub async fn dashboard(State(state): State<SharedState>, user: ConsoleUser) -> R
 async fn dashboard_page(state: &SharedState, user: &ConsoleUser) -> Result<Response, ApiError> {
     let now = now_ms();
     let visible = user.auth.actor.visible_teams();
-    crate::workers::flush_seen_times(state).await.map_err(ApiError::Internal)?;
+    crate::app::seen::flush(state).await.map_err(ApiError::Internal)?;
     let filter = HostFilter { visible_teams: visible, ..Default::default() };
     let (total, online, offline) = state.store.host_status_counts(&filter, now).await?;
     let mut policies: Vec<_> = state
@@ -155,7 +155,7 @@ async fn compliance_chart(state: &SharedState) -> Result<String, ApiError> {
     let from = rfc3339(now - 29 * herd_core::DAY_MS)[..10].to_string();
     let mut history = state.store.compliance_history(&from).await?;
     if !history.iter().any(|d| d.day == today) {
-        crate::workers::record_compliance(state).await.map_err(ApiError::Internal)?;
+        crate::app::compliance::record(state).await.map_err(ApiError::Internal)?;
         history = state.store.compliance_history(&from).await?;
     }
     let overall: Vec<_> = history.iter().filter(|d| d.policy_id == 0).collect();
@@ -256,14 +256,10 @@ async fn hosts_page(
     if !params.contains_key("policy_id") {
         params.remove("policy_response");
     }
-    let p = crate::api::hosts::parse_list_params(&params, &user.auth, true)?;
-    crate::api::hosts::flush_before_status_filter(state, &p.filter).await?;
+    let p = crate::app::hosts::ListQuery::parse(&params, &user.auth, true)?;
+    let total = crate::app::hosts::count(state, &p).await?;
+    let listed = crate::app::hosts::list(state, &p).await?;
     let now = now_ms();
-    let total = state.store.count_hosts(&p.filter, now).await?;
-    let records =
-        state.store.list_hosts(&p.filter, p.order, p.descending, p.page.offset(), p.page.per_page(), now).await?;
-    let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
-    let failing = state.store.failing_policy_counts(&ids).await?;
     let teams = readable_teams(state, user).await?;
     let value = |key: &str| escape(params.get(key).map(String::as_str).unwrap_or_default());
     let mut body = String::new();
@@ -329,8 +325,7 @@ async fn hosts_page(
         sort("os_version", "OS"),
         sort("seen_time", "Last seen")
     );
-    for r in records {
-        let count = failing.get(&r.id).copied().unwrap_or(0);
+    for (r, count) in listed {
         let h = crate::wire::host(state, r, count, now);
         let failing_cell = if count > 0 { format!("<span class=\"fail\">{count}</span>") } else { "0".into() };
         let _ = write!(
@@ -365,7 +360,7 @@ pub async fn host(State(state): State<SharedState>, user: ConsoleUser, Path(id):
 async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<Response, ApiError> {
     let record = crate::access::host(state, &user.auth, id, Action::Read).await?;
     let team_id = record.team_id;
-    let h = crate::api::hosts::host_view(state, record).await?;
+    let h = crate::app::hosts::view(state, record).await?;
     let mut body = String::new();
     let hardware = [h.hardware_vendor.as_str(), h.hardware_model.as_str()].join(" ").trim().to_string()
         + &if h.hardware_serial.is_empty() { String::new() } else { format!(" (serial {})", h.hardware_serial) };
@@ -556,9 +551,7 @@ async fn do_host_action(
     let back = format!("/console/hosts/{id}");
     match form.get("do").map(String::as_str) {
         Some("refetch") => {
-            crate::access::host(state, auth, id, Action::Refetch).await?;
-            state.store.request_refetch(id, now_ms()).await?;
-            state.hosts.evict(id);
+            crate::app::hosts::refetch(state, auth, id).await?;
             Ok(back)
         }
         Some("run_script") => {
@@ -566,29 +559,19 @@ async fn do_host_action(
                 .get("script_id")
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| ApiError::invalid("script_id", "choose a script"))?;
-            let request = crate::api::scripts::RunRequest {
+            let request = crate::app::scripts::RunRequest {
                 host_id: id,
                 script_id: Some(script_id),
                 script_contents: None,
                 script_name: None,
                 team_id: None,
             };
-            crate::api::scripts::queue(state, auth, request).await?;
+            crate::app::scripts::queue(state, auth, request).await?;
             Ok(back)
         }
         Some("transfer") => {
-            let host = crate::access::host(state, auth, id, Action::Write).await?;
             let target = form_team(form);
-            crate::access::scope_field(state, auth, target, Action::Write, "team_id").await?;
-            state.store.transfer_hosts(target, &[host.id], now_ms()).await?;
-            state.hosts.evict(id);
-            crate::activity::record(
-                state,
-                Some(auth),
-                "transferred_hosts",
-                serde_json::json!({"team_id": target, "host_ids": [id]}),
-            )
-            .await;
+            crate::app::hosts::transfer(state, auth, target, &[id]).await?;
             Ok(back)
         }
         Some("delete") => {
@@ -596,9 +579,7 @@ async fn do_host_action(
             if form.get("confirm").map(String::as_str) != Some("yes") {
                 return Err(ApiError::invalid("confirm", "tick the box to confirm"));
             }
-            state.store.delete_host(id, now_ms()).await?;
-            state.hosts.evict(id);
-            state.seen.forget(id);
+            crate::app::hosts::delete(state, auth, id).await?;
             Ok("/console/hosts".into())
         }
         _ => Err(ApiError::invalid("do", "unknown action")),
@@ -695,7 +676,7 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
             let mut policy = crate::access::policy(state, &user.auth, id, Action::Read).await?;
             // Its webhook URL (often carrying a token) only for those who may change it.
             if !user.auth.actor.may(Action::Write, Scope::of_team(policy.team_id)) && policy.webhook_url.is_some() {
-                policy.webhook_url = Some(crate::api::config::WITHHELD.to_string());
+                policy.webhook_url = Some(crate::app::config::WITHHELD.to_string());
             }
             Some(policy)
         }
@@ -865,13 +846,13 @@ async fn save_policy(
     match id {
         None => {
             let team_id = form_team(form);
-            let created = crate::api::policies::create(state, &user.auth, team_id, input).await?;
-            Ok(created.0.policy.id)
+            let created = crate::app::policies::create(state, &user.auth, team_id, input).await?;
+            Ok(created.id)
         }
         Some(id) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound("policy"))?;
             let current = crate::access::policy(state, &user.auth, id, Action::Read).await?;
-            let _updated = crate::api::policies::patch(state, &user.auth, current.team_id, id, input).await?;
+            let _updated = crate::app::policies::patch(state, &user.auth, current.team_id, id, input).await?;
             Ok(id)
         }
     }
@@ -999,7 +980,7 @@ pub async fn users(State(state): State<SharedState>, user: ConsoleUser) -> Respo
 pub async fn settings(State(state): State<SharedState>, user: ConsoleUser) -> Response {
     page_or_error(async {
         user.auth.require(Action::AdministerServer, Scope::Global)?;
-        let config = crate::api::config::stored_config(&state).await?;
+        let config = crate::app::config::stored_config(&state).await?;
         let mut body = format!("<form method=\"post\" action=\"/console/settings\">{}", user.csrf_field());
         let _ = write!(body, "<h2>Organization</h2><label for=\"org_name\">Organization name</label><input id=\"org_name\" name=\"org_name\" value=\"{}\" required>", escape(&config.org_info.org_name));
         let _ = write!(body, "<label for=\"contact_url\">Contact URL</label><input id=\"contact_url\" name=\"contact_url\" type=\"url\" size=\"50\" value=\"{}\">", escape(&config.org_info.contact_url));
@@ -1036,10 +1017,7 @@ pub async fn settings_save(State(state): State<SharedState>, user: ConsoleUser, 
                 patch[key] = serde_json::from_str(text).map_err(|e| ApiError::invalid(key, format!("not valid JSON: {e}")))?;
             }
         }
-        crate::api::config::apply_patch(&state, &patch).await?;
-        // The feed is read by every global user: webhook URLs (often carrying a token) stay out of it.
-        let details = crate::api::config::masked(&patch);
-        crate::activity::record(&state, Some(&user.auth), "edited_settings", details).await;
+        crate::app::config::update(&state, &user.auth, &patch).await?;
         Ok::<_, ApiError>(())
     }
     .await;
@@ -1098,7 +1076,7 @@ pub async fn create_team(State(state): State<SharedState>, user: ConsoleUser, ax
         description: None,
         secrets: None,
     };
-    let result = crate::api::teams::create(State(state), user.auth.clone(), crate::extract::ApiJson(request)).await;
+    let result = crate::app::teams::create(&state, &user.auth, request).await;
     created_or_error(result.map(|_| ()), "/console/teams")
 }
 
@@ -1108,7 +1086,7 @@ pub async fn create_script(State(state): State<SharedState>, user: ConsoleUser, 
     }
     let name = form.get("name").map(|n| n.trim().to_string()).unwrap_or_default();
     let contents = form_file(&form, "contents");
-    let added = crate::api::scripts::add_script(&state, &user.auth, form_team(&form), &name, &contents).await;
+    let added = crate::app::scripts::add(&state, &user.auth, form_team(&form), &name, &contents).await;
     created_or_error(added.map(|_| ()), "/console/scripts")
 }
 
@@ -1121,9 +1099,7 @@ pub async fn create_user(State(state): State<SharedState>, user: ConsoleUser, ax
         "name": field("name"), "email": field("email"), "password": field("password"), "global_role": field("global_role"),
     }));
     let result = match request {
-        Ok(request) => crate::api::users::create(State(state), user.auth.clone(), crate::extract::ApiJson(request))
-            .await
-            .map(|_| ()),
+        Ok(request) => crate::app::users::create(&state, &user.auth, request).await.map(|_| ()),
         Err(e) => Err(ApiError::invalid("user", e.to_string())),
     };
     created_or_error(result, "/console/users")
@@ -1135,8 +1111,7 @@ pub async fn create_profile(State(state): State<SharedState>, user: ConsoleUser,
     }
     let file_name = form.get("file_name").map(|n| n.trim().to_string()).unwrap_or_default();
     let contents = form_file(&form, "contents");
-    let added =
-        crate::api::profiles::add_profile(&state, &user.auth, form_team(&form), &file_name, contents.as_bytes());
+    let added = crate::app::profiles::add(&state, &user.auth, form_team(&form), &file_name, contents.as_bytes());
     created_or_error(added.await.map(|_| ()), "/console/profiles")
 }
 
@@ -1158,7 +1133,7 @@ pub async fn delete_policy(
             return Err(ApiError::invalid("confirm", "tick the box to confirm"));
         }
         let policy = crate::access::policy(&state, &user.auth, id, Action::Read).await?;
-        crate::api::policies::delete(&state, &user.auth, policy.team_id, vec![id]).await.map(|_| ())
+        crate::app::policies::delete(&state, &user.auth, policy.team_id, vec![id]).await.map(|_| ())
     }
     .await;
     created_or_error(result, "/console/policies")
@@ -1174,9 +1149,7 @@ pub async fn delete_script(
         return refused;
     }
     let result = match id.parse::<i64>() {
-        Ok(id) => {
-            crate::api::scripts::delete(State(state), user.auth.clone(), crate::extract::PathId(id)).await.map(|_| ())
-        }
+        Ok(id) => crate::app::scripts::delete(&state, &user.auth, id).await,
         Err(_) => Err(ApiError::NotFound("script")),
     };
     created_or_error(result, "/console/scripts")
@@ -1191,6 +1164,6 @@ pub async fn delete_profile(
     if let Some(refused) = user.csrf_refusal(&form) {
         return refused;
     }
-    let result = crate::api::profiles::delete(State(state), user.auth.clone(), Path(uuid)).await.map(|_| ());
+    let result = crate::app::profiles::delete(&state, &user.auth, &uuid).await;
     created_or_error(result, "/console/profiles")
 }

@@ -1,0 +1,102 @@
+//! What a host's local user sees and may do, authenticated by the host's device token: the host and its
+//! policies, and starting the migration off a previous management system.
+
+use crate::error::ApiError;
+use crate::secrets::token_hash;
+use crate::state::{SharedState, now_ms};
+use herd_proto::fleet::DevicePolicy;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// The host a device token belongs to; a bad token is 401 and counts against the client's failure budget.
+pub async fn host_id(state: &SharedState, client: IpAddr, token: &str) -> Result<i64, ApiError> {
+    // The lookup is a hash lookup: a valid token is never refused for others' failures.
+    let host = if token.len() > 256 { None } else { state.store.host_by_device_token(&token_hash(token)).await? };
+    if let Some(host) = host {
+        return Ok(host);
+    }
+    let rule = crate::rate_limit::address_rule(client, "too many bad device tokens from your address");
+    state.device_limiter.record_failure(&[rule], Instant::now())?;
+    Err(ApiError::Unauthenticated)
+}
+
+/// The host's policies as its user sees them: failing first, then no answer yet, then passing.
+pub async fn policies(state: &SharedState, host: &herd_store::HostRecord) -> Result<Vec<DevicePolicy>, ApiError> {
+    Ok(device_policies_of(&state.store.host_policy_answers(host.id, host.team_id).await?))
+}
+
+/// The host view (as the admin API shows it) and the device's policies, from one read of its answers.
+pub async fn view(
+    state: &SharedState,
+    record: herd_store::HostRecord,
+) -> Result<(herd_proto::fleet::Host, Vec<DevicePolicy>), ApiError> {
+    let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
+    let policies = device_policies_of(&answers);
+    let deferrals = super::deferrals::of_host(state, record.id).await?;
+    let mut host = super::hosts::view_with(state, record, &answers);
+    host.deferrals = Some(deferrals);
+    Ok((host, policies))
+}
+
+fn device_policies_of(answers: &[herd_store::HostPolicyAnswer]) -> Vec<DevicePolicy> {
+    use herd_core::policy::PolicyResponse;
+    let rank = |r: PolicyResponse| match r {
+        PolicyResponse::Fail => 0,
+        PolicyResponse::NoAnswer => 1,
+        PolicyResponse::Pass => 2,
+    };
+    let mut sorted: Vec<&herd_store::HostPolicyAnswer> = answers.iter().collect();
+    sorted.sort_by(|a, b| rank(a.response).cmp(&rank(b.response)).then_with(|| a.policy.name.cmp(&b.policy.name)));
+    sorted
+        .into_iter()
+        .map(|a| DevicePolicy {
+            id: a.policy.id,
+            name: a.policy.name.clone(),
+            description: a.policy.description.clone(),
+            resolution: a.policy.resolution.clone(),
+            critical: a.policy.critical,
+            response: a.response.as_wire().to_string(),
+            remediating: a.remediating,
+        })
+        .collect()
+}
+
+pub async fn host(state: &SharedState, client: IpAddr, token: &str) -> Result<herd_store::HostRecord, ApiError> {
+    let host_id = host_id(state, client, token).await?;
+    state.store.get_host(host_id).await?.ok_or(ApiError::Unauthenticated)
+}
+
+/// Whether the host should move off its previous management system: migration is enabled and the host last
+/// reported the old system managing it.
+pub fn needs_migration(state: &SharedState, host: &herd_store::HostRecord) -> bool {
+    state.settings.get().config.mdm.macos_migration.enable && host.managed_by_other == Some(1)
+}
+
+/// `voluntary` (the default) or `forced`.
+pub fn migration_mode(state: &SharedState) -> String {
+    let mode = state.settings.get().config.mdm.macos_migration.mode.clone();
+    if mode.is_empty() { "voluntary".to_string() } else { mode }
+}
+
+/// Starts the host's migration (the device user asked): the webhook goes out through the job table and the
+/// critical window opens; a second request inside the window sends nothing.
+pub async fn start_migration(state: &SharedState, host: &herd_store::HostRecord) -> Result<(), ApiError> {
+    let settings = state.settings.get();
+    let mdm = &settings.config.mdm;
+    if !mdm.macos_migration.enable {
+        return Err(ApiError::invalid("mdm.macos_migration.enable", "migration is not enabled on this server"));
+    }
+    let now = now_ms();
+    let job = crate::webhooks::migration_job(&mdm.macos_migration.webhook_url, host, now);
+    let window_ms = mdm.migration_window_seconds.saturating_mul(1000);
+    match state.store.start_migration(host.id, window_ms, &job, now).await? {
+        herd_store::MigrationStart::Started => {
+            state.hosts.evict(host.id);
+            Ok(())
+        }
+        herd_store::MigrationStart::AlreadyOpen => Ok(()),
+        herd_store::MigrationStart::NotEligible => {
+            Err(ApiError::invalid("host", "this device does not report another management system"))
+        }
+    }
+}
