@@ -13,6 +13,7 @@ herd_testkit::server_cases!(
     host_listing_filters_and_pagination,
     bad_input_gets_clear_4xx,
     health_and_metrics,
+    rest_changes_are_recorded_as_the_console_s_are,
 );
 
 async fn login_me_logout_and_rate_limit(server: Server) {
@@ -482,4 +483,29 @@ async fn health_and_metrics(server: Server) {
     );
     assert!(text.contains(r#"herd_http_request_duration_seconds_count{route="/api/osquery/enroll"} 1"#), "{text}");
     assert!(text.contains("herd_worker_runs_total{worker=\"seen_time_flusher\"}"), "{text}");
+}
+
+/// The REST API and the console share one use case per change, so a host transfer and a configuration change
+/// made over REST are in the activity feed exactly as the console's are (REST used to record neither).
+async fn rest_changes_are_recorded_as_the_console_s_are(server: Server) {
+    let admin = server.admin_token().await;
+    let (_, enrolled) = TestHost::new("moved").enroll(&server, ENROLL_SECRET).await;
+    assert!(enrolled["node_key"].is_string(), "{enrolled}");
+    let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
+    let host_id = hosts["hosts"][0]["id"].as_i64().unwrap();
+    let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Movers"})).await;
+    let team_id = team["team"]["id"].as_i64().unwrap();
+    let (status, _) =
+        server.post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": team_id, "hosts": [host_id, 424242]})).await;
+    assert_eq!(status, StatusCode::OK);
+    let patch = json!({"org_info": {"org_name": "Recorded Inc"}});
+    let (status, _) = server.request(Method::PATCH, "/api/v1/fleet/config", Some(&admin), Some(patch)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, feed) = server.get("/api/v1/fleet/activities", &admin).await;
+    let activities = feed["activities"].as_array().unwrap();
+    let transferred = activities.iter().find(|a| a["type"] == "transferred_hosts").expect("transfer recorded");
+    assert_eq!(transferred["details"]["team_id"], team_id);
+    assert_eq!(transferred["details"]["host_ids"], json!([host_id]), "only the host that moved");
+    let edited = activities.iter().find(|a| a["type"] == "edited_settings").expect("config change recorded");
+    assert_eq!(edited["details"]["org_info"]["org_name"], "Recorded Inc");
 }
