@@ -4,6 +4,7 @@
 //! no HTTP. That keeps every rule testable as a table of cases and lets the server, the agent and the load
 //! generator share the same decisions.
 
+pub mod automation;
 pub mod deferral;
 pub mod due;
 pub mod host_status;

@@ -114,7 +114,10 @@ fn the_check_finds_each_kind_of_breach() {
     let write = |file: &str, text: &str| std::fs::write(src.join(file), text).unwrap();
     write("api/mod.rs", "pub mod hosts;\npub mod teams;\nuse crate::api::hosts::routes;\n");
     write("api/hosts.rs", "use crate::app;\nfn f() { crate::api::teams::create(); super::teams::x(); }\n");
-    write("api/teams.rs", "// crate::api::hosts::view in a comment is fine\nfn f() -> crate::api::Routes { todo!() }\n");
+    write(
+        "api/teams.rs",
+        "// crate::api::hosts::view in a comment is fine\nfn f() -> crate::api::Routes { todo!() }\n",
+    );
     write("console/mod.rs", "fn f() { crate::api::hosts::view(); }\n");
     write("app/hosts.rs", "use axum::Json;\n");
     write("workers.rs", "fn f() { crate::api::hosts::view(); }\n");

@@ -495,8 +495,9 @@ async fn rest_changes_are_recorded_as_the_console_s_are(server: Server) {
     let host_id = hosts["hosts"][0]["id"].as_i64().unwrap();
     let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Movers"})).await;
     let team_id = team["team"]["id"].as_i64().unwrap();
-    let (status, _) =
-        server.post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": team_id, "hosts": [host_id, 424242]})).await;
+    let (status, _) = server
+        .post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": team_id, "hosts": [host_id, 424242]}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let patch = json!({"org_info": {"org_name": "Recorded Inc"}});
     let (status, _) = server.request(Method::PATCH, "/api/v1/fleet/config", Some(&admin), Some(patch)).await;

@@ -4,6 +4,7 @@
 use crate::Result;
 use crate::hosts::note_host_change;
 use herd_core::Millis;
+use herd_core::automation::{AutomationStep, RunHistory};
 use herd_core::report::Remediation;
 use sqlx::{AnyConnection, Row};
 
@@ -38,9 +39,8 @@ pub(crate) struct PolicyScript {
     pub deferrable: bool,
 }
 
-/// Called in the report's transaction for a host failing a policy that has a script: queues the script when
-/// this failure has not been remediated yet, when the last run did not fix it and a retry is due, or at
-/// every scheduled failing result in continuous mode. Never a second pending run for a host and policy.
+/// Called in the report's transaction for a host failing a policy that has a script: reads the runs of this
+/// failure and applies `herd_core::automation::next_step` (run, wait, or give up once per failure).
 pub(crate) async fn remediate(
     conn: &mut AnyConnection,
     host_id: i64,
@@ -57,7 +57,9 @@ pub(crate) async fn remediate(
     };
     let row = sqlx::query(
         "SELECT COUNT(*), CAST(SUM(CASE WHEN status IN ('pending', 'deferred') THEN 1 ELSE 0 END) AS BIGINT), \
-         MAX(finished_at) \
+         MAX(finished_at), \
+         (SELECT COUNT(*) FROM policy_automation_give_ups g \
+          WHERE g.host_id = $1 AND g.policy_id = $2 AND g.failing_since = $3) \
          FROM script_executions WHERE host_id = $1 AND policy_id = $2 AND created_at >= $3",
     )
     .bind(host_id)
@@ -65,42 +67,41 @@ pub(crate) async fn remediate(
     .bind(failing_since)
     .fetch_one(&mut *conn)
     .await?;
-    let runs: i64 = row.try_get(0)?;
-    let pending: Option<i64> = row.try_get(1)?;
-    let last_finished: Option<i64> = row.try_get(2)?;
-    if pending.unwrap_or(0) > 0 {
-        return Ok(());
-    }
-    if mode == Remediation::Continuous {
-        return queue(conn, host_id, policy_id, script, runs + 1, rules.script_timeout_s, now).await;
-    }
-    if runs > rules.script_retries {
-        // Out of retries and still failing: said once per failure (a done job is the marker).
-        let marker = format!("automation-gave-up:{policy_id}:{host_id}:{failing_since}");
-        let marked = sqlx::query(
-            "INSERT INTO jobs (kind, idempotency_key, payload, state, max_attempts, run_at, created_at, updated_at, \
-             finished_at) VALUES ('automation_gave_up', $1, '{}', 'done', 1, $2, $2, $2, $2) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(&marker)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        if marked.rows_affected() == 1 {
-            let details = serde_json::json!({
-                "host_id": host_id, "policy_id": policy_id, "script_id": script.script_id, "runs": runs,
-            });
-            crate::activities::insert(conn, "policy_automation_gave_up", &details, now).await?;
+    let history = RunHistory {
+        runs: row.try_get(0)?,
+        pending: row.try_get::<Option<i64>, _>(1)?.unwrap_or(0) > 0,
+        last_finished_at: row.try_get(2)?,
+        gave_up: row.try_get::<i64, _>(3)? > 0,
+    };
+    match herd_core::automation::next_step(mode, history, rules.script_retries, policy_id ^ host_id, now) {
+        AutomationStep::Wait => Ok(()),
+        AutomationStep::Run { attempt } => {
+            queue(conn, host_id, policy_id, script, attempt, rules.script_timeout_s, now).await
         }
-        return Ok(());
-    }
-    if runs > 0 {
-        let retry_at = last_finished.unwrap_or(now) + herd_core::jobs::retry_delay_ms(runs, policy_id ^ host_id);
-        if now < retry_at {
-            return Ok(());
+        AutomationStep::GiveUp { runs } => {
+            // The give-up is the host's state for this failure: a new failure (a later failing_since) replaces
+            // it, and only the statement that records it says so in the feed.
+            let recorded = sqlx::query(
+                "INSERT INTO policy_automation_give_ups (host_id, policy_id, failing_since, gave_up_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (host_id, policy_id) DO UPDATE \
+                 SET failing_since = excluded.failing_since, gave_up_at = excluded.gave_up_at \
+                 WHERE policy_automation_give_ups.failing_since <> excluded.failing_since",
+            )
+            .bind(host_id)
+            .bind(policy_id)
+            .bind(failing_since)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if recorded.rows_affected() == 1 {
+                let details = serde_json::json!({
+                    "host_id": host_id, "policy_id": policy_id, "script_id": script.script_id, "runs": runs,
+                });
+                crate::activities::insert(conn, "policy_automation_gave_up", &details, now).await?;
+            }
+            Ok(())
         }
     }
-    queue(conn, host_id, policy_id, script, runs + 1, rules.script_timeout_s, now).await
 }
 
 /// Queues one automation run of the script on the host (attempt counts runs for this failure); a deferrable

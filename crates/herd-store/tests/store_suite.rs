@@ -658,6 +658,13 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
     let feed = store.list_activities(0, 100).await.unwrap();
     assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1, "said once");
     assert_eq!(feed[0].actor_id, None, "herd itself, no user");
+    // Giving up is the host's state, not a job: housekeeping's pruning of finished jobs (a week on) does not
+    // make herd say it again (it did while a done job was the marker).
+    store.prune_finished_jobs(t + 8 * 24 * herd_core::HOUR_MS).await.unwrap();
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), t + 8 * 24 * herd_core::HOUR_MS).await.unwrap();
+    let feed = store.list_activities(0, 100).await.unwrap();
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1, "still said once");
+    assert!(pending(store.clone()).await.is_empty(), "and no run");
 
     // Fixed: a later new failure starts over.
     store.record_policy_results(host, &answer(PolicyResponse::Pass), t + 1).await.unwrap();
