@@ -5,6 +5,8 @@
 //! with the same functions ([`file_line`], [`sysctl_line`], [`checksum`]), so a file edited or removed on the host gives a
 //! different checksum at the next report: drift, healed through the retry path.
 
+pub mod reconcile;
+
 use crate::Millis;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -6,7 +6,7 @@
 use crate::jobs::{NewJob, enqueue_in};
 use crate::{Result, Store, StoreError};
 use herd_core::Millis;
-use herd_core::profiles::{HostProfileState, Installed, Limits, Operation, Status, Transition};
+use herd_core::profiles::{HostProfileState, Installed, Limits, Operation, Status, Transition, reconcile};
 use sqlx::{Acquire, AnyConnection, Row};
 
 /// The job kind of profile reconciliation; its payload is `{"scope_key": n}` (every host of a team, 0: the
@@ -170,79 +170,90 @@ async fn reconcile_host(conn: &mut AnyConnection, host_id: i64, now: Millis) -> 
         return Ok(0);
     }
     let scope_key = host.try_get::<Option<i64>, _>("team_id")?.unwrap_or(0);
-    let expected: Vec<(String, String, String, String)> = sqlx::query(
+    let expected: Vec<reconcile::Expected> = sqlx::query(
         "SELECT uuid, identifier, name, checksum FROM profiles WHERE scope_key = $1 AND format = 'herd' ORDER BY id",
     )
     .bind(scope_key)
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+    .map(|r| {
+        Ok(reconcile::Expected {
+            uuid: r.try_get(0)?,
+            identifier: r.try_get(1)?,
+            name: r.try_get(2)?,
+            checksum: r.try_get(3)?,
+        })
+    })
     .collect::<Result<_>>()?;
-    let current: Vec<(String, Option<String>, String, String)> =
+    let current: Vec<reconcile::Current> =
         sqlx::query("SELECT identifier, profile_uuid, checksum, operation FROM host_profiles WHERE host_id = $1")
             .bind(host_id)
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                let operation: String = r.try_get(3)?;
+                Ok(reconcile::Current {
+                    identifier: r.try_get(0)?,
+                    profile_uuid: r.try_get(1)?,
+                    checksum: r.try_get(2)?,
+                    operation: Operation::parse(&operation)
+                        .ok_or_else(|| StoreError::Corrupt(format!("host profile operation {operation:?}")))?,
+                })
+            })
             .collect::<Result<_>>()?;
-    let mut order = 0;
-    for (identifier, _, _, operation) in &current {
-        if operation == "install" && !expected.iter().any(|(_, id, _, _)| id == identifier) {
-            sqlx::query(
-                "UPDATE host_profiles SET operation = 'remove', profile_uuid = NULL, retries = 0, detail = NULL \
-                 WHERE host_id = $1 AND identifier = $2",
-            )
-            .bind(host_id)
-            .bind(identifier)
-            .execute(&mut *conn)
-            .await?;
-            send_command(conn, host_id, identifier, order, now).await?;
-            order += 1;
+    let commands = reconcile::commands(&expected, &current);
+    for (order, command) in commands.iter().enumerate() {
+        let order = order as i64;
+        match command {
+            reconcile::Command::Remove { identifier } => {
+                sqlx::query(
+                    "UPDATE host_profiles SET operation = 'remove', profile_uuid = NULL, retries = 0, detail = NULL \
+                     WHERE host_id = $1 AND identifier = $2",
+                )
+                .bind(host_id)
+                .bind(identifier)
+                .execute(&mut *conn)
+                .await?;
+                send_command(conn, host_id, identifier, order, now).await?;
+            }
+            reconcile::Command::Install { profile, has_row: true } => {
+                sqlx::query(
+                    "UPDATE host_profiles SET operation = 'install', profile_uuid = $1, name = $2, checksum = $3, \
+                     retries = 0, detail = NULL WHERE host_id = $4 AND identifier = $5",
+                )
+                .bind(&profile.uuid)
+                .bind(&profile.name)
+                .bind(&profile.checksum)
+                .bind(host_id)
+                .bind(&profile.identifier)
+                .execute(&mut *conn)
+                .await?;
+                send_command(conn, host_id, &profile.identifier, order, now).await?;
+            }
+            reconcile::Command::Install { profile, has_row: false } => {
+                sqlx::query(
+                    "INSERT INTO host_profiles (host_id, identifier, profile_uuid, name, checksum, operation, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, 'install', $6)",
+                )
+                .bind(host_id)
+                .bind(&profile.identifier)
+                .bind(&profile.uuid)
+                .bind(&profile.name)
+                .bind(&profile.checksum)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                send_command(conn, host_id, &profile.identifier, order, now).await?;
+            }
         }
     }
-    for (uuid, identifier, name, checksum) in &expected {
-        let row = current.iter().find(|(id, ..)| id == identifier);
-        let up_to_date = row.is_some_and(|(_, have_uuid, have_sum, op)| {
-            op == "install" && have_uuid.as_deref() == Some(uuid.as_str()) && have_sum == checksum
-        });
-        if up_to_date {
-            continue;
-        }
-        if row.is_some() {
-            sqlx::query(
-                "UPDATE host_profiles SET operation = 'install', profile_uuid = $1, name = $2, checksum = $3, \
-                 retries = 0, detail = NULL WHERE host_id = $4 AND identifier = $5",
-            )
-            .bind(uuid)
-            .bind(name)
-            .bind(checksum)
-            .bind(host_id)
-            .bind(identifier)
-            .execute(&mut *conn)
-            .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO host_profiles (host_id, identifier, profile_uuid, name, checksum, operation, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'install', $6)",
-            )
-            .bind(host_id)
-            .bind(identifier)
-            .bind(uuid)
-            .bind(name)
-            .bind(checksum)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
-        send_command(conn, host_id, identifier, order, now).await?;
-        order += 1;
-    }
+    let order = commands.len();
     if order > 0 {
         crate::hosts::note_host_change(conn, host_id, now).await?;
     }
-    Ok(order as usize)
+    Ok(order)
 }
 
 /// What a host's report of its installed profiles does to each verifiable row: (identifier, transition), the
