@@ -86,12 +86,10 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<DeferralRecord> {
     })
 }
 
-/// Whether stored deferral settings make a policy's runs wait on the user (settings are checked on the way
-/// in; `enabled` defaults to true).
+/// Whether stored deferral settings make a policy's runs wait on the user: the one reading the server's views
+/// and the device choice use too (`herd_core::deferral::defers_runs`).
 pub(crate) fn enabled(settings: Option<&str>) -> bool {
-    settings
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-        .is_some_and(|settings| settings.is_object() && settings["enabled"] != serde_json::Value::Bool(false))
+    herd_core::deferral::defers_runs(settings)
 }
 
 /// A deferrable automation run was queued (status `deferred`): the host's state for this failure carries

@@ -33,6 +33,7 @@ store_cases!(
     jobs_given_up_fail_at_once_whatever_attempts_remain,
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
+    an_unreadable_deferral_document_defers_nothing,
     automations_reset_makes_a_failing_host_new_again,
     continuous_automations_fire_on_every_scheduled_failure,
     finished_remediations_make_their_policies_due_again,
@@ -1002,4 +1003,26 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
     assert_eq!(remove.operation, Operation::Remove);
     store.record_profile_results(host, &[(remove.command_uuid, None)], &limits, NOW + 10).await.unwrap();
     assert!(store.host_profiles(host).await.unwrap().is_empty());
+}
+
+/// A policy's deferral document is read one way everywhere (`herd_core::deferral`). One the server cannot read
+/// (here an unknown field, as from another release) used to make the store queue runs that wait on the user,
+/// while the server showed no deferral and refused every choice: the fix waited forever. It now runs at once.
+async fn an_unreadable_deferral_document_defers_nothing(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::ReportedAnswer;
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    for (name, document) in
+        [("unknown field", r#"{"enabled": true, "colour": "red"}"#), ("bad option", r#"{"options": ["whenever"]}"#)]
+    {
+        let mut fields = remediated_policy(name, script, false);
+        fields.deferral = Some(document.into());
+        let policy = store.create_policy(&fields, None, None, NOW).await.unwrap();
+        let answers = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
+        store.record_policy_results(host, &answers, NOW + 1).await.unwrap();
+        let queued = store.pending_executions(host).await.unwrap();
+        assert!(queued.iter().any(|run| run.policy_id == Some(policy)), "{name}: the run is not held for a prompt");
+        assert!(store.host_deferrals(host).await.unwrap().iter().all(|d| d.policy_id != policy), "{name}: no deferral");
+    }
 }

@@ -251,6 +251,31 @@ fn render(template: &str, context: &MessageContext) -> String {
         .replace("{deferrals_left}", &context.deferrals_left.to_string())
 }
 
+/// A policy's stored deferral document, read one way wherever it matters: the store deciding whether a run
+/// waits on the user, the policy view, the device user's choice. Documents are checked when saved; one that no
+/// longer reads or compiles (written by another release, or by hand) is shown as none and defers nothing, so a
+/// fix never waits on a prompt that cannot be shown.
+pub fn read_stored(text: Option<&str>) -> Option<DeferralSettings> {
+    // An object only: serde would also read a struct from an array of its fields in order.
+    match serde_json::from_str(text?).ok()? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).ok(),
+        _ => None,
+    }
+}
+
+/// The settings and compiled rules of a stored document, whether or not deferral is on: a run deferred while it
+/// was on keeps following them. None when the document is absent, unreadable, or its rules do not compile.
+pub fn stored_rules(text: Option<&str>) -> Option<(DeferralSettings, DeferralRules)> {
+    let settings = read_stored(text)?;
+    let rules = settings.rules().ok()?;
+    Some((settings, rules))
+}
+
+/// Whether a stored document makes new runs wait on the user: it reads, its rules compile, and it is enabled.
+pub fn defers_runs(text: Option<&str>) -> bool {
+    stored_rules(text).is_some_and(|(settings, _)| settings.enabled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +386,24 @@ mod tests {
         assert_eq!(DeferOption::For(DAY_MS).label(), "1 day");
         assert_eq!(DeferOption::For(90 * SECOND_MS).label(), "90 seconds");
         assert_eq!(DeferOption::TomorrowAt { hour: 9, minute: 0 }.label(), "tomorrow at 09:00");
+    }
+
+    #[test]
+    fn a_stored_document_has_one_meaning() {
+        let cases: [(Option<&str>, bool, bool); 8] = [
+            (None, false, false),
+            (Some("{}"), true, true),
+            (Some(r#"{"enabled": false}"#), true, false),
+            (Some(r#"{"options": ["30m"], "max_deferrals": 2}"#), true, true),
+            (Some("not json"), false, false),
+            (Some("[]"), false, false),
+            // Read leniently, these deferred runs that the server then could neither show nor let a user choose.
+            (Some(r#"{"enabled": true, "colour": "red"}"#), false, false),
+            (Some(r#"{"options": ["whenever"]}"#), true, false),
+        ];
+        for (text, readable, defers) in cases {
+            assert_eq!(read_stored(text).is_some(), readable, "{text:?} readable");
+            assert_eq!(defers_runs(text), defers, "{text:?} defers runs");
+        }
     }
 }

@@ -14,18 +14,20 @@ use serde::Deserialize;
 /// The policy's deferral settings as stored (checked on the way in; unreadable ones are logged and shown
 /// as none).
 pub fn stored_settings(policy_id: i64, text: Option<&str>) -> Option<herd_proto::fleet::DeferralSettings> {
-    let text = text?;
-    serde_json::from_str(text).map_err(|e| tracing::error!(policy_id, error = %e, "unreadable deferral settings")).ok()
+    let settings = herd_core::deferral::read_stored(text);
+    if text.is_some() && settings.is_none() {
+        tracing::error!(policy_id, "unreadable deferral settings: shown as none, deferring nothing");
+    }
+    settings
 }
 
 /// The settings and rules a record is judged by (the policy's current settings).
 fn settings_of(record: &DeferralRecord) -> Option<(DeferralSettings, DeferralRules)> {
-    let settings: DeferralSettings = stored_settings(record.policy_id, record.settings.as_deref())?;
-    let rules = settings
-        .rules()
-        .map_err(|(field, reason)| tracing::error!(policy_id = record.policy_id, %field, %reason, "bad deferral rules"))
-        .ok()?;
-    Some((settings, rules))
+    let stored = herd_core::deferral::stored_rules(record.settings.as_deref());
+    if record.settings.is_some() && stored.is_none() {
+        tracing::error!(policy_id = record.policy_id, "unreadable deferral settings or rules");
+    }
+    stored
 }
 
 /// How the host's deferral reads (admin host view, device API, My Device page).

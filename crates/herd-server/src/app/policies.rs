@@ -47,8 +47,9 @@ fn validate(fields: &PolicyFields) -> Result<(), ApiError> {
 }
 
 /// Whether stored settings make runs wait on users (`enabled` defaults to true).
+/// Whether the (already checked) document asks for deferral: read the one way every part of herd reads it.
 fn deferral_enabled(text: Option<&str>) -> bool {
-    text.and_then(|t| serde_json::from_str::<herd_proto::fleet::DeferralSettings>(t).ok()).is_some_and(|s| s.enabled)
+    herd_core::deferral::read_stored(text).is_some_and(|settings| settings.enabled)
 }
 
 fn canonical_platform(text: &str) -> Result<String, ApiError> {
