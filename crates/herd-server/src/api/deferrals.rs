@@ -12,9 +12,12 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use herd_core::Millis;
 use herd_core::deferral::{DeferOption, DeferralRules, DeferralSettings, HostNow, MessageContext};
+use herd_proto::agent::{
+    DeferralAgentStatus, DeferralChoiceRequest, DeferralChoiceResponse, DeferralProgress, DeferralStatusRequest,
+    DeferralStatusResponse,
+};
 use herd_proto::fleet::{DeferralChoice, HostDeferral};
 use herd_store::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
@@ -117,16 +120,8 @@ async fn device_list(
     Ok(Json(json!({"deferrals": host_deferrals(&state, host_id).await?})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChoiceRequest {
-    /// "now", or one of the offered options as the admin wrote it.
-    pub choice: String,
-    /// Who chose: the desktop notifier sends the login name; the My Device page, which cannot know who sits
-    /// at the computer, says "My Device page"; other callers may leave it out (stored as NULL).
-    #[serde(default)]
-    pub chosen_by: Option<String>,
-}
+/// The device user's choice (the My Device page builds one too).
+pub type ChoiceRequest = DeferralChoiceRequest;
 
 /// Records a device user's choice; the refused ones change nothing and say why (409: not now / already
 /// chosen / past the deadline / no deferrals left; 422: not an offered option).
@@ -178,28 +173,14 @@ async fn device_choose(
     Client(client): Client,
     Path((token, policy_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<ChoiceRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeferralChoiceResponse>, ApiError> {
     let host_id = device_host(&state, client, &token).await?;
     let policy_id: i64 = policy_id.parse().map_err(|_| ApiError::invalid("policy_id", "must be a policy id"))?;
     let deferral = choose(&state, host_id, policy_id, &request).await?;
-    Ok(Json(json!({"deferral": deferral})))
+    Ok(Json(DeferralChoiceResponse { deferral }))
 }
 
-#[derive(Deserialize)]
-struct StatusRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-    execution_id: String,
-    /// prompting | waiting
-    status: String,
-    #[serde(default)]
-    reason: Option<String>,
-    /// The host's IANA time zone.
-    #[serde(default)]
-    time_zone: Option<String>,
-}
-
-impl crate::api::osquery::NodeKeyed for StatusRequest {
+impl crate::api::osquery::NodeKeyed for DeferralStatusRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -209,28 +190,27 @@ impl crate::api::osquery::NodeKeyed for StatusRequest {
 /// run is no longer deferred: the agent drops it and fetches its scripts).
 async fn agent_status(
     State(state): State<SharedState>,
-    request: OsqueryJson<StatusRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<DeferralStatusRequest>,
+) -> Result<Json<DeferralStatusResponse>, OsqueryError> {
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let body = &request.body;
     let reason = body.reason.as_deref().map(|r| r.chars().take(500).collect::<String>());
-    let status = match body.status.as_str() {
-        "prompting" => AgentDeferralStatus::Prompting,
-        "waiting" => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
-        other => return Err(OsqueryError::BadRequest(format!("status {other:?}: expected prompting or waiting"))),
+    let status = match body.status {
+        DeferralAgentStatus::Prompting => AgentDeferralStatus::Prompting,
+        DeferralAgentStatus::Waiting => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
     };
     // A zone the server cannot read is not recorded ("tomorrow 09:00" then reads as UTC).
     let zone = body.time_zone.as_deref().filter(|z| z.parse::<herd_core::deferral::Tz>().is_ok());
     let record =
         state.store.record_agent_deferral_status(host.checkin.id, &body.execution_id, status, zone, now).await?;
-    Ok(Json(json!({"deferral": record.map(|r| agent_state(&r))})))
+    Ok(Json(DeferralStatusResponse { deferral: record.map(|r| agent_state(&r)) }))
 }
 
 /// The part of a record the agent follows.
-pub fn agent_state(record: &DeferralRecord) -> Value {
-    json!({
-        "first_prompt_at": record.first_prompt_at,
-        "deferrals_used": record.deferrals_used,
-        "scheduled_at": record.scheduled_at,
-    })
+pub fn agent_state(record: &DeferralRecord) -> DeferralProgress {
+    DeferralProgress {
+        first_prompt_at: record.first_prompt_at,
+        deferrals_used: record.deferrals_used,
+        scheduled_at: record.scheduled_at,
+    }
 }

@@ -11,9 +11,11 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, head, post};
+use herd_proto::agent::{
+    Acknowledged, DesktopNotifications, DesktopSummary, DeviceConfig, DeviceMdm, DeviceMigration, DeviceTokenRequest,
+};
 use herd_proto::fleet::DevicePolicy;
 use herd_store::StoreError;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -157,19 +159,13 @@ async fn migrate_mdm(
 }
 
 /// What the desktop notifier and the My Device page show of the organisation.
-fn org_config(state: &SharedState) -> Value {
+fn org_config(state: &SharedState) -> DeviceConfig {
     let mode = migration_mode(state);
     let settings = state.settings.get();
-    let org = &settings.config.org_info;
-    json!({
-        "org_info": {
-            "org_name": org.org_name,
-            "org_logo_url": org.org_logo_url,
-            "org_logo_url_light_background": org.org_logo_url_light_background,
-            "contact_url": org.contact_url,
-        },
-        "mdm": {"macos_migration": {"mode": mode}},
-    })
+    DeviceConfig {
+        org_info: settings.config.org_info.clone(),
+        mdm: DeviceMdm { macos_migration: DeviceMigration { mode } },
+    }
 }
 
 /// Fleet's `GET /device/{token}`: the host (its policies without SQL or authors) and the organisation.
@@ -185,9 +181,9 @@ async fn summary(
     let config = org_config(&state);
     Ok(Json(json!({
         "host": host,
-        "org_logo_url": config["org_info"]["org_logo_url"],
-        "org_logo_url_light_background": config["org_info"]["org_logo_url_light_background"],
-        "org_contact_url": config["org_info"]["contact_url"],
+        "org_logo_url": config.org_info.org_logo_url,
+        "org_logo_url_light_background": config.org_info.org_logo_url_light_background,
+        "org_contact_url": config.org_info.contact_url,
         "global_config": config,
     })))
 }
@@ -197,19 +193,21 @@ async fn desktop(
     State(state): State<SharedState>,
     Client(client): Client,
     Path(token): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopSummary>, ApiError> {
     let record = device_record(&state, client, &token).await?;
     let failing = device_policies(&state, &record).await?.iter().filter(|p| p.response == "fail").count();
     let deferrals = crate::api::deferrals::host_deferrals(&state, record.id).await?;
     let asking = deferrals.iter().filter(|d| d.state == "prompting").count();
-    Ok(Json(json!({
-        "failing_policies_count": failing,
-        // herd's own: fixes waiting on the user's choice.
-        "deferrals_waiting_count": asking,
-        // Apple enrollment profiles await an Apple MDM transport: never due here.
-        "notifications": {"needs_mdm_migration": needs_migration(&state, &record), "renew_enrollment_profile": false},
-        "config": org_config(&state),
-    })))
+    Ok(Json(DesktopSummary {
+        failing_policies_count: failing as u64,
+        deferrals_waiting_count: asking as u64,
+        notifications: DesktopNotifications {
+            needs_mdm_migration: needs_migration(&state, &record),
+            // Apple enrollment profiles await an Apple MDM transport: never due here.
+            renew_enrollment_profile: false,
+        },
+        config: org_config(&state),
+    }))
 }
 
 async fn policies(
@@ -246,17 +244,7 @@ async fn refetch(
     Ok(Json(json!({})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterToken {
-    /// The host's osquery node key (herd-agent enrolls over the osquery TLS API); Fleet's orbit sends
-    /// `orbit_node_key`, accepted under either name.
-    #[serde(alias = "orbit_node_key")]
-    node_key: Option<String>,
-    device_auth_token: String,
-}
-
-impl crate::api::osquery::NodeKeyed for RegisterToken {
+impl crate::api::osquery::NodeKeyed for DeviceTokenRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -264,8 +252,8 @@ impl crate::api::osquery::NodeKeyed for RegisterToken {
 
 async fn register_token(
     State(state): State<SharedState>,
-    request: OsqueryJson<RegisterToken>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<DeviceTokenRequest>,
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = crate::api::osquery::check_in(&state, &request).await?;
     let token = request.body.device_auth_token.trim();
     herd_core::validate::device_token(token)
@@ -275,5 +263,5 @@ async fn register_token(
         StoreError::Conflict(reason) => OsqueryError::Conflict(reason),
         other => other.into(),
     })?;
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }
