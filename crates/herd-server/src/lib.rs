@@ -144,20 +144,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         (None, true, _) => anyhow::bail!("--with-agent needs HTTPS (the agent speaks TLS only); drop --plain-http"),
         (_, true, None) => anyhow::bail!("--with-agent needs a global enroll secret; none is left"),
         (Some(tls), true, Some(_)) => {
-            let options = herd_agent::cli::RunOptions {
-                server: url.clone(),
-                enroll_secret_file: data_dir.join("enroll-secret"),
-                ca_cert: Some(tls.cert.clone()),
-                data_dir: data_dir.join("agent"),
-                host_identifier: None,
-                // This machine's own agent: scripts stay off unless the operator starts herd with them on.
-                enable_scripts: args.with_agent_scripts,
-                // Profiles write files as root: never on this machine unless asked by hand.
-                enable_profiles: false,
-                sysctl_dir: "/etc/sysctl.d".into(),
-                proc_sys_dir: "/proc/sys".into(),
-                script_timeout: 300,
-            };
+            // This machine's own agent: scripts stay off unless the operator starts herd with them on.
+            let options = herd_agent::cli::RunOptions::local(
+                url.clone(),
+                data_dir.join("enroll-secret"),
+                Some(tls.cert.clone()),
+                data_dir.join("agent"),
+                args.with_agent_scripts,
+            );
             let mut stop = shutdown_rx.clone();
             Some(tokio::spawn(async move {
                 let stopped = async move {
