@@ -265,6 +265,121 @@ impl Drop for KillGroupOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herd_proto::agent::{DeferralInfo, DeferralProgress};
+
+    fn script(id: &str, policy: Option<(i64, i64)>, deferred: bool) -> PendingScript {
+        let settings = serde_json::from_str(r#"{"options": ["1h"], "max_deferrals": 1}"#).unwrap();
+        PendingScript {
+            execution_id: id.into(),
+            name: "fix.sh".into(),
+            contents: "true".into(),
+            timeout_s: None,
+            policy_id: policy.map(|(id, _)| id),
+            policy_query: policy.map(|(id, _)| format!("SELECT {id}")),
+            policy_revision: policy.map(|(_, revision)| revision),
+            deferral: deferred.then(|| DeferralInfo {
+                settings,
+                policy_name: "p".into(),
+                org_name: String::new(),
+                state: DeferralProgress::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn fetch_table() {
+        let ids = |v: &[PendingScript]| v.iter().map(|s| s.execution_id.clone()).collect::<Vec<_>>();
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let q = herd_core::policy::query_name;
+        // (what, fetched, ids in the ledger, deferred, run, re-checked)
+        type Case =
+            (&'static str, Vec<PendingScript>, Vec<&'static str>, Vec<&'static str>, Vec<&'static str>, Vec<String>);
+        let cases: Vec<Case> = vec![
+            ("nothing", vec![], vec![], vec![], vec![], vec![]),
+            (
+                "a manual run: run, nothing to re-check",
+                vec![script("a", None, false)],
+                vec![],
+                vec![],
+                vec!["a"],
+                vec![],
+            ),
+            (
+                "two fixes of one policy and one of another: each policy re-checked once, in order",
+                vec![
+                    script("a", Some((1, 2)), false),
+                    script("b", Some((1, 2)), false),
+                    script("c", Some((3, 1)), false),
+                ],
+                vec![],
+                vec![],
+                vec!["a", "b", "c"],
+                vec![q(1, 2), q(3, 1)],
+            ),
+            ("deferred: to the schedule", vec![script("d", Some((1, 2)), true)], vec![], vec!["d"], vec![], vec![]),
+            (
+                "deferred but in the ledger: answered from it",
+                vec![script("d", Some((1, 2)), true)],
+                vec!["d"],
+                vec![],
+                vec!["d"],
+                vec![q(1, 2)],
+            ),
+        ];
+        for (what, fetched, ledger, deferred, run, recheck) in cases {
+            let plan = plan_fetched(fetched, |id| ledger.contains(&id));
+            assert_eq!(
+                (ids(&plan.deferred), ids(&plan.run), names(&plan.recheck)),
+                (
+                    deferred.iter().map(|s| s.to_string()).collect(),
+                    run.iter().map(|s| s.to_string()).collect(),
+                    recheck
+                ),
+                "{what}"
+            );
+        }
+        let old_server = PendingScript { policy_revision: None, ..script("a", Some((4, 1)), false) };
+        assert_eq!(recheck_query(&old_server).unwrap().0, herd_core::policy::unrevised_query_name(4));
+    }
+
+    #[test]
+    fn time_limit_table() {
+        let s = Duration::from_secs;
+        for (agent, server, want) in
+            [(s(300), None, s(300)), (s(300), Some(60), s(60)), (s(30), Some(60), s(30)), (s(30), Some(-5), s(0))]
+        {
+            assert_eq!(time_limit(agent, server), want, "{agent:?} {server:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_dropped_midway_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let contents = format!("sleep 600 & echo $! > '{0}'\necho $$ >> '{0}'\nsleep 600\n", pids.display());
+        let run = PendingScript { contents, ..script("x", None, false) };
+        let running = tokio::spawn(async move { run_script(&run, Duration::from_secs(600)).await });
+        let read_pids = || -> Vec<i32> {
+            std::fs::read_to_string(&pids).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+        };
+        let started = std::time::Instant::now();
+        while read_pids().len() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the script did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.abort();
+        let _ = running.await;
+        let alive = |pid: i32| {
+            // A zombie is dead: only its parent's wait is missing.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.is_empty() && !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')
+        };
+        let started = std::time::Instant::now();
+        while read_pids().into_iter().any(alive) {
+            assert!(started.elapsed() < Duration::from_secs(5), "still running: {:?}", read_pids());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn output_keeps_the_tail() {
