@@ -423,7 +423,8 @@ mod tests {
             name: String::new(),
             profile,
         };
-        let document = serde_json::json!({"identifier": "com.example.motd", "name": "MOTD", "payloads": []});
+        let document: serde_json::Value =
+            serde_json::from_str(r#"{"identifier": "com.example.motd", "name": "MOTD", "payloads": []}"#).unwrap();
         let parsed: ProfileDocument = serde_json::from_value(document.clone()).unwrap();
         let cases: Vec<(&str, ProfileCommand, Result<ProfileAction, &str>)> = vec![
             ("install", command(ProfileOperation::Install, Some(document)), Ok(ProfileAction::Install(parsed))),
@@ -435,7 +436,7 @@ mod tests {
             ),
             (
                 "unreadable document",
-                command(ProfileOperation::Install, Some(serde_json::json!([1]))),
+                command(ProfileOperation::Install, Some(serde_json::Value::from(vec![1]))),
                 Err("unreadable profile"),
             ),
             (
