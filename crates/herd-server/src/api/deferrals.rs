@@ -29,7 +29,7 @@ pub fn device_routes() -> crate::api::Routes {
 
 /// At the root: what herd-agent calls.
 pub fn agent_routes() -> crate::api::Routes {
-    crate::api::Routes::new().route("/api/fleet/orbit/deferrals/status", post(agent_status))
+    crate::api::Routes::new().route(herd_proto::agent::DEFERRALS_STATUS_PATH, post(agent_status))
 }
 
 /// The settings and rules a record is judged by (the policy's current settings).

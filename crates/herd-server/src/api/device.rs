@@ -34,7 +34,7 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls.
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/device_token", post(register_token))
+        .route(herd_proto::agent::DEVICE_TOKEN_PATH, post(register_token))
         .route("/api/v1/fleet/orbit/device_token", post(register_token))
 }
 

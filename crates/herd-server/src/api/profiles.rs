@@ -50,8 +50,8 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls (authenticated by its node key).
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/profiles/commands", post(agent_commands))
-        .route("/api/fleet/orbit/profiles/results", post(agent_results))
+        .route(herd_proto::agent::PROFILES_COMMANDS_PATH, post(agent_commands))
+        .route(herd_proto::agent::PROFILES_RESULTS_PATH, post(agent_results))
 }
 
 fn profile_json(p: &ProfileRecord) -> Value {

@@ -43,8 +43,8 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls (authenticated by its node key).
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/scripts/pending", post(agent_pending))
-        .route("/api/fleet/orbit/scripts/result", post(agent_result))
+        .route(herd_proto::agent::SCRIPTS_PENDING_PATH, post(agent_pending))
+        .route(herd_proto::agent::SCRIPTS_RESULT_PATH, post(agent_result))
 }
 
 fn script_json(s: &ScriptRecord) -> Value {
