@@ -3,6 +3,17 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The agent's defaults, in one place: the flags' `default_value`s and `RunOptions::local` use them.
+pub mod defaults {
+    pub const DATA_DIR: &str = "/var/lib/herd-agent";
+    pub const SYSCTL_DIR: &str = "/etc/sysctl.d";
+    pub const PROC_SYS_DIR: &str = "/proc/sys";
+    /// Seconds a script may run (Fleet's default).
+    pub const SCRIPT_TIMEOUT_S: u64 = 300;
+    /// Seconds between `herd-agent desktop`'s polls while all is well.
+    pub const DESKTOP_INTERVAL_S: u64 = 300;
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "herd-agent", version, about = "herd's agent: osquery-compatible queries on this host")]
 pub struct Cli {
@@ -36,7 +47,7 @@ pub struct DesktopOptions {
     #[arg(long, env = "HERD_AGENT_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// The agent's data directory, where `herd-agent run` publishes the device token (`identifier`).
-    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = "/var/lib/herd-agent")]
+    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
     /// Print the current summary and exit (for scripts and tests).
     #[arg(long, conflicts_with = "open")]
@@ -45,7 +56,7 @@ pub struct DesktopOptions {
     #[arg(long)]
     pub open: bool,
     /// Seconds between polls while all is well (errors back off from 10 s, doubling, up to 30 minutes).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::DESKTOP_INTERVAL_S)]
     pub interval: u64,
 }
 
@@ -62,7 +73,7 @@ pub struct RunOptions {
     #[arg(long, env = "HERD_AGENT_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
     /// Where the agent keeps its node key, unsent results and the device token.
-    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = "/var/lib/herd-agent")]
+    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
     /// Run scripts the server queues for this host (remediations). Off unless given: a host owner opts in.
     #[arg(long, env = "HERD_AGENT_ENABLE_SCRIPTS")]
@@ -72,16 +83,58 @@ pub struct RunOptions {
     #[arg(long, env = "HERD_AGENT_ENABLE_PROFILES")]
     pub enable_profiles: bool,
     /// Where profiles persist kernel parameters.
-    #[arg(long, env = "HERD_AGENT_SYSCTL_DIR", default_value = "/etc/sysctl.d")]
+    #[arg(long, env = "HERD_AGENT_SYSCTL_DIR", default_value = defaults::SYSCTL_DIR)]
     pub sysctl_dir: PathBuf,
     /// Where kernel parameters are set (procfs; another directory in containers and tests).
-    #[arg(long, env = "HERD_AGENT_PROC_SYS_DIR", default_value = "/proc/sys")]
+    #[arg(long, env = "HERD_AGENT_PROC_SYS_DIR", default_value = defaults::PROC_SYS_DIR)]
     pub proc_sys_dir: PathBuf,
     /// Longest a script may run, in seconds (the server's limit applies when it is shorter).
-    #[arg(long, env = "HERD_AGENT_SCRIPT_TIMEOUT", default_value_t = 300)]
+    #[arg(long, env = "HERD_AGENT_SCRIPT_TIMEOUT", default_value_t = defaults::SCRIPT_TIMEOUT_S)]
     pub script_timeout: u64,
     /// The identifier this host enrolls with when it has no readable hardware UUID (default: /etc/machine-id,
     /// else the hostname).
     #[arg(long, env = "HERD_AGENT_HOST_IDENTIFIER")]
     pub host_identifier: Option<String>,
+}
+
+impl RunOptions {
+    /// The local agent of a herd server (`herd serve --with-agent`): enrolled with the server's own secret
+    /// file, trusting its certificate, with the agent's defaults otherwise. Profiles stay off: they write
+    /// files as root, never on the server's machine unless set up by hand.
+    pub fn local(
+        server_url: String,
+        enroll_secret_file: PathBuf,
+        ca_cert: Option<PathBuf>,
+        data_dir: PathBuf,
+        enable_scripts: bool,
+    ) -> RunOptions {
+        RunOptions {
+            server: server_url,
+            enroll_secret_file,
+            ca_cert,
+            data_dir,
+            enable_scripts,
+            enable_profiles: false,
+            sysctl_dir: defaults::SYSCTL_DIR.into(),
+            proc_sys_dir: defaults::PROC_SYS_DIR.into(),
+            script_timeout: defaults::SCRIPT_TIMEOUT_S,
+            host_identifier: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_agent_has_the_flags_defaults() {
+        let Command::Run(parsed) =
+            Cli::parse_from(["herd-agent", "run", "--server", "https://h:8080", "--enroll-secret-file", "/s"]).command
+        else {
+            panic!("not run");
+        };
+        let local = RunOptions::local("https://h:8080".into(), "/s".into(), None, defaults::DATA_DIR.into(), false);
+        assert_eq!(format!("{local:?}"), format!("{parsed:?}"));
+    }
 }

@@ -1,7 +1,15 @@
-//! The agent's side of the osquery TLS API (and herd's device-token endpoint).
+//! Transport: the agent's side of the osquery TLS API and of herd's agent protocol (`herd_proto::agent`),
+//! one typed call per endpoint. It knows the bodies, not what the features do with them.
 
 use anyhow::{Context, Result, bail};
-use herd_proto::osquery::{DistributedReadResponse, EnrollRequest, EnrollResponse};
+use herd_proto::agent::{
+    self, Acknowledged, DeferralProgress, DeferralStatusRequest, DeferralStatusResponse, DeviceTokenRequest,
+    PendingScript, PendingScriptsRequest, PendingScriptsResponse, ProfileCommand, ProfileCommandResult,
+    ProfileCommandsResponse, ProfileResultsRequest, ScriptResultRequest,
+};
+use herd_proto::osquery::{
+    ConfigOptions, DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, NodeKeyRequest,
+};
 use reqwest::Client;
 use serde::Serialize;
 use serde_json::Value;
@@ -112,122 +120,68 @@ impl OsqueryClient {
         Ok(response.node_key)
     }
 
-    pub async fn config(&self, node_key: &str) -> Result<Value, CallError> {
-        self.post("/api/osquery/config", &serde_json::json!({"node_key": node_key})).await
+    pub async fn config(&self, node_key: &str) -> Result<ConfigOptions, CallError> {
+        self.post("/api/osquery/config", &node_key_request(node_key)).await
     }
 
     pub async fn read(&self, node_key: &str) -> Result<DistributedReadResponse, CallError> {
-        self.post("/api/osquery/distributed/read", &serde_json::json!({"node_key": node_key})).await
+        self.post("/api/osquery/distributed/read", &node_key_request(node_key)).await
     }
 
-    /// Sends a report; `report` is the write body without its node key.
-    pub async fn write(&self, node_key: &str, report: &Value) -> Result<(), CallError> {
-        let mut body = report.clone();
-        body["node_key"] = Value::String(node_key.to_string());
-        let _: Value = self.post("/api/osquery/distributed/write", &body).await?;
+    /// Sends a report (its node key is set here).
+    pub async fn write(&self, node_key: &str, mut report: DistributedWriteRequest) -> Result<(), CallError> {
+        report.node_key = Some(node_key.to_string());
+        let _: Acknowledged = self.post("/api/osquery/distributed/write", &report).await?;
         Ok(())
     }
 
-    /// The runs queued for this host (empty, and the queued ones failed, when `enabled` is false).
     pub async fn pending_scripts(
         &self,
         node_key: &str,
-        enabled: bool,
-    ) -> Result<Vec<crate::scripts::PendingScript>, CallError> {
-        #[derive(serde::Deserialize)]
-        struct Pending {
-            scripts: Vec<crate::scripts::PendingScript>,
-        }
-        // This agent keeps deferred runs itself and asks its user (see `crate::deferrals`).
-        let body = serde_json::json!({"node_key": node_key, "scripts_enabled": enabled, "deferrals": true});
-        let pending: Pending = self.post("/api/fleet/orbit/scripts/pending", &body).await?;
+        mut request: PendingScriptsRequest,
+    ) -> Result<Vec<PendingScript>, CallError> {
+        request.node_key = Some(node_key.to_string());
+        let pending: PendingScriptsResponse = self.post(agent::SCRIPTS_PENDING_PATH, &request).await?;
         Ok(pending.scripts)
     }
 
     /// The host's profile commands, in order (asking also tells the server this agent applies profiles).
     pub async fn profile_commands(&self, node_key: &str) -> Result<Vec<ProfileCommand>, CallError> {
-        #[derive(serde::Deserialize)]
-        struct Commands {
-            commands: Vec<ProfileCommand>,
-        }
-        let body = serde_json::json!({"node_key": node_key});
-        let commands: Commands = self.post("/api/fleet/orbit/profiles/commands", &body).await?;
+        let commands: ProfileCommandsResponse =
+            self.post(agent::PROFILES_COMMANDS_PATH, &node_key_request(node_key)).await?;
         Ok(commands.commands)
     }
 
-    /// Answers profile commands: (command uuid, None when applied, or the error).
-    pub async fn profile_results(&self, node_key: &str, results: &[(String, Option<String>)]) -> Result<(), CallError> {
-        let results: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(id, error)| match error {
-                None => serde_json::json!({"command_uuid": id, "status": "acknowledged"}),
-                Some(detail) => serde_json::json!({"command_uuid": id, "status": "error", "detail": detail}),
-            })
-            .collect();
-        let body = serde_json::json!({"node_key": node_key, "results": results});
-        let _: serde_json::Value = self.post("/api/fleet/orbit/profiles/results", &body).await?;
+    pub async fn profile_results(&self, node_key: &str, results: Vec<ProfileCommandResult>) -> Result<(), CallError> {
+        let body = ProfileResultsRequest { node_key: Some(node_key.to_string()), results };
+        let _: Acknowledged = self.post(agent::PROFILES_RESULTS_PATH, &body).await?;
         Ok(())
     }
 
-    /// Sends a run's result. `rechecks_locally`: this agent re-runs the remediated policy itself right after
-    /// the round, so the server need not hand it out again.
-    pub async fn script_result(
-        &self,
-        node_key: &str,
-        result: &crate::scripts::ScriptResult,
-        rechecks_locally: bool,
-        deferral_trigger: Option<&str>,
-    ) -> Result<(), CallError> {
-        let body = serde_json::json!({
-            "node_key": node_key,
-            "rechecks_locally": rechecks_locally,
-            "deferral_trigger": deferral_trigger,
-            "execution_id": result.execution_id,
-            "exit_code": result.exit_code,
-            "output": result.output,
-            "runtime_ms": result.runtime_ms,
-        });
-        let _: Value = self.post("/api/fleet/orbit/scripts/result", &body).await?;
+    pub async fn script_result(&self, node_key: &str, mut result: ScriptResultRequest) -> Result<(), CallError> {
+        result.node_key = Some(node_key.to_string());
+        let _: Acknowledged = self.post(agent::SCRIPTS_RESULT_PATH, &result).await?;
         Ok(())
     }
 
-    /// Tells the server what the agent does about a deferred run (`prompting`, or `waiting` and why).
     /// Returns the state to follow; None when the run is no longer deferred.
     pub async fn deferral_status(
         &self,
         node_key: &str,
-        execution_id: &str,
-        status: &str,
-        reason: Option<&str>,
-        time_zone: &str,
-    ) -> Result<Option<crate::deferrals::ServerState>, CallError> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            deferral: Option<crate::deferrals::ServerState>,
-        }
-        let body = serde_json::json!({
-            "node_key": node_key, "execution_id": execution_id, "status": status, "reason": reason,
-            "time_zone": time_zone,
-        });
-        let answer: Answer = self.post("/api/fleet/orbit/deferrals/status", &body).await?;
+        mut status: DeferralStatusRequest,
+    ) -> Result<Option<DeferralProgress>, CallError> {
+        status.node_key = Some(node_key.to_string());
+        let answer: DeferralStatusResponse = self.post(agent::DEFERRALS_STATUS_PATH, &status).await?;
         Ok(answer.deferral)
     }
 
     pub async fn register_device_token(&self, node_key: &str, token: &str) -> Result<(), CallError> {
-        let body = serde_json::json!({"node_key": node_key, "device_auth_token": token});
-        let _: Value = self.post("/api/fleet/orbit/device_token", &body).await?;
+        let body = DeviceTokenRequest { node_key: Some(node_key.to_string()), device_auth_token: token.to_string() };
+        let _: Acknowledged = self.post(agent::DEVICE_TOKEN_PATH, &body).await?;
         Ok(())
     }
 }
 
-/// A profile command from the server.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ProfileCommand {
-    pub command_uuid: String,
-    /// install | remove
-    pub operation: String,
-    pub identifier: String,
-    /// The document, for installs.
-    #[serde(default)]
-    pub profile: Option<serde_json::Value>,
+fn node_key_request(node_key: &str) -> NodeKeyRequest {
+    NodeKeyRequest { node_key: Some(node_key.to_string()) }
 }

@@ -5,42 +5,22 @@
 //! by local users) for `herd-agent desktop`; choices are made on My Device or from the desktop notice, and
 //! reach the agent through the server.
 
-use crate::scripts::PendingScript;
+//!
+//! This module holds that state (the schedule, the published notices, their words); `plan` decides from it
+//! what a look at the deferred runs does (pure, table-tested), `tick` does it.
+
+mod plan;
+mod tick;
+
+pub use plan::{StatusReport, TickPlan, plan_tick};
+pub use tick::Deferrals;
+
 use anyhow::{Context, Result};
 use herd_core::Millis;
-use herd_core::deferral::{DeferralSettings, DeferralState, MessageContext, Tz, local_time};
+use herd_core::deferral::{MessageContext, Tz, local_time};
+use herd_proto::agent::{DeferralInfo, DeferralTrigger, PendingScript};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// What the server sends with a deferred run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeferralInfo {
-    pub settings: DeferralSettings,
-    #[serde(default)]
-    pub policy_name: String,
-    #[serde(default)]
-    pub org_name: String,
-    pub state: ServerState,
-}
-
-/// The server's record of the choices made (the agent follows it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ServerState {
-    pub first_prompt_at: Option<Millis>,
-    #[serde(default)]
-    pub deferrals_used: i64,
-    pub scheduled_at: Option<Millis>,
-}
-
-impl ServerState {
-    pub fn core(&self) -> DeferralState {
-        DeferralState {
-            first_prompt_at: self.first_prompt_at,
-            deferrals_used: u32::try_from(self.deferrals_used.max(0)).unwrap_or(u32::MAX),
-            scheduled_at: self.scheduled_at,
-        }
-    }
-}
 
 /// One deferred run the agent holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +43,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Undelivered {
     pub result: crate::scripts::ScriptResult,
-    pub trigger: String,
+    pub trigger: DeferralTrigger,
     pub rechecks_locally: bool,
 }
 
@@ -235,7 +215,10 @@ pub const USER_PRESENT_QUERIES: [&str; 2] = [
 mod tests {
     use super::*;
 
-    fn script(id: &str, state: ServerState) -> PendingScript {
+    use herd_core::deferral::DeferralSettings;
+    use herd_proto::agent::DeferralProgress;
+
+    fn script(id: &str, state: DeferralProgress) -> PendingScript {
         let settings: DeferralSettings =
             serde_json::from_str(r#"{"options": ["1h"], "max_deferrals": 1, "deadline_after": "1d"}"#).unwrap();
         PendingScript {
@@ -254,14 +237,14 @@ mod tests {
     fn schedule_follows_the_server_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let mut schedule = Schedule::open(dir.path()).unwrap();
-        schedule.merge(vec![script("a", ServerState::default()), script("b", ServerState::default())]);
+        schedule.merge(vec![script("a", DeferralProgress::default()), script("b", DeferralProgress::default())]);
         schedule.entries[0].reported = Some("prompting".into());
         schedule.save().unwrap();
         let mut again = Schedule::open(dir.path()).unwrap();
         assert_eq!(again.entries.len(), 2);
         assert_eq!(again.entries[0].reported.as_deref(), Some("prompting"));
         // The user chose for "a"; "b" is no longer listed (the policy passes again).
-        let chosen = ServerState { first_prompt_at: Some(5), deferrals_used: 1, scheduled_at: Some(100) };
+        let chosen = DeferralProgress { first_prompt_at: Some(5), deferrals_used: 1, scheduled_at: Some(100) };
         again.merge(vec![script("a", chosen)]);
         assert_eq!(again.entries.len(), 1);
         assert_eq!(again.entries[0].info.state, chosen);

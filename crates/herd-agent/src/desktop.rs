@@ -10,7 +10,8 @@
 
 use crate::cli::DesktopOptions;
 use anyhow::{Context, bail};
-use serde_json::Value;
+use herd_proto::agent::{DeferralChoiceRequest, DesktopSummary};
+use herd_proto::fleet::ErrorBody;
 use std::time::Duration;
 
 /// The first wait after an error; doubles up to `MAX_BACKOFF`.
@@ -32,14 +33,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn from_desktop(body: &Value) -> Summary {
-        let org = &body["config"]["org_info"];
+    fn from_desktop(body: DesktopSummary) -> Summary {
+        let org = body.config.org_info;
         Summary {
-            failing_policies: body["failing_policies_count"].as_u64().unwrap_or(0),
-            needs_migration: body["notifications"]["needs_mdm_migration"].as_bool().unwrap_or(false),
-            migration_mode: body["config"]["mdm"]["macos_migration"]["mode"].as_str().unwrap_or("").to_string(),
-            org_name: org["org_name"].as_str().unwrap_or("").to_string(),
-            contact_url: org["contact_url"].as_str().unwrap_or("").to_string(),
+            failing_policies: body.failing_policies_count,
+            needs_migration: body.notifications.needs_mdm_migration,
+            migration_mode: body.config.mdm.macos_migration.mode,
+            org_name: org.org_name,
+            contact_url: org.contact_url,
         }
     }
 }
@@ -83,12 +84,14 @@ impl Desktop {
         let token = self.token()?;
         let url = format!("{}/api/latest/fleet/device/{token}/deferrals/{policy_id}", self.server);
         let chosen_by = std::env::var("USER").ok();
-        let body = serde_json::json!({"choice": choice, "chosen_by": chosen_by});
+        let body = DeferralChoiceRequest { choice: choice.to_string(), chosen_by };
         let response = self.http.post(&url).json(&body).send().await?;
         if !response.status().is_success() {
             let status = response.status();
-            let answer: Value = response.json().await.unwrap_or_default();
-            let reason = answer["errors"][0]["reason"].as_str().or(answer["message"].as_str()).unwrap_or("refused");
+            let answer: Option<ErrorBody> = response.json().await.ok();
+            let reason = answer
+                .map(|a| a.errors.into_iter().next().map_or(a.message, |e| e.reason))
+                .unwrap_or_else(|| "refused".to_string());
             bail!("the server answered {status}: {reason}");
         }
         Ok(())
@@ -106,8 +109,8 @@ impl Desktop {
             reqwest::StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized),
             status if !status.is_success() => Err(PollError::Other(anyhow::anyhow!("the server answered {status}"))),
             _ => {
-                let body: Value = response.json().await.map_err(|e| PollError::Other(e.into()))?;
-                Ok((Summary::from_desktop(&body), self.page_url(&token)))
+                let body: DesktopSummary = response.json().await.map_err(|e| PollError::Other(e.into()))?;
+                Ok((Summary::from_desktop(body), self.page_url(&token)))
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::durable::write_atomically;
 use anyhow::{Context, Result};
 use herd_core::profiles::{Payload, ProfileDocument, file_line, parse_mode, sysctl_line, sysctl_path};
 use herd_osquery::table::{Column, Constraints, Row, Table, TableError, Value};
+use herd_proto::agent::{ProfileCommand, ProfileCommandResult, ProfileOperation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -64,6 +65,27 @@ pub struct Profiles {
     dir: PathBuf,
     roots: Roots,
     state: State,
+}
+
+/// What a command asks of this host.
+#[derive(Debug, PartialEq)]
+pub enum ProfileAction {
+    Install(ProfileDocument),
+    Remove(String),
+}
+
+/// Reads a command; Err: why it cannot be applied (answered as the command's error, the others still apply).
+pub fn plan_command(command: &ProfileCommand) -> Result<ProfileAction, String> {
+    match command.operation {
+        ProfileOperation::Install => match &command.profile {
+            Some(document) => serde_json::from_value::<ProfileDocument>(document.clone())
+                .map(ProfileAction::Install)
+                .map_err(|err| format!("unreadable profile: {err}")),
+            None => Err("the install command has no profile".to_string()),
+        },
+        ProfileOperation::Remove => Ok(ProfileAction::Remove(command.identifier.clone())),
+        ProfileOperation::Unknown => Err("unknown operation".to_string()),
+    }
 }
 
 fn target_of(payload: &Payload) -> String {
@@ -286,6 +308,25 @@ impl Profiles {
         self.save().map_err(|e| format!("saving the profile state: {e:#}"))
     }
 
+    /// Applies the server's commands in order; the answer to each (applied, or why not).
+    pub fn apply_commands(&mut self, commands: Vec<ProfileCommand>, now_s: i64) -> Vec<ProfileCommandResult> {
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            let outcome = match plan_command(&command) {
+                Ok(ProfileAction::Install(document)) => self.install(document, now_s),
+                Ok(ProfileAction::Remove(identifier)) => self.remove(&identifier),
+                Err(reason) => Err(reason),
+            };
+            let operation = command.operation.as_str();
+            match &outcome {
+                Ok(()) => tracing::info!(profile = %command.identifier, operation, "profile applied"),
+                Err(err) => tracing::warn!(profile = %command.identifier, operation, %err, "profile not applied"),
+            }
+            results.push(ProfileCommandResult::new(command.command_uuid, outcome.err()));
+        }
+        results
+    }
+
     /// One payload's state as the host has it now (see `herd_core::profiles::file_line`).
     fn observed_line(&self, identifier: &str, payload: &Payload) -> String {
         match payload {
@@ -372,6 +413,46 @@ impl Table for HerdProfilesTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_table() {
+        let command = |operation, profile: Option<serde_json::Value>| ProfileCommand {
+            command_uuid: "c".into(),
+            operation,
+            identifier: "com.example.motd".into(),
+            name: String::new(),
+            profile,
+        };
+        let document: serde_json::Value =
+            serde_json::from_str(r#"{"identifier": "com.example.motd", "name": "MOTD", "payloads": []}"#).unwrap();
+        let parsed: ProfileDocument = serde_json::from_value(document.clone()).unwrap();
+        let cases: Vec<(&str, ProfileCommand, Result<ProfileAction, &str>)> = vec![
+            ("install", command(ProfileOperation::Install, Some(document)), Ok(ProfileAction::Install(parsed))),
+            ("remove", command(ProfileOperation::Remove, None), Ok(ProfileAction::Remove("com.example.motd".into()))),
+            (
+                "install without a document",
+                command(ProfileOperation::Install, None),
+                Err("the install command has no profile"),
+            ),
+            (
+                "unreadable document",
+                command(ProfileOperation::Install, Some(serde_json::Value::from(vec![1]))),
+                Err("unreadable profile"),
+            ),
+            (
+                "an operation this agent does not know",
+                command(ProfileOperation::Unknown, None),
+                Err("unknown operation"),
+            ),
+        ];
+        for (what, command, want) in cases {
+            match (plan_command(&command), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{what}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{what}: {got}"),
+                (got, want) => panic!("{what}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
 
     fn setup() -> (tempfile::TempDir, Profiles) {
         let dir = tempfile::tempdir().unwrap();

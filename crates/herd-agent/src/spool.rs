@@ -3,7 +3,7 @@
 //! the server has answered 200.
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use herd_proto::osquery::DistributedWriteRequest;
 use std::path::{Path, PathBuf};
 
 pub struct Spool {
@@ -36,7 +36,7 @@ impl Spool {
     }
 
     /// Stores a report durably and returns its file.
-    pub fn push(&self, report: &Value) -> Result<PathBuf> {
+    pub fn push(&self, report: &DistributedWriteRequest) -> Result<PathBuf> {
         let pending = self.pending()?;
         if pending.len() >= MAX_PENDING {
             for old in &pending[..=pending.len() - MAX_PENDING] {
@@ -50,7 +50,7 @@ impl Spool {
         Ok(path)
     }
 
-    pub fn load(path: &Path) -> Result<Value> {
+    pub fn load(path: &Path) -> Result<DistributedWriteRequest> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a report", path.display()))
     }
@@ -64,12 +64,23 @@ impl Spool {
 mod tests {
     use super::*;
 
+    /// A report told apart by its one status.
+    fn report(n: i64) -> DistributedWriteRequest {
+        let mut report = DistributedWriteRequest::default();
+        report.statuses.insert("n".into(), n);
+        report
+    }
+
+    fn numbers(spool: &Spool) -> Vec<i64> {
+        spool.pending().unwrap().iter().map(|p| Spool::load(p).unwrap().statuses["n"]).collect()
+    }
+
     #[test]
     fn reports_survive_reopening_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         for i in 0..3 {
-            spool.push(&serde_json::json!({"n": i})).unwrap();
+            spool.push(&report(i)).unwrap();
         }
         #[cfg(unix)]
         {
@@ -77,13 +88,21 @@ mod tests {
             assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         }
         let reopened = Spool::open(dir.path()).unwrap();
-        let pending = reopened.pending().unwrap();
-        let values: Vec<Value> = pending.iter().map(|p| Spool::load(p).unwrap()["n"].clone()).collect();
-        assert_eq!(values, [0, 1, 2]);
-        Spool::remove(&pending[0]).unwrap();
-        reopened.push(&serde_json::json!({"n": 3})).unwrap();
-        let values: Vec<Value> =
-            reopened.pending().unwrap().iter().map(|p| Spool::load(p).unwrap()["n"].clone()).collect();
-        assert_eq!(values, [1, 2, 3], "new reports go after the old ones");
+        assert_eq!(numbers(&reopened), [0, 1, 2]);
+        Spool::remove(&reopened.pending().unwrap()[0]).unwrap();
+        reopened.push(&report(3)).unwrap();
+        assert_eq!(numbers(&reopened), [1, 2, 3], "new reports go after the old ones");
+    }
+
+    #[test]
+    fn reports_spooled_by_earlier_agents_still_load() {
+        // Written by the agent before the typed protocol: no node key, `herd_recheck` patched in.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.json");
+        let old = r#"{"herd_recheck":true,"messages":{},"queries":{"q":[{"a":"1"}]},"stats":{},"statuses":{"q":0}}"#;
+        std::fs::write(&path, old).unwrap();
+        let report = Spool::load(&path).unwrap();
+        assert!(report.herd_recheck);
+        assert_eq!((report.queries["q"][0]["a"].as_str(), report.statuses["q"]), ("1", 0));
     }
 }

@@ -3,5 +3,6 @@
 //! These types describe JSON as it travels, field names and all; they are not domain types. Parsing into them
 //! is the first step at every edge; validation into domain types is the second.
 
+pub mod agent;
 pub mod fleet;
 pub mod osquery;

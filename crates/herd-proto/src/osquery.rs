@@ -220,7 +220,7 @@ pub struct DistributedReadResponse {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct DistributedWriteRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_key: Option<String>,
     #[serde(default, deserialize_with = "rows_lenient")]
     pub queries: BTreeMap<String, Vec<Row>>,
@@ -233,6 +233,30 @@ pub struct DistributedWriteRequest {
     /// herd-agent's own: this report re-checks policies right after their remediations ran.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub herd_recheck: bool,
+}
+
+/// The empty object the write and log endpoints answer (herd's agent endpoints answer it too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledged {}
+
+/// What an agent follows of a config answer, which is the admin's document: `options.distributed_interval`
+/// and `options.logger_tls_period`, in seconds. Read leniently, as osqueryd does: a value that is not a
+/// whole number of seconds, or a document of another shape, reads as absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigOptions {
+    pub distributed_interval: Option<u64>,
+    pub logger_tls_period: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for ConfigOptions {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let config = Value::deserialize(de)?;
+        let option = |name: &str| config.get("options").and_then(|o| o.get(name)).and_then(Value::as_u64);
+        Ok(ConfigOptions {
+            distributed_interval: option("distributed_interval"),
+            logger_tls_period: option("logger_tls_period"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,6 +311,45 @@ impl StatusLogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_options_read_leniently() {
+        let cases: &[(&str, ConfigOptions)] = &[
+            (
+                r#"{"options": {"distributed_interval": 30, "logger_tls_period": 10}, "decorators": {}}"#,
+                ConfigOptions { distributed_interval: Some(30), logger_tls_period: Some(10) },
+            ),
+            (r#"{"options": {"distributed_interval": "30"}}"#, ConfigOptions::default()),
+            (r#"{"options": {"distributed_interval": -1}}"#, ConfigOptions::default()),
+            (r#"{"options": "none"}"#, ConfigOptions::default()),
+            (r#"{}"#, ConfigOptions::default()),
+            (r#"[]"#, ConfigOptions::default()),
+        ];
+        for (config, want) in cases {
+            assert_eq!(serde_json::from_str::<ConfigOptions>(config).unwrap(), *want, "{config}");
+        }
+    }
+
+    #[test]
+    fn the_agents_report_is_todays() {
+        // What herd-agent sends: rows of strings, statuses as numbers, messages as strings, `herd_recheck` only
+        // when set; its spool keeps the report without the node key.
+        let mut report = DistributedWriteRequest::default();
+        report.queries.insert("a".into(), vec![Row::from([("x".to_string(), "1".to_string())])]);
+        report.statuses.insert("a".into(), 0);
+        report.queries.insert("b".into(), vec![]);
+        report.statuses.insert("b".into(), 1);
+        report.messages.insert("b".into(), Value::String("no such table: nope".into()));
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::json!({"queries": {"a": [{"x": "1"}], "b": []}, "statuses": {"a": 0, "b": 1},
+                "messages": {"b": "no such table: nope"}, "stats": {}})
+        );
+        report.herd_recheck = true;
+        report.node_key = Some("k".into());
+        let sent = serde_json::to_value(&report).unwrap();
+        assert_eq!((&sent["herd_recheck"], &sent["node_key"]), (&serde_json::json!(true), &serde_json::json!("k")));
+    }
 
     #[test]
     fn write_accepts_string_and_number_statuses() {

@@ -40,20 +40,15 @@ fn prepare(
         );
     };
     let data_dir = serving.data_dir.join("agent");
-    let options = herd_agent::cli::RunOptions {
-        server: serving.url.clone(),
-        enroll_secret_file: enroll_secret_file.clone(),
-        ca_cert: Some(ca_cert.clone()),
-        data_dir: data_dir.clone(),
-        host_identifier: None,
-        // This machine's own agent: scripts stay off unless the operator starts herd with them on.
+    // This machine's own agent: scripts stay off unless the operator starts herd with them on; profiles
+    // (which write files as root) stay off (`RunOptions::local`).
+    let options = herd_agent::cli::RunOptions::local(
+        serving.url.clone(),
+        enroll_secret_file.clone(),
+        Some(ca_cert.clone()),
+        data_dir.clone(),
         enable_scripts,
-        // Profiles write files as root: never on this machine unless asked by hand.
-        enable_profiles: false,
-        sysctl_dir: "/etc/sysctl.d".into(),
-        proc_sys_dir: "/proc/sys".into(),
-        script_timeout: 300,
-    };
+    );
     let note = format!("This machine runs a local agent too (data in {}).", data_dir.display());
     let task: CompanionTask = Box::pin(async move {
         if let Err(err) = herd_agent::run::run_until(options, stopped).await {

@@ -10,8 +10,8 @@ use crate::state::SharedState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
+use herd_proto::agent::{DeferralAgentStatus, DeferralChoiceResponse, DeferralStatusRequest, DeferralStatusResponse};
 use herd_store::AgentDeferralStatus;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
@@ -23,7 +23,7 @@ pub fn device_routes() -> crate::api::Routes {
 
 /// At the root: what herd-agent calls.
 pub fn agent_routes() -> crate::api::Routes {
-    crate::api::Routes::new().route("/api/fleet/orbit/deferrals/status", post(agent_status))
+    crate::api::Routes::new().route(herd_proto::agent::DEFERRALS_STATUS_PATH, post(agent_status))
 }
 
 async fn device_list(
@@ -40,28 +40,14 @@ async fn device_choose(
     Client(client): Client,
     Path((token, policy_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<app::deferrals::ChoiceRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeferralChoiceResponse>, ApiError> {
     let host_id = app::device::host_id(&state, client, &token).await?;
     let policy_id: i64 = policy_id.parse().map_err(|_| ApiError::invalid("policy_id", "must be a policy id"))?;
     let deferral = app::deferrals::choose(&state, host_id, policy_id, &request).await?;
-    Ok(Json(json!({"deferral": deferral})))
+    Ok(Json(DeferralChoiceResponse { deferral }))
 }
 
-#[derive(Deserialize)]
-struct StatusRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-    execution_id: String,
-    /// prompting | waiting
-    status: String,
-    #[serde(default)]
-    reason: Option<String>,
-    /// The host's IANA time zone.
-    #[serde(default)]
-    time_zone: Option<String>,
-}
-
-impl crate::extract::NodeKeyed for StatusRequest {
+impl crate::extract::NodeKeyed for DeferralStatusRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -71,19 +57,18 @@ impl crate::extract::NodeKeyed for StatusRequest {
 /// run is no longer deferred: the agent drops it and fetches its scripts).
 async fn agent_status(
     State(state): State<SharedState>,
-    request: OsqueryJson<StatusRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<DeferralStatusRequest>,
+) -> Result<Json<DeferralStatusResponse>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let body = &request.body;
     let reason = body.reason.as_deref().map(|r| r.chars().take(500).collect::<String>());
-    let status = match body.status.as_str() {
-        "prompting" => AgentDeferralStatus::Prompting,
-        "waiting" => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
-        other => return Err(OsqueryError::BadRequest(format!("status {other:?}: expected prompting or waiting"))),
+    let status = match body.status {
+        DeferralAgentStatus::Prompting => AgentDeferralStatus::Prompting,
+        DeferralAgentStatus::Waiting => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
     };
     // A zone the server cannot read is not recorded ("tomorrow 09:00" then reads as UTC).
     let zone = body.time_zone.as_deref().filter(|z| z.parse::<herd_core::deferral::Tz>().is_ok());
     let record =
         state.store.record_agent_deferral_status(host.checkin.id, &body.execution_id, status, zone, now).await?;
-    Ok(Json(json!({"deferral": record.map(|r| app::deferrals::agent_state(&r))})))
+    Ok(Json(DeferralStatusResponse { deferral: record.map(|r| app::deferrals::agent_state(&r)) }))
 }

@@ -11,8 +11,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, head, post};
+use herd_proto::agent::{
+    Acknowledged, DesktopNotifications, DesktopSummary, DeviceConfig, DeviceMdm, DeviceMigration, DeviceTokenRequest,
+};
 use herd_store::StoreError;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
@@ -29,7 +31,7 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls.
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/device_token", post(register_token))
+        .route(herd_proto::agent::DEVICE_TOKEN_PATH, post(register_token))
         .route("/api/v1/fleet/orbit/device_token", post(register_token))
 }
 
@@ -45,19 +47,13 @@ async fn migrate_mdm(
 }
 
 /// What the desktop notifier and the My Device page show of the organisation.
-fn org_config(state: &SharedState) -> Value {
+fn org_config(state: &SharedState) -> DeviceConfig {
     let mode = app::device::migration_mode(state);
     let settings = state.settings.get();
-    let org = &settings.config.org_info;
-    json!({
-        "org_info": {
-            "org_name": org.org_name,
-            "org_logo_url": org.org_logo_url,
-            "org_logo_url_light_background": org.org_logo_url_light_background,
-            "contact_url": org.contact_url,
-        },
-        "mdm": {"macos_migration": {"mode": mode}},
-    })
+    DeviceConfig {
+        org_info: settings.config.org_info.clone(),
+        mdm: DeviceMdm { macos_migration: DeviceMigration { mode } },
+    }
 }
 
 /// Fleet's `GET /device/{token}`: the host (its policies without SQL or authors) and the organisation.
@@ -73,9 +69,9 @@ async fn summary(
     let config = org_config(&state);
     Ok(Json(json!({
         "host": host,
-        "org_logo_url": config["org_info"]["org_logo_url"],
-        "org_logo_url_light_background": config["org_info"]["org_logo_url_light_background"],
-        "org_contact_url": config["org_info"]["contact_url"],
+        "org_logo_url": config.org_info.org_logo_url,
+        "org_logo_url_light_background": config.org_info.org_logo_url_light_background,
+        "org_contact_url": config.org_info.contact_url,
         "global_config": config,
     })))
 }
@@ -85,19 +81,21 @@ async fn desktop(
     State(state): State<SharedState>,
     Client(client): Client,
     Path(token): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopSummary>, ApiError> {
     let record = app::device::host(&state, client, &token).await?;
     let failing = app::device::policies(&state, &record).await?.iter().filter(|p| p.response == "fail").count();
     let deferrals = crate::app::deferrals::of_host(&state, record.id).await?;
     let asking = deferrals.iter().filter(|d| d.state == "prompting").count();
-    Ok(Json(json!({
-        "failing_policies_count": failing,
-        // herd's own: fixes waiting on the user's choice.
-        "deferrals_waiting_count": asking,
-        // Apple enrollment profiles await an Apple MDM transport: never due here.
-        "notifications": {"needs_mdm_migration": app::device::needs_migration(&state, &record), "renew_enrollment_profile": false},
-        "config": org_config(&state),
-    })))
+    Ok(Json(DesktopSummary {
+        failing_policies_count: failing as u64,
+        deferrals_waiting_count: asking as u64,
+        notifications: DesktopNotifications {
+            needs_mdm_migration: app::device::needs_migration(&state, &record),
+            // Apple enrollment profiles await an Apple MDM transport: never due here.
+            renew_enrollment_profile: false,
+        },
+        config: org_config(&state),
+    }))
 }
 
 async fn policies(
@@ -134,17 +132,7 @@ async fn refetch(
     Ok(Json(json!({})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterToken {
-    /// The host's osquery node key (herd-agent enrolls over the osquery TLS API); Fleet's orbit sends
-    /// `orbit_node_key`, accepted under either name.
-    #[serde(alias = "orbit_node_key")]
-    node_key: Option<String>,
-    device_auth_token: String,
-}
-
-impl crate::extract::NodeKeyed for RegisterToken {
+impl crate::extract::NodeKeyed for DeviceTokenRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -152,8 +140,8 @@ impl crate::extract::NodeKeyed for RegisterToken {
 
 async fn register_token(
     State(state): State<SharedState>,
-    request: OsqueryJson<RegisterToken>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<DeviceTokenRequest>,
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let token = request.body.device_auth_token.trim();
     herd_core::validate::device_token(token)
@@ -163,5 +151,5 @@ async fn register_token(
         StoreError::Conflict(reason) => OsqueryError::Conflict(reason),
         other => other.into(),
     })?;
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }

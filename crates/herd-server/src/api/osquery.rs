@@ -18,7 +18,7 @@ use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::policy::{self, PolicyResponse};
 use herd_core::vitals::{Vital, VitalsPatch};
 use herd_proto::osquery::{
-    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
+    Acknowledged, DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
     NodeKeyRequest, StatusLogLine,
 };
 use herd_store::{AutomationRules, EnrollHost, ReportOrigin, ReportedAnswer, StoreError, StoredStatusLog};
@@ -151,7 +151,12 @@ async fn config(
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, _) = app::agent::check_in(&state, &request.host);
     let settings = state.settings.get();
-    let config = settings.agent_options(host.checkin.team_id).get("config").cloned().unwrap_or_else(|| json!({}));
+    // The admin's document, passed on as it is.
+    let config = settings
+        .agent_options(host.checkin.team_id)
+        .get("config")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
     Ok(Json(config))
 }
 
@@ -288,7 +293,7 @@ async fn distributed_read(
 async fn distributed_write(
     State(state): State<SharedState>,
     request: OsqueryJson<DistributedWriteRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = app::agent::check_in(&state, &request.host);
     state.metrics.distributed_writes.fetch_add(1, Ordering::Relaxed);
     let report = request.body;
@@ -347,7 +352,7 @@ async fn distributed_write(
         state.store.verify_host_profiles(host.checkin.id, &installed, &settings.profile_limits(), now).await?;
     }
     if answers.is_empty() && !vitals_answered {
-        return Ok(Json(json!({})));
+        return Ok(Json(Acknowledged {}));
     }
     // One transaction for the whole report; 200 only once it is committed.
     let requested_at = host.vitals_sent_at.unwrap_or(now);
@@ -387,10 +392,13 @@ async fn distributed_write(
     if vitals_answered {
         state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
     }
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }
 
-async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>) -> Result<Json<Value>, OsqueryError> {
+async fn log(
+    State(state): State<SharedState>,
+    request: OsqueryJson<LogRequest>,
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = app::agent::check_in(&state, &request.host);
     let LogRequest { log_type, data, .. } = request.body;
     match log_type {
@@ -421,7 +429,7 @@ async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>)
                 .into_iter()
                 .map(|mut line| {
                     if let Value::Object(map) = &mut line {
-                        map.insert("herd_host_id".into(), json!(host.checkin.id));
+                        map.insert("herd_host_id".into(), Value::from(host.checkin.id));
                     }
                     line
                 })
@@ -436,5 +444,5 @@ async fn log(State(state): State<SharedState>, request: OsqueryJson<LogRequest>)
             state.metrics.result_log_lines.fetch_add(count, Ordering::Relaxed);
         }
     }
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }

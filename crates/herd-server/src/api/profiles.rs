@@ -19,6 +19,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use herd_core::roles::Action;
+use herd_proto::agent::{
+    Acknowledged, ProfileCommand, ProfileCommandStatus, ProfileCommandsResponse, ProfileOperation,
+    ProfileResultsRequest,
+};
 use herd_store::{NewProfile, ProfileRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,8 +47,8 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls (authenticated by its node key).
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/profiles/commands", post(agent_commands))
-        .route("/api/fleet/orbit/profiles/results", post(agent_results))
+        .route(herd_proto::agent::PROFILES_COMMANDS_PATH, post(agent_commands))
+        .route(herd_proto::agent::PROFILES_RESULTS_PATH, post(agent_results))
 }
 
 fn profile_json(p: &ProfileRecord) -> Value {
@@ -241,7 +245,7 @@ async fn resend(
 async fn agent_commands(
     State(state): State<SharedState>,
     request: OsqueryJson<herd_proto::osquery::NodeKeyRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+) -> Result<Json<ProfileCommandsResponse>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let host_id = host.checkin.id;
     if !host.checkin.profiles_enabled {
@@ -249,39 +253,23 @@ async fn agent_commands(
         state.hosts.evict(host_id);
     }
     let commands = state.store.profile_commands(host_id).await?;
-    let commands: Vec<Value> = commands
-        .iter()
-        .map(|c| {
-            let document = c.contents.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
-            json!({
-                "command_uuid": c.command_uuid,
-                "operation": c.operation.as_str(),
-                "identifier": c.identifier,
-                "name": c.name,
-                "profile": document,
-            })
+    let commands = commands
+        .into_iter()
+        .map(|c| ProfileCommand {
+            command_uuid: c.command_uuid,
+            operation: match c.operation {
+                herd_core::profiles::Operation::Install => ProfileOperation::Install,
+                herd_core::profiles::Operation::Remove => ProfileOperation::Remove,
+            },
+            identifier: c.identifier,
+            name: c.name,
+            profile: c.contents.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok()),
         })
         .collect();
-    Ok(Json(json!({"commands": commands})))
+    Ok(Json(ProfileCommandsResponse { commands }))
 }
 
-#[derive(Deserialize)]
-struct ResultsRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-    results: Vec<CommandResult>,
-}
-
-#[derive(Deserialize)]
-struct CommandResult {
-    command_uuid: String,
-    /// acknowledged | error
-    status: String,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
-impl crate::extract::NodeKeyed for ResultsRequest {
+impl crate::extract::NodeKeyed for ProfileResultsRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -289,16 +277,15 @@ impl crate::extract::NodeKeyed for ResultsRequest {
 
 async fn agent_results(
     State(state): State<SharedState>,
-    request: OsqueryJson<ResultsRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<ProfileResultsRequest>,
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let mut results = Vec::with_capacity(request.body.results.len());
     for r in &request.body.results {
-        let error = match r.status.as_str() {
-            "acknowledged" => None,
-            "error" => Some(r.detail.as_deref().unwrap_or("no detail").chars().take(2_000).collect::<String>()),
-            other => {
-                return Err(OsqueryError::BadRequest(format!("status {other:?}: expected acknowledged or error")));
+        let error = match r.status {
+            ProfileCommandStatus::Acknowledged => None,
+            ProfileCommandStatus::Error => {
+                Some(r.detail.as_deref().unwrap_or("no detail").chars().take(2_000).collect::<String>())
             }
         };
         results.push((r.command_uuid.clone(), error));
@@ -306,5 +293,5 @@ async fn agent_results(
     let limits = state.settings.get().profile_limits();
     state.store.record_profile_results(host.checkin.id, &results, &limits, now).await?;
     state.hosts.evict(host.checkin.id);
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }

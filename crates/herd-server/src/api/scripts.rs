@@ -13,8 +13,11 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use herd_core::roles::Action;
+use herd_proto::agent::{
+    Acknowledged, DeferralInfo, DeferralTrigger, PendingScript, PendingScriptsRequest, PendingScriptsResponse,
+    ScriptResultRequest,
+};
 use herd_store::{ExecutionRecord, ScriptRecord};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,8 +38,8 @@ pub fn routes() -> crate::api::Routes {
 /// At the root: what herd-agent calls (authenticated by its node key).
 pub fn agent_routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/api/fleet/orbit/scripts/pending", post(agent_pending))
-        .route("/api/fleet/orbit/scripts/result", post(agent_result))
+        .route(herd_proto::agent::SCRIPTS_PENDING_PATH, post(agent_pending))
+        .route(herd_proto::agent::SCRIPTS_RESULT_PATH, post(agent_result))
 }
 
 fn script_json(s: &ScriptRecord) -> Value {
@@ -167,19 +170,7 @@ async fn host_scripts(
     Ok(Json(json!({"scripts": scripts})))
 }
 
-#[derive(Deserialize)]
-struct PendingRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-    /// Whether the agent was started with scripts enabled.
-    #[serde(default)]
-    scripts_enabled: bool,
-    /// herd-agent keeps deferred runs itself and asks its user; any other runner gets them as ordinary runs.
-    #[serde(default)]
-    deferrals: bool,
-}
-
-impl crate::extract::NodeKeyed for PendingRequest {
+impl crate::extract::NodeKeyed for PendingScriptsRequest {
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
@@ -187,8 +178,8 @@ impl crate::extract::NodeKeyed for PendingRequest {
 
 async fn agent_pending(
     State(state): State<SharedState>,
-    request: OsqueryJson<PendingRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<PendingScriptsRequest>,
+) -> Result<Json<PendingScriptsResponse>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let host_id = host.checkin.id;
     state.store.set_scripts_enabled(host_id, request.body.scripts_enabled).await?;
@@ -210,10 +201,10 @@ async fn agent_pending(
                 .await?;
         }
         state.hosts.evict(host_id);
-        return Ok(Json(json!({"scripts": []})));
+        return Ok(Json(PendingScriptsResponse::default()));
     }
     let settings = state.settings.get();
-    let scripts: Vec<Value> = work
+    let scripts = work
         .iter()
         .map(|(e, deferral)| {
             // An automation's run carries its policy, so the agent can re-check it right after the fix.
@@ -222,51 +213,31 @@ async fn agent_pending(
             let deferral = deferral.as_ref().and_then(|record| {
                 let deferral_settings =
                     crate::app::deferrals::stored_settings(record.policy_id, record.settings.as_deref())?;
-                Some(json!({
-                    "settings": deferral_settings,
-                    "policy_name": record.policy_name,
-                    "org_name": settings.config.org_info.org_name,
-                    "state": crate::app::deferrals::agent_state(record),
-                }))
+                Some(DeferralInfo {
+                    settings: deferral_settings,
+                    policy_name: record.policy_name.clone(),
+                    org_name: settings.config.org_info.org_name.clone(),
+                    state: crate::app::deferrals::agent_state(record),
+                })
             });
-            json!({
-                "execution_id": e.execution_id,
-                "name": e.script_name,
-                "contents": e.contents,
-                "timeout_s": e.timeout_s,
-                "policy_id": policy.map(|p| p.schedule.id),
-                "policy_query": policy.map(|p| p.query.clone()),
+            PendingScript {
+                execution_id: e.execution_id.clone(),
+                name: e.script_name.clone(),
+                contents: e.contents.clone(),
+                timeout_s: Some(e.timeout_s),
+                policy_id: policy.map(|p| p.schedule.id),
+                policy_query: policy.map(|p| p.query.clone()),
                 // The agent names its re-check with it, so an answer to an edited policy's old query is
                 // ignored rather than counted for the new one.
-                "policy_revision": policy.map(|p| p.schedule.revision),
-                "deferral": deferral,
-            })
+                policy_revision: policy.map(|p| p.schedule.revision),
+                deferral,
+            }
         })
         .collect();
-    Ok(Json(json!({"scripts": scripts})))
+    Ok(Json(PendingScriptsResponse { scripts }))
 }
 
-#[derive(Deserialize)]
-struct ResultRequest {
-    #[serde(default, alias = "orbit_node_key")]
-    node_key: Option<String>,
-    execution_id: String,
-    /// None: the script could not run or was killed at its timeout.
-    exit_code: Option<i64>,
-    #[serde(default)]
-    output: String,
-    #[serde(default)]
-    runtime_ms: Option<i64>,
-    /// The agent re-runs the remediated policy itself after the round (herd-agent does); otherwise the server
-    /// hands the policy out again once the host's last automation run has finished.
-    #[serde(default)]
-    rechecks_locally: bool,
-    /// A deferred run: what made it run (scheduled | deadline | no_user).
-    #[serde(default)]
-    deferral_trigger: Option<String>,
-}
-
-impl crate::extract::NodeKeyed for ResultRequest {
+impl crate::extract::NodeKeyed for ScriptResultRequest {
     /// A script may print far more than the 10,000 characters kept (runners other than herd-agent may send it
     /// all): a report's limits, and the server keeps the tail.
     const LIMITS: crate::extract::BodyLimits = crate::extract::REPORT_LIMITS;
@@ -277,8 +248,8 @@ impl crate::extract::NodeKeyed for ResultRequest {
 
 async fn agent_result(
     State(state): State<SharedState>,
-    request: OsqueryJson<ResultRequest>,
-) -> Result<Json<Value>, OsqueryError> {
+    request: OsqueryJson<ScriptResultRequest>,
+) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = crate::app::agent::check_in(&state, &request.host);
     let body = &request.body;
     // Keep the tail: that is where a script says what went wrong.
@@ -313,11 +284,11 @@ async fn agent_result(
         });
         crate::activity::record(&state, None, "ran_script", details.clone()).await;
         // Deferred runs are told apart: the user's schedule came due, or herd enforced the deadline.
-        let kind = match body.deferral_trigger.as_deref() {
-            Some("scheduled") => Some("ran_deferred_remediation"),
-            Some("deadline") => Some("enforced_deferral_deadline"),
-            Some("no_user") => Some("ran_remediation_without_user"),
-            _ => None,
+        let kind = match body.deferral_trigger {
+            Some(DeferralTrigger::Scheduled) => Some("ran_deferred_remediation"),
+            Some(DeferralTrigger::Deadline) => Some("enforced_deferral_deadline"),
+            Some(DeferralTrigger::NoUser) => Some("ran_remediation_without_user"),
+            Some(DeferralTrigger::Unknown) | None => None,
         };
         if let Some(kind) = kind {
             crate::activity::record(&state, None, kind, details).await;
@@ -331,5 +302,5 @@ async fn agent_result(
         }
     }
     state.hosts.evict(host.checkin.id);
-    Ok(Json(json!({})))
+    Ok(Json(Acknowledged {}))
 }

@@ -9,7 +9,6 @@ use herd_core::Millis;
 use herd_core::deferral::{DeferOption, DeferralRules, DeferralSettings, HostNow, MessageContext};
 use herd_proto::fleet::{DeferralChoice, HostDeferral};
 use herd_store::{ChoiceRefused, DeferralRecord};
-use serde::Deserialize;
 
 /// The policy's deferral settings as stored (checked on the way in; unreadable ones are logged and shown
 /// as none).
@@ -98,16 +97,8 @@ pub async fn of_host(state: &SharedState, host_id: i64) -> Result<Vec<HostDeferr
     Ok(state.store.host_deferrals(host_id).await?.iter().map(|r| view(r, &org_name, now)).collect())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChoiceRequest {
-    /// "now", or one of the offered options as the admin wrote it.
-    pub choice: String,
-    /// Who chose: the desktop notifier sends the login name; the My Device page, which cannot know who sits
-    /// at the computer, says "My Device page"; other callers may leave it out (stored as NULL).
-    #[serde(default)]
-    pub chosen_by: Option<String>,
-}
+/// The device user's choice (the device API, `herd-agent desktop` and the My Device page send one).
+pub type ChoiceRequest = herd_proto::agent::DeferralChoiceRequest;
 
 /// Records a device user's choice; the refused ones change nothing and say why (409: not now / already
 /// chosen / past the deadline / no deferrals left; 422: not an offered option).
@@ -155,10 +146,10 @@ pub async fn choose(
 }
 
 /// The part of a record the agent follows.
-pub fn agent_state(record: &DeferralRecord) -> serde_json::Value {
-    serde_json::json!({
-        "first_prompt_at": record.first_prompt_at,
-        "deferrals_used": record.deferrals_used,
-        "scheduled_at": record.scheduled_at,
-    })
+pub fn agent_state(record: &DeferralRecord) -> herd_proto::agent::DeferralProgress {
+    herd_proto::agent::DeferralProgress {
+        first_prompt_at: record.first_prompt_at,
+        deferrals_used: record.deferrals_used,
+        scheduled_at: record.scheduled_at,
+    }
 }
