@@ -7,6 +7,7 @@
 pub mod automation;
 pub mod deferral;
 pub mod due;
+pub mod execution;
 pub mod host_status;
 pub mod jitter;
 pub mod jobs;

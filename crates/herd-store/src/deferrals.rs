@@ -13,6 +13,7 @@ use crate::scripts::{ExecutionRecord, execution_from_row};
 use crate::{Backend, Result, Store};
 use herd_core::Millis;
 use herd_core::deferral::{DeferOption, DeferralRules, DeferralState, HostNow, Tz};
+use herd_core::execution::ExecutionStatus;
 use sqlx::{Acquire, AnyConnection, Row};
 
 /// A host's deferral state for one policy, as host views and the agent need it.
@@ -27,7 +28,7 @@ pub struct DeferralRecord {
     pub open: bool,
     pub execution_id: Option<String>,
     /// deferred | pending | ran | error | cancelled
-    pub execution_status: Option<String>,
+    pub execution_status: Option<ExecutionStatus>,
     pub first_prompt_at: Option<Millis>,
     pub deferrals_used: i64,
     pub scheduled_at: Option<Millis>,
@@ -56,7 +57,7 @@ impl DeferralRecord {
 
     /// Waiting on the user: a prompt is due or open, or a run is scheduled.
     pub fn awaiting_run(&self) -> bool {
-        self.open && self.execution_status.as_deref() == Some("deferred")
+        self.open && self.execution_status == Some(ExecutionStatus::Deferred)
     }
 }
 
@@ -72,7 +73,10 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<DeferralRecord> {
         settings: row.try_get("settings")?,
         open: row.try_get::<i64, _>("open")? != 0,
         execution_id: row.try_get("execution_id")?,
-        execution_status: row.try_get("execution_status")?,
+        execution_status: row
+            .try_get::<Option<String>, _>("execution_status")?
+            .map(|text| crate::scripts::execution_status(&text))
+            .transpose()?,
         first_prompt_at: row.try_get("first_prompt_at")?,
         deferrals_used: row.try_get("deferrals_used")?,
         scheduled_at: row.try_get("scheduled_at")?,
@@ -253,7 +257,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let executions = rows.iter().map(execution_from_row).collect::<Result<Vec<_>>>()?;
-        let records = if executions.iter().any(|e| e.status == "deferred") {
+        let records = if executions.iter().any(|e| e.status == ExecutionStatus::Deferred) {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{RECORD_SELECT} WHERE d.host_id = $1")))
                 .bind(host_id)
                 .fetch_all(&mut *tx)
@@ -273,7 +277,7 @@ impl Store {
         Ok(executions
             .into_iter()
             .map(|e| {
-                let record = (handles_deferrals && e.status == "deferred")
+                let record = (handles_deferrals && e.status == ExecutionStatus::Deferred)
                     .then(|| records.iter().find(|r| r.execution_id.as_deref() == Some(&e.execution_id)).cloned())
                     .flatten();
                 (e, record)

@@ -37,6 +37,7 @@ pub use automations::AutomationRules;
 pub use compliance::ComplianceDay;
 pub use config::StoredSecret;
 pub use deferrals::{AgentDeferralStatus, ChoiceRefused, DeferralRecord};
+pub use herd_core::execution::{ExecutionStatus, RunOutcome};
 pub use herd_core::report::ReportOrigin;
 pub use herd_core::report::ReportedAnswer;
 pub use hosts::{

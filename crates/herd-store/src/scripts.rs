@@ -3,6 +3,7 @@
 use crate::hosts::note_host_change;
 use crate::{Result, Store, StoreError};
 use herd_core::Millis;
+use herd_core::execution::{ExecutionStatus, RunOutcome};
 use sqlx::{Acquire, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,7 @@ pub struct ExecutionRecord {
     pub script_id: Option<i64>,
     pub script_name: String,
     pub contents: String,
-    /// pending | ran | error
-    pub status: String,
+    pub status: ExecutionStatus,
     pub exit_code: Option<i64>,
     pub output: String,
     pub runtime_ms: Option<i64>,
@@ -42,6 +42,11 @@ pub struct ExecutionRecord {
     pub policy_id: Option<i64>,
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
+}
+
+/// A stored status, converted at the row boundary.
+pub(crate) fn execution_status(text: &str) -> Result<ExecutionStatus> {
+    ExecutionStatus::parse(text).ok_or_else(|| crate::StoreError::Corrupt(format!("script execution status {text:?}")))
 }
 
 fn script_from_row(r: &sqlx::any::AnyRow) -> Result<ScriptRecord> {
@@ -62,7 +67,7 @@ pub(crate) fn execution_from_row(r: &sqlx::any::AnyRow) -> Result<ExecutionRecor
         script_id: r.try_get("script_id")?,
         script_name: r.try_get("script_name")?,
         contents: r.try_get("contents")?,
-        status: r.try_get("status")?,
+        status: execution_status(&r.try_get::<String, _>("status")?)?,
         exit_code: r.try_get("exit_code")?,
         output: r.try_get("output")?,
         runtime_ms: r.try_get("runtime_ms")?,
@@ -170,7 +175,7 @@ impl Store {
         &self,
         host_id: i64,
         execution_id: &str,
-        status: &str,
+        outcome: RunOutcome,
         exit_code: Option<i64>,
         output: &str,
         runtime_ms: Option<i64>,
@@ -182,7 +187,7 @@ impl Store {
             "UPDATE script_executions SET status = $1, exit_code = $2, output = $3, runtime_ms = $4, finished_at = $5 \
              WHERE execution_id = $6 AND host_id = $7 AND status IN ('pending', 'deferred')",
         )
-        .bind(status)
+        .bind(ExecutionStatus::from(outcome).as_str())
         .bind(exit_code)
         .bind(output)
         .bind(runtime_ms)

@@ -637,7 +637,15 @@ async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: S
     loop {
         let run = pending(store.clone()).await.remove(0);
         store
-            .record_execution_result(host, &run.execution_id, "ran", Some(1), "still broken", Some(5), t)
+            .record_execution_result(
+                host,
+                &run.execution_id,
+                herd_store::RunOutcome::Ran,
+                Some(1),
+                "still broken",
+                Some(5),
+                t,
+            )
             .await
             .unwrap();
         assert!(!store.host_policy_answers(host, None).await.unwrap()[0].remediating);
@@ -687,7 +695,18 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
     };
     report(NOW).await;
     let run = store.pending_executions(host).await.unwrap().remove(0);
-    store.record_execution_result(host, &run.execution_id, "ran", Some(1), "no luck", Some(5), NOW + 10).await.unwrap();
+    store
+        .record_execution_result(
+            host,
+            &run.execution_id,
+            herd_store::RunOutcome::Ran,
+            Some(1),
+            "no luck",
+            Some(5),
+            NOW + 10,
+        )
+        .await
+        .unwrap();
     report(NOW + 20).await;
     assert_eq!(fired(&store).await.len(), 1, "a continuing failure is not new");
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "retry waits for its backoff");
@@ -760,7 +779,18 @@ async fn continuous_automations_fire_on_every_scheduled_failure(store: Store) {
         let store = store.clone();
         async move {
             for run in store.pending_executions(host).await.unwrap() {
-                store.record_execution_result(host, &run.execution_id, "ran", Some(1), "", Some(1), at).await.unwrap();
+                store
+                    .record_execution_result(
+                        host,
+                        &run.execution_id,
+                        herd_store::RunOutcome::Ran,
+                        Some(1),
+                        "",
+                        Some(1),
+                        at,
+                    )
+                    .await
+                    .unwrap();
             }
         }
     };
@@ -801,10 +831,32 @@ async fn finished_remediations_make_their_policies_due_again(store: Store) {
     store.record_policy_results(host, &answers, NOW).await.unwrap();
     let runs = store.pending_executions(host).await.unwrap();
     assert_eq!(runs.len(), 2);
-    store.record_execution_result(host, &runs[0].execution_id, "ran", Some(0), "", Some(1), NOW + 1).await.unwrap();
+    store
+        .record_execution_result(
+            host,
+            &runs[0].execution_id,
+            herd_store::RunOutcome::Ran,
+            Some(0),
+            "",
+            Some(1),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
     assert!(store.request_automation_recheck(host, NOW + 1).await.unwrap().is_empty(), "a run is still pending");
     assert_eq!(store.host_checkin_and_runs(host).await.unwrap().unwrap().0.recheck_requested_at, None);
-    store.record_execution_result(host, &runs[1].execution_id, "ran", Some(0), "", Some(1), NOW + 2).await.unwrap();
+    store
+        .record_execution_result(
+            host,
+            &runs[1].execution_id,
+            herd_store::RunOutcome::Ran,
+            Some(0),
+            "",
+            Some(1),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
     assert_eq!(store.request_automation_recheck(host, NOW + 2).await.unwrap(), vec![a, b]);
     let checkin = store.host_checkin_and_runs(host).await.unwrap().unwrap().0;
     assert_eq!(checkin.recheck_requested_at, Some(NOW + 2));
@@ -833,7 +885,10 @@ async fn automation_rules_set_retries_and_timeout(store: Store) {
     store.record_report(host, &fail, None, NOW, &rules, |_| Vec::new()).await.unwrap();
     let run = store.pending_executions(host).await.unwrap().remove(0);
     assert_eq!(run.timeout_s, 7);
-    store.record_execution_result(host, &run.execution_id, "ran", Some(1), "", Some(1), NOW + 1).await.unwrap();
+    store
+        .record_execution_result(host, &run.execution_id, herd_store::RunOutcome::Ran, Some(1), "", Some(1), NOW + 1)
+        .await
+        .unwrap();
     let later = NOW + herd_core::DAY_MS;
     store.record_report(host, &fail, None, later, &rules, |_| Vec::new()).await.unwrap();
     assert!(store.pending_executions(host).await.unwrap().is_empty(), "no retries allowed");
@@ -911,7 +966,18 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
     assert_eq!(store.host_deferral(host, policy).await.unwrap().unwrap(), chosen, "a refused choice changes nothing");
 
     // The scheduled run happens and does not fix it: the retry waits on the user again, deadline unchanged.
-    store.record_execution_result(host, &execution.execution_id, "ran", Some(1), "", Some(5), NOW + 30).await.unwrap();
+    store
+        .record_execution_result(
+            host,
+            &execution.execution_id,
+            herd_store::RunOutcome::Ran,
+            Some(1),
+            "",
+            Some(5),
+            NOW + 30,
+        )
+        .await
+        .unwrap();
     let after_run = store.host_deferral(host, policy).await.unwrap().unwrap();
     assert_eq!((after_run.scheduled_at, after_run.deferrals_used), (None, 1));
     let retry_at = NOW + 30 + 10 * herd_core::MINUTE_MS;
@@ -925,7 +991,7 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
     report(retry_at + 1, PolicyResponse::Pass).await;
     let closed = store.host_deferral(host, policy).await.unwrap().unwrap();
     assert!(!closed.open);
-    assert_eq!(closed.execution_status.as_deref(), Some("cancelled"));
+    assert_eq!(closed.execution_status, Some(herd_store::ExecutionStatus::Cancelled));
     assert!(store.agent_script_work(host, true, retry_at + 2).await.unwrap().is_empty());
     let feed = store.list_activities(0, 100).await.unwrap();
     let kinds: Vec<&str> = feed.iter().map(|a| a.kind.as_str()).collect();

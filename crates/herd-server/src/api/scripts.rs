@@ -17,6 +17,7 @@ use herd_proto::agent::{
     Acknowledged, DeferralInfo, DeferralTrigger, PendingScript, PendingScriptsRequest, PendingScriptsResponse,
     ScriptResultRequest,
 };
+use herd_store::RunOutcome;
 use herd_store::{ExecutionRecord, ScriptRecord};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -197,7 +198,7 @@ async fn agent_pending(
         for (execution, _) in &work {
             state
                 .store
-                .record_execution_result(host_id, &execution.execution_id, "error", None, why, None, now)
+                .record_execution_result(host_id, &execution.execution_id, RunOutcome::Error, None, why, None, now)
                 .await?;
         }
         state.hosts.evict(host_id);
@@ -254,14 +255,14 @@ async fn agent_result(
     let body = &request.body;
     // Keep the tail: that is where a script says what went wrong.
     let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
-    let status = if body.exit_code.is_some() { "ran" } else { "error" };
+    let outcome = if body.exit_code.is_some() { RunOutcome::Ran } else { RunOutcome::Error };
     // A result that was recorded already (the agent resending after a lost answer) is acknowledged again.
     let recorded = state
         .store
         .record_execution_result(
             host.checkin.id,
             &body.execution_id,
-            status,
+            outcome,
             body.exit_code,
             output,
             body.runtime_ms,

@@ -37,15 +37,15 @@ pub fn view(record: &DeferralRecord, org_name: &str, now: Millis) -> HostDeferra
         // Before the first prompt, only an absolute deadline is known.
         if state.first_prompt_at.is_none() { rules.deadline_at } else { rules.deadline(&state, now) }
     });
-    let status = record.execution_status.as_deref();
-    let phase = match (record.open, status) {
-        (false, Some("cancelled")) => "cancelled",
+    use herd_store::ExecutionStatus::{Cancelled, Deferred, Pending};
+    let phase = match (record.open, record.execution_status) {
+        (false, Some(Cancelled)) => "cancelled",
         (false, _) => "fixed",
-        (true, Some("deferred")) if record.scheduled_at.is_some() => "scheduled",
-        (true, Some("deferred")) if record.prompt_open => "prompting",
-        (true, Some("deferred")) if record.waiting_reason.is_some() => "waiting",
-        (true, Some("deferred")) => "awaiting_prompt",
-        (true, Some("pending")) => "running",
+        (true, Some(Deferred)) if record.scheduled_at.is_some() => "scheduled",
+        (true, Some(Deferred)) if record.prompt_open => "prompting",
+        (true, Some(Deferred)) if record.waiting_reason.is_some() => "waiting",
+        (true, Some(Deferred)) => "awaiting_prompt",
+        (true, Some(Pending)) => "running",
         (true, _) => "ran",
     };
     let tz = record.tz();

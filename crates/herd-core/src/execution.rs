@@ -1,0 +1,95 @@
+//! The states of a script execution, as the store keeps them and the APIs show them.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a script execution stands. Stored as its lowercase name (`script_executions.status`); converted at
+/// the row boundary, so code past the store matches on states, not strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Queued: the host runs it at its next check-in.
+    Pending,
+    /// Queued, waiting on the device user's choice (a deferrable automation).
+    Deferred,
+    /// Ran; the exit code says how it went.
+    Ran,
+    /// Could not run, or ran past its time limit (no exit code).
+    Error,
+    /// Dropped before it ran (the policy passed again while the run waited on the user).
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Deferred,
+        ExecutionStatus::Ran,
+        ExecutionStatus::Error,
+        ExecutionStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Deferred => "deferred",
+            ExecutionStatus::Ran => "ran",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// Still to run (pending, or deferred on the user).
+    pub fn is_open(self) -> bool {
+        matches!(self, ExecutionStatus::Pending | ExecutionStatus::Deferred)
+    }
+}
+
+impl std::fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compared with the name on the wire (`status == "ran"`), as tests and views read it.
+impl PartialEq<&str> for ExecutionStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a run that finished ended (what an agent's result or a timeout records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Ran,
+    Error,
+}
+
+impl From<RunOutcome> for ExecutionStatus {
+    fn from(outcome: RunOutcome) -> ExecutionStatus {
+        match outcome {
+            RunOutcome::Ran => ExecutionStatus::Ran,
+            RunOutcome::Error => ExecutionStatus::Error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for status in ExecutionStatus::ALL {
+            assert_eq!(ExecutionStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), serde_json::Value::from(status.as_str()));
+        }
+        assert_eq!(ExecutionStatus::parse("Ran"), None, "names are exact");
+        let open: Vec<_> = ExecutionStatus::ALL.into_iter().filter(|s| s.is_open()).collect();
+        assert_eq!(open, [ExecutionStatus::Pending, ExecutionStatus::Deferred]);
+        assert!(ExecutionStatus::Ran == "ran" && ExecutionStatus::Error != "ran");
+    }
+}
