@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn the_login_page_escapes_what_it_echoes() {
         let html = LoginPage { next: "/console\"><script>", error: Some("<b>") }.render().unwrap();
-        assert!(html.contains("value=\"/console&#34;&gt;&lt;script&gt;\""), "{html}");
+        assert!(html.contains("value=\"/console&quot;&gt;&lt;script&gt;\""), "{html}");
         assert!(html.contains("<p role=\"alert\" class=\"error\">&lt;b&gt;</p>"), "{html}");
     }
 }

@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn messages_are_escaped() {
         let page = MessagePage { title: "<b>\"x\" & 'y'</b>", text: "a < b" }.render().unwrap();
-        assert!(page.contains("<h1>&lt;b&gt;&#34;x&#34; &amp; &#39;y&#39;&lt;/b&gt;</h1>"), "{page}");
+        assert!(page.contains("<h1>&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;</h1>"), "{page}");
         assert!(page.contains("<p>a &lt; b</p>"), "{page}");
     }
 }
