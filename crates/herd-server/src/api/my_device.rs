@@ -2,7 +2,7 @@
 //! policies first, with how to fix them, fixes under way, then the rest; a Refetch button; how to reach IT.
 //! Server-rendered HTML that works without JavaScript (a small script only refreshes it while a refetch is
 //! pending; without it, the page refreshes itself). The token is the only credential, so the page is never
-//! cached and never sends it on as a Referer.
+//! cached and never sends it on as a Referer. Its markup: `html::my_device` and `templates/my_device/`.
 
 use crate::api::device::{Client, device_record};
 use crate::error::ApiError;

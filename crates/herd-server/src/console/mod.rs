@@ -5,11 +5,12 @@
 //!
 //! Live updates: any element with `data-live` and an `id` is refreshed every few seconds from the same URL
 //! (the script fetches the page and swaps those elements), so counts and results change without a reload.
-
 //!
 //! Layout: one file per area (`dashboard`, `hosts`, `policies`, `teams`, `scripts`, `profiles`, `users`,
 //! `settings`, `activity`, and `session` for logging in and out and the password), each with its typed forms and
-//! the views its templates (`templates/console/`) render; `layout` holds the frame every page shares.
+//! the views its templates (`templates/console/`) render; `layout` holds the frame every page shares, `forms`
+//! how form fields are read, `shared` what several areas show alike. Errors become pages here (`error_page`),
+//! with the status `ApiError::status` gives them.
 
 mod activity;
 mod dashboard;
@@ -232,5 +233,28 @@ mod tests {
             assert_eq!(error_page(error).status(), error.status(), "{error:?}");
         }
         assert_eq!(error_page(&errors[7]).headers()[header::RETRY_AFTER], "7");
+    }
+
+    /// Message pages escape their text; only the password-change page links (to the password form).
+    #[test]
+    fn message_pages() {
+        use askama::Template;
+        for (page, expected) in [
+            (
+                MessagePage { title: "Not saved", text: "name: <b> & \"x\"", password_link: false },
+                "<h1>Not saved</h1>\n<p>name: &lt;b&gt; &amp; &quot;x&quot;</p>",
+            ),
+            (
+                MessagePage {
+                    title: "Password change required",
+                    text: "Choose your own password first:",
+                    password_link: true,
+                },
+                "<p>Choose your own password first: <a href=\"/console/password\">change your password</a>.</p>",
+            ),
+        ] {
+            let html = page.render().unwrap();
+            assert!(html.contains(expected), "{expected} missing from {html}");
+        }
     }
 }
