@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod host_cache;
+pub mod html;
 pub mod metrics;
 pub mod outbound;
 pub mod paging;

@@ -5,46 +5,62 @@
 //!
 //! Live updates: any element with `data-live` and an `id` is refreshed every few seconds from the same URL
 //! (the script fetches the page and swaps those elements), so counts and results change without a reload.
+//!
+//! Layout: one file per area (`dashboard`, `hosts`, `policies`, `teams`, `scripts`, `profiles`, `users`,
+//! `settings`, `activity`, and `session` for logging in and out and the password), each with its typed forms and
+//! the views its templates (`templates/console/`) render; `layout` holds the frame every page shares, `forms`
+//! how form fields are read, `shared` what several areas show alike. Errors become pages here (`error_page`),
+//! with the status `ApiError::status` gives them.
 
-mod pages;
+mod activity;
+mod dashboard;
+mod forms;
+mod hosts;
+mod layout;
+mod policies;
+mod profiles;
+mod scripts;
+mod session;
+mod settings;
+mod shared;
+mod teams;
+mod users;
 
-use crate::api::my_device::escape;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::Client;
 use crate::state::SharedState;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use layout::MessagePage;
 use sha2::Digest;
-use std::fmt::Write as _;
 
 const COOKIE: &str = "herd_console";
 
 pub fn routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/console", get(pages::dashboard))
-        .route("/console/login", get(login_page).post(login))
-        .route("/console/logout", post(logout))
-        .route("/console/password", get(password_page).post(change_password))
-        .route("/console/hosts", get(pages::hosts))
-        .route("/console/hosts/{id}", get(pages::host))
-        .route("/console/hosts/{id}/action", post(pages::host_action))
-        .route("/console/policies", get(pages::policies))
-        .route("/console/policies/new", get(pages::policy_form).post(pages::policy_save))
-        .route("/console/policies/{id}", get(pages::policy_form).post(pages::policy_save))
-        .route("/console/policies/{id}/delete", post(pages::delete_policy))
-        .route("/console/scripts/{id}/delete", post(pages::delete_script))
-        .route("/console/profiles/{uuid}/delete", post(pages::delete_profile))
-        .route("/console/teams", get(pages::teams).post(pages::create_team))
-        .route("/console/scripts", get(pages::scripts).post(pages::create_script))
-        .route("/console/profiles", get(pages::profiles).post(pages::create_profile))
-        .route("/console/users", get(pages::users).post(pages::create_user))
-        .route("/console/settings", get(pages::settings).post(pages::settings_save))
-        .route("/console/activity", get(pages::activity))
+        .route("/console", get(dashboard::page))
+        .route("/console/login", get(session::login_page).post(session::login))
+        .route("/console/logout", post(session::logout))
+        .route("/console/password", get(session::password_page).post(session::change_password))
+        .route("/console/hosts", get(hosts::list))
+        .route("/console/hosts/{id}", get(hosts::page))
+        .route("/console/hosts/{id}/action", post(hosts::action))
+        .route("/console/policies", get(policies::list))
+        .route("/console/policies/new", get(policies::form).post(policies::save))
+        .route("/console/policies/{id}", get(policies::form).post(policies::save))
+        .route("/console/policies/{id}/delete", post(policies::delete))
+        .route("/console/scripts/{id}/delete", post(scripts::delete))
+        .route("/console/profiles/{uuid}/delete", post(profiles::delete))
+        .route("/console/teams", get(teams::page).post(teams::create))
+        .route("/console/scripts", get(scripts::page).post(scripts::create))
+        .route("/console/profiles", get(profiles::page).post(profiles::create))
+        .route("/console/users", get(users::page).post(users::create))
+        .route("/console/settings", get(settings::page).post(settings::save))
+        .route("/console/activity", get(activity::page))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
         .layer(middleware::map_response(harden))
@@ -77,7 +93,7 @@ pub struct ToLogin(String);
 
 impl IntoResponse for ToLogin {
     fn into_response(self) -> Response {
-        Redirect::to(&format!("/console/login?next={}", crate::api::my_device::urlencode(&self.0))).into_response()
+        Redirect::to(&format!("/console/login?next={}", crate::html::url_component(&self.0))).into_response()
     }
 }
 
@@ -104,11 +120,9 @@ impl FromRequestParts<SharedState> for ConsoleUser {
             Ok(auth) => {
                 // An admin set this user's password: only choosing a new one (and logging out) is allowed.
                 if auth.user.force_password_reset && !ALLOWED_DURING_PASSWORD_RESET.contains(&parts.uri.path()) {
-                    return Err(message_page_html(
+                    return Err(password_change_required(
                         StatusCode::FORBIDDEN,
-                        "Password change required",
-                        "An administrator set your password. Choose your own before using the console: \
-                         <a href=\"/console/password\">change your password</a>.",
+                        "An administrator set your password. Choose your own before using the console:",
                     ));
                 }
                 let csrf = csrf_for(&auth.token_hash);
@@ -124,72 +138,21 @@ impl FromRequestParts<SharedState> for ConsoleUser {
 const ALLOWED_DURING_PASSWORD_RESET: &[&str] = &["/console/password", "/console/logout"];
 
 impl ConsoleUser {
-    /// A posted form's CSRF token must be this session's: the refusal page when it is not.
-    pub fn csrf_refusal(&self, form: &std::collections::HashMap<String, String>) -> Option<Response> {
-        let sent = form.get("csrf").map(String::as_str).unwrap_or_default();
+    /// A posted form's CSRF token (`sent`) must be this session's: the refusal page when it is not.
+    pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         let ok: bool = subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), self.csrf.as_bytes()).into();
         (!ok).then(|| message_page(StatusCode::FORBIDDEN, "Form expired", "Reload the page and try again."))
     }
-
-    pub fn csrf_field(&self) -> String {
-        format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", self.csrf)
-    }
-}
-
-/// The navigation, in order: (path, label).
-const NAV: &[(&str, &str)] = &[
-    ("/console", "Dashboard"),
-    ("/console/hosts", "Hosts"),
-    ("/console/policies", "Policies"),
-    ("/console/teams", "Teams"),
-    ("/console/scripts", "Scripts"),
-    ("/console/profiles", "Profiles"),
-    ("/console/users", "Users"),
-    ("/console/settings", "Settings"),
-    ("/console/activity", "Activity"),
-];
-
-/// A whole page: header with navigation (the current one marked), the user and Log out, then `body`.
-pub fn layout(user: &ConsoleUser, current: &str, title: &str, body: &str) -> Response {
-    let mut html = String::with_capacity(body.len() + 2048);
-    let _ = write!(
-        html,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width, initial-scale=1\"><title>{} · herd</title>\
-         <link rel=\"stylesheet\" href=\"/console/assets/console.css\"><script src=\"/console/assets/console.js\" defer></script>\
-         </head><body><a class=\"skip\" href=\"#main\">Skip to content</a><header><span class=\"brand\">herd</span>\
-         <nav aria-label=\"Main\"><ul>",
-        escape(title)
-    );
-    for (path, label) in NAV {
-        let here = if *path == current { " aria-current=\"page\"" } else { "" };
-        let _ = write!(html, "<li><a href=\"{path}\"{here}>{label}</a></li>");
-    }
-    let _ = write!(
-        html,
-        "</ul></nav><form method=\"post\" action=\"/console/logout\" class=\"logout\">{}<span>{}</span> \
-         <a href=\"/console/password\">Password</a> <button type=\"submit\">Log out</button></form></header><main id=\"main\"><h1>{}</h1>{body}</main></body></html>",
-        user.csrf_field(),
-        escape(&user.auth.user.email),
-        escape(title)
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 /// A page with only a message (errors, refusals), usable signed out.
 pub fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
-    message_page_html(status, title, &escape(text))
+    crate::html::page(status, &MessagePage { title, text, password_link: false })
 }
 
-/// `message_page` with a message that is already HTML (a link); never pass it anything a user typed.
-fn message_page_html(status: StatusCode, title: &str, html_message: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · herd</title>\
-         <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body><main id=\"main\">\
-         <h1>{t}</h1><p>{html_message}</p><p><a href=\"/console\">Back to the console</a></p></main></body></html>",
-        t = escape(title),
-    );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+/// A message page ending with the link to the password form (`text` leads to it).
+fn password_change_required(status: StatusCode, text: &str) -> Response {
+    crate::html::page(status, &MessagePage { title: "Password change required", text, password_link: true })
 }
 
 /// An API error as a page: the status the API gives it (`ApiError::status`, the one mapping), and the reason
@@ -205,11 +168,7 @@ pub fn error_page(error: &ApiError) -> Response {
             let text = format!("{}. Try again in {retry_after_s} s.", capitalised(reason));
             message_page(status, "Too many attempts", &text)
         }
-        ApiError::PasswordResetRequired => message_page_html(
-            status,
-            "Password change required",
-            "Choose your own password first: <a href=\"/console/password\">change your password</a>.",
-        ),
+        ApiError::PasswordResetRequired => password_change_required(status, "Choose your own password first:"),
         ApiError::Unavailable => {
             message_page(status, "Try again shortly", "The database is unavailable; nothing was changed.")
         }
@@ -227,134 +186,17 @@ pub fn error_page(error: &ApiError) -> Response {
     page
 }
 
-fn login_html(next: &str, error: Option<&str>) -> String {
-    let alert = error.map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e))).unwrap_or_default();
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width, initial-scale=1\"><title>Log in · herd</title>\
-         <link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body><main id=\"main\" class=\"login\">\
-         <h1>Log in to herd</h1>{alert}<form method=\"post\" action=\"/console/login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" \
-         autocomplete=\"current-password\" required><button type=\"submit\">Log in</button></form></main></body></html>",
-        escape(next)
-    )
-}
-
-/// Only paths inside the console are followed after logging in (no open redirect).
-fn safe_next(next: Option<&String>) -> String {
-    next.filter(|n| n.starts_with("/console") && !n.starts_with("//") && !n.contains("://"))
-        .cloned()
-        .unwrap_or_else(|| "/console".into())
-}
-
-async fn login_page(
-    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let next = safe_next(params.get("next"));
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], login_html(&next, None)).into_response()
-}
-
-async fn login(
-    State(state): State<SharedState>,
-    Client(client): Client,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Response {
-    let next = safe_next(form.get("next"));
-    let email = form.get("email").map(|e| e.trim().to_string()).unwrap_or_default();
-    let password = form.get("password").cloned().unwrap_or_default();
-    match crate::app::session::log_in(&state, client, &email, password).await {
-        Ok((_, token)) => {
-            let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict");
-            ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
-        }
-        Err(ApiError::BadCredentials) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            login_html(&next, Some("The email or password is wrong.")),
-        )
-            .into_response(),
-        Err(other) => error_page(&other),
+/// After a form that changes something: back to `back`, or the error page for what went wrong.
+fn done_or_error(result: Result<(), ApiError>, back: &str) -> Response {
+    match result {
+        Ok(()) => Redirect::to(back).into_response(),
+        Err(e) => error_page(&e),
     }
-}
-
-async fn logout(
-    State(state): State<SharedState>,
-    user: ConsoleUser,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Response {
-    if let Some(refused) = user.csrf_refusal(&form) {
-        return refused;
-    }
-    if let Err(err) = state.store.delete_session(&user.auth.token_hash).await {
-        return error_page(&err.into());
-    }
-    let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/console/login")).into_response()
 }
 
 fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-/// Changing one's own password. A user whose password an admin set (a required reset) only chooses the new
-/// one, as Fleet's `perform_required_password_reset`; others type the current one too (limited like a login).
-async fn password_page(user: ConsoleUser) -> Response {
-    password_form(&user, StatusCode::OK, None)
-}
-
-fn password_form(user: &ConsoleUser, status: StatusCode, error: Option<&str>) -> Response {
-    let alert = error.map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e))).unwrap_or_default();
-    let (intro, current) = if user.auth.user.force_password_reset {
-        ("<p>An administrator set your password. Choose your own to continue.</p>", "")
-    } else {
-        (
-            "",
-            "<label for=\"old-password\">Current password</label><input id=\"old-password\" name=\"old_password\" \
-             type=\"password\" autocomplete=\"current-password\" required>",
-        )
-    };
-    let body = format!(
-        "{intro}{alert}<form method=\"post\" action=\"/console/password\">{}{current}\
-         <label for=\"new-password\">New password (12+ characters, a number and a symbol)</label>\
-         <input id=\"new-password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" required>\
-         <p><button type=\"submit\">Change password</button></p></form>",
-        user.csrf_field()
-    );
-    let mut page = layout(user, "", "Change password", &body);
-    *page.status_mut() = status;
-    page
-}
-
-async fn change_password(
-    State(state): State<SharedState>,
-    Client(client): Client,
-    user: ConsoleUser,
-    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
-) -> Response {
-    if let Some(refused) = user.csrf_refusal(&form) {
-        return refused;
-    }
-    let new_password = form.get("new_password").cloned().unwrap_or_default();
-    if let Err(reason) = herd_core::validate::password(&new_password) {
-        return password_form(&user, StatusCode::UNPROCESSABLE_ENTITY, Some(&format!("New password: {reason}")));
-    }
-    if !user.auth.user.force_password_reset {
-        let old = form.get("old_password").cloned().unwrap_or_default();
-        match crate::app::session::check_password(&state, client, &user.auth.user.email, old).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return password_form(&user, StatusCode::UNPROCESSABLE_ENTITY, Some("The current password is wrong."));
-            }
-            Err(err) => return error_page(&err),
-        }
-    }
-    match crate::app::session::set_own_password(&state, &user.auth, new_password).await {
-        Ok(_) => Redirect::to("/console").into_response(),
-        Err(err) => error_page(&err),
-    }
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -391,5 +233,28 @@ mod tests {
             assert_eq!(error_page(error).status(), error.status(), "{error:?}");
         }
         assert_eq!(error_page(&errors[7]).headers()[header::RETRY_AFTER], "7");
+    }
+
+    /// Message pages escape their text; only the password-change page links (to the password form).
+    #[test]
+    fn message_pages() {
+        use askama::Template;
+        for (page, expected) in [
+            (
+                MessagePage { title: "Not saved", text: "name: <b> & \"x\"", password_link: false },
+                "<h1>Not saved</h1>\n<p>name: &lt;b&gt; &amp; &quot;x&quot;</p>",
+            ),
+            (
+                MessagePage {
+                    title: "Password change required",
+                    text: "Choose your own password first:",
+                    password_link: true,
+                },
+                "<p>Choose your own password first: <a href=\"/console/password\">change your password</a>.</p>",
+            ),
+        ] {
+            let html = page.render().unwrap();
+            assert!(html.contains(expected), "{expected} missing from {html}");
+        }
     }
 }
