@@ -433,6 +433,23 @@ impl<T: NodeKeyed + DeserializeOwned + Send + 'static> FromRequest<SharedState> 
     }
 }
 
+/// The client's address (behind a trusted proxy, the one it forwarded), for rate limits and audit.
+pub struct Client(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(crate::auth::client_ip(parts)))
+    }
+}
+
+/// Request bodies that carry a node key, and the limits they are read within.
+pub trait NodeKeyed {
+    /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
+    const LIMITS: BodyLimits = AGENT_LIMITS;
+    fn node_key(&self) -> Option<&str>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,21 +548,4 @@ mod tests {
         assert!(matches!(parse_json::<serde_json::Value>(b"[1]"), Err(BodyError::Malformed(_))));
         assert!(parse_json::<serde_json::Value>(b"  {}").is_ok());
     }
-}
-
-/// The client's address (behind a trusted proxy, the one it forwarded), for rate limits and audit.
-pub struct Client(pub std::net::IpAddr);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(crate::auth::client_ip(parts)))
-    }
-}
-
-/// Request bodies that carry a node key, and the limits they are read within.
-pub trait NodeKeyed {
-    /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
-    const LIMITS: BodyLimits = AGENT_LIMITS;
-    fn node_key(&self) -> Option<&str>;
 }

@@ -89,7 +89,8 @@ mod tests {
         let motd_other_team = expected("com.acme.motd", "u9", "c1");
         let sysctl = expected("com.acme.sysctl", "u2", "s1");
         let remove = |id: &str| Command::Remove { identifier: id.into() };
-        let cases: Vec<(&str, Vec<Expected>, Vec<Current>, Vec<Command>)> = vec![
+        type Case = (&'static str, Vec<Expected>, Vec<Current>, Vec<Command>);
+        let cases: Vec<Case> = vec![
             ("nothing expected, nothing there", vec![], vec![], vec![]),
             (
                 "a new host gets every profile, in order",

@@ -237,7 +237,7 @@ pub async fn reset_automations(
 ) -> Result<(), ApiError> {
     // Every policy read at once, whatever the number of ids (one query, the ids one parameter); each goes
     // through the same scope check as a lookup by id (one the user cannot read is as missing).
-    let named = state.store.get_policies(&policy_ids).await?;
+    let named = state.store.get_policies(policy_ids).await?;
     let mut ids = Vec::with_capacity(named.len());
     let mut reachable = Vec::with_capacity(named.len());
     for policy in named {
@@ -248,7 +248,7 @@ pub async fn reset_automations(
         ids.push(policy.id);
         reachable.push(policy);
     }
-    if let Some(missing) = first_missing(&policy_ids, &reachable) {
+    if let Some(missing) = first_missing(policy_ids, &reachable) {
         return Err(ApiError::invalid("policy_ids", format!("no policy {missing}")));
     }
     let teams: std::collections::BTreeSet<i64> = team_ids.iter().copied().collect();
