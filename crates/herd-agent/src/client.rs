@@ -1,7 +1,7 @@
 //! Transport: the agent's side of the osquery TLS API and of herd's agent protocol (`herd_proto::agent`),
 //! one typed call per endpoint. It knows the bodies, not what the features do with them.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use herd_proto::agent::{
     self, Acknowledged, DeferralProgress, DeferralStatusRequest, DeferralStatusResponse, DeviceTokenRequest,
     PendingScript, PendingScriptsRequest, PendingScriptsResponse, ProfileCommand, ProfileCommandResult,
@@ -14,7 +14,6 @@ use reqwest::Client;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What went wrong talking to the server.
@@ -45,21 +44,7 @@ impl std::fmt::Display for CallError {
 pub fn http_client(ca_cert: Option<&Path>, timeout: Duration) -> Result<Client> {
     let builder = Client::builder().timeout(timeout).user_agent(concat!("herd-agent/", env!("CARGO_PKG_VERSION")));
     let builder = match ca_cert {
-        Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
-            }
-            if roots.is_empty() {
-                bail!("{} holds no certificate", path.display());
-            }
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            builder.use_preconfigured_tls(tls)
-        }
+        Some(path) => builder.use_preconfigured_tls(herd_tls::pinned_client_config(path)?),
         None => builder,
     };
     Ok(builder.build()?)

@@ -1,7 +1,7 @@
 //! End-to-end: scripts on the real agent — upload, run synchronously and asynchronously, output and exit
 //! codes, a timeout that kills everything the script started, scripts disabled on the agent or the server.
 
-use herd_testkit::{AgentProcess, Server, eventually};
+use herd_testkit::{AgentProcess, Server, eventually, processes_running};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -10,19 +10,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 async fn upload(server: &Server, token: &str, name: &str, contents: &str) -> (u16, Value) {
     let (status, reply) = server.upload_script(token, name, contents).await;
     (status.as_u16(), reply)
-}
-
-/// Processes whose command line is exactly `cmdline` (NUL-separated words joined by spaces).
-fn processes_running(cmdline: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|raw| {
-            String::from_utf8_lossy(raw).split('\0').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ") == cmdline
-        })
-        .count()
 }
 
 async fn scripts_run_on_the_agent(server: Server) {

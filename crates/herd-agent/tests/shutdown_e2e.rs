@@ -1,52 +1,14 @@
 //! End-to-end: the agent stops promptly while a script runs. The script and everything it started are
 //! killed; the run is not made again after a restart but reported as interrupted (at most once).
 
-use herd_testkit::{Server, eventually};
+use herd_testkit::{AgentProcess, Server, eventually, processes_running};
 use serde_json::json;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Processes whose command line is exactly `cmdline` (NUL-separated words joined by spaces).
-fn processes_running(cmdline: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|raw| {
-            String::from_utf8_lossy(raw).split('\0').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ") == cmdline
-        })
-        .count()
-}
-
-fn start_agent(server: &Server, data_dir: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-        .arg("run")
-        .args(["--server", &server.url, "--host-identifier", "shutdown-e2e", "--enable-scripts"])
-        .arg("--enroll-secret-file")
-        .arg(server.data_dir.join("enroll-secret"))
-        .arg("--ca-cert")
-        .arg(server.data_dir.join("tls/cert.pem"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting herd-agent")
-}
-
-/// Kills the agent if the test fails half-way.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_agent(server: &Server, data_dir: &std::path::Path) -> AgentProcess {
+    AgentProcess::start(env!("CARGO_BIN_EXE_herd-agent"), server, data_dir, "shutdown-e2e", &["--enable-scripts"])
 }
 
 async fn stops_promptly_during_a_script(server: Server) {
@@ -60,7 +22,7 @@ async fn stops_promptly_during_a_script(server: Server) {
         .await;
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("agent");
-    let mut agent = Reap(start_agent(&server, &data_dir));
+    let mut agent = start_agent(&server, &data_dir);
     let host_id = eventually(PATIENCE, "the host", || async {
         let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
         hosts["hosts"].as_array()?.first()?["id"].as_i64()
@@ -82,9 +44,10 @@ async fn stops_promptly_during_a_script(server: Server) {
     .await;
 
     let asked = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.child().id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
     let exited = loop {
-        if let Some(status) = agent.0.try_wait().unwrap() {
+        if let Some(status) = agent.child().try_wait().unwrap() {
             break status;
         }
         assert!(asked.elapsed() < Duration::from_secs(5), "the agent still runs 5 s after SIGTERM");
@@ -98,7 +61,7 @@ async fn stops_promptly_during_a_script(server: Server) {
 
     // Started again: the run is reported as interrupted, not made again.
     std::fs::remove_file(&started).unwrap();
-    let _agent = Reap(start_agent(&server, &data_dir));
+    let _agent = start_agent(&server, &data_dir);
     let result = eventually(PATIENCE, "the interrupted run's result", || async {
         let (_, r) = server.get(&format!("/api/v1/fleet/scripts/results/{execution}"), &admin).await;
         (r["status"] != "pending").then_some(r)

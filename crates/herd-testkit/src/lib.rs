@@ -609,6 +609,26 @@ impl AgentProcess {
     }
 }
 
+impl AgentProcess {
+    /// The agent's process (to signal it, or wait for it to exit).
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// Processes on this machine whose command line is exactly `cmdline` (NUL-separated words joined by spaces).
+pub fn processes_running(cmdline: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|raw| {
+            String::from_utf8_lossy(raw).split('\0').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ") == cmdline
+        })
+        .count()
+}
+
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -7,7 +7,6 @@ use reqwest::{Client, Method};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Api {
@@ -20,21 +19,7 @@ pub struct Api {
 pub fn http_client(ca_cert: Option<&Path>) -> Result<Client> {
     let builder = Client::builder().timeout(Duration::from_secs(60));
     let builder = match ca_cert {
-        Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
-            }
-            if roots.is_empty() {
-                bail!("{} holds no certificate", path.display());
-            }
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            builder.use_preconfigured_tls(tls)
-        }
+        Some(path) => builder.use_preconfigured_tls(herd_tls::pinned_client_config(path)?),
         None => builder,
     };
     Ok(builder.build()?)
