@@ -499,7 +499,10 @@ async fn rest_changes_are_recorded_as_the_console_s_are(server: Server) {
         .post("/api/v1/fleet/hosts/transfer", &admin, json!({"team_id": team_id, "hosts": [host_id, 424242]}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let patch = json!({"org_info": {"org_name": "Recorded Inc"}});
+    let patch = json!({
+        "org_info": {"org_name": "Recorded Inc"},
+        "agent_options": {"config": {"options": {"distributed_interval": 10, "enroll_secret_path": "/etc/S3CRET"}}},
+    });
     let (status, _) = server.request(Method::PATCH, "/api/v1/fleet/config", Some(&admin), Some(patch)).await;
     assert_eq!(status, StatusCode::OK);
     let (_, feed) = server.get("/api/v1/fleet/activities", &admin).await;
@@ -509,4 +512,5 @@ async fn rest_changes_are_recorded_as_the_console_s_are(server: Server) {
     assert_eq!(transferred["details"]["host_ids"], json!([host_id]), "only the host that moved");
     let edited = activities.iter().find(|a| a["type"] == "edited_settings").expect("config change recorded");
     assert_eq!(edited["details"]["org_info"]["org_name"], "Recorded Inc");
+    assert!(!feed.to_string().contains("S3CRET"), "agent options are withheld from the feed: {feed}");
 }

@@ -6,11 +6,15 @@ use herd_server::{Companion, CompanionTask, Serving, ShutdownSignal};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LocalAgentArgs {
-    /// Also run an agent in this process, enrolling this machine as a host (data in DATA_DIR/agent).
-    #[arg(long, env = "HERD_WITH_AGENT", conflicts_with = "plain_http")]
+    // No clap `conflicts_with`/`requires` here: clap counts a flag set to false through its variable as given
+    // (HERD_WITH_AGENT=false with --plain-http would refuse to start). `prepare` refuses what cannot work,
+    // before the server serves.
+    /// Also run an agent in this process, enrolling this machine as a host (data in DATA_DIR/agent). Needs
+    /// HTTPS (not --plain-http) and a global enroll secret.
+    #[arg(long, env = "HERD_WITH_AGENT")]
     pub with_agent: bool,
     /// Let the local agent of --with-agent run scripts queued for this machine.
-    #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS", requires = "with_agent")]
+    #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS")]
     pub with_agent_scripts: bool,
 }
 
@@ -31,7 +35,6 @@ fn prepare(
     enable_scripts: bool,
 ) -> anyhow::Result<(String, CompanionTask)> {
     let Some(ca_cert) = &serving.tls_cert else {
-        // clap refuses --plain-http with --with-agent; this guards a server started some other way.
         bail!("--with-agent needs HTTPS (the agent speaks TLS only); drop --plain-http");
     };
     let Some(enroll_secret_file) = &serving.enroll_secret_file else {
@@ -56,4 +59,35 @@ fn prepare(
         }
     });
     Ok((note, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serving(tls_cert: Option<&str>, enroll_secret_file: Option<&str>) -> Serving {
+        Serving {
+            url: "https://localhost:8080".into(),
+            data_dir: "/tmp/herd-data".into(),
+            tls_cert: tls_cert.map(Into::into),
+            enroll_secret_file: enroll_secret_file.map(Into::into),
+        }
+    }
+
+    fn refusal(serving: &Serving) -> String {
+        let stopped: ShutdownSignal = Box::pin(std::future::pending());
+        match prepare(serving, stopped, false) {
+            Ok(_) => panic!("prepared a local agent that cannot work"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn refuses_before_serving_what_cannot_work() {
+        assert!(refusal(&serving(None, Some("/s"))).contains("needs HTTPS"));
+        assert!(refusal(&serving(Some("/c.pem"), None)).contains("needs a global enroll secret"));
+        let stopped: ShutdownSignal = Box::pin(std::future::pending());
+        let (note, _task) = prepare(&serving(Some("/c.pem"), Some("/s")), stopped, false).unwrap();
+        assert!(note.contains("local agent") && note.contains("/tmp/herd-data/agent"), "{note}");
+    }
 }

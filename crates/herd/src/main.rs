@@ -60,11 +60,19 @@ mod tests {
     }
 
     #[test]
-    fn with_agent_is_refused_with_plain_http_before_anything_starts() {
-        let err = Cli::try_parse_from(["herd", "serve", "--plain-http", "--with-agent"]).unwrap_err();
-        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{err}");
-        let err = Cli::try_parse_from(["herd", "serve", "--with-agent-scripts"]).unwrap_err();
-        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{err}");
+    fn a_flag_set_to_false_through_its_variable_conflicts_with_nothing() {
+        // SAFETY: this test alone touches these variables, and the parse below reads them at once.
+        unsafe {
+            std::env::set_var("HERD_WITH_AGENT", "false");
+            std::env::set_var("HERD_WITH_AGENT_SCRIPTS", "false");
+        }
+        let parsed = Cli::try_parse_from(["herd", "serve", "--plain-http"]).expect("starts behind a proxy");
+        let Command::Serve { local_agent, server } = parsed.command else { panic!("serve") };
+        assert!(server.plain_http && !local_agent.with_agent && !local_agent.with_agent_scripts);
+        unsafe {
+            std::env::remove_var("HERD_WITH_AGENT");
+            std::env::remove_var("HERD_WITH_AGENT_SCRIPTS");
+        }
         let parsed = Cli::try_parse_from(["herd", "serve", "--with-agent", "--with-agent-scripts"]).unwrap();
         let Command::Serve { local_agent, .. } = parsed.command else { panic!("serve") };
         assert!(local_agent.with_agent && local_agent.with_agent_scripts);

@@ -39,6 +39,19 @@ pub fn reduced_view(mut config: AppConfig) -> AppConfig {
     config
 }
 
+/// A configuration patch as the activity feed (read by every global user, observers included) may show it:
+/// webhook URLs (which often carry a token) masked, and agent options withheld whole, as `reduced_view`
+/// withholds them (they may hold enroll flags and paths of every team's hosts).
+pub fn recorded_patch(patch: &Value) -> Value {
+    let mut shown = masked(patch);
+    if let Some(options) = shown.get_mut("agent_options")
+        && !options.is_null()
+    {
+        *options = Value::from(WITHHELD);
+    }
+    shown
+}
+
 /// A configuration document (or patch) with its webhook URLs masked, for what others may read (activities).
 pub fn masked(document: &Value) -> Value {
     match document {
@@ -159,12 +172,11 @@ pub async fn view(state: &SharedState, auth: &AuthUser) -> Result<AppConfig, Api
 }
 
 /// A global admin's change to the configuration (REST PATCH and the console's settings form): applied, then
-/// recorded as `edited_settings` with webhook URLs masked (the feed is read by every global user, and the
-/// URLs often carry a token).
+/// recorded as `edited_settings` as `recorded_patch` shows it.
 pub async fn update(state: &SharedState, auth: &AuthUser, patch: &Value) -> Result<AppConfig, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
     let config = apply_patch(state, patch).await?;
-    crate::activity::record(state, Some(auth), "edited_settings", masked(patch)).await;
+    crate::activity::record(state, Some(auth), "edited_settings", recorded_patch(patch)).await;
     Ok(config)
 }
 
@@ -236,6 +248,9 @@ mod tests {
         assert_eq!(shown["org_info"], patch["org_info"], "the rest is as it was");
         // Unset URLs stay empty (nothing to hide, and "empty" stays meaningful).
         assert_eq!(masked(&json!({"webhook_url": ""})), json!({"webhook_url": ""}));
+        // The feed never shows agent options (observers read it; only global admins see them in the config).
+        let recorded = recorded_patch(&json!({"agent_options": {"config": {"options": {"enroll_secret_path": "/s"}}}}));
+        assert_eq!(recorded, json!({"agent_options": WITHHELD}));
     }
 
     #[test]
