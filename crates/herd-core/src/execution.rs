@@ -41,11 +41,6 @@ impl ExecutionStatus {
     pub fn parse(text: &str) -> Option<ExecutionStatus> {
         ExecutionStatus::ALL.into_iter().find(|status| status.as_str() == text)
     }
-
-    /// Still to run (pending, or deferred on the user).
-    pub fn is_open(self) -> bool {
-        matches!(self, ExecutionStatus::Pending | ExecutionStatus::Deferred)
-    }
 }
 
 impl std::fmt::Display for ExecutionStatus {
@@ -88,8 +83,6 @@ mod tests {
             assert_eq!(serde_json::to_value(status).unwrap(), serde_json::Value::from(status.as_str()));
         }
         assert_eq!(ExecutionStatus::parse("Ran"), None, "names are exact");
-        let open: Vec<_> = ExecutionStatus::ALL.into_iter().filter(|s| s.is_open()).collect();
-        assert_eq!(open, [ExecutionStatus::Pending, ExecutionStatus::Deferred]);
         assert!(ExecutionStatus::Ran == "ran" && ExecutionStatus::Error != "ran");
     }
 }

@@ -34,6 +34,7 @@ store_cases!(
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
     an_unreadable_deferral_document_defers_nothing,
+    concurrent_failing_reports_give_up_once,
     automations_reset_makes_a_failing_host_new_again,
     continuous_automations_fire_on_every_scheduled_failure,
     finished_remediations_make_their_policies_due_again,
@@ -1091,4 +1092,34 @@ async fn an_unreadable_deferral_document_defers_nothing(store: Store) {
         assert!(queued.iter().any(|run| run.policy_id == Some(policy)), "{name}: the run is not held for a prompt");
         assert!(store.host_deferrals(host).await.unwrap().iter().all(|d| d.policy_id != policy), "{name}: no deferral");
     }
+}
+
+/// Giving up is a read of the run history then a write of the host's state: reports of one host arriving at
+/// once (several servers, a resend) must still say it once — the report's host lock and the upsert's
+/// condition together. Many reports at once, then the feed is counted.
+async fn concurrent_failing_reports_give_up_once(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{ReportedAnswer, RunOutcome};
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
+    let failing = [ReportedAnswer { policy_id: policy, revision: Some(1), response: PolicyResponse::Fail }];
+    // The first run and its 3 retries, each failing to fix it.
+    let mut t = NOW + 1;
+    for _ in 0..4 {
+        store.record_policy_results(host, &failing, t).await.unwrap();
+        let run = store.pending_executions(host).await.unwrap().remove(0);
+        store.record_execution_result(host, &run.execution_id, RunOutcome::Ran, Some(1), "", Some(1), t).await.unwrap();
+        t += herd_core::HOUR_MS + 1;
+    }
+    let reports = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.record_policy_results(host, &failing, t + i).await.unwrap() })
+    });
+    for report in reports.collect::<Vec<_>>() {
+        report.await.unwrap();
+    }
+    let feed = store.list_activities(0, 200).await.unwrap();
+    assert_eq!(feed.iter().filter(|a| a.kind == "policy_automation_gave_up").count(), 1);
+    assert!(store.pending_executions(host).await.unwrap().is_empty(), "no fifth run");
 }
