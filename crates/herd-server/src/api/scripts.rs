@@ -13,18 +13,11 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use herd_core::roles::Action;
-use herd_proto::agent::{
-    Acknowledged, DeferralInfo, DeferralTrigger, PendingScript, PendingScriptsRequest, PendingScriptsResponse,
-    ScriptResultRequest,
-};
-use herd_store::RunOutcome;
+use herd_proto::agent::{Acknowledged, PendingScriptsRequest, PendingScriptsResponse, ScriptResultRequest};
 use herd_store::{ExecutionRecord, ScriptRecord};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
-/// Fleet's default: output keeps the last 10,000 characters.
-pub const OUTPUT_KEPT_CHARS: usize = 10_000;
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
 pub fn routes() -> crate::api::Routes {
     crate::api::Routes::new()
@@ -124,19 +117,9 @@ async fn run_sync(
     auth: AuthUser,
     ApiJson(request): ApiJson<app::scripts::RunRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let queued = app::scripts::queue(&state, &auth, request).await?;
-    let deadline = Instant::now() + Duration::from_secs(queued.timeout_s as u64);
-    // Wait for the result, polling the store (the host may report to another server).
-    loop {
-        let execution = state.store.execution(&queued.execution_id).await?.ok_or(ApiError::NotFound("execution"))?;
-        if execution.status != "pending" {
-            return Ok((StatusCode::OK, Json(result_json(&execution, ""))));
-        }
-        if Instant::now() >= deadline {
-            return Ok((StatusCode::REQUEST_TIMEOUT, Json(result_json(&execution, ""))));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (execution, finished) = app::scripts::run_and_wait(&state, &auth, request).await?;
+    let status = if finished { StatusCode::OK } else { StatusCode::REQUEST_TIMEOUT };
+    Ok((status, Json(result_json(&execution, ""))))
 }
 
 async fn result(
@@ -181,61 +164,8 @@ async fn agent_pending(
     State(state): State<SharedState>,
     request: OsqueryJson<PendingScriptsRequest>,
 ) -> Result<Json<PendingScriptsResponse>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let host_id = host.checkin.id;
-    state.store.set_scripts_enabled(host_id, request.body.scripts_enabled).await?;
-    let work = state.store.agent_script_work(host_id, request.body.deferrals, now).await?;
-    // The fetch may have cleared the host's "something new" flag.
-    state.hosts.evict(host_id);
-    let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
-    if !request.body.scripts_enabled || disabled_by_server {
-        // Runs this host will never do are finished as errors rather than left pending forever.
-        let why = if disabled_by_server {
-            "scripts are disabled on the server"
-        } else {
-            "scripts are disabled on this host's agent"
-        };
-        for (execution, _) in &work {
-            state
-                .store
-                .record_execution_result(host_id, &execution.execution_id, RunOutcome::Error, None, why, None, now)
-                .await?;
-        }
-        state.hosts.evict(host_id);
-        return Ok(Json(PendingScriptsResponse::default()));
-    }
-    let settings = state.settings.get();
-    let scripts = work
-        .iter()
-        .map(|(e, deferral)| {
-            // An automation's run carries its policy, so the agent can re-check it right after the fix.
-            let policy = e.policy_id.and_then(|id| settings.policy(id));
-            // A deferred run carries what the agent needs to ask its user and to run it on time on its own.
-            let deferral = deferral.as_ref().and_then(|record| {
-                let deferral_settings =
-                    crate::app::deferrals::stored_settings(record.policy_id, record.settings.as_deref())?;
-                Some(DeferralInfo {
-                    settings: deferral_settings,
-                    policy_name: record.policy_name.clone(),
-                    org_name: settings.config.org_info.org_name.clone(),
-                    state: crate::app::deferrals::agent_state(record),
-                })
-            });
-            PendingScript {
-                execution_id: e.execution_id.clone(),
-                name: e.script_name.clone(),
-                contents: e.contents.clone(),
-                timeout_s: Some(e.timeout_s),
-                policy_id: policy.map(|p| p.schedule.id),
-                policy_query: policy.map(|p| p.query.clone()),
-                // The agent names its re-check with it, so an answer to an edited policy's old query is
-                // ignored rather than counted for the new one.
-                policy_revision: policy.map(|p| p.schedule.revision),
-                deferral,
-            }
-        })
-        .collect();
-    Ok(Json(PendingScriptsResponse { scripts }))
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    Ok(Json(app::scripts::agent_pending(&state, &host, &request.body, now).await?))
 }
 
 impl crate::extract::NodeKeyed for ScriptResultRequest {
@@ -251,57 +181,7 @@ async fn agent_result(
     State(state): State<SharedState>,
     request: OsqueryJson<ScriptResultRequest>,
 ) -> Result<Json<Acknowledged>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let body = &request.body;
-    // Keep the tail: that is where a script says what went wrong.
-    let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
-    let outcome = if body.exit_code.is_some() { RunOutcome::Ran } else { RunOutcome::Error };
-    // A result that was recorded already (the agent resending after a lost answer) is acknowledged again.
-    let recorded = state
-        .store
-        .record_execution_result(
-            host.checkin.id,
-            &body.execution_id,
-            outcome,
-            body.exit_code,
-            output,
-            body.runtime_ms,
-            now,
-        )
-        .await?;
-    if recorded && let Some(execution) = state.store.execution(&body.execution_id).await? {
-        let policy = match execution.policy_id {
-            Some(id) => state.store.get_policy(id).await?,
-            None => None,
-        };
-        // Automations act on their own: no user is the actor.
-        let details = json!({
-            "host_id": host.checkin.id,
-            "script_execution_id": execution.execution_id,
-            "script_name": execution.script_name,
-            "async": true,
-            "policy_id": execution.policy_id,
-            "policy_name": policy.map(|p| p.name),
-        });
-        crate::activity::record(&state, None, "ran_script", details.clone()).await;
-        // Deferred runs are told apart: the user's schedule came due, or herd enforced the deadline.
-        let kind = match body.deferral_trigger {
-            Some(DeferralTrigger::Scheduled) => Some("ran_deferred_remediation"),
-            Some(DeferralTrigger::Deadline) => Some("enforced_deferral_deadline"),
-            Some(DeferralTrigger::NoUser) => Some("ran_remediation_without_user"),
-            Some(DeferralTrigger::Unknown) | None => None,
-        };
-        if let Some(kind) = kind {
-            crate::activity::record(&state, None, kind, details).await;
-        }
-        if execution.policy_id.is_some() && !body.rechecks_locally {
-            let policy_ids = state.store.request_automation_recheck(host.checkin.id, now).await?;
-            if !policy_ids.is_empty() {
-                let details = json!({"host_id": host.checkin.id, "policy_ids": policy_ids});
-                crate::activity::record(&state, None, "requested_policy_recheck", details).await;
-            }
-        }
-    }
-    state.hosts.evict(host.checkin.id);
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    app::scripts::record_agent_result(&state, &host, &request.body, now).await?;
     Ok(Json(Acknowledged {}))
 }

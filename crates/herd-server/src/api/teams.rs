@@ -1,17 +1,15 @@
 //! Teams, their enroll secrets and agent options; the global enroll secrets.
 
-use crate::agent_options;
 use crate::app;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
-use crate::state::{SharedState, now_ms};
+use crate::state::SharedState;
 use crate::wire;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
 use herd_core::roles::{Action, Scope};
-use herd_core::validate;
 use herd_proto::fleet::{
     CreateTeamRequest, EnrollSecretSpec, EnrollSecretSpecResponse, PatchTeamRequest, SecretsInput, SecretsResponse,
     TeamResponse, TeamsResponse,
@@ -77,50 +75,7 @@ async fn update(
     PathId(id): PathId,
     ApiJson(request): ApiJson<PatchTeamRequest>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
-    let name = match request.name {
-        Some(name) => {
-            validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
-            name
-        }
-        None => team.name,
-    };
-    let description = request.description.unwrap_or(team.description);
-    let agent_options = match request.agent_options {
-        Some(Some(options)) => {
-            agent_options::validate("agent_options", &options)?;
-            Some(options)
-        }
-        Some(None) => None,
-        None => team.agent_options,
-    };
-    let webhook_settings = match request.webhook_settings {
-        Some(settings) => {
-            crate::webhooks::check_settings(
-                &state.outbound,
-                "webhook_settings.failing_policies_webhook",
-                &settings.failing_policies_webhook,
-            )?;
-            // Fleet's rule: a team webhook covers the team's own policies.
-            for policy_id in &settings.failing_policies_webhook.policy_ids {
-                let policy = state.store.get_policy(*policy_id).await?;
-                if policy.is_none_or(|p| p.team_id != Some(id)) {
-                    return Err(ApiError::invalid(
-                        "webhook_settings.failing_policies_webhook.policy_ids",
-                        format!("policy {policy_id} is not a policy of this team"),
-                    ));
-                }
-            }
-            Some(serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.into()))?)
-        }
-        None => team.webhook_settings,
-    };
-    state
-        .store
-        .update_team(id, &name, &description, agent_options.as_ref(), webhook_settings.as_ref(), now_ms())
-        .await?;
-    app::teams::reload_settings(&state).await?;
-    Ok(Json(TeamResponse { team: wire::team(app::teams::team_or_404(&state, id).await?) }))
+    Ok(Json(TeamResponse { team: wire::team(app::teams::update(&state, &auth, id, request).await?) }))
 }
 
 /// Fleet's `POST /teams/{id}/agent_options`: the body is the options themselves.
@@ -130,25 +85,16 @@ async fn set_agent_options(
     PathId(id): PathId,
     ApiJson(options): ApiJson<Value>,
 ) -> Result<Json<TeamResponse>, ApiError> {
-    let team = crate::access::team(&state, &auth, id, Action::AdministerTeam).await?;
-    agent_options::validate("agent_options", &options)?;
-    state
-        .store
-        .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
-        .await?;
-    app::teams::reload_settings(&state).await?;
-    Ok(Json(TeamResponse { team: wire::team(app::teams::team_or_404(&state, id).await?) }))
+    Ok(Json(TeamResponse { team: wire::team(app::teams::set_agent_options(&state, &auth, id, options).await?) }))
 }
 
 async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
-    let team = crate::access::team(&state, &auth, id, Action::AdministerServer).await?;
-    let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
-    crate::activity::record(&state, Some(&auth), "deleted_team", json!({"team_id": id, "team_name": team.name})).await;
-    for host in moved {
-        state.hosts.evict(host);
-    }
-    app::teams::reload_settings(&state).await?;
+    app::teams::delete(&state, &auth, id).await?;
     Ok(Json(json!({})))
+}
+
+fn secrets_response(secrets: Vec<herd_store::StoredSecret>) -> SecretsResponse {
+    SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }
 }
 
 async fn team_secrets(
@@ -156,9 +102,7 @@ async fn team_secrets(
     auth: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    crate::access::team(&state, &auth, id, Action::Write).await?;
-    let secrets = state.store.enroll_secrets(Some(id)).await?;
-    Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
+    Ok(Json(secrets_response(app::teams::secrets(&state, &auth, Some(id)).await?)))
 }
 
 async fn replace_team_secrets(
@@ -167,23 +111,14 @@ async fn replace_team_secrets(
     PathId(id): PathId,
     ApiJson(request): ApiJson<SecretsInput>,
 ) -> Result<Json<SecretsResponse>, ApiError> {
-    crate::access::team(&state, &auth, id, Action::Write).await?;
-    let secrets = app::teams::validated_secrets(&request.secrets)?;
-    state.store.replace_enroll_secrets(Some(id), &secrets, now_ms()).await?;
-    app::teams::reload_settings(&state).await?;
-    let secrets = state.store.enroll_secrets(Some(id)).await?;
-    Ok(Json(SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() }))
+    Ok(Json(secrets_response(app::teams::replace_secrets(&state, &auth, Some(id), &request.secrets, "").await?)))
 }
 
 async fn global_secrets(
     State(state): State<SharedState>,
     auth: AuthUser,
 ) -> Result<Json<EnrollSecretSpecResponse>, ApiError> {
-    auth.require(Action::Write, Scope::Global)?;
-    let secrets = state.store.enroll_secrets(None).await?;
-    Ok(Json(EnrollSecretSpecResponse {
-        spec: SecretsResponse { secrets: secrets.into_iter().map(wire::secret).collect() },
-    }))
+    Ok(Json(EnrollSecretSpecResponse { spec: secrets_response(app::teams::secrets(&state, &auth, None).await?) }))
 }
 
 async fn replace_global_secrets(
@@ -191,12 +126,6 @@ async fn replace_global_secrets(
     auth: AuthUser,
     ApiJson(request): ApiJson<EnrollSecretSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    auth.require(Action::Write, Scope::Global)?;
-    let secrets = app::teams::validated_secrets(&request.spec.secrets).map_err(|e| match e {
-        ApiError::Validation { field, reason } => ApiError::Validation { field: format!("spec.{field}"), reason },
-        other => other,
-    })?;
-    state.store.replace_enroll_secrets(None, &secrets, now_ms()).await?;
-    app::teams::reload_settings(&state).await?;
+    app::teams::replace_secrets(&state, &auth, None, &request.spec.secrets, "spec.").await?;
     Ok(Json(json!({})))
 }

@@ -176,11 +176,12 @@ pub async fn view(state: &SharedState, auth: &AuthUser) -> Result<AppConfig, Api
 pub async fn update(state: &SharedState, auth: &AuthUser, patch: &Value) -> Result<AppConfig, ApiError> {
     auth.require(Action::AdministerServer, Scope::Global)?;
     let config = apply_patch(state, patch).await?;
-    crate::activity::record(state, Some(auth), "edited_settings", recorded_patch(patch)).await;
+    let effects = super::AfterCommit::new().reload_settings().record("edited_settings", recorded_patch(patch));
+    effects.apply(state, Some(auth)).await?;
     Ok(config)
 }
 
-/// Merges a patch into the stored configuration, checks it, saves it and reloads the settings. The merge
+/// Merges a patch into the stored configuration, checks it and saves it. The merge
 /// happens inside the store's locked read-modify-write, so patches of different sections made at once (two
 /// admins, two servers) all survive; a patch that fails validation changes nothing.
 async fn apply_patch(state: &SharedState, patch: &Value) -> Result<AppConfig, ApiError> {
@@ -198,7 +199,6 @@ async fn apply_patch(state: &SharedState, patch: &Value) -> Result<AppConfig, Ap
             serde_json::to_value(&config).map_err(|e| ApiError::Internal(e.into()))
         })
         .await?;
-    state.settings.reload(&state.store).await?;
     Ok(config)
 }
 

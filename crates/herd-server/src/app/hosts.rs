@@ -1,5 +1,6 @@
 //! Hosts: listing and counting with Fleet's filters, the single-host view, delete, refetch, transfer.
 
+use super::AfterCommit;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::paging::{Page, integer_param};
@@ -192,10 +193,8 @@ pub async fn delete(state: &SharedState, auth: &AuthUser, id: i64) -> Result<(),
     if !state.store.delete_host(id, now_ms()).await? {
         return Err(ApiError::NotFound("host"));
     }
-    state.hosts.evict(id);
-    state.seen.forget(id);
     tracing::info!(host_id = id, user_id = auth.user.id, "host deleted");
-    Ok(())
+    Ok(AfterCommit::new().deleted([id]).apply(state, Some(auth)).await?)
 }
 
 /// Asks a host to send its vitals again at its next check-in.
@@ -204,8 +203,7 @@ pub async fn refetch(state: &SharedState, auth: &AuthUser, id: i64) -> Result<()
     if !state.store.request_refetch(id, now_ms()).await? {
         return Err(ApiError::NotFound("host"));
     }
-    state.hosts.evict(id);
-    Ok(())
+    Ok(AfterCommit::new().evict([id]).apply(state, Some(auth)).await?)
 }
 
 /// Most hosts one transfer may move.
@@ -231,12 +229,9 @@ pub async fn transfer(state: &SharedState, auth: &AuthUser, target: Option<i64>,
         herd_store::StoreError::NotFound("team") => ApiError::invalid("team_id", "team does not exist"),
         other => other.into(),
     })?;
-    for id in &moved {
-        state.hosts.evict(*id);
+    if moved.is_empty() {
+        return Ok(());
     }
-    if !moved.is_empty() {
-        let details = serde_json::json!({"team_id": target, "host_ids": moved});
-        crate::activity::record(state, Some(auth), "transferred_hosts", details).await;
-    }
-    Ok(())
+    let details = serde_json::json!({"team_id": target, "host_ids": moved});
+    Ok(AfterCommit::new().evict(moved).record("transferred_hosts", details).apply(state, Some(auth)).await?)
 }

@@ -2,7 +2,7 @@
 //! specs, resetting automations, and the view of a policy an actor may see. Policy SQL is only stored and
 //! handed to hosts; it never runs on the server.
 
-use crate::activity;
+use super::AfterCommit;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::outbound::OutboundPolicy;
@@ -133,10 +133,6 @@ fn author(auth: &AuthUser) -> PolicyAuthor {
     PolicyAuthor { id: auth.user.id, name: auth.user.name.clone(), email: auth.user.email.clone() }
 }
 
-async fn reload(state: &SharedState) -> Result<(), ApiError> {
-    Ok(state.settings.reload(&state.store).await?)
-}
-
 /// A policy's script must exist in the policy's scope (a team's script for a team policy, a global one for a
 /// global policy).
 async fn check_script(
@@ -177,8 +173,8 @@ pub async fn create(
     let fields = fields_from(&state.outbound, input, None)?;
     check_script(state, auth, team_id, &fields).await?;
     let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
-    reload(state).await?;
-    activity::record(state, Some(auth), "created_policy", json!({"policy_id": id, "policy_name": fields.name})).await;
+    let details = json!({"policy_id": id, "policy_name": fields.name});
+    AfterCommit::new().reload_settings().record("created_policy", details).apply(state, Some(auth)).await?;
     let policy = state.store.get_policy(id).await?.ok_or(ApiError::NotFound("policy"))?;
     Ok(policy)
 }
@@ -198,8 +194,8 @@ pub async fn patch(
     let fields = fields_from(&state.outbound, input, Some(&current))?;
     check_script(state, auth, team_id, &fields).await?;
     let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
-    reload(state).await?;
-    activity::record(state, Some(auth), "edited_policy", json!({"policy_id": id, "policy_name": policy.name})).await;
+    let details = json!({"policy_id": id, "policy_name": policy.name});
+    AfterCommit::new().reload_settings().record("edited_policy", details).apply(state, Some(auth)).await?;
     Ok(policy)
 }
 
@@ -219,11 +215,11 @@ pub async fn delete(
     }
     let ids: Vec<i64> = doomed.iter().map(|p| p.id).collect();
     let deleted = state.store.delete_policies(&ids).await?;
-    reload(state).await?;
+    let mut effects = AfterCommit::new().reload_settings();
     for policy in doomed {
-        let details = json!({"policy_id": policy.id, "policy_name": policy.name});
-        activity::record(state, Some(auth), "deleted_policy", details).await;
+        effects = effects.record("deleted_policy", json!({"policy_id": policy.id, "policy_name": policy.name}));
     }
+    effects.apply(state, Some(auth)).await?;
     Ok(deleted)
 }
 
@@ -343,7 +339,6 @@ pub async fn apply_specs(state: &SharedState, auth: &AuthUser, specs: Vec<Policy
         }
         names.push(fields.name);
     }
-    reload(state).await?;
-    activity::record(state, Some(auth), "applied_spec_policy", json!({"policies": names})).await;
-    Ok(())
+    let details = json!({"policies": names});
+    Ok(AfterCommit::new().reload_settings().record("applied_spec_policy", details).apply(state, Some(auth)).await?)
 }

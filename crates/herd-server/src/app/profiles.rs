@@ -1,6 +1,7 @@
 //! Configuration profiles: adding and deleting them (each change queues its reconcile job in the same
 //! transaction), and what hosts have, as views show it.
 
+use super::AfterCommit;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::{SharedState, now_ms};
@@ -46,7 +47,7 @@ pub async fn add(
     let profile = parse_profile(file_name, bytes)?;
     let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
     let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
-    crate::activity::record(state, Some(auth), "created_configuration_profile", details).await;
+    AfterCommit::new().record("created_configuration_profile", details).apply(state, Some(auth)).await?;
     Ok(record)
 }
 
@@ -57,8 +58,7 @@ pub async fn delete(state: &SharedState, auth: &AuthUser, uuid: &str) -> Result<
     let deleted =
         state.store.delete_profile(uuid, now_ms()).await?.ok_or(ApiError::NotFound("configuration profile"))?;
     let details = json!({"profile_uuid": deleted.uuid, "profile_name": deleted.name, "profile_identifier": deleted.identifier, "team_id": deleted.team_id});
-    crate::activity::record(state, Some(auth), "deleted_configuration_profile", details).await;
-    Ok(())
+    Ok(AfterCommit::new().record("deleted_configuration_profile", details).apply(state, Some(auth)).await?)
 }
 
 /// A profile file read and checked: what to store, or a 422 with the reason.

@@ -1,19 +1,29 @@
 //! Scripts: the library (adding with the checks every way in shares, deleting) and queueing a run on a host.
 
+use super::AfterCommit;
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, OsqueryError};
+use crate::host_cache::CachedHost;
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
+use herd_core::Millis;
 use herd_core::roles::Action;
 use herd_core::validate::NameKind;
-use herd_store::{NewExecution, ScriptRecord};
+use herd_proto::agent::{
+    DeferralInfo, DeferralTrigger, PendingScript, PendingScriptsRequest, PendingScriptsResponse, ScriptResultRequest,
+};
+use herd_store::{ExecutionRecord, NewExecution, RunOutcome, ScriptRecord};
 use serde::Deserialize;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// Fleet's default: a run may take 5 minutes.
 pub const DEFAULT_TIMEOUT_S: i64 = 300;
 
 const MAX_SCRIPT_BYTES: usize = 500_000;
+
+/// Fleet's default: output keeps the last 10,000 characters.
+pub const OUTPUT_KEPT_CHARS: usize = 10_000;
 
 /// Shell scripts for macOS and Linux, PowerShell for Windows, chosen by the file's extension. Returns the
 /// name to store (trimmed): a file name, as hosts may write the script under it.
@@ -127,6 +137,149 @@ pub async fn queue(state: &SharedState, auth: &AuthUser, request: RunRequest) ->
         policy_id: None,
     };
     state.store.queue_execution(&execution, now_ms()).await?;
-    state.hosts.evict(host.id);
+    AfterCommit::new().evict([host.id]).apply(state, Some(auth)).await?;
     Ok(execution)
+}
+
+/// Fleet's synchronous run: queues it, then waits for its result until the run's timeout. Returns the
+/// execution and whether it finished (false: still pending when the wait ended).
+pub async fn run_and_wait(
+    state: &SharedState,
+    auth: &AuthUser,
+    request: RunRequest,
+) -> Result<(ExecutionRecord, bool), ApiError> {
+    let queued = queue(state, auth, request).await?;
+    let deadline = Instant::now() + Duration::from_secs(queued.timeout_s as u64);
+    // The store is polled, not this server's memory: the host may report to another server.
+    loop {
+        let execution = state.store.execution(&queued.execution_id).await?.ok_or(ApiError::NotFound("execution"))?;
+        if execution.status != "pending" {
+            return Ok((execution, true));
+        }
+        if Instant::now() >= deadline {
+            return Ok((execution, false));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An agent asks for its queued runs (and says whether it runs scripts at all): what is due, each with the
+/// policy to re-check after it and, for a deferred run, what the agent needs to ask its user.
+pub async fn agent_pending(
+    state: &SharedState,
+    host: &CachedHost,
+    request: &PendingScriptsRequest,
+    now: Millis,
+) -> Result<PendingScriptsResponse, OsqueryError> {
+    let host_id = host.checkin.id;
+    state.store.set_scripts_enabled(host_id, request.scripts_enabled).await?;
+    let work = state.store.agent_script_work(host_id, request.deferrals, now).await?;
+    // The fetch may have cleared the host's "something new" flag.
+    let effects = AfterCommit::new().evict([host_id]);
+    let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
+    if !request.scripts_enabled || disabled_by_server {
+        // Runs this host will never do are finished as errors rather than left pending forever.
+        let why = if disabled_by_server {
+            "scripts are disabled on the server"
+        } else {
+            "scripts are disabled on this host's agent"
+        };
+        for (execution, _) in &work {
+            state
+                .store
+                .record_execution_result(host_id, &execution.execution_id, RunOutcome::Error, None, why, None, now)
+                .await?;
+        }
+        effects.apply(state, None).await?;
+        return Ok(PendingScriptsResponse::default());
+    }
+    effects.apply(state, None).await?;
+    let settings = state.settings.get();
+    let scripts = work
+        .iter()
+        .map(|(e, deferral)| {
+            // An automation's run carries its policy, so the agent can re-check it right after the fix.
+            let policy = e.policy_id.and_then(|id| settings.policy(id));
+            // A deferred run carries what the agent needs to ask its user and to run it on time on its own.
+            let deferral = deferral.as_ref().and_then(|record| {
+                let deferral_settings =
+                    super::deferrals::stored_settings(record.policy_id, record.settings.as_deref())?;
+                Some(DeferralInfo {
+                    settings: deferral_settings,
+                    policy_name: record.policy_name.clone(),
+                    org_name: settings.config.org_info.org_name.clone(),
+                    state: super::deferrals::agent_state(record),
+                })
+            });
+            PendingScript {
+                execution_id: e.execution_id.clone(),
+                name: e.script_name.clone(),
+                contents: e.contents.clone(),
+                timeout_s: Some(e.timeout_s),
+                policy_id: policy.map(|p| p.schedule.id),
+                policy_query: policy.map(|p| p.query.clone()),
+                // The agent names its re-check with it, so an answer to an edited policy's old query is
+                // ignored rather than counted for the new one.
+                policy_revision: policy.map(|p| p.schedule.revision),
+                deferral,
+            }
+        })
+        .collect();
+    Ok(PendingScriptsResponse { scripts })
+}
+
+/// An agent reports a run's result: kept (output's tail), recorded as `ran_script` (and how a deferred run
+/// came to run), and, for an automation's run by a runner that does not re-check on its own, the host asked to
+/// answer the policy again at once. A result recorded already (the agent resending after a lost answer)
+/// changes nothing.
+pub async fn record_agent_result(
+    state: &SharedState,
+    host: &CachedHost,
+    body: &ScriptResultRequest,
+    now: Millis,
+) -> Result<(), OsqueryError> {
+    let host_id = host.checkin.id;
+    // Keep the tail: that is where a script says what went wrong.
+    let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
+    let outcome = if body.exit_code.is_some() { RunOutcome::Ran } else { RunOutcome::Error };
+    let recorded = state
+        .store
+        .record_execution_result(host_id, &body.execution_id, outcome, body.exit_code, output, body.runtime_ms, now)
+        .await?;
+    let mut effects = AfterCommit::new().evict([host_id]);
+    if recorded && let Some(execution) = state.store.execution(&body.execution_id).await? {
+        let policy = match execution.policy_id {
+            Some(id) => state.store.get_policy(id).await?,
+            None => None,
+        };
+        let details = json!({
+            "host_id": host_id,
+            "script_execution_id": execution.execution_id,
+            "script_name": execution.script_name,
+            "async": true,
+            "policy_id": execution.policy_id,
+            "policy_name": policy.map(|p| p.name),
+        });
+        effects = effects.record("ran_script", details.clone());
+        // Deferred runs are told apart: the user's schedule came due, or herd enforced the deadline.
+        let kind = match body.deferral_trigger {
+            Some(DeferralTrigger::Scheduled) => Some("ran_deferred_remediation"),
+            Some(DeferralTrigger::Deadline) => Some("enforced_deferral_deadline"),
+            Some(DeferralTrigger::NoUser) => Some("ran_remediation_without_user"),
+            Some(DeferralTrigger::Unknown) | None => None,
+        };
+        if let Some(kind) = kind {
+            effects = effects.record(kind, details);
+        }
+        if execution.policy_id.is_some() && !body.rechecks_locally {
+            let policy_ids = state.store.request_automation_recheck(host_id, now).await?;
+            if !policy_ids.is_empty() {
+                effects =
+                    effects.record("requested_policy_recheck", json!({"host_id": host_id, "policy_ids": policy_ids}));
+            }
+        }
+    }
+    // Automations act on their own: no user is the actor.
+    effects.apply(state, None).await?;
+    Ok(())
 }

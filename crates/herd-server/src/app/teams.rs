@@ -1,12 +1,16 @@
 //! Teams: creating them, their enroll secrets, reloading what the server derives from them.
 
+use super::AfterCommit;
+use crate::agent_options;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use herd_core::roles::{Action, Scope};
 use herd_core::validate;
-use herd_proto::fleet::{CreateTeamRequest, SecretInput};
+use herd_proto::fleet::{CreateTeamRequest, PatchTeamRequest, SecretInput};
+use herd_store::StoredSecret;
+use serde_json::{Value, json};
 
 pub fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::with_capacity(secrets.len());
@@ -21,10 +25,6 @@ pub fn validated_secrets(secrets: &[SecretInput]) -> Result<Vec<String>, ApiErro
         return Err(ApiError::invalid("secrets", "at most 50 secrets per team"));
     }
     Ok(out)
-}
-
-pub async fn reload_settings(state: &SharedState) -> Result<(), ApiError> {
-    state.settings.reload(&state.store).await.map_err(ApiError::from)
 }
 
 pub async fn team_or_404(state: &SharedState, id: i64) -> Result<herd_store::TeamRecord, ApiError> {
@@ -46,8 +46,125 @@ pub async fn create(
         None => vec![random_token(24)],
     };
     let id = state.store.create_team(&request.name, &description, &secrets, now_ms()).await?;
-    reload_settings(state).await?;
-    let details = serde_json::json!({"team_id": id, "team_name": request.name.trim()});
-    crate::activity::record(state, Some(auth), "created_team", details).await;
+    let details = json!({"team_id": id, "team_name": request.name.trim()});
+    AfterCommit::new().reload_settings().record("created_team", details).apply(state, Some(auth)).await?;
     team_or_404(state, id).await
+}
+
+/// A team admin edits the team's name, description, agent options or failing-policies webhook (Fleet's
+/// `PATCH /teams/{id}`: absent fields keep their value; `agent_options: null` clears them).
+pub async fn update(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    request: PatchTeamRequest,
+) -> Result<herd_store::TeamRecord, ApiError> {
+    let team = crate::access::team(state, auth, id, Action::AdministerTeam).await?;
+    let name = match request.name {
+        Some(name) => {
+            validate::display_name(&name).map_err(|r| ApiError::invalid("name", format!("name {r}")))?;
+            name
+        }
+        None => team.name,
+    };
+    let description = request.description.unwrap_or(team.description);
+    let agent_options = match request.agent_options {
+        Some(Some(options)) => {
+            agent_options::validate("agent_options", &options)?;
+            Some(options)
+        }
+        Some(None) => None,
+        None => team.agent_options,
+    };
+    let webhook_settings = match request.webhook_settings {
+        Some(settings) => {
+            crate::webhooks::check_settings(
+                &state.outbound,
+                "webhook_settings.failing_policies_webhook",
+                &settings.failing_policies_webhook,
+            )?;
+            // Fleet's rule: a team webhook covers the team's own policies.
+            for policy_id in &settings.failing_policies_webhook.policy_ids {
+                let policy = state.store.get_policy(*policy_id).await?;
+                if policy.is_none_or(|p| p.team_id != Some(id)) {
+                    return Err(ApiError::invalid(
+                        "webhook_settings.failing_policies_webhook.policy_ids",
+                        format!("policy {policy_id} is not a policy of this team"),
+                    ));
+                }
+            }
+            Some(serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.into()))?)
+        }
+        None => team.webhook_settings,
+    };
+    state
+        .store
+        .update_team(id, &name, &description, agent_options.as_ref(), webhook_settings.as_ref(), now_ms())
+        .await?;
+    AfterCommit::new().reload_settings().apply(state, Some(auth)).await?;
+    team_or_404(state, id).await
+}
+
+/// Fleet's `POST /teams/{id}/agent_options`: replaces the team's agent options.
+pub async fn set_agent_options(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: i64,
+    options: Value,
+) -> Result<herd_store::TeamRecord, ApiError> {
+    let team = crate::access::team(state, auth, id, Action::AdministerTeam).await?;
+    agent_options::validate("agent_options", &options)?;
+    state
+        .store
+        .update_team(id, &team.name, &team.description, Some(&options), team.webhook_settings.as_ref(), now_ms())
+        .await?;
+    AfterCommit::new().reload_settings().apply(state, Some(auth)).await?;
+    team_or_404(state, id).await
+}
+
+/// A global admin deletes a team; its hosts move to no team (their cached rows evicted), recorded as
+/// `deleted_team`.
+pub async fn delete(state: &SharedState, auth: &AuthUser, id: i64) -> Result<(), ApiError> {
+    let team = crate::access::team(state, auth, id, Action::AdministerServer).await?;
+    let moved = state.store.delete_team(id, now_ms()).await?.ok_or(ApiError::NotFound("team"))?;
+    let details = json!({"team_id": id, "team_name": team.name});
+    let effects = AfterCommit::new().evict(moved).reload_settings().record("deleted_team", details);
+    Ok(effects.apply(state, Some(auth)).await?)
+}
+
+/// The enroll secrets of a team (None: the global ones), for those who may write there.
+pub async fn secrets(state: &SharedState, auth: &AuthUser, team: Option<i64>) -> Result<Vec<StoredSecret>, ApiError> {
+    match team {
+        Some(id) => {
+            crate::access::team(state, auth, id, Action::Write).await?;
+        }
+        None => auth.require(Action::Write, Scope::Global)?,
+    }
+    Ok(state.store.enroll_secrets(team).await?)
+}
+
+/// Replaces the enroll secrets of a team (None: the global ones); `field` prefixes the names of fields
+/// refused (Fleet's global spec nests them under `spec`).
+pub async fn replace_secrets(
+    state: &SharedState,
+    auth: &AuthUser,
+    team: Option<i64>,
+    given: &[SecretInput],
+    field: &str,
+) -> Result<Vec<StoredSecret>, ApiError> {
+    match team {
+        Some(id) => {
+            crate::access::team(state, auth, id, Action::Write).await?;
+        }
+        None => auth.require(Action::Write, Scope::Global)?,
+    }
+    let secrets = validated_secrets(given).map_err(|e| match e {
+        ApiError::Validation { field: inner, reason } => {
+            ApiError::Validation { field: format!("{field}{inner}"), reason }
+        }
+        other => other,
+    })?;
+    state.store.replace_enroll_secrets(team, &secrets, now_ms()).await?;
+    AfterCommit::new().reload_settings().apply(state, Some(auth)).await?;
+    Ok(state.store.enroll_secrets(team).await?)
 }
