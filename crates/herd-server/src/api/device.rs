@@ -5,8 +5,7 @@ use crate::app;
 use crate::error::{ApiError, OsqueryError};
 use crate::extract::Client;
 use crate::extract::OsqueryJson;
-use crate::secrets::token_hash;
-use crate::state::{SharedState, now_ms};
+use crate::state::SharedState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +13,6 @@ use axum::routing::{get, head, post};
 use herd_proto::agent::{
     Acknowledged, DesktopNotifications, DesktopSummary, DeviceConfig, DeviceMdm, DeviceMigration, DeviceTokenRequest,
 };
-use herd_store::StoreError;
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
@@ -124,11 +122,7 @@ async fn refetch(
     Client(client): Client,
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let host_id = app::device::host_id(&state, client, &token).await?;
-    if !state.store.request_refetch(host_id, now_ms()).await? {
-        return Err(ApiError::NotFound("host"));
-    }
-    state.hosts.evict(host_id);
+    app::device::refetch(&state, client, &token).await?;
     Ok(Json(json!({})))
 }
 
@@ -142,14 +136,7 @@ async fn register_token(
     State(state): State<SharedState>,
     request: OsqueryJson<DeviceTokenRequest>,
 ) -> Result<Json<Acknowledged>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let token = request.body.device_auth_token.trim();
-    herd_core::validate::device_token(token)
-        .map_err(|reason| OsqueryError::BadRequest(format!("device_auth_token: {reason}")))?;
-    state.store.register_device_token(host.checkin.id, &token_hash(token), now).await.map_err(|e| match e {
-        // Another host's token: it stays theirs.
-        StoreError::Conflict(reason) => OsqueryError::Conflict(reason),
-        other => other.into(),
-    })?;
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    app::device::register_token(&state, &host, &request.body.device_auth_token, now).await?;
     Ok(Json(Acknowledged {}))
 }

@@ -114,11 +114,11 @@ async fn refetch(
     Client(client): Client,
     Path(token): Path<String>,
 ) -> Result<Redirect, ApiError> {
-    let host_id = crate::app::device::host_id(&state, client, &token).await?;
-    if !state.store.request_refetch(host_id, crate::state::now_ms()).await? {
-        return Err(ApiError::Unauthenticated);
-    }
-    state.hosts.evict(host_id);
+    // A host deleted since its page opened: its token is no longer good.
+    app::device::refetch(&state, client, &token).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::Unauthenticated,
+        other => other,
+    })?;
     Ok(Redirect::to(&format!("/device/{}", url_component(&token))))
 }
 

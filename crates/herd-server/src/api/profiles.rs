@@ -11,7 +11,7 @@ use crate::app;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, OsqueryError};
 use crate::extract::{ApiJson, OsqueryJson, PathId};
-use crate::state::{SharedState, now_ms};
+use crate::state::SharedState;
 use crate::wire::rfc3339;
 use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
@@ -20,10 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use herd_core::roles::Action;
 use herd_proto::agent::{
-    Acknowledged, ProfileCommand, ProfileCommandStatus, ProfileCommandsResponse, ProfileOperation,
-    ProfileResultsRequest,
+    Acknowledged, ProfileCommandsResponse, ProfileResultsRequest,
 };
-use herd_store::{NewProfile, ProfileRecord};
+use herd_store::ProfileRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -172,29 +171,15 @@ async fn batch(
             team_id
         }
     };
-    let mut profiles = Vec::with_capacity(request.profiles.len());
-    for (i, entry) in request.profiles.iter().enumerate() {
+    let mut files = Vec::with_capacity(request.profiles.len());
+    for (i, entry) in request.profiles.into_iter().enumerate() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(entry.contents.trim())
             .map_err(|e| ApiError::invalid(format!("profiles[{i}].contents"), format!("not base64: {e}")))?;
-        let profile = app::profiles::parse_profile(&entry.name, &bytes).map_err(|e| match e {
-            ApiError::Validation { field, reason } => {
-                ApiError::Validation { field: format!("profiles[{i}].{field}"), reason }
-            }
-            other => other,
-        })?;
-        if profiles.iter().any(|p: &NewProfile| p.identifier == profile.identifier || p.name == profile.name) {
-            return Err(ApiError::invalid(format!("profiles[{i}]"), "the same identifier or name twice in one batch"));
-        }
-        profiles.push(profile);
+        files.push((entry.name, bytes));
     }
-    if params.get("dry_run").is_some_and(|v| v == "true" || v == "1") {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    if state.store.replace_profiles(team_id, &profiles, now_ms()).await.map_err(app::profiles::team_error)? {
-        let details = json!({"team_id": team_id, "profile_identifiers": profiles.iter().map(|p| &p.identifier).collect::<Vec<_>>()});
-        crate::activity::record(&state, Some(&auth), "edited_configuration_profiles", details).await;
-    }
+    let dry_run = params.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+    app::profiles::replace_set(&state, &auth, team_id, &files, dry_run).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -225,19 +210,8 @@ async fn resend(
     Path((id, uuid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound("host"))?;
-    let host = crate::access::host(&state, &auth, id, Action::Write).await?;
-    match state.store.resend_host_profile(host.id, &uuid, now_ms()).await? {
-        Ok(()) => {
-            state.hosts.evict(host.id);
-            let details = json!({"host_id": host.id, "profile_uuid": uuid});
-            crate::activity::record(&state, Some(&auth), "resent_configuration_profile", details).await;
-            Ok(StatusCode::ACCEPTED)
-        }
-        Err(herd_store::ResendRefused::NotFound) => Err(ApiError::NotFound("configuration profile on this host")),
-        Err(herd_store::ResendRefused::NotFinal) => Err(ApiError::Conflict(
-            "Couldn't resend. Configuration profiles with \"pending\" or \"verifying\" status can't be resent.".into(),
-        )),
-    }
+    app::profiles::resend(&state, &auth, id, &uuid).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// The agent asks for its profile commands (and so says it applies profiles): in order, each with the
@@ -246,27 +220,8 @@ async fn agent_commands(
     State(state): State<SharedState>,
     request: OsqueryJson<herd_proto::osquery::NodeKeyRequest>,
 ) -> Result<Json<ProfileCommandsResponse>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let host_id = host.checkin.id;
-    if !host.checkin.profiles_enabled {
-        state.store.enable_host_profiles(host_id, now).await?;
-        state.hosts.evict(host_id);
-    }
-    let commands = state.store.profile_commands(host_id).await?;
-    let commands = commands
-        .into_iter()
-        .map(|c| ProfileCommand {
-            command_uuid: c.command_uuid,
-            operation: match c.operation {
-                herd_core::profiles::Operation::Install => ProfileOperation::Install,
-                herd_core::profiles::Operation::Remove => ProfileOperation::Remove,
-            },
-            identifier: c.identifier,
-            name: c.name,
-            profile: c.contents.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok()),
-        })
-        .collect();
-    Ok(Json(ProfileCommandsResponse { commands }))
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    Ok(Json(app::profiles::agent_commands(&state, &host, now).await?))
 }
 
 impl crate::extract::NodeKeyed for ProfileResultsRequest {
@@ -279,19 +234,7 @@ async fn agent_results(
     State(state): State<SharedState>,
     request: OsqueryJson<ProfileResultsRequest>,
 ) -> Result<Json<Acknowledged>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let mut results = Vec::with_capacity(request.body.results.len());
-    for r in &request.body.results {
-        let error = match r.status {
-            ProfileCommandStatus::Acknowledged => None,
-            ProfileCommandStatus::Error => {
-                Some(r.detail.as_deref().unwrap_or("no detail").chars().take(2_000).collect::<String>())
-            }
-        };
-        results.push((r.command_uuid.clone(), error));
-    }
-    let limits = state.settings.get().profile_limits();
-    state.store.record_profile_results(host.checkin.id, &results, &limits, now).await?;
-    state.hosts.evict(host.checkin.id);
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    app::profiles::record_agent_results(&state, &host, &request.body, now).await?;
     Ok(Json(Acknowledged {}))
 }

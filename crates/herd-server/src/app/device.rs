@@ -1,7 +1,7 @@
 //! What a host's local user sees and may do, authenticated by the host's device token: the host and its
 //! policies, and starting the migration off a previous management system.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, OsqueryError};
 use crate::secrets::token_hash;
 use crate::state::{SharedState, now_ms};
 use herd_proto::fleet::DevicePolicy;
@@ -99,4 +99,30 @@ pub async fn start_migration(state: &SharedState, host: &herd_store::HostRecord)
             Err(ApiError::invalid("host", "this device does not report another management system"))
         }
     }
+}
+
+/// The device's user asks for every vital and policy at the next check-in (seed 000's curl line, the My
+/// Device page's button).
+pub async fn refetch(state: &SharedState, client: IpAddr, token: &str) -> Result<(), ApiError> {
+    let host_id = host_id(state, client, token).await?;
+    if !state.store.request_refetch(host_id, now_ms()).await? {
+        return Err(ApiError::NotFound("host"));
+    }
+    Ok(super::AfterCommit::new().evict([host_id]).apply(state, None).await?)
+}
+
+/// An agent registers the device token its user's links carry (a token already another host's stays theirs).
+pub async fn register_token(
+    state: &SharedState,
+    host: &crate::host_cache::CachedHost,
+    token: &str,
+    now: herd_core::Millis,
+) -> Result<(), OsqueryError> {
+    let token = token.trim();
+    herd_core::validate::device_token(token)
+        .map_err(|reason| OsqueryError::BadRequest(format!("device_auth_token: {reason}")))?;
+    state.store.register_device_token(host.checkin.id, &token_hash(token), now).await.map_err(|e| match e {
+        herd_store::StoreError::Conflict(reason) => OsqueryError::Conflict(reason),
+        other => other.into(),
+    })
 }

@@ -3,11 +3,16 @@
 
 use super::AfterCommit;
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, OsqueryError};
+use crate::host_cache::CachedHost;
 use crate::state::{SharedState, now_ms};
 use crate::wire::rfc3339;
+use herd_core::Millis;
 use herd_core::profiles::ProfileDocument;
 use herd_core::roles::Action;
+use herd_proto::agent::{
+    ProfileCommand, ProfileCommandStatus, ProfileCommandsResponse, ProfileOperation, ProfileResultsRequest,
+};
 use herd_store::{NewProfile, ProfileRecord, StoreError};
 use serde_json::json;
 
@@ -172,4 +177,112 @@ pub fn team_error(e: StoreError) -> ApiError {
         StoreError::Conflict(reason) => ApiError::Conflict(reason),
         other => other.into(),
     }
+}
+
+/// Fleet's batch: a team's whole set replaced by these files (name, contents) in one transaction, profiles
+/// matched by identifier updated in place (this is how profiles are edited); `dry_run` checks and changes
+/// nothing. Recorded as `edited_configuration_profiles` when anything changed.
+pub async fn replace_set(
+    state: &SharedState,
+    auth: &AuthUser,
+    team_id: Option<i64>,
+    files: &[(String, Vec<u8>)],
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
+    let mut profiles: Vec<NewProfile> = Vec::with_capacity(files.len());
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let profile = parse_profile(name, bytes).map_err(|e| match e {
+            ApiError::Validation { field, reason } => {
+                ApiError::Validation { field: format!("profiles[{i}].{field}"), reason }
+            }
+            other => other,
+        })?;
+        if profiles.iter().any(|p| p.identifier == profile.identifier || p.name == profile.name) {
+            return Err(ApiError::invalid(format!("profiles[{i}]"), "the same identifier or name twice in one batch"));
+        }
+        profiles.push(profile);
+    }
+    if dry_run {
+        return Ok(());
+    }
+    if state.store.replace_profiles(team_id, &profiles, now_ms()).await.map_err(team_error)? {
+        let identifiers: Vec<&str> = profiles.iter().map(|p| p.identifier.as_str()).collect();
+        let details = json!({"team_id": team_id, "profile_identifiers": identifiers});
+        AfterCommit::new().record("edited_configuration_profiles", details).apply(state, Some(auth)).await?;
+    }
+    Ok(())
+}
+
+/// Sends a host's profile again (only one whose last command finished: verified or failed).
+pub async fn resend(state: &SharedState, auth: &AuthUser, host_id: i64, uuid: &str) -> Result<(), ApiError> {
+    let host = crate::access::host(state, auth, host_id, Action::Write).await?;
+    match state.store.resend_host_profile(host.id, uuid, now_ms()).await? {
+        Ok(()) => {
+            let details = json!({"host_id": host.id, "profile_uuid": uuid});
+            let effects = AfterCommit::new().evict([host.id]).record("resent_configuration_profile", details);
+            Ok(effects.apply(state, Some(auth)).await?)
+        }
+        Err(herd_store::ResendRefused::NotFound) => Err(ApiError::NotFound("configuration profile on this host")),
+        Err(herd_store::ResendRefused::NotFinal) => Err(ApiError::Conflict(
+            "Couldn't resend. Configuration profiles with \"pending\" or \"verifying\" status can't be resent.".into(),
+        )),
+    }
+}
+
+/// The agent asks for its profile commands (and so says it applies profiles): in order, each with the
+/// document to install.
+pub async fn agent_commands(
+    state: &SharedState,
+    host: &CachedHost,
+    now: Millis,
+) -> Result<ProfileCommandsResponse, OsqueryError> {
+    let host_id = host.checkin.id;
+    if !host.checkin.profiles_enabled {
+        state.store.enable_host_profiles(host_id, now).await?;
+        AfterCommit::new().evict([host_id]).apply(state, None).await?;
+    }
+    let commands = state.store.profile_commands(host_id).await?;
+    let commands = commands
+        .into_iter()
+        .map(|c| ProfileCommand {
+            command_uuid: c.command_uuid,
+            operation: match c.operation {
+                herd_core::profiles::Operation::Install => ProfileOperation::Install,
+                herd_core::profiles::Operation::Remove => ProfileOperation::Remove,
+            },
+            identifier: c.identifier,
+            name: c.name,
+            profile: c.contents.as_deref().and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok()),
+        })
+        .collect();
+    Ok(ProfileCommandsResponse { commands })
+}
+
+/// Most characters of an agent's error detail kept.
+const DETAIL_KEPT_CHARS: usize = 2_000;
+
+/// The agent answers its commands: each acknowledged or failed (with why), retried within the limits.
+pub async fn record_agent_results(
+    state: &SharedState,
+    host: &CachedHost,
+    request: &ProfileResultsRequest,
+    now: Millis,
+) -> Result<(), OsqueryError> {
+    let results: Vec<(String, Option<String>)> = request
+        .results
+        .iter()
+        .map(|r| {
+            let error = match r.status {
+                ProfileCommandStatus::Acknowledged => None,
+                ProfileCommandStatus::Error => {
+                    Some(r.detail.as_deref().unwrap_or("no detail").chars().take(DETAIL_KEPT_CHARS).collect())
+                }
+            };
+            (r.command_uuid.clone(), error)
+        })
+        .collect();
+    let limits = state.settings.get().profile_limits();
+    state.store.record_profile_results(host.checkin.id, &results, &limits, now).await?;
+    Ok(AfterCommit::new().evict([host.checkin.id]).apply(state, None).await?)
 }
