@@ -10,8 +10,7 @@ use crate::state::SharedState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use herd_proto::agent::{DeferralAgentStatus, DeferralChoiceResponse, DeferralStatusRequest, DeferralStatusResponse};
-use herd_store::AgentDeferralStatus;
+use herd_proto::agent::{DeferralChoiceResponse, DeferralStatusRequest, DeferralStatusResponse};
 use serde_json::{Value, json};
 
 /// Under `/api/v1/fleet` and `/api/latest/fleet`.
@@ -59,16 +58,6 @@ async fn agent_status(
     State(state): State<SharedState>,
     request: OsqueryJson<DeferralStatusRequest>,
 ) -> Result<Json<DeferralStatusResponse>, OsqueryError> {
-    let (host, now) = crate::app::agent::check_in(&state, &request.host);
-    let body = &request.body;
-    let reason = body.reason.as_deref().map(|r| r.chars().take(500).collect::<String>());
-    let status = match body.status {
-        DeferralAgentStatus::Prompting => AgentDeferralStatus::Prompting,
-        DeferralAgentStatus::Waiting => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
-    };
-    // A zone the server cannot read is not recorded ("tomorrow 09:00" then reads as UTC).
-    let zone = body.time_zone.as_deref().filter(|z| z.parse::<herd_core::deferral::Tz>().is_ok());
-    let record =
-        state.store.record_agent_deferral_status(host.checkin.id, &body.execution_id, status, zone, now).await?;
-    Ok(Json(DeferralStatusResponse { deferral: record.map(|r| app::deferrals::agent_state(&r)) }))
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    Ok(Json(app::deferrals::record_agent_status(&state, &host, &request.body, now).await?))
 }

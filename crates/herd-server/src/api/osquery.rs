@@ -5,26 +5,16 @@ use crate::app;
 use crate::auth::client_ip;
 use crate::error::OsqueryError;
 use crate::extract::{BodyLimits, EnrollJson, OsqueryJson, REPORT_LIMITS};
-use crate::host_cache::CachedHost;
-use crate::secrets::{random_token, secrets_equal, token_hash};
-use crate::state::{SharedState, now_ms};
+use crate::state::SharedState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::routing::post;
-use herd_core::Millis;
-use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_policies};
-use herd_core::platform::{PlatformFamily, family_of_platform_mask};
-use herd_core::policy::{self, PolicyResponse};
-use herd_core::vitals::{Vital, VitalsPatch};
 use herd_proto::osquery::{
-    Acknowledged, DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
-    NodeKeyRequest, StatusLogLine,
+    Acknowledged, DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest,
+    NodeKeyRequest,
 };
-use herd_store::{AutomationRules, EnrollHost, ReportOrigin, ReportedAnswer, StoreError, StoredStatusLog};
-use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use serde_json::Value;
 
 pub fn routes() -> crate::api::Routes {
     let mut router = crate::api::Routes::new();
@@ -54,75 +44,7 @@ async fn enroll(
     ClientAddr(client): ClientAddr,
     EnrollJson(request): EnrollJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, OsqueryError> {
-    let settings = state.settings.get();
-    // Compare against every secret, without stopping at the first match, so timing says nothing about which.
-    let mut team_of_secret = None;
-    for stored in &settings.enroll_secrets {
-        if secrets_equal(&stored.secret, &request.enroll_secret) {
-            team_of_secret = Some(stored.team_id);
-        }
-    }
-    let Some(team_id) = team_of_secret.filter(|_| !request.enroll_secret.is_empty()) else {
-        // Secrets are compared in memory (cheap), so a valid one is never refused for others' failures; bad
-        // ones beyond the address's budget get 429 instead of 401.
-        state.metrics.failed_enrollments.fetch_add(1, Ordering::Relaxed);
-        let rule = crate::rate_limit::address_rule(client, "too many bad enroll secrets from your address");
-        state.enroll_limiter.record_failure(&[rule], Instant::now())?;
-        return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
-    };
-
-    let system_uuid = request.host_details.get("system_info").and_then(|row| row.get("uuid")).map(|u| u.trim());
-    let uuid = match system_uuid.filter(|u| !u.is_empty()) {
-        Some(uuid) => uuid.to_string(),
-        None => request.host_identifier.trim().to_string(),
-    };
-    if uuid.is_empty() {
-        return Err(OsqueryError::BadRequest(
-            "host_identifier and host_details.system_info.uuid are both empty".into(),
-        ));
-    }
-    if uuid.len() > 255 || request.host_identifier.len() > 255 {
-        return Err(OsqueryError::BadRequest("host identifier longer than 255 characters".into()));
-    }
-    let platform_hint = request
-        .platform_type
-        .as_deref()
-        .and_then(|mask| mask.trim().parse::<u32>().ok())
-        .and_then(family_of_platform_mask)
-        .map(|family| family.as_str().to_string())
-        .unwrap_or_default();
-    // Everything above is cheap and in memory; the write below is what a server behind cannot afford.
-    state.enrollment_gate.admit(Instant::now()).map_err(|deferred| OsqueryError::Throttled {
-        reason: deferred.to_string(),
-        retry_after_s: deferred.retry_after_s,
-    })?;
-    let node_key = random_token(32);
-    let host = EnrollHost {
-        uuid,
-        osquery_host_id: request.host_identifier.trim().to_string(),
-        node_key_hash: token_hash(&node_key),
-        team_id,
-        platform_hint,
-        details: VitalsPatch::from_host_details(&request.host_details),
-    };
-    let mark = state.hosts.eviction_mark();
-    let enrolled = match state.store.enroll_host(&host, now_ms()).await {
-        Ok(enrolled) => enrolled,
-        // The secret's team was deleted since this server loaded its secrets: the secret no longer enrolls.
-        Err(StoreError::NotFound("team")) => return Err(OsqueryError::NodeInvalid("invalid enroll secret")),
-        Err(err) => return Err(err.into()),
-    };
-    // A re-enrolled host's old node key must stop working here at once (other servers: change feed). A new
-    // host's row is cached, so its next requests need no read.
-    let (host_id, team_id) = (enrolled.checkin.id, enrolled.checkin.team_id);
-    if enrolled.new_host {
-        state.hosts.insert_unless_evicted_since(enrolled.checkin, mark);
-    } else {
-        state.hosts.evict(host_id);
-    }
-    state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(host_id, team_id, "host enrolled");
-    Ok(Json(EnrollResponse { node_key }))
+    Ok(Json(app::osquery::enroll(&state, client, request).await?))
 }
 
 impl crate::extract::NodeKeyed for NodeKeyRequest {
@@ -150,144 +72,15 @@ async fn config(
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<Value>, OsqueryError> {
     let (host, _) = app::agent::check_in(&state, &request.host);
-    let settings = state.settings.get();
-    // The admin's document, passed on as it is.
-    let config = settings
-        .agent_options(host.checkin.team_id)
-        .get("config")
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    Ok(Json(config))
-}
-
-/// The query asking a herd-agent host which configuration profiles it has (its `herd_profiles` table).
-pub const PROFILES_QUERY: &str = "fleet_detail_query_herd_profiles";
-const PROFILES_SQL: &str = "SELECT identifier, checksum, installed_at FROM herd_profiles";
-
-/// The installed profiles a host reported: (identifier, checksum of what is there, install time in ms).
-fn installed_profiles(rows: &[herd_core::vitals::Row]) -> Vec<(String, String, Millis)> {
-    rows.iter()
-        .filter_map(|row| {
-            let identifier = row.get("identifier")?.clone();
-            let checksum = row.get("checksum")?.clone();
-            let installed_s: i64 = row.get("installed_at")?.trim().parse().ok()?;
-            Some((identifier, checksum, installed_s.saturating_mul(1000)))
-        })
-        .collect()
-}
-
-/// The query asking whether another management system manages the host (migration eligibility).
-pub const MANAGEMENT_QUERY: &str = "fleet_detail_query_mdm_migration";
-
-/// What the host is asked, when migration is enabled: osquery's `mdm` table on macOS; elsewhere the query the
-/// admin configured (e.g. the old agent's marker file), whose rows mean "managed by the other system".
-fn management_query(mdm: &herd_proto::fleet::MdmSettings, family: Option<PlatformFamily>) -> Option<String> {
-    if !mdm.macos_migration.enable {
-        return None;
-    }
-    match family {
-        Some(PlatformFamily::Darwin) => Some("SELECT enrolled, server_url FROM mdm;".to_string()),
-        _ => Some(mdm.migration_query.trim().to_string()).filter(|q| !q.is_empty()),
-    }
-}
-
-fn reports_other_management(family: Option<PlatformFamily>, rows: &[herd_core::vitals::Row]) -> bool {
-    match family {
-        Some(PlatformFamily::Darwin) => {
-            rows.iter().any(|r| matches!(r.get("enrolled").map(String::as_str), Some("true" | "1")))
-        }
-        _ => !rows.is_empty(),
-    }
-}
-
-fn family_of(host: &CachedHost) -> Option<PlatformFamily> {
-    PlatformFamily::of_host_platform(&host.checkin.platform, &host.checkin.platform_like)
+    Ok(Json(app::osquery::agent_config(&state, &host)))
 }
 
 async fn distributed_read(
     State(state): State<SharedState>,
     request: OsqueryJson<NodeKeyRequest>,
 ) -> Result<Json<DistributedReadResponse>, OsqueryError> {
-    let (mut host, now) = app::agent::check_in(&state, &request.host);
-    state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
-    let settings = state.settings.get();
-    let due_settings = DueSettings {
-        vitals_interval_ms: settings.vitals_interval_ms(),
-        policies_changed_at: settings.policies_changed_at,
-    };
-    let mut work = due_work(&host.due_state(), &due_settings, now);
-    if work.is_empty() {
-        // The common case: no database round trip at all.
-        let herd_pending_scripts = host.checkin.pending_scripts;
-        let herd_pending_profiles = host.checkin.pending_profiles;
-        return Ok(Json(DistributedReadResponse { herd_pending_scripts, herd_pending_profiles, ..Default::default() }));
-    }
-    // Something looks due. The cached row may be stale (another server may have ingested this host's
-    // results), so confirm against the database before handing out work.
-    let mark = state.hosts.eviction_mark();
-    let runs = match state.store.host_checkin_and_runs(host.checkin.id).await? {
-        Some((fresh, runs)) if fresh.node_key_hash == host.checkin.node_key_hash => {
-            host = state.hosts.insert_unless_evicted_since(fresh, mark);
-            work = due_work(&host.due_state(), &due_settings, now);
-            runs
-        }
-        _ => {
-            state.hosts.evict(host.checkin.id);
-            return Err(OsqueryError::NodeInvalid("invalid node key"));
-        }
-    };
-    let mut response = DistributedReadResponse {
-        accelerate: work.accelerate_s,
-        herd_pending_scripts: host.checkin.pending_scripts,
-        herd_pending_profiles: host.checkin.pending_profiles,
-        ..Default::default()
-    };
-    let family = family_of(&host);
-    for vital in &work.vitals {
-        response.queries.insert(vital.query_name(), vital.sql(family).to_string());
-        response.discovery.insert(vital.query_name(), vital.discovery(family));
-    }
-    if !work.vitals.is_empty() {
-        state.hosts.mark_vitals_sent(host.checkin.id, now);
-    }
-    if work.management_check
-        && let Some(sql) = management_query(&settings.config.mdm, family)
-    {
-        response.queries.insert(MANAGEMENT_QUERY.to_string(), sql);
-    }
-    if work.profiles_check {
-        response.queries.insert(PROFILES_QUERY.to_string(), PROFILES_SQL.to_string());
-        state.hosts.mark_profiles_sent(host.checkin.id, now);
-    }
-    if work.plan_policies {
-        let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
-        let plan =
-            plan_policies(&scope, &settings.schedules(), &runs, host.checkin.refetch_requested_at.is_some(), now);
-        let mut sent = false;
-        for id in &plan.due {
-            if let Some(policy) = settings.policy(*id) {
-                // The revision travels in the name: whichever server takes the answer counts it for exactly
-                // the query the host ran.
-                response.queries.insert(policy::query_name(*id, policy.schedule.revision), policy.query.clone());
-                sent = true;
-            }
-        }
-        // Policies handed out now come due again if their answers never arrive.
-        let next_due_at = if !sent {
-            plan.next_due_at
-        } else {
-            let retry_at = now + RESULTS_AWAITED_MS;
-            Some(plan.next_due_at.map_or(retry_at, |at| at.min(retry_at)))
-        };
-        state.hosts.set_policy_plan(host.checkin.id, now, next_due_at);
-        if sent {
-            state.hosts.mark_policies_sent(host.checkin.id, now);
-        }
-    }
-    if !response.queries.is_empty() {
-        state.metrics.checkins_with_work.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(Json(response))
+    let (host, now) = app::agent::check_in(&state, &request.host);
+    Ok(Json(app::osquery::due_queries(&state, host, now).await?))
 }
 
 async fn distributed_write(
@@ -295,103 +88,7 @@ async fn distributed_write(
     request: OsqueryJson<DistributedWriteRequest>,
 ) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = app::agent::check_in(&state, &request.host);
-    state.metrics.distributed_writes.fetch_add(1, Ordering::Relaxed);
-    let report = request.body;
-    let settings = state.settings.get();
-    let mut patch = VitalsPatch::default();
-    let mut vitals_answered = false;
-    let mut answers = Vec::new();
-    let mut managed_by_other = None;
-    let mut profiles_reported = None;
-    for (name, rows) in &report.queries {
-        let status = report.statuses.get(name).copied().unwrap_or(0);
-        if name == PROFILES_QUERY {
-            // A failed query (no such table: not herd-agent) tells nothing.
-            if status == 0 {
-                profiles_reported = Some(installed_profiles(rows));
-            }
-            continue;
-        }
-        if name == MANAGEMENT_QUERY {
-            if status == 0 {
-                managed_by_other = Some(reports_other_management(family_of(&host), rows));
-            }
-            continue;
-        }
-        if status != 0 {
-            let message = report.messages.get(name).map(Value::to_string).unwrap_or_default();
-            tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "query failed on host");
-        }
-        if let Some((policy_id, revision)) = policy::policy_of_query(name) {
-            // Judged in the report's transaction against the policy as it is in the database (this server
-            // may not have loaded it yet, or may hold an older revision).
-            answers.push(ReportedAnswer {
-                policy_id,
-                revision,
-                response: PolicyResponse::from_result(status, rows.len()),
-            });
-            continue;
-        }
-        let Some(vital) = Vital::from_query_name(name) else {
-            tracing::debug!(host_id = host.checkin.id, query = %name, "result for a query herd did not send");
-            continue;
-        };
-        vitals_answered = true;
-        // A failed query tells nothing about the host: its columns stay as they were.
-        if status == 0 {
-            patch.absorb(vital, rows);
-        }
-    }
-    if let Some(managed) = managed_by_other
-        && state.store.record_management_status(host.checkin.id, managed, now).await?
-    {
-        // Migrated: the window is closed; the host checks in normally from now on.
-        state.hosts.evict(host.checkin.id);
-    }
-    if let Some(installed) = profiles_reported {
-        state.store.verify_host_profiles(host.checkin.id, &installed, &settings.profile_limits(), now).await?;
-    }
-    if answers.is_empty() && !vitals_answered {
-        return Ok(Json(Acknowledged {}));
-    }
-    // One transaction for the whole report; 200 only once it is committed.
-    let requested_at = host.vitals_sent_at.unwrap_or(now);
-    let vitals = vitals_answered.then_some((&patch, requested_at));
-    let host_id = host.checkin.id;
-    let on_failure: herd_store::OnFailure = crate::webhooks::failing_policy_jobs;
-    let rules = AutomationRules {
-        origin: if report.herd_recheck { ReportOrigin::Recheck } else { ReportOrigin::Scheduled },
-        script_retries: settings.config.host_settings.automation_retries,
-        script_timeout_s: settings.config.host_settings.automation_script_timeout,
-    };
-    match state.store.record_report(host_id, &answers, vitals, now, &rules, on_failure).await {
-        Ok(outcome) if !outcome.stale_policies.is_empty() => {
-            // The host ran a query edited since it was handed out. If this server's copy of the policies is
-            // the stale one, load the current ones now rather than hand out the old query again.
-            for (policy_id, revision) in &outcome.stale_policies {
-                if let Err(err) = state.settings.catch_up(&state.store, *policy_id, *revision).await {
-                    tracing::warn!(error = %err, "reloading settings after a stale answer");
-                }
-            }
-        }
-        Ok(_) => {}
-        Err(StoreError::HostGone) => {
-            state.hosts.evict(host_id);
-            return Err(OsqueryError::NodeInvalid("host was deleted"));
-        }
-        Err(err) => return Err(err.into()),
-    }
-    if !answers.is_empty() {
-        state.hosts.policies_recorded(host.checkin.id);
-    }
-    if report.herd_recheck {
-        let policy_ids: Vec<i64> = answers.iter().map(|a| a.policy_id).collect();
-        let details = json!({"host_id": host.checkin.id, "policy_ids": policy_ids});
-        crate::activity::record(&state, None, "rechecked_policies", details).await;
-    }
-    if vitals_answered {
-        state.hosts.vitals_recorded(host.checkin.id, requested_at, now, patch.platform.as_deref());
-    }
+    app::osquery::record_report(&state, &host, request.body, now).await?;
     Ok(Json(Acknowledged {}))
 }
 
@@ -400,49 +97,6 @@ async fn log(
     request: OsqueryJson<LogRequest>,
 ) -> Result<Json<Acknowledged>, OsqueryError> {
     let (host, now) = app::agent::check_in(&state, &request.host);
-    let LogRequest { log_type, data, .. } = request.body;
-    match log_type {
-        LogType::Status => {
-            let lines: Vec<StoredStatusLog> = data
-                .iter()
-                .filter_map(StatusLogLine::from_value)
-                .map(|line| StoredStatusLog {
-                    received_at: now,
-                    unix_time: line.unix_time,
-                    severity: line.severity,
-                    filename: line.filename,
-                    line: line.line,
-                    message: line.message,
-                    version: line.version,
-                })
-                .collect();
-            if lines.len() != data.len() {
-                return Err(OsqueryError::BadRequest("every status log line must be a json object".into()));
-            }
-            state.store.append_status_logs(host.checkin.id, &lines).await?;
-            state.metrics.status_log_lines.fetch_add(lines.len() as u64, Ordering::Relaxed);
-        }
-        LogType::Result => {
-            let result_log = &state.result_log;
-            let count = data.len() as u64;
-            let annotated: Vec<Value> = data
-                .into_iter()
-                .map(|mut line| {
-                    if let Value::Object(map) = &mut line {
-                        map.insert("herd_host_id".into(), Value::from(host.checkin.id));
-                    }
-                    line
-                })
-                .collect();
-            let batch = crate::result_log::encode(&annotated).map_err(|e| OsqueryError::Internal(e.into()))?;
-            result_log.charge(host.checkin.id, batch.len() as u64, Instant::now()).map_err(|over| {
-                state.metrics.result_log_refused_batches.fetch_add(1, Ordering::Relaxed);
-                OsqueryError::Throttled { reason: over.to_string(), retry_after_s: over.retry_after_s }
-            })?;
-            tokio::task::block_in_place(|| result_log.append_encoded(&batch))
-                .map_err(|e| OsqueryError::Internal(anyhow::anyhow!("writing {}: {e}", result_log.path().display())))?;
-            state.metrics.result_log_lines.fetch_add(count, Ordering::Relaxed);
-        }
-    }
+    app::osquery::record_log(&state, &host, request.body, now).await?;
     Ok(Json(Acknowledged {}))
 }

@@ -32,7 +32,7 @@ async fn login(
 }
 
 async fn logout(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<Value>, ApiError> {
-    state.store.delete_session(&auth.token_hash).await?;
+    crate::app::session::log_out(&state, &auth).await?;
     Ok(Json(json!({})))
 }
 

@@ -153,3 +153,26 @@ pub fn agent_state(record: &DeferralRecord) -> herd_proto::agent::DeferralProgre
         scheduled_at: record.scheduled_at,
     }
 }
+
+/// The agent's report on a deferred run (asking its user, or waiting and why). Answers the state the agent
+/// must follow (`deferral: None` when the run is no longer deferred: the agent drops it and fetches its
+/// scripts).
+pub async fn record_agent_status(
+    state: &SharedState,
+    host: &crate::host_cache::CachedHost,
+    body: &herd_proto::agent::DeferralStatusRequest,
+    now: herd_core::Millis,
+) -> Result<herd_proto::agent::DeferralStatusResponse, crate::error::OsqueryError> {
+    use herd_proto::agent::{DeferralAgentStatus, DeferralStatusResponse};
+    use herd_store::AgentDeferralStatus;
+    let reason = body.reason.as_deref().map(|r| r.chars().take(500).collect::<String>());
+    let status = match body.status {
+        DeferralAgentStatus::Prompting => AgentDeferralStatus::Prompting,
+        DeferralAgentStatus::Waiting => AgentDeferralStatus::Waiting(reason.as_deref().unwrap_or("waiting")),
+    };
+    // A zone the server cannot read is not recorded ("tomorrow 09:00" then reads as UTC).
+    let zone = body.time_zone.as_deref().filter(|z| z.parse::<herd_core::deferral::Tz>().is_ok());
+    let record =
+        state.store.record_agent_deferral_status(host.checkin.id, &body.execution_id, status, zone, now).await?;
+    Ok(DeferralStatusResponse { deferral: record.map(|r| agent_state(&r)) })
+}

@@ -90,3 +90,8 @@ pub async fn set_own_password(
     tracing::info!(user_id = user.id, "password changed; the user's other sessions ended");
     Ok(user)
 }
+
+/// Ends the session the actor is using (the REST logout, the console's button).
+pub async fn log_out(state: &SharedState, auth: &AuthUser) -> Result<(), ApiError> {
+    Ok(state.store.delete_session(&auth.token_hash).await?)
+}

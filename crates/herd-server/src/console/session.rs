@@ -71,8 +71,8 @@ pub async fn logout(
     if let Some(refused) = user.csrf_refusal(&form.csrf) {
         return refused;
     }
-    if let Err(err) = state.store.delete_session(&user.auth.token_hash).await {
-        return error_page(&err.into());
+    if let Err(err) = crate::app::session::log_out(&state, &user.auth).await {
+        return error_page(&err);
     }
     let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console/login")).into_response()
