@@ -3,6 +3,9 @@
 //!   no `api/x.rs` names `crate::api::y` (or `super::y`), no console file names `crate::api::*`;
 //!   `api/mod.rs` alone assembles the router, and `crate::api::Routes` is the route-table type every surface uses;
 //! - the application layer (`src/app/*`) knows no adapter and no HTTP: no `crate::api`, `crate::console`, `axum`;
+//! - adapters change nothing themselves: writes, cache evictions, activity records and settings reloads happen
+//!   in use cases (which apply them in one order, `app::AfterCommit`); an adapter may call the store's read
+//!   methods (listings, counts, lookups) after an access check, and nothing else of it;
 //! - the rest of the server (workers, webhooks, wire views, extraction) knows no adapter either.
 
 use std::path::{Path, PathBuf};
@@ -42,6 +45,42 @@ fn module_name(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
+/// The store's methods that only read: the ones an adapter may call (after an access check) to render.
+fn is_store_read(method: &str) -> bool {
+    const READS: &[&str] = &[
+        "ping",
+        "backend",
+        "host_count",
+        "status_logs",
+        "profiles_summary",
+        "compliance_history",
+        "last_executions",
+        "global_policies_for_team",
+        "enroll_secrets",
+        "host_status_counts",
+        "hot_writes_in_flight",
+        "group_commit_counts",
+        "execution",
+    ];
+    ["list_", "get_", "count_", "all_"].iter().any(|p| method.starts_with(p)) || READS.contains(&method)
+}
+
+/// What an adapter does that only a use case may: store writes, evictions, activities, settings reloads.
+fn adapter_side_effects(relative: &str, code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for method in paths_after(code, "state.store.") {
+        if !is_store_read(method) {
+            found.push(format!("{relative} calls state.store.{method} (adapters write only through crate::app)"));
+        }
+    }
+    for effect in ["state.hosts.evict", "activity::record", "settings.reload"] {
+        if code.contains(effect) {
+            found.push(format!("{relative} calls {effect} (a use case's after-commit effect)"));
+        }
+    }
+    found
+}
+
 /// What one source file breaks of the rule, given where it lives.
 fn violations(src: &Path, path: &Path) -> Vec<String> {
     let relative = path.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
@@ -65,6 +104,7 @@ fn violations(src: &Path, path: &Path) -> Vec<String> {
             if code.contains("crate::console") {
                 found.push(format!("{relative} uses crate::console"));
             }
+            found.extend(adapter_side_effects(&relative, &code));
         }
         "console" => {
             for target in paths_after(&code, "crate::api::") {
@@ -72,6 +112,7 @@ fn violations(src: &Path, path: &Path) -> Vec<String> {
                     found.push(format!("{relative} uses crate::api::{target} (the console calls the REST API)"));
                 }
             }
+            found.extend(adapter_side_effects(&relative, &code));
         }
         "app" => {
             for forbidden in ["crate::api", "crate::console", "axum::", "use axum"] {
@@ -119,6 +160,10 @@ fn the_check_finds_each_kind_of_breach() {
         "// crate::api::hosts::view in a comment is fine\nfn f() -> crate::api::Routes { todo!() }\n",
     );
     write("console/mod.rs", "fn f() { crate::api::hosts::view(); }\n");
+    write(
+        "console/teams.rs",
+        "fn f() { state.store.list_teams(); state.store.delete_team(1); state.hosts.evict(1); }\n",
+    );
     write("app/hosts.rs", "use axum::Json;\n");
     write("workers.rs", "fn f() { crate::api::hosts::view(); }\n");
     let found: Vec<String> = rust_files(&src).iter().flat_map(|path| violations(&src, path)).collect();
@@ -127,10 +172,13 @@ fn the_check_finds_each_kind_of_breach() {
         "api/hosts.rs uses super::teams",
         "app/hosts.rs uses use axum",
         "console/mod.rs uses crate::api::hosts",
+        "console/teams.rs calls state.store.delete_team",
+        "console/teams.rs calls state.hosts.evict",
         "workers.rs uses crate::api::hosts",
     ];
     for breach in expected {
         assert!(found.iter().any(|f| f.starts_with(breach)), "{breach:?} not found in {found:#?}");
     }
     assert!(!found.iter().any(|f| f.starts_with("api/teams.rs") || f.starts_with("api/mod.rs")), "{found:#?}");
+    assert!(!found.iter().any(|f| f.contains("list_teams")), "reads are allowed: {found:#?}");
 }

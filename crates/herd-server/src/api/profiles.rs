@@ -19,9 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use herd_core::roles::Action;
-use herd_proto::agent::{
-    Acknowledged, ProfileCommandsResponse, ProfileResultsRequest,
-};
+use herd_proto::agent::{Acknowledged, ProfileCommandsResponse, ProfileResultsRequest};
 use herd_store::ProfileRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -13,8 +13,7 @@ use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::policy::{self, PolicyResponse};
 use herd_core::vitals::{Vital, VitalsPatch};
 use herd_proto::osquery::{
-    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType,
-    StatusLogLine,
+    DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType, StatusLogLine,
 };
 use herd_store::{AutomationRules, EnrollHost, ReportOrigin, ReportedAnswer, StoreError, StoredStatusLog};
 use serde_json::{Value, json};
@@ -25,7 +24,11 @@ use std::time::Instant;
 /// Enrolls a host with an enroll secret (its team): a new host gets a row, a known one (same hardware uuid)
 /// a new node key. Bad secrets count against the client's address; the write waits its turn at the
 /// enrollment gate.
-pub async fn enroll(state: &SharedState, client: IpAddr, request: EnrollRequest) -> Result<EnrollResponse, OsqueryError> {
+pub async fn enroll(
+    state: &SharedState,
+    client: IpAddr,
+    request: EnrollRequest,
+) -> Result<EnrollResponse, OsqueryError> {
     let settings = state.settings.get();
     // Compare against every secret, without stopping at the first match, so timing says nothing about which.
     let mut team_of_secret = None;
@@ -156,7 +159,11 @@ fn family_of(host: &CachedHost) -> Option<PlatformFamily> {
 
 /// A check-in (`distributed/read`): what the host should run now (vitals, policies, the management and
 /// profile checks), planned from the cached row when nothing looks due, else from the database's.
-pub async fn due_queries(state: &SharedState, mut host: CachedHost, now: Millis) -> Result<DistributedReadResponse, OsqueryError> {
+pub async fn due_queries(
+    state: &SharedState,
+    mut host: CachedHost,
+    now: Millis,
+) -> Result<DistributedReadResponse, OsqueryError> {
     state.metrics.checkins.fetch_add(1, Ordering::Relaxed);
     let settings = state.settings.get();
     let due_settings = DueSettings {
@@ -240,7 +247,12 @@ pub async fn due_queries(state: &SharedState, mut host: CachedHost, now: Millis)
 
 /// A report (`distributed/write`): policy answers judged and stored with their automations in one
 /// transaction, vitals, the management and profile checks; acknowledged only once committed.
-pub async fn record_report(state: &SharedState, host: &CachedHost, report: DistributedWriteRequest, now: Millis) -> Result<(), OsqueryError> {
+pub async fn record_report(
+    state: &SharedState,
+    host: &CachedHost,
+    report: DistributedWriteRequest,
+    now: Millis,
+) -> Result<(), OsqueryError> {
     state.metrics.distributed_writes.fetch_add(1, Ordering::Relaxed);
     let settings = state.settings.get();
     let mut patch = VitalsPatch::default();
@@ -342,7 +354,12 @@ pub async fn record_report(state: &SharedState, host: &CachedHost, report: Distr
 
 /// A log batch (`log`): status lines stored, result lines appended to the result log (charged to the host's
 /// budget).
-pub async fn record_log(state: &SharedState, host: &CachedHost, request: LogRequest, now: Millis) -> Result<(), OsqueryError> {
+pub async fn record_log(
+    state: &SharedState,
+    host: &CachedHost,
+    request: LogRequest,
+    now: Millis,
+) -> Result<(), OsqueryError> {
     let LogRequest { log_type, data, .. } = request;
     match log_type {
         LogType::Status => {

@@ -154,7 +154,6 @@ pub async fn update(
     Ok(())
 }
 
-
 /// A global admin deletes a user (the last global admin is refused by the store, inside the delete's
 /// transaction).
 pub async fn delete(state: &SharedState, auth: &AuthUser, id: i64) -> Result<(), ApiError> {
