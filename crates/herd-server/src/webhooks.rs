@@ -5,6 +5,7 @@ use crate::outbound::OutboundPolicy;
 use crate::state::{SharedState, now_ms};
 use crate::wire;
 use herd_core::Millis;
+use herd_core::jobs::{JobKind, JobPayload};
 use herd_proto::fleet::FailingPoliciesWebhook;
 use herd_store::{FiringPolicy, Job, NewJob};
 use serde_json::{Value, json};
@@ -14,10 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-pub const JOB_KIND: &str = "failing_policy_webhook";
-/// A migration a user started: the body is fixed when the job is enqueued (`payload.body`).
-pub const MIGRATION_JOB_KIND: &str = "mdm_migration_webhook";
-const DELIVERED_KINDS: &[&str] = &[JOB_KIND, MIGRATION_JOB_KIND];
+const DELIVERED_KINDS: &[JobKind] = &[JobKind::FailingPolicyWebhook, JobKind::MigrationWebhook];
 /// 5 s doubling to an hour: about a day of retries before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 30;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,9 +83,8 @@ pub fn failing_policy_jobs(firing: &FiringPolicy<'_>) -> Vec<NewJob> {
         .into_iter()
         .enumerate()
         .map(|(n, destination_url)| NewJob {
-            kind: JOB_KIND.into(),
-            idempotency_key: format!("{JOB_KIND}:{policy_id}:{host_id}:{now}:{n}"),
-            payload: json!({"policy_id": policy_id, "host_id": host_id, "failed_at": now, "destination_url": destination_url}),
+            idempotency_key: format!("{}:{policy_id}:{host_id}:{now}:{n}", JobKind::FailingPolicyWebhook.as_str()),
+            payload: JobPayload::FailingPolicyWebhook { policy_id, host_id, failed_at: now, destination_url },
             max_attempts: MAX_ATTEMPTS,
             run_at: now,
         })
@@ -97,16 +94,15 @@ pub fn failing_policy_jobs(firing: &FiringPolicy<'_>) -> Vec<NewJob> {
 /// The webhook a started migration sends: Fleet's `{"timestamp", "host": {"id", "uuid", "hardware_serial"}}`.
 pub fn migration_job(url: &str, host: &herd_store::HostRecord, now: Millis) -> NewJob {
     NewJob {
-        kind: MIGRATION_JOB_KIND.into(),
-        idempotency_key: format!("{MIGRATION_JOB_KIND}:{}:{now}", host.id),
-        payload: json!({
-            "destination_url": url,
-            "host_id": host.id,
-            "body": {
+        idempotency_key: format!("{}:{}:{now}", JobKind::MigrationWebhook.as_str(), host.id),
+        payload: JobPayload::MigrationWebhook {
+            destination_url: url.to_string(),
+            host_id: host.id,
+            body: json!({
                 "timestamp": wire::rfc3339(now),
                 "host": {"id": host.id, "uuid": host.uuid, "hardware_serial": host.hardware_serial},
-            },
-        }),
+            }),
+        },
         max_attempts: MAX_ATTEMPTS,
         run_at: now,
     }
@@ -114,10 +110,12 @@ pub fn migration_job(url: &str, host: &herd_store::HostRecord, now: Millis) -> N
 
 /// Fleet's payload: `{"timestamp", "policy": {...}, "hosts": [{"id", "hostname", "display_name", "url"}]}`,
 /// one host per POST (herd does not wait to batch).
-pub async fn payload(state: &SharedState, job: &Job) -> anyhow::Result<Value> {
-    let policy_id = job.payload["policy_id"].as_i64().unwrap_or_default();
-    let host_id = job.payload["host_id"].as_i64().unwrap_or_default();
-    let failed_at = job.payload["failed_at"].as_i64().unwrap_or(job.created_at);
+pub async fn failing_policy_body(
+    state: &SharedState,
+    policy_id: i64,
+    host_id: i64,
+    failed_at: Millis,
+) -> anyhow::Result<Value> {
     let policy = match state.store.get_policy(policy_id).await? {
         Some(policy) => serde_json::to_value(wire::policy(policy))?,
         // Deleted since: the receiver still learns which policy failed.
@@ -165,13 +163,20 @@ pub enum DeliveryError {
 
 /// Delivers one job.
 pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -> Result<(), DeliveryError> {
-    let url = job.payload["destination_url"].as_str().unwrap_or_default();
+    let (url, body) = match &job.payload {
+        JobPayload::FailingPolicyWebhook { policy_id, host_id, failed_at, destination_url } => {
+            let body = failing_policy_body(state, *policy_id, *host_id, *failed_at)
+                .await
+                .map_err(|e| DeliveryError::Failed(format!("building the payload: {e:#}")))?;
+            (destination_url.as_str(), body)
+        }
+        JobPayload::MigrationWebhook { destination_url, body, .. } => (destination_url.as_str(), body.clone()),
+        JobPayload::ProfileReconcile(_) => {
+            return Err(DeliveryError::Refused("not a webhook job".into()));
+        }
+    };
     // Literal addresses never reach the resolver: check them here (the URL may predate the policy).
     state.outbound.check_url(url).map_err(|reason| DeliveryError::Refused(format!("refused: {reason}")))?;
-    let body = match job.payload.get("body") {
-        Some(body) => body.clone(),
-        None => payload(state, job).await.map_err(|e| DeliveryError::Failed(format!("building the payload: {e:#}")))?,
-    };
     let response =
         client.post(url).header("Idempotency-Key", &job.idempotency_key).json(&body).send().await.map_err(|e| {
             match crate::outbound::refusal_in(&e) {
@@ -197,7 +202,7 @@ const MAX_IN_FLIGHT: usize = 256;
 
 /// Where a job goes, for the per-destination cap: the URL's origin.
 fn destination_of(job: &Job) -> String {
-    let url = job.payload["destination_url"].as_str().unwrap_or_default();
+    let url = job.payload.destination_url().unwrap_or_default();
     reqwest::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| url.to_string())
 }
 

@@ -59,7 +59,7 @@ pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, n
         scripts_enabled: record.scripts_enabled.map(|v| v != 0),
         mdm_migration: herd_proto::fleet::HostMigration {
             managed_by_other: record.managed_by_other.map(|v| v != 0),
-            state: record.migration_state.clone(),
+            state: record.migration_state.as_str().to_string(),
             started_at: record.migration_started_at.map(rfc3339),
             window_closes_at: record.migration_window_until.map(rfc3339),
         },

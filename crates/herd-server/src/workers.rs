@@ -2,6 +2,7 @@
 //! failures to the metrics (`herd_worker_*`).
 
 use crate::state::{SharedState, now_ms};
+use herd_core::jobs::{JobKind, JobPayload};
 use herd_core::{HOUR_MS, Millis, SECOND_MS};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -180,11 +181,15 @@ impl Worker for ProfileReconciler {
         Duration::from_secs(1)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
-        let kinds = [herd_store::RECONCILE_JOB_KIND];
+        let kinds = [JobKind::ProfileReconcile];
         let jobs = state.store.claim_jobs(&kinds, &self.owner, 20, RECONCILE_LEASE_MS, now_ms()).await?;
         for job in jobs {
             let now = now_ms();
-            let work = state.store.reconcile_profiles(&job.payload, now);
+            let JobPayload::ProfileReconcile(scope) = &job.payload else {
+                state.store.give_up_job(job.id, &self.owner, "not a profile reconcile", now).await?;
+                continue;
+            };
+            let work = state.store.reconcile_profiles(scope, now);
             let Some(outcome) = with_lease(&state.store, job.id, &self.owner, RECONCILE_LEASE_MS, work).await else {
                 continue;
             };
@@ -271,14 +276,13 @@ mod tests {
     async fn store_with_claimed_job(dir: &tempfile::TempDir, lease_ms: Millis) -> (herd_store::Store, i64) {
         let store = herd_store::Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
         let job = herd_store::NewJob {
-            kind: "slow".into(),
             idempotency_key: "slow".into(),
-            payload: serde_json::json!({}),
+            payload: JobPayload::ProfileReconcile(herd_core::jobs::ReconcileScope::Hosts { host_ids: vec![] }),
             max_attempts: 3,
             run_at: 0,
         };
         store.enqueue_job(&job, now_ms()).await.unwrap();
-        let claimed = store.claim_jobs(&["slow"], "a", 1, lease_ms, now_ms()).await.unwrap();
+        let claimed = store.claim_jobs(&[JobKind::ProfileReconcile], "a", 1, lease_ms, now_ms()).await.unwrap();
         assert_eq!(claimed.len(), 1);
         (store, claimed[0].id)
     }
@@ -294,7 +298,8 @@ mod tests {
         let rival = async {
             let mut taken = 0;
             while now_ms() < started + 3 * LEASE_MS {
-                taken += store.claim_jobs(&["slow"], "b", 1, LEASE_MS, now_ms()).await.unwrap().len();
+                taken +=
+                    store.claim_jobs(&[JobKind::ProfileReconcile], "b", 1, LEASE_MS, now_ms()).await.unwrap().len();
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             taken
@@ -311,7 +316,7 @@ mod tests {
         let (store, job) = store_with_claimed_job(&dir, 60_000).await;
         // Another owner holds it now (as after a stall past the lease).
         store.fail_job(job, "a", "simulated stall", 0, now_ms()).await.unwrap();
-        assert_eq!(store.claim_jobs(&["slow"], "b", 1, 60_000, now_ms()).await.unwrap().len(), 1);
+        assert_eq!(store.claim_jobs(&[JobKind::ProfileReconcile], "b", 1, 60_000, now_ms()).await.unwrap().len(), 1);
         let forever = std::future::pending::<()>();
         assert_eq!(with_lease(&store, job, "a", 30, forever).await, None);
     }

@@ -85,8 +85,8 @@ pub struct HostRecord {
     pub scripts_enabled: Option<i64>,
     /// 1 when the host last reported another management system manages it, 0 when not, NULL unknown.
     pub managed_by_other: Option<i64>,
-    /// '' (never started), 'started', 'migrated' or 'timed_out'.
-    pub migration_state: String,
+    #[sqlx(try_from = "String")]
+    pub migration_state: herd_core::migration::MigrationState,
     pub migration_started_at: Option<i64>,
     pub migration_window_until: Option<i64>,
 }

@@ -5,6 +5,7 @@
 use crate::sql::{Arg, SqlBuilder};
 use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
+use herd_core::jobs::{JobKind, JobPayload};
 use sqlx::{AnyConnection, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +39,10 @@ impl JobState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
-    pub kind: String,
+    /// What the job does (its kind is the variant).
+    pub payload: JobPayload,
     /// Enqueueing the same key again does nothing; the key also goes out with the side effect.
     pub idempotency_key: String,
-    pub payload: serde_json::Value,
     pub max_attempts: i64,
     pub run_at: Millis,
 }
@@ -49,9 +50,8 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
     pub idempotency_key: String,
-    pub payload: serde_json::Value,
+    pub payload: JobPayload,
     pub state: JobState,
     pub attempts: i64,
     pub max_attempts: i64,
@@ -64,13 +64,19 @@ pub struct Job {
     pub finished_at: Option<Millis>,
 }
 
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+}
+
 fn job_from_row(row: &sqlx::any::AnyRow) -> Result<Job> {
+    let kind: String = row.try_get("kind")?;
     let payload: String = row.try_get("payload")?;
     Ok(Job {
         id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
         idempotency_key: row.try_get("idempotency_key")?,
-        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        payload: JobPayload::from_columns(&kind, &payload).map_err(StoreError::Corrupt)?,
         state: JobState::parse(&row.try_get::<String, _>("state")?)?,
         attempts: row.try_get("attempts")?,
         max_attempts: row.try_get("max_attempts")?,
@@ -91,9 +97,9 @@ pub(crate) async fn enqueue_in(conn: &mut AnyConnection, job: &NewJob, now: Mill
         "INSERT INTO jobs (kind, idempotency_key, payload, state, max_attempts, run_at, created_at, updated_at) \
          VALUES ($1, $2, $3, 'pending', $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
     )
-    .bind(&job.kind)
+    .bind(job.payload.kind().as_str())
     .bind(&job.idempotency_key)
-    .bind(job.payload.to_string())
+    .bind(job.payload.payload_json())
     .bind(job.max_attempts.max(1))
     .bind(job.run_at)
     .bind(now)
@@ -112,9 +118,11 @@ impl Store {
     /// has come, and running jobs whose lease ran out (their worker died or stalled) while attempts remain.
     /// Each claim counts as an attempt. A job whose lease ran out on its last attempt is failed for good
     /// ("lease expired"), as `fail_job` would have: `max_attempts` bounds every job, however its attempts end.
+    /// A claimed row whose payload herd cannot read (written by a newer herd, or damaged) is failed for good
+    /// with the reason, rather than failing every claim after it.
     pub async fn claim_jobs(
         &self,
-        kinds: &[&str],
+        kinds: &[JobKind],
         owner: &str,
         limit: i64,
         lease_ms: Millis,
@@ -125,7 +133,7 @@ impl Store {
                 if i > 0 {
                     sql.push(", ");
                 }
-                sql.bind(Arg::Text(kind.to_string()));
+                sql.bind(Arg::Text(kind.as_str().to_string()));
             }
         };
         let mut exhausted = SqlBuilder::new(
@@ -160,7 +168,18 @@ impl Store {
         }
         sql.push(") RETURNING *");
         let rows = sql.query().fetch_all(&self.writer).await?;
-        let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match job_from_row(row) {
+                Ok(job) => jobs.push(job),
+                Err(StoreError::Corrupt(reason)) => {
+                    let id: i64 = row.try_get("id")?;
+                    tracing::error!(job_id = id, %reason, "a claimed job is unreadable; failed for good");
+                    self.give_up_job(id, owner, &reason, now).await?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
         jobs.sort_by_key(|j| (j.run_at, j.id));
         Ok(jobs)
     }
@@ -249,15 +268,23 @@ impl Store {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    /// Jobs of a kind, newest first, optionally in one state.
-    pub async fn list_jobs(&self, kind: &str, state: Option<JobState>, limit: i64) -> Result<Vec<Job>> {
+    /// Jobs of a kind, newest first, optionally in one state. Rows herd cannot read are left out (and logged).
+    pub async fn list_jobs(&self, kind: JobKind, state: Option<JobState>, limit: i64) -> Result<Vec<Job>> {
         let mut sql = SqlBuilder::new("SELECT * FROM jobs WHERE kind = ");
-        sql.bind(Arg::Text(kind.to_string()));
+        sql.bind(Arg::Text(kind.as_str().to_string()));
         if let Some(state) = state {
             sql.push(" AND state = ").bind(Arg::Text(state.as_str().to_string()));
         }
         sql.push(" ORDER BY id DESC LIMIT ").bind(Arg::Int(limit));
-        sql.query().fetch_all(&self.reader).await?.iter().map(job_from_row).collect()
+        let mut jobs = Vec::new();
+        for row in sql.query().fetch_all(&self.reader).await? {
+            match job_from_row(&row) {
+                Ok(job) => jobs.push(job),
+                Err(StoreError::Corrupt(reason)) => tracing::warn!(%reason, "an unreadable job left out of a listing"),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(jobs)
     }
 
     /// Drops finished jobs older than `before` (their record served its purpose).
@@ -267,5 +294,46 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_core::jobs::ReconcileScope;
+
+    /// A row herd cannot read (a newer herd's kind of payload, or a damaged one) is failed for good with the
+    /// reason when claimed; the jobs beside it are still handed out, now and at every later claim.
+    #[tokio::test]
+    async fn an_unreadable_job_is_failed_not_a_poison_for_every_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("herd.db").to_str().unwrap()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO jobs (kind, idempotency_key, payload, state, max_attempts, run_at, created_at, updated_at) \
+             VALUES ('profile_reconcile', 'damaged', '{\"scope\": \"everything\"}', 'pending', 5, 0, 0, 0)",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let good = NewJob {
+            payload: JobPayload::ProfileReconcile(ReconcileScope::Hosts { host_ids: vec![7] }),
+            idempotency_key: "good".into(),
+            max_attempts: 5,
+            run_at: 0,
+        };
+        store.enqueue_job(&good, 0).await.unwrap();
+        let claimed = store.claim_jobs(&[JobKind::ProfileReconcile], "a", 10, 60_000, 1).await.unwrap();
+        assert_eq!(claimed.iter().map(|j| j.idempotency_key.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert_eq!(claimed[0].payload, good.payload);
+        let listed = store.list_jobs(JobKind::ProfileReconcile, None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "the listing leaves the unreadable row out");
+        let (state, error): (String, Option<String>) =
+            sqlx::query_as("SELECT state, last_error FROM jobs WHERE idempotency_key = 'damaged'")
+                .fetch_one(&store.reader)
+                .await
+                .unwrap();
+        assert_eq!(state, "failed");
+        assert!(error.is_some_and(|e| e.contains("unreadable payload")));
+        assert!(store.claim_jobs(&[JobKind::ProfileReconcile], "b", 10, 60_000, 120_000).await.unwrap().len() <= 1);
     }
 }

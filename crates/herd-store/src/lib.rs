@@ -49,9 +49,7 @@ pub use migration::MigrationStart;
 pub use policies::{
     FiringPolicy, HostPolicyAnswer, OnFailure, PolicyAuthor, PolicyFields, PolicyRecord, ReportOutcome,
 };
-pub use profiles::{
-    HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, RECONCILE_JOB_KIND, ResendRefused,
-};
+pub use profiles::{HostProfileRecord, NewProfile, ProfileCommand, ProfileRecord, ProfilesSummary, ResendRefused};
 pub use scripts::{ExecutionRecord, NewExecution, ScriptRecord};
 pub use users::{EndSessions, NewUser, SessionUser, TeamRecord, UserRecord};
 

@@ -5,6 +5,7 @@
 use crate::hosts::note_host_change;
 use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
+use herd_core::migration::MigrationState;
 use sqlx::{Acquire, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +47,13 @@ impl Store {
             return Ok(MigrationStart::NotEligible);
         }
         sqlx::query(
-            "UPDATE hosts SET migration_state = 'started', migration_started_at = $1, migration_window_until = $2 \
+            "UPDATE hosts SET migration_state = $4, migration_started_at = $1, migration_window_until = $2 \
              WHERE id = $3",
         )
         .bind(now)
         .bind(now + window_ms)
         .bind(host_id)
+        .bind(MigrationState::Started.as_str())
         .execute(&mut *tx)
         .await?;
         crate::jobs::enqueue_in(&mut tx, webhook, now).await?;
@@ -73,18 +75,20 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(false) };
         let state: String = row.try_get(0)?;
+        let state = MigrationState::try_from(state).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         let known: Option<i64> = row.try_get(1)?;
-        let migrated = !managed && state == "started";
+        let migrated = state.completed_by(managed);
         if !migrated && known == Some(managed as i64) {
             // Asked with every vitals refresh and every check-in of a window: unchanged answers write nothing.
             return Ok(false);
         }
         if migrated {
             sqlx::query(
-                "UPDATE hosts SET managed_by_other = 0, migration_state = 'migrated', migration_window_until = NULL \
+                "UPDATE hosts SET managed_by_other = 0, migration_state = $2, migration_window_until = NULL \
                  WHERE id = $1",
             )
             .bind(host_id)
+            .bind(MigrationState::Migrated.as_str())
             .execute(&mut *tx)
             .await?;
             let details = serde_json::json!({"host_id": host_id});
@@ -114,8 +118,9 @@ impl Store {
         let mut tx = conn.begin().await?;
         let hosts: Vec<i64> = sqlx::query_scalar(EXPIRED).bind(now).fetch_all(&mut *tx).await?;
         for host in &hosts {
-            sqlx::query("UPDATE hosts SET migration_state = 'timed_out', migration_window_until = NULL WHERE id = $1")
+            sqlx::query("UPDATE hosts SET migration_state = $2, migration_window_until = NULL WHERE id = $1")
                 .bind(host)
+                .bind(MigrationState::TimedOut.as_str())
                 .execute(&mut *tx)
                 .await?;
             let details = serde_json::json!({"host_id": host, "reason": "migration timed out"});

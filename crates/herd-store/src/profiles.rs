@@ -1,18 +1,17 @@
 //! Configuration profiles (seed 004): the profiles of each team (and of the no-team set), and each host's
 //! copy with its status. Uploads, edits, deletes and team moves enqueue a reconcile job in their own
-//! transaction (`RECONCILE_JOB_KIND`); the job turns the difference between what a host should have and what
+//! transaction (a `JobPayload::ProfileReconcile` job); the job turns the difference between what a host should have and what
 //! it has into install and remove commands. Statuses move by `herd_core::profiles`' rules.
 
 use crate::jobs::{NewJob, enqueue_in};
 use crate::{Result, Store, StoreError};
 use herd_core::Millis;
+use herd_core::jobs::{JobPayload, ReconcileScope};
 use herd_core::profiles::{HostProfileState, Installed, Limits, Operation, Status, Transition, reconcile};
 use sqlx::{Acquire, AnyConnection, Row};
 
 /// The job kind of profile reconciliation; its payload is `{"scope_key": n}` (every host of a team, 0: the
 /// hosts in no team) or `{"host_ids": [..]}`.
-pub const RECONCILE_JOB_KIND: &str = "profile_reconcile";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileRecord {
     pub id: i64,
@@ -121,10 +120,10 @@ fn host_profile_from_row(row: &sqlx::any::AnyRow) -> Result<HostProfileRecord> {
     })
 }
 
-async fn enqueue_reconcile(conn: &mut AnyConnection, payload: serde_json::Value, now: Millis) -> Result<()> {
+async fn enqueue_reconcile(conn: &mut AnyConnection, scope: ReconcileScope, now: Millis) -> Result<()> {
+    let payload = JobPayload::ProfileReconcile(scope);
     let job = NewJob {
-        kind: RECONCILE_JOB_KIND.into(),
-        idempotency_key: format!("{RECONCILE_JOB_KIND}:{now}:{}", random_hex()),
+        idempotency_key: format!("{}:{now}:{}", payload.kind().as_str(), random_hex()),
         payload,
         max_attempts: 20,
         run_at: now,
@@ -138,7 +137,7 @@ pub(crate) async fn note_hosts_moved(conn: &mut AnyConnection, host_ids: &[i64],
     if host_ids.is_empty() {
         return Ok(());
     }
-    enqueue_reconcile(conn, serde_json::json!({"host_ids": host_ids}), now).await
+    enqueue_reconcile(conn, ReconcileScope::Hosts { host_ids: host_ids.to_vec() }, now).await
 }
 
 /// Marks a row for (re)sending: a new command, after every other command already queued for the host.
@@ -404,7 +403,7 @@ impl Store {
         })?;
         let record = profile_from_row(&row)?;
         if record.format == "herd" {
-            enqueue_reconcile(&mut tx, serde_json::json!({"scope_key": scope_key}), now).await?;
+            enqueue_reconcile(&mut tx, ReconcileScope::Set { scope_key }, now).await?;
         }
         tx.commit().await?;
         Ok(record)
@@ -478,7 +477,7 @@ impl Store {
             }
         }
         if changed {
-            enqueue_reconcile(&mut tx, serde_json::json!({"scope_key": scope_key}), now).await?;
+            enqueue_reconcile(&mut tx, ReconcileScope::Set { scope_key }, now).await?;
         }
         tx.commit().await?;
         Ok(changed)
@@ -508,7 +507,7 @@ impl Store {
         };
         if record.format == "herd" {
             let scope_key = record.team_id.unwrap_or(0);
-            enqueue_reconcile(&mut tx, serde_json::json!({"scope_key": scope_key}), now).await?;
+            enqueue_reconcile(&mut tx, ReconcileScope::Set { scope_key }, now).await?;
         }
         tx.commit().await?;
         Ok(Some(record))
@@ -516,19 +515,17 @@ impl Store {
 
     /// The reconcile job: every host of a set (`scope_key`), or the listed hosts. Each host in its own
     /// transaction; running it again changes nothing. Returns how many commands were queued.
-    pub async fn reconcile_profiles(&self, payload: &serde_json::Value, now: Millis) -> Result<usize> {
-        let hosts: Vec<i64> = if let Some(scope_key) = payload["scope_key"].as_i64() {
-            let sql = if scope_key == 0 {
-                "SELECT id FROM hosts WHERE team_id IS NULL AND profiles_enabled = 1 AND $1 = 0"
-            } else {
-                "SELECT id FROM hosts WHERE team_id = $1 AND profiles_enabled = 1"
-            };
-            sqlx::query_scalar(sql).bind(scope_key).fetch_all(&self.reader).await?
-        } else {
-            payload["host_ids"]
-                .as_array()
-                .map(|ids| ids.iter().filter_map(|v| v.as_i64()).collect())
-                .unwrap_or_default()
+    pub async fn reconcile_profiles(&self, scope: &ReconcileScope, now: Millis) -> Result<usize> {
+        let hosts: Vec<i64> = match scope {
+            ReconcileScope::Set { scope_key } => {
+                let sql = if *scope_key == 0 {
+                    "SELECT id FROM hosts WHERE team_id IS NULL AND profiles_enabled = 1 AND $1 = 0"
+                } else {
+                    "SELECT id FROM hosts WHERE team_id = $1 AND profiles_enabled = 1"
+                };
+                sqlx::query_scalar(sql).bind(scope_key).fetch_all(&self.reader).await?
+            }
+            ReconcileScope::Hosts { host_ids } => host_ids.clone(),
         };
         let mut queued = 0;
         for host_id in hosts {

@@ -56,9 +56,13 @@ async fn enroll(store: &Store, name: &str, team: Option<i64>) -> i64 {
 /// One webhook job per firing policy, enqueued in the report's transaction like the server's.
 fn webhook_job(firing: &FiringPolicy<'_>) -> Vec<NewJob> {
     vec![NewJob {
-        kind: "test_webhook".into(),
         idempotency_key: format!("hook:{}:{}:{}", firing.policy_id, firing.host_id, firing.now),
-        payload: serde_json::json!({}),
+        payload: herd_core::jobs::JobPayload::FailingPolicyWebhook {
+            policy_id: firing.policy_id,
+            host_id: firing.host_id,
+            failed_at: firing.now,
+            destination_url: String::new(),
+        },
         max_attempts: 1,
         run_at: firing.now,
     }]
@@ -346,5 +350,8 @@ async fn a_burst_of_writes_is_each_acknowledged_alone(store: Store) {
     assert_eq!((counted.passing_host_count, counted.failing_host_count), expected);
     assert_eq!(store.stored_policy_counts().await.unwrap(), store.recount_policy_answers().await.unwrap());
     // Each new failure enqueued its webhook job in its report's transaction.
-    assert_eq!(store.list_jobs("test_webhook", None, 1000).await.unwrap().len() as i64, expected.1);
+    assert_eq!(
+        store.list_jobs(herd_core::jobs::JobKind::FailingPolicyWebhook, None, 1000).await.unwrap().len() as i64,
+        expected.1
+    );
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use herd_core::jobs::{JobKind, JobPayload};
 use herd_core::roles::Role;
 use herd_core::vitals::VitalsPatch;
 use herd_core::{DAY_MS, HOUR_MS};
@@ -505,9 +506,13 @@ async fn postgres_reopen_keeps_data_and_migrates_once() {
 
 fn job(key: &str, max_attempts: i64, run_at: i64) -> NewJob {
     NewJob {
-        kind: "webhook".into(),
         idempotency_key: key.into(),
-        payload: serde_json::json!({"url": "https://example.test/hook", "key": key}),
+        payload: JobPayload::FailingPolicyWebhook {
+            policy_id: 1,
+            host_id: 1,
+            failed_at: run_at,
+            destination_url: "https://example.test/hook".into(),
+        },
         max_attempts,
         run_at,
     }
@@ -515,7 +520,7 @@ fn job(key: &str, max_attempts: i64, run_at: i64) -> NewJob {
 
 async fn jobs_given_up_fail_at_once_whatever_attempts_remain(store: Store) {
     assert!(store.enqueue_job(&job("refused", 30, NOW), NOW).await.unwrap());
-    let claimed = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW).await.unwrap();
+    let claimed = store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-1", 10, 30_000, NOW).await.unwrap();
     let id = claimed[0].id;
     assert!(!store.give_up_job(id, "server-2", "not mine", NOW + 1).await.unwrap(), "only the lease holder");
     assert!(store.give_up_job(id, "server-1", "refused: 127.0.0.1 is a loopback address", NOW + 2).await.unwrap());
@@ -524,7 +529,13 @@ async fn jobs_given_up_fail_at_once_whatever_attempts_remain(store: Store) {
         (failed.state, failed.attempts, failed.last_error.as_deref(), failed.finished_at),
         (JobState::Failed, 1, Some("refused: 127.0.0.1 is a loopback address"), Some(NOW + 2))
     );
-    assert!(store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 86_400_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_jobs(&[JobKind::FailingPolicyWebhook], "server-1", 10, 30_000, NOW + 86_400_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!store.give_up_job(id, "server-1", "again", NOW + 3).await.unwrap(), "already finished");
 }
 
@@ -532,26 +543,37 @@ async fn jobs_enqueue_once_lease_retry_and_give_up(store: Store) {
     assert!(store.enqueue_job(&job("a", 2, NOW), NOW).await.unwrap());
     assert!(!store.enqueue_job(&job("a", 2, NOW), NOW).await.unwrap(), "same key: enqueued once");
     assert!(store.enqueue_job(&job("later", 2, NOW + 60_000), NOW).await.unwrap());
-    let claimed = store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW).await.unwrap();
+    let claimed = store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-1", 10, 30_000, NOW).await.unwrap();
     assert_eq!(claimed.len(), 1, "only due jobs");
     let a = &claimed[0];
     assert_eq!((a.idempotency_key.as_str(), a.state, a.attempts), ("a", JobState::Running, 1));
-    assert_eq!(a.payload["url"], "https://example.test/hook");
-    assert!(store.claim_jobs(&["webhook"], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty(), "leased");
-    assert!(store.claim_jobs(&["other"], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty());
+    assert_eq!(a.payload.destination_url(), Some("https://example.test/hook"));
+    assert!(
+        store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty(),
+        "leased"
+    );
+    assert!(store.claim_jobs(&[JobKind::MigrationWebhook], "server-2", 10, 30_000, NOW + 1).await.unwrap().is_empty());
     assert!(store.heartbeat_job(a.id, "server-1", 30_000, NOW + 20_000).await.unwrap());
     assert!(!store.heartbeat_job(a.id, "server-2", 30_000, NOW + 20_000).await.unwrap(), "not the owner");
 
     // First attempt fails: pending again, not before its retry time.
     let state = store.fail_job(a.id, "server-1", "connection refused", NOW + 25_000, NOW + 21_000).await.unwrap();
     assert_eq!(state, Some(JobState::Pending));
-    assert!(store.claim_jobs(&["webhook"], "server-1", 10, 30_000, NOW + 24_000).await.unwrap().is_empty());
-    let retried = store.claim_jobs(&["webhook"], "server-2", 1, 30_000, NOW + 25_000).await.unwrap();
+    assert!(
+        store
+            .claim_jobs(&[JobKind::FailingPolicyWebhook], "server-1", 10, 30_000, NOW + 24_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried =
+        store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-2", 1, 30_000, NOW + 25_000).await.unwrap();
     assert_eq!((retried.len(), retried[0].attempts), (1, 2));
     assert_eq!(retried[0].last_error.as_deref(), Some("connection refused"));
     // Its worker dies on the last attempt: when the lease runs out the job is failed for good, not handed
     // out beyond max_attempts.
-    let reclaimed = store.claim_jobs(&["webhook"], "server-3", 1, 30_000, NOW + 60_000).await.unwrap();
+    let reclaimed =
+        store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-3", 1, 30_000, NOW + 60_000).await.unwrap();
     assert_eq!(reclaimed.iter().map(|j| j.idempotency_key.as_str()).collect::<Vec<_>>(), ["later"]);
     assert_eq!(store.fail_job(a.id, "server-2", "late", NOW, NOW + 60_001).await.unwrap(), None, "lost the lease");
     let failed = store.get_job(a.id).await.unwrap().unwrap();
@@ -562,16 +584,21 @@ async fn jobs_enqueue_once_lease_retry_and_give_up(store: Store) {
 
     // A job whose lease runs out with attempts left is reclaimed by another server.
     assert!(store.enqueue_job(&job("b", 3, NOW), NOW).await.unwrap());
-    let b = store.claim_jobs(&["webhook"], "server-1", 1, 30_000, NOW + 61_000).await.unwrap().remove(0);
-    let retaken = store.claim_jobs(&["webhook"], "server-2", 1, 30_000, NOW + 91_001).await.unwrap();
+    let b = store
+        .claim_jobs(&[JobKind::FailingPolicyWebhook], "server-1", 1, 30_000, NOW + 61_000)
+        .await
+        .unwrap()
+        .remove(0);
+    let retaken =
+        store.claim_jobs(&[JobKind::FailingPolicyWebhook], "server-2", 1, 30_000, NOW + 91_001).await.unwrap();
     assert_eq!((retaken[0].id, retaken[0].attempts), (b.id, 2));
     assert!(!store.complete_job(b.id, "server-1", NOW + 91_002).await.unwrap(), "the first owner lost it");
     assert!(store.complete_job(b.id, "server-2", NOW + 91_003).await.unwrap());
 
     assert!(!store.complete_job(reclaimed[0].id, "server-3", NOW + 61_000).await.unwrap(), "once");
     assert_eq!(store.job_by_key("later").await.unwrap().unwrap().state, JobState::Done);
-    assert_eq!(store.list_jobs("webhook", Some(JobState::Done), 10).await.unwrap().len(), 2);
-    assert_eq!(store.list_jobs("webhook", None, 10).await.unwrap().len(), 3);
+    assert_eq!(store.list_jobs(JobKind::FailingPolicyWebhook, Some(JobState::Done), 10).await.unwrap().len(), 2);
+    assert_eq!(store.list_jobs(JobKind::FailingPolicyWebhook, None, 10).await.unwrap().len(), 3);
     assert_eq!(store.prune_finished_jobs(NOW + 100_000).await.unwrap(), 3);
 }
 
@@ -586,7 +613,10 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let batch = store.claim_jobs(&["webhook"], &format!("worker-{w}"), 3, 30_000, NOW).await.unwrap();
+                    let batch = store
+                        .claim_jobs(&[JobKind::FailingPolicyWebhook], &format!("worker-{w}"), 3, 30_000, NOW)
+                        .await
+                        .unwrap();
                     if batch.is_empty() {
                         return mine;
                     }
@@ -723,9 +753,13 @@ async fn automations_reset_makes_a_failing_host_new_again(store: Store) {
 /// Records each firing as a job (the report's transaction enqueues it), as the server's webhooks do.
 fn firing_job(firing: &herd_store::FiringPolicy<'_>) -> Vec<NewJob> {
     vec![NewJob {
-        kind: "firing".into(),
         idempotency_key: format!("firing:{}:{}:{}", firing.policy_id, firing.host_id, firing.now),
-        payload: serde_json::json!({"policy_id": firing.policy_id, "at": firing.now}),
+        payload: JobPayload::FailingPolicyWebhook {
+            policy_id: firing.policy_id,
+            host_id: firing.host_id,
+            failed_at: firing.now,
+            destination_url: String::new(),
+        },
         max_attempts: 1,
         run_at: firing.now,
     }]
@@ -734,11 +768,14 @@ fn firing_job(firing: &herd_store::FiringPolicy<'_>) -> Vec<NewJob> {
 /// (policy, when) of every firing so far, in order.
 async fn fired(store: &Store) -> Vec<(i64, i64)> {
     let mut jobs: Vec<(i64, i64)> = store
-        .list_jobs("firing", None, 1000)
+        .list_jobs(JobKind::FailingPolicyWebhook, None, 1000)
         .await
         .unwrap()
         .iter()
-        .map(|j| (j.payload["policy_id"].as_i64().unwrap(), j.payload["at"].as_i64().unwrap()))
+        .map(|j| match j.payload {
+            JobPayload::FailingPolicyWebhook { policy_id, failed_at, .. } => (policy_id, failed_at),
+            _ => unreachable!("only firings are enqueued"),
+        })
         .collect();
     jobs.sort_by_key(|(_, at)| *at);
     jobs
@@ -1005,8 +1042,9 @@ async fn deferrable_runs_wait_on_the_user_and_end_when_the_policy_passes(store: 
 }
 
 async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
+    use herd_core::jobs::ReconcileScope;
     use herd_core::profiles::{Limits, Operation, Status};
-    use herd_store::{NewProfile, RECONCILE_JOB_KIND};
+    use herd_store::NewProfile;
     let limits = Limits { grace_ms: 1_000, max_retries: 1 };
     let profile = |identifier: &str, checksum: &str| NewProfile {
         identifier: identifier.into(),
@@ -1026,16 +1064,14 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
     assert!(store.profile_commands(host).await.unwrap().is_empty());
     // The move enqueues the reconcile in its own transaction; the job queues the install, once.
     store.transfer_hosts(Some(team), &[host], NOW + 1).await.unwrap();
-    let jobs = store.claim_jobs(&[RECONCILE_JOB_KIND], "test", 10, 60_000, NOW + 2).await.unwrap();
-    assert!(jobs.iter().any(|j| j.payload["host_ids"] == serde_json::json!([host])), "{jobs:?}");
+    let jobs = store.claim_jobs(&[JobKind::ProfileReconcile], "test", 10, 60_000, NOW + 2).await.unwrap();
+    let moved = ReconcileScope::Hosts { host_ids: vec![host] };
+    assert!(jobs.iter().any(|j| j.payload == JobPayload::ProfileReconcile(moved.clone())), "{jobs:?}");
     for job in &jobs {
-        store.reconcile_profiles(&job.payload, NOW + 2).await.unwrap();
+        let JobPayload::ProfileReconcile(scope) = &job.payload else { unreachable!("claimed by kind") };
+        store.reconcile_profiles(scope, NOW + 2).await.unwrap();
     }
-    assert_eq!(
-        store.reconcile_profiles(&serde_json::json!({"host_ids": [host]}), NOW + 3).await.unwrap(),
-        0,
-        "idempotent"
-    );
+    assert_eq!(store.reconcile_profiles(&moved, NOW + 3).await.unwrap(), 0, "idempotent");
     let commands = store.profile_commands(host).await.unwrap();
     assert_eq!(
         (commands.len(), commands[0].operation, commands[0].identifier.as_str()),
@@ -1065,7 +1101,7 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
     assert_eq!(store.profiles_summary(Some(team)).await.unwrap().failed, 1);
     // Deleting the profile queues its remove; the acknowledged remove drops the row.
     store.delete_profile(&created.uuid, NOW + 9).await.unwrap().unwrap();
-    store.reconcile_profiles(&serde_json::json!({"scope_key": team}), NOW + 9).await.unwrap();
+    store.reconcile_profiles(&ReconcileScope::Set { scope_key: team }, NOW + 9).await.unwrap();
     let remove = store.profile_commands(host).await.unwrap().remove(0);
     assert_eq!(remove.operation, Operation::Remove);
     store.record_profile_results(host, &[(remove.command_uuid, None)], &limits, NOW + 10).await.unwrap();

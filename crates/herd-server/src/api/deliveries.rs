@@ -4,11 +4,11 @@
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use crate::webhooks::{JOB_KIND, MIGRATION_JOB_KIND};
 use crate::wire::rfc3339;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::routing::get;
+use herd_core::jobs::{JobKind, JobPayload};
 use herd_core::roles::{Action, Scope};
 use herd_store::JobState;
 use serde_json::{Value, json};
@@ -32,8 +32,8 @@ async fn list(
         Some("failed") => Some(JobState::Failed),
         Some(other) => return Err(ApiError::invalid("state", format!("unknown state {other:?}"))),
     };
-    let mut jobs = state.store.list_jobs(JOB_KIND, filter, 1000).await?;
-    jobs.extend(state.store.list_jobs(MIGRATION_JOB_KIND, filter, 1000).await?);
+    let mut jobs = state.store.list_jobs(JobKind::FailingPolicyWebhook, filter, 1000).await?;
+    jobs.extend(state.store.list_jobs(JobKind::MigrationWebhook, filter, 1000).await?);
     jobs.sort_by_key(|job| std::cmp::Reverse(job.id));
     jobs.truncate(1000);
     let deliveries: Vec<Value> = jobs
@@ -43,14 +43,21 @@ async fn list(
                 JobState::Done => "delivered",
                 other => other.as_str(),
             };
+            let (kind, policy_id, host_id) = match &job.payload {
+                JobPayload::FailingPolicyWebhook { policy_id, host_id, .. } => {
+                    ("failing_policy", Some(*policy_id), *host_id)
+                }
+                JobPayload::MigrationWebhook { host_id, .. } => ("mdm_migration", None, *host_id),
+                JobPayload::ProfileReconcile(_) => unreachable!("only webhook jobs are listed"),
+            };
             json!({
                 "id": job.id,
-                "kind": if job.kind == MIGRATION_JOB_KIND { "mdm_migration" } else { "failing_policy" },
+                "kind": kind,
                 "idempotency_key": job.idempotency_key,
                 "status": status,
-                "destination_url": job.payload["destination_url"],
-                "policy_id": job.payload["policy_id"],
-                "host_id": job.payload["host_id"],
+                "destination_url": job.payload.destination_url(),
+                "policy_id": policy_id,
+                "host_id": host_id,
                 "attempts": job.attempts,
                 "max_attempts": job.max_attempts,
                 "next_attempt_at": (job.state == JobState::Pending).then(|| rfc3339(job.run_at)),

@@ -65,12 +65,12 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
 async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
     let record = app::device::host(state, client, token).await?;
     let needs_migration = crate::app::device::needs_migration(state, &record);
-    let migration_state = record.migration_state.clone();
+    let migration_state = record.migration_state;
     let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
     let (host, policies) = crate::app::device::view(state, record).await?;
     let settings = state.settings.get();
     let org = &settings.config.org_info;
-    let page = DevicePage::new(token, &host, &policies, org, needs_migration, window_open, &migration_state);
+    let page = DevicePage::new(token, &host, &policies, org, needs_migration, window_open, migration_state);
     page.render().map_err(|err| ApiError::Internal(err.into()))
 }
 

@@ -80,7 +80,7 @@ impl<'a> DevicePage<'a> {
         org: &'a OrgInfo,
         needs_migration: bool,
         window_open: bool,
-        migration_state: &str,
+        migration_state: herd_core::migration::MigrationState,
     ) -> Self {
         let name = if host.display_name.is_empty() { &host.hostname } else { &host.display_name };
         let logo = safe_url(&org.org_logo_url_light_background).or_else(|| safe_url(&org.org_logo_url)).map(|url| {
@@ -94,7 +94,7 @@ impl<'a> DevicePage<'a> {
         let migration = needs_migration.then(|| Migration {
             org_name: if org.org_name.is_empty() { "your organisation" } else { &org.org_name },
             started: window_open,
-            timed_out: migration_state == "timed_out",
+            timed_out: migration_state == herd_core::migration::MigrationState::TimedOut,
         });
         let of = |keep: &dyn Fn(&DevicePolicy) -> bool| -> Vec<PolicyItem<'a>> {
             policies.iter().filter(|p| keep(p)).map(PolicyItem::new).collect()
