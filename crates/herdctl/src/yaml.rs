@@ -68,14 +68,31 @@ impl Node {
         }
     }
 
-    /// The value as `T`, or a mistake at this node naming `what`.
+    /// The value as `T`, or a mistake naming `what`: at the unknown field it names when there is one,
+    /// otherwise at this node.
     pub fn typed<T: DeserializeOwned>(&self, what: &str, problems: &mut Problems) -> Option<T> {
         match serde_json::from_value(self.to_json()) {
             Ok(value) => Some(value),
             Err(err) => {
-                problems.error(&self.at, format!("{what}: {err}"));
+                let message = err.to_string();
+                let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+                let at = unknown.and_then(|field| self.find_key(field)).unwrap_or(&self.at);
+                problems.error(at, format!("{what}: {message}"));
                 None
             }
+        }
+    }
+
+    /// Where the first value under `key` is, anywhere below this node.
+    fn find_key(&self, key: &str) -> Option<&Origin> {
+        match &self.value {
+            Tree::Scalar(_) => None,
+            Tree::Seq(items) => items.iter().find_map(|item| item.find_key(key)),
+            Tree::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| &v.at)
+                .or_else(|| entries.iter().find_map(|(_, v)| v.find_key(key))),
         }
     }
 }
