@@ -369,7 +369,12 @@ struct GlobalSecrets {
 
 #[derive(Debug, Deserialize)]
 struct GlobalSecretsSpec {
-    secrets: Vec<SecretInput>,
+    secrets: Vec<ListedSecret>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedSecret {
+    secret: String,
 }
 
 /// The changes made (or, in a dry run, that would be made), one line each: `+` added, `~` changed,
@@ -430,8 +435,9 @@ pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
     }
     if let Some(wanted) = &repo.global_secrets {
         let current: GlobalSecrets = api.get("/api/v1/fleet/spec/enroll_secret").await?;
-        let sorted = |s: &[SecretInput]| s.iter().map(|s| s.secret.clone()).collect::<BTreeSet<_>>();
-        if sorted(wanted) != sorted(&current.spec.secrets) {
+        let wanted_set: BTreeSet<&str> = wanted.iter().map(|s| s.secret.as_str()).collect();
+        let current_set: BTreeSet<&str> = current.spec.secrets.iter().map(|s| s.secret.as_str()).collect();
+        if wanted_set != current_set {
             changes.add('~', "global enroll secrets".to_string());
             if !dry_run {
                 let body = json!({"spec": {"secrets": wanted}});
