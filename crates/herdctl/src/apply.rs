@@ -6,8 +6,7 @@ use crate::client::Api;
 use crate::yaml::{self, Node, Origin, Problems, Tree};
 use anyhow::{Context, Result, bail};
 use herd_proto::fleet::{
-    AppConfig, DeferralSettings, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse,
-    TeamsResponse,
+    AppConfig, DeferralSettings, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse, TeamsResponse,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -51,7 +50,9 @@ fn policy_field(name: &str, gitops: bool) -> Option<PolicyField> {
         "team" if !gitops => Used,
         "run_script" if gitops => Used,
         "platforms" => Ignored("`platforms` is not a Fleet policy field (Fleet reads `platform`)"),
-        "purpose" | "tags" | "contributors" => Ignored("Fleet's descriptive metadata (`purpose`, `tags`, `contributors`)"),
+        "purpose" | "tags" | "contributors" => {
+            Ignored("Fleet's descriptive metadata (`purpose`, `tags`, `contributors`)")
+        }
         "calendar_events_enabled" | "calendar_event_enabled" => Unsupported("herd schedules no calendar events"),
         "conditional_access_enabled" => Unsupported("herd has no conditional access"),
         "labels_include_any" | "labels_exclude_any" | "labels_include_all" => {
@@ -126,8 +127,8 @@ pub fn policy_spec(node: &Node, gitops: bool, problems: &mut Problems) -> Option
     if problems.errors.len() > errors_before {
         return None;
     }
-    let spec: PolicySpec = Node { at: node.at.clone(), value: Tree::Scalar(Value::Object(fields)) }
-        .typed("policy", problems)?;
+    let spec: PolicySpec =
+        Node { at: node.at.clone(), value: Tree::Scalar(Value::Object(fields)) }.typed("policy", problems)?;
     Some((spec, run_script))
 }
 
@@ -291,10 +292,7 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
                 _ => counts[2] += 1,
             }
         }
-        report.push(format!(
-            "policies applied: {} created, {} updated, {} unchanged",
-            counts[0], counts[1], counts[2]
-        ));
+        report.push(format!("policies applied: {} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]));
     }
     Ok(report)
 }
@@ -353,7 +351,8 @@ impl TeamChange {
     pub async fn send(&self, api: &Api, team_id: i64) -> Result<()> {
         match self {
             TeamChange::Patch(fields) => {
-                let _: Value = api.patch(&format!("/api/v1/fleet/teams/{team_id}"), &Value::Object(fields.clone())).await?;
+                let _: Value =
+                    api.patch(&format!("/api/v1/fleet/teams/{team_id}"), &Value::Object(fields.clone())).await?;
             }
             TeamChange::Secrets(secrets) => {
                 let body = SecretsInput { secrets: secrets.clone() };
@@ -402,7 +401,10 @@ pub fn config_changes(current: &Value, patch: &serde_json::Map<String, Value>) -
             }
             (_, Value::Object(fields), Some(current)) => {
                 changed.extend(
-                    fields.iter().filter(|(k, v)| current.get(k.as_str()) != Some(v)).map(|(k, _)| format!("{section}.{k}")),
+                    fields
+                        .iter()
+                        .filter(|(k, v)| current.get(k.as_str()) != Some(v))
+                        .map(|(k, _)| format!("{section}.{k}")),
                 );
             }
             _ => changed.push(section.clone()),
@@ -576,8 +578,14 @@ spec:
         assert!(problems.errors.is_empty(), "{:?}", problems.errors);
         assert_eq!(docs.len(), 2);
         let warnings = problems.warnings();
-        assert!(warnings.iter().any(|w| w.starts_with("cis.yml:6:14: warning: `platforms`") && w.contains("2 times")), "{warnings:?}");
-        assert!(warnings.iter().any(|w| w.starts_with("cis.yml:10:12: warning: Fleet's descriptive metadata")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.starts_with("cis.yml:6:14: warning: `platforms`") && w.contains("2 times")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.starts_with("cis.yml:10:12: warning: Fleet's descriptive metadata")),
+            "{warnings:?}"
+        );
         assert!(warnings.iter().any(|w| w.contains("calendar_events_enabled` is off")), "{warnings:?}");
         let on = cis.replace("calendar_events_enabled: false", "calendar_events_enabled: true");
         assert!(parse_err("cis.yml", &on).contains("herd schedules no calendar events"));

@@ -40,11 +40,12 @@ impl Api {
         path: &str,
         body: Option<&dyn erased::Body>,
     ) -> Result<T> {
-        let text = self.send(method.clone(), path, |request| match body {
-            Some(body) => Ok(request.json(&body.to_json()?)),
-            None => Ok(request),
-        })
-        .await?;
+        let text = self
+            .send(method.clone(), path, |request| match body {
+                Some(body) => Ok(request.json(&body.to_json()?)),
+                None => Ok(request),
+            })
+            .await?;
         // DELETE answers may be empty (Fleet's 204).
         let text = if text.is_empty() { "{}".to_string() } else { text };
         serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer {text:?}"))

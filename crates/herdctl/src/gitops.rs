@@ -117,10 +117,10 @@ fn read_node(path: &Path, at: Option<&Origin>, problems: &mut Problems) -> Optio
     let lookup = |name: &str| std::env::var(name).ok();
     let text = yaml::expand_env(&name, &text, &lookup, problems);
     match yaml::documents(&name, &text) {
-        Ok(mut docs) if docs.len() <= 1 => Some(docs.pop().unwrap_or(Node {
-            at: Origin { file: name, line: 1, column: 1 },
-            value: Tree::Scalar(Value::Null),
-        })),
+        Ok(mut docs) if docs.len() <= 1 => Some(
+            docs.pop()
+                .unwrap_or(Node { at: Origin { file: name, line: 1, column: 1 }, value: Tree::Scalar(Value::Null) }),
+        ),
         Ok(docs) => {
             problems.error(&docs[1].at, "a GitOps file holds one YAML document");
             None
@@ -169,7 +169,8 @@ pub fn read(files: &[PathBuf], problems: &mut Problems) -> Repo {
         let Some(root) = read_node(file, None, problems) else { continue };
         let Some(entries) = root.entries("a GitOps file", problems) else { continue };
         let is_team = root.get("name").is_some();
-        let mut scope = ScopeFiles { file: file.display().to_string(), team: None, scripts: Vec::new(), policies: Vec::new() };
+        let mut scope =
+            ScopeFiles { file: file.display().to_string(), team: None, scripts: Vec::new(), policies: Vec::new() };
         if is_team {
             let name = root.get("name").and_then(|n| n.typed::<String>("name", problems)).unwrap_or_default();
             if let Some(first) = team_names.insert(name.clone(), root.at.clone()) {
@@ -198,10 +199,10 @@ pub fn read(files: &[PathBuf], problems: &mut Problems) -> Repo {
                 ("controls", _) => controls(value, file, is_team, &mut scope, &mut repo, problems),
                 ("policies", _) => policies_node = Some(value),
                 ("queries" | "reports" | "software" | "labels", _) => unsupported(value, key, problems),
-                (other, true) if other == "org_settings" => {
+                ("org_settings", true) => {
                     problems.error(&value.at, "`org_settings` belongs in default.yml; a team file has `team_settings`")
                 }
-                (other, false) if other == "team_settings" => {
+                ("team_settings", false) => {
                     problems.error(&value.at, "`team_settings` belongs in a team file (with `name`)")
                 }
                 (other, _) => problems.error(
@@ -481,7 +482,13 @@ pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
             if !dry_run {
                 let fields: Vec<(&str, String)> = team_id.map(|id| ("team_id", id.to_string())).into_iter().collect();
                 let _: Value = api
-                    .upload("/api/v1/fleet/scripts", "script", &script.name, script.contents.clone().into_bytes(), &fields)
+                    .upload(
+                        "/api/v1/fleet/scripts",
+                        "script",
+                        &script.name,
+                        script.contents.clone().into_bytes(),
+                        &fields,
+                    )
                     .await
                     .with_context(|| format!("{}: uploading {}", script.at, script.path.display()))?;
             }
@@ -612,13 +619,20 @@ mod tests {
         assert_eq!(repo.global_secrets.as_ref().unwrap()[0].secret, "global-secret-1");
         assert_eq!(repo.scopes.len(), 2);
         let global = &repo.scopes[0];
-        assert_eq!((global.policies[0].1.name.as_str(), global.policies[0].1.script.as_deref()), ("Firewall", Some("")));
+        assert_eq!(
+            (global.policies[0].1.name.as_str(), global.policies[0].1.script.as_deref()),
+            ("Firewall", Some(""))
+        );
         let team = &repo.scopes[1];
         assert_eq!(team.team.as_ref().unwrap().secrets.as_ref().unwrap()[0].secret, "ws-secret-1");
         assert_eq!(team.scripts[0].name, "fix.sh");
         let sudoers = &team.policies[0].1;
         assert_eq!((sudoers.team.as_str(), sudoers.script.as_deref()), ("Workstations", Some("fix.sh")));
-        assert!(problems.warnings().iter().any(|w| w.contains("lib/global.policies.yml:4:")), "{:?}", problems.warnings());
+        assert!(
+            problems.warnings().iter().any(|w| w.contains("lib/global.policies.yml:4:")),
+            "{:?}",
+            problems.warnings()
+        );
     }
 
     #[test]
@@ -640,7 +654,14 @@ mod tests {
         let mut problems = Problems::default();
         read(&files_of(&[dir.path().to_path_buf()]).unwrap(), &mut problems);
         let all = problems.errors.join("\n");
-        let expected = ["default.yml:3:5: reading", "default.yml:4:5: this policy has no `query`", "default.yml:6:3: `queries`", "default.yml:8:11: unknown key `surprise`", "a.yml:4:5: `controls.macos_settings`", "a.yml:10:7: run_script"];
+        let expected = [
+            "default.yml:3:5: reading",
+            "default.yml:4:5: this policy has no `query`",
+            "default.yml:6:3: `queries`",
+            "default.yml:8:11: unknown key `surprise`",
+            "a.yml:4:5: `controls.macos_settings`",
+            "a.yml:10:7: run_script",
+        ];
         for fragment in expected {
             assert!(all.contains(fragment), "{fragment} in:\n{all}");
         }

@@ -226,12 +226,7 @@ impl Problems {
 /// - inside `description:` and `resolution:` values nothing is expanded (they are prose, and may show `$`);
 /// - a `$` not followed by a name is kept as it is;
 /// - an undefined variable is a mistake naming it, at its `line:column`.
-pub fn expand_env(
-    file: &str,
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Problems,
-) -> String {
+pub fn expand_env(file: &str, text: &str, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) -> String {
     let zones = prose_zones(text);
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -276,7 +271,10 @@ pub fn expand_env(
         let at = position(file, text, dollar);
         let written = if braced { format!("${{{name}}}") } else { format!("${name}") };
         if name.starts_with("FLEET_SECRET_") {
-            problems.error(&at, format!("{written}: herd keeps no secrets for files; FLEET_SECRET_ variables are not supported"));
+            problems.error(
+                &at,
+                format!("{written}: herd keeps no secrets for files; FLEET_SECRET_ variables are not supported"),
+            );
         } else if let Some(value) = lookup(name) {
             out.push_str(&text[copied..dollar]);
             out.push_str(&value);
@@ -284,7 +282,9 @@ pub fn expand_env(
         } else {
             problems.error(
                 &at,
-                format!("environment variable {name:?} is not set; to write {written} literally, escape it as \\{written}"),
+                format!(
+                    "environment variable {name:?} is not set; to write {written} literally, escape it as \\{written}"
+                ),
             );
         }
         i = end;
@@ -355,7 +355,10 @@ mod tests {
             ("q: $FLEET_VAR_HOST_UUID", "q: $FLEET_VAR_HOST_UUID"),
             ("q: ${fleet_var_x}", "q: ${fleet_var_x}"),
             ("- description: costs $HOME\n  query: $TEAM", "- description: costs $HOME\n  query: Workstations"),
-            ("  resolution: |\n    run $PATH_TO\n  name: $TEAM", "  resolution: |\n    run $PATH_TO\n  name: Workstations"),
+            (
+                "  resolution: |\n    run $PATH_TO\n  name: $TEAM",
+                "  resolution: |\n    run $PATH_TO\n  name: Workstations",
+            ),
         ];
         for (input, expected) in cases {
             let mut problems = Problems::default();
@@ -369,7 +372,11 @@ mod tests {
         let mut problems = Problems::default();
         expand_env("f.yml", "a: 1\nname: $NOPE and ${ALSO_NOPE}\nq: $FLEET_SECRET_X\n", &env, &mut problems);
         assert_eq!(problems.errors.len(), 3, "{:?}", problems.errors);
-        assert!(problems.errors[0].starts_with("f.yml:2:7: environment variable \"NOPE\" is not set"), "{:?}", problems.errors);
+        assert!(
+            problems.errors[0].starts_with("f.yml:2:7: environment variable \"NOPE\" is not set"),
+            "{:?}",
+            problems.errors
+        );
         assert!(problems.errors[1].starts_with("f.yml:2:17:") && problems.errors[1].contains("\\${ALSO_NOPE}"));
         assert!(problems.errors[2].starts_with("f.yml:3:4:") && problems.errors[2].contains("FLEET_SECRET_"));
     }

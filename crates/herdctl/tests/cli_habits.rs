@@ -73,7 +73,8 @@ async fn every_mistake_at_once(server: Server) {
     let second = dir.path().join("second.yml");
     std::fs::write(&first, FIRST_FILE).unwrap();
     std::fs::write(&second, SECOND_FILE).unwrap();
-    let refused = failed(&herdctl(&config, &["apply", "-f", &first.to_string_lossy(), "-f", &second.to_string_lossy()]));
+    let refused =
+        failed(&herdctl(&config, &["apply", "-f", &first.to_string_lossy(), "-f", &second.to_string_lossy()]));
     let (first, second) = (first.display().to_string(), second.display().to_string());
     let expected = [
         format!("{first}:12:13: critical:"),
@@ -143,7 +144,10 @@ async fn unchanged_applies_leave_no_trace(server: Server) {
     // One edit: that policy is updated and one activity says so.
     std::fs::write(&specs, SPECS.replace("SELECT 1;\n  team", "SELECT 2;\n  team")).unwrap();
     let third = ok(&herdctl(&config, &["apply", "-f", &specs.to_string_lossy()]));
-    assert!(third.contains("policy \"Screen lock\" updated") && third.contains("\"Firewall enabled\" unchanged"), "{third}");
+    assert!(
+        third.contains("policy \"Screen lock\" updated") && third.contains("\"Firewall enabled\" unchanged"),
+        "{third}"
+    );
     assert_eq!(activity_count(&server, &admin).await, before + 1);
 }
 
@@ -229,7 +233,10 @@ spec:
     let mut missing = command(&config, &["apply", "-f", &file.to_string_lossy()]);
     missing.env_remove("TEAM_NAME");
     let refused = failed(&run(missing, None));
-    assert!(refused.contains(&format!("{}:4:9: environment variable \"TEAM_NAME\" is not set", file.display())), "{refused}");
+    assert!(
+        refused.contains(&format!("{}:4:9: environment variable \"TEAM_NAME\" is not set", file.display())),
+        "{refused}"
+    );
     assert!(refused.contains(&format!("{}:7:9:", file.display())), "{refused}");
 }
 

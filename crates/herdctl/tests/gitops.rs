@@ -107,7 +107,8 @@ async fn applies_a_fleet_repository(server: Server) {
     let mut team_names = names(&policies["policies"]);
     team_names.sort();
     assert_eq!(team_names, ["Linux - No non-root users in sudoers", "Linux - Screen lock enabled"]);
-    let sudoers = policies["policies"].as_array().unwrap().iter().find(|p| p["name"] == "Linux - No non-root users in sudoers");
+    let sudoers =
+        policies["policies"].as_array().unwrap().iter().find(|p| p["name"] == "Linux - No non-root users in sudoers");
     assert_eq!(sudoers.unwrap()["run_script"]["name"], "remove-non-root-sudoers-entries.sh");
 
     // A second run changes nothing and records nothing.
