@@ -173,6 +173,12 @@ pub fn read(files: &[PathBuf], problems: &mut Problems) -> Repo {
             ScopeFiles { file: file.display().to_string(), team: None, scripts: Vec::new(), policies: Vec::new() };
         if is_team {
             let name = root.get("name").and_then(|n| n.typed::<String>("name", problems)).unwrap_or_default();
+            if name == "No team" {
+                // Fleet's teams/no-team.yml: hosts in no team. herd's global scope is every host.
+                problems
+                    .error(&root.at, "herd has no \"No team\" scope: put these policies and scripts in default.yml");
+                continue;
+            }
             if let Some(first) = team_names.insert(name.clone(), root.at.clone()) {
                 problems.error(&root.at, format!("team {name:?} is also in {}", first.file));
             }
