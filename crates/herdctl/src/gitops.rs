@@ -404,135 +404,179 @@ fn scripts_path(team_id: Option<i64>) -> String {
     }
 }
 
-/// Brings the server to what `repo` says. Nothing is changed when `dry_run`.
-pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
-    let mut changes = Changes::default();
-    // Teams first: everything else may live in one.
-    let teams: TeamsResponse = api.get("/api/v1/fleet/teams").await?;
-    let mut team_ids: BTreeMap<String, Option<i64>> = BTreeMap::new();
-    for scope in &repo.scopes {
-        let Some(spec) = &scope.team else { continue };
-        match teams.teams.iter().find(|t| t.name == spec.name) {
-            Some(team) => {
-                for change in apply::team_changes(team, spec) {
-                    changes.add('~', format!("team {:?}: {}", spec.name, change.describe()));
-                    if !dry_run {
-                        TeamChange::send(&change, api, team.id).await?;
-                    }
-                }
-                team_ids.insert(spec.name.clone(), Some(team.id));
-            }
-            None => {
-                changes.add('+', format!("team {:?}", spec.name));
-                let id = if dry_run { None } else { Some(apply::create_team(api, spec).await?) };
-                team_ids.insert(spec.name.clone(), id);
-            }
-        }
-    }
+/// Team ids by name; `None` for a team a dry run would create (nothing of it exists yet).
+type TeamIds = BTreeMap<String, Option<i64>>;
 
-    if !repo.config.is_empty() {
-        let current = serde_json::to_value(api.get::<AppConfig>("/api/v1/fleet/config").await?)?;
-        let changed = apply::config_changes(&current, &repo.config);
-        if !changed.is_empty() {
-            changes.add('~', format!("config: {}", changed.join(", ")));
-            if !dry_run {
-                let _: Value = api.patch("/api/v1/fleet/config", &Value::Object(repo.config.clone())).await?;
-            }
-        }
-    }
-    if let Some(wanted) = &repo.global_secrets {
-        let current: GlobalSecrets = api.get("/api/v1/fleet/spec/enroll_secret").await?;
-        let wanted_set: BTreeSet<&str> = wanted.iter().map(|s| s.secret.as_str()).collect();
-        let current_set: BTreeSet<&str> = current.spec.secrets.iter().map(|s| s.secret.as_str()).collect();
-        if wanted_set != current_set {
-            changes.add('~', "global enroll secrets".to_string());
-            if !dry_run {
-                let body = json!({"spec": {"secrets": wanted}});
-                let _: Value = api.post("/api/v1/fleet/spec/enroll_secret", &body).await?;
-            }
-        }
-    }
+/// Scripts by scope label and name.
+type ScriptKeys = BTreeSet<(String, String)>;
 
-    // Scripts before policies (policies name them); what is no longer listed goes after the policies.
-    let scope_id = |scope: &ScopeFiles| match &scope.team {
+/// The scope's team id (`Some(None)`: global), or `None` for a team a dry run would create.
+fn scope_id(scope: &ScopeFiles, team_ids: &TeamIds) -> Option<Option<i64>> {
+    match &scope.team {
         Some(team) => team_ids.get(&team.name).copied().flatten().map(Some),
         None => Some(None),
-    };
-    let mut new_scripts = BTreeSet::new();
-    let mut stale_scripts = Vec::new();
-    for scope in &repo.scopes {
-        let Some(team_id) = scope_id(scope) else {
-            // A team this dry run would create: everything in it is new.
-            for script in &scope.scripts {
-                changes.add('+', format!("script {:?} ({})", script.name, scope.label()));
-                new_scripts.insert((scope.label(), script.name.clone()));
-            }
-            continue;
-        };
-        let current: ScriptsResponse = api.get(&scripts_path(team_id)).await?;
-        for script in &scope.scripts {
-            let existing = current.scripts.iter().find(|s| s.name == script.name);
-            if let Some(existing) = existing {
-                let contents = api.get_text(&format!("/api/v1/fleet/scripts/{}?alt=media", existing.id)).await?;
-                if contents == script.contents {
-                    continue;
+    }
+}
+
+/// One run: what it changed (or would change).
+struct Run<'a> {
+    api: &'a Api,
+    dry_run: bool,
+    changes: Changes,
+}
+
+/// Brings the server to what `repo` says, in dependency order: teams (everything else may live in one),
+/// settings, scripts (policies name them), policies, then what the files no longer hold. Nothing is
+/// changed when `dry_run`.
+pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
+    let mut run = Run { api, dry_run, changes: Changes::default() };
+    let team_ids = run.teams(repo).await?;
+    run.settings(repo).await?;
+    let (replaced_scripts, stale_scripts) = run.scripts(repo, &team_ids).await?;
+    run.policies(repo, &team_ids, &replaced_scripts).await?;
+    run.delete_stale_policies(repo, &team_ids).await?;
+    for (label, name, id) in stale_scripts {
+        run.changes.add('-', format!("script {name:?} ({label})"));
+        if !dry_run {
+            let _: Value = api.delete(&format!("/api/v1/fleet/scripts/{id}")).await?;
+        }
+    }
+    Ok(run.changes)
+}
+
+impl Run<'_> {
+    async fn teams(&mut self, repo: &Repo) -> Result<TeamIds> {
+        let teams: TeamsResponse = self.api.get("/api/v1/fleet/teams").await?;
+        let mut team_ids = TeamIds::new();
+        for scope in &repo.scopes {
+            let Some(spec) = &scope.team else { continue };
+            match teams.teams.iter().find(|t| t.name == spec.name) {
+                Some(team) => {
+                    for change in apply::team_changes(team, spec) {
+                        self.changes.add('~', format!("team {:?}: {}", spec.name, change.describe()));
+                        if !self.dry_run {
+                            TeamChange::send(&change, self.api, team.id).await?;
+                        }
+                    }
+                    team_ids.insert(spec.name.clone(), Some(team.id));
                 }
-                changes.add('~', format!("script {:?} ({})", script.name, scope.label()));
-                if !dry_run {
-                    let _: Value = api.delete(&format!("/api/v1/fleet/scripts/{}", existing.id)).await?;
+                None => {
+                    self.changes.add('+', format!("team {:?}", spec.name));
+                    let id = if self.dry_run { None } else { Some(apply::create_team(self.api, spec).await?) };
+                    team_ids.insert(spec.name.clone(), id);
                 }
-            } else {
-                changes.add('+', format!("script {:?} ({})", script.name, scope.label()));
-            }
-            new_scripts.insert((scope.label(), script.name.clone()));
-            if !dry_run {
-                let fields: Vec<(&str, String)> = team_id.map(|id| ("team_id", id.to_string())).into_iter().collect();
-                let _: Value = api
-                    .upload(
-                        "/api/v1/fleet/scripts",
-                        "script",
-                        &script.name,
-                        script.contents.clone().into_bytes(),
-                        &fields,
-                    )
-                    .await
-                    .with_context(|| format!("{}: uploading {}", script.at, script.path.display()))?;
             }
         }
-        for listed in &current.scripts {
-            if !scope.scripts.iter().any(|s| s.name == listed.name) {
-                stale_scripts.push((scope.label(), listed.name.clone(), listed.id));
-            }
-        }
+        Ok(team_ids)
     }
 
-    // Policies of every scope in one validated request; in a dry run, a script not on the server yet is
-    // left out of its policy's spec (the server would not find it), and the link counts as a change.
-    let mut specs = Vec::new();
-    let mut origins = Vec::new();
-    let mut relinked = BTreeSet::new();
-    for scope in &repo.scopes {
-        if scope_id(scope).is_none() {
-            for (_, spec) in &scope.policies {
-                changes.add('+', format!("policy {:?} ({})", spec.name, scope.label()));
+    /// The configuration patch and the global enroll secrets.
+    async fn settings(&mut self, repo: &Repo) -> Result<()> {
+        if !repo.config.is_empty() {
+            let current = serde_json::to_value(self.api.get::<AppConfig>("/api/v1/fleet/config").await?)?;
+            let changed = apply::config_changes(&current, &repo.config);
+            if !changed.is_empty() {
+                self.changes.add('~', format!("config: {}", changed.join(", ")));
+                if !self.dry_run {
+                    let _: Value = self.api.patch("/api/v1/fleet/config", &Value::Object(repo.config.clone())).await?;
+                }
             }
-            continue;
         }
-        for (at, spec) in &scope.policies {
-            let mut spec = spec.clone();
-            let script = spec.script.clone().unwrap_or_default();
-            if dry_run && new_scripts.contains(&(scope.label(), script)) {
-                spec.script = None;
-                relinked.insert((scope.label(), spec.name.clone()));
+        if let Some(wanted) = &repo.global_secrets {
+            let current: GlobalSecrets = self.api.get("/api/v1/fleet/spec/enroll_secret").await?;
+            let wanted_set: BTreeSet<&str> = wanted.iter().map(|s| s.secret.as_str()).collect();
+            let current_set: BTreeSet<&str> = current.spec.secrets.iter().map(|s| s.secret.as_str()).collect();
+            if wanted_set != current_set {
+                self.changes.add('~', "global enroll secrets".to_string());
+                if !self.dry_run {
+                    let body = json!({"spec": {"secrets": wanted}});
+                    let _: Value = self.api.post("/api/v1/fleet/spec/enroll_secret", &body).await?;
+                }
             }
-            specs.push((scope.label(), spec));
-            origins.push(at.clone());
         }
+        Ok(())
     }
-    if !specs.is_empty() {
-        let labels: Vec<String> = specs.iter().map(|(label, _)| label.clone()).collect();
-        let applied =
-            apply::post_specs(api, specs.into_iter().map(|(_, spec)| spec).collect(), &origins, dry_run).await?;
+
+    /// Uploads new scripts and replaces edited ones (herd has no script update: delete, then upload).
+    /// Returns the scripts uploaded (their policies must link them again) and those no longer listed,
+    /// deleted once no policy of the files names them.
+    async fn scripts(&mut self, repo: &Repo, team_ids: &TeamIds) -> Result<(ScriptKeys, Vec<(String, String, i64)>)> {
+        let mut uploaded = ScriptKeys::new();
+        let mut stale = Vec::new();
+        for scope in &repo.scopes {
+            let Some(team_id) = scope_id(scope, team_ids) else {
+                for script in &scope.scripts {
+                    self.changes.add('+', format!("script {:?} ({})", script.name, scope.label()));
+                    uploaded.insert((scope.label(), script.name.clone()));
+                }
+                continue;
+            };
+            let current: ScriptsResponse = self.api.get(&scripts_path(team_id)).await?;
+            for script in &scope.scripts {
+                if let Some(existing) = current.scripts.iter().find(|s| s.name == script.name) {
+                    let path = format!("/api/v1/fleet/scripts/{}?alt=media", existing.id);
+                    if self.api.get_text(&path).await? == script.contents {
+                        continue;
+                    }
+                    self.changes.add('~', format!("script {:?} ({})", script.name, scope.label()));
+                    if !self.dry_run {
+                        let _: Value = self.api.delete(&format!("/api/v1/fleet/scripts/{}", existing.id)).await?;
+                    }
+                } else {
+                    self.changes.add('+', format!("script {:?} ({})", script.name, scope.label()));
+                }
+                uploaded.insert((scope.label(), script.name.clone()));
+                if !self.dry_run {
+                    let fields: Vec<(&str, String)> =
+                        team_id.map(|id| ("team_id", id.to_string())).into_iter().collect();
+                    let contents = script.contents.clone().into_bytes();
+                    let _: Value = self
+                        .api
+                        .upload("/api/v1/fleet/scripts", "script", &script.name, contents, &fields)
+                        .await
+                        .with_context(|| format!("{}: uploading {}", script.at, script.path.display()))?;
+                }
+            }
+            for listed in &current.scripts {
+                if !scope.scripts.iter().any(|s| s.name == listed.name) {
+                    stale.push((scope.label(), listed.name.clone(), listed.id));
+                }
+            }
+        }
+        Ok((uploaded, stale))
+    }
+
+    /// The policies of every scope in one request, which the server validates whole before writing. In a
+    /// dry run a script not on the server yet is left out of its policy's spec (the server would not find
+    /// it), and the new link counts as a change.
+    async fn policies(&mut self, repo: &Repo, team_ids: &TeamIds, uploaded: &ScriptKeys) -> Result<()> {
+        let mut specs = Vec::new();
+        let mut origins = Vec::new();
+        let mut labels = Vec::new();
+        let mut relinked = BTreeSet::new();
+        for scope in &repo.scopes {
+            if scope_id(scope, team_ids).is_none() {
+                for (_, spec) in &scope.policies {
+                    self.changes.add('+', format!("policy {:?} ({})", spec.name, scope.label()));
+                }
+                continue;
+            }
+            for (at, spec) in &scope.policies {
+                let mut spec = spec.clone();
+                let script = spec.script.clone().unwrap_or_default();
+                if self.dry_run && uploaded.contains(&(scope.label(), script)) {
+                    spec.script = None;
+                    relinked.insert((scope.label(), spec.name.clone()));
+                }
+                specs.push(spec);
+                origins.push(at.clone());
+                labels.push(scope.label());
+            }
+        }
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let applied = apply::post_specs(self.api, specs, &origins, self.dry_run).await?;
         for (label, spec) in labels.iter().zip(&applied.policies) {
             let sign = match spec.outcome.as_str() {
                 "created" => '+',
@@ -540,30 +584,29 @@ pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
                 _ if relinked.contains(&(label.clone(), spec.name.clone())) => '~',
                 _ => continue,
             };
-            changes.add(sign, format!("policy {:?} ({label})", spec.name));
+            self.changes.add(sign, format!("policy {:?} ({label})", spec.name));
         }
+        Ok(())
     }
-    for scope in &repo.scopes {
-        let Some(team_id) = scope_id(scope) else { continue };
-        let base = crate::policies_path(team_id);
-        let current: PoliciesResponse = api.get(&base).await?;
-        let gone: Vec<_> =
-            current.policies.iter().filter(|p| !scope.policies.iter().any(|(_, s)| s.name == p.name)).collect();
-        for policy in &gone {
-            changes.add('-', format!("policy {:?} ({})", policy.name, scope.label()));
+
+    /// Deletes the policies of each managed scope that the files no longer hold.
+    async fn delete_stale_policies(&mut self, repo: &Repo, team_ids: &TeamIds) -> Result<()> {
+        for scope in &repo.scopes {
+            let Some(team_id) = scope_id(scope, team_ids) else { continue };
+            let base = crate::policies_path(team_id);
+            let current: PoliciesResponse = self.api.get(&base).await?;
+            let gone: Vec<_> =
+                current.policies.iter().filter(|p| !scope.policies.iter().any(|(_, s)| s.name == p.name)).collect();
+            for policy in &gone {
+                self.changes.add('-', format!("policy {:?} ({})", policy.name, scope.label()));
+            }
+            if !self.dry_run && !gone.is_empty() {
+                let ids = gone.iter().map(|p| p.id).collect();
+                let _: Value = self.api.post(&format!("{base}/delete"), &DeletePoliciesRequest { ids }).await?;
+            }
         }
-        if !dry_run && !gone.is_empty() {
-            let ids = gone.iter().map(|p| p.id).collect();
-            let _: Value = api.post(&format!("{base}/delete"), &DeletePoliciesRequest { ids }).await?;
-        }
+        Ok(())
     }
-    for (label, name, id) in stale_scripts {
-        changes.add('-', format!("script {name:?} ({label})"));
-        if !dry_run {
-            let _: Value = api.delete(&format!("/api/v1/fleet/scripts/{id}")).await?;
-        }
-    }
-    Ok(changes)
 }
 
 #[cfg(test)]

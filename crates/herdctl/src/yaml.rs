@@ -214,7 +214,7 @@ impl Problems {
             .collect()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn no_errors(&self) -> bool {
         self.errors.is_empty()
     }
 }
@@ -363,7 +363,7 @@ mod tests {
         for (input, expected) in cases {
             let mut problems = Problems::default();
             assert_eq!(expand_env("f.yml", input, &env, &mut problems), *expected, "{input}");
-            assert!(problems.is_empty(), "{input}: {:?}", problems.errors);
+            assert!(problems.no_errors(), "{input}: {:?}", problems.errors);
         }
     }
 
@@ -409,6 +409,6 @@ mod tests {
                 "cis.yml:9:3: warning: Fleet metadata `tags`; ignored (2 times in this file)".to_string(),
             ]
         );
-        assert!(problems.is_empty());
+        assert!(problems.no_errors());
     }
 }
