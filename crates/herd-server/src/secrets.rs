@@ -19,9 +19,17 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A password that satisfies herd's rule (12+ characters, a digit, a symbol), for bootstrap.
+/// A password that satisfies herd's rule (12+ characters, a digit, a symbol), for bootstrap and resets:
+/// 96 random bits as three groups of hex digits joined by `-`. Only characters no shell treats specially,
+/// even inside double quotes (a `!` there is bash's history expansion), so it can be pasted as printed.
 pub fn generate_password() -> String {
-    format!("{}-{}!7", &random_token(9), &random_token(3))
+    loop {
+        let password = format!("{}-{}-{}", random_token(4), random_token(4), random_token(4));
+        // The `-` is the symbol; a digit is all but certain in 24 hex digits, and checked.
+        if password.chars().any(|c| c.is_ascii_digit()) {
+            return password;
+        }
+    }
 }
 
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
@@ -68,6 +76,17 @@ mod tests {
         assert!(verify_password(&password, &hash));
         assert!(!verify_password("wrong-password-1!", &hash));
         assert!(!verify_password(&password, "not a hash"));
+    }
+
+    #[test]
+    fn generated_passwords_paste_into_a_shell() {
+        for _ in 0..200 {
+            let password = generate_password();
+            herd_core::validate::password(&password).unwrap();
+            assert!(password.len() >= 26, "{password}");
+            let special = password.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-'));
+            assert_eq!(special, None, "{password}: only characters no shell expands, even in double quotes");
+        }
     }
 
     #[test]

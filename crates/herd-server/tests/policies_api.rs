@@ -46,6 +46,10 @@ async fn counts(server: &Server, token: &str, path: &str) -> (i64, i64) {
     (body["policy"]["passing_host_count"].as_i64().unwrap(), body["policy"]["failing_host_count"].as_i64().unwrap())
 }
 
+async fn activity_count(server: &Server, token: &str) -> usize {
+    server.get("/api/v1/fleet/activities?per_page=10000", token).await.1["activities"].as_array().unwrap().len()
+}
+
 async fn host_id(server: &Server, token: &str, hostname: &str) -> i64 {
     let (_, body) = server.get(&format!("/api/v1/fleet/hosts/identifier/{hostname}"), token).await;
     body["host"]["id"].as_i64().unwrap()
@@ -319,11 +323,21 @@ async fn policy_validation_specs_roles_and_activities(server: Server) {
     ]});
     let (status, body) = server.post("/api/v1/fleet/spec/policies", &admin, specs.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["policies"][0], json!({"name": "Gatekeeper", "outcome": "created"}), "herd says what it did");
     let (_, first) = server.get("/api/v1/fleet/global/policies", &admin).await;
-    let (status, _) = server.post("/api/v1/fleet/spec/policies", &admin, specs).await;
+    let recorded = activity_count(&server, &admin).await;
+    let (status, body) = server.post("/api/v1/fleet/spec/policies", &admin, specs).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["policies"][1], json!({"name": "Team rule", "outcome": "unchanged"}));
     let (_, second) = server.get("/api/v1/fleet/global/policies", &admin).await;
     assert_eq!(first, second, "re-applying identical specs changes nothing");
+    assert_eq!(activity_count(&server, &admin).await, recorded, "and records nothing");
+    // A dry run answers what would change and changes nothing.
+    let edit = json!({"specs": [{"name": "Gatekeeper", "query": "SELECT 3;", "platform": "darwin"}]});
+    let (status, body) = server.post("/api/v1/fleet/spec/policies?dry_run=true", &admin, edit).await;
+    assert_eq!((status, &body["policies"][0]["outcome"]), (StatusCode::OK, &json!("updated")), "{body}");
+    assert_eq!(server.get("/api/v1/fleet/global/policies", &admin).await.1, first);
+    assert_eq!(activity_count(&server, &admin).await, recorded);
     let gatekeeper = second["policies"].as_array().unwrap().iter().find(|p| p["name"] == "Gatekeeper").unwrap().clone();
     assert_eq!((gatekeeper["platform"].as_str(), gatekeeper["critical"].as_bool()), (Some("darwin"), Some(true)));
     let updated = json!({"specs": [{"name": "Gatekeeper", "query": "SELECT 2;", "platform": "darwin"}]});

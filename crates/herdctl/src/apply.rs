@@ -1,30 +1,17 @@
 //! `herdctl apply -f`: Fleet's multi-document `apiVersion: v1` YAML (kinds policy, team, config), applied by
-//! name and idempotent: applying the same files twice changes nothing the second time.
+//! name and idempotent: applying the same files twice changes nothing the second time. Every file is read
+//! and checked before anything is sent, and every mistake is reported at once with its `file:line:column`.
 
 use crate::client::Api;
+use crate::yaml::{self, Node, Origin, Problems, Tree};
 use anyhow::{Context, Result, bail};
 use herd_proto::fleet::{
-    AppConfig, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse, TeamsResponse,
+    AppConfig, DeferralSettings, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse, TeamsResponse,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use serde_saphyr::Spanned;
 use std::io::Read;
 use std::path::PathBuf;
-
-/// Where a document came from, for error messages: `file:line:column`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,12 +25,6 @@ pub struct TeamSpec {
     pub agent_options: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TeamDocument {
-    team: TeamSpec,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
     Policy(Origin, Box<PolicySpec>),
@@ -51,76 +32,235 @@ pub enum Document {
     Config(Origin, serde_json::Map<String, Value>),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDocument {
-    #[serde(rename = "apiVersion")]
-    api_version: Spanned<String>,
-    kind: Spanned<String>,
-    spec: Spanned<Value>,
+/// How a policy field is treated.
+enum PolicyField {
+    /// herd uses it.
+    Used,
+    /// Fleet's metadata herd has no use for: accepted with a warning saying why.
+    Ignored(&'static str),
+    /// Means something herd cannot do: refused, saying why, unless it is off (`false`, empty, null).
+    Unsupported(&'static str),
 }
 
-fn origin(file: &str, location: serde_saphyr::Location) -> Origin {
-    Origin { file: file.to_string(), line: location.line(), column: location.column() }
-}
-
-/// Parses one file's documents. Every mistake names `file:line:column`.
-pub fn parse(file: &str, text: &str) -> Result<Vec<Document>> {
-    let raw: Vec<RawDocument> = serde_saphyr::from_multiple(text).map_err(|err| {
-        let at = err.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_else(|| "?".into());
-        // The first line of the message is the diagnosis; the rest is a rendered snippet.
-        let message = err.to_string();
-        anyhow::anyhow!("{file}:{at}: {}", message.lines().next().unwrap_or("invalid YAML"))
-    })?;
-    let mut documents = Vec::with_capacity(raw.len());
-    for doc in raw {
-        if doc.api_version.value != "v1" {
-            let at = origin(file, doc.api_version.referenced);
-            bail!("{at}: unsupported apiVersion {:?}; expected v1", doc.api_version.value);
+fn policy_field(name: &str, gitops: bool) -> Option<PolicyField> {
+    use PolicyField::*;
+    Some(match name {
+        "name" | "query" | "description" | "resolution" | "platform" | "critical" | "interval" | "script"
+        | "deferral" => Used,
+        "team" if !gitops => Used,
+        "run_script" if gitops => Used,
+        "platforms" => Ignored("`platforms` is not a Fleet policy field (Fleet reads `platform`)"),
+        "purpose" | "tags" | "contributors" => {
+            Ignored("Fleet's descriptive metadata (`purpose`, `tags`, `contributors`)")
         }
-        let at = origin(file, doc.spec.referenced);
-        let spec = doc.spec.value;
-        documents.push(match doc.kind.value.as_str() {
-            "policy" => Document::Policy(
-                at.clone(),
-                Box::new(serde_json::from_value(spec).with_context(|| format!("{at}: policy spec"))?),
-            ),
-            "team" => {
-                let team: TeamDocument = serde_json::from_value(spec).with_context(|| format!("{at}: team spec"))?;
-                Document::Team(at, team.team)
+        "calendar_events_enabled" | "calendar_event_enabled" => Unsupported("herd schedules no calendar events"),
+        "conditional_access_enabled" => Unsupported("herd has no conditional access"),
+        "labels_include_any" | "labels_exclude_any" | "labels_include_all" => {
+            Unsupported("herd has no labels: the policy would run on every host of its scope")
+        }
+        "install_software" => Unsupported("herd installs no software; use run_script"),
+        _ => return None,
+    })
+}
+
+const POLICY_FIELDS: &str = "name, query, description, resolution, platform, critical, interval, script, deferral";
+
+/// A policy's `run_script: {path: …}` (GitOps): the script's file, relative to the file naming it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunScript {
+    pub at: Origin,
+    pub path: String,
+}
+
+/// Reads one policy (a `kind: policy` spec, or an item of a GitOps `policies:` list). Every mistake in it
+/// is recorded; `None` when there was one.
+pub fn policy_spec(node: &Node, gitops: bool, problems: &mut Problems) -> Option<(PolicySpec, Option<RunScript>)> {
+    let entries = node.entries("a policy", problems)?;
+    let errors_before = problems.errors.len();
+    let mut fields = serde_json::Map::new();
+    let mut run_script = None;
+    for (key, value) in entries {
+        match policy_field(key, gitops) {
+            Some(PolicyField::Used) => {
+                let checked = match key.as_str() {
+                    "critical" => value.typed::<bool>(key, problems).map(Value::from),
+                    "interval" => value.typed::<Option<i64>>(key, problems).map(|v| json!(v)),
+                    "deferral" => value.typed::<DeferralSettings>(key, problems).map(|_| value.to_json()),
+                    "run_script" => {
+                        #[derive(Deserialize)]
+                        #[serde(deny_unknown_fields)]
+                        struct Path {
+                            path: String,
+                        }
+                        value.typed::<Path>(key, problems).map(|p| {
+                            run_script = Some(RunScript { at: value.at.clone(), path: p.path });
+                            Value::Null
+                        })
+                    }
+                    _ => value.typed::<String>(key, problems).map(Value::from),
+                };
+                if let Some(checked) = checked.filter(|_| key != "run_script") {
+                    fields.insert(key.clone(), checked);
+                }
             }
-            "config" => match spec {
-                Value::Object(map) => Document::Config(at, map),
-                _ => bail!("{at}: config spec must be a mapping"),
-            },
-            other => {
-                let at = origin(file, doc.kind.referenced);
-                bail!("{at}: unknown kind {other:?}; expected policy, team or config");
+            Some(PolicyField::Ignored(why)) => problems.ignored(&value.at, key, why),
+            Some(PolicyField::Unsupported(why)) => {
+                let off = matches!(value.to_json(), Value::Null | Value::Bool(false))
+                    || value.to_json().as_array().is_some_and(|a| a.is_empty());
+                if off {
+                    problems.ignored(&value.at, key, &format!("`{key}` is off; {why}"));
+                } else {
+                    problems.error(&value.at, format!("`{key}`: {why}"));
+                }
             }
-        });
+            None => {
+                let also = if gitops { ", run_script" } else { ", team" };
+                problems.error(&value.at, format!("unknown policy field `{key}`; a policy has {POLICY_FIELDS}{also}"));
+            }
+        }
     }
-    Ok(documents)
+    for required in ["name", "query"] {
+        if node.get(required).is_none() {
+            problems.error(&node.at, format!("this policy has no `{required}`"));
+        }
+    }
+    if problems.errors.len() > errors_before {
+        return None;
+    }
+    let spec: PolicySpec =
+        Node { at: node.at.clone(), value: Tree::Scalar(Value::Object(fields)) }.typed("policy", problems)?;
+    Some((spec, run_script))
+}
+
+/// Reads one file's documents, recording every mistake (and warning) in `problems`.
+pub fn parse(file: &str, text: &str, problems: &mut Problems) -> Vec<Document> {
+    let nodes = match yaml::documents(file, text) {
+        Ok(nodes) => nodes,
+        Err((at, message)) => {
+            problems.error(&at, message);
+            return Vec::new();
+        }
+    };
+    let mut documents = Vec::new();
+    for doc in nodes {
+        let Some(entries) = doc.entries("a document", problems) else { continue };
+        for (key, value) in entries {
+            if !matches!(key.as_str(), "apiVersion" | "kind" | "spec") {
+                problems.error(&value.at, format!("unknown field `{key}`; a document has apiVersion, kind and spec"));
+            }
+        }
+        let field = |name: &str, problems: &mut Problems| {
+            let found = doc.get(name);
+            if found.is_none() {
+                problems.error(&doc.at, format!("this document has no `{name}`"));
+            }
+            found
+        };
+        let (Some(version), Some(kind), Some(spec)) =
+            (field("apiVersion", problems), field("kind", problems), field("spec", problems))
+        else {
+            continue;
+        };
+        if version.to_json() != json!("v1") {
+            problems.error(&version.at, format!("unsupported apiVersion {}; expected v1", version.to_json()));
+        }
+        match kind.to_json().as_str() {
+            Some("policy") => {
+                if let Some((policy, _)) = policy_spec(spec, false, problems) {
+                    documents.push(Document::Policy(spec.at.clone(), Box::new(policy)));
+                }
+            }
+            Some("team") => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct TeamDocument {
+                    team: TeamSpec,
+                }
+                if let Some(team) = spec.typed::<TeamDocument>("team spec", problems) {
+                    documents.push(Document::Team(spec.at.clone(), team.team));
+                }
+            }
+            Some("config") => match spec.to_json() {
+                Value::Object(map) => documents.push(Document::Config(spec.at.clone(), map)),
+                _ => problems.error(&spec.at, "config spec must be a mapping"),
+            },
+            _ => problems.error(&kind.at, format!("unknown kind {}; expected policy, team or config", kind.to_json())),
+        }
+    }
+    documents
+}
+
+/// A file's text with the environment expanded, as fleetctl does; `-` is standard input.
+pub fn read_expanded(path: &std::path::Path, problems: &mut Problems) -> Result<(String, String)> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        ("<stdin>".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    let lookup = |name: &str| std::env::var(name).ok();
+    let expanded = yaml::expand_env(&name, &text, &lookup, problems);
+    Ok((name, expanded))
+}
+
+/// Turns what was found into the command's outcome: warnings are printed, and mistakes become one error
+/// listing all of them.
+pub fn conclude(problems: &Problems) -> Result<()> {
+    for warning in problems.warnings() {
+        crate::out::warn(warning);
+    }
+    if problems.errors.is_empty() {
+        return Ok(());
+    }
+    let count = problems.errors.len();
+    let noun = if count == 1 { "mistake" } else { "mistakes" };
+    bail!("{count} {noun}, nothing applied:\n{}", problems.errors.join("\n"))
 }
 
 pub fn read_documents(files: &[PathBuf]) -> Result<Vec<Document>> {
+    let mut problems = Problems::default();
     let mut documents = Vec::new();
     for path in files {
-        let (name, text) = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
-            ("<stdin>".to_string(), text)
-        } else {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            (path.display().to_string(), text)
-        };
-        documents.extend(parse(&name, &text)?);
+        let (name, text) = read_expanded(path, &mut problems)?;
+        documents.extend(parse(&name, &text, &mut problems));
     }
+    conclude(&problems)?;
     Ok(documents)
 }
 
 pub async fn team_id_by_name(api: &Api, name: &str) -> Result<Option<i64>> {
     let teams: TeamsResponse = api.get("/api/v1/fleet/teams").await?;
     Ok(teams.teams.into_iter().find(|t| t.name == name).map(|t| t.id))
+}
+
+/// What `POST /spec/policies` answers: each spec's outcome (herd's addition to Fleet's `{}`).
+#[derive(Debug, Deserialize)]
+pub struct SpecsApplied {
+    #[serde(default)]
+    pub policies: Vec<SpecApplied>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SpecApplied {
+    pub name: String,
+    /// `created`, `updated` or `unchanged`.
+    pub outcome: String,
+}
+
+/// Sends policy specs (validated by the server first, all or nothing); `dry_run` only asks what would
+/// happen. A refusal points at the document of the spec the server names.
+pub async fn post_specs(api: &Api, specs: Vec<PolicySpec>, origins: &[Origin], dry_run: bool) -> Result<SpecsApplied> {
+    let path = if dry_run { "/api/v1/fleet/spec/policies?dry_run=true" } else { "/api/v1/fleet/spec/policies" };
+    let applied: Result<SpecsApplied> = api.post(path, &PolicySpecsRequest { specs }).await;
+    applied.map_err(|err| {
+        // The server names the spec by position ("specs[2].deferral.options"): point at its document.
+        match spec_index(&format!("{err:#}")).and_then(|i| origins.get(i)) {
+            Some(at) => err.context(format!("{at}: policy")),
+            None => err,
+        }
+    })
 }
 
 /// Applies teams first (policies may name them), then configuration, then policies. Returns one line per
@@ -134,7 +274,7 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
     }
     for doc in &documents {
         if let Document::Config(at, patch) = doc {
-            report.push(apply_config(api, patch).await.with_context(|| format!("{at}: config"))?);
+            report.push(apply_config(api, patch, false).await.with_context(|| format!("{at}: config"))?);
         }
     }
     let (origins, specs): (Vec<Origin>, Vec<PolicySpec>) = documents
@@ -142,16 +282,17 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
         .filter_map(|d| if let Document::Policy(at, s) = d { Some((at.clone(), (**s).clone())) } else { None })
         .unzip();
     if !specs.is_empty() {
-        let names: Vec<String> = specs.iter().map(|s| format!("{:?}", s.name)).collect();
-        let applied: Result<Value> = api.post("/api/v1/fleet/spec/policies", &PolicySpecsRequest { specs }).await;
-        if let Err(err) = applied {
-            // The server names the spec by position ("specs[2].deferral.options"): point at its document.
-            return Err(match spec_index(&format!("{err:#}")).and_then(|i| origins.get(i)) {
-                Some(at) => err.context(format!("{at}: policy")),
-                None => err,
-            });
+        let applied = post_specs(api, specs, &origins, false).await?;
+        let mut counts = [0; 3];
+        for spec in &applied.policies {
+            report.push(format!("policy {:?} {}", spec.name, spec.outcome));
+            match spec.outcome.as_str() {
+                "created" => counts[0] += 1,
+                "updated" => counts[1] += 1,
+                _ => counts[2] += 1,
+            }
         }
-        report.push(format!("policies applied: {}", names.join(", ")));
+        report.push(format!("policies applied: {} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]));
     }
     Ok(report)
 }
@@ -165,21 +306,66 @@ fn spec_index(message: &str) -> Option<usize> {
 async fn apply_team(api: &Api, spec: &TeamSpec) -> Result<String> {
     let teams: TeamsResponse = api.get("/api/v1/fleet/teams").await?;
     let Some(team) = teams.teams.into_iter().find(|t| t.name == spec.name) else {
-        let mut body = json!({"name": spec.name});
-        if let Some(description) = &spec.description {
-            body["description"] = json!(description);
-        }
-        if let Some(secrets) = &spec.secrets {
-            body["secrets"] = serde_json::to_value(secrets)?;
-        }
-        let created: TeamResponse = api.post("/api/v1/fleet/teams", &body).await?;
-        if let Some(options) = &spec.agent_options {
-            let _: Value = api
-                .patch(&format!("/api/v1/fleet/teams/{}", created.team.id), &json!({"agent_options": options}))
-                .await?;
-        }
+        create_team(api, spec).await?;
         return Ok(format!("team {:?} created", spec.name));
     };
+    let changes = team_changes(&team, spec);
+    for change in &changes {
+        change.send(api, team.id).await?;
+    }
+    Ok(format!("team {:?} {}", spec.name, if changes.is_empty() { "unchanged" } else { "updated" }))
+}
+
+pub async fn create_team(api: &Api, spec: &TeamSpec) -> Result<i64> {
+    let mut body = json!({"name": spec.name});
+    if let Some(description) = &spec.description {
+        body["description"] = json!(description);
+    }
+    if let Some(secrets) = &spec.secrets {
+        body["secrets"] = serde_json::to_value(secrets)?;
+    }
+    let created: TeamResponse = api.post("/api/v1/fleet/teams", &body).await?;
+    if let Some(options) = &spec.agent_options {
+        let _: Value =
+            api.patch(&format!("/api/v1/fleet/teams/{}", created.team.id), &json!({"agent_options": options})).await?;
+    }
+    Ok(created.team.id)
+}
+
+/// One change an existing team needs to match its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeamChange {
+    /// `PATCH /teams/{id}` with these fields.
+    Patch(serde_json::Map<String, Value>),
+    Secrets(Vec<SecretInput>),
+}
+
+impl TeamChange {
+    pub fn describe(&self) -> String {
+        match self {
+            TeamChange::Patch(fields) => fields.keys().cloned().collect::<Vec<_>>().join(", "),
+            TeamChange::Secrets(_) => "enroll secrets".to_string(),
+        }
+    }
+
+    pub async fn send(&self, api: &Api, team_id: i64) -> Result<()> {
+        match self {
+            TeamChange::Patch(fields) => {
+                let _: Value =
+                    api.patch(&format!("/api/v1/fleet/teams/{team_id}"), &Value::Object(fields.clone())).await?;
+            }
+            TeamChange::Secrets(secrets) => {
+                let body = SecretsInput { secrets: secrets.clone() };
+                let _: Value = api.patch(&format!("/api/v1/fleet/teams/{team_id}/secrets"), &body).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an existing team lacks to match `spec` (fields the spec leaves out are left alone).
+pub fn team_changes(team: &herd_proto::fleet::Team, spec: &TeamSpec) -> Vec<TeamChange> {
+    let mut changes = Vec::new();
     let mut patch = serde_json::Map::new();
     if spec.description.as_ref().is_some_and(|d| *d != team.description) {
         patch.insert("description".into(), json!(spec.description));
@@ -187,9 +373,8 @@ async fn apply_team(api: &Api, spec: &TeamSpec) -> Result<String> {
     if spec.agent_options.is_some() && spec.agent_options != team.agent_options {
         patch.insert("agent_options".into(), json!(spec.agent_options));
     }
-    let mut changed = !patch.is_empty();
-    if changed {
-        let _: Value = api.patch(&format!("/api/v1/fleet/teams/{}", team.id), &Value::Object(patch)).await?;
+    if !patch.is_empty() {
+        changes.push(TeamChange::Patch(patch));
     }
     if let Some(secrets) = &spec.secrets {
         let mut wanted: Vec<&str> = secrets.iter().map(|s| s.secret.as_str()).collect();
@@ -197,24 +382,46 @@ async fn apply_team(api: &Api, spec: &TeamSpec) -> Result<String> {
         wanted.sort();
         current.sort();
         if wanted != current {
-            let body = SecretsInput { secrets: secrets.clone() };
-            let _: Value = api.patch(&format!("/api/v1/fleet/teams/{}/secrets", team.id), &body).await?;
-            changed = true;
+            changes.push(TeamChange::Secrets(secrets.clone()));
         }
     }
-    Ok(format!("team {:?} {}", spec.name, if changed { "updated" } else { "unchanged" }))
+    changes
 }
 
-async fn apply_config(api: &Api, patch: &serde_json::Map<String, Value>) -> Result<String> {
+/// Which configuration sections `patch` would change (sections merge field by field on the server;
+/// `agent_options` is replaced whole).
+pub fn config_changes(current: &Value, patch: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (section, value) in patch {
+        match (section.as_str(), value, current.get(section)) {
+            ("agent_options", value, current) => {
+                if Some(value) != current {
+                    changed.push(section.clone());
+                }
+            }
+            (_, Value::Object(fields), Some(current)) => {
+                changed.extend(
+                    fields
+                        .iter()
+                        .filter(|(k, v)| current.get(k.as_str()) != Some(v))
+                        .map(|(k, _)| format!("{section}.{k}")),
+                );
+            }
+            _ => changed.push(section.clone()),
+        }
+    }
+    changed
+}
+
+/// Applies a configuration patch unless it changes nothing; `dry_run` only says what it would change.
+pub async fn apply_config(api: &Api, patch: &serde_json::Map<String, Value>, dry_run: bool) -> Result<String> {
     let current = serde_json::to_value(api.get::<AppConfig>("/api/v1/fleet/config").await?)?;
-    // Sections merge field by field on the server; agent_options is replaced whole.
-    let differs = patch.iter().any(|(section, value)| match (section.as_str(), value, current.get(section)) {
-        ("agent_options", value, current) => Some(value) != current,
-        (_, Value::Object(fields), Some(current)) => fields.iter().any(|(k, v)| current.get(k) != Some(v)),
-        _ => true,
-    });
-    if !differs {
+    let changed = config_changes(&current, patch);
+    if changed.is_empty() {
         return Ok("config unchanged".into());
+    }
+    if dry_run {
+        return Ok(format!("config would change: {}", changed.join(", ")));
     }
     let _: Value = api.patch("/api/v1/fleet/config", &Value::Object(patch.clone())).await?;
     Ok("config updated".into())
@@ -247,6 +454,21 @@ spec:
     org_name: Acme
 ";
 
+    fn parse_ok(file: &str, text: &str) -> Vec<Document> {
+        let mut problems = Problems::default();
+        let docs = parse(file, text, &mut problems);
+        assert!(problems.errors.is_empty(), "{:?}", problems.errors);
+        docs
+    }
+
+    /// All mistakes, one per line.
+    fn parse_err(file: &str, text: &str) -> String {
+        let mut problems = Problems::default();
+        parse(file, text, &mut problems);
+        assert!(!problems.errors.is_empty(), "expected mistakes in {text}");
+        problems.errors.join("\n")
+    }
+
     #[test]
     fn server_errors_name_the_spec() {
         assert_eq!(spec_index("POST /x: 422: specs[12].deferral.options[0]: too long"), Some(12));
@@ -256,7 +478,7 @@ spec:
 
     #[test]
     fn parses_fleet_documents() {
-        let docs = parse("fleet.yml", FLEET_YAML).unwrap();
+        let docs = parse_ok("fleet.yml", FLEET_YAML);
         assert_eq!(docs.len(), 3);
         match &docs[0] {
             Document::Policy(at, spec) => {
@@ -277,23 +499,110 @@ spec:
     fn mistakes_name_file_line_and_column() {
         let unknown_kind =
             "apiVersion: v1\nkind: policy\nspec: {name: a, query: b}\n---\napiVersion: v1\nkind: label\nspec: {}\n";
-        let err = parse("x.yml", unknown_kind).unwrap_err().to_string();
+        let err = parse_err("x.yml", unknown_kind);
         assert!(err.starts_with("x.yml:6:"), "{err}");
         assert!(err.contains("unknown kind \"label\""), "{err}");
 
         let broken = "apiVersion: v1\nkind: policy\nspec:\n  name: [unclosed\n";
-        let err = parse("y.yml", broken).unwrap_err().to_string();
+        let err = parse_err("y.yml", broken);
         assert!(err.starts_with("y.yml:"), "{err}");
-        assert!(!err.starts_with("y.yml:?"), "has a location: {err}");
+        assert!(!err.starts_with("y.yml:0"), "has a location: {err}");
 
         let missing_query = "apiVersion: v1\nkind: policy\nspec:\n  name: only a name\n";
-        let err = format!("{:#}", parse("z.yml", missing_query).unwrap_err());
+        let err = parse_err("z.yml", missing_query);
         assert!(err.starts_with("z.yml:4:"), "{err}");
         assert!(err.contains("query"), "{err}");
 
         let typo = "apiVersion: v1\nkind: policy\nspec: {name: a, query: b, platfrom: linux}\n";
-        assert!(format!("{:#}", parse("t.yml", typo).unwrap_err()).contains("platfrom"));
+        assert!(parse_err("t.yml", typo).contains("platfrom"));
         let version = "apiVersion: v2\nkind: policy\nspec: {name: a, query: b}\n";
-        assert!(parse("v.yml", version).unwrap_err().to_string().contains("apiVersion"));
+        assert!(parse_err("v.yml", version).contains("apiVersion"));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_its_field() {
+        let text = "apiVersion: v1
+kind: policy
+spec:
+  name: One
+  query: SELECT 1;
+  critical: sometimes
+  platfrom: linux
+---
+apiVersion: v1
+kind: policy
+spec:
+  query: SELECT 2;
+  labels_include_any: [Macs]
+---
+apiVersion: v1
+kind: label
+spec: {}
+";
+        let err = parse_err("many.yml", text);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 5, "{err}");
+        assert!(lines[0].starts_with("many.yml:6:13: critical:"), "{err}");
+        assert!(lines[1].starts_with("many.yml:7:13: unknown policy field `platfrom`"), "{err}");
+        assert!(lines[2].starts_with("many.yml:13:23: `labels_include_any`: herd has no labels"), "{err}");
+        assert!(lines[3].starts_with("many.yml:12:3: this policy has no `name`"), "{err}");
+        assert!(lines[4].starts_with("many.yml:16:7: unknown kind \"label\""), "{err}");
+    }
+
+    #[test]
+    fn fleet_metadata_is_accepted_with_a_warning() {
+        let cis = "---
+apiVersion: v1
+kind: policy
+spec:
+  name: CIS - 1.1.1.1 Ensure cramfs kernel module is not available
+  platforms: linux
+  platform: linux
+  description: Ensure cramfs kernel module is not available
+  query: SELECT 1;
+  purpose: Informational
+  tags: compliance, CIS, CIS_Ubuntu_22_04
+  contributors: sharon-fdm
+  calendar_events_enabled: false
+---
+apiVersion: v1
+kind: policy
+spec:
+  name: CIS - 1.1.1.2
+  platforms: linux
+  query: SELECT 2;
+  tags: compliance
+";
+        let mut problems = Problems::default();
+        let docs = parse("cis.yml", cis, &mut problems);
+        assert!(problems.errors.is_empty(), "{:?}", problems.errors);
+        assert_eq!(docs.len(), 2);
+        let warnings = problems.warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with("cis.yml:6:14: warning: `platforms`") && w.contains("2 times")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.starts_with("cis.yml:10:12: warning: Fleet's descriptive metadata")),
+            "{warnings:?}"
+        );
+        assert!(warnings.iter().any(|w| w.contains("calendar_events_enabled` is off")), "{warnings:?}");
+        let on = cis.replace("calendar_events_enabled: false", "calendar_events_enabled: true");
+        assert!(parse_err("cis.yml", &on).contains("herd schedules no calendar events"));
+    }
+
+    #[test]
+    fn config_changes_name_the_fields() {
+        let current = json!({"org_info": {"org_name": "Acme", "contact_url": ""}, "agent_options": {"config": {}}});
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!({"org_info": {"org_name": "Acme"}}), vec![]),
+            (json!({"org_info": {"org_name": "Acme Corp"}}), vec!["org_info.org_name"]),
+            (json!({"agent_options": {"config": {}}}), vec![]),
+            (json!({"agent_options": {"config": {"options": {}}}}), vec!["agent_options"]),
+            (json!({"mdm": {"macos_migration": {"enable": true}}}), vec!["mdm"]),
+        ];
+        for (patch, expected) in cases {
+            assert_eq!(config_changes(&current, patch.as_object().unwrap()), expected, "{patch}");
+        }
     }
 }

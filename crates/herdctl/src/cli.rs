@@ -25,6 +25,16 @@ pub enum Command {
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Apply a Fleet GitOps repository (default.yml, teams/*.yml and the files they include by `path:`)
+    /// declaratively: policies and scripts of a managed scope that the files no longer hold are deleted.
+    Gitops {
+        /// A GitOps file (default.yml, teams/NAME.yml), or a directory holding default.yml and teams/.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Print what would change (+ added, ~ changed, - deleted) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List policies, hosts or teams.
     Get {
         what: Listing,

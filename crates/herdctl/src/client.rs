@@ -40,14 +40,30 @@ impl Api {
         path: &str,
         body: Option<&dyn erased::Body>,
     ) -> Result<T> {
+        let text = self
+            .send(method.clone(), path, |request| match body {
+                Some(body) => Ok(request.json(&body.to_json()?)),
+                None => Ok(request),
+            })
+            .await?;
+        // DELETE answers may be empty (Fleet's 204).
+        let text = if text.is_empty() { "{}".to_string() } else { text };
+        serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer {text:?}"))
+    }
+
+    /// Sends a request built by `build` and answers the body's text, or the server's refusal made readable.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder>,
+    ) -> Result<String> {
         let url = format!("{}{path}", self.server);
         let mut request = self.client.request(method.clone(), &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.json(&body.to_json()?);
-        }
+        let request = build(request)?;
         let response = request.send().await.with_context(|| format!("{method} {url}"))?;
         let status = response.status();
         let text = response.text().await.with_context(|| format!("{method} {url}: reading the answer"))?;
@@ -66,7 +82,34 @@ impl Api {
             }
             bail!("{method} {path}: {status}: {reason}");
         }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer {text:?}"))
+        Ok(text)
+    }
+
+    /// A body that is not JSON (a script's contents with `?alt=media`).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        self.send(Method::GET, path, Ok).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// A multipart upload of one file (`field`, named `file_name`) with the form's text fields.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+        file_name: &str,
+        contents: Vec<u8>,
+        text_fields: &[(&str, String)],
+    ) -> Result<T> {
+        let mut form = reqwest::multipart::Form::new()
+            .part(field.to_string(), reqwest::multipart::Part::bytes(contents).file_name(file_name.to_string()));
+        for (name, value) in text_fields {
+            form = form.text(name.to_string(), value.clone());
+        }
+        let text = self.send(Method::POST, path, |request| Ok(request.multipart(form))).await?;
+        serde_json::from_str(&text).with_context(|| format!("POST {path}: unexpected answer {text:?}"))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

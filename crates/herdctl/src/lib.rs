@@ -2,16 +2,21 @@
 //!
 //! Everything goes through herd's Fleet-compatible REST API, so herdctl needs nothing the API does not offer.
 
+#![deny(clippy::disallowed_macros)]
+
 pub mod apply;
 pub mod cli;
 pub mod client;
+pub mod gitops;
+pub mod out;
 pub mod session;
+pub mod yaml;
 
 use anyhow::{Context, Result};
 use cli::{Cli, Command, Deletable, Listing};
 use client::Api;
 use herd_proto::fleet::{DeletePoliciesRequest, HostsResponse, PoliciesResponse, Policy, TeamsResponse};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 
 pub async fn run(cli: Cli) -> Result<()> {
     let config_path = session::config_path(cli.config.as_deref())?;
@@ -21,12 +26,16 @@ pub async fn run(cli: Cli) -> Result<()> {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
                 line.trim_end_matches(['\r', '\n']).to_string()
+            } else if !std::io::stdin().is_terminal() {
+                // A script or pipe: no one to prompt (the prompt would fail with "No such device or address").
+                anyhow::bail!("{NO_TERMINAL}");
             } else {
-                rpassword::prompt_password(format!("password for {}: ", args.email)).context("reading the password")?
+                rpassword::prompt_password(format!("password for {}: ", args.email))
+                    .with_context(|| format!("reading the password from the terminal; {NO_TERMINAL}"))?
             };
             let saved = session::login(&args.server, args.ca_cert.as_deref(), &args.email, &password).await?;
             session::save(&config_path, &saved)?;
-            println!("logged in to {} as {}", saved.server, saved.email);
+            out::line(format_args!("logged in to {} as {}", saved.server, saved.email))?;
             Ok(())
         }
         Command::Logout => {
@@ -34,15 +43,36 @@ pub async fn run(cli: Cli) -> Result<()> {
             // The session may have expired already; forgetting it locally is what matters.
             let _ = api.post::<serde_json::Value>("/api/v1/fleet/logout", &serde_json::json!({})).await;
             std::fs::remove_file(&config_path).with_context(|| format!("removing {}", config_path.display()))?;
-            println!("logged out");
+            out::line("logged out")?;
             Ok(())
         }
         Command::Apply { files } => {
             let api = Api::from_saved(&session::load(&config_path)?)?;
             let documents = apply::read_documents(&files)?;
             for line in apply::apply(&api, documents).await? {
-                println!("{line}");
+                out::line(line)?;
             }
+            Ok(())
+        }
+        Command::Gitops { files, dry_run } => {
+            // Every file is read and checked before the server is asked anything.
+            let mut problems = yaml::Problems::default();
+            let repo = gitops::read(&gitops::files_of(&files)?, &mut problems);
+            apply::conclude(&problems)?;
+            let api = Api::from_saved(&session::load(&config_path)?)?;
+            if dry_run {
+                out::line("dry run: nothing is changed")?;
+            }
+            let changes = gitops::sync(&api, &repo, dry_run).await?;
+            for line in &changes.lines {
+                out::line(line)?;
+            }
+            let count = changes.lines.len();
+            out::line(match (count, dry_run) {
+                (0, _) => "no changes".to_string(),
+                (n, true) => format!("{n} change(s) would be made"),
+                (n, false) => format!("{n} change(s) made"),
+            })?;
             Ok(())
         }
         Command::Get { what, team, json } => {
@@ -63,11 +93,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 list.policies.iter().find(|p| p.name == name).with_context(|| format!("no policy named {name:?}"))?;
             let _: serde_json::Value =
                 api.post(&format!("{base}/delete"), &DeletePoliciesRequest { ids: vec![policy.id] }).await?;
-            println!("policy {name:?} deleted");
+            out::line(format_args!("policy {name:?} deleted"))?;
             Ok(())
         }
     }
 }
+
+const NO_TERMINAL: &str = "standard input is not a terminal, so herdctl cannot ask for the password; \
+pass it on standard input with --password-stdin, e.g. printf '%s\\n' \"$HERD_PASSWORD\" | herdctl login --password-stdin ...";
 
 pub fn policies_path(team_id: Option<i64>) -> String {
     match team_id {
@@ -147,9 +180,9 @@ async fn get(api: &Api, what: Listing, team: Option<&str>, json: bool) -> Result
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        out::line(serde_json::to_string_pretty(&value)?)?;
     } else {
-        println!("{text}");
+        out::line(text)?;
     }
     Ok(())
 }

@@ -189,12 +189,22 @@ async fn count_team(
 }
 
 /// `POST /spec/policies`: creates or updates policies by name within their scope (`team` names a team,
-/// "" = global). Everything is validated before anything is written.
+/// "" = global). Everything is validated before anything is written. Fleet answers `{}`; herd adds what
+/// happened to each spec (`policies`: name and `created`, `updated` or `unchanged`), which `?dry_run=true`
+/// answers without writing anything.
 async fn apply_specs(
     State(state): State<SharedState>,
     auth: AuthUser,
+    Query(params): Query<HashMap<String, String>>,
     ApiJson(request): ApiJson<PolicySpecsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    app::policies::apply_specs(&state, &auth, request.specs).await?;
-    Ok(Json(json!({})))
+    let dry_run = match params.get("dry_run").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(_) => return Err(ApiError::invalid("dry_run", "must be true or false")),
+    };
+    let outcomes = app::policies::apply_specs(&state, &auth, request.specs, dry_run).await?;
+    let policies: Vec<Value> =
+        outcomes.into_iter().map(|(name, outcome)| json!({"name": name, "outcome": outcome})).collect();
+    Ok(Json(json!({"policies": policies})))
 }

@@ -256,9 +256,25 @@ pub async fn reset_automations(
     Ok(())
 }
 
+/// What applying one spec did (or, in a dry run, would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecOutcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
 /// `POST /spec/policies`: creates or updates policies by name within their scope (`team` names a team,
-/// "" = global). Everything is validated before anything is written; unchanged policies are left alone.
-pub async fn apply_specs(state: &SharedState, auth: &AuthUser, specs: Vec<PolicySpec>) -> Result<(), ApiError> {
+/// "" = global). Everything is validated before anything is written; unchanged policies are left alone, and
+/// when nothing changed nothing is recorded (applying the same files again leaves no trace). A dry run
+/// validates and answers the outcomes without writing. Returns each spec's name and outcome, in order.
+pub async fn apply_specs(
+    state: &SharedState,
+    auth: &AuthUser,
+    specs: Vec<PolicySpec>,
+    dry_run: bool,
+) -> Result<Vec<(String, SpecOutcome)>, ApiError> {
     let mut planned = Vec::with_capacity(specs.len());
     let mut seen = std::collections::HashSet::new();
     for (i, spec) in specs.into_iter().enumerate() {
@@ -317,9 +333,9 @@ pub async fn apply_specs(state: &SharedState, auth: &AuthUser, specs: Vec<Policy
         planned.push((team_id, fields));
     }
     let now = now_ms();
-    let mut names = Vec::new();
+    let mut outcomes = Vec::new();
     for (team_id, fields) in planned {
-        match state.store.policy_by_name(team_id, &fields.name).await? {
+        let outcome = match state.store.policy_by_name(team_id, &fields.name).await? {
             Some(existing) => {
                 let unchanged = existing.query == fields.query
                     && existing.script_id == fields.script_id
@@ -329,16 +345,28 @@ pub async fn apply_specs(state: &SharedState, auth: &AuthUser, specs: Vec<Policy
                     && existing.platform == fields.platform
                     && existing.critical == fields.critical
                     && existing.interval_seconds == fields.interval_seconds;
-                if !unchanged {
-                    state.store.update_policy(existing.id, &fields, now).await.map_err(name_taken)?;
+                if unchanged {
+                    SpecOutcome::Unchanged
+                } else {
+                    if !dry_run {
+                        state.store.update_policy(existing.id, &fields, now).await.map_err(name_taken)?;
+                    }
+                    SpecOutcome::Updated
                 }
             }
             None => {
-                state.store.create_policy(&fields, team_id, Some(&author(auth)), now).await.map_err(name_taken)?;
+                if !dry_run {
+                    state.store.create_policy(&fields, team_id, Some(&author(auth)), now).await.map_err(name_taken)?;
+                }
+                SpecOutcome::Created
             }
-        }
-        names.push(fields.name);
+        };
+        outcomes.push((fields.name, outcome));
     }
-    let details = json!({"policies": names});
-    Ok(AfterCommit::new().reload_settings().record("applied_spec_policy", details).apply(state, Some(auth)).await?)
+    if !dry_run && outcomes.iter().any(|(_, outcome)| *outcome != SpecOutcome::Unchanged) {
+        let names: Vec<&str> = outcomes.iter().map(|(name, _)| name.as_str()).collect();
+        let effects = AfterCommit::new().reload_settings().record("applied_spec_policy", json!({"policies": names}));
+        effects.apply(state, Some(auth)).await?;
+    }
+    Ok(outcomes)
 }
