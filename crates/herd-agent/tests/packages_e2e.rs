@@ -268,7 +268,11 @@ fn banner_url(child: &mut Child) -> (String, Vec<String>) {
                     return (url, printed);
                 }
             }
-            Err(_) => panic!("the installed herd printed no URL (exit: {:?}): {printed:#?}", child.try_wait()),
+            Err(_) => {
+                let exit = child.try_wait();
+                let _ = child.kill();
+                panic!("the installed herd printed no URL (exit: {exit:?}): {printed:#?}")
+            }
         }
     }
 }
@@ -303,8 +307,18 @@ impl Drop for Installed {
     }
 }
 
+/// A service's process, killed if the test ends before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Stops a service's process with SIGTERM (the units' KillSignal) and returns its exit status.
-fn stop(child: &mut Child, what: &str) -> std::process::ExitStatus {
+fn stop(Running(child): &mut Running, what: &str) -> std::process::ExitStatus {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + PATIENCE;
@@ -389,7 +403,6 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
     ]);
     let (url, stdout) = banner_url(&mut child);
     let data_dir = PathBuf::from("/var/lib/herd");
-    assert_eq!(std::fs::metadata(data_dir.join("herd.db")).unwrap().uid(), herd_uid, "it runs as herd");
     let client = client_for(&data_dir.join("tls/cert.pem"));
     let mut server = Server {
         bin: "/usr/bin/herd".into(),
@@ -401,6 +414,10 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
         stdout,
         extra_args: vec![],
     };
+    for written in ["herd.db", "tls/cert.pem", "enroll-secret"] {
+        let owner = std::fs::metadata(server.data_dir.join(written)).unwrap().uid();
+        assert_eq!(owner, herd_uid, "{written}: the server runs as herd");
+    }
     let admin = server.admin_token().await;
 
     // The agent, configured as README says: the server's URL, enroll secret and certificate in /etc/herd-agent.
@@ -419,7 +436,7 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
     std::fs::copy("/var/lib/herd/enroll-secret", "/etc/herd-agent/enroll-secret").unwrap();
     std::fs::set_permissions("/etc/herd-agent/enroll-secret", std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::copy("/var/lib/herd/tls/cert.pem", "/etc/herd-agent/ca.pem").unwrap();
-    let mut agent = agent_unit.start(&[("RUST_LOG", "warn")]);
+    let mut agent = Running(agent_unit.start(&[("RUST_LOG", "warn")]));
     let hostname = eventually(PATIENCE, "the packaged agent's host", || async {
         let (_, hosts) = server.get("/api/v1/fleet/hosts", &admin).await;
         hosts["hosts"].as_array()?.first()?["hostname"].as_str().map(str::to_string)
