@@ -3,10 +3,11 @@
 //! systemd runs here), started the way their units start them (the unit's user, environment file and
 //! command line), the agent enrolled into the server, stopped, removed (data kept) and purged (data gone).
 //!
-//! It installs into this machine, so it runs only where that is harmless: as root, without a running
-//! systemd (a CI container) and without herd's packages installed. Elsewhere it is skipped, unless
-//! REQUIRE_PACKAGES is set (CI: scripts/test sets it with REQUIRE_POSTGRES, and installs lintian), where
-//! what is missing fails it. The environment files are checked against the binaries' `--help` everywhere.
+//! It installs into this machine, so that part runs only where it is harmless: as root, without a running
+//! systemd (a CI container) and without herd's packages installed. Elsewhere it is skipped (and without
+//! lintian or dpkg-dev, the whole test), unless REQUIRE_PACKAGES is set (CI: scripts/test sets it with
+//! REQUIRE_POSTGRES, and installs the tools), where that fails it. The environment files are checked against
+//! the binaries' `--help` everywhere.
 
 use herd_testkit::{ADMIN_PASSWORD, Server, client_for, eventually};
 use std::collections::BTreeMap;
@@ -21,7 +22,9 @@ use std::time::{Duration, Instant};
 const PATIENCE: Duration = Duration::from_secs(90);
 const AGENT: &str = env!("CARGO_BIN_EXE_herd-agent");
 const PACKAGES: [&str; 3] = ["herd", "herd-agent", "herdctl"];
-const TOOLS: [&str; 5] = ["dpkg-deb", "dpkg-shlibdeps", "lintian", "apt-get", "systemd-analyze"];
+/// What building and checking the packages needs, and what installing and checking them needs besides.
+const BUILD_TOOLS: [&str; 4] = ["dpkg-deb", "dpkg-shlibdeps", "strip", "lintian"];
+const INSTALL_TOOLS: [&str; 3] = ["apt-get", "dpkg-query", "systemd-analyze"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -48,11 +51,23 @@ fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
+fn missing(tools: &[&str]) -> Option<String> {
+    let missing: Vec<&str> = tools.iter().copied().filter(|tool| !on_path(tool)).collect();
+    (!missing.is_empty()).then(|| format!("{} missing (scripts/test installs them)", missing.join(", ")))
+}
+
+/// Skips (returns true) when `reason` says the test cannot go on, or fails when REQUIRE_PACKAGES is set.
+fn skipped(what: &str, reason: Option<String>) -> bool {
+    let Some(reason) = reason else { return false };
+    assert!(std::env::var_os("REQUIRE_PACKAGES").is_none(), "REQUIRE_PACKAGES is set, but {reason}");
+    eprintln!("skipped {what}: {reason}");
+    true
+}
+
 /// Why installing into this machine is not possible or not harmless, if it is not.
 fn cannot_install() -> Option<String> {
-    let missing: Vec<&str> = TOOLS.into_iter().filter(|tool| !on_path(tool)).collect();
-    if !missing.is_empty() {
-        return Some(format!("{} missing (scripts/test installs them)", missing.join(", ")));
+    if let Some(missing) = missing(&INSTALL_TOOLS) {
+        return Some(missing);
     }
     if !nix::unistd::geteuid().is_root() {
         return Some("installing packages needs root".into());
@@ -333,9 +348,7 @@ fn stop(Running(child): &mut Running, what: &str) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn packages_build_pass_lintian_install_start_stop_and_purge() {
-    if let Some(reason) = cannot_install() {
-        assert!(std::env::var_os("REQUIRE_PACKAGES").is_none(), "REQUIRE_PACKAGES is set, but {reason}");
-        eprintln!("skipped: {reason}");
+    if skipped("the packages test", missing(&BUILD_TOOLS)) {
         return;
     }
     let bin = built_binaries();
@@ -358,6 +371,10 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
     let lintian = run(Command::new("lintian").args(["--fail-on", "error,warning"]).args(&debs));
     let findings = String::from_utf8_lossy(&lintian.stdout);
     assert!(!findings.lines().any(|l| l.starts_with("E:") || l.starts_with("W:")), "{findings}");
+
+    if skipped("installing the packages", cannot_install()) {
+        return;
+    }
 
     // Installed as README says; postinst creates the user and enables the units, starts nothing here.
     let _installed = Installed;
