@@ -377,7 +377,7 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
     }
 
     // Installed as README says; postinst creates the user and enables the units, starts nothing here.
-    let _installed = Installed;
+    let installed = Installed;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&debs)
@@ -492,4 +492,5 @@ async fn packages_build_pass_lintian_install_start_stop_and_purge() {
         assert!(std::fs::symlink_metadata(gone).is_err(), "{gone} is gone after purge");
     }
     assert!(passwd_entry("herd").is_some());
+    std::mem::forget(installed);
 }
