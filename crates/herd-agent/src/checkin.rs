@@ -71,6 +71,7 @@ impl Agent {
             // The identifier file inside must be readable by local users; everything else is private.
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o755))?;
         }
+        crate::desktop::publish_connection(data_dir, &options.server, options.ca_cert.as_deref())?;
         let flags = herd_osquery::tables::default_flags();
         flags
             .write()
@@ -92,7 +93,7 @@ impl Agent {
                 timeout: Duration::from_secs(options.script_timeout.max(1)),
             },
             deferrals: Deferrals::open(data_dir)?,
-            token: DeviceToken::new(data_dir),
+            token: DeviceToken::new(data_dir, options.orbit_identifier.0.iter().cloned().collect()),
             fetch_profiles: profiles.is_some(),
             profiles,
             enroll_secret_file: options.enroll_secret_file.clone(),

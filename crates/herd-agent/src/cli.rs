@@ -6,6 +6,10 @@ use std::path::PathBuf;
 /// The agent's defaults, in one place: the flags' `default_value`s and `RunOptions::local` use them.
 pub mod defaults {
     pub const DATA_DIR: &str = "/var/lib/herd-agent";
+    /// Where `herd serve --with-agent` keeps its local agent's data, relative to where it was started.
+    pub const QUICK_START_DATA_DIR: &str = "herd-data/agent";
+    /// Where Fleet's agent (orbit) publishes the device token.
+    pub const ORBIT_IDENTIFIER: &str = "/opt/orbit/identifier";
     pub const SYSCTL_DIR: &str = "/etc/sysctl.d";
     pub const PROC_SYS_DIR: &str = "/proc/sys";
     /// Seconds a script may run (Fleet's default).
@@ -40,15 +44,19 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DesktopOptions {
-    /// The server's URL, e.g. https://herd.example.com:8080.
+    /// The server's URL, e.g. https://herd.example.com:8080. Default: the one the agent publishes beside its
+    /// device token (`desktop.json`).
     #[arg(long, env = "HERD_AGENT_SERVER")]
-    pub server: String,
-    /// CA certificate (PEM) to trust for the server. Default: the system's roots.
+    pub server: Option<String>,
+    /// CA certificate (PEM) to trust for the server. Default: the agent's (from `desktop.json`), else the
+    /// system's roots.
     #[arg(long, env = "HERD_AGENT_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
-    /// The agent's data directory, where `herd-agent run` publishes the device token (`identifier`).
-    #[arg(long, env = "HERD_AGENT_DATA_DIR", default_value = defaults::DATA_DIR)]
-    pub data_dir: PathBuf,
+    /// The agent's data directory, where `herd-agent run` publishes the device token (`identifier`). Default:
+    /// the first of /var/lib/herd-agent (the package) and ./herd-data/agent (`herd serve --with-agent` run
+    /// here) that holds a token.
+    #[arg(long, env = "HERD_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Print the current summary and exit (for scripts and tests).
     #[arg(long, conflicts_with = "open")]
     pub once: bool,
@@ -95,18 +103,38 @@ pub struct RunOptions {
     /// else the hostname).
     #[arg(long, env = "HERD_AGENT_HOST_IDENTIFIER")]
     pub host_identifier: Option<String>,
+    /// Also publish the device token here, where Fleet's agent keeps it, so scripts written for Fleet find
+    /// it; empty (`--orbit-identifier=`) turns it off.
+    #[arg(
+        long,
+        env = "HERD_AGENT_ORBIT_IDENTIFIER",
+        default_value = defaults::ORBIT_IDENTIFIER,
+        value_parser = OptionalPath::parse
+    )]
+    pub orbit_identifier: OptionalPath,
+}
+
+/// A path that an empty value turns off (clap reads a plain `Option` as "absent unless given").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionalPath(pub Option<PathBuf>);
+
+impl OptionalPath {
+    fn parse(text: &str) -> Result<OptionalPath, String> {
+        Ok(OptionalPath(Some(text.trim()).filter(|t| !t.is_empty()).map(PathBuf::from)))
+    }
 }
 
 impl RunOptions {
     /// The local agent of a herd server (`herd serve --with-agent`): enrolled with the server's own secret
-    /// file, trusting its certificate, with the agent's defaults otherwise. Profiles stay off: they write
-    /// files as root, never on the server's machine unless set up by hand.
+    /// file, trusting its certificate, with the agent's defaults otherwise; scripts and profiles as the
+    /// server's operator chose.
     pub fn local(
         server_url: String,
         enroll_secret_file: PathBuf,
         ca_cert: Option<PathBuf>,
         data_dir: PathBuf,
         enable_scripts: bool,
+        enable_profiles: bool,
     ) -> RunOptions {
         RunOptions {
             server: server_url,
@@ -114,11 +142,12 @@ impl RunOptions {
             ca_cert,
             data_dir,
             enable_scripts,
-            enable_profiles: false,
+            enable_profiles,
             sysctl_dir: defaults::SYSCTL_DIR.into(),
             proc_sys_dir: defaults::PROC_SYS_DIR.into(),
             script_timeout: defaults::SCRIPT_TIMEOUT_S,
             host_identifier: None,
+            orbit_identifier: OptionalPath(Some(defaults::ORBIT_IDENTIFIER.into())),
         }
     }
 }
@@ -134,7 +163,22 @@ mod tests {
         else {
             panic!("not run");
         };
-        let local = RunOptions::local("https://h:8080".into(), "/s".into(), None, defaults::DATA_DIR.into(), false);
+        let local =
+            RunOptions::local("https://h:8080".into(), "/s".into(), None, defaults::DATA_DIR.into(), false, false);
         assert_eq!(format!("{local:?}"), format!("{parsed:?}"));
+    }
+
+    #[test]
+    fn fleet_s_token_path_is_published_unless_turned_off() {
+        let orbit = |extra: &[&str]| {
+            let args = ["herd-agent", "run", "--server", "https://h:8080", "--enroll-secret-file", "/s"];
+            match Cli::parse_from(args.iter().chain(extra)).command {
+                Command::Run(options) => options.orbit_identifier.0,
+                _ => panic!("not run"),
+            }
+        };
+        assert_eq!(orbit(&[]), Some(PathBuf::from("/opt/orbit/identifier")));
+        assert_eq!(orbit(&["--orbit-identifier="]), None);
+        assert_eq!(orbit(&["--orbit-identifier", "/tmp/x/identifier"]), Some(PathBuf::from("/tmp/x/identifier")));
     }
 }

@@ -12,6 +12,8 @@ use crate::cli::DesktopOptions;
 use anyhow::{Context, bail};
 use herd_proto::agent::{DeferralChoiceRequest, DesktopSummary};
 use herd_proto::fleet::ErrorBody;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Duration;
 
 /// The first wait after an error; doubles up to `MAX_BACKOFF`.
@@ -59,12 +61,58 @@ struct Desktop {
     token_file: std::path::PathBuf,
 }
 
+/// Where the desktop finds the server: what `herd-agent run` publishes beside its device token, so a user's
+/// `herd-agent desktop` needs no flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub server: String,
+    #[serde(default)]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// The file in the agent's data directory.
+pub const CONNECTION_FILE: &str = "desktop.json";
+
+/// Publishes the agent's server and CA certificate (its absolute path) for the desktop (0644, like the token).
+pub fn publish_connection(data_dir: &Path, server: &str, ca_cert: Option<&Path>) -> anyhow::Result<()> {
+    let ca_cert = ca_cert.map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let connection = Connection { server: server.trim_end_matches('/').to_string(), ca_cert };
+    let bytes = serde_json::to_vec_pretty(&connection)?;
+    crate::durable::write_atomically(&data_dir.join(CONNECTION_FILE), &bytes, 0o644, None)
+}
+
+/// The agent data directory the desktop reads: the one given, else the first common layout holding a token.
+pub fn find_data_dir(given: Option<&Path>, candidates: &[std::path::PathBuf]) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    candidates.iter().find(|dir| dir.join("identifier").is_file()).cloned().ok_or_else(|| {
+        let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+        anyhow::anyhow!(
+            "no device token found in {}: is `herd-agent run` (or `herd serve --with-agent`) running? \
+             Give its data directory with --data-dir",
+            looked.join(" or ")
+        )
+    })
+}
+
 impl Desktop {
-    fn new(options: &DesktopOptions) -> anyhow::Result<Desktop> {
+    fn new(options: &DesktopOptions, data_dir: &Path) -> anyhow::Result<Desktop> {
+        let published: Option<Connection> =
+            std::fs::read(data_dir.join(CONNECTION_FILE)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let server = match (&options.server, &published) {
+            (Some(server), _) => server.clone(),
+            (None, Some(connection)) => connection.server.clone(),
+            (None, None) => bail!(
+                "no server given and none published in {}: pass --server https://…",
+                data_dir.join(CONNECTION_FILE).display()
+            ),
+        };
+        let ca_cert = options.ca_cert.clone().or_else(|| published.and_then(|c| c.ca_cert));
         Ok(Desktop {
-            http: crate::client::http_client(options.ca_cert.as_deref(), Duration::from_secs(30))?,
-            server: options.server.trim_end_matches('/').to_string(),
-            token_file: options.data_dir.join("identifier"),
+            http: crate::client::http_client(ca_cert.as_deref(), Duration::from_secs(30))?,
+            server: server.trim_end_matches('/').to_string(),
+            token_file: data_dir.join("identifier"),
         })
     }
 
@@ -229,7 +277,12 @@ pub fn notices(
 }
 
 pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
-    let desktop = Desktop::new(&options)?;
+    let layouts = [
+        std::path::PathBuf::from(crate::cli::defaults::DATA_DIR),
+        std::path::PathBuf::from(crate::cli::defaults::QUICK_START_DATA_DIR),
+    ];
+    let data_dir = find_data_dir(options.data_dir.as_deref(), &layouts)?;
+    let desktop = Desktop::new(&options, &data_dir)?;
     if options.once || options.open {
         let (summary, url) = match desktop.poll().await {
             Ok(found) => found,
@@ -261,7 +314,7 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
     let mut next_poll = std::time::Instant::now();
     loop {
         // The agent's local notices: each shown once while it lasts.
-        let local = crate::deferrals::Notices::read(&options.data_dir);
+        let local = crate::deferrals::Notices::read(&data_dir);
         let mut current = std::collections::HashSet::new();
         let kinds = [("prompt", &local.prompts), ("reminder", &local.reminders), ("deadline", &local.deadline_notices)];
         for (kind, list) in kinds {
@@ -315,6 +368,45 @@ pub async fn run(options: DesktopOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without flags the desktop reads the first common layout holding a token, and the server and CA the
+    /// agent published there; flags win; nothing found says where it looked.
+    #[test]
+    fn finds_the_agent_and_its_server_without_flags() {
+        let root = tempfile::tempdir().unwrap();
+        let (packaged, quick_start) = (root.path().join("var-lib"), root.path().join("herd-data/agent"));
+        let layouts = [packaged.clone(), quick_start.clone()];
+        let error = find_data_dir(None, &layouts).unwrap_err().to_string();
+        assert!(error.contains("no device token found") && error.contains("herd-data/agent"), "{error}");
+        std::fs::create_dir_all(&quick_start).unwrap();
+        std::fs::write(quick_start.join("identifier"), "t".repeat(64)).unwrap();
+        let ca = root.path().join("cert.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        publish_connection(&quick_start, "https://herd.test:8080/", Some(&ca)).unwrap();
+        assert_eq!(find_data_dir(None, &layouts).unwrap(), quick_start, "the one holding a token");
+        assert_eq!(find_data_dir(Some(&packaged), &layouts).unwrap(), packaged, "the one given");
+        let published: Connection =
+            serde_json::from_slice(&std::fs::read(quick_start.join(CONNECTION_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            published,
+            Connection { server: "https://herd.test:8080".into(), ca_cert: Some(ca.canonicalize().unwrap()) }
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let options = |server: Option<&str>| DesktopOptions {
+            server: server.map(str::to_string),
+            ca_cert: None,
+            data_dir: None,
+            once: true,
+            open: false,
+            interval: 300,
+        };
+        publish_connection(&quick_start, "https://herd.test:8080/", None).unwrap();
+        assert_eq!(Desktop::new(&options(None), &quick_start).unwrap().server, "https://herd.test:8080");
+        let error = Desktop::new(&options(None), &packaged).err().unwrap().to_string();
+        assert!(error.contains("pass --server"), "{error}");
+        let desktop = Desktop::new(&options(Some("https://other.test")), &packaged).unwrap();
+        assert_eq!(desktop.server, "https://other.test");
+    }
 
     fn summary(failing: u64, migration: bool, mode: &str) -> Summary {
         Summary {

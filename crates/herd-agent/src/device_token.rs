@@ -1,6 +1,8 @@
 //! The device token: registered with the server, then published in DATA_DIR/identifier (0644) for local
 //! users — `herd-agent desktop`, scripts, My Device links — to present; rotated hourly. After a restart the
-//! published token is registered again while it is young, so open My Device pages keep working.
+//! published token is registered again while it is young, so open My Device pages keep working. It is also
+//! published where Fleet's agent keeps it (`/opt/orbit/identifier`, `--orbit-identifier`), so scripts written
+//! for Fleet (`curl …/device/$(cat /opt/orbit/identifier)/refetch`) work unchanged on a herd host.
 
 use crate::client::CallError;
 use crate::session::Session;
@@ -36,13 +38,17 @@ pub fn plan(registered_age: Option<Duration>, published: Option<(&str, Duration)
 
 pub struct DeviceToken {
     file: PathBuf,
+    /// Copies of the published token elsewhere (Fleet's path). A copy that cannot be written (herd runs as a
+    /// user who may not write there) is skipped, and said once.
+    copies: Vec<PathBuf>,
+    copy_refused: bool,
     /// When this process registered the current token.
     registered_at: Option<Instant>,
 }
 
 impl DeviceToken {
-    pub fn new(data_dir: &Path) -> DeviceToken {
-        DeviceToken { file: data_dir.join("identifier"), registered_at: None }
+    pub fn new(data_dir: &Path, copies: Vec<PathBuf>) -> DeviceToken {
+        DeviceToken { file: data_dir.join("identifier"), copies, copy_refused: false, registered_at: None }
     }
 
     /// A new enrollment: the server knows no token of ours.
@@ -73,6 +79,15 @@ impl DeviceToken {
         // Register first: the file never holds a token the server does not know.
         session.client.register_device_token(session.key()?, &token).await?;
         crate::durable::write_atomically(&self.file, token.as_bytes(), 0o644, None).map_err(CallError::Failed)?;
+        for copy in &self.copies {
+            if let Err(err) = crate::durable::write_atomically(copy, token.as_bytes(), 0o644, None) {
+                if !self.copy_refused {
+                    tracing::warn!(path = %copy.display(), error = %format!("{err:#}"),
+                        "could not publish the device token there too (--orbit-identifier= turns this off)");
+                }
+                self.copy_refused = true;
+            }
+        }
         self.registered_at = Some(Instant::now());
         Ok(())
     }

@@ -67,6 +67,9 @@ pub struct ScriptResult {
     pub exit_code: Option<i64>,
     pub output: String,
     pub runtime_ms: i64,
+    /// Killed at its time limit (the ledger of older agents lacks it: false).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 impl ScriptResult {
@@ -79,6 +82,7 @@ impl ScriptResult {
             exit_code: self.exit_code,
             output: self.output.clone(),
             runtime_ms: Some(self.runtime_ms),
+            timed_out: self.timed_out,
             rechecks_locally,
             deferral_trigger: trigger,
         }
@@ -161,6 +165,7 @@ impl Scripts {
                 exit_code: None,
                 output: INTERRUPTED.into(),
                 runtime_ms: 0,
+                timed_out: false,
             },
             None => {
                 self.ledger.put(&script.execution_id, &LedgerEntry::Started)?;
@@ -184,12 +189,14 @@ pub fn keep_tail(output: &str) -> String {
 /// Runs one script to completion or timeout. Never panics on a bad script: failures become results.
 pub async fn run_script(script: &PendingScript, timeout: Duration) -> ScriptResult {
     let started = Instant::now();
-    let finish = |exit_code: Option<i64>, output: String| ScriptResult {
+    let ended = |exit_code: Option<i64>, output: String, timed_out: bool| ScriptResult {
         execution_id: script.execution_id.clone(),
         exit_code,
         output: keep_tail(&output),
         runtime_ms: started.elapsed().as_millis() as i64,
+        timed_out,
     };
+    let finish = |exit_code: Option<i64>, output: String| ended(exit_code, output, false);
     let dir = match tempfile::tempdir() {
         Ok(dir) => dir,
         Err(e) => return finish(None, format!("could not create a working directory: {e}")),
@@ -243,9 +250,10 @@ pub async fn run_script(script: &PendingScript, timeout: Duration) -> ScriptResu
         Ok((Err(e), output)) => finish(None, format!("{output}\nwaiting for the script failed: {e}")),
         Err(_) => {
             drop(guard);
-            finish(
+            ended(
                 None,
                 format!("timed out after {} s; the script and everything it started were killed", timeout.as_secs()),
+                true,
             )
         }
     }
@@ -398,8 +406,13 @@ mod tests {
         ledger.put("abc123", &LedgerEntry::Started).unwrap();
         let again = Ledger::open(dir.path()).unwrap();
         assert_eq!(again.get("abc123"), Some(LedgerEntry::Started));
-        let result =
-            ScriptResult { execution_id: "abc123".into(), exit_code: Some(0), output: "ok".into(), runtime_ms: 5 };
+        let result = ScriptResult {
+            execution_id: "abc123".into(),
+            exit_code: Some(0),
+            output: "ok".into(),
+            runtime_ms: 5,
+            timed_out: false,
+        };
         again.put("abc123", &LedgerEntry::Finished(result.clone())).unwrap();
         assert_eq!(Ledger::open(dir.path()).unwrap().get("abc123"), Some(LedgerEntry::Finished(result)));
         assert_eq!(again.get("../../etc/passwd"), None, "ids are not paths");

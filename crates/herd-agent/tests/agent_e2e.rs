@@ -37,7 +37,11 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
     assert_eq!(status, 200, "{body}");
     let work = tempfile::tempdir().unwrap();
     let agent_dir = work.path().join("agent");
-    let _agent = AgentProcess::start(env!("CARGO_BIN_EXE_herd-agent"), &server, &agent_dir, "e2e-agent", &[]);
+    // Fleet's path for the token, here in the test's directory (the real one is /opt/orbit/identifier).
+    let orbit_identifier = work.path().join("opt/orbit/identifier");
+    let orbit_flag = format!("--orbit-identifier={}", orbit_identifier.display());
+    let _agent =
+        AgentProcess::start(env!("CARGO_BIN_EXE_herd-agent"), &server, &agent_dir, "e2e-agent", &[orbit_flag.as_str()]);
 
     // The host appears with real vitals.
     let host = eventually(PATIENCE, "host with vitals", || async {
@@ -80,9 +84,17 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o644);
     }
+    // Seed 000's line reads the token where Fleet's agent keeps it: the same token, as readable.
+    let orbit_token = std::fs::read_to_string(&orbit_identifier).expect("the token is published at Fleet's path too");
+    assert_eq!(orbit_token, token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&orbit_identifier).unwrap().permissions().mode() & 0o777, 0o644);
+    }
     let refetch = server
         .client
-        .post(format!("{}/api/latest/fleet/device/{}/refetch", server.url, token.trim()))
+        .post(format!("{}/api/latest/fleet/device/{}/refetch", server.url, orbit_token.trim()))
         .send()
         .await
         .unwrap();

@@ -108,6 +108,9 @@ async fn scripts_run_on_the_agent(server: Server) {
     .await;
     assert_eq!(refused["status"], "error");
     assert!(refused["output"].as_str().unwrap().contains("disabled on this host"), "{refused}");
+    // Nothing timed out: a refusal is not a host timeout (it used to be guessed from the missing exit code).
+    assert_eq!(refused["host_timeout"], false, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("disabled on this host"), "{refused}");
 
     // Scripts disabled on the server: runs are refused outright.
     server.patch("/api/v1/fleet/config", &admin, json!({"server_settings": {"scripts_disabled": true}})).await;

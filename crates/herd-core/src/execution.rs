@@ -60,14 +60,19 @@ impl PartialEq<&str> for ExecutionStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
     Ran,
+    /// Could not run (refused by the agent or the server, failed to start, the agent stopped during it).
     Error,
+    /// Killed at its time limit on the host: an error that Fleet's `host_timeout` reports.
+    TimedOut,
+    /// Never run: the host's agent (or the server) has scripts disabled. An error that is no attempt.
+    Refused,
 }
 
 impl From<RunOutcome> for ExecutionStatus {
     fn from(outcome: RunOutcome) -> ExecutionStatus {
         match outcome {
             RunOutcome::Ran => ExecutionStatus::Ran,
-            RunOutcome::Error => ExecutionStatus::Error,
+            RunOutcome::Error | RunOutcome::TimedOut | RunOutcome::Refused => ExecutionStatus::Error,
         }
     }
 }

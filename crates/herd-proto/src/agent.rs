@@ -103,6 +103,9 @@ pub struct ScriptResultRequest {
     pub output: String,
     #[serde(default)]
     pub runtime_ms: Option<i64>,
+    /// The script was killed at its time limit (older agents do not say: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
     /// The agent re-runs the remediated policy itself after the round (herd-agent does); otherwise the server
     /// hands the policy out again once the host's last automation run has finished.
     #[serde(default)]
@@ -377,6 +380,7 @@ mod tests {
             exit_code: Some(0),
             output: "ok\n".into(),
             runtime_ms: Some(12),
+            timed_out: false,
             rechecks_locally: true,
             deferral_trigger: None,
         };
@@ -385,6 +389,13 @@ mod tests {
             &result,
             json!({"node_key": "k", "rechecks_locally": true, "deferral_trigger": null, "execution_id": "e1",
                 "exit_code": 0, "output": "ok\n", "runtime_ms": 12}),
+        );
+        let killed = ScriptResultRequest { exit_code: None, timed_out: true, ..result.clone() };
+        round_trip(
+            "a run killed at its time limit says so",
+            &killed,
+            json!({"node_key": "k", "rechecks_locally": true, "deferral_trigger": null, "execution_id": "e1",
+                "exit_code": null, "output": "ok\n", "runtime_ms": 12, "timed_out": true}),
         );
         for (trigger, text) in [
             (DeferralTrigger::Scheduled, "scheduled"),

@@ -16,6 +16,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication required")]
     Unauthenticated,
+    /// A device endpoint's token (in the path) names no host: the reason says what to do about it.
+    #[error("{0}")]
+    DeviceTokenRejected(&'static str),
     #[error("authentication failed")]
     BadCredentials,
     #[error("forbidden")]
@@ -55,7 +58,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::BadCredentials | ApiError::DeviceTokenRejected(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden | ApiError::PasswordResetRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -73,6 +78,9 @@ impl ApiError {
             ApiError::BadRequest(reason) => ("Bad request".to_string(), "base".to_string(), reason.clone()),
             ApiError::Unauthenticated => {
                 ("Authentication required".to_string(), "base".to_string(), "authentication required".to_string())
+            }
+            ApiError::DeviceTokenRejected(reason) => {
+                ("Invalid device token".to_string(), "token".to_string(), reason.to_string())
             }
             ApiError::BadCredentials => {
                 ("Authentication failed".to_string(), "base".to_string(), "authentication failed".to_string())

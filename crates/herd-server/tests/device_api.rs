@@ -112,7 +112,19 @@ async fn the_device_sees_its_own_state(server: Server) {
     for _ in 0..40 {
         assert_eq!(device(&server, TOKEN, "/desktop").await.0, StatusCode::OK);
     }
-    assert_eq!(device(&server, "not-a-token-at-all-00000", "/desktop").await.0, StatusCode::UNAUTHORIZED);
+    let (status, refused) = device(&server, "not-a-token-at-all-00000", "/desktop").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The refusal says what is wrong and where the current token is, not a bare "Authentication required".
+    assert_eq!(refused["message"], "Invalid device token", "{refused}");
+    let reason = refused["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not (or no longer) valid") && reason.contains("/opt/orbit/identifier"), "{reason}");
+    let (status, refused) = device(&server, "", "/desktop").await;
+    if status == StatusCode::UNAUTHORIZED {
+        let reason = refused["errors"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("no device token in the URL"), "{reason}");
+    } else {
+        assert_eq!(status, StatusCode::NOT_FOUND, "an empty token is a clear refusal: {refused}");
+    }
     assert_eq!(ping("not-a-token-at-all-00000".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     let mut limited = false;
     for _ in 0..120 {

@@ -40,16 +40,23 @@ pub(crate) struct PolicyScript {
 }
 
 /// Called in the report's transaction for a host failing a policy that has a script: reads the runs of this
-/// failure and applies `herd_core::automation::next_step` (run, wait, or give up once per failure).
+/// failure and applies `herd_core::automation::next_step` (run, wait, or give up once per failure). Runs the
+/// host refused (its agent had scripts disabled) are no attempts; while its agent says it runs no scripts,
+/// nothing is queued (turning them on makes the policy due at once: `Store::set_scripts_enabled`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn remediate(
     conn: &mut AnyConnection,
     host_id: i64,
+    scripts_refused: bool,
     policy_id: i64,
     script: PolicyScript,
     mode: Remediation,
     rules: &AutomationRules,
     now: Millis,
 ) -> Result<()> {
+    if scripts_refused {
+        return Ok(());
+    }
     let failing_since = match mode {
         Remediation::Retrying { failing_since } => failing_since,
         Remediation::Continuous => Millis::MIN,
@@ -60,7 +67,7 @@ pub(crate) async fn remediate(
          MAX(finished_at), \
          (SELECT COUNT(*) FROM policy_automation_give_ups g \
           WHERE g.host_id = $1 AND g.policy_id = $2 AND g.failing_since = $3) \
-         FROM script_executions WHERE host_id = $1 AND policy_id = $2 AND created_at >= $3",
+         FROM script_executions WHERE host_id = $1 AND policy_id = $2 AND created_at >= $3 AND refused = 0",
     )
     .bind(host_id)
     .bind(policy_id)
@@ -140,6 +147,36 @@ async fn queue(
         });
         crate::activities::insert(conn, "policy_automation_fired", &details, now).await?;
     }
+    Ok(())
+}
+
+/// Makes these policies due on the host at its next check-in (their run history dropped, the host flagged for
+/// `accelerate`), and forgets give-ups of their current failures.
+pub(crate) async fn make_due_now(store: &crate::Store, host_id: i64, policies: &[i64], now: Millis) -> Result<()> {
+    let mut conn = store.writer.acquire().await?;
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    let host = match crate::hosts::lock_host(&mut tx, store.backend, host_id, crate::hosts::HostLock::Change).await {
+        Ok(host) => host,
+        Err(crate::StoreError::HostGone) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let mut runs = crate::policies::parse_runs(&host.policy_runs);
+    for policy in policies {
+        runs.remove(policy);
+        sqlx::query("DELETE FROM policy_automation_give_ups WHERE host_id = $1 AND policy_id = $2")
+            .bind(host_id)
+            .bind(policy)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE hosts SET policy_runs = $1, recheck_requested_at = $2 WHERE id = $3")
+        .bind(crate::policies::runs_text(&runs))
+        .bind(now)
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
+    note_host_change(&mut tx, host_id, now).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -372,13 +372,18 @@ pub(crate) async fn lock_host(
         (Backend::Postgres, HostLock::Exists) => " FOR KEY SHARE",
     };
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT team_id, policy_runs, policy_updated_at FROM hosts WHERE id = $1{clause}"
+        "SELECT team_id, policy_runs, policy_updated_at, scripts_enabled FROM hosts WHERE id = $1{clause}"
     )))
     .bind(host_id)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(StoreError::HostGone)?;
-    Ok(LockedHost { team_id: row.try_get(0)?, policy_runs: row.try_get(1)?, policy_updated_at: row.try_get(2)? })
+    Ok(LockedHost {
+        team_id: row.try_get(0)?,
+        policy_runs: row.try_get(1)?,
+        policy_updated_at: row.try_get(2)?,
+        scripts_enabled: row.try_get(3)?,
+    })
 }
 
 /// The parts of a locked host row its writers need.
@@ -389,6 +394,8 @@ pub(crate) struct LockedHost {
     pub policy_runs: String,
     /// When the host last reported answers; None: never (so it has no stored answers).
     pub policy_updated_at: Option<Millis>,
+    /// What its agent last said about running scripts (None: nothing yet).
+    pub scripts_enabled: Option<i64>,
 }
 
 /// Locks hosts for a change in id order (so two transactions locking overlapping sets cannot deadlock) and

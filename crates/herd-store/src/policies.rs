@@ -819,7 +819,8 @@ async fn write_policy_answers(
     }
     for (policy_id, mode, deferrable) in &decision.remediations {
         let script = crate::automations::PolicyScript { script_id: facts.scripts[policy_id], deferrable: *deferrable };
-        crate::automations::remediate(tx, host_id, *policy_id, script, *mode, rules, now).await?;
+        let refused = host.scripts_enabled == Some(0);
+        crate::automations::remediate(tx, host_id, refused, *policy_id, script, *mode, rules, now).await?;
     }
     for policy_id in &decision.fixed {
         crate::deferrals::close_on_pass(tx, host_id, *policy_id, now).await?;

@@ -38,6 +38,8 @@ pub struct ExecutionRecord {
     pub exit_code: Option<i64>,
     pub output: String,
     pub runtime_ms: Option<i64>,
+    /// Killed at its time limit on the host (Fleet's `host_timeout`).
+    pub timed_out: bool,
     pub timeout_s: i64,
     pub policy_id: Option<i64>,
     pub created_at: Millis,
@@ -71,6 +73,7 @@ pub(crate) fn execution_from_row(r: &sqlx::any::AnyRow) -> Result<ExecutionRecor
         exit_code: r.try_get("exit_code")?,
         output: r.try_get("output")?,
         runtime_ms: r.try_get("runtime_ms")?,
+        timed_out: r.try_get::<i64, _>("timed_out")? != 0,
         timeout_s: r.try_get("timeout_s")?,
         policy_id: r.try_get("policy_id")?,
         created_at: r.try_get("created_at")?,
@@ -184,8 +187,8 @@ impl Store {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let done = sqlx::query(
-            "UPDATE script_executions SET status = $1, exit_code = $2, output = $3, runtime_ms = $4, finished_at = $5 \
-             WHERE execution_id = $6 AND host_id = $7 AND status IN ('pending', 'deferred')",
+            "UPDATE script_executions SET status = $1, exit_code = $2, output = $3, runtime_ms = $4, finished_at = $5, \
+             timed_out = $8, refused = $9 WHERE execution_id = $6 AND host_id = $7 AND status IN ('pending', 'deferred')",
         )
         .bind(ExecutionStatus::from(outcome).as_str())
         .bind(exit_code)
@@ -194,6 +197,8 @@ impl Store {
         .bind(now)
         .bind(execution_id)
         .bind(host_id)
+        .bind((outcome == RunOutcome::TimedOut) as i64)
+        .bind((outcome == RunOutcome::Refused) as i64)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
@@ -216,13 +221,34 @@ impl Store {
         rows.iter().map(execution_from_row).collect()
     }
 
-    /// What the host's agent said about running scripts.
-    pub async fn set_scripts_enabled(&self, host_id: i64, enabled: bool) -> Result<()> {
-        sqlx::query("UPDATE hosts SET scripts_enabled = $1 WHERE id = $2 AND (scripts_enabled IS NULL OR scripts_enabled <> $1)")
-            .bind(enabled as i64)
-            .bind(host_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+    /// What the host's agent said about running scripts. When it now runs them and did not say so before, the
+    /// policies the host fails that have a script automation are made due at once (their run history dropped,
+    /// the host flagged, as a re-check is), so the automation runs within a check-in or two rather than at the
+    /// next scheduled answer; runs refused meanwhile were no attempts. Returns those policies.
+    pub async fn set_scripts_enabled(&self, host_id: i64, enabled: bool, now: Millis) -> Result<Vec<i64>> {
+        let changed = sqlx::query(
+            "UPDATE hosts SET scripts_enabled = $1 WHERE id = $2 AND (scripts_enabled IS NULL OR scripts_enabled <> $1)",
+        )
+        .bind(enabled as i64)
+        .bind(host_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected()
+            == 1;
+        if !(changed && enabled) {
+            return Ok(Vec::new());
+        }
+        let Some(host) = self.get_host(host_id).await? else { return Ok(Vec::new()) };
+        let answers = self.host_policy_answers(host_id, host.team_id).await?;
+        let automated: Vec<i64> = answers
+            .iter()
+            .filter(|a| a.response == herd_core::policy::PolicyResponse::Fail && a.policy.script_id.is_some())
+            .map(|a| a.policy.id)
+            .collect();
+        if automated.is_empty() {
+            return Ok(automated);
+        }
+        crate::automations::make_due_now(self, host_id, &automated, now).await?;
+        Ok(automated)
     }
 }

@@ -34,6 +34,7 @@ store_cases!(
     jobs_given_up_fail_at_once_whatever_attempts_remain,
     jobs_are_claimed_once_by_concurrent_claimers,
     failing_policy_automation_runs_once_then_retries_then_gives_up,
+    refused_runs_are_no_attempts_and_enabling_scripts_resumes_at_once,
     an_unreadable_deferral_document_defers_nothing,
     concurrent_failing_reports_give_up_once,
     automations_reset_makes_a_failing_host_new_again,
@@ -634,6 +635,54 @@ async fn jobs_are_claimed_once_by_concurrent_claimers(store: Store) {
     all.sort();
     all.dedup();
     assert_eq!((total, all.len()), (40, 40), "every job claimed exactly once");
+}
+
+/// Issue 21's defect: a host whose agent refused scripts used up its automation's attempts on refusals, and
+/// once scripts were turned on it was not retried until the next scheduled answer (an hour), or at all.
+async fn refused_runs_are_no_attempts_and_enabling_scripts_resumes_at_once(store: Store) {
+    use herd_core::policy::PolicyResponse;
+    use herd_store::{ReportedAnswer, RunOutcome};
+    let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;
+    let script = store.create_script(None, "fix.sh", "echo fix", NOW).await.unwrap();
+    let policy = store.create_policy(&remediated_policy("p", script, false), None, None, NOW).await.unwrap();
+    let answer = |response| [ReportedAnswer { policy_id: policy, revision: Some(1), response }];
+    // The agent has not said yet: the first failure queues a run, which the agent then refuses.
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), NOW).await.unwrap();
+    let run = store.pending_executions(host).await.unwrap().remove(0);
+    assert!(store.set_scripts_enabled(host, false, NOW + 1).await.unwrap().is_empty());
+    let refused = "scripts are disabled on this host's agent";
+    assert!(
+        store
+            .record_execution_result(host, &run.execution_id, RunOutcome::Refused, None, refused, None, NOW + 2)
+            .await
+            .unwrap()
+    );
+    let stored = store.execution(&run.execution_id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.timed_out), (herd_core::execution::ExecutionStatus::Error, false));
+    // While the agent refuses, failing answers queue nothing (no hourly run refused again, no attempt used).
+    for t in 1..=6 {
+        store.record_policy_results(host, &answer(PolicyResponse::Fail), NOW + t * herd_core::HOUR_MS).await.unwrap();
+        assert!(store.pending_executions(host).await.unwrap().is_empty(), "report {t}");
+    }
+    let feed = store.list_activities(0, 100).await.unwrap();
+    assert!(!feed.iter().any(|a| a.kind == "policy_automation_gave_up"), "refusals are no attempts");
+    // Scripts on: the failing automated policy is due at the next check-in, with the host flagged.
+    let later = NOW + 7 * herd_core::HOUR_MS;
+    assert_eq!(store.set_scripts_enabled(host, true, later).await.unwrap(), vec![policy]);
+    assert!(store.set_scripts_enabled(host, true, later + 1).await.unwrap().is_empty(), "only when it changes");
+    let (checkin, runs) = store.host_checkin_and_runs(host).await.unwrap().unwrap();
+    assert!(checkin.recheck_requested_at.is_some() && !runs.contains_key(&policy), "{runs:?}");
+    // The answer that follows queues the first real attempt.
+    store.record_policy_results(host, &answer(PolicyResponse::Fail), later + 2).await.unwrap();
+    let queued = store.pending_executions(host).await.unwrap();
+    assert_eq!(queued.len(), 1, "the automation runs now");
+    let feed = store.list_activities(0, 100).await.unwrap();
+    let fired = feed.iter().filter(|a| a.kind == "policy_automation_fired").map(|a| a.details["attempt"].clone());
+    assert_eq!(
+        fired.collect::<Vec<_>>(),
+        [serde_json::json!(1), serde_json::json!(1)],
+        "the refused run counted for nothing"
+    );
 }
 
 async fn failing_policy_automation_runs_once_then_retries_then_gives_up(store: Store) {

@@ -598,6 +598,12 @@ impl AgentProcess {
             .arg(server.data_dir.join("tls/cert.pem"))
             .arg("--data-dir")
             .arg(data_dir)
+            // Not the machine's /opt/orbit/identifier: a test that wants Fleet's path names its own.
+            .args(if extra.iter().any(|a| a.starts_with("--orbit-identifier")) {
+                &[][..]
+            } else {
+                &["--orbit-identifier="][..]
+            })
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -13,9 +13,23 @@ pub struct LocalAgentArgs {
     /// HTTPS (not --plain-http) and a global enroll secret.
     #[arg(long, env = "HERD_WITH_AGENT")]
     pub with_agent: bool,
-    /// Let the local agent of --with-agent run scripts queued for this machine.
-    #[arg(long, env = "HERD_WITH_AGENT_SCRIPTS")]
+    /// Let the local agent of --with-agent run scripts queued for this machine, as the user herd runs as. On
+    /// by default, so the quick start shows the whole loop (policy fails, script fixes, policy passes);
+    /// `--with-agent-scripts=false` turns it off.
+    #[arg(
+        long,
+        env = "HERD_WITH_AGENT_SCRIPTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub with_agent_scripts: bool,
+    /// Let the local agent of --with-agent apply the configuration profiles assigned to this machine (files
+    /// and kernel parameters, written as the user herd runs as). Off unless given.
+    #[arg(long, env = "HERD_WITH_AGENT_PROFILES")]
+    pub with_agent_profiles: bool,
 }
 
 impl LocalAgentArgs {
@@ -24,15 +38,22 @@ impl LocalAgentArgs {
         if !self.with_agent {
             return None;
         }
-        let enable_scripts = self.with_agent_scripts;
-        Some(Box::new(move |serving: &Serving, stopped: ShutdownSignal| prepare(serving, stopped, enable_scripts)))
+        let features = LocalFeatures { scripts: self.with_agent_scripts, profiles: self.with_agent_profiles };
+        Some(Box::new(move |serving: &Serving, stopped: ShutdownSignal| prepare(serving, stopped, features)))
     }
+}
+
+/// What the local agent may change on this machine.
+#[derive(Debug, Clone, Copy)]
+struct LocalFeatures {
+    scripts: bool,
+    profiles: bool,
 }
 
 fn prepare(
     serving: &Serving,
     stopped: ShutdownSignal,
-    enable_scripts: bool,
+    features: LocalFeatures,
 ) -> anyhow::Result<(String, CompanionTask)> {
     let Some(ca_cert) = &serving.tls_cert else {
         bail!("--with-agent needs HTTPS (the agent speaks TLS only); drop --plain-http");
@@ -43,16 +64,27 @@ fn prepare(
         );
     };
     let data_dir = serving.data_dir.join("agent");
-    // This machine's own agent: scripts stay off unless the operator starts herd with them on; profiles
-    // (which write files as root) stay off (`RunOptions::local`).
     let options = herd_agent::cli::RunOptions::local(
         serving.url.clone(),
         enroll_secret_file.clone(),
         Some(ca_cert.clone()),
         data_dir.clone(),
-        enable_scripts,
+        features.scripts,
+        features.profiles,
     );
-    let note = format!("This machine runs a local agent too (data in {}).", data_dir.display());
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    // The device token is made once the agent has enrolled, and replaced hourly: the banner says where to read
+    // it, and the My Device address built from it.
+    let token_file = data_dir.join("identifier");
+    let note = format!(
+        "This machine runs a local agent too (data in {data}; scripts {scripts}, profiles {profiles}).\n  \
+         my device:       {url}/device/$(cat {token})   (this machine's page; the token in {token})",
+        data = data_dir.display(),
+        scripts = on_off(features.scripts),
+        profiles = on_off(features.profiles),
+        url = serving.url.trim_end_matches('/'),
+        token = token_file.display(),
+    );
     let task: CompanionTask = Box::pin(async move {
         if let Err(err) = herd_agent::run::run_until(options, stopped).await {
             tracing::error!(error = format!("{err:#}"), "the local agent stopped");
@@ -76,7 +108,7 @@ mod tests {
 
     fn refusal(serving: &Serving) -> String {
         let stopped: ShutdownSignal = Box::pin(std::future::pending());
-        match prepare(serving, stopped, false) {
+        match prepare(serving, stopped, LocalFeatures { scripts: false, profiles: false }) {
             Ok(_) => panic!("prepared a local agent that cannot work"),
             Err(err) => err.to_string(),
         }
@@ -87,7 +119,13 @@ mod tests {
         assert!(refusal(&serving(None, Some("/s"))).contains("needs HTTPS"));
         assert!(refusal(&serving(Some("/c.pem"), None)).contains("needs a global enroll secret"));
         let stopped: ShutdownSignal = Box::pin(std::future::pending());
-        let (note, _task) = prepare(&serving(Some("/c.pem"), Some("/s")), stopped, false).unwrap();
+        let features = LocalFeatures { scripts: true, profiles: false };
+        let (note, _task) = prepare(&serving(Some("/c.pem"), Some("/s")), stopped, features).unwrap();
         assert!(note.contains("local agent") && note.contains("/tmp/herd-data/agent"), "{note}");
+        assert!(note.contains("scripts on, profiles off"), "{note}");
+        assert!(
+            note.contains("https://localhost:8080/device/$(cat /tmp/herd-data/agent/identifier)"),
+            "the banner gives this machine's My Device address: {note}"
+        );
     }
 }

@@ -76,5 +76,21 @@ mod tests {
         let parsed = Cli::try_parse_from(["herd", "serve", "--with-agent", "--with-agent-scripts"]).unwrap();
         let Command::Serve { local_agent, .. } = parsed.command else { panic!("serve") };
         assert!(local_agent.with_agent && local_agent.with_agent_scripts);
+        // The quick start's agent runs scripts unless told not to; profiles only when asked.
+        let cases: [(&[&str], bool, bool); 4] = [
+            (&["--with-agent"], true, false),
+            (&["--with-agent", "--with-agent-scripts=false"], false, false),
+            (&["--with-agent", "--with-agent-profiles"], true, true),
+            (&["--with-agent", "--with-agent-scripts=true", "--with-agent-profiles"], true, true),
+        ];
+        for (flags, scripts, profiles) in cases {
+            let parsed = Cli::try_parse_from(["herd", "serve"].iter().chain(flags)).unwrap();
+            let Command::Serve { local_agent, .. } = parsed.command else { panic!("serve") };
+            assert_eq!(
+                (local_agent.with_agent_scripts, local_agent.with_agent_profiles),
+                (scripts, profiles),
+                "{flags:?}"
+            );
+        }
     }
 }

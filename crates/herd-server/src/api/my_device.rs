@@ -46,7 +46,7 @@ async fn harden(mut response: Response) -> Response {
 async fn page(State(state): State<SharedState>, Client(client): Client, Path(token): Path<String>) -> Response {
     match render(&state, client, &token).await {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
-        Err(ApiError::Unauthenticated) => error_page(
+        Err(ApiError::DeviceTokenRejected(_)) => error_page(
             StatusCode::UNAUTHORIZED,
             "This link is not valid any more",
             "Open My Device again from your computer's herd menu: the link changes every hour.",
@@ -94,7 +94,7 @@ async fn defer(
     .await;
     match outcome {
         Ok(_) => Redirect::to(&format!("/device/{}", url_component(&token))).into_response(),
-        Err(ApiError::Unauthenticated) => error_page(
+        Err(ApiError::DeviceTokenRejected(_)) => error_page(
             StatusCode::UNAUTHORIZED,
             "This link has expired",
             "Open My Device again from the herd icon on your computer.",
@@ -116,7 +116,7 @@ async fn refetch(
 ) -> Result<Redirect, ApiError> {
     // A host deleted since its page opened: its token is no longer good.
     app::device::refetch(&state, client, &token).await.map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::Unauthenticated,
+        ApiError::NotFound(_) => crate::app::device::rejected(&token),
         other => other,
     })?;
     Ok(Redirect::to(&format!("/device/{}", url_component(&token))))

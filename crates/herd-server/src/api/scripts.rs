@@ -101,7 +101,7 @@ fn result_json(e: &ExecutionRecord, hostname: &str) -> Value {
         "exit_code": e.exit_code,
         "output": e.output,
         "runtime": e.runtime_ms.map(|ms| ms / 1000),
-        "host_timeout": e.status == "error" && e.exit_code.is_none(),
+        "host_timeout": e.timed_out,
         "message": match e.status.as_str() {
             "pending" => "The script is queued; the host runs it at its next check-in.".to_string(),
             "error" => e.output.lines().last().unwrap_or("the script could not run").to_string(),

@@ -8,6 +8,22 @@ use herd_proto::fleet::DevicePolicy;
 use std::net::IpAddr;
 use std::time::Instant;
 
+/// Why a device token was refused, with where a good one is: the agent publishes the current token (rotated
+/// hourly) in its data directory and, as Fleet's agent does, in /opt/orbit/identifier.
+pub fn rejected(token: &str) -> ApiError {
+    if token.trim().is_empty() {
+        ApiError::DeviceTokenRejected(
+            "no device token in the URL: put the host's token there (cat /opt/orbit/identifier, or \
+             /var/lib/herd-agent/identifier)",
+        )
+    } else {
+        ApiError::DeviceTokenRejected(
+            "this device token is not (or no longer) valid: the agent replaces it every hour; read the current \
+             one from /opt/orbit/identifier or /var/lib/herd-agent/identifier",
+        )
+    }
+}
+
 /// The host a device token belongs to; a bad token is 401 and counts against the client's failure budget.
 pub async fn host_id(state: &SharedState, client: IpAddr, token: &str) -> Result<i64, ApiError> {
     // The lookup is a hash lookup: a valid token is never refused for others' failures.
@@ -17,7 +33,7 @@ pub async fn host_id(state: &SharedState, client: IpAddr, token: &str) -> Result
     }
     let rule = crate::rate_limit::address_rule(client, "too many bad device tokens from your address");
     state.device_limiter.record_failure(&[rule], Instant::now())?;
-    Err(ApiError::Unauthenticated)
+    Err(rejected(token))
 }
 
 /// The host's policies as its user sees them: failing first, then no answer yet, then passing.
@@ -63,7 +79,7 @@ fn device_policies_of(answers: &[herd_store::HostPolicyAnswer]) -> Vec<DevicePol
 
 pub async fn host(state: &SharedState, client: IpAddr, token: &str) -> Result<herd_store::HostRecord, ApiError> {
     let host_id = host_id(state, client, token).await?;
-    state.store.get_host(host_id).await?.ok_or(ApiError::Unauthenticated)
+    state.store.get_host(host_id).await?.ok_or(rejected(token))
 }
 
 /// Whether the host should move off its previous management system: migration is enabled and the host last

@@ -172,10 +172,14 @@ pub async fn agent_pending(
     now: Millis,
 ) -> Result<PendingScriptsResponse, OsqueryError> {
     let host_id = host.checkin.id;
-    state.store.set_scripts_enabled(host_id, request.scripts_enabled).await?;
+    let resumed = state.store.set_scripts_enabled(host_id, request.scripts_enabled, now).await?;
     let work = state.store.agent_script_work(host_id, request.deferrals, now).await?;
     // The fetch may have cleared the host's "something new" flag.
-    let effects = AfterCommit::new().evict([host_id]);
+    let mut effects = AfterCommit::new().evict([host_id]);
+    if !resumed.is_empty() {
+        // The agent runs scripts now: what it refused is retried at once, not at the next scheduled answer.
+        effects = effects.record("resumed_policy_automations", json!({"host_id": host_id, "policy_ids": resumed}));
+    }
     let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
     if !request.scripts_enabled || disabled_by_server {
         // Runs this host will never do are finished as errors rather than left pending forever.
@@ -187,7 +191,7 @@ pub async fn agent_pending(
         for (execution, _) in &work {
             state
                 .store
-                .record_execution_result(host_id, &execution.execution_id, RunOutcome::Error, None, why, None, now)
+                .record_execution_result(host_id, &execution.execution_id, RunOutcome::Refused, None, why, None, now)
                 .await?;
         }
         effects.apply(state, None).await?;
@@ -241,7 +245,11 @@ pub async fn record_agent_result(
     let host_id = host.checkin.id;
     // Keep the tail: that is where a script says what went wrong.
     let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
-    let outcome = if body.exit_code.is_some() { RunOutcome::Ran } else { RunOutcome::Error };
+    let outcome = match (body.exit_code, body.timed_out) {
+        (Some(_), _) => RunOutcome::Ran,
+        (None, true) => RunOutcome::TimedOut,
+        (None, false) => RunOutcome::Error,
+    };
     let recorded = state
         .store
         .record_execution_result(host_id, &body.execution_id, outcome, body.exit_code, output, body.runtime_ms, now)

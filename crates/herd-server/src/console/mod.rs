@@ -176,9 +176,11 @@ pub fn error_page(error: &ApiError) -> Response {
             tracing::error!(error = format!("{err:#}"), "console page failed");
             message_page(status, "Something went wrong", "The error was logged.")
         }
-        ApiError::BadRequest(_) | ApiError::TooLarge(_) | ApiError::Unauthenticated | ApiError::BadCredentials => {
-            message_page(status, "Not done", &capitalised(&error.to_string()))
-        }
+        ApiError::BadRequest(_)
+        | ApiError::TooLarge(_)
+        | ApiError::Unauthenticated
+        | ApiError::BadCredentials
+        | ApiError::DeviceTokenRejected(_) => message_page(status, "Not done", &capitalised(&error.to_string())),
     };
     if let ApiError::RateLimited { retry_after_s, .. } = error {
         page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
