@@ -77,6 +77,16 @@ async fn version_and_fleet_status_codes(server: Server) {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.text().await.unwrap().is_empty());
     assert_eq!(server.get(&format!("/api/v1/fleet/scripts/{id}"), &admin).await.0, StatusCode::NOT_FOUND);
+    // Where Fleet answers a deletion with 200 and `{}` (teams, users, hosts, configuration profiles), so does herd.
+    let (_, team) = server.post("/api/v1/fleet/teams", &admin, json!({"name": "Short-lived"})).await;
+    let team = team["team"]["id"].as_i64().unwrap();
+    assert_eq!(server.delete(&format!("/api/v1/fleet/teams/{team}"), &admin).await, (StatusCode::OK, json!({})));
+    server.user_token(&admin, "leaving@herd.test", "observer", None).await;
+    let (_, users) = server.get("/api/v1/fleet/users", &admin).await;
+    let user = users["users"].as_array().unwrap().iter().find(|u| u["email"] == "leaving@herd.test").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(server.delete(&format!("/api/v1/fleet/users/{user}"), &admin).await, (StatusCode::OK, json!({})));
 }
 
 async fn host_list_takes_fleet_parameters(server: Server) {
