@@ -406,6 +406,20 @@ pub struct ServerSettings {
     pub scripts_disabled: bool,
 }
 
+/// Fleet's `features` section as herd honours it: herd collects neither host users nor software yet and runs
+/// no additional queries, so the values say so (false, null); the server refuses a change that asks for
+/// them rather than storing a setting nothing acts on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    #[serde(default)]
+    pub enable_host_users: bool,
+    #[serde(default)]
+    pub enable_software_inventory: bool,
+    #[serde(default)]
+    pub additional_queries: Option<Value>,
+}
+
 /// herd's own host settings (Fleet has them as server flags; herd keeps them in the shared config so every
 /// server of a cluster agrees).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -478,6 +492,9 @@ pub struct AppConfig {
     pub server_settings: ServerSettings,
     #[serde(default)]
     pub host_settings: HostSettings,
+    /// Fleet's `features` (older Fleet also took them under `host_settings`, which herd's `merge` honours).
+    #[serde(default)]
+    pub features: Features,
     #[serde(default)]
     pub webhook_settings: WebhookSettings,
     #[serde(default = "default_agent_options")]
@@ -563,6 +580,7 @@ impl Default for AppConfig {
             org_info: OrgInfo::default(),
             server_settings: ServerSettings::default(),
             host_settings: HostSettings::default(),
+            features: Features::default(),
             webhook_settings: WebhookSettings::default(),
             agent_options: default_agent_options(),
             mdm: MdmSettings::default(),

@@ -98,6 +98,10 @@ enum Fresh {
 enum Surface {
     /// Under `/api/v1/fleet` and `/api/latest/fleet`.
     Fleet,
+    /// Under `/api/v1/fleet` only (Fleet's `EndingAtVersion("v1")`).
+    FleetV1,
+    /// Under `/api/latest/fleet` only (Fleet's `StartingAtVersion("2022-04")`).
+    FleetLatest,
     /// At the root.
     Root,
 }
@@ -185,7 +189,7 @@ fn profile_doc(identifier: &str, name: &str) -> Vec<u8> {
 
 use Action::{AdministerServer, AdministerTeam, Read, Refetch, Write};
 use Need::{Agent, AnyUser, Console, ConsoleForm, ConsolePage, Device, On, Public, SameScope};
-use Surface::{Fleet, Root};
+use Surface::{Fleet, FleetLatest, FleetV1, Root};
 use Targets::{OtherTeams, Scopes, Teams};
 
 fn rows() -> Vec<Row> {
@@ -243,6 +247,10 @@ fn rows() -> Vec<Row> {
         row("POST", Fleet, "/teams/{id}/agent_options", On(AdministerTeam), Teams, |o, _, _| {
             req_json(format!("/teams/{}/agent_options", o.team_id()), json!({"config": {}}))
         }),
+        // A new team from a spec: global admins only (updating an existing one by name needs its team admin).
+        row("POST", Fleet, "/spec/teams", On(AdministerServer), none, |_, _, n| {
+            req_json("/spec/teams", json!({"specs": [{"name": format!("spec team {n}")}]}))
+        }),
         row("GET", Fleet, "/spec/enroll_secret", On(Write), none, |_, _, _| req("/spec/enroll_secret")),
         row("POST", Fleet, "/spec/enroll_secret", On(Write), none, |_, _, _| {
             req_json("/spec/enroll_secret", json!({"spec": {"secrets": [{"secret": ENROLL_SECRET}]}}))
@@ -252,6 +260,14 @@ fn rows() -> Vec<Row> {
         row("GET", Fleet, "/hosts", AnyUser, none, |_, _, _| req("/hosts")),
         row("GET", Fleet, "/hosts", On(Read), Teams, |o, _, _| req(format!("/hosts{}", team_query(o)))),
         row("GET", Fleet, "/hosts/count", AnyUser, none, |_, _, _| req("/hosts/count")),
+        row("GET", Fleet, "/host_summary", AnyUser, none, |_, _, _| req("/host_summary")),
+        row("GET", Fleet, "/hosts/report", AnyUser, none, |_, _, _| req("/hosts/report?format=csv")),
+        row("POST", Fleet, "/hosts/delete", On(Write), Scopes, |o, _, _| {
+            req_json("/hosts/delete", json!({"ids": [o.host]}))
+        })
+        .fresh(Fresh::Host),
+        // Fleet's UI path of a host (webhook links): a redirect to the console's page, which asks for a login.
+        row("GET", Root, "/hosts/{id}", Public, Scopes, |o, _, _| req(format!("/hosts/{}", o.host))).ok(303, ""),
         row("POST", Fleet, "/hosts/transfer", On(Write), Scopes, |o, _, _| {
             req_json("/hosts/transfer", json!({"team_id": o.team.unwrap_or(0), "hosts": [o.host]}))
         }),
@@ -269,23 +285,36 @@ fn rows() -> Vec<Row> {
         }),
         // Configuration: everyone reads (reduced unless global admin), global admins change.
         row("GET", Fleet, "/config", AnyUser, none, |_, _, _| req("/config")),
+        row("GET", Fleet, "/version", AnyUser, none, |_, _, _| req("/version")),
         row("PATCH", Fleet, "/config", On(AdministerServer), none, |_, _, _| {
             req_json("/config", json!({"org_info": {"org_name": "Acme"}}))
         }),
         // Policies.
-        row("GET", Fleet, "/global/policies", On(Read), none, |_, _, _| req("/global/policies")),
-        row("POST", Fleet, "/global/policies", On(Write), none, |_, _, n| {
+        row("GET", FleetV1, "/global/policies", On(Read), none, |_, _, _| req("/global/policies")),
+        row("POST", FleetV1, "/global/policies", On(Write), none, |_, _, n| {
             req_json("/global/policies", json!({"name": format!("global created {n}"), "query": "SELECT 1;"}))
         }),
-        row("POST", Fleet, "/global/policies/delete", On(Write), none, |o, _, _| {
+        row("POST", FleetV1, "/global/policies/delete", On(Write), none, |o, _, _| {
             req_json("/global/policies/delete", json!({"ids": [o.policy]}))
         })
         .fresh(Fresh::Policy),
-        row("GET", Fleet, "/global/policies/{id}", On(Read), none, |o, _, _| {
+        row("GET", FleetV1, "/global/policies/{id}", On(Read), none, |o, _, _| {
             req(format!("/global/policies/{}", o.policy))
         }),
-        row("PATCH", Fleet, "/global/policies/{id}", On(Write), none, |o, _, _| {
+        row("PATCH", FleetV1, "/global/policies/{id}", On(Write), none, |o, _, _| {
             req_json(format!("/global/policies/{}", o.policy), json!({"description": "patched"}))
+        }),
+        row("GET", FleetLatest, "/policies", On(Read), none, |_, _, _| req("/policies")),
+        row("POST", FleetLatest, "/policies", On(Write), none, |_, _, n| {
+            req_json("/policies", json!({"name": format!("latest created {n}"), "query": "SELECT 1;"}))
+        }),
+        row("POST", FleetLatest, "/policies/delete", On(Write), none, |o, _, _| {
+            req_json("/policies/delete", json!({"ids": [o.policy]}))
+        })
+        .fresh(Fresh::Policy),
+        row("GET", FleetLatest, "/policies/{id}", On(Read), none, |o, _, _| req(format!("/policies/{}", o.policy))),
+        row("PATCH", FleetLatest, "/policies/{id}", On(Write), none, |o, _, _| {
+            req_json(format!("/policies/{}", o.policy), json!({"description": "patched"}))
         }),
         row("GET", Fleet, "/policies/count", On(Read), none, |_, _, _| req("/policies/count")),
         row("GET", Fleet, "/teams/{team_id}/policies", On(Read), Teams, |o, _, _| {
@@ -1201,6 +1230,8 @@ async fn authorization_matrix(server: Server) {
     for row in &rows {
         let paths: Vec<String> = match row.surface {
             Fleet => vec![format!("/api/v1/fleet{}", row.route), format!("/api/latest/fleet{}", row.route)],
+            FleetV1 => vec![format!("/api/v1/fleet{}", row.route)],
+            FleetLatest => vec![format!("/api/latest/fleet{}", row.route)],
             Root => vec![row.route.to_string()],
         };
         for path in paths {
@@ -1250,7 +1281,8 @@ async fn authorization_matrix(server: Server) {
     let mut serial = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let mut prefixes: Vec<&'static str> = match row.surface {
-            Fleet => vec!["/api/v1/fleet"],
+            Fleet | FleetV1 => vec!["/api/v1/fleet"],
+            FleetLatest => vec!["/api/latest/fleet"],
             Root => vec![""],
         };
         if row.surface == Fleet && LATEST_SAMPLES.contains(&row.route) {

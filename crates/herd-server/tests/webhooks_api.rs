@@ -229,5 +229,52 @@ async fn team_and_policy_webhooks_and_a_slow_receiver(server: Server) {
 herd_testkit::server_cases!(
     args = herd_testkit::ALLOW_LOOPBACK_WEBHOOKS;
     failures_are_delivered_after_outage_and_restart,
-    team_and_policy_webhooks_and_a_slow_receiver
+    team_and_policy_webhooks_and_a_slow_receiver,
+    the_host_url_opens_the_host_in_the_console
 );
+
+/// The host `url` of a delivered webhook (Fleet's `{server_url}/hosts/{id}`) opens the host's console page for
+/// a signed-in user, and leads a signed-out one to the login page that returns there.
+async fn the_host_url_opens_the_host_in_the_console(server: Server) {
+    let admin = server.admin_token().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = start_receiver(port).await;
+    let (_, created) =
+        server.post("/api/v1/fleet/global/policies", &admin, json!({"name": "fw", "query": "SELECT 1;"})).await;
+    let policy = created["policy"]["id"].as_i64().unwrap();
+    let settings = json!({
+        "server_settings": {"server_url": server.url},
+        "webhook_settings": {"failing_policies_webhook": {
+            "enable_failing_policies_webhook": true,
+            "destination_url": format!("http://127.0.0.1:{port}/hook"),
+            "policy_ids": [policy]
+        }}
+    });
+    let (status, reply) = server.patch("/api/v1/fleet/config", &admin, settings).await;
+    assert_eq!(status, 200, "{reply}");
+    let mut host = TestHost::new("linked-host");
+    host.enroll(&server, ENROLL_SECRET).await;
+    answer(&host, &server, policy, false).await;
+    let url = eventually(PATIENCE, "the delivery", || async {
+        let got = received.lock().unwrap().clone();
+        got.first().and_then(|(_, body)| body["hosts"][0]["url"].as_str().map(str::to_string))
+    })
+    .await;
+    assert!(url.starts_with(&server.url), "{url}");
+
+    let browser = server.browser();
+    let signed_out = browser.get(&url).send().await.unwrap();
+    assert_eq!(signed_out.status(), 303);
+    let console_page = signed_out.headers()["location"].to_str().unwrap().to_string();
+    assert!(console_page.starts_with("/console/hosts/"), "{console_page}");
+    let form = [("email", herd_testkit::ADMIN_EMAIL), ("password", herd_testkit::ADMIN_PASSWORD), ("next", "/console")];
+    let login = browser.post(format!("{}/console/login", server.url)).form(&form).send().await.unwrap();
+    assert_eq!(login.status(), 303);
+    let redirected = browser.get(&url).send().await.unwrap();
+    assert_eq!(redirected.status(), 303);
+    let page = browser.get(format!("{}{console_page}", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("linked-host"));
+    let not_a_host = browser.get(format!("{}/hosts/evil.example", server.url)).send().await.unwrap();
+    assert_eq!(not_a_host.status(), 404, "only host ids are sent on");
+}

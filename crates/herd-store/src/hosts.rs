@@ -235,6 +235,12 @@ pub struct HostFilter {
     pub profiles_status: Option<herd_core::profiles::Status>,
     /// Hosts whose copy of this profile is in this state (Fleet's `profile_uuid` + `profile_status`).
     pub profile_status: Option<(String, herd_core::profiles::Status)>,
+    /// Hosts whose operating system label is exactly this ("Ubuntu 22.04.3": Fleet's `os_name` and
+    /// `os_version` together).
+    pub os_version: Option<String>,
+    /// Hosts with less than this many GB of disk space available (Fleet's `low_disk_space`); hosts that have
+    /// not reported their disk do not match.
+    pub low_disk_space_gb: Option<i64>,
 }
 
 /// The rank of a host profile row's state, as the summary orders them (see `profiles_summary`).
@@ -298,6 +304,12 @@ impl HostFilter {
         }
         if let Some(ids) = &self.ids {
             sql.push(" AND h.id IN ").bind_id_set(backend, ids);
+        }
+        if let Some(os_version) = &self.os_version {
+            sql.push(" AND h.os_version = ").bind(Arg::Text(os_version.clone()));
+        }
+        if let Some(gb) = self.low_disk_space_gb {
+            sql.push(" AND h.gigs_disk_space_available < ").bind(Arg::Int(gb));
         }
         if let Some(query) = self.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let pattern = contains_pattern(query);
@@ -730,6 +742,15 @@ impl Store {
         filter.apply(&mut sql, self.backend, now);
         let row = sql.query().fetch_one(&self.reader).await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// How many hosts of a listing each platform has (Fleet's host summary), by platform name.
+    pub async fn host_platform_counts(&self, filter: &HostFilter, now: Millis) -> Result<Vec<(String, i64)>> {
+        let mut sql = SqlBuilder::new("SELECT h.platform, COUNT(*) FROM hosts h WHERE 1 = 1");
+        filter.apply(&mut sql, self.backend, now);
+        sql.push(" GROUP BY h.platform ORDER BY h.platform");
+        let rows = sql.query().fetch_all(&self.reader).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// Deletes a host and everything recorded about it. Its node key stops working at once on this server and

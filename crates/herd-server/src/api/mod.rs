@@ -80,9 +80,36 @@ impl Routes {
     }
 }
 
-/// Fleet's REST API, under `/api/v1/fleet` and its alias `/api/latest/fleet`.
-fn fleet_api() -> Routes {
+/// The versions of Fleet's REST API herd serves. Fleet registers most routes for every version and some only
+/// up to or from one (`EndingAtVersion("v1")`, `StartingAtVersion("2022-04")` in its `handler.go`); `latest`
+/// is the newest, `2022-04`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FleetVersion {
+    V1,
+    Latest,
+}
+
+impl FleetVersion {
+    fn prefix(self) -> &'static str {
+        match self {
+            FleetVersion::V1 => "/api/v1/fleet",
+            FleetVersion::Latest => "/api/latest/fleet",
+        }
+    }
+
+    /// The routes only this version has.
+    fn own_routes(self) -> Routes {
+        match self {
+            FleetVersion::V1 => policies::v1_routes(),
+            FleetVersion::Latest => policies::latest_routes(),
+        }
+    }
+}
+
+/// Fleet's REST API as one version names it.
+fn fleet_api(version: FleetVersion) -> Routes {
     Routes::new()
+        .merge(version.own_routes())
         .merge(session::routes())
         .merge(users::routes())
         .merge(teams::routes())
@@ -100,10 +127,11 @@ fn fleet_api() -> Routes {
 fn all_routes() -> Routes {
     // Multipart uploads and forms of the REST API and console get the REST limit; JSON bodies get the limits
     // of their extractor (`crate::extract`), each endpoint's own.
-    let fleet = fleet_api().layer(DefaultBodyLimit::max(REST_LIMITS.sent));
-    Routes::new()
-        .nest("/api/v1/fleet", fleet.clone())
-        .nest("/api/latest/fleet", fleet)
+    let mut routes = Routes::new();
+    for version in [FleetVersion::V1, FleetVersion::Latest] {
+        routes = routes.nest(version.prefix(), fleet_api(version).layer(DefaultBodyLimit::max(REST_LIMITS.sent)));
+    }
+    routes
         .merge(osquery::routes())
         .merge(device::agent_routes())
         .merge(my_device::routes())

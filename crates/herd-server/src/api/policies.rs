@@ -18,11 +18,9 @@ use herd_proto::fleet::{
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+/// Routes both of Fleet's API versions serve.
 pub fn routes() -> crate::api::Routes {
     crate::api::Routes::new()
-        .route("/global/policies", get(list_global).post(create_global))
-        .route("/global/policies/delete", post(delete_global))
-        .route("/global/policies/{id}", get(get_global).patch(patch_global))
         .route("/policies/count", get(count_global))
         .route("/teams/{team_id}/policies", get(list_team).post(create_team))
         .route("/teams/{team_id}/policies/delete", post(delete_team))
@@ -30,6 +28,24 @@ pub fn routes() -> crate::api::Routes {
         .route("/teams/{team_id}/policies/{id}", get(get_team).patch(patch_team))
         .route("/spec/policies", post(apply_specs))
         .route("/automations/reset", post(reset_automations))
+}
+
+/// Global policies as `/api/v1/fleet` names them: Fleet registers these `EndingAtVersion("v1")`.
+pub fn v1_routes() -> crate::api::Routes {
+    global_routes("/global/policies")
+}
+
+/// Global policies as `/api/latest/fleet` names them: Fleet registers these `StartingAtVersion("2022-04")`, the
+/// version `latest` stands for.
+pub fn latest_routes() -> crate::api::Routes {
+    global_routes("/policies")
+}
+
+fn global_routes(base: &str) -> crate::api::Routes {
+    crate::api::Routes::new()
+        .route(base, get(list_global).post(create_global))
+        .route(&format!("{base}/delete"), post(delete_global))
+        .route(&format!("{base}/{{id}}"), get(get_global).patch(patch_global))
 }
 
 #[derive(serde::Deserialize)]

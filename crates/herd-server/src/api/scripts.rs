@@ -51,9 +51,14 @@ async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipar
     Ok(Json(json!({"script_id": id})))
 }
 
-async fn delete(State(state): State<SharedState>, auth: AuthUser, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
+/// Fleet answers a script's deletion with 204 and no body (`deleteScriptResponse.Status`).
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    PathId(id): PathId,
+) -> Result<axum::http::StatusCode, ApiError> {
     app::scripts::delete(&state, &auth, id).await?;
-    Ok(Json(json!({})))
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 async fn list(

@@ -23,6 +23,28 @@ pub fn routes() -> crate::api::Routes {
         .route("/teams/{id}/secrets", get(team_secrets).patch(replace_team_secrets))
         .route("/teams/{id}/agent_options", post(set_agent_options))
         .route("/spec/enroll_secret", get(global_secrets).post(replace_global_secrets))
+        .route("/spec/teams", post(apply_specs))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamSpecs {
+    specs: Vec<app::teams::TeamSpec>,
+    /// Fleet takes it in the query string; herd also reads it from the body.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Fleet's `POST /spec/teams` (fleetctl's `kind: team`), `?dry_run=true` to check without writing.
+async fn apply_specs(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+    ApiJson(request): ApiJson<TeamSpecs>,
+) -> Result<Json<Value>, ApiError> {
+    let dry_run = request.dry_run || params.get("dry_run").is_some_and(|v| v == "true" || v == "1");
+    let ids = app::teams::apply_specs(&state, &auth, request.specs, dry_run).await?;
+    Ok(Json(json!({"team_ids_by_name": ids})))
 }
 
 /// A team as `auth` may see it: enroll secrets for maintainers and up; the webhook URL (which often carries a

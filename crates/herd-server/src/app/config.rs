@@ -11,7 +11,12 @@ use herd_proto::fleet::AppConfig;
 use serde_json::Value;
 
 /// Sections merged field by field; `agent_options` is replaced whole (as in Fleet).
-const MERGED_SECTIONS: &[&str] = &["org_info", "server_settings", "host_settings", "webhook_settings", "mdm"];
+const MERGED_SECTIONS: &[&str] =
+    &["org_info", "server_settings", "host_settings", "features", "webhook_settings", "mdm"];
+
+/// Fields older Fleet took under `host_settings`, its alias of `features`: a patch's `host_settings` with
+/// these goes to `features`, its other fields to herd's own host settings (which stay where clients know them).
+const FLEET_FEATURES_FIELDS: &[&str] = &["enable_host_users", "enable_software_inventory", "additional_queries"];
 
 pub async fn stored_config(state: &SharedState) -> Result<AppConfig, ApiError> {
     match state.store.app_config().await? {
@@ -134,6 +139,20 @@ fn validate(outbound: &OutboundPolicy, config: &AppConfig) -> Result<(), ApiErro
     if config.mdm.migration_query.len() > 64 * 1024 {
         return Err(ApiError::invalid("mdm.migration_query", "must be at most 64 KiB"));
     }
+    let features = &config.features;
+    if features.enable_host_users {
+        return Err(ApiError::invalid("features.enable_host_users", "host users are not collected yet"));
+    }
+    if features.enable_software_inventory {
+        return Err(ApiError::invalid(
+            "features.enable_software_inventory",
+            "the software inventory is not supported yet",
+        ));
+    }
+    let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
+    if !features.additional_queries.as_ref().is_none_or(empty) {
+        return Err(ApiError::invalid("features.additional_queries", "additional queries are not supported yet"));
+    }
     // Shown on every user's My Device page and in notifications: the name rules, once it is set.
     if !config.org_info.org_name.is_empty() {
         herd_core::validate::display_name(&config.org_info.org_name)
@@ -152,7 +171,12 @@ pub fn merge(current: &AppConfig, patch: &Value) -> Result<AppConfig, ApiError> 
         } else if MERGED_SECTIONS.contains(&key.as_str()) {
             let fields = value.as_object().ok_or_else(|| ApiError::invalid(key.clone(), "must be an object"))?;
             for (field, field_value) in fields {
-                merged[key][field] = field_value.clone();
+                let section = if key == "host_settings" && FLEET_FEATURES_FIELDS.contains(&field.as_str()) {
+                    "features"
+                } else {
+                    key
+                };
+                merged[section][field] = field_value.clone();
             }
         } else {
             return Err(ApiError::invalid(key.clone(), "unknown configuration section"));
@@ -229,6 +253,30 @@ mod tests {
             match merge(&current, &patch) {
                 Err(ApiError::Validation { field: got, .. }) => assert_eq!(got, field, "{patch}"),
                 other => panic!("{patch}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fleet_features_and_their_host_settings_alias() {
+        let current = AppConfig::default();
+        let cases = [
+            // Fleet's section, values herd honours.
+            (json!({"features": {"enable_host_users": false, "additional_queries": null}}), Ok(3600)),
+            // Older Fleet's alias: its fields go to `features`, herd's own stay in `host_settings`.
+            (json!({"host_settings": {"enable_software_inventory": false, "vitals_interval": 600}}), Ok(600)),
+            (json!({"host_settings": {"enable_host_users": true}}), Err("features.enable_host_users")),
+            (json!({"features": {"enable_software_inventory": true}}), Err("features.enable_software_inventory")),
+            (json!({"features": {"additional_queries": {"q": "SELECT 1"}}}), Err("features.additional_queries")),
+            (json!({"features": {"enable_host_user": false}}), Err("features.enable_host_user")),
+        ];
+        let outbound = crate::outbound::OutboundPolicy::default();
+        for (patch, expected) in cases {
+            let result = merge(&current, &patch).and_then(|config| validate(&outbound, &config).map(|_| config));
+            match (result, expected) {
+                (Ok(config), Ok(interval)) => assert_eq!(config.host_settings.vitals_interval, interval, "{patch}"),
+                (Err(ApiError::Validation { field, .. }), Err(expected)) => assert_eq!(field, expected, "{patch}"),
+                (other, _) => panic!("{patch}: {other:?}"),
             }
         }
     }

@@ -16,6 +16,30 @@ use std::collections::HashMap;
 const IGNORED_PARAMS: &[&str] =
     &["device_mapping", "populate_software", "populate_policies", "disable_failing_policies"];
 
+/// Fleet's host-list filters for data herd does not have: refused with the feature they need, so a script
+/// learns why rather than seeing "unsupported parameter" (and never gets a wider listing than it asked for).
+const UNSUPPORTED_FILTERS: &[(&str, &str)] = &[
+    ("label_id", "labels are not supported yet"),
+    ("os_id", "the operating system inventory (os_id) is not supported yet; use os_name with os_version"),
+    (
+        "os_version_id",
+        "the operating system inventory (os_version_id) is not supported yet; use os_name with os_version",
+    ),
+    ("mdm_id", "MDM solutions are not supported"),
+    ("mdm_enrollment_status", "MDM enrollment is not supported"),
+    ("connected_to_dep", "Apple Business Manager (DEP) is not supported"),
+    ("munki_issue_id", "Munki is not supported"),
+    ("software_id", "the software inventory is not supported yet"),
+    ("software_version_id", "the software inventory is not supported yet"),
+    ("software_title_id", "the software inventory is not supported yet"),
+    ("software_status", "software installs are not supported yet"),
+    ("vulnerability", "vulnerability detection is not supported yet"),
+    ("bootstrap_package", "bootstrap packages (macOS MDM) are not supported"),
+    ("macos_settings_disk_encryption", "disk encryption settings are not supported yet"),
+    ("os_settings_disk_encryption", "disk encryption settings are not supported yet"),
+    ("populate_labels", "labels are not supported yet"),
+];
+
 /// A host listing's filter, order and page, parsed from Fleet's query parameters and narrowed to what the
 /// actor may read.
 pub struct ListQuery {
@@ -43,7 +67,13 @@ impl ListQuery {
             "macos_settings",
             "profile_uuid",
             "profile_status",
+            "os_name",
+            "os_version",
+            "low_disk_space",
         ];
+        if let Some((name, feature)) = UNSUPPORTED_FILTERS.iter().find(|(name, _)| params.contains_key(*name)) {
+            return Err(ApiError::invalid(*name, format!("{name}: {feature}")));
+        }
         if let Some(unknown) =
             params.keys().find(|k| !KNOWN.contains(&k.as_str()) && !IGNORED_PARAMS.contains(&k.as_str()))
         {
@@ -64,14 +94,28 @@ impl ListQuery {
             None | Some("") => None,
             Some("online") => Some(StatusCondition::Online),
             Some("offline") => Some(StatusCondition::Offline),
-            Some("missing") => Some(StatusCondition::Missing),
+            // Fleet's "mia" (missing in action) is its older name for missing: not seen for 30 days.
+            Some("missing") | Some("mia") => Some(StatusCondition::Missing),
             Some("new") => Some(StatusCondition::New),
             Some(other) => {
                 return Err(ApiError::invalid(
                     "status",
-                    format!("unknown status {other:?}; expected online, offline, missing or new"),
+                    format!("unknown status {other:?}; expected online, offline, missing, mia or new"),
                 ));
             }
+        };
+        let non_empty = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // As in Fleet, the two go together: herd keeps one label per host ("Ubuntu 22.04.3").
+        filter.os_version = match (non_empty("os_name"), non_empty("os_version")) {
+            (None, None) => None,
+            (Some(name), Some(version)) => Some(format!("{name} {version}")),
+            (Some(_), None) => return Err(ApiError::invalid("os_version", "required with os_name")),
+            (None, Some(_)) => return Err(ApiError::invalid("os_name", "required with os_version")),
+        };
+        filter.low_disk_space_gb = match integer_param(params, "low_disk_space")? {
+            None => None,
+            Some(gb) if (1..=100).contains(&gb) => Some(gb),
+            Some(_) => return Err(ApiError::invalid("low_disk_space", "a number of GB from 1 to 100")),
         };
         let policy_id = integer_param(params, "policy_id")?;
         filter.policy_response = match (policy_id, params.get("policy_response").map(String::as_str)) {
@@ -234,4 +278,297 @@ pub async fn transfer(state: &SharedState, auth: &AuthUser, target: Option<i64>,
     }
     let details = serde_json::json!({"team_id": target, "host_ids": moved});
     Ok(AfterCommit::new().evict(moved).record("transferred_hosts", details).apply(state, Some(auth)).await?)
+}
+
+/// Each host's policies with its answers (Fleet's `populate_policies` on a listing).
+pub async fn policies_of(
+    state: &SharedState,
+    record: &HostRecord,
+) -> Result<Vec<herd_proto::fleet::HostPolicy>, ApiError> {
+    let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
+    Ok(answers.into_iter().map(wire::host_policy).collect())
+}
+
+/// Fleet's `POST /hosts/delete`: the hosts named by id, or matching a listing's filters (never both, never
+/// neither: an empty body must not delete every host). Filters match only hosts the actor can read; an id
+/// naming none (missing or hidden) refuses the request (404), and so does a readable host the actor may not
+/// write (403). Answers how many were deleted.
+pub async fn delete_many(
+    state: &SharedState,
+    auth: &AuthUser,
+    ids: Option<&[i64]>,
+    filters: Option<&HashMap<String, String>>,
+) -> Result<usize, ApiError> {
+    let now = now_ms();
+    let filter = match (ids, filters) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("filters", "give ids or filters, not both")),
+        (None, None) => return Err(ApiError::invalid("ids", "give ids or filters")),
+        (Some(ids), None) => {
+            if ids.len() > MOST_HOSTS_PER_TRANSFER {
+                return Err(ApiError::invalid("ids", format!("at most {MOST_HOSTS_PER_TRANSFER} hosts per request")));
+            }
+            HostFilter { ids: Some(ids.to_vec()), visible_teams: auth.actor.visible_teams(), ..Default::default() }
+        }
+        (None, Some(params)) => {
+            if params.is_empty() {
+                return Err(ApiError::invalid(
+                    "filters",
+                    "at least one filter; to delete every host, say so with status or team_id",
+                ));
+            }
+            let query = ListQuery::parse(params, auth, false).map_err(|e| match e {
+                ApiError::Validation { field, reason } => ApiError::invalid(format!("filters.{field}"), reason),
+                other => other,
+            })?;
+            flush_before_status_filter(state, &query.filter).await?;
+            query.filter
+        }
+    };
+    let limit = MOST_HOSTS_PER_TRANSFER as i64 + 1;
+    let hosts = state.store.list_hosts(&filter, HostOrder::Id, false, 0, limit, now).await?;
+    if hosts.len() > MOST_HOSTS_PER_TRANSFER {
+        return Err(ApiError::invalid("filters", format!("matches more than {MOST_HOSTS_PER_TRANSFER} hosts")));
+    }
+    let hosts: Vec<HostRecord> = hosts.into_iter().filter(|h| crate::access::readable(auth, h)).collect();
+    if let Some(ids) = ids {
+        // Unlike a transfer, a deletion by ids is all or nothing: an id that names no host the actor can read
+        // (missing or hidden, the same answer) refuses the request rather than deleting the rest.
+        let named: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+        if named.len() != hosts.len() {
+            return Err(ApiError::NotFound("host"));
+        }
+    }
+    for host in &hosts {
+        auth.require(Action::Write, Scope::of_team(host.team_id))?;
+    }
+    let mut deleted = Vec::with_capacity(hosts.len());
+    for host in &hosts {
+        if state.store.delete_host(host.id, now).await? {
+            deleted.push(host.id);
+        }
+    }
+    tracing::info!(hosts = deleted.len(), user_id = auth.user.id, "hosts deleted");
+    let count = deleted.len();
+    AfterCommit::new().deleted(deleted).apply(state, Some(auth)).await?;
+    Ok(count)
+}
+
+/// Fleet's host summary: the listing's hosts by status and platform.
+pub struct HostSummary {
+    pub team_id: Option<i64>,
+    pub totals: i64,
+    pub online: i64,
+    pub offline: i64,
+    pub missing: i64,
+    pub new: i64,
+    pub low_disk_space: Option<i64>,
+    pub platforms: Vec<(String, i64)>,
+}
+
+/// Fleet's `GET /host_summary` (`team_id`, `low_disk_space`; `platform` is refused: herd does not group
+/// summaries by platform family yet).
+pub async fn summary(
+    state: &SharedState,
+    auth: &AuthUser,
+    params: &HashMap<String, String>,
+) -> Result<HostSummary, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !["team_id", "low_disk_space"].contains(&k.as_str())) {
+        let reason = if unknown == "platform" {
+            "platform: a summary of one platform is not supported yet; the summary lists every platform's count"
+        } else {
+            "unsupported parameter"
+        };
+        return Err(ApiError::invalid(unknown.clone(), reason));
+    }
+    let team_only: HashMap<String, String> =
+        params.iter().filter(|(k, _)| *k == "team_id").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let base = ListQuery::parse(&team_only, auth, false)?.filter;
+    super::seen::flush(state).await.map_err(ApiError::Internal)?;
+    let now = now_ms();
+    let count = |status: Option<StatusCondition>| {
+        let filter = HostFilter { status, ..base.clone() };
+        async move { state.store.count_hosts(&filter, now).await }
+    };
+    let low_disk_space = match ListQuery::parse(params, auth, false)?.filter.low_disk_space_gb {
+        Some(gb) => {
+            let filter = HostFilter { low_disk_space_gb: Some(gb), ..base.clone() };
+            Some(state.store.count_hosts(&filter, now).await?)
+        }
+        None => None,
+    };
+    Ok(HostSummary {
+        team_id: base.team.flatten(),
+        totals: count(None).await?,
+        online: count(Some(StatusCondition::Online)).await?,
+        offline: count(Some(StatusCondition::Offline)).await?,
+        missing: count(Some(StatusCondition::Missing)).await?,
+        new: count(Some(StatusCondition::New)).await?,
+        low_disk_space,
+        platforms: state.store.host_platform_counts(&base, now).await?,
+    })
+}
+
+/// The host fields a report may have as columns, in the order Fleet's host objects list them.
+pub const REPORT_COLUMNS: &[&str] = &[
+    "id",
+    "uuid",
+    "osquery_host_id",
+    "hostname",
+    "display_name",
+    "computer_name",
+    "platform",
+    "platform_like",
+    "os_version",
+    "build",
+    "osquery_version",
+    "hardware_serial",
+    "hardware_model",
+    "hardware_vendor",
+    "cpu_brand",
+    "cpu_type",
+    "cpu_physical_cores",
+    "cpu_logical_cores",
+    "memory",
+    "uptime",
+    "primary_ip",
+    "primary_mac",
+    "gigs_disk_space_available",
+    "percent_disk_space_available",
+    "gigs_total_disk_space",
+    "distributed_interval",
+    "config_tls_refresh",
+    "logger_tls_period",
+    "team_id",
+    "team_name",
+    "status",
+    "seen_time",
+    "created_at",
+    "last_enrolled_at",
+    "detail_updated_at",
+    "refetch_requested",
+    "policy_updated_at",
+    "scripts_enabled",
+];
+
+/// Hosts read per query while a report streams: memory stays bounded however many hosts match.
+const REPORT_PAGE: i64 = 1000;
+
+/// A host report's rows: Fleet's `GET /hosts/report?format=csv` (its `columns`, the listing's filters and
+/// order). The header is checked before anything is sent; the rows then stream a page of hosts at a time.
+pub struct HostReport {
+    pub columns: Vec<&'static str>,
+    query: ListQuery,
+}
+
+impl HostReport {
+    pub fn parse(params: &HashMap<String, String>, auth: &AuthUser) -> Result<HostReport, ApiError> {
+        match params.get("format").map(String::as_str) {
+            None | Some("csv") => {}
+            Some(other) => return Err(ApiError::invalid("format", format!("only csv is supported, not {other:?}"))),
+        }
+        let columns = match params.get("columns").map(|c| c.trim()).filter(|c| !c.is_empty()) {
+            None => REPORT_COLUMNS.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|name| {
+                    let name = name.trim();
+                    REPORT_COLUMNS
+                        .iter()
+                        .find(|c| **c == name)
+                        .copied()
+                        .ok_or_else(|| ApiError::invalid("columns", format!("no host column {name:?}")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let listing: HashMap<String, String> = params
+            .iter()
+            .filter(|(k, _)| !["format", "columns", "page", "per_page"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(HostReport { columns, query: ListQuery::parse(&listing, auth, false)? })
+    }
+
+    /// The CSV header line.
+    pub fn header(&self) -> String {
+        csv_line(self.columns.iter().map(|c| c.to_string()))
+    }
+
+    /// The CSV lines of the hosts from `offset`, one page of them; empty when the listing is done.
+    pub async fn page(&self, state: &SharedState, offset: i64) -> Result<String, ApiError> {
+        if offset == 0 {
+            flush_before_status_filter(state, &self.query.filter).await?;
+        }
+        let now = now_ms();
+        let records = state
+            .store
+            .list_hosts(&self.query.filter, self.query.order, self.query.descending, offset, REPORT_PAGE, now)
+            .await?;
+        let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+        let failing = state.store.failing_policy_counts(&ids).await?;
+        let mut out = String::new();
+        for record in records {
+            let count = failing.get(&record.id).copied().unwrap_or(0);
+            let host = serde_json::to_value(wire::host(state, record, count, now))
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            out.push_str(&csv_line(self.columns.iter().map(|c| csv_value(&host[*c]))));
+        }
+        Ok(out)
+    }
+
+    pub const PAGE: i64 = REPORT_PAGE;
+}
+
+fn csv_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One CSV record (RFC 4180): a field with a comma, quote or line break is quoted, its quotes doubled.
+fn csv_line(fields: impl Iterator<Item = String>) -> String {
+    let mut line = String::new();
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&field.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(&field);
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn csv_lines_quote_what_needs_it() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["a", "b"], "a,b\r\n"),
+            (&["", ""], ",\r\n"),
+            (&["a,b"], "\"a,b\"\r\n"),
+            (&["say \"hi\""], "\"say \"\"hi\"\"\"\r\n"),
+            (&["two\nlines", "x"], "\"two\nlines\",x\r\n"),
+        ];
+        for (fields, expected) in cases {
+            assert_eq!(csv_line(fields.iter().map(|f| f.to_string())), *expected, "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn every_report_column_is_a_scalar_host_field() {
+        let host = serde_json::to_value(herd_proto::fleet::Host::default()).unwrap();
+        for column in REPORT_COLUMNS {
+            let value = host.get(*column).unwrap_or_else(|| panic!("{column} is not a host field"));
+            assert!(!value.is_object() && !value.is_array(), "{column} is not a scalar");
+        }
+    }
 }

@@ -168,3 +168,161 @@ pub async fn replace_secrets(
     AfterCommit::new().reload_settings().apply(state, Some(auth)).await?;
     Ok(state.store.enroll_secrets(team).await?)
 }
+
+/// One team of Fleet's `kind: team` spec (`POST /spec/teams`, what `fleetctl apply` sends). Fleet's other team
+/// settings are accepted only empty: herd has no such settings, and a spec that sets one is refused by name
+/// rather than half-applied.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub agent_options: Option<Value>,
+    #[serde(default)]
+    pub secrets: Option<Vec<SecretInput>>,
+    #[serde(default)]
+    pub webhook_settings: Option<herd_proto::fleet::TeamWebhookSettings>,
+    #[serde(default)]
+    pub features: Option<Value>,
+    #[serde(default)]
+    pub mdm: Option<Value>,
+    #[serde(default)]
+    pub scripts: Option<Value>,
+    #[serde(default)]
+    pub software: Option<Value>,
+    #[serde(default)]
+    pub host_expiry_settings: Option<Value>,
+    #[serde(default)]
+    pub integrations: Option<Value>,
+}
+
+impl TeamSpec {
+    /// Fleet's team settings herd does not have, each with what it is, when the spec gives a value.
+    fn unsupported(&self) -> Option<(&'static str, &'static str)> {
+        let set = |v: &Option<Value>| match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(map)) => !map.is_empty(),
+            Some(Value::Array(list)) => !list.is_empty(),
+            Some(_) => true,
+        };
+        [
+            (set(&self.features), "features", "team features (host users, software inventory) are not supported yet"),
+            (
+                set(&self.mdm),
+                "mdm",
+                "MDM settings are not supported; configuration profiles are at /configuration_profiles",
+            ),
+            (set(&self.scripts), "scripts", "team scripts in a spec are not supported yet; upload them at /scripts"),
+            (set(&self.software), "software", "software installs are not supported yet"),
+            (set(&self.host_expiry_settings), "host_expiry_settings", "host expiry is not supported yet"),
+            (set(&self.integrations), "integrations", "integrations are not supported yet"),
+        ]
+        .into_iter()
+        .find(|(given, _, _)| *given)
+        .map(|(_, field, reason)| (field, reason))
+    }
+}
+
+/// Fleet's `POST /spec/teams`: each spec creates its team or updates the team of that name (given fields
+/// replace, absent ones keep their value). Every spec is checked before anything is written; `dry_run` stops
+/// there. Records Fleet's `applied_spec_team`. Answers each team's id by name (for a dry run, the teams that
+/// exist already).
+pub async fn apply_specs(
+    state: &SharedState,
+    auth: &AuthUser,
+    specs: Vec<TeamSpec>,
+    dry_run: bool,
+) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
+    let existing = state.store.list_teams().await?;
+    let mut plans = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let field = |name: &str| format!("specs[{i}].{name}");
+        if let Some((name, reason)) = spec.unsupported() {
+            return Err(ApiError::invalid(field(name), reason));
+        }
+        validate::display_name(&spec.name).map_err(|r| ApiError::invalid(field("name"), format!("name {r}")))?;
+        let name = spec.name.trim().to_string();
+        if plans.iter().any(|(_, n, _): &(Option<i64>, String, TeamSpec)| n == &name) {
+            return Err(ApiError::invalid(field("name"), format!("team {name:?} is listed twice")));
+        }
+        let team = existing.iter().find(|t| t.name == name);
+        match team {
+            Some(team) => {
+                crate::access::team(state, auth, team.id, Action::AdministerTeam).await?;
+            }
+            None => auth.require(Action::AdministerServer, Scope::Global)?,
+        }
+        if let Some(secrets) = &spec.secrets {
+            validated_secrets(secrets).map_err(|e| match e {
+                ApiError::Validation { field: inner, reason } => ApiError::invalid(field(&inner), reason),
+                other => other,
+            })?;
+        }
+        if let Some(options) = &spec.agent_options {
+            agent_options::validate(&field("agent_options"), options)?;
+        }
+        if let Some(settings) = &spec.webhook_settings {
+            let webhook = &settings.failing_policies_webhook;
+            crate::webhooks::check_settings(
+                &state.outbound,
+                &field("webhook_settings.failing_policies_webhook"),
+                webhook,
+            )?;
+            for policy_id in &webhook.policy_ids {
+                let policy = state.store.get_policy(*policy_id).await?;
+                if team.is_none() || policy.is_none_or(|p| p.team_id != team.map(|t| t.id)) {
+                    return Err(ApiError::invalid(
+                        field("webhook_settings.failing_policies_webhook.policy_ids"),
+                        format!("policy {policy_id} is not a policy of this team"),
+                    ));
+                }
+            }
+        }
+        plans.push((team.map(|t| t.id), name, spec));
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    if dry_run {
+        for (id, name, _) in plans {
+            if let Some(id) = id {
+                ids.insert(name, id);
+            }
+        }
+        return Ok(ids);
+    }
+    let now = now_ms();
+    let mut applied = Vec::with_capacity(plans.len());
+    for (id, name, spec) in plans {
+        let secrets = spec.secrets.as_deref().map(validated_secrets).transpose()?;
+        let id = match id {
+            Some(id) => {
+                if let Some(secrets) = &secrets {
+                    state.store.replace_enroll_secrets(Some(id), secrets, now).await?;
+                }
+                id
+            }
+            None => {
+                // Like `create`: a new team gets a secret of its own unless the spec gives some.
+                let secrets = secrets.unwrap_or_else(|| vec![random_token(24)]);
+                state.store.create_team(&name, spec.description.as_deref().unwrap_or(""), &secrets, now).await?
+            }
+        };
+        let team = team_or_404(state, id).await?;
+        let webhook_settings = match spec.webhook_settings {
+            Some(settings) => Some(serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.into()))?),
+            None => team.webhook_settings,
+        };
+        let agent_options = spec.agent_options.or(team.agent_options);
+        let description = spec.description.unwrap_or(team.description);
+        state
+            .store
+            .update_team(id, &name, &description, agent_options.as_ref(), webhook_settings.as_ref(), now)
+            .await?;
+        applied.push(json!({"id": id, "name": name}));
+        ids.insert(name, id);
+    }
+    let details = json!({"teams": applied});
+    AfterCommit::new().reload_settings().record("applied_spec_team", details).apply(state, Some(auth)).await?;
+    Ok(ids)
+}

@@ -169,6 +169,16 @@ impl HostPage<'_> {
     }
 }
 
+/// `/hosts/{id}`, where Fleet's UI shows a host and where Fleet-shaped links point (the failing-policy
+/// webhook's host `url`): the console's host page. Only a numeric id is sent on, so this never redirects
+/// elsewhere; the console page itself asks for a login (and returns here after it).
+pub async fn fleet_host_link(Path(id): Path<String>) -> Response {
+    match id.parse::<i64>() {
+        Ok(id) => Redirect::to(&format!("/console/hosts/{id}")).into_response(),
+        Err(_) => error_page(&ApiError::NotFound("host")),
+    }
+}
+
 pub async fn page(State(state): State<SharedState>, user: ConsoleUser, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<i64>() else { return error_page(&ApiError::NotFound("host")) };
     page_or_error(host_page(&state, &user, id).await)

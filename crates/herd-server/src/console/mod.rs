@@ -48,6 +48,7 @@ pub fn routes() -> crate::api::Routes {
         .route("/console/password", get(session::password_page).post(session::change_password))
         .route("/console/hosts", get(hosts::list))
         .route("/console/hosts/{id}", get(hosts::page))
+        .route("/hosts/{id}", get(hosts::fleet_host_link))
         .route("/console/hosts/{id}/action", post(hosts::action))
         .route("/console/policies", get(policies::list))
         .route("/console/policies/new", get(policies::form).post(policies::save))
