@@ -105,12 +105,11 @@ pub async fn enroll(
 pub fn agent_config(state: &SharedState, host: &CachedHost) -> Value {
     let settings = state.settings.get();
     // The admin's document, passed on as it is.
-    let config = settings
+    settings
         .agent_options(host.checkin.team_id)
         .get("config")
         .cloned()
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    config
+        .unwrap_or_else(|| Value::Object(Default::default()))
 }
 
 /// The query asking a herd-agent host which configuration profiles it has (its `herd_profiles` table).
@@ -271,7 +270,7 @@ pub async fn record_report(
         }
         if name == MANAGEMENT_QUERY {
             if status == 0 {
-                managed_by_other = Some(reports_other_management(family_of(&host), rows));
+                managed_by_other = Some(reports_other_management(family_of(host), rows));
             }
             continue;
         }
