@@ -160,24 +160,38 @@ pub(crate) async fn make_due_now(store: &crate::Store, host_id: i64, policies: &
         Err(crate::StoreError::HostGone) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let mut runs = crate::policies::parse_runs(&host.policy_runs);
     for policy in policies {
-        runs.remove(policy);
         sqlx::query("DELETE FROM policy_automation_give_ups WHERE host_id = $1 AND policy_id = $2")
             .bind(host_id)
             .bind(policy)
             .execute(&mut *tx)
             .await?;
     }
+    flag_due(&mut tx, host_id, &host, policies, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// In the caller's transaction, on a locked host: drops these policies' run history and flags the host, so
+/// its next distributed/read hands them out with `accelerate`.
+async fn flag_due(
+    conn: &mut AnyConnection,
+    host_id: i64,
+    host: &crate::hosts::LockedHost,
+    policies: &[i64],
+    now: Millis,
+) -> Result<()> {
+    let mut runs = crate::policies::parse_runs(&host.policy_runs);
+    for policy in policies {
+        runs.remove(policy);
+    }
     sqlx::query("UPDATE hosts SET policy_runs = $1, recheck_requested_at = $2 WHERE id = $3")
         .bind(crate::policies::runs_text(&runs))
         .bind(now)
         .bind(host_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    note_host_change(&mut tx, host_id, now).await?;
-    tx.commit().await?;
-    Ok(())
+    note_host_change(conn, host_id, now).await
 }
 
 impl crate::Store {
@@ -216,17 +230,7 @@ impl crate::Store {
         if policies.is_empty() {
             return Ok(policies);
         }
-        let mut runs = crate::policies::parse_runs(&host.policy_runs);
-        for policy in &policies {
-            runs.remove(policy);
-        }
-        sqlx::query("UPDATE hosts SET policy_runs = $1, recheck_requested_at = $2 WHERE id = $3")
-            .bind(crate::policies::runs_text(&runs))
-            .bind(now)
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
-        note_host_change(&mut tx, host_id, now).await?;
+        flag_due(&mut tx, host_id, &host, &policies, now).await?;
         tx.commit().await?;
         Ok(policies)
     }

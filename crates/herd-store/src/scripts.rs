@@ -221,11 +221,16 @@ impl Store {
         rows.iter().map(execution_from_row).collect()
     }
 
-    /// What the host's agent said about running scripts. When it now runs them and did not say so before, the
+    /// What the host's agent said about running scripts. When it runs them now after saying it did not, the
     /// policies the host fails that have a script automation are made due at once (their run history dropped,
     /// the host flagged, as a re-check is), so the automation runs within a check-in or two rather than at the
-    /// next scheduled answer; runs refused meanwhile were no attempts. Returns those policies.
+    /// next scheduled answer; runs refused meanwhile were no attempts. Returns those policies. (An agent saying
+    /// so for the first time resumes nothing: nothing was refused.)
     pub async fn set_scripts_enabled(&self, host_id: i64, enabled: bool, now: Millis) -> Result<Vec<i64>> {
+        let before: Option<Option<i64>> = sqlx::query_scalar("SELECT scripts_enabled FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
         let changed = sqlx::query(
             "UPDATE hosts SET scripts_enabled = $1 WHERE id = $2 AND (scripts_enabled IS NULL OR scripts_enabled <> $1)",
         )
@@ -235,7 +240,7 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        if !(changed && enabled) {
+        if !(changed && enabled && before == Some(Some(0))) {
             return Ok(Vec::new());
         }
         let Some(host) = self.get_host(host_id).await? else { return Ok(Vec::new()) };
