@@ -227,20 +227,19 @@ impl Store {
     /// next scheduled answer; runs refused meanwhile were no attempts. Returns those policies. (An agent saying
     /// so for the first time resumes nothing: nothing was refused.)
     pub async fn set_scripts_enabled(&self, host_id: i64, enabled: bool, now: Millis) -> Result<Vec<i64>> {
-        let before: Option<Option<i64>> = sqlx::query_scalar("SELECT scripts_enabled FROM hosts WHERE id = $1")
-            .bind(host_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        let changed = sqlx::query(
-            "UPDATE hosts SET scripts_enabled = $1 WHERE id = $2 AND (scripts_enabled IS NULL OR scripts_enabled <> $1)",
-        )
-        .bind(enabled as i64)
-        .bind(host_id)
-        .execute(&self.writer)
-        .await?
-        .rows_affected()
-            == 1;
-        if !(changed && enabled && before == Some(Some(0))) {
+        // One statement decides "resumed": of agents reporting at once, exactly one sees its row change from
+        // refused (0) to enabled, whichever server takes it.
+        let set = |sql: &'static str| sqlx::query(sql).bind(host_id).execute(&self.writer);
+        let resumed = enabled
+            && set("UPDATE hosts SET scripts_enabled = 1 WHERE id = $1 AND scripts_enabled = 0").await?.rows_affected()
+                == 1;
+        if !resumed {
+            if enabled {
+                set("UPDATE hosts SET scripts_enabled = 1 WHERE id = $1 AND scripts_enabled IS NULL").await?;
+            } else {
+                set("UPDATE hosts SET scripts_enabled = 0 WHERE id = $1 AND (scripts_enabled IS NULL OR scripts_enabled <> 0)")
+                    .await?;
+            }
             return Ok(Vec::new());
         }
         let Some(host) = self.get_host(host_id).await? else { return Ok(Vec::new()) };

@@ -668,8 +668,22 @@ async fn refused_runs_are_no_attempts_and_enabling_scripts_resumes_at_once(store
     assert!(!feed.iter().any(|a| a.kind == "policy_automation_gave_up"), "refusals are no attempts");
     // Scripts on: the failing automated policy is due at the next check-in, with the host flagged.
     let later = NOW + 7 * herd_core::HOUR_MS;
-    assert_eq!(store.set_scripts_enabled(host, true, later).await.unwrap(), vec![policy]);
-    assert!(store.set_scripts_enabled(host, true, later + 1).await.unwrap().is_empty(), "only when it changes");
+    // Agents reporting at once (several servers): exactly one report resumes.
+    let reports: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.set_scripts_enabled(host, true, later + i).await.unwrap() })
+        })
+        .collect();
+    let mut resumed = Vec::new();
+    for report in reports {
+        let policies = report.await.unwrap();
+        if !policies.is_empty() {
+            resumed.push(policies);
+        }
+    }
+    assert_eq!(resumed, vec![vec![policy]], "resumed once");
+    assert!(store.set_scripts_enabled(host, true, later + 20).await.unwrap().is_empty(), "only when it changes");
     let (checkin, runs) = store.host_checkin_and_runs(host).await.unwrap().unwrap();
     assert!(checkin.recheck_requested_at.is_some() && !runs.contains_key(&policy), "{runs:?}");
     // The answer that follows queues the first real attempt.
