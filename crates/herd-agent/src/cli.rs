@@ -119,7 +119,8 @@ pub struct RunOptions {
 pub struct OptionalPath(pub Option<PathBuf>);
 
 impl OptionalPath {
-    fn parse(text: &str) -> Result<OptionalPath, String> {
+    /// Reads a flag's value: empty (or blank) is "off".
+    pub fn parse(text: &str) -> Result<OptionalPath, String> {
         Ok(OptionalPath(Some(text.trim()).filter(|t| !t.is_empty()).map(PathBuf::from)))
     }
 }
@@ -135,6 +136,7 @@ impl RunOptions {
         data_dir: PathBuf,
         enable_scripts: bool,
         enable_profiles: bool,
+        orbit_identifier: OptionalPath,
     ) -> RunOptions {
         RunOptions {
             server: server_url,
@@ -147,7 +149,7 @@ impl RunOptions {
             proc_sys_dir: defaults::PROC_SYS_DIR.into(),
             script_timeout: defaults::SCRIPT_TIMEOUT_S,
             host_identifier: None,
-            orbit_identifier: OptionalPath(Some(defaults::ORBIT_IDENTIFIER.into())),
+            orbit_identifier,
         }
     }
 }
@@ -163,8 +165,16 @@ mod tests {
         else {
             panic!("not run");
         };
-        let local =
-            RunOptions::local("https://h:8080".into(), "/s".into(), None, defaults::DATA_DIR.into(), false, false);
+        let orbit_identifier = OptionalPath(Some(defaults::ORBIT_IDENTIFIER.into()));
+        let local = RunOptions::local(
+            "https://h:8080".into(),
+            "/s".into(),
+            None,
+            defaults::DATA_DIR.into(),
+            false,
+            false,
+            orbit_identifier,
+        );
         assert_eq!(format!("{local:?}"), format!("{parsed:?}"));
     }
 

@@ -406,7 +406,8 @@ async fn serve_with_agent_enrolls_this_machine() {
         dir,
         None,
         "127.0.0.1:0",
-        &["--with-agent"],
+        // Not at Fleet's path: README's quick-start test publishes this machine's token there.
+        &["--with-agent", "--with-agent-orbit-identifier="],
     );
     assert!(server.stdout.iter().any(|l| l.contains("local agent")), "{:?}", server.stdout);
     let admin = server.admin_token().await;

@@ -2,6 +2,7 @@
 //! command gives a server with one real host. It talks to the server over HTTPS like any other agent.
 
 use anyhow::bail;
+use herd_agent::cli::OptionalPath;
 use herd_server::{Companion, CompanionTask, Serving, ShutdownSignal};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +31,16 @@ pub struct LocalAgentArgs {
     /// and kernel parameters, written as the user herd runs as). Off unless given.
     #[arg(long, env = "HERD_WITH_AGENT_PROFILES")]
     pub with_agent_profiles: bool,
+    /// Where the local agent of --with-agent also publishes its device token for scripts written for Fleet
+    /// (Fleet's agent keeps it there); empty (`--with-agent-orbit-identifier=`) turns it off, e.g. on a machine
+    /// that runs Fleet's agent or another herd agent.
+    #[arg(
+        long,
+        env = "HERD_WITH_AGENT_ORBIT_IDENTIFIER",
+        default_value = herd_agent::cli::defaults::ORBIT_IDENTIFIER,
+        value_parser = OptionalPath::parse
+    )]
+    pub with_agent_orbit_identifier: OptionalPath,
 }
 
 impl LocalAgentArgs {
@@ -38,16 +49,22 @@ impl LocalAgentArgs {
         if !self.with_agent {
             return None;
         }
-        let features = LocalFeatures { scripts: self.with_agent_scripts, profiles: self.with_agent_profiles };
+        let features = LocalFeatures {
+            scripts: self.with_agent_scripts,
+            profiles: self.with_agent_profiles,
+            orbit_identifier: self.with_agent_orbit_identifier.clone(),
+        };
         Some(Box::new(move |serving: &Serving, stopped: ShutdownSignal| prepare(serving, stopped, features)))
     }
 }
 
 /// What the local agent may change on this machine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LocalFeatures {
     scripts: bool,
     profiles: bool,
+    /// Where the device token is also published for Fleet's scripts (none: not published).
+    orbit_identifier: OptionalPath,
 }
 
 fn prepare(
@@ -71,14 +88,19 @@ fn prepare(
         data_dir.clone(),
         features.scripts,
         features.profiles,
+        features.orbit_identifier.clone(),
     );
     let on_off = |on: bool| if on { "on" } else { "off" };
     // The device token is made once the agent has enrolled, and replaced hourly: the banner says where to read
     // it, and the My Device address built from it.
     let token_file = data_dir.join("identifier");
+    let published = match &features.orbit_identifier.0 {
+        Some(path) => format!(", and in {} for Fleet's scripts", path.display()),
+        None => String::new(),
+    };
     let note = format!(
         "This machine runs a local agent too (data in {data}; scripts {scripts}, profiles {profiles}).\n  \
-         my device:       {url}/device/$(cat {token})   (this machine's page; the token in {token})",
+         my device:       {url}/device/$(cat {token})   (this machine's page; the token in {token}{published})",
         data = data_dir.display(),
         scripts = on_off(features.scripts),
         profiles = on_off(features.profiles),
@@ -108,7 +130,8 @@ mod tests {
 
     fn refusal(serving: &Serving) -> String {
         let stopped: ShutdownSignal = Box::pin(std::future::pending());
-        match prepare(serving, stopped, LocalFeatures { scripts: false, profiles: false }) {
+        let features = LocalFeatures { scripts: false, profiles: false, orbit_identifier: OptionalPath(None) };
+        match prepare(serving, stopped, features) {
             Ok(_) => panic!("prepared a local agent that cannot work"),
             Err(err) => err.to_string(),
         }
@@ -119,7 +142,8 @@ mod tests {
         assert!(refusal(&serving(None, Some("/s"))).contains("needs HTTPS"));
         assert!(refusal(&serving(Some("/c.pem"), None)).contains("needs a global enroll secret"));
         let stopped: ShutdownSignal = Box::pin(std::future::pending());
-        let features = LocalFeatures { scripts: true, profiles: false };
+        let orbit_identifier = OptionalPath(Some("/opt/orbit/identifier".into()));
+        let features = LocalFeatures { scripts: true, profiles: false, orbit_identifier };
         let (note, _task) = prepare(&serving(Some("/c.pem"), Some("/s")), stopped, features).unwrap();
         assert!(note.contains("local agent") && note.contains("/tmp/herd-data/agent"), "{note}");
         assert!(note.contains("scripts on, profiles off"), "{note}");
@@ -127,5 +151,6 @@ mod tests {
             note.contains("https://localhost:8080/device/$(cat /tmp/herd-data/agent/identifier)"),
             "the banner gives this machine's My Device address: {note}"
         );
+        assert!(note.contains("and in /opt/orbit/identifier for Fleet's scripts"), "{note}");
     }
 }

@@ -92,5 +92,14 @@ mod tests {
                 "{flags:?}"
             );
         }
+        // It publishes the token at Fleet's path unless told not to (or told another path).
+        let orbit = |flags: &[&str]| {
+            let parsed = Cli::try_parse_from(["herd", "serve", "--with-agent"].iter().chain(flags)).unwrap();
+            let Command::Serve { local_agent, .. } = parsed.command else { panic!("serve") };
+            local_agent.with_agent_orbit_identifier.0
+        };
+        assert_eq!(orbit(&[]), Some("/opt/orbit/identifier".into()));
+        assert_eq!(orbit(&["--with-agent-orbit-identifier="]), None);
+        assert_eq!(orbit(&["--with-agent-orbit-identifier=/tmp/o/identifier"]), Some("/tmp/o/identifier".into()));
     }
 }
