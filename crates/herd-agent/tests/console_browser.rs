@@ -123,6 +123,25 @@ async fn console_drives_a_real_host(server: Server) {
     .await;
     browser.screenshot("console-host-script").await;
 
+    // The host's My Device page, as its user sees it: a preview whose buttons are inert, styled by herd's own
+    // stylesheet (the only one its Content-Security-Policy allows).
+    browser.click("a[href$='/my-device']").await;
+    let preview = eventually(PATIENCE, "the My Device preview", || async {
+        let text = browser.text().await;
+        text.contains("Preview: this is what the person at this computer sees").then_some(text)
+    })
+    .await;
+    assert!(preview.contains("Passing policies (1)") && preview.contains("No unwanted file"), "{preview}");
+    let buttons = browser
+        .script(
+            "const b = document.querySelector('form[action=\"\"] button'); \
+             return {disabled: b.disabled, styled: getComputedStyle(b).backgroundColor};",
+        )
+        .await;
+    assert_eq!(buttons, json!({"disabled": true, "styled": "rgb(11, 83, 148)"}), "{buttons}");
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    browser.screenshot("console-host-my-device-preview").await;
+
     // The policy list shows the live counts.
     browser.open(&format!("{}/console/policies", server.url)).await;
     let text = browser.text().await;

@@ -525,6 +525,7 @@ fn rows() -> Vec<Row> {
             form(format!("/device/{}/defer/{}", f.device_token, f.alpha.policy), &[("choice", "now".into())])
         }),
         row("GET", Root, "/assets/my-device.js", Public, none, |_, _, _| req("/assets/my-device.js")),
+        row("GET", Root, "/assets/my-device.css", Public, none, |_, _, _| req("/assets/my-device.css")),
         // Operations.
         row("GET", Root, "/livez", Public, none, |_, _, _| req("/livez")),
         row("GET", Root, "/healthz", Public, none, |_, _, _| req("/healthz")),
@@ -551,6 +552,9 @@ fn rows() -> Vec<Row> {
         row("GET", Root, "/console/hosts", ConsolePage, none, |_, _, _| req("/console/hosts")),
         row("GET", Root, "/console/hosts/{id}", Console(Read), Scopes, |o, _, _| {
             req(format!("/console/hosts/{}", o.host))
+        }),
+        row("GET", Root, "/console/hosts/{id}/my-device", Console(Read), Scopes, |o, _, _| {
+            req(format!("/console/hosts/{}/my-device", o.host))
         }),
         row("POST", Root, "/console/hosts/{id}/action", ConsoleForm, Scopes, |o, _, _| {
             form(format!("/console/hosts/{}/action", o.host), &[("do", "refetch".into())])

@@ -73,6 +73,10 @@ async fn my_device_page_in_chromium(server: Server) {
         )
         .await;
     assert_eq!(a11y, json!({"lang": "en", "h1": 1, "unnamed": 0, "focusable": true}), "{a11y}");
+    // Styled by herd's own stylesheet, the only one the page's Content-Security-Policy allows.
+    let button = browser.script("return getComputedStyle(document.querySelector('button')).backgroundColor;").await;
+    assert_eq!(button, "rgb(11, 83, 148)");
+    assert!(!text.contains("Preview"), "the person's own page is no preview: {text}");
     browser.screenshot("my-device-failing").await;
 
     // Refetch: the page says results are coming, and shows them when the host answers.

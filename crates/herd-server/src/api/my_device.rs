@@ -7,10 +7,9 @@
 use crate::app;
 use crate::error::ApiError;
 use crate::extract::Client;
-use crate::html::my_device::{DevicePage, MessagePage};
+use crate::html::my_device::MessagePage;
 use crate::html::url_component;
 use crate::state::SharedState;
-use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
@@ -24,6 +23,7 @@ pub fn routes() -> crate::api::Routes {
         .route("/device/{token}/migrate", post(migrate))
         .route("/device/{token}/defer/{policy_id}", post(defer))
         .route("/assets/my-device.js", get(script))
+        .route("/assets/my-device.css", get(stylesheet))
         .layer(middleware::map_response(harden))
 }
 
@@ -36,7 +36,7 @@ async fn harden(mut response: Response) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src https: data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src https: data:; \
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
@@ -64,14 +64,7 @@ fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
 
 async fn render(state: &SharedState, client: std::net::IpAddr, token: &str) -> Result<String, ApiError> {
     let record = app::device::host(state, client, token).await?;
-    let needs_migration = crate::app::device::needs_migration(state, &record);
-    let migration_state = record.migration_state;
-    let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
-    let (host, policies) = crate::app::device::view(state, record).await?;
-    let settings = state.settings.get();
-    let org = &settings.config.org_info;
-    let page = DevicePage::new(token, &host, &policies, org, needs_migration, window_open, migration_state);
-    page.render().map_err(|err| ApiError::Internal(err.into()))
+    crate::html::my_device::render(state, record, Some(token)).await
 }
 
 /// Who chose, for choices made on the page (it cannot know who is signed in to the computer).
@@ -150,4 +143,8 @@ async fn script() -> impl IntoResponse {
 })();
 "#;
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("my_device.css"))
 }

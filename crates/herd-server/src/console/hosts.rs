@@ -184,6 +184,20 @@ pub async fn page(State(state): State<SharedState>, user: ConsoleUser, Path(id):
     page_or_error(host_page(&state, &user, id).await)
 }
 
+/// The host's My Device page as its user sees it, for a reader of the host: herd keeps only a hash of the
+/// device's token, so the console cannot link the device's own address; the preview's buttons are inert.
+pub async fn my_device(State(state): State<SharedState>, user: ConsoleUser, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return error_page(&ApiError::NotFound("host")) };
+    page_or_error(
+        async {
+            let record = crate::access::host(&state, &user.auth, id, Action::Read).await?;
+            let html = crate::html::my_device::render(&state, record, None).await?;
+            Ok(axum::response::Html(html).into_response())
+        }
+        .await,
+    )
+}
+
 async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<Response, ApiError> {
     let record = crate::access::host(state, &user.auth, id, Action::Read).await?;
     let team_id = record.team_id;

@@ -50,6 +50,7 @@ pub fn routes() -> crate::api::Routes {
         .route("/console/hosts/{id}", get(hosts::page))
         .route("/hosts/{id}", get(hosts::fleet_host_link))
         .route("/console/hosts/{id}/action", post(hosts::action))
+        .route("/console/hosts/{id}/my-device", get(hosts::my_device))
         .route("/console/policies", get(policies::list))
         .route("/console/policies/new", get(policies::form).post(policies::save))
         .route("/console/policies/{id}", get(policies::form).post(policies::save))

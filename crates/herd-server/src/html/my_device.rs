@@ -8,7 +8,9 @@ use herd_proto::fleet::{DevicePolicy, Host, HostDeferral, OrgInfo};
 #[derive(Template)]
 #[template(path = "my_device/page.html")]
 pub struct DevicePage<'a> {
-    token: &'a str,
+    /// The device token of the person's own link; none on an admin's preview from the console, where the
+    /// buttons are shown but inert (they act only through the device's link).
+    token: Option<&'a str>,
     name: &'a str,
     host: &'a Host,
     /// The organisation's name, or "My device" when none is set.
@@ -74,7 +76,7 @@ impl<'a> DevicePage<'a> {
     /// `window_open` says a migration is under way; `migration_state` is the host's last one.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        token: &'a str,
+        token: Option<&'a str>,
         host: &'a Host,
         policies: &'a [DevicePolicy],
         org: &'a OrgInfo,
@@ -127,6 +129,33 @@ impl<'a> DevicePage<'a> {
             refresh: host.refetch_requested || window_open,
             sections,
         }
+    }
+}
+
+/// The page of `record`: under the person's link (`token`), or an admin's preview from the console (none).
+pub async fn render(
+    state: &crate::state::SharedState,
+    record: herd_store::HostRecord,
+    token: Option<&str>,
+) -> Result<String, crate::error::ApiError> {
+    let needs_migration = crate::app::device::needs_migration(state, &record);
+    let migration_state = record.migration_state;
+    let window_open = record.migration_window_until.is_some_and(|until| until > crate::state::now_ms());
+    let (host, policies) = crate::app::device::view(state, record).await?;
+    let settings = state.settings.get();
+    let org = &settings.config.org_info;
+    let page = DevicePage::new(token, &host, &policies, org, needs_migration, window_open, migration_state);
+    page.render().map_err(|err| crate::error::ApiError::Internal(err.into()))
+}
+
+impl DevicePage<'_> {
+    /// Where a button posts: under the person's link, or nowhere on a preview.
+    fn action(&self, what: &str) -> String {
+        self.token.map(|token| format!("/device/{token}/{what}")).unwrap_or_default()
+    }
+
+    fn preview(&self) -> bool {
+        self.token.is_none()
     }
 }
 
