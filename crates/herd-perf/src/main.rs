@@ -46,9 +46,10 @@ struct Args {
     /// Seconds over which hosts start (evenly spread).
     #[arg(long, default_value_t = 10)]
     ramp: u64,
-    /// Seconds from the first host's start to the end of the check-in phase (the ramp included).
-    #[arg(long, default_value_t = 30)]
-    duration: u64,
+    /// Seconds from the first host's start to the end of the check-in phase (the ramp included). Default:
+    /// the ramp, two check-in intervals, then a 30-second steady window.
+    #[arg(long)]
+    duration: Option<u64>,
     /// Seconds into the run at which the steady window ends (default: --duration). The steady window starts
     /// two check-in intervals after the ramp; CPU per check-in and the steady latencies are measured in it.
     #[arg(long)]
@@ -144,6 +145,42 @@ struct Mark {
     client_cpu: Option<f64>,
 }
 
+impl Args {
+    /// The run's length in seconds (see `--duration`).
+    fn duration(&self) -> u64 {
+        self.duration.unwrap_or(self.steady_from() + 30)
+    }
+
+    /// Seconds into the run at which the steady window starts: two check-in intervals after the ramp, when
+    /// every host's first reports are done.
+    fn steady_from(&self) -> u64 {
+        self.ramp + 2 * self.distributed_interval
+    }
+
+    /// Seconds into the run at which the steady window ends.
+    fn steady_until(&self) -> u64 {
+        self.steady_until.unwrap_or(self.duration()).min(self.duration())
+    }
+
+    /// Every figure but a burst's is measured in the steady window: a run without one would measure nothing,
+    /// so it is refused before any host starts.
+    fn refuse_an_empty_steady_window(&self) -> anyhow::Result<()> {
+        if self.steady_until() <= self.steady_from() {
+            bail!(
+                "no steady window: it starts {from} s into the run (--ramp {ramp} plus two --distributed-interval \
+                 {interval}) and --duration/--steady-until end it at {until} s; give --duration above {from} (the \
+                 default, {default} s, measures 30 s)",
+                from = self.steady_from(),
+                ramp = self.ramp,
+                interval = self.distributed_interval,
+                until = self.steady_until(),
+                default = self.steady_from() + 30,
+            );
+        }
+        Ok(())
+    }
+}
+
 fn server_pids(args: &Args) -> Vec<u32> {
     match &args.server_pid_file {
         Some(path) => std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).into_iter().collect(),
@@ -222,6 +259,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.hosts == 0 || args.distributed_interval == 0 || args.config_interval == 0 || args.pool_size == 0 {
         bail!("--hosts, --distributed-interval, --config-interval and --pool-size must be positive");
     }
+    args.refuse_an_empty_steady_window()?;
     let transport = match args.connection_model {
         ConnectionModel::Pooled => {
             net::Transport::Pooled(args.servers.iter().map(|_| net::Pool::new(args.pool_size)).collect())
@@ -277,7 +315,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "herd-perf: {} hosts, ramp {} s, run {} s, {:?} connections, against {}",
         args.hosts,
         args.ramp,
-        args.duration,
+        args.duration(),
         args.connection_model,
         args.servers.join(", ")
     );
@@ -316,15 +354,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let shared = shared.clone();
         let (email, password) = admin_credentials.clone().expect("checked above");
         let at = started + Duration::from_secs(at);
-        let until = started + Duration::from_secs(args.duration);
+        let until = started + Duration::from_secs(args.duration());
         tokio::spawn(async move { new_policy_burst(&shared, &email, &password, started, at, until).await })
     });
 
     // The steady window: from two check-in intervals after the ramp (the first reports are done) to the end.
     let interval = Duration::from_secs(args.distributed_interval);
-    let run_end = started + Duration::from_secs(args.duration);
-    let steady_end = started + Duration::from_secs(args.steady_until.unwrap_or(args.duration).min(args.duration));
-    let steady_start = (started + ramp + 2 * interval).min(steady_end);
+    let run_end = started + Duration::from_secs(args.duration());
+    let steady_end = started + Duration::from_secs(args.steady_until());
+    let steady_start = started + Duration::from_secs(args.steady_from());
     sleep_until(steady_start).await;
     let steady_from = mark(&args, &shared);
     sleep_until(steady_end).await;
@@ -378,7 +416,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .server_cpu_us_per_checkin
         .zip(floor.as_ref().and_then(|f| f.server_cpu_us_per_request))
         .map(|(checkin, floor)| checkin / floor);
-    print_report(&summary, &steady, floor.as_ref(), ratio, server_proc, check.as_ref(), errors);
+    // Why a CPU figure is missing, when one is.
+    let no_cpu = if server_pids(&args).is_empty() {
+        "n/a (no --server-pid)"
+    } else {
+        "n/a (no request in the window, or the server's /proc not readable)"
+    };
+    let windows = Windows { steady: &steady, floor: floor.as_ref(), no_cpu };
+    print_report(&summary, &windows, ratio, server_proc, check.as_ref(), errors);
     if let Some(burst) = &new_policy {
         let after = burst.all_counted_after_s.map_or("not within the run".to_string(), |s| format!("{s:.1} s"));
         println!(
@@ -468,15 +513,23 @@ async fn new_policy_burst(
     Ok(burst)
 }
 
+/// The measured windows, as the report prints them.
+struct Windows<'a> {
+    steady: &'a Window,
+    floor: Option<&'a Window>,
+    /// What a missing CPU figure says instead.
+    no_cpu: &'a str,
+}
+
 fn print_report(
     summary: &[stats::EndpointSummary],
-    steady: &Window,
-    floor: Option<&Window>,
+    windows: &Windows,
     ratio: Option<f64>,
     server: Option<stats::ProcSample>,
     check: Option<&check::CheckReport>,
     errors: u64,
 ) {
+    let Windows { steady, floor, no_cpu } = *windows;
     println!();
     println!(
         "{:<18} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
@@ -491,7 +544,7 @@ fn print_report(
             println!("{:<18}   error {kind}: {n}", "");
         }
     }
-    let us = |v: Option<f64>| v.map_or("n/a (no --server-pid)".to_string(), |v| format!("{v:.1} µs"));
+    let us = |v: Option<f64>| v.map_or(no_cpu.to_string(), |v| format!("{v:.1} µs"));
     println!();
     println!(
         "steady window: {:.0} s, {} check-ins ({:.0}/s), server CPU per check-in {}, per request {}",
@@ -544,4 +597,43 @@ fn print_report(
         }
     }
     println!("errors: {errors}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["herd-perf", "--server", "https://127.0.0.1:8080", "--insecure", "--enroll-secret", "s"];
+        Args::try_parse_from(base.iter().chain(extra)).unwrap()
+    }
+
+    /// Flags, the run's length, and its steady window (from, until); None: refused before it starts.
+    type Case<'a> = (&'a [&'a str], u64, Option<(u64, u64)>);
+
+    #[test]
+    fn a_run_always_has_a_steady_window() {
+        let cases: [Case; 6] = [
+            (&[], 60, Some((30, 60))),
+            (&["--ramp", "20"], 70, Some((40, 70))),
+            (&["--ramp", "10", "--duration", "30"], 30, None),
+            (&["--ramp", "10", "--duration", "40"], 40, Some((30, 40))),
+            (&["--ramp", "5", "--duration", "20", "--distributed-interval", "2"], 20, Some((9, 20))),
+            (&["--ramp", "900", "--duration", "1260", "--steady-until", "900"], 1260, None),
+        ];
+        for (flags, length, window) in cases {
+            let args = args(flags);
+            assert_eq!(args.duration(), length, "{flags:?}");
+            match window {
+                Some(window) => {
+                    assert!(args.refuse_an_empty_steady_window().is_ok(), "{flags:?}");
+                    assert_eq!((args.steady_from(), args.steady_until()), window, "{flags:?}");
+                }
+                None => {
+                    let refusal = args.refuse_an_empty_steady_window().unwrap_err().to_string();
+                    assert!(refusal.starts_with("no steady window"), "{flags:?}: {refusal}");
+                }
+            }
+        }
+    }
 }
