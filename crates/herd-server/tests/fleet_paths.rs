@@ -181,8 +181,38 @@ async fn host_summary_report_and_bulk_delete(server: Server) {
         server.get(&format!("/api/v1/fleet/host_summary?team_id={team_id}&low_disk_space=100"), &admin).await;
     assert_eq!((summary["team_id"].as_i64(), summary["totals_hosts_count"].as_i64()), (Some(team_id), Some(1)));
     assert_eq!(summary["low_disk_space_count"], 1);
-    let (status, refused) = server.get("/api/v1/fleet/host_summary?platform=linux", &admin).await;
+    // By platform family: a Mac joins the three Ubuntu hosts.
+    let mut mac = TestHost::new("mac");
+    mac.enroll(&server, ENROLL_SECRET).await;
+    let macos = json!([{"name": "macOS", "version": "14.4.1", "major": "14", "minor": "4", "patch": "1", "build": "23E224", "platform": "darwin", "platform_like": "darwin", "arch": "arm64"}]);
+    let (status, _) = mac
+        .write(&server, json!({"fleet_detail_query_os_version": macos}), json!({"fleet_detail_query_os_version": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let summary_of = |query: &'static str| {
+        let server = &server;
+        let admin = &admin;
+        async move { server.get(&format!("/api/v1/fleet/host_summary?{query}"), admin).await }
+    };
+    let (status, linux) = summary_of("platform=linux").await;
+    assert_eq!(status, StatusCode::OK, "{linux}");
+    assert_eq!((linux["totals_hosts_count"].as_i64(), linux["online_count"].as_i64()), (Some(3), Some(3)), "{linux}");
+    assert_eq!(linux["platforms"], json!([{"platform": "ubuntu", "hosts_count": 3}]));
+    let (_, darwin) = summary_of("platform=darwin").await;
+    assert_eq!(darwin["totals_hosts_count"], 1, "{darwin}");
+    assert_eq!(darwin["platforms"], json!([{"platform": "darwin", "hosts_count": 1}]));
+    let (_, linux_team) = summary_of("platform=linux&low_disk_space=100").await;
+    assert_eq!(linux_team["low_disk_space_count"], 3, "the Mac reported no disk: {linux_team}");
+    let (_, ios) = summary_of("platform=ios").await;
+    assert_eq!((ios["totals_hosts_count"].as_i64(), ios["platforms"].clone()), (Some(0), json!([])), "{ios}");
+    let (_, all) = summary_of("").await;
+    assert_eq!(all["totals_hosts_count"], 4);
+    let (status, refused) = summary_of("platform=beos").await;
     assert_eq!((status, &refused["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("platform")));
+    // The Mac is not part of what follows.
+    let (_, hosts) = server.get("/api/v1/fleet/hosts?query=mac", &admin).await;
+    let mac_id = hosts["hosts"][0]["id"].as_i64().unwrap();
+    assert_eq!(server.delete(&format!("/api/v1/fleet/hosts/{mac_id}"), &admin).await.0, StatusCode::OK);
 
     // The report: Fleet's columns, the listing's filters and order, CSV with quoting.
     let csv = |query: &str| {

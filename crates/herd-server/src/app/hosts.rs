@@ -365,35 +365,61 @@ pub struct HostSummary {
     pub platforms: Vec<(String, i64)>,
 }
 
-/// Fleet's `GET /host_summary` (`team_id`, `low_disk_space`; `platform` is refused: herd does not group
-/// summaries by platform family yet).
+/// Fleet's `GET /host_summary`: `team_id`, `low_disk_space`, and `platform` (a family: `darwin`, `windows`,
+/// `linux`, `chrome`; Fleet's `ios` and `ipados` are valid and have no hosts here, as herd manages none).
 pub async fn summary(
     state: &SharedState,
     auth: &AuthUser,
     params: &HashMap<String, String>,
 ) -> Result<HostSummary, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !["team_id", "low_disk_space"].contains(&k.as_str())) {
-        let reason = if unknown == "platform" {
-            "platform: a summary of one platform is not supported yet; the summary lists every platform's count"
-        } else {
-            "unsupported parameter"
-        };
-        return Err(ApiError::invalid(unknown.clone(), reason));
+    use herd_core::platform::PlatformFamily;
+    if let Some(unknown) = params.keys().find(|k| !["team_id", "low_disk_space", "platform"].contains(&k.as_str())) {
+        return Err(ApiError::invalid(unknown.clone(), "unsupported parameter"));
     }
+    // None: every platform; Some(None): a platform herd has no hosts of.
+    let family: Option<Option<PlatformFamily>> = match params.get("platform").map(|p| p.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(p) if p.is_empty() => None,
+        Some(p) if p == "ios" || p == "ipados" => Some(None),
+        Some(p) => Some(Some(
+            PlatformFamily::parse(&p)
+                .ok_or_else(|| ApiError::invalid("platform", "one of darwin, windows, linux, chrome, ios, ipados"))?,
+        )),
+    };
     let team_only: HashMap<String, String> =
         params.iter().filter(|(k, _)| *k == "team_id").map(|(k, v)| (k.clone(), v.clone())).collect();
     let base = ListQuery::parse(&team_only, auth, false)?.filter;
     super::seen::flush(state).await.map_err(ApiError::Internal)?;
     let now = now_ms();
+    // A family is decided from each host's platform as `all_linux_count` decides it, so the filtered counts
+    // are per-platform counts of that family, summed.
+    let in_family = |platform: &str| match family {
+        None => true,
+        Some(family) => family.is_some() && PlatformFamily::of_host_platform(platform, "") == family,
+    };
+    let platforms_of = |filter: HostFilter| async move {
+        let counts = state.store.host_platform_counts(&filter, now).await?;
+        Ok::<_, ApiError>(counts.into_iter().filter(|(platform, _)| in_family(platform)).collect::<Vec<_>>())
+    };
     let count = |status: Option<StatusCondition>| {
         let filter = HostFilter { status, ..base.clone() };
-        async move { state.store.count_hosts(&filter, now).await }
-    };
-    let low_disk_space = match ListQuery::parse(params, auth, false)?.filter.low_disk_space_gb {
-        Some(gb) => {
-            let filter = HostFilter { low_disk_space_gb: Some(gb), ..base.clone() };
-            Some(state.store.count_hosts(&filter, now).await?)
+        async move {
+            match family {
+                None => Ok(state.store.count_hosts(&filter, now).await?),
+                Some(_) => Ok::<_, ApiError>(platforms_of(filter).await?.iter().map(|(_, n)| n).sum()),
+            }
         }
+    };
+    let without_platform: HashMap<String, String> =
+        params.iter().filter(|(k, _)| *k != "platform").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let low_disk_space = match ListQuery::parse(&without_platform, auth, false)?.filter.low_disk_space_gb {
+        Some(gb) => Some(
+            platforms_of(HostFilter { low_disk_space_gb: Some(gb), ..base.clone() })
+                .await?
+                .iter()
+                .map(|(_, n)| n)
+                .sum(),
+        ),
         None => None,
     };
     Ok(HostSummary {
@@ -404,7 +430,7 @@ pub async fn summary(
         missing: count(Some(StatusCondition::Missing)).await?,
         new: count(Some(StatusCondition::New)).await?,
         low_disk_space,
-        platforms: state.store.host_platform_counts(&base, now).await?,
+        platforms: platforms_of(base.clone()).await?,
     })
 }
 
