@@ -86,6 +86,7 @@ async fn desktop(
     let asking = deferrals.iter().filter(|d| d.state == "prompting").count();
     Ok(Json(DesktopSummary {
         failing_policies_count: failing as u64,
+        self_service: Some(false),
         deferrals_waiting_count: asking as u64,
         notifications: DesktopNotifications {
             needs_mdm_migration: app::device::needs_migration(&state, &record),
@@ -127,6 +128,8 @@ async fn refetch(
 }
 
 impl crate::extract::NodeKeyed for DeviceTokenRequest {
+    /// herd-agent's node key, or fleetd's orbit node key.
+    const KEY: app::agent::AgentKey = app::agent::AgentKey::Either;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }
