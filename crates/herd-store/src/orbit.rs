@@ -36,6 +36,20 @@ impl Store {
         Ok(enrolled)
     }
 
+    /// A host's runs still to do, oldest first, with their time limits: queued ones and those waiting on a
+    /// deferral (fleetd asks no user: it runs them when told). Read every time orbit fetches its
+    /// configuration, as Fleet does, from any server; the index on (host, status) keeps it cheap.
+    pub async fn queued_executions(&self, host_id: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT execution_id, timeout_s FROM script_executions \
+             WHERE host_id = $1 AND status IN ('pending', 'deferred') ORDER BY id",
+        )
+        .bind(host_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("execution_id")?, row.try_get("timeout_s")?))).collect()
+    }
+
     pub async fn host_checkin_by_orbit_node_key(&self, orbit_node_key_hash: &str) -> Result<Option<HostCheckin>> {
         let row =
             sqlx::query(AssertSqlSafe(format!("SELECT {CHECKIN_COLUMNS} FROM hosts WHERE orbit_node_key_hash = $1")))

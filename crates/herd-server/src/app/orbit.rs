@@ -87,43 +87,34 @@ pub async fn enroll(
 }
 
 /// What orbit runs with: its team's agent options (or the global ones) as Fleet reads them, and what it
-/// should do now. The queued scripts are read only when the host's cached row says some are queued.
+/// should do now.
 pub async fn config(state: &SharedState, host: &CachedHost, now: Millis) -> Result<OrbitConfig, OsqueryError> {
     let settings = state.settings.get();
     let options = settings.agent_options(host.checkin.team_id);
     let family = PlatformFamily::of_host_platform(&host.checkin.platform, &host.checkin.platform_like);
     let mut notifications = OrbitNotifications::default();
+    let host_id = host.checkin.id;
+    // Read each time, as Fleet does: a run queued by a report on any server shows up at the next fetch.
+    let queued = state.store.queued_executions(host_id).await?;
     let mut longest_queued_s = None;
-    if host.checkin.pending_scripts {
-        let host_id = host.checkin.id;
-        // fleetd keeps no deferral schedule: a deferred run is handed out as an ordinary one.
-        let work = state.store.agent_script_work(host_id, false, now).await?;
+    if !queued.is_empty() {
         if settings.config.server_settings.scripts_disabled {
             // Runs this host will never do are finished as errors rather than left pending forever.
-            for (execution, _) in &work {
-                let why = "scripts are disabled on the server";
+            let why = "scripts are disabled on the server";
+            for (execution_id, _) in &queued {
                 state
                     .store
-                    .record_execution_result(
-                        host_id,
-                        &execution.execution_id,
-                        RunOutcome::Refused,
-                        None,
-                        why,
-                        None,
-                        now,
-                    )
+                    .record_execution_result(host_id, execution_id, RunOutcome::Refused, None, why, None, now)
                     .await?;
             }
+            AfterCommit::new().evict([host_id]).apply(state, None).await?;
         } else {
-            longest_queued_s = work.iter().map(|(e, _)| e.timeout_s).max();
-            notifications.pending_script_execution_ids = work.into_iter().map(|(e, _)| e.execution_id).collect();
+            longest_queued_s = queued.iter().map(|(_, timeout_s)| *timeout_s).max();
+            notifications.pending_script_execution_ids = queued.into_iter().map(|(id, _)| id).collect();
         }
-        // Handing the runs out may have cleared the host's "something new" flag.
-        AfterCommit::new().evict([host_id]).apply(state, None).await?;
     }
     if settings.config.mdm.macos_migration.enable
-        && let Some(record) = state.store.get_host(host.checkin.id).await?
+        && let Some(record) = state.store.get_host(host_id).await?
     {
         notifications.needs_mdm_migration = super::device::needs_migration(state, &record);
     }
