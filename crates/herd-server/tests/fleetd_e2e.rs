@@ -305,7 +305,50 @@ async fn fleet_desktop_reads_every_field_it_needs(server: Server) {
     assert_eq!(page.status(), StatusCode::OK);
 }
 
+/// Seed 002 on a Mac with fleetd: osquery's `mdm` table says another MDM manages it, so orbit's configuration
+/// and Fleet Desktop's summary offer the migration; `migrate_mdm` starts it; once the Mac reports itself
+/// unmanaged, the offer ends.
+async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
+    let admin = server.admin_token().await;
+    let migration = json!({"mdm": {"macos_migration": {"enable": true, "mode": "voluntary",
+        "webhook_url": "https://migration.example.test/hook"}}});
+    let (status, body) = server.patch("/api/v1/fleet/config", &admin, migration).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut fleetd = Fleetd::new("mac-10", ENROLL_SECRET);
+    fleetd.enrolled_in_other_mdm = true;
+    let token = "6b1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+    fleetd.set_device_token(&server, token).await.unwrap();
+    let read = fleetd.osquery_check_in(&server, |_| true).await;
+    assert!(read["queries"].get("fleet_detail_query_mdm_migration").is_some(), "asked: {read}");
+    let config = fleetd.config(&server).await.unwrap();
+    assert_eq!(config["notifications"]["needs_mdm_migration"], true, "{config}");
+    let desktop_path = format!("/api/latest/fleet/device/{token}/desktop");
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(summary["notifications"]["needs_mdm_migration"], true, "{summary}");
+    assert_eq!(summary["config"]["mdm"]["macos_migration"]["mode"], "voluntary");
+
+    // Fleet Desktop's dialog: "Start" calls migrate_mdm (device_client.go MigrateMDM).
+    let (status, _) = server
+        .request(reqwest::Method::POST, &format!("/api/latest/fleet/device/{token}/migrate_mdm"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The old MDM removed the Mac; osquery says so at the next check-in: migrated, nothing more to offer.
+    fleetd.enrolled_in_other_mdm = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        fleetd.osquery_check_in(&server, |_| true).await;
+        if fleetd.config(&server).await.unwrap()["notifications"]["needs_mdm_migration"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the Mac's unmanaged report never ended the offer");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(summary["notifications"]["needs_mdm_migration"], false, "{summary}");
+}
+
 herd_testkit::server_cases!(
+    a_mac_managed_elsewhere_is_offered_the_migration,
     orbit_enrolls_first_and_osqueryd_joins_its_host,
     osqueryd_enrolls_first_and_orbit_joins_its_host,
     bad_orbit_keys_are_node_invalid,

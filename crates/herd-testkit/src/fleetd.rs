@@ -66,6 +66,8 @@ pub struct Fleetd {
     pub scripts_enabled: bool,
     /// The last configuration orbit fetched.
     pub last_config: Value,
+    /// What osquery's `mdm` table says: enrolled in another MDM (the migration of seed 002).
+    pub enrolled_in_other_mdm: bool,
 }
 
 impl Fleetd {
@@ -83,6 +85,7 @@ impl Fleetd {
             orbit_enrollments: 0,
             scripts_enabled: true,
             last_config: Value::Null,
+            enrolled_in_other_mdm: false,
         }
     }
 
@@ -305,7 +308,10 @@ impl Fleetd {
                 "gigs_total_disk_space": "460.4"}]),
             "osquery_flags" => json!([{"name": "distributed_interval", "value": "10"},
                 {"name": "config_tls_refresh", "value": "60"}, {"name": "logger_tls_period", "value": "10"}]),
-            // The mdm table: not enrolled in another MDM.
+            // osquery's mdm table.
+            "mdm_migration" if self.enrolled_in_other_mdm => {
+                json!([{"enrolled": "true", "server_url": "https://mdm.previous-vendor.example/mdm"}])
+            }
             "mdm_migration" => json!([{"enrolled": "false", "server_url": ""}]),
             _ => json!([]),
         }
