@@ -447,6 +447,10 @@ fn rows() -> Vec<Row> {
         row("POST", Fleet, "/device/{token}/migrate_mdm", Device, none, |_, f, _| {
             req(format!("/device/{}/migrate_mdm", f.device_token))
         }),
+        row("GET", Fleet, "/device/{token}/transparency", Device, none, |_, f, _| {
+            req(format!("/device/{}/transparency", f.device_token))
+        })
+        .ok(307, ""),
         row("GET", Fleet, "/device/{token}/deferrals", Device, none, |_, f, _| {
             req(format!("/device/{}/deferrals", f.device_token))
         }),

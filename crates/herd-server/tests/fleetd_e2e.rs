@@ -300,6 +300,11 @@ async fn fleet_desktop_reads_every_field_it_needs(server: Server) {
     // HEAD /device/{token}/ping: its token check (device_client.go CheckToken).
     let ping = server.client.head(format!("{}/api/latest/fleet/device/{token}/ping", server.url)).send().await.unwrap();
     assert_eq!(ping.status(), StatusCode::OK);
+    // "About Fleet" opens the transparency link (device_client.go BrowserTransparencyURL): a redirect.
+    let about = server.browser().get(format!("{}/api/latest/fleet/device/{token}/transparency", server.url));
+    let about = about.send().await.unwrap();
+    assert_eq!(about.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(about.headers()["location"], "https://fleetdm.com/transparency");
     // "My device" opens /device/{token} (device_client.go BrowserDeviceURL): herd's My Device page.
     let page = server.client.get(format!("{}/device/{token}", server.url)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
