@@ -82,6 +82,8 @@ impl ScriptResult {
             exit_code: self.exit_code,
             output: self.output.clone(),
             runtime_ms: Some(self.runtime_ms),
+            runtime: None,
+            timeout: None,
             timed_out: self.timed_out,
             rechecks_locally,
             deferral_trigger: trigger,

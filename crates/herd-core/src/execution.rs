@@ -77,6 +77,39 @@ impl From<RunOutcome> for ExecutionStatus {
     }
 }
 
+/// Whose conventions a script result follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultConvention {
+    /// herd-agent: an exit code only when the script ended by itself; otherwise none, and whether it was
+    /// killed at its time limit.
+    Herd,
+    /// Fleet's fleetd (`HostScriptResultPayload`): always an exit code; -1 when the script did not end by
+    /// itself (killed at its timeout, or it could not start: Fleet reports both as a timeout), -2 when
+    /// scripts are disabled on the host.
+    Fleet,
+}
+
+/// Fleet's exit code for a run that did not end by itself.
+pub const FLEET_NOT_TERMINATED: i64 = -1;
+/// Fleet's exit code for a run refused because scripts are disabled on the host.
+pub const FLEET_SCRIPTS_DISABLED: i64 = -2;
+
+/// How a reported run ended, and the exit code to keep (none when it did not end by itself): one reading
+/// of both agents' results, so a fleetd timeout is recorded as herd-agent's is.
+pub fn reported_outcome(
+    convention: ResultConvention,
+    exit_code: Option<i64>,
+    timed_out: bool,
+) -> (RunOutcome, Option<i64>) {
+    match (convention, exit_code) {
+        (ResultConvention::Fleet, Some(FLEET_NOT_TERMINATED)) => (RunOutcome::TimedOut, None),
+        (ResultConvention::Fleet, Some(FLEET_SCRIPTS_DISABLED)) => (RunOutcome::Refused, None),
+        (_, Some(code)) => (RunOutcome::Ran, Some(code)),
+        (ResultConvention::Herd, None) if timed_out => (RunOutcome::TimedOut, None),
+        (_, None) => (RunOutcome::Error, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +122,30 @@ mod tests {
         }
         assert_eq!(ExecutionStatus::parse("Ran"), None, "names are exact");
         assert!(ExecutionStatus::Ran == "ran" && ExecutionStatus::Error != "ran");
+    }
+
+    #[test]
+    fn reported_outcomes_of_both_agents() {
+        use ResultConvention::{Fleet, Herd};
+        let cases = [
+            (Herd, Some(0), false, RunOutcome::Ran, Some(0)),
+            (Herd, Some(3), false, RunOutcome::Ran, Some(3)),
+            (Herd, None, true, RunOutcome::TimedOut, None),
+            (Herd, None, false, RunOutcome::Error, None),
+            // herd-agent never reports -1 for a timeout: a script's own -1 (Windows) is its exit code.
+            (Herd, Some(-1), false, RunOutcome::Ran, Some(-1)),
+            (Fleet, Some(0), false, RunOutcome::Ran, Some(0)),
+            (Fleet, Some(1), false, RunOutcome::Ran, Some(1)),
+            (Fleet, Some(-1), false, RunOutcome::TimedOut, None),
+            (Fleet, Some(-2), false, RunOutcome::Refused, None),
+            (Fleet, None, false, RunOutcome::Error, None),
+        ];
+        for (convention, exit_code, timed_out, outcome, kept) in cases {
+            assert_eq!(
+                reported_outcome(convention, exit_code, timed_out),
+                (outcome, kept),
+                "{convention:?} {exit_code:?} {timed_out}"
+            );
+        }
     }
 }

@@ -103,6 +103,14 @@ pub struct ScriptResultRequest {
     pub output: String,
     #[serde(default)]
     pub runtime_ms: Option<i64>,
+    /// Fleet's fleetd reports its body (`HostScriptResultPayload`) here too: the run time in whole seconds
+    /// instead of `runtime_ms`. Its presence marks Fleet's body, whose exit codes -1 (did not end by itself)
+    /// and -2 (scripts disabled) carry meaning (`crate::orbit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<i64>,
+    /// Fleet's body: the time limit the run had, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
     /// The script was killed at its time limit (older agents do not say: false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
@@ -261,6 +269,10 @@ pub struct DeviceTokenRequest {
 #[serde(default)]
 pub struct DesktopSummary {
     pub failing_policies_count: u64,
+    /// Fleet's: whether the self-service page exists. Fleet Desktop shows its "Self-service" item unless this
+    /// is `false` (null included), so herd, which has no self-service page, says `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_service: Option<bool>,
     /// herd's own: fixes waiting on the user's choice.
     pub deferrals_waiting_count: u64,
     pub notifications: DesktopNotifications,
@@ -380,6 +392,8 @@ mod tests {
             exit_code: Some(0),
             output: "ok\n".into(),
             runtime_ms: Some(12),
+            runtime: None,
+            timeout: None,
             timed_out: false,
             rechecks_locally: true,
             deferral_trigger: None,
@@ -536,6 +550,7 @@ mod tests {
         round_trip("acknowledged", &Acknowledged {}, json!({}));
         let summary = DesktopSummary {
             failing_policies_count: 2,
+            self_service: None,
             deferrals_waiting_count: 1,
             notifications: DesktopNotifications { needs_mdm_migration: true, renew_enrollment_profile: false },
             config: DeviceConfig {

@@ -5,4 +5,5 @@
 
 pub mod agent;
 pub mod fleet;
+pub mod orbit;
 pub mod osquery;

@@ -143,6 +143,9 @@ pub enum OsqueryError {
     /// The request is well-formed but clashes with what another host owns (409).
     #[error("{0}")]
     Conflict(String),
+    /// What the request names is not this host's (a script execution it was not given): 404.
+    #[error("{0}")]
+    NotFound(&'static str),
     #[error("{reason}, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64, reason: &'static str },
     /// A limit other than failed attempts (a host's result-log budget): 429 with the reason and Retry-After.
@@ -183,6 +186,7 @@ impl IntoResponse for OsqueryError {
             OsqueryError::NodeInvalid(_) => (StatusCode::UNAUTHORIZED, true),
             OsqueryError::BadRequest(_) => (StatusCode::BAD_REQUEST, false),
             OsqueryError::Conflict(_) => (StatusCode::CONFLICT, false),
+            OsqueryError::NotFound(_) => (StatusCode::NOT_FOUND, false),
             OsqueryError::RateLimited { .. } | OsqueryError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, false),
             OsqueryError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, false),
             OsqueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, false),

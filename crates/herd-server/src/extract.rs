@@ -1,7 +1,7 @@
 //! Request bodies: read once with a size limit, gunzipped when the client says so, parsed into wire types
 //! with errors that name the offending field.
 
-use crate::app::agent::authenticate;
+use crate::app::agent::{AgentKey, authenticate_as};
 use crate::error::{ApiError, OsqueryError};
 use crate::host_cache::CachedHost;
 use crate::state::SharedState;
@@ -409,7 +409,7 @@ impl<T: NodeKeyed + DeserializeOwned + Send + 'static> FromRequest<SharedState> 
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty());
         let header_host = match &header_key {
-            Some(key) => Some(authenticate(state, key).await?),
+            Some(key) => Some(authenticate_as(state, key, T::KEY).await?),
             None => None,
         };
         let text = RawBody::read(req, T::LIMITS).await?.check().await?;
@@ -418,7 +418,8 @@ impl<T: NodeKeyed + DeserializeOwned + Send + 'static> FromRequest<SharedState> 
             None => {
                 let BodyNodeKey { node_key } = text.parse().await?;
                 let key = node_key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
-                authenticate(state, key.as_deref().ok_or(OsqueryError::NodeInvalid("missing node key"))?).await?
+                let key = key.as_deref().ok_or(OsqueryError::NodeInvalid("missing node key"))?;
+                authenticate_as(state, key, T::KEY).await?
             }
         };
         let body: T = text.parse().await?;
@@ -447,6 +448,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
 pub trait NodeKeyed {
     /// Size and shape a body may have (see [`crate::extract::BodyLimits`]).
     const LIMITS: BodyLimits = AGENT_LIMITS;
+    /// Whose node key it carries (osqueryd's unless said otherwise).
+    const KEY: AgentKey = AgentKey::Osquery;
     fn node_key(&self) -> Option<&str>;
 }
 

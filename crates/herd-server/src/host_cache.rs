@@ -82,6 +82,8 @@ pub async fn warm(state: &crate::state::SharedState) -> Result<usize, herd_store
 struct Maps {
     by_id: HashMap<i64, CachedHost>,
     id_by_key: HashMap<String, i64>,
+    /// Fleet's orbit (fleetd) has a node key of its own, which names the same host.
+    id_by_orbit_key: HashMap<String, i64>,
     /// Evictions so far (see [`HostCache::eviction_mark`]).
     evictions: u64,
 }
@@ -102,6 +104,13 @@ impl HostCache {
         maps.by_id.get(id).cloned()
     }
 
+    /// The host whose orbit (fleetd) node key hashes to `orbit_node_key_hash`.
+    pub fn by_orbit_node_key(&self, orbit_node_key_hash: &str) -> Option<CachedHost> {
+        let maps = self.maps();
+        let id = maps.id_by_orbit_key.get(orbit_node_key_hash)?;
+        maps.by_id.get(id).cloned()
+    }
+
     /// Stores a fresh row from the database, keeping the in-memory marks of what was handed out; the policy
     /// plan is dropped, since the row may say the host moved or was asked to refetch.
     pub fn insert(&self, checkin: HostCheckin) -> CachedHost {
@@ -111,9 +120,15 @@ impl HostCache {
     fn insert_into(maps: &mut Maps, checkin: HostCheckin) -> CachedHost {
         let previous = maps.by_id.remove(&checkin.id);
         if let Some(previous) = &previous {
-            maps.id_by_key.remove(&previous.checkin.node_key_hash);
+            Self::forget_keys(maps, &previous.checkin);
         }
-        maps.id_by_key.insert(checkin.node_key_hash.clone(), checkin.id);
+        // A host orbit enrolled before its osqueryd has no osquery node key yet.
+        if !checkin.node_key_hash.is_empty() {
+            maps.id_by_key.insert(checkin.node_key_hash.clone(), checkin.id);
+        }
+        if let Some(orbit_key) = &checkin.orbit_node_key_hash {
+            maps.id_by_orbit_key.insert(orbit_key.clone(), checkin.id);
+        }
         let entry = match previous {
             Some(previous) => CachedHost { checkin, policy_plan: None, ..previous },
             None => CachedHost::fresh(checkin),
@@ -147,7 +162,14 @@ impl HostCache {
         let mut maps = self.maps();
         maps.evictions += 1;
         if let Some(entry) = maps.by_id.remove(&host_id) {
-            maps.id_by_key.remove(&entry.checkin.node_key_hash);
+            Self::forget_keys(&mut maps, &entry.checkin);
+        }
+    }
+
+    fn forget_keys(maps: &mut Maps, checkin: &HostCheckin) {
+        maps.id_by_key.remove(&checkin.node_key_hash);
+        if let Some(orbit_key) = &checkin.orbit_node_key_hash {
+            maps.id_by_orbit_key.remove(orbit_key);
         }
     }
 
@@ -216,6 +238,7 @@ mod tests {
         HostCheckin {
             id,
             node_key_hash: key.into(),
+            orbit_node_key_hash: None,
             team_id: None,
             platform: "ubuntu".into(),
             platform_like: String::new(),
@@ -286,5 +309,31 @@ mod tests {
         assert_eq!(entry.checkin.platform, "darwin");
         cache.vitals_recorded(1, 60, 110, None);
         assert_eq!(cache.by_node_key("k").unwrap().checkin.refetch_requested_at, None);
+    }
+
+    /// fleetd's orbit and osqueryd name one host with two keys: each finds it, neither finds it for the
+    /// other's lookup, and a new orbit key (orbit enrolled again) or an eviction forgets the old one.
+    #[test]
+    fn orbit_keys_name_the_same_host() {
+        let cache = HostCache::default();
+        let mut both = checkin(3, "osquery");
+        both.orbit_node_key_hash = Some("orbit".into());
+        cache.insert(both.clone());
+        assert_eq!(cache.by_orbit_node_key("orbit").unwrap().checkin.id, 3);
+        assert_eq!(cache.by_node_key("osquery").unwrap().checkin.id, 3);
+        assert!(cache.by_node_key("orbit").is_none() && cache.by_orbit_node_key("osquery").is_none());
+        both.orbit_node_key_hash = Some("orbit-again".into());
+        cache.insert(both);
+        assert!(cache.by_orbit_node_key("orbit").is_none());
+        assert_eq!(cache.by_orbit_node_key("orbit-again").unwrap().checkin.id, 3);
+        // Orbit enrolled first: no osquery key yet.
+        let mut orbit_only = checkin(4, "");
+        orbit_only.orbit_node_key_hash = Some("orbit-4".into());
+        cache.insert(orbit_only);
+        assert!(cache.by_node_key("").is_none());
+        cache.evict(3);
+        cache.evict(4);
+        assert!(cache.by_orbit_node_key("orbit-again").is_none() && cache.by_orbit_node_key("orbit-4").is_none());
+        assert_eq!(cache.len(), 0);
     }
 }

@@ -447,6 +447,10 @@ fn rows() -> Vec<Row> {
         row("POST", Fleet, "/device/{token}/migrate_mdm", Device, none, |_, f, _| {
             req(format!("/device/{}/migrate_mdm", f.device_token))
         }),
+        row("GET", Fleet, "/device/{token}/transparency", Device, none, |_, f, _| {
+            req(format!("/device/{}/transparency", f.device_token))
+        })
+        .ok(307, ""),
         row("GET", Fleet, "/device/{token}/deferrals", Device, none, |_, f, _| {
             req(format!("/device/{}/deferrals", f.device_token))
         }),
@@ -502,7 +506,24 @@ fn rows() -> Vec<Row> {
         row("POST", Root, "/api/fleet/orbit/scripts/result", Agent, none, |_, f, _| {
             let body = json!({"node_key": f.node_key, "execution_id": "no-such-execution", "exit_code": 0});
             req_json("/api/fleet/orbit/scripts/result", body)
+        })
+        // A good node key, a run the host was not given: not found (a bad key is 401).
+        .ok(404, "no script execution"),
+        // Fleet's orbit (fleetd): its own node key (enroll: the enroll secret; ping: nothing).
+        row("POST", Root, "/api/fleet/orbit/enroll", Agent, none, |_, f, n| {
+            let body = json!({"enroll_secret": f.alpha.secret, "hardware_uuid": format!("ORBIT-PROBE-{n}")});
+            req_json("/api/fleet/orbit/enroll", body)
         }),
+        row("POST", Root, "/api/fleet/orbit/config", Agent, none, |_, f, _| {
+            req_json("/api/fleet/orbit/config", json!({"orbit_node_key": f.orbit_node_key}))
+        }),
+        row("POST", Root, "/api/fleet/orbit/scripts/request", Agent, none, |_, f, _| {
+            let body = json!({"orbit_node_key": f.orbit_node_key, "execution_id": "no-such-execution"});
+            req_json("/api/fleet/orbit/scripts/request", body)
+        })
+        .ok(404, "no script execution"),
+        row("HEAD", Root, "/api/fleet/orbit/ping", Public, none, |_, _, _| req("/api/fleet/orbit/ping")),
+        row("POST", Root, "/api/fleet/orbit/ping", Public, none, |_, _, _| req("/api/fleet/orbit/ping")),
         row("POST", Root, "/api/fleet/orbit/deferrals/status", Agent, none, |_, f, _| {
             let body = json!({"node_key": f.node_key, "execution_id": "no-such-execution", "status": "waiting"});
             req_json("/api/fleet/orbit/deferrals/status", body)
@@ -682,6 +703,8 @@ struct Fixture {
     nowhere: Objects,
     victim: i64,
     node_key: String,
+    /// The orbit (fleetd) node key of a machine enrolled with alpha's secret.
+    orbit_node_key: String,
     node_keys: Vec<String>,
     device_token: String,
     users: Vec<Who>,
@@ -819,6 +842,10 @@ async fn fixture(server: Server) -> Fixture {
         .osquery("/api/fleet/orbit/device_token", json!({"node_key": node_key, "device_auth_token": device_token}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let orbit = json!({"enroll_secret": "alpha-enroll-secret-0001", "hardware_uuid": "ORBIT-FIXTURE"});
+    let (status, body) = server.osquery("/api/fleet/orbit/enroll", orbit).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let orbit_node_key = body["orbit_node_key"].as_str().unwrap().to_string();
     let patch = json!({"webhook_settings": {"failing_policies_webhook": {"destination_url": WEBHOOK_URL}}});
     let (status, body) = server.patch("/api/v1/fleet/config", &admin, patch).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -858,6 +885,7 @@ async fn fixture(server: Server) -> Fixture {
         victim,
         node_keys: vec![node_key.clone(), bravo_key, global_key],
         node_key,
+        orbit_node_key,
         device_token,
         users,
         counter: AtomicU64::new(1),
@@ -1165,7 +1193,7 @@ fn with_user_token(body: &Body, token: &str) -> Body {
     match body {
         Body::Json(Value::Object(map)) => {
             let mut map = map.clone();
-            for key in ["node_key", "enroll_secret"] {
+            for key in ["node_key", "orbit_node_key", "enroll_secret"] {
                 if map.contains_key(key) {
                     map.insert(key.into(), json!(token));
                 }

@@ -22,6 +22,8 @@ pub struct HostChange {
 pub struct HostCheckin {
     pub id: i64,
     pub node_key_hash: String,
+    /// The node key of Fleet's orbit on this host (fleetd), hashed; None until orbit enrolls.
+    pub orbit_node_key_hash: Option<String>,
     pub team_id: Option<i64>,
     pub platform: String,
     pub platform_like: String,
@@ -99,7 +101,7 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.logger_tls_period, h.seen_time, h.created_at, h.last_enrolled_at, h.detail_updated_at, h.refetch_requested_at, h.policy_updated_at, h.scripts_enabled, \
     h.managed_by_other, h.migration_state, h.migration_started_at, h.migration_window_until";
 
-const CHECKIN_COLUMNS: &str = "id, node_key_hash, team_id, platform, platform_like, detail_updated_at, \
+pub(crate) const CHECKIN_COLUMNS: &str = "id, node_key_hash, orbit_node_key_hash, team_id, platform, platform_like, detail_updated_at, \
     refetch_requested_at, recheck_requested_at, created_at, migration_window_until, \
     (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') + \
     (SELECT COUNT(*) FROM deferrals d WHERE d.host_id = hosts.id AND d.agent_synced = 0) AS pending_scripts, \
@@ -115,10 +117,11 @@ fn checkin_and_runs_from_row(row: &sqlx::any::AnyRow) -> Result<CheckinAndRuns> 
     Ok((checkin_from_row(row)?, crate::policies::parse_runs(&row.try_get::<String, _>("policy_runs")?)))
 }
 
-fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
+pub(crate) fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
     Ok(HostCheckin {
         id: row.try_get("id")?,
         node_key_hash: row.try_get::<Option<String>, _>("node_key_hash")?.unwrap_or_default(),
+        orbit_node_key_hash: row.try_get("orbit_node_key_hash")?,
         team_id: row.try_get("team_id")?,
         platform: row.try_get("platform")?,
         platform_like: row.try_get("platform_like")?,
@@ -486,7 +489,7 @@ pub struct Enrolled {
 }
 
 /// How many times an enrollment tries insert-or-update when the row it found keeps being deleted.
-const ENROLL_ATTEMPTS: usize = 3;
+pub(crate) const ENROLL_ATTEMPTS: usize = 3;
 
 /// An enrollment (see `Store::enroll_host`), in the caller's transaction.
 ///

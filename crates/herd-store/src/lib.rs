@@ -25,6 +25,7 @@ mod jobs;
 mod logs;
 mod migrate;
 mod migration;
+mod orbit;
 mod policies;
 mod profiles;
 mod scripts;
@@ -46,6 +47,7 @@ pub use hosts::{
 pub use jobs::{Job, JobState, NewJob};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
+pub use orbit::OrbitEnroll;
 pub use policies::{
     FiringPolicy, HostPolicyAnswer, OnFailure, PolicyAuthor, PolicyFields, PolicyRecord, ReportOutcome,
 };

@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_count_shards"),
     migration!(12, "0012_automation_give_ups"),
     migration!(13, "0013_script_outcomes"),
+    migration!(14, "0014_orbit"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -2,6 +2,7 @@
 //! over HTTPS, pinning the certificate the server generated, as an operator following the README would.
 
 pub mod browser;
+pub mod fleetd;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};

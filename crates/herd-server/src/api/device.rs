@@ -24,6 +24,21 @@ pub fn routes() -> crate::api::Routes {
         .route("/device/{token}/refetch", post(refetch))
         .route("/device/{token}/ping", head(ping))
         .route("/device/{token}/migrate_mdm", post(migrate_mdm))
+        .route("/device/{token}/transparency", get(transparency))
+}
+
+/// What Fleet's free tier links Fleet Desktop's "About Fleet" item to: what fleetd collects and why.
+const FLEET_TRANSPARENCY_URL: &str = "https://fleetdm.com/transparency";
+
+/// Fleet's `GET /device/{token}/transparency` (Fleet Desktop's "About Fleet"): a temporary redirect to the
+/// page about the agent, for a valid token.
+async fn transparency(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(token): Path<String>,
+) -> Result<axum::response::Redirect, ApiError> {
+    app::device::host_id(&state, client, &token).await?;
+    Ok(axum::response::Redirect::temporary(FLEET_TRANSPARENCY_URL))
 }
 
 /// At the root: what herd-agent calls.
@@ -86,6 +101,7 @@ async fn desktop(
     let asking = deferrals.iter().filter(|d| d.state == "prompting").count();
     Ok(Json(DesktopSummary {
         failing_policies_count: failing as u64,
+        self_service: Some(false),
         deferrals_waiting_count: asking as u64,
         notifications: DesktopNotifications {
             needs_mdm_migration: app::device::needs_migration(&state, &record),
@@ -127,6 +143,8 @@ async fn refetch(
 }
 
 impl crate::extract::NodeKeyed for DeviceTokenRequest {
+    /// herd-agent's node key, or fleetd's orbit node key.
+    const KEY: app::agent::AgentKey = app::agent::AgentKey::Either;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }

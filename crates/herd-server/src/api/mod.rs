@@ -8,6 +8,7 @@ pub mod device;
 pub mod hosts;
 pub mod my_device;
 pub mod ops;
+pub mod orbit;
 pub mod osquery;
 pub mod policies;
 pub mod profiles;
@@ -133,13 +134,22 @@ fn all_routes() -> Routes {
     }
     routes
         .merge(osquery::routes())
-        .merge(device::agent_routes())
+        .merge(agent_routes())
         .merge(my_device::routes())
         .merge(crate::console::routes().layer(DefaultBodyLimit::max(REST_LIMITS.sent)))
+        .merge(ops::routes())
+}
+
+/// The agents' endpoints at Fleet's orbit paths: fleetd's own and herd-agent's (which fleetd shares for a
+/// script's result and the device token). Every answer says what the server supports, as Fleet's do.
+fn agent_routes() -> Routes {
+    Routes::new()
+        .merge(orbit::routes())
+        .merge(device::agent_routes())
         .merge(scripts::agent_routes())
         .merge(deferrals::agent_routes())
         .merge(profiles::agent_routes())
-        .merge(ops::routes())
+        .layer(middleware::map_response(orbit::with_capabilities))
 }
 
 /// Every route path the server answers, as declared (`/api/v1/fleet/hosts/{id}`). Each path's methods are

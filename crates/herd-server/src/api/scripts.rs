@@ -177,6 +177,8 @@ impl crate::extract::NodeKeyed for ScriptResultRequest {
     /// A script may print far more than the 10,000 characters kept (runners other than herd-agent may send it
     /// all): a report's limits, and the server keeps the tail.
     const LIMITS: crate::extract::BodyLimits = crate::extract::REPORT_LIMITS;
+    /// herd-agent's and fleetd's results alike.
+    const KEY: app::agent::AgentKey = app::agent::AgentKey::Either;
     fn node_key(&self) -> Option<&str> {
         self.node_key.as_deref()
     }

@@ -29,22 +29,7 @@ pub async fn enroll(
     client: IpAddr,
     request: EnrollRequest,
 ) -> Result<EnrollResponse, OsqueryError> {
-    let settings = state.settings.get();
-    // Compare against every secret, without stopping at the first match, so timing says nothing about which.
-    let mut team_of_secret = None;
-    for stored in &settings.enroll_secrets {
-        if secrets_equal(&stored.secret, &request.enroll_secret) {
-            team_of_secret = Some(stored.team_id);
-        }
-    }
-    let Some(team_id) = team_of_secret.filter(|_| !request.enroll_secret.is_empty()) else {
-        // Secrets are compared in memory (cheap), so a valid one is never refused for others' failures; bad
-        // ones beyond the address's budget get 429 instead of 401.
-        state.metrics.failed_enrollments.fetch_add(1, Ordering::Relaxed);
-        let rule = crate::rate_limit::address_rule(client, "too many bad enroll secrets from your address");
-        state.enroll_limiter.record_failure(&[rule], Instant::now())?;
-        return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
-    };
+    let team_id = team_of_secret(state, client, &request.enroll_secret)?;
 
     let system_uuid = request.host_details.get("system_info").and_then(|row| row.get("uuid")).map(|u| u.trim());
     let uuid = match system_uuid.filter(|u| !u.is_empty()) {
@@ -98,6 +83,28 @@ pub async fn enroll(
     state.metrics.enrollments.fetch_add(1, Ordering::Relaxed);
     tracing::info!(host_id, team_id, "host enrolled");
     Ok(EnrollResponse { node_key })
+}
+
+/// The team an enroll secret enrolls into (None: no team), for osqueryd and Fleet's orbit alike. Bad secrets
+/// count against the client's address.
+pub(crate) fn team_of_secret(state: &SharedState, client: IpAddr, secret: &str) -> Result<Option<i64>, OsqueryError> {
+    let settings = state.settings.get();
+    // Compare against every secret, without stopping at the first match, so timing says nothing about which.
+    let mut team_of_secret = None;
+    for stored in &settings.enroll_secrets {
+        if secrets_equal(&stored.secret, secret) {
+            team_of_secret = Some(stored.team_id);
+        }
+    }
+    let Some(team_id) = team_of_secret.filter(|_| !secret.is_empty()) else {
+        // Secrets are compared in memory (cheap), so a valid one is never refused for others' failures; bad
+        // ones beyond the address's budget get 429 instead of 401.
+        state.metrics.failed_enrollments.fetch_add(1, Ordering::Relaxed);
+        let rule = crate::rate_limit::address_rule(client, "too many bad enroll secrets from your address");
+        state.enroll_limiter.record_failure(&[rule], Instant::now())?;
+        return Err(OsqueryError::NodeInvalid("invalid enroll secret"));
+    };
+    Ok(team_id)
 }
 
 /// The osquery configuration a host gets: the `config` of its team's agent options (or the global ones), as the

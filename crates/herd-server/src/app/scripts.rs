@@ -7,6 +7,7 @@ use crate::host_cache::CachedHost;
 use crate::secrets::random_token;
 use crate::state::{SharedState, now_ms};
 use herd_core::Millis;
+use herd_core::execution::ResultConvention;
 use herd_core::roles::Action;
 use herd_core::validate::NameKind;
 use herd_proto::agent::{
@@ -243,16 +244,20 @@ pub async fn record_agent_result(
     now: Millis,
 ) -> Result<(), OsqueryError> {
     let host_id = host.checkin.id;
-    // Keep the tail: that is where a script says what went wrong.
+    // A result for a run this host was not given changes nothing, and says so.
+    if state.store.execution(&body.execution_id).await?.is_none_or(|e| e.host_id != host_id) {
+        return Err(OsqueryError::NotFound("no script execution of that id for this host"));
+    }
+    // Keep the tail: that is where a script says what went wrong (Fleet keeps the same 10,000 characters).
     let output = herd_core::text::tail_chars(&body.output, OUTPUT_KEPT_CHARS);
-    let outcome = match (body.exit_code, body.timed_out) {
-        (Some(_), _) => RunOutcome::Ran,
-        (None, true) => RunOutcome::TimedOut,
-        (None, false) => RunOutcome::Error,
-    };
+    // Fleet's fleetd sends its run time in seconds (`runtime`), herd-agent in milliseconds: only Fleet's body
+    // has `runtime`, and its exit codes follow Fleet's conventions.
+    let convention = if body.runtime.is_some() { ResultConvention::Fleet } else { ResultConvention::Herd };
+    let (outcome, exit_code) = herd_core::execution::reported_outcome(convention, body.exit_code, body.timed_out);
+    let runtime_ms = body.runtime_ms.or(body.runtime.map(|s| s.saturating_mul(1000)));
     let recorded = state
         .store
-        .record_execution_result(host_id, &body.execution_id, outcome, body.exit_code, output, body.runtime_ms, now)
+        .record_execution_result(host_id, &body.execution_id, outcome, exit_code, output, runtime_ms, now)
         .await?;
     let mut effects = AfterCommit::new().evict([host_id]);
     if recorded && let Some(execution) = state.store.execution(&body.execution_id).await? {

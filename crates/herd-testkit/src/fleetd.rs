@@ -1,0 +1,356 @@
+//! A simulated fleetd — Fleet's agent: orbit beside osqueryd — for end-to-end tests against the real `herd`.
+//!
+//! No real fleetd binary can run on these machines (it is downloaded from Fleet's update server, which tests
+//! may not reach, and its packages target macOS and Windows hosts), so this speaks its protocol instead,
+//! written field by field from Fleet's client code:
+//!
+//! - orbit: `server/service/orbit_client.go` (`enroll`, `GetConfig`, `Ping`, `SetOrUpdateDeviceToken`,
+//!   `GetHostScript`, `SaveHostScriptResult`, `authenticatedRequest`: on 401 the node key file is deleted and
+//!   the next request enrolls again), `server/service/base_client.go` (`parseResponse`: 401 is
+//!   unauthenticated, the `X-Fleet-Capabilities` header of each answer replaces the known capabilities),
+//!   `server/service/orbit.go` and `server/fleet/api_orbit.go` (request bodies: `orbit_node_key` in each),
+//!   `server/fleet/orbit.go` (`OrbitConfig`, `OrbitConfigNotifications`), `server/fleet/scripts.go`
+//!   (`HostScriptResult`, `HostScriptResultPayload`: `runtime` in seconds, `exit_code`, `timeout`);
+//! - running scripts: `orbit/pkg/scripts/scripts.go` (`Runner.runOne`: skip a run that has an exit code,
+//!   run the rest in order, stop at the first that cannot be fetched; output capped at 4 × 10,000 bytes from
+//!   its end; `runOneDisabled`: exit code -2, "Scripts are disabled") and `exec_nonwindows.go` (`/bin/sh` on
+//!   the script in its own temporary directory, stdout and stderr combined, exit code -1 when it did not end
+//!   by itself);
+//! - osqueryd as orbit starts it (`--host_identifier=uuid`: the hardware UUID is its host identifier), over
+//!   the osquery TLS API at `/api/osquery/*`, enrolling again on `node_invalid`.
+//!
+//! The simulated host is a Mac: it enrolls with osquery's platform `darwin` and answers the vitals queries
+//! with a Mac's rows.
+
+use crate::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+use std::time::{Duration, Instant};
+
+/// Fleet's cap on what a result's output is sent with (`utf8.UTFMax * maxOutputRuneLen`).
+const MAX_OUTPUT_BYTES: usize = 4 * 10_000;
+
+/// What went wrong with an orbit request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrbitError {
+    /// 401: the node key is gone (fleetd deleted its key file; the next request enrolls).
+    Unauthenticated,
+    NotFound(String),
+    Status(StatusCode, String),
+}
+
+/// The result fleetd posted for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RanScript {
+    pub execution_id: String,
+    pub exit_code: i64,
+    pub output: String,
+}
+
+pub struct Fleetd {
+    pub hardware_uuid: String,
+    pub hardware_serial: String,
+    pub hostname: String,
+    pub computer_name: String,
+    pub hardware_model: String,
+    pub enroll_secret: String,
+    /// orbit's node key file: None when absent (not enrolled yet, or deleted after a 401).
+    pub orbit_node_key: Option<String>,
+    /// osqueryd's node key (its database's), empty before it enrolls.
+    pub osquery_node_key: String,
+    /// What the last answer's `X-Fleet-Capabilities` said.
+    pub server_capabilities: Vec<String>,
+    /// How many times orbit enrolled.
+    pub orbit_enrollments: usize,
+    /// `--enable-scripts` (fleetd's default for packages built with it).
+    pub scripts_enabled: bool,
+    /// The last configuration orbit fetched.
+    pub last_config: Value,
+    /// What osquery's `mdm` table says: enrolled in another MDM (the migration of seed 002).
+    pub enrolled_in_other_mdm: bool,
+}
+
+impl Fleetd {
+    pub fn new(name: &str, enroll_secret: &str) -> Fleetd {
+        Fleetd {
+            hardware_uuid: format!("FLEETD-{name}").to_uppercase(),
+            hardware_serial: format!("C02{}", name.to_uppercase()),
+            hostname: format!("{name}.local"),
+            computer_name: name.to_string(),
+            hardware_model: "MacBookPro18,3".to_string(),
+            enroll_secret: enroll_secret.to_string(),
+            orbit_node_key: None,
+            osquery_node_key: String::new(),
+            server_capabilities: Vec::new(),
+            orbit_enrollments: 0,
+            scripts_enabled: true,
+            last_config: Value::Null,
+            enrolled_in_other_mdm: false,
+        }
+    }
+
+    /// `OrbitClient.request`: a JSON body (none for HEAD), the capabilities header read from every answer
+    /// that is not an error.
+    async fn orbit_request(
+        &mut self,
+        server: &Server,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, OrbitError> {
+        let mut request = server.client.request(method, format!("{}{path}", server.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("orbit request");
+        let status = response.status();
+        let capabilities = response
+            .headers()
+            .get("X-Fleet-Capabilities")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect::<Vec<_>>());
+        let text = response.text().await.unwrap_or_default();
+        match status {
+            StatusCode::NOT_FOUND => return Err(OrbitError::NotFound(text)),
+            StatusCode::UNAUTHORIZED => return Err(OrbitError::Unauthenticated),
+            s if !s.is_success() => return Err(OrbitError::Status(s, text)),
+            _ => {}
+        }
+        self.server_capabilities = capabilities.unwrap_or_default();
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: non-JSON answer {text:?}")))
+    }
+
+    /// `OrbitClient.Ping`: HEAD, unauthenticated; what the server supports.
+    pub async fn ping(&mut self, server: &Server) -> Result<(), OrbitError> {
+        self.orbit_request(server, Method::HEAD, "/api/fleet/orbit/ping", None).await.map(|_| ())
+    }
+
+    /// `OrbitClient.enroll`: every field of `EnrollOrbitRequest` (fleetd sends `osquery_identifier` empty
+    /// unless osqueryd runs with `--host-identifier=instance`).
+    pub async fn enroll(&mut self, server: &Server) -> Result<String, OrbitError> {
+        let body = json!({
+            "enroll_secret": self.enroll_secret,
+            "hardware_uuid": self.hardware_uuid,
+            "hardware_serial": self.hardware_serial,
+            "hostname": self.hostname,
+            "platform": "darwin",
+            "osquery_identifier": "",
+            "computer_name": self.computer_name,
+            "hardware_model": self.hardware_model,
+        });
+        let answer = self.orbit_request(server, Method::POST, "/api/fleet/orbit/enroll", Some(body)).await?;
+        let key = answer["orbit_node_key"].as_str().expect("an orbit node key").to_string();
+        self.orbit_node_key = Some(key.clone());
+        self.orbit_enrollments += 1;
+        Ok(key)
+    }
+
+    /// `OrbitClient.authenticatedRequest`: enrolls first when there is no node key file; a 401 deletes it.
+    async fn authenticated(&mut self, server: &Server, path: &str, mut body: Value) -> Result<Value, OrbitError> {
+        let key = match self.orbit_node_key.clone() {
+            Some(key) => key,
+            None => self.enroll(server).await?,
+        };
+        body["orbit_node_key"] = json!(key);
+        let answer = self.orbit_request(server, Method::POST, path, Some(body)).await;
+        if answer == Err(OrbitError::Unauthenticated) {
+            self.orbit_node_key = None;
+        }
+        answer
+    }
+
+    /// `OrbitClient.GetConfig`.
+    pub async fn config(&mut self, server: &Server) -> Result<Value, OrbitError> {
+        let config = self.authenticated(server, "/api/fleet/orbit/config", json!({})).await?;
+        self.last_config = config.clone();
+        Ok(config)
+    }
+
+    /// `OrbitClient.SetOrUpdateDeviceToken`.
+    pub async fn set_device_token(&mut self, server: &Server, token: &str) -> Result<(), OrbitError> {
+        self.authenticated(server, "/api/fleet/orbit/device_token", json!({"device_auth_token": token})).await?;
+        Ok(())
+    }
+
+    /// `OrbitClient.GetHostScript`: a queued run (Fleet's `HostScriptResult`).
+    pub async fn get_script(&mut self, server: &Server, execution_id: &str) -> Result<Value, OrbitError> {
+        self.authenticated(server, "/api/fleet/orbit/scripts/request", json!({"execution_id": execution_id})).await
+    }
+
+    /// `OrbitClient.SaveHostScriptResult` with a `HostScriptResultPayload` as fleetd fills it (`host_id` 0:
+    /// the server uses the authenticated host).
+    pub async fn post_result(
+        &mut self,
+        server: &Server,
+        execution_id: &str,
+        exit_code: i64,
+        output: &str,
+        runtime_s: i64,
+        timeout_s: i64,
+    ) -> Result<(), OrbitError> {
+        let body = json!({"host_id": 0, "execution_id": execution_id, "output": output, "runtime": runtime_s,
+            "exit_code": exit_code, "timeout": timeout_s});
+        self.authenticated(server, "/api/fleet/orbit/scripts/result", body).await?;
+        Ok(())
+    }
+
+    /// The config receiver for scripts (`scripts.Runner.Run`) on the last configuration's
+    /// `pending_script_execution_ids`: what it posted.
+    pub async fn run_pending_scripts(&mut self, server: &Server) -> Result<Vec<RanScript>, OrbitError> {
+        let ids: Vec<String> = self.last_config["notifications"]["pending_script_execution_ids"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let timeout_s = self.last_config["script_execution_timeout"].as_i64().filter(|s| *s > 0).unwrap_or(300);
+        let mut ran = Vec::new();
+        for execution_id in ids {
+            if !self.scripts_enabled {
+                self.post_result(server, &execution_id, -2, "Scripts are disabled", 0, 0).await?;
+                ran.push(RanScript { execution_id, exit_code: -2, output: "Scripts are disabled".into() });
+                continue;
+            }
+            // Stop at the first that cannot be fetched: scripts run in the order they were queued.
+            let script = self.get_script(server, &execution_id).await?;
+            if !script["exit_code"].is_null() {
+                continue;
+            }
+            let contents = script["script_contents"].as_str().unwrap_or_default().to_string();
+            let started = Instant::now();
+            let (exit_code, output) = run_shell(&execution_id, &contents, Duration::from_secs(timeout_s as u64)).await;
+            let runtime_s = started.elapsed().as_secs() as i64;
+            self.post_result(server, &execution_id, exit_code, &output, runtime_s, timeout_s).await?;
+            ran.push(RanScript { execution_id, exit_code, output });
+        }
+        Ok(ran)
+    }
+
+    /// osqueryd's enrollment as orbit starts it: the hardware UUID is its host identifier.
+    pub async fn osquery_enroll(&mut self, server: &Server) -> StatusCode {
+        let body = json!({
+            "enroll_secret": self.enroll_secret,
+            "host_identifier": self.hardware_uuid,
+            "platform_type": "21",
+            "host_details": {
+                "os_version": {"name": "macOS", "version": "14.5", "major": "14", "minor": "5", "patch": "0",
+                    "build": "23F79", "platform": "darwin", "platform_like": "darwin"},
+                "osquery_info": {"version": "5.13.1", "uuid": self.hardware_uuid},
+                "system_info": {"uuid": self.hardware_uuid, "hostname": self.hostname,
+                    "computer_name": self.computer_name, "hardware_serial": self.hardware_serial,
+                    "hardware_model": self.hardware_model, "hardware_vendor": "Apple Inc."},
+                "platform_info": {"vendor": "Apple Inc."}
+            }
+        });
+        let (status, answer) = server.osquery("/api/osquery/enroll", body).await;
+        if status == StatusCode::OK {
+            self.osquery_node_key = answer["node_key"].as_str().unwrap().to_string();
+        }
+        status
+    }
+
+    /// One osqueryd check-in: `distributed/read`, then `distributed/write` with the vitals a Mac reports and
+    /// each policy answered by `passes` (given the policy's SQL). On `node_invalid`, osqueryd enrolls again
+    /// and checks in once more. Returns the read's answer.
+    pub async fn osquery_check_in(&mut self, server: &Server, passes: impl Fn(&str) -> bool) -> Value {
+        if self.osquery_node_key.is_empty() {
+            assert_eq!(self.osquery_enroll(server).await, StatusCode::OK, "osqueryd enrolls");
+        }
+        let (mut status, mut read) =
+            server.osquery("/api/osquery/distributed/read", json!({"node_key": self.osquery_node_key})).await;
+        if status == StatusCode::UNAUTHORIZED && read["node_invalid"] == json!(true) {
+            assert_eq!(self.osquery_enroll(server).await, StatusCode::OK, "osqueryd enrolls again");
+            (status, read) =
+                server.osquery("/api/osquery/distributed/read", json!({"node_key": self.osquery_node_key})).await;
+        }
+        assert_eq!(status, StatusCode::OK, "distributed/read: {read}");
+        let mut queries = Map::new();
+        let mut statuses = Map::new();
+        for (name, sql) in read["queries"].as_object().cloned().unwrap_or_default() {
+            let rows = match name.strip_prefix("fleet_detail_query_") {
+                Some(vital) => self.vital_rows(vital),
+                None if name.starts_with("fleet_policy_query_") => {
+                    if passes(sql.as_str().unwrap_or_default()) {
+                        json!([{"1": "1"}])
+                    } else {
+                        json!([])
+                    }
+                }
+                None => json!([]),
+            };
+            queries.insert(name.clone(), rows);
+            statuses.insert(name, json!(0));
+        }
+        if !queries.is_empty() {
+            let body = json!({"node_key": self.osquery_node_key, "queries": queries, "statuses": statuses,
+                "messages": {}, "stats": {}});
+            let (status, answer) = server.osquery("/api/osquery/distributed/write", body).await;
+            assert_eq!(status, StatusCode::OK, "distributed/write: {answer}");
+        }
+        read
+    }
+
+    /// What osquery on a Mac answers to the vitals queries (unknown ones: no rows).
+    fn vital_rows(&self, vital: &str) -> Value {
+        match vital {
+            "os_version" => json!([{"name": "macOS", "version": "14.5", "major": "14", "minor": "5", "patch": "0",
+                "build": "23F79", "platform": "darwin", "platform_like": "darwin", "arch": "arm64"}]),
+            "osquery_info" => json!([{"version": "5.13.1", "uuid": self.hardware_uuid}]),
+            "system_info" => json!([{"uuid": self.hardware_uuid, "hostname": self.hostname,
+                "computer_name": self.computer_name, "cpu_brand": "Apple M1 Pro", "cpu_type": "arm64e",
+                "cpu_physical_cores": "10", "cpu_logical_cores": "10", "physical_memory": "34359738368",
+                "hardware_vendor": "Apple Inc.", "hardware_model": self.hardware_model,
+                "hardware_serial": self.hardware_serial}]),
+            "uptime" => json!([{"days": "0", "hours": "2", "minutes": "0", "seconds": "0", "total_seconds": "7200"}]),
+            "network_interface" => json!([{"address": "192.0.2.20", "mac": "a4:83:e7:00:00:01"}]),
+            "disk_space" => json!([{"percent_disk_space_available": "55.0", "gigs_disk_space_available": "250.1",
+                "gigs_total_disk_space": "460.4"}]),
+            "osquery_flags" => json!([{"name": "distributed_interval", "value": "10"},
+                {"name": "config_tls_refresh", "value": "60"}, {"name": "logger_tls_period", "value": "10"}]),
+            // osquery's mdm table.
+            "mdm_migration" if self.enrolled_in_other_mdm => {
+                json!([{"enrolled": "true", "server_url": "https://mdm.previous-vendor.example/mdm"}])
+            }
+            "mdm_migration" => json!([{"enrolled": "false", "server_url": ""}]),
+            _ => json!([]),
+        }
+    }
+
+    /// Whether orbit's last configuration lists `execution_id` among the runs to do.
+    pub fn config_lists(&self, execution_id: &str) -> bool {
+        self.last_config["notifications"]["pending_script_execution_ids"]
+            .as_array()
+            .is_some_and(|ids| ids.iter().any(|id| id == execution_id))
+    }
+}
+
+/// `ExecCmd` (non-Windows): `/bin/sh script` in a fresh temporary directory, output combined, killed at the
+/// timeout with exit code -1 and the error appended as `runOne` does.
+async fn run_shell(execution_id: &str, contents: &str, timeout: Duration) -> (i64, String) {
+    let dir = tempfile::Builder::new().prefix(&format!("fleet-{execution_id}-")).tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, contents).unwrap();
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg(&script)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("/bin/sh");
+    let (exit_code, mut output) = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => {
+            let mut combined = out.stdout;
+            combined.extend(out.stderr);
+            (out.status.code().map(i64::from).unwrap_or(-1), combined)
+        }
+        Ok(Err(err)) => (-1, format!("\nscript execution error: {err}").into_bytes()),
+        Err(_) => (-1, b"\nscript execution error: signal: killed".to_vec()),
+    };
+    if output.len() > MAX_OUTPUT_BYTES {
+        output.drain(..output.len() - MAX_OUTPUT_BYTES);
+    }
+    (exit_code, String::from_utf8_lossy(&output).into_owned())
+}
