@@ -110,6 +110,18 @@ impl Table for Processes {
             Column::bigint("pgroup"),
             Column::int("threads"),
             Column::int("nice"),
+            Column::int("elevated_token").hidden(),
+            Column::int("secure_process").hidden(),
+            Column::text("protection_type").hidden(),
+            Column::int("virtual_process").hidden(),
+            Column::bigint("elapsed_time").hidden(),
+            Column::bigint("handle_count").hidden(),
+            Column::bigint("percent_processor_time").hidden(),
+            Column::bigint("upid").hidden(),
+            Column::bigint("uppid").hidden(),
+            Column::int("cpu_type").hidden(),
+            Column::int("cpu_subtype").hidden(),
+            Column::int("translated").hidden(),
             Column::text("cgroup_path"),
         ];
         COLUMNS
