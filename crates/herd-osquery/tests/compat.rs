@@ -426,3 +426,112 @@ fn package_sources_and_services_match_their_tools() {
     }
     assert!(query(&e, "SELECT * FROM rpm_packages").is_empty() || std::path::Path::new("/var/lib/rpm").exists());
 }
+
+/// jq's view of a JSON stream: every non-null scalar's path (keys joined with `/`) and value.
+fn jq_leaves(path: &std::path::Path, slurp: bool) -> BTreeSet<(String, String)> {
+    let program = r#"paths(type != "null" and type != "array" and type != "object") as $p
+        | [($p | map(tostring) | join("/")), (getpath($p) | tostring)] | @tsv"#;
+    let mut args = vec!["-r"];
+    if slurp {
+        args.push("-s");
+    }
+    args.push(program);
+    let path = path.to_string_lossy().into_owned();
+    args.push(&path);
+    command("jq", &args)
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+#[test]
+fn parse_json_and_jsonl_match_jq() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("settings.json");
+    std::fs::write(
+        &json,
+        r#"{"editor": {"fontSize": 14, "ratio": 1.5, "wrap": false, "name": "x y", "none": null},
+            "extensions": [{"id": "a", "enabled": true}, {"id": "b", "tags": ["one", "two"]}], "empty": {}}"#,
+    )
+    .unwrap();
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&jsonl, "{\"event\": \"login\", \"uid\": 1000}\n{\"event\": \"logout\", \"uid\": 0}\n").unwrap();
+    let e = engine();
+    for (path, table, slurp) in [(&json, "parse_json", false), (&jsonl, "parse_jsonl", true)] {
+        let rows =
+            query(&e, &format!("SELECT fullkey, parent, key, value FROM {table} WHERE path = '{}'", path.display()));
+        let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+        assert_eq!(got, jq_leaves(path, slurp), "{table}");
+        for row in &rows {
+            assert_eq!(
+                format!("{}/{}", text(row, "parent"), text(row, "key")).trim_start_matches('/'),
+                text(row, "fullkey")
+            );
+        }
+    }
+    // fleetd's policy shape: one value by its key, files found by a glob.
+    let size = one(
+        &e,
+        &format!(
+            "SELECT value FROM parse_json WHERE path LIKE '{}/%.json' AND fullkey = 'editor/fontSize'",
+            dir.path().display()
+        ),
+    );
+    assert_eq!(text(&size, "value"), "14");
+    let filtered = query(
+        &e,
+        &format!(
+            "SELECT fullkey FROM parse_json WHERE path = '{}' AND query = 'extensions/id=>b/tags'",
+            json.display()
+        ),
+    );
+    assert_eq!(
+        set_of(&filtered, "fullkey"),
+        BTreeSet::from(["extensions/1/tags/0".to_string(), "extensions/1/tags/1".to_string()])
+    );
+    assert!(query(&e, "SELECT * FROM parse_json WHERE path = '/no/such/file.json'").is_empty());
+    std::fs::write(dir.path().join("broken.json"), "{\"a\": ").unwrap();
+    assert!(
+        query(&e, &format!("SELECT * FROM parse_json WHERE path = '{}/broken.json'", dir.path().display())).is_empty()
+    );
+    let err = e.query("SELECT * FROM parse_ini", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on path"), "{err}");
+}
+
+#[test]
+fn parse_ini_and_parse_xml_read_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("gdm.conf");
+    std::fs::write(
+        &ini,
+        "# GDM\n[daemon]\nAutomaticLoginEnable = false\nWaylandEnable=true\n[security]\nDisallowTCP = true\n",
+    )
+    .unwrap();
+    let xml = dir.path().join("policy.xml");
+    std::fs::write(
+        &xml,
+        "<?xml version=\"1.0\"?>\n<policy><rule name=\"ssh\">deny</rule><rule name=\"ftp\">allow</rule></policy>\n",
+    )
+    .unwrap();
+    let e = engine();
+    let rows = query(&e, &format!("SELECT fullkey, value FROM parse_ini WHERE path = '{}'", ini.display()));
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> =
+        [("daemon/AutomaticLoginEnable", "false"), ("daemon/WaylandEnable", "true"), ("security/DisallowTCP", "true")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(got, want);
+    let rows = query(&e, &format!("SELECT fullkey, value FROM parse_xml WHERE path = '{}'", xml.display()));
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> = [
+        ("policy/rule/0/#text", "deny"),
+        ("policy/rule/0/-name", "ssh"),
+        ("policy/rule/1/#text", "allow"),
+        ("policy/rule/1/-name", "ftp"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}

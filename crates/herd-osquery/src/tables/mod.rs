@@ -7,6 +7,7 @@ mod content;
 mod devices;
 mod etc_files;
 mod file;
+mod flatten;
 mod identity;
 mod network;
 mod packages;
@@ -62,6 +63,10 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(devices::DiskEncryption),
         Arc::new(devices::CpuInfo),
         Arc::new(devices::SystemdUnits),
+        Arc::new(flatten::Flattened::JSON),
+        Arc::new(flatten::Flattened::JSONL),
+        Arc::new(flatten::Flattened::INI),
+        Arc::new(flatten::Flattened::XML),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
