@@ -8,7 +8,7 @@ use crate::table::{Column, Constraints, Row, Table, TableError, Value};
 use std::path::{Path, PathBuf};
 
 /// (username, uid, home) of every account in /etc/passwd.
-fn accounts() -> Vec<(String, i64, String)> {
+pub(super) fn accounts() -> Vec<(String, i64, String)> {
     std::fs::read_to_string("/etc/passwd")
         .unwrap_or_default()
         .lines()

@@ -3,7 +3,9 @@
 
 mod accounts;
 mod agent;
+mod command;
 mod content;
+mod dconf;
 mod devices;
 mod etc_files;
 mod file;
@@ -63,6 +65,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(devices::DiskEncryption),
         Arc::new(devices::CpuInfo),
         Arc::new(devices::SystemdUnits),
+        Arc::new(dconf::DconfRead),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
