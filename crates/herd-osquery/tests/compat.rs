@@ -535,3 +535,163 @@ fn parse_ini_and_parse_xml_read_real_files() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// What herd's augeas lens subset reads, as augtool names it (files and directories of files).
+const AUGEAS_SUBSET: &[&str] = &[
+    "/etc/login.defs",
+    "/etc/pam.d",
+    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/fstab",
+    "/etc/sysctl.conf",
+    "/etc/sysctl.d",
+];
+
+/// augtool's tree (node → value, "" for none) of the subset under `root`, with augeas's own lenses.
+fn augtool_tree(root: &std::path::Path) -> BTreeSet<(String, String)> {
+    let script: String = AUGEAS_SUBSET.iter().map(|p| format!("print /files{p}\n")).collect();
+    let mut child = Command::new("augtool")
+        .arg("--root")
+        .arg(root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("augtool installed");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((node, value)) => {
+                let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+                (node.to_string(), augtool_unescape(value))
+            }
+            None => (line.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// augtool prints values with C escapes (`\t`, `\"`, `\\`).
+fn augtool_unescape(value: &str) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn same_tree(herd: &BTreeSet<(String, String)>, augtool: &BTreeSet<(String, String)>, what: &str) {
+    let only_herd: Vec<_> = herd.difference(augtool).collect();
+    let only_augtool: Vec<_> = augtool.difference(herd).collect();
+    assert!(
+        only_herd.is_empty() && only_augtool.is_empty(),
+        "{what}: only herd has {only_herd:#?}\nonly augtool has {only_augtool:#?}"
+    );
+}
+
+fn herd_augeas_tree(engine: &Engine) -> BTreeSet<(String, String)> {
+    query(engine, "SELECT node, value FROM augeas")
+        .iter()
+        .map(|r| (text(r, "node"), text(r, "value")))
+        .filter(|(node, _)| {
+            AUGEAS_SUBSET.iter().any(|p| {
+                let base = format!("/files{p}");
+                *node == base || node.starts_with(&format!("{base}/"))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn augeas_matches_augtool_on_this_machine_and_on_fixtures() {
+    same_tree(&herd_augeas_tree(&engine()), &augtool_tree(std::path::Path::new("/")), "this machine's files");
+
+    let root = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "etc/ssh/sshd_config",
+        "# Hardened\nInclude /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\nPasswordAuthentication no\n\
+         AcceptEnv LANG LC_*\nAcceptEnv XMODIFIERS\nAllowUsers alice \"bob smith\"\nCiphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com\n\
+         MACs hmac-sha2-512\nSubsystem sftp /usr/lib/openssh/sftp-server -l INFO\nClientAliveInterval=300\n\n\
+         Match User backup Address 10.0.0.0/8\n  ForceCommand internal-sftp\n  # chrooted\n\n  ChrootDirectory /srv/%u\n\
+         Match Group admins\n  X11Forwarding yes\n",
+    );
+    write("etc/ssh/sshd_config.d/50-cloud.conf", "PasswordAuthentication yes\n");
+    write("etc/ssh/sshd_config.d/broken.conf", "  PermitRootLogin no\n");
+    write("etc/ssh/sshd_config.d/60-last.conf", "MaxAuthTries 3");
+    write(
+        "etc/sudoers",
+        "#\n# This file MUST be edited with the 'visudo' command as root.\nDefaults\tenv_reset\nDefaults\tmail_badpass\n\
+         Defaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin\"\nDefaults\tuse_pty\n\
+         Defaults:OPERATORS !lecture, passwd_tries=5, env_keep += \"LANG LC_ALL\"\n\
+         User_Alias OPERATORS = alice, bob\nCmnd_Alias REBOOT = /sbin/reboot, /sbin/shutdown -r now\n\n\
+         root\tALL=(ALL:ALL) ALL\n%sudo\tALL=(ALL:ALL) ALL\nOPERATORS ALL = (root) NOPASSWD: REBOOT # allowed\n\
+         alice host1, host2 = /usr/bin/systemctl restart nginx : host3 = (www-data) /usr/bin/tail\n\
+         @includedir /etc/sudoers.d\n",
+    );
+    write("etc/sudoers.d/90-admins", "%admins ALL=(ALL) NOPASSWD: ALL\n");
+    write(
+        "etc/login.defs",
+        "# Password aging\nPASS_MAX_DAYS\t90\nPASS_MIN_DAYS   7\nUMASK\t\t022\nENCRYPT_METHOD SHA512\n#\n\nMAIL_DIR /var/mail # trailing\n",
+    );
+    write(
+        "etc/pam.d/common-auth",
+        "# PAM\nauth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\n\
+         -session optional pam_systemd.so\npassword requisite pam_pwquality.so retry=3 minlen=14 # strength\n\
+         @include common-account\naccount [success=ok new_authtok_reqd=done default=ignore] pam_unix.so\n",
+    );
+    write("etc/pam.d/README", "not a pam file\n");
+    write(
+        "etc/fstab",
+        "# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=abc / ext4 errors=remount-ro 0 1\n\
+         /dev/sdb1\t/srv\txfs\tdefaults,noatime,x-systemd.device-timeout=5\t0\t2 # data\n/swap none swap sw 0 0\ntmpfs /tmp tmpfs\n",
+    );
+    write(
+        "etc/sysctl.conf",
+        "# Kernel\nnet.ipv4.ip_forward = 0\nkernel.randomize_va_space=2 # ASLR\n; old style\nfs.suid_dumpable =\n",
+    );
+    write("etc/sysctl.d/99-herd.conf", "net.ipv4.conf.all.rp_filter = 1\n-kernel.unknown = 1\n");
+    write("etc/sysctl.d/README.sysctl", "docs\n");
+    let fixture =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Augeas::at_root(root.path()))]).unwrap();
+    let herd = herd_augeas_tree(&fixture);
+    let augtool = augtool_tree(root.path());
+    assert!(augtool.len() > 100, "augtool read the fixtures: {augtool:?}");
+    same_tree(&herd, &augtool, "fixtures");
+
+    // osquery's query shapes: by file path, by node, by label.
+    let root_login =
+        query(&fixture, "SELECT value FROM augeas WHERE path = '/etc/ssh/sshd_config' AND label = 'PermitRootLogin'");
+    assert_eq!(set_of(&root_login, "value"), BTreeSet::from(["no".to_string()]));
+    let node =
+        one(&fixture, "SELECT label, value, path FROM augeas WHERE node = '/files/etc/login.defs/PASS_MAX_DAYS'");
+    assert_eq!(
+        (text(&node, "label"), text(&node, "value"), text(&node, "path")),
+        ("PASS_MAX_DAYS".into(), "90".into(), "/etc/login.defs".into())
+    );
+    let dir = one(&fixture, "SELECT label, path FROM augeas WHERE node = '/files/etc/pam.d'");
+    assert_eq!((text(&dir, "label"), text(&dir, "path")), ("pam.d".into(), "/etc/pam.d".into()));
+    assert!(
+        query(&fixture, "SELECT * FROM augeas WHERE path = '/etc/ssh/sshd_config.d/broken.conf'").is_empty(),
+        "unparsable: no tree"
+    );
+    assert!(query(&fixture, "SELECT * FROM augeas WHERE path = '/etc/hosts'").is_empty(), "no Hosts lens: no rows");
+}

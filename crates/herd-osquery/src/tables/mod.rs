@@ -3,6 +3,7 @@
 
 mod accounts;
 mod agent;
+mod augeas;
 mod command;
 mod content;
 mod dconf;
@@ -21,6 +22,7 @@ use crate::table::Table;
 use std::sync::Arc;
 
 pub use agent::SharedFlags;
+pub use augeas::Augeas;
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
@@ -65,6 +67,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(devices::DiskEncryption),
         Arc::new(devices::CpuInfo),
         Arc::new(devices::SystemdUnits),
+        Arc::new(augeas::Augeas::default()),
         Arc::new(dconf::DconfRead),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
