@@ -695,3 +695,62 @@ fn augeas_matches_augtool_on_this_machine_and_on_fixtures() {
     );
     assert!(query(&fixture, "SELECT * FROM augeas WHERE path = '/etc/hosts'").is_empty(), "no Hosts lens: no rows");
 }
+
+#[test]
+fn npm_packages_match_npm_ls() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = |path: &str, json: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("package.json"), json).unwrap();
+    };
+    package(
+        "node_modules/left-pad",
+        r#"{"name": "left-pad", "version": "1.3.0", "author": {"name": "azer"}, "license": "WTFPL"}"#,
+    );
+    package(
+        "node_modules/left-pad/node_modules/nested",
+        r#"{"name": "nested", "version": "0.1.0", "author": "Someone <a@b>"}"#,
+    );
+    package(
+        "node_modules/@scope/tool",
+        r#"{"name": "@scope/tool", "version": "2.0.0-beta.1", "license": {"type": "MIT", "url": "https://x/l"}}"#,
+    );
+    let listed = Command::new("npm")
+        .args(["ls", "--all", "--parseable", "--long"])
+        .current_dir(dir.path())
+        .output()
+        .expect("npm installed");
+    let expected: BTreeSet<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (path, rest) = l.split_once(':')?;
+            let at = rest.split(':').next()?;
+            let version = at.rsplit_once('@')?.1;
+            Some((format!("{path}/package.json"), version.to_string()))
+        })
+        .collect();
+    let e = engine();
+    let rows = query(
+        &e,
+        &format!(
+            "SELECT path, version, name, author, license, depth, directory FROM npm_packages WHERE directory = '{}'",
+            dir.path().display()
+        ),
+    );
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "path"), text(r, "version"))).collect();
+    assert_eq!(got, expected);
+    let by_name: BTreeMap<String, &BTreeMap<String, Option<String>>> =
+        rows.iter().map(|r| (text(r, "name"), r)).collect();
+    assert_eq!(text(by_name["left-pad"], "author"), "azer");
+    assert_eq!(text(by_name["nested"], "depth"), "1");
+    assert_eq!(text(by_name["nested"], "author"), "Someone <a@b>");
+    assert_eq!(text(by_name["@scope/tool"], "license"), "https://x/l");
+    assert_eq!(text(by_name["@scope/tool"], "directory"), dir.path().display().to_string());
+    let shallow = query(
+        &e,
+        &format!("SELECT name FROM npm_packages WHERE directory = '{}' AND max_depth = 0", dir.path().display()),
+    );
+    assert_eq!(shallow.len(), 2, "max_depth 0 leaves nested packages out");
+}

@@ -13,6 +13,7 @@ mod file;
 mod flatten;
 mod identity;
 mod network;
+mod npm;
 mod packages;
 mod processes;
 mod procfs;
@@ -69,6 +70,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(devices::SystemdUnits),
         Arc::new(augeas::Augeas::default()),
         Arc::new(dconf::DconfRead),
+        Arc::new(npm::NpmPackages),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
