@@ -7,9 +7,24 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::vtab::eponymous_only_module;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// When the query running on this thread must end: tables that wait on IO (curl, helpers) stop by then,
+    /// since SQLite's progress handler cannot interrupt a table while it generates rows.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Time left for the query running on this thread; outside a query, the default limit.
+pub(crate) fn time_left() -> Duration {
+    match DEADLINE.with(Cell::get) {
+        Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+        None => Limits::default().timeout,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -106,7 +121,9 @@ impl Engine {
                 }),
             )
             .map_err(sql_err)?;
+        DEADLINE.with(|d| d.set(Some(started + limits.timeout)));
         let outcome = self.run(sql, limits);
+        DEADLINE.with(|d| d.set(None));
         self.conn.progress_handler(0, None::<fn() -> bool>).map_err(sql_err)?;
         match outcome {
             Err(_) if interrupted.load(Ordering::Relaxed) => Err(EngineError::Timeout(limits.timeout)),

@@ -754,3 +754,190 @@ fn npm_packages_match_npm_ls() {
     );
     assert_eq!(shallow.len(), 2, "max_depth 0 leaves nested packages out");
 }
+
+/// A local HTTP server for the curl table: `/ok` (a length-delimited body), `/chunked`, and `/silent` (accepts,
+/// never answers). It records the User-Agent headers it saw.
+fn http_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let agents = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = agents.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap_or_default();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(agent) = line.strip_prefix("User-Agent: ") {
+                    seen.lock().unwrap().push(agent.trim().to_string());
+                }
+                line.clear();
+            }
+            let mut stream = stream;
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            match path.as_str() {
+                "/ok" => {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello herd\n");
+                }
+                "/chunked" => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nnot f\r\n5\r\nound.\r\n0\r\n\r\n",
+                    );
+                }
+                _ => held.push(stream),
+            }
+        }
+    });
+    (port, agents)
+}
+
+#[test]
+fn curl_matches_the_curl_tool_against_a_local_server() {
+    let (port, agents) = http_server();
+    let e = engine();
+    for path in ["/ok", "/chunked"] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let tool =
+            command("curl", &["-s", "-A", "herd-test", "-o", "-", "-w", "\n%{http_code} %{size_download}", &url]);
+        let (body, stats) = tool.rsplit_once('\n').unwrap();
+        let (code, size) = stats.split_once(' ').unwrap();
+        let row = one(
+            &e,
+            &format!(
+                "SELECT url, method, user_agent, response_code, bytes, result, round_trip_time FROM curl WHERE url = '{url}' AND user_agent = 'herd-test'"
+            ),
+        );
+        assert_eq!(
+            (text(&row, "response_code"), text(&row, "bytes"), text(&row, "result")),
+            (code.to_string(), size.to_string(), body.to_string()),
+            "{path}"
+        );
+        assert_eq!((text(&row, "method"), text(&row, "user_agent")), ("GET".into(), "herd-test".into()));
+        assert!(text(&row, "round_trip_time").parse::<i64>().unwrap() > 0);
+    }
+    let default_agent = one(&e, &format!("SELECT user_agent FROM curl WHERE url = 'http://127.0.0.1:{port}/ok'"));
+    assert_eq!(text(&default_agent, "user_agent"), "osquery");
+    assert!(agents.lock().unwrap().iter().any(|a| a == "osquery"), "osquery's User-Agent is sent");
+    // A server that never answers: the query's time limit ends the request, and the row says nothing came.
+    let limits = Limits { timeout: std::time::Duration::from_secs(1), max_rows: 10 };
+    let silent = e
+        .query(&format!("SELECT response_code, result FROM curl WHERE url = 'http://127.0.0.1:{port}/silent'"), limits)
+        .unwrap();
+    assert_eq!(silent.rows, vec![vec![None, None]]);
+    let refused = one(&e, "SELECT response_code FROM curl WHERE url = 'http://127.0.0.1:1/'");
+    assert_eq!(refused["response_code"], None);
+    let err = e.query("SELECT * FROM curl", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on url"), "{err}");
+}
+
+/// A local TLS server presenting `certificate` to one client after another.
+fn tls_server(certificate: &rcgen::Certificate, key: &rcgen::KeyPair) -> u16 {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            while connection.is_handshaking() {
+                if connection.complete_io(&mut stream).is_err() {
+                    break;
+                }
+            }
+            let _ = connection.complete_io(&mut stream);
+        }
+    });
+    port
+}
+
+/// `openssl x509 -ext` output: extension name → its lines joined with `;`.
+fn openssl_extensions(pem: &std::path::Path) -> BTreeMap<String, String> {
+    let out = command(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &pem.to_string_lossy(),
+            "-noout",
+            "-ext",
+            "subjectAltName,keyUsage,extendedKeyUsage,basicConstraints,subjectKeyIdentifier,authorityKeyIdentifier",
+        ],
+    );
+    let mut extensions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in out.lines() {
+        if let Some(value) = line.strip_prefix("    ") {
+            extensions.entry(current.clone()).or_default().push(value.trim().to_string());
+        } else {
+            current = line.split(':').next().unwrap_or("").trim().to_string();
+        }
+    }
+    extensions.into_iter().map(|(k, v)| (k, v.join(";"))).collect()
+}
+
+#[test]
+fn curl_certificate_matches_openssl_against_a_local_server() {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.distinguished_name.push(rcgen::DnType::CommonName, "herd test");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "herd");
+    params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "qa");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    let port = tls_server(&certificate, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("cert.pem");
+    std::fs::write(&pem_path, certificate.pem()).unwrap();
+
+    let row = one(
+        &engine(),
+        &format!("SELECT *, pem FROM curl_certificate WHERE hostname = '127.0.0.1:{port}' AND dump_certificate = 1"),
+    );
+    let field = |args: &[&str]| {
+        let out = command("openssl", &[&["x509", "-in", &pem_path.to_string_lossy(), "-noout"], args].concat());
+        out.trim().split_once('=').map(|(_, v)| v.to_string()).unwrap_or_default()
+    };
+    let serial = field(&["-serial"]);
+    assert_eq!(text(&row, "serial_number"), serial.trim_start_matches("00"));
+    assert_eq!(text(&row, "sha256_fingerprint"), field(&["-fingerprint", "-sha256"]).replace(':', "").to_lowercase());
+    assert_eq!(text(&row, "sha1_fingerprint"), field(&["-fingerprint", "-sha1"]).replace(':', "").to_lowercase());
+    assert_eq!(text(&row, "valid_from"), field(&["-startdate"]));
+    assert_eq!(text(&row, "valid_to"), field(&["-enddate"]));
+    assert_eq!(
+        (text(&row, "common_name"), text(&row, "organization"), text(&row, "organization_unit")),
+        ("herd test".into(), "herd".into(), "qa".into())
+    );
+    assert_eq!(text(&row, "issuer_common_name"), "herd test", "self-signed");
+    assert_eq!(text(&row, "version"), "3");
+    assert_eq!(text(&row, "signature_algorithm"), "ecdsa-with-SHA256");
+    assert_eq!(text(&row, "has_expired"), "0");
+    assert_eq!(text(&row, "pem"), certificate.pem());
+    let extensions = openssl_extensions(&pem_path);
+    for (name, column) in [
+        ("X509v3 Subject Alternative Name", "subject_alternative_names"),
+        ("X509v3 Key Usage", "key_usage"),
+        ("X509v3 Extended Key Usage", "extended_key_usage"),
+        ("X509v3 Basic Constraints", "basic_constraint"),
+        ("X509v3 Subject Key Identifier", "subject_key_identifier"),
+        ("X509v3 Authority Key Identifier", "authority_key_identifier"),
+    ] {
+        assert_eq!(text(&row, column), extensions.get(name).cloned().unwrap_or_default(), "{column}");
+    }
+    assert!(query(&engine(), "SELECT * FROM curl_certificate WHERE hostname = '127.0.0.1:1'").is_empty());
+}

@@ -6,12 +6,14 @@ mod agent;
 mod augeas;
 mod command;
 mod content;
+mod curl;
 mod dconf;
 mod devices;
 mod etc_files;
 mod file;
 mod flatten;
 mod identity;
+mod net;
 mod network;
 mod npm;
 mod packages;
@@ -71,6 +73,8 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(augeas::Augeas::default()),
         Arc::new(dconf::DconfRead),
         Arc::new(npm::NpmPackages),
+        Arc::new(curl::Curl),
+        Arc::new(curl::CurlCertificate),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
