@@ -941,3 +941,70 @@ fn curl_certificate_matches_openssl_against_a_local_server() {
     }
     assert!(query(&engine(), "SELECT * FROM curl_certificate WHERE hostname = '127.0.0.1:1'").is_empty());
 }
+
+#[test]
+fn chrome_extensions_read_a_profile_like_osquery() {
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join(".config/google-chrome/Default");
+    let packed = profile.join("Extensions/abcdefghijklmnopabcdefghijklmnop/1.2.3_0");
+    std::fs::create_dir_all(packed.join("_locales/en")).unwrap();
+    let key = "aGVyZCB0ZXN0IGtleSBtYXRlcmlhbA==";
+    let manifest = format!(
+        r#"{{"name": "__MSG_appName__", "version": "1.2.3", "manifest_version": 3, "default_locale": "en",
+            "permissions": ["tabs", "storage"], "background": {{"persistent": false}}, "key": "{key}",
+            "description": "Blocks things", "update_url": "https://clients2.google.com/service/update2/crx"}}"#
+    );
+    std::fs::write(packed.join("manifest.json"), &manifest).unwrap();
+    std::fs::write(packed.join("_locales/en/messages.json"), r#"{"appname": {"message": "Herd Blocker"}}"#).unwrap();
+    let unpacked = home.path().join("dev/ext");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(unpacked.join("manifest.json"), r#"{"name": "Dev tool", "version": "0.1", "author": "me"}"#)
+        .unwrap();
+    let preferences = format!(
+        r#"{{"profile": {{"name": "Person 1"}}, "extensions": {{"settings": {{
+            "abcdefghijklmnopabcdefghijklmnop": {{"path": "abcdefghijklmnopabcdefghijklmnop/1.2.3_0", "state": 1,
+                "from_webstore": true, "install_time": "13300000000000000"}},
+            "devdevdevdevdevdevdevdevdevdevde": {{"path": "{}", "state": 0}}}}}}}}"#,
+        unpacked.display()
+    );
+    std::fs::write(profile.join("Preferences"), preferences).unwrap();
+    std::fs::write(profile.join("Secure Preferences"), "{}").unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::ChromeExtensions::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let rows = query(&e, "SELECT * FROM chrome_extensions ORDER BY name");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (dev, blocker) = (&rows[0], &rows[1]);
+    assert_eq!(text(blocker, "name"), "Herd Blocker", "localized from messages.json");
+    assert_eq!(
+        (text(blocker, "browser_type"), text(blocker, "profile"), text(blocker, "uid")),
+        ("chrome".into(), "Person 1".into(), "1000".into())
+    );
+    assert_eq!((text(blocker, "permissions"), text(blocker, "persistent")), ("tabs, storage".into(), "0".into()));
+    assert_eq!(
+        (text(blocker, "referenced"), text(blocker, "state"), text(blocker, "from_webstore")),
+        ("1".into(), "1".into(), "true".into())
+    );
+    assert_eq!(text(blocker, "install_timestamp"), "1655526400");
+    // The identifier Chrome derives from the key, computed by base64 and openssl instead.
+    let digest = Command::new("sh")
+        .args(["-c", &format!("printf %s '{key}' | base64 -d | openssl dgst -sha256 -r")])
+        .output()
+        .unwrap();
+    let hex_digest = String::from_utf8_lossy(&digest.stdout);
+    let expected_id: String =
+        hex_digest[..32].chars().map(|c| (b'a' + c.to_digit(16).unwrap() as u8) as char).collect();
+    assert_eq!(text(blocker, "identifier"), expected_id);
+    let sha = command("sha256sum", &[&packed.join("manifest.json").to_string_lossy()]);
+    assert_eq!(text(blocker, "manifest_hash"), sha.split_whitespace().next().unwrap());
+    assert_eq!((text(dev, "author"), text(dev, "referenced")), ("me".into(), "1".into()));
+    assert_eq!(text(dev, "path"), std::fs::canonicalize(&unpacked).unwrap().display().to_string());
+    assert_eq!(text(dev, "identifier"), "", "no key, no identifier");
+    assert!(query(&e, "SELECT * FROM chrome_extensions WHERE uid = 0").is_empty());
+    // A profile without its Secure Preferences is not read, as in osquery.
+    std::fs::remove_file(profile.join("Secure Preferences")).unwrap();
+    assert!(query(&e, "SELECT * FROM chrome_extensions").is_empty());
+    assert!(query(&engine(), "SELECT * FROM chrome_extensions WHERE uid = 0").len() < 1000);
+}

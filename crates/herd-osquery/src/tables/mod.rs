@@ -4,6 +4,7 @@
 mod accounts;
 mod agent;
 mod augeas;
+mod browsers;
 mod command;
 mod content;
 mod curl;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 pub use agent::SharedFlags;
 pub use augeas::Augeas;
+pub use browsers::ChromeExtensions;
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
@@ -73,6 +75,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(augeas::Augeas::default()),
         Arc::new(dconf::DconfRead),
         Arc::new(npm::NpmPackages),
+        Arc::new(browsers::ChromeExtensions::default()),
         Arc::new(curl::Curl),
         Arc::new(curl::CurlCertificate),
         Arc::new(flatten::Flattened::JSON),
