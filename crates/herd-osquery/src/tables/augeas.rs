@@ -78,9 +78,12 @@ fn std_excluded(name: &str) -> bool {
     SUFFIXES.iter().any(|s| name.ends_with(s)) || (name.starts_with('#') && name.ends_with('#') && name.len() > 1)
 }
 
-/// The files each lens's filter includes: exact paths, and directories whose entries it reads (with the
-/// names excluded, and a required suffix).
-fn filters() -> Vec<(Lens, &'static str, bool, &'static [&'static str], Option<&'static str>)> {
+/// One include of a lens's filter: a path, whether it is a directory whose entries are read, the entry names
+/// excluded, and a suffix entries must have.
+type Filter = (Lens, &'static str, bool, &'static [&'static str], Option<&'static str>);
+
+/// The files each lens's filter includes.
+fn filters() -> Vec<Filter> {
     vec![
         (Lens::Sshd, "/etc/ssh/sshd_config", false, &[], None),
         (Lens::Sshd, "/etc/ssh/sshd_config.d", true, &[], Some(".conf")),

@@ -158,7 +158,7 @@ fn localize(value: &str, messages: Option<&J>) -> String {
     messages
         .and_then(|m| get_ci(m, name))
         .and_then(|entry| get_ci(entry, "message"))
-        .and_then(|message| scalar_text(message))
+        .and_then(scalar_text)
         .unwrap_or_else(|| value.into())
 }
 

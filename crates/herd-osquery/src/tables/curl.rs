@@ -60,8 +60,7 @@ fn read_capped(stream: &mut dyn Read, limit: usize) -> std::io::Result<Vec<u8>> 
 /// A chunked body's content, as far as it goes.
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..end]);
         let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16) else { break };
         if size == 0 {
@@ -179,26 +178,6 @@ impl Table for Curl {
             rows.push(row);
         }
         Ok(rows)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_are_parsed() {
-        let plain = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, and more").unwrap();
-        assert_eq!((plain.status, plain.body.as_slice()), (200, b"hello".as_slice()));
-        let chunked = parse_response(
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((chunked.status, chunked.body.as_slice()), (404, b"Wikipedia".as_slice()));
-        let until_close = parse_response(b"HTTP/1.0 302 Found\r\nLocation: /x\r\n\r\nbody").unwrap();
-        assert_eq!((until_close.status, until_close.body.as_slice()), (302, b"body".as_slice()));
-        assert!(parse_response(b"garbage").is_none());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Le").is_none(), "a cut head is no response");
     }
 }
 
@@ -476,5 +455,25 @@ impl Table for CurlCertificate {
             rows.push(row);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_parsed() {
+        let plain = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, and more").unwrap();
+        assert_eq!((plain.status, plain.body.as_slice()), (200, b"hello".as_slice()));
+        let chunked = parse_response(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((chunked.status, chunked.body.as_slice()), (404, b"Wikipedia".as_slice()));
+        let until_close = parse_response(b"HTTP/1.0 302 Found\r\nLocation: /x\r\n\r\nbody").unwrap();
+        assert_eq!((until_close.status, until_close.body.as_slice()), (302, b"body".as_slice()));
+        assert!(parse_response(b"garbage").is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Le").is_none(), "a cut head is no response");
     }
 }
