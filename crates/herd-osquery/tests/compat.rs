@@ -1008,3 +1008,20 @@ fn chrome_extensions_read_a_profile_like_osquery() {
     assert!(query(&e, "SELECT * FROM chrome_extensions").is_empty());
     assert!(query(&engine(), "SELECT * FROM chrome_extensions WHERE uid = 0").len() < 1000);
 }
+
+#[test]
+fn process_envs_match_the_environment_a_child_was_given() {
+    let mut child =
+        Command::new("env").args(["-i", "HERD_A=1", "HERD_B=x=y", "HERD_EMPTY=", "sleep", "30"]).spawn().unwrap();
+    let pid = child.id();
+    // `env` replaces itself with sleep; its environ is the one it was given from the start.
+    let rows = query(&engine(), &format!("SELECT key, value FROM process_envs WHERE pid = {pid}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "key"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> = [("HERD_A", "1"), ("HERD_B", "x=y"), ("HERD_EMPTY", "")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}

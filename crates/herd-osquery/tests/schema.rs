@@ -35,7 +35,6 @@ const NOT_YET: &[&str] = &[
     "osquery_extensions",
     "osquery_schedule",
     "portage_packages",
-    "process_envs",
     "process_open_files",
     "process_open_sockets",
     "secureboot",

@@ -47,6 +47,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(etc_files::Groups),
         Arc::new(etc_files::EtcHosts),
         Arc::new(processes::Processes),
+        Arc::new(processes::ProcessEnvs),
         Arc::new(file::File),
         Arc::new(content::Hash),
         Arc::new(content::FileLines),

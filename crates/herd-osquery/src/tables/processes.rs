@@ -137,3 +137,42 @@ impl Table for Processes {
         Ok(pids.into_iter().filter_map(|pid| process(pid, ticks, boot)).collect())
     }
 }
+
+/// process_envs: each process's environment, from /proc/PID/environ (the environment it started with;
+/// changes it made later are not visible there, as in osquery). Entries without `=` are skipped. Processes
+/// of other users give no rows when the agent is not root (the kernel refuses to show their environment).
+pub struct ProcessEnvs;
+
+impl Table for ProcessEnvs {
+    fn name(&self) -> &'static str {
+        "process_envs"
+    }
+    fn description(&self) -> &'static str {
+        "A key/value table of environment variables for each process."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[Column::int("pid").index(), Column::text("key"), Column::text("value")];
+        COLUMNS
+    }
+    fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {
+        let pids: Vec<i64> = if constraints.has("pid") {
+            constraints.ints("pid")
+        } else {
+            std::fs::read_dir("/proc")?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+        };
+        let mut rows = Vec::new();
+        for pid in pids {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            for entry in raw.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+                let entry = String::from_utf8_lossy(entry);
+                let Some((key, value)) = entry.split_once('=') else { continue };
+                rows.push(Row::from([
+                    ("pid", Value::Int(pid)),
+                    ("key", Value::text(key)),
+                    ("value", Value::text(value)),
+                ]));
+            }
+        }
+        Ok(rows)
+    }
+}
