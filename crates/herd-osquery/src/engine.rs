@@ -168,3 +168,38 @@ impl Engine {
         Some(format!("CREATE TABLE {}({});", table.name(), columns.join(", ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Column, Constraints, Row, TableError, Value};
+
+    /// A table whose one row is the time its generator was given.
+    struct TimeGiven;
+
+    impl Table for TimeGiven {
+        fn name(&self) -> &'static str {
+            "time_given"
+        }
+        fn description(&self) -> &'static str {
+            "The time left when rows were generated."
+        }
+        fn columns(&self) -> &'static [Column] {
+            const COLUMNS: &[Column] = &[Column::bigint("millis")];
+            COLUMNS
+        }
+        fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {
+            Ok(vec![Row::from([("millis", Value::Int(time_left().as_millis() as i64))])])
+        }
+    }
+
+    #[test]
+    fn tables_are_given_the_time_left_to_their_query() {
+        let engine = Engine::with_tables(vec![Arc::new(TimeGiven)]).unwrap();
+        let limits = Limits { timeout: Duration::from_secs(5), max_rows: 10 };
+        let out = engine.query("SELECT millis FROM time_given", limits).unwrap();
+        let millis: i64 = out.rows[0][0].as_deref().unwrap().parse().unwrap();
+        assert!((1..=5_000).contains(&millis), "{millis}");
+        assert_eq!(time_left(), Limits::default().timeout, "outside a query: the default limit");
+    }
+}

@@ -4,7 +4,7 @@
 //! dconf resolves the user's profile, the user database and the system databases and their locks, which no
 //! reimplementation here could follow faithfully. The helper runs with the user's uid and gid, a clean
 //! environment (HOME, USER, LOGNAME, PATH, XDG_RUNTIME_DIR, and DCONF_PROFILE when the agent has one), stdin
-//! closed, for at most 5 seconds and 64 KiB of output.
+//! closed, for at most 5 seconds (less when the query has less time left) and 64 KiB of output.
 //!
 //! Columns: `username`, `key` as given (both required: fleetd refuses a query without either); `value` is
 //! dconf's output without its final newline (GVariant text: `true`, `uint32 300`, `'text'`), and empty when
@@ -43,7 +43,7 @@ fn read_as(user: &nix::unistd::User, key: &str) -> Option<String> {
     if me != user.uid {
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
-    let output = run_bounded(command, LIMIT, MAX_OUTPUT)?;
+    let output = run_bounded(command, LIMIT.min(crate::engine::time_left()), MAX_OUTPUT)?;
     if !output.success {
         return None;
     }
