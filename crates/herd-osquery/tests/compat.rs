@@ -1025,3 +1025,43 @@ fn process_envs_match_the_environment_a_child_was_given() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn known_hosts_and_shell_history_read_a_home() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let ed25519 = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let known_hosts = format!(
+        "# managed by herd\ngithub.com ssh-ed25519 {ed25519}\n\n  [git.example.com]:2222 ssh-ed25519 {ed25519}  \n"
+    );
+    let file = home.path().join(".ssh/known_hosts");
+    std::fs::write(&file, &known_hosts).unwrap();
+    std::fs::write(home.path().join(".bash_history"), "#1700000000\nsudo systemctl restart ssh\nls\n").unwrap();
+    std::fs::write(home.path().join(".zsh_history"), ": 1700000100:0;git push\n").unwrap();
+    let homes = vec![(1000, home.path().to_path_buf())];
+    let e = Engine::with_tables(vec![
+        std::sync::Arc::new(herd_osquery::tables::KnownHosts::with_homes(homes.clone())),
+        std::sync::Arc::new(herd_osquery::tables::ShellHistory::with_homes(homes)),
+    ])
+    .unwrap();
+    let keys = query(&e, "SELECT uid, key, key_file FROM known_hosts");
+    // ssh-keygen lists one fingerprint per host key line it accepts.
+    let listed = command("ssh-keygen", &["-l", "-f", &file.to_string_lossy()]);
+    assert_eq!(keys.len(), listed.lines().count(), "{keys:?}\n{listed}");
+    assert_eq!(
+        set_of(&keys, "key"),
+        BTreeSet::from([
+            format!("github.com ssh-ed25519 {ed25519}"),
+            format!("[git.example.com]:2222 ssh-ed25519 {ed25519}")
+        ])
+    );
+    assert_eq!(set_of(&keys, "key_file"), BTreeSet::from([file.display().to_string()]));
+    let history = query(&e, "SELECT time, command, history_file FROM shell_history WHERE uid = 1000 ORDER BY time");
+    let got: Vec<(String, String)> = history.iter().map(|r| (text(r, "time"), text(r, "command"))).collect();
+    assert_eq!(
+        got,
+        [("0", "ls"), ("1700000000", "sudo systemctl restart ssh"), ("1700000100", "git push")]
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+    );
+    assert!(query(&e, "SELECT * FROM shell_history WHERE uid = 0").is_empty());
+}

@@ -21,6 +21,7 @@ mod packages;
 mod processes;
 mod procfs;
 mod system;
+mod user_files;
 
 use crate::table::Table;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use agent::SharedFlags;
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
+pub use user_files::{KnownHosts, ShellHistory};
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
@@ -59,6 +61,8 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(accounts::UserSshKeys),
         Arc::new(accounts::SshConfigs),
         Arc::new(accounts::Crontab),
+        Arc::new(user_files::KnownHosts::default()),
+        Arc::new(user_files::ShellHistory::default()),
         Arc::new(packages::DebPackages),
         Arc::new(packages::RpmPackages),
         Arc::new(packages::PythonPackages),
