@@ -1014,7 +1014,13 @@ fn process_envs_match_the_environment_a_child_was_given() {
     let mut child =
         Command::new("env").args(["-i", "HERD_A=1", "HERD_B=x=y", "HERD_EMPTY=", "sleep", "30"]).spawn().unwrap();
     let pid = child.id();
-    // `env` replaces itself with sleep; its environ is the one it was given from the start.
+    // `env` replaces itself with sleep, whose environ is the one `env` built; before that exec the child still
+    // shows this test's environment, so wait (with a deadline) until it is sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+        assert!(std::time::Instant::now() < deadline, "the child never became sleep");
+        std::thread::yield_now();
+    }
     let rows = query(&engine(), &format!("SELECT key, value FROM process_envs WHERE pid = {pid}"));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -1064,4 +1070,64 @@ fn known_hosts_and_shell_history_read_a_home() {
             .map(|(t, c)| (t.to_string(), c.to_string()))
     );
     assert!(query(&e, "SELECT * FROM shell_history WHERE uid = 0").is_empty());
+}
+
+/// lsblk's devices (all of them, sizes in bytes) as (name, parent, size in bytes, logical sector, vendor, model,
+/// serial).
+fn lsblk_devices() -> BTreeMap<String, serde_json::Value> {
+    let out = command("lsblk", &["-J", "-a", "-b", "-o", "NAME,PKNAME,SIZE,LOG-SEC,VENDOR,MODEL,SERIAL,MAJ:MIN"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut devices = BTreeMap::new();
+    fn walk(list: &serde_json::Value, devices: &mut BTreeMap<String, serde_json::Value>) {
+        for device in list.as_array().into_iter().flatten() {
+            devices.insert(format!("/dev/{}", device["name"].as_str().unwrap()), device.clone());
+            walk(&device["children"], devices);
+        }
+    }
+    walk(&json["blockdevices"], &mut devices);
+    devices
+}
+
+#[test]
+fn block_devices_and_lsblk_match_lsblk() {
+    let e = engine();
+    let rows = query(&e, "SELECT * FROM block_devices");
+    let lsblk = lsblk_devices();
+    let ours: BTreeMap<String, &BTreeMap<String, Option<String>>> = rows.iter().map(|r| (text(r, "name"), r)).collect();
+    // lsblk leaves out RAM disks (major 1) even with -a; every other device is in both.
+    for (name, row) in &ours {
+        let major = std::fs::read_to_string(format!("/sys/class/block/{}/dev", &name[5..])).unwrap_or_default();
+        assert!(lsblk.contains_key(name) || major.starts_with("1:"), "{name} not listed by lsblk");
+        let Some(device) = lsblk.get(name) else { continue };
+        let field = |k: &str| match &device[k] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.trim().to_string()),
+            other => Some(other.to_string()),
+        };
+        let size: i64 = text(row, "size").parse().unwrap();
+        assert_eq!(Some((size * 512).to_string()), field("size"), "{name}");
+        assert_eq!(row["block_size"], field("log-sec"), "{name}");
+        assert_eq!(text(row, "parent"), field("pkname").map(|p| format!("/dev/{p}")).unwrap_or_default(), "{name}");
+        for column in ["vendor", "model", "serial"] {
+            assert_eq!(row[column], field(column), "{name}.{column}");
+        }
+    }
+    assert!(lsblk.keys().all(|n| ours.contains_key(n)), "{:?} vs {:?}", lsblk.keys(), ours.keys());
+    let one = query(&e, &format!("SELECT name FROM block_devices WHERE name = '{}'", rows[0]["name"].clone().unwrap()));
+    assert_eq!(one.len(), 1);
+
+    // fleetd's lsblk: lsblk's own JSON, flattened; names per device index as lsblk -n -O lists them.
+    let names = query(&e, "SELECT fullkey, value FROM lsblk WHERE query = 'blockdevices/*/name'");
+    let out = command("lsblk", &["-n", "-O", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let want: BTreeSet<(String, String)> = json["blockdevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("blockdevices/{i}/name"), d["name"].as_str().unwrap().to_string()))
+        .collect();
+    let got: BTreeSet<(String, String)> = names.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    assert_eq!(got, want);
+    assert!(query(&e, "SELECT * FROM lsblk").len() > names.len());
 }

@@ -20,6 +20,7 @@ mod npm;
 mod packages;
 mod processes;
 mod procfs;
+mod storage;
 mod system;
 mod user_files;
 
@@ -87,6 +88,8 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
         Arc::new(flatten::Flattened::XML),
+        Arc::new(storage::BlockDevices),
+        Arc::new(storage::Lsblk),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
