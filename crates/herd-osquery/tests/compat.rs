@@ -1131,3 +1131,97 @@ fn block_devices_and_lsblk_match_lsblk() {
     assert_eq!(got, want);
     assert!(query(&e, "SELECT * FROM lsblk").len() > names.len());
 }
+
+#[test]
+fn process_open_sockets_match_ss_and_open_files_this_test_holds() {
+    let pid = std::process::id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_accepted, _) = listener.accept().unwrap();
+    let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("herd test.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let e = engine();
+    let rows = query(&e, &format!("SELECT * FROM process_open_sockets WHERE pid = {pid}"));
+    // ss's view of this process's TCP and UDP sockets: (fd, inode, local port, remote port).
+    let ss = command("ss", &["-tuanpeH"]);
+    let owner = format!("pid={pid},fd=");
+    let token = |line: &str, prefix: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .map(|v| v.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let port = |endpoint: &str| endpoint.rsplit(':').next().unwrap().replace('*', "0");
+    let want: BTreeSet<(String, String, String, String)> = ss
+        .lines()
+        .filter(|l| l.contains(&owner))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let fd = l[l.find(&owner).unwrap() + owner.len()..].split(|c: char| !c.is_ascii_digit()).next().unwrap();
+            (fd.to_string(), token(l, "ino:"), port(f[4]), port(f[5]))
+        })
+        .collect();
+    let got: BTreeSet<(String, String, String, String)> = rows
+        .iter()
+        .filter(|r| text(r, "family") != "1")
+        .map(|r| (text(r, "fd"), text(r, "socket"), text(r, "local_port"), text(r, "remote_port")))
+        .collect();
+    assert_eq!(got, want, "{rows:?}\n{ss}");
+    let client_row = rows
+        .iter()
+        .find(|r| text(r, "local_port") == client.local_addr().unwrap().port().to_string())
+        .expect("the client socket");
+    assert_eq!(
+        (text(client_row, "family"), text(client_row, "protocol"), text(client_row, "state")),
+        ("2".into(), "6".into(), "ESTABLISHED".into())
+    );
+    assert_eq!(text(client_row, "remote_address"), "127.0.0.1");
+    let udp_row = rows
+        .iter()
+        .find(|r| text(r, "local_port") == udp.local_addr().unwrap().port().to_string())
+        .expect("the UDP socket");
+    assert_eq!(
+        (text(udp_row, "family"), text(udp_row, "protocol"), text(udp_row, "local_address")),
+        ("10".into(), "17".into(), "::1".into())
+    );
+    let unix: Vec<_> = rows.iter().filter(|r| text(r, "path") == socket_path.display().to_string()).collect();
+    assert_eq!(unix.len(), 1, "{rows:?}");
+    assert_eq!((text(unix[0], "family"), text(unix[0], "protocol")), ("1".into(), "0".into()));
+    let namespace = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
+    assert_eq!(format!("net:[{}]", text(unix[0], "net_namespace")), namespace);
+
+    let file_path = dir.path().join("held open");
+    let file = std::fs::File::create(&file_path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let files = query(&e, &format!("SELECT fd, path FROM process_open_files WHERE pid = {pid}"));
+    let held: Vec<_> = files.iter().filter(|r| text(r, "fd") == fd.to_string()).collect();
+    assert_eq!(held.len(), 1, "{files:?}");
+    assert_eq!(text(held[0], "path"), file_path.display().to_string());
+    assert!(files.iter().all(|r| !text(r, "path").starts_with("socket:")), "{files:?}");
+    // lsof's numbered descriptors other than sockets, pipes and anonymous inodes are the same ones.
+    let lsof = command("lsof", &["-a", "-p", &pid.to_string(), "-Fftn"]);
+    let mut listed = BTreeSet::new();
+    let (mut fd_number, mut kind) = (String::new(), String::new());
+    for line in lsof.lines() {
+        match line.split_at(1) {
+            ("f", v) => fd_number = v.to_string(),
+            ("t", v) => kind = v.to_string(),
+            ("n", v) if fd_number.parse::<u32>().is_ok() => {
+                if !["IPv4", "IPv6", "unix", "sock", "FIFO", "a_inode"].contains(&kind.as_str()) {
+                    listed.insert(fd_number.clone());
+                }
+                let _ = v;
+            }
+            _ => {}
+        }
+    }
+    // The table's own reading of /proc/PID/fd is a descriptor too while it runs (as in osquery).
+    let reading = format!("/proc/{pid}/fd");
+    let ours: BTreeSet<String> = files.iter().filter(|r| text(r, "path") != reading).map(|r| text(r, "fd")).collect();
+    assert_eq!(ours, listed, "{files:?}\n{lsof}");
+    std::fs::remove_file(&file_path).unwrap();
+    let files = query(&e, &format!("SELECT path FROM process_open_files WHERE pid = {pid} AND fd = {fd}"));
+    assert_eq!(text(&files[0], "path"), format!("{} (deleted)", file_path.display()));
+}

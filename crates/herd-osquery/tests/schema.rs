@@ -32,8 +32,6 @@ const NOT_YET: &[&str] = &[
     "osquery_extensions",
     "osquery_schedule",
     "portage_packages",
-    "process_open_files",
-    "process_open_sockets",
     "secureboot",
     "selinux_settings",
     "sntp_request",

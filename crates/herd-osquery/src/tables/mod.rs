@@ -9,6 +9,7 @@ mod command;
 mod content;
 mod curl;
 mod dconf;
+mod descriptors;
 mod devices;
 mod etc_files;
 mod file;
@@ -90,6 +91,8 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(flatten::Flattened::XML),
         Arc::new(storage::BlockDevices),
         Arc::new(storage::Lsblk),
+        Arc::new(descriptors::ProcessOpenFiles),
+        Arc::new(descriptors::ProcessOpenSockets),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");

@@ -244,7 +244,7 @@ fn socket_owners() -> BTreeMap<u64, (i64, i64)> {
     owners
 }
 
-fn parse_endpoint(text: &str, v6: bool) -> Option<(String, i64)> {
+pub(super) fn parse_endpoint(text: &str, v6: bool) -> Option<(String, i64)> {
     let (address, port) = text.split_once(':')?;
     let port = i64::from_str_radix(port, 16).ok()?;
     let address = if v6 {
