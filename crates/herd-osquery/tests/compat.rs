@@ -1225,3 +1225,50 @@ fn process_open_sockets_match_ss_and_open_files_this_test_holds() {
     let files = query(&e, &format!("SELECT path FROM process_open_files WHERE pid = {pid} AND fd = {fd}"));
     assert_eq!(text(&files[0], "path"), format!("{} (deleted)", file_path.display()));
 }
+
+#[test]
+fn suid_bin_matches_find_on_osquerys_roots() {
+    // A setuid and a setgid file of this test's own, in /tmp (one of the roots).
+    let dir = tempfile::Builder::new().prefix("herd-suid").tempdir_in("/tmp").unwrap();
+    let (setuid, setgid) = (dir.path().join("setuid"), dir.path().join("setgid"));
+    for (path, mode) in [(&setuid, 0o4755), (&setgid, 0o2750)] {
+        std::fs::write(path, "").unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let rows = query(&engine(), "SELECT path, username, groupname, permissions FROM suid_bin");
+    let roots = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/tmp"];
+    let mut want = BTreeSet::new();
+    for root in roots.iter().filter(|r| std::path::Path::new(r).exists()) {
+        // -H: the root itself is followed when it is a link (merged /usr), nothing below it is.
+        let found = Command::new("find")
+            .args(["-H", root, "-perm", "/6000", "-type", "f", "-printf", "%p\t%u\t%g\t%m\n"])
+            .output()
+            .unwrap();
+        for line in String::from_utf8_lossy(&found.stdout).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let mode = u32::from_str_radix(f[3], 8).unwrap();
+            let perms =
+                format!("{}{}", if mode & 0o4000 != 0 { "S" } else { "" }, if mode & 0o2000 != 0 { "G" } else { "" });
+            want.insert((f[0].to_string(), f[1].to_string(), f[2].to_string(), perms));
+        }
+    }
+    let got: BTreeSet<_> = rows
+        .iter()
+        .map(|r| (text(r, "path"), text(r, "username"), text(r, "groupname"), text(r, "permissions")))
+        // Links to setuid files are listed by osquery (and herd) under their own path; find -type f skips them.
+        .filter(|(p, ..)| !std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+        .collect();
+    assert_eq!(got, want);
+    let mine: BTreeSet<_> = rows
+        .iter()
+        .filter(|r| text(r, "path").starts_with(&*dir.path().to_string_lossy()))
+        .map(|r| (text(r, "path"), text(r, "permissions")))
+        .collect();
+    assert_eq!(
+        mine,
+        BTreeSet::from([
+            (setuid.display().to_string(), "S".to_string()),
+            (setgid.display().to_string(), "G".to_string())
+        ])
+    );
+}

@@ -35,7 +35,6 @@ const NOT_YET: &[&str] = &[
     "secureboot",
     "selinux_settings",
     "sntp_request",
-    "suid_bin",
     "vscode_extensions",
     "yara",
     "yum_sources",

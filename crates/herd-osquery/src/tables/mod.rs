@@ -22,6 +22,7 @@ mod packages;
 mod processes;
 mod procfs;
 mod storage;
+mod suid;
 mod system;
 mod user_files;
 
@@ -93,6 +94,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(storage::Lsblk),
         Arc::new(descriptors::ProcessOpenFiles),
         Arc::new(descriptors::ProcessOpenSockets),
+        Arc::new(suid::SuidBin),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
