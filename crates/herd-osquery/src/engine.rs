@@ -7,9 +7,24 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::vtab::eponymous_only_module;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// When the query running on this thread must end: tables that wait on IO (curl, helpers) stop by then,
+    /// since SQLite's progress handler cannot interrupt a table while it generates rows.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Time left for the query running on this thread; outside a query, the default limit.
+pub(crate) fn time_left() -> Duration {
+    match DEADLINE.with(Cell::get) {
+        Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+        None => Limits::default().timeout,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -106,7 +121,9 @@ impl Engine {
                 }),
             )
             .map_err(sql_err)?;
+        DEADLINE.with(|d| d.set(Some(started + limits.timeout)));
         let outcome = self.run(sql, limits);
+        DEADLINE.with(|d| d.set(None));
         self.conn.progress_handler(0, None::<fn() -> bool>).map_err(sql_err)?;
         match outcome {
             Err(_) if interrupted.load(Ordering::Relaxed) => Err(EngineError::Timeout(limits.timeout)),
@@ -149,5 +166,40 @@ impl Engine {
             .map(|c| format!("`{}` {}{}", c.name, c.kind.sql(), if c.hidden { " HIDDEN" } else { "" }))
             .collect();
         Some(format!("CREATE TABLE {}({});", table.name(), columns.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Column, Constraints, Row, TableError, Value};
+
+    /// A table whose one row is the time its generator was given.
+    struct TimeGiven;
+
+    impl Table for TimeGiven {
+        fn name(&self) -> &'static str {
+            "time_given"
+        }
+        fn description(&self) -> &'static str {
+            "The time left when rows were generated."
+        }
+        fn columns(&self) -> &'static [Column] {
+            const COLUMNS: &[Column] = &[Column::bigint("millis")];
+            COLUMNS
+        }
+        fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {
+            Ok(vec![Row::from([("millis", Value::Int(time_left().as_millis() as i64))])])
+        }
+    }
+
+    #[test]
+    fn tables_are_given_the_time_left_to_their_query() {
+        let engine = Engine::with_tables(vec![Arc::new(TimeGiven)]).unwrap();
+        let limits = Limits { timeout: Duration::from_secs(5), max_rows: 10 };
+        let out = engine.query("SELECT millis FROM time_given", limits).unwrap();
+        let millis: i64 = out.rows[0][0].as_deref().unwrap().parse().unwrap();
+        assert!((1..=5_000).contains(&millis), "{millis}");
+        assert_eq!(time_left(), Limits::default().timeout, "outside a query: the default limit");
     }
 }

@@ -426,3 +426,849 @@ fn package_sources_and_services_match_their_tools() {
     }
     assert!(query(&e, "SELECT * FROM rpm_packages").is_empty() || std::path::Path::new("/var/lib/rpm").exists());
 }
+
+/// jq's view of a JSON stream: every non-null scalar's path (keys joined with `/`) and value.
+fn jq_leaves(path: &std::path::Path, slurp: bool) -> BTreeSet<(String, String)> {
+    let program = r#"paths(type != "null" and type != "array" and type != "object") as $p
+        | [($p | map(tostring) | join("/")), (getpath($p) | tostring)] | @tsv"#;
+    let mut args = vec!["-r"];
+    if slurp {
+        args.push("-s");
+    }
+    args.push(program);
+    let path = path.to_string_lossy().into_owned();
+    args.push(&path);
+    command("jq", &args)
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+#[test]
+fn parse_json_and_jsonl_match_jq() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("settings.json");
+    std::fs::write(
+        &json,
+        r#"{"editor": {"fontSize": 14, "ratio": 1.5, "wrap": false, "name": "x y", "none": null},
+            "extensions": [{"id": "a", "enabled": true}, {"id": "b", "tags": ["one", "two"]}], "empty": {}}"#,
+    )
+    .unwrap();
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&jsonl, "{\"event\": \"login\", \"uid\": 1000}\n{\"event\": \"logout\", \"uid\": 0}\n").unwrap();
+    let e = engine();
+    for (path, table, slurp) in [(&json, "parse_json", false), (&jsonl, "parse_jsonl", true)] {
+        let rows =
+            query(&e, &format!("SELECT fullkey, parent, key, value FROM {table} WHERE path = '{}'", path.display()));
+        let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+        assert_eq!(got, jq_leaves(path, slurp), "{table}");
+        for row in &rows {
+            assert_eq!(
+                format!("{}/{}", text(row, "parent"), text(row, "key")).trim_start_matches('/'),
+                text(row, "fullkey")
+            );
+        }
+    }
+    // fleetd's policy shape: one value by its key, files found by a glob.
+    let size = one(
+        &e,
+        &format!(
+            "SELECT value FROM parse_json WHERE path LIKE '{}/%.json' AND fullkey = 'editor/fontSize'",
+            dir.path().display()
+        ),
+    );
+    assert_eq!(text(&size, "value"), "14");
+    let filtered = query(
+        &e,
+        &format!(
+            "SELECT fullkey FROM parse_json WHERE path = '{}' AND query = 'extensions/id=>b/tags'",
+            json.display()
+        ),
+    );
+    assert_eq!(
+        set_of(&filtered, "fullkey"),
+        BTreeSet::from(["extensions/1/tags/0".to_string(), "extensions/1/tags/1".to_string()])
+    );
+    assert!(query(&e, "SELECT * FROM parse_json WHERE path = '/no/such/file.json'").is_empty());
+    std::fs::write(dir.path().join("broken.json"), "{\"a\": ").unwrap();
+    assert!(
+        query(&e, &format!("SELECT * FROM parse_json WHERE path = '{}/broken.json'", dir.path().display())).is_empty()
+    );
+    let err = e.query("SELECT * FROM parse_ini", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on path"), "{err}");
+}
+
+#[test]
+fn parse_ini_and_parse_xml_read_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("gdm.conf");
+    std::fs::write(
+        &ini,
+        "# GDM\n[daemon]\nAutomaticLoginEnable = false\nWaylandEnable=true\n[security]\nDisallowTCP = true\n",
+    )
+    .unwrap();
+    let xml = dir.path().join("policy.xml");
+    std::fs::write(
+        &xml,
+        "<?xml version=\"1.0\"?>\n<policy><rule name=\"ssh\">deny</rule><rule name=\"ftp\">allow</rule></policy>\n",
+    )
+    .unwrap();
+    let e = engine();
+    let rows = query(&e, &format!("SELECT fullkey, value FROM parse_ini WHERE path = '{}'", ini.display()));
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> =
+        [("daemon/AutomaticLoginEnable", "false"), ("daemon/WaylandEnable", "true"), ("security/DisallowTCP", "true")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(got, want);
+    let rows = query(&e, &format!("SELECT fullkey, value FROM parse_xml WHERE path = '{}'", xml.display()));
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> = [
+        ("policy/rule/0/#text", "deny"),
+        ("policy/rule/0/-name", "ssh"),
+        ("policy/rule/1/#text", "allow"),
+        ("policy/rule/1/-name", "ftp"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}
+
+/// What herd's augeas lens subset reads, as augtool names it (files and directories of files).
+const AUGEAS_SUBSET: &[&str] = &[
+    "/etc/login.defs",
+    "/etc/pam.d",
+    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/fstab",
+    "/etc/sysctl.conf",
+    "/etc/sysctl.d",
+];
+
+/// augtool's tree (node → value, "" for none) of the subset under `root`, with augeas's own lenses.
+fn augtool_tree(root: &std::path::Path) -> BTreeSet<(String, String)> {
+    let script: String = AUGEAS_SUBSET.iter().map(|p| format!("print /files{p}\n")).collect();
+    let mut child = Command::new("augtool")
+        .arg("--root")
+        .arg(root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("augtool installed");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((node, value)) => {
+                let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+                (node.to_string(), augtool_unescape(value))
+            }
+            None => (line.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// augtool prints values with C escapes (`\t`, `\"`, `\\`).
+fn augtool_unescape(value: &str) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn same_tree(herd: &BTreeSet<(String, String)>, augtool: &BTreeSet<(String, String)>, what: &str) {
+    let only_herd: Vec<_> = herd.difference(augtool).collect();
+    let only_augtool: Vec<_> = augtool.difference(herd).collect();
+    assert!(
+        only_herd.is_empty() && only_augtool.is_empty(),
+        "{what}: only herd has {only_herd:#?}\nonly augtool has {only_augtool:#?}"
+    );
+}
+
+fn herd_augeas_tree(engine: &Engine) -> BTreeSet<(String, String)> {
+    query(engine, "SELECT node, value FROM augeas")
+        .iter()
+        .map(|r| (text(r, "node"), text(r, "value")))
+        .filter(|(node, _)| {
+            AUGEAS_SUBSET.iter().any(|p| {
+                let base = format!("/files{p}");
+                *node == base || node.starts_with(&format!("{base}/"))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn augeas_matches_augtool_on_this_machine_and_on_fixtures() {
+    same_tree(&herd_augeas_tree(&engine()), &augtool_tree(std::path::Path::new("/")), "this machine's files");
+
+    let root = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "etc/ssh/sshd_config",
+        "# Hardened\nInclude /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\nPasswordAuthentication no\n\
+         AcceptEnv LANG LC_*\nAcceptEnv XMODIFIERS\nAllowUsers alice \"bob smith\"\nCiphers aes256-gcm@openssh.com,chacha20-poly1305@openssh.com\n\
+         MACs hmac-sha2-512\nSubsystem sftp /usr/lib/openssh/sftp-server -l INFO\nClientAliveInterval=300\n\n\
+         Match User backup Address 10.0.0.0/8\n  ForceCommand internal-sftp\n  # chrooted\n\n  ChrootDirectory /srv/%u\n\
+         Match Group admins\n  X11Forwarding yes\n",
+    );
+    write("etc/ssh/sshd_config.d/50-cloud.conf", "PasswordAuthentication yes\n");
+    write("etc/ssh/sshd_config.d/broken.conf", "  PermitRootLogin no\n");
+    write("etc/ssh/sshd_config.d/60-last.conf", "MaxAuthTries 3");
+    write(
+        "etc/sudoers",
+        "#\n# This file MUST be edited with the 'visudo' command as root.\nDefaults\tenv_reset\nDefaults\tmail_badpass\n\
+         Defaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin\"\nDefaults\tuse_pty\n\
+         Defaults:OPERATORS !lecture, passwd_tries=5, env_keep += \"LANG LC_ALL\"\n\
+         User_Alias OPERATORS = alice, bob\nCmnd_Alias REBOOT = /sbin/reboot, /sbin/shutdown -r now\n\n\
+         root\tALL=(ALL:ALL) ALL\n%sudo\tALL=(ALL:ALL) ALL\nOPERATORS ALL = (root) NOPASSWD: REBOOT # allowed\n\
+         alice host1, host2 = /usr/bin/systemctl restart nginx : host3 = (www-data) /usr/bin/tail\n\
+         @includedir /etc/sudoers.d\n",
+    );
+    write("etc/sudoers.d/90-admins", "%admins ALL=(ALL) NOPASSWD: ALL\n");
+    write(
+        "etc/login.defs",
+        "# Password aging\nPASS_MAX_DAYS\t90\nPASS_MIN_DAYS   7\nUMASK\t\t022\nENCRYPT_METHOD SHA512\n#\n\nMAIL_DIR /var/mail # trailing\n",
+    );
+    write(
+        "etc/pam.d/common-auth",
+        "# PAM\nauth\t[success=1 default=ignore]\tpam_unix.so nullok\nauth\trequisite\t\t\tpam_deny.so\n\
+         -session optional pam_systemd.so\npassword requisite pam_pwquality.so retry=3 minlen=14 # strength\n\
+         @include common-account\naccount [success=ok new_authtok_reqd=done default=ignore] pam_unix.so\n",
+    );
+    write("etc/pam.d/README", "not a pam file\n");
+    write(
+        "etc/fstab",
+        "# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=abc / ext4 errors=remount-ro 0 1\n\
+         /dev/sdb1\t/srv\txfs\tdefaults,noatime,x-systemd.device-timeout=5\t0\t2 # data\n/swap none swap sw 0 0\ntmpfs /tmp tmpfs\n",
+    );
+    write(
+        "etc/sysctl.conf",
+        "# Kernel\nnet.ipv4.ip_forward = 0\nkernel.randomize_va_space=2 # ASLR\n; old style\nfs.suid_dumpable =\n",
+    );
+    write("etc/sysctl.d/99-herd.conf", "net.ipv4.conf.all.rp_filter = 1\n-kernel.unknown = 1\n");
+    write("etc/sysctl.d/README.sysctl", "docs\n");
+    let fixture =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Augeas::at_root(root.path()))]).unwrap();
+    let herd = herd_augeas_tree(&fixture);
+    let augtool = augtool_tree(root.path());
+    assert!(augtool.len() > 100, "augtool read the fixtures: {augtool:?}");
+    same_tree(&herd, &augtool, "fixtures");
+
+    // osquery's query shapes: by file path, by node, by label.
+    let root_login =
+        query(&fixture, "SELECT value FROM augeas WHERE path = '/etc/ssh/sshd_config' AND label = 'PermitRootLogin'");
+    assert_eq!(set_of(&root_login, "value"), BTreeSet::from(["no".to_string()]));
+    let node =
+        one(&fixture, "SELECT label, value, path FROM augeas WHERE node = '/files/etc/login.defs/PASS_MAX_DAYS'");
+    assert_eq!(
+        (text(&node, "label"), text(&node, "value"), text(&node, "path")),
+        ("PASS_MAX_DAYS".into(), "90".into(), "/etc/login.defs".into())
+    );
+    let dir = one(&fixture, "SELECT label, path FROM augeas WHERE node = '/files/etc/pam.d'");
+    assert_eq!((text(&dir, "label"), text(&dir, "path")), ("pam.d".into(), "/etc/pam.d".into()));
+    assert!(
+        query(&fixture, "SELECT * FROM augeas WHERE path = '/etc/ssh/sshd_config.d/broken.conf'").is_empty(),
+        "unparsable: no tree"
+    );
+    assert!(query(&fixture, "SELECT * FROM augeas WHERE path = '/etc/hosts'").is_empty(), "no Hosts lens: no rows");
+}
+
+#[test]
+fn npm_packages_match_npm_ls() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = |path: &str, json: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("package.json"), json).unwrap();
+    };
+    package(
+        "node_modules/left-pad",
+        r#"{"name": "left-pad", "version": "1.3.0", "author": {"name": "azer"}, "license": "WTFPL"}"#,
+    );
+    package(
+        "node_modules/left-pad/node_modules/nested",
+        r#"{"name": "nested", "version": "0.1.0", "author": "Someone <a@b>"}"#,
+    );
+    package(
+        "node_modules/@scope/tool",
+        r#"{"name": "@scope/tool", "version": "2.0.0-beta.1", "license": {"type": "MIT", "url": "https://x/l"}}"#,
+    );
+    let listed = Command::new("npm")
+        .args(["ls", "--all", "--parseable", "--long"])
+        .current_dir(dir.path())
+        .output()
+        .expect("npm installed");
+    let expected: BTreeSet<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (path, rest) = l.split_once(':')?;
+            let at = rest.split(':').next()?;
+            let version = at.rsplit_once('@')?.1;
+            Some((format!("{path}/package.json"), version.to_string()))
+        })
+        .collect();
+    let e = engine();
+    let rows = query(
+        &e,
+        &format!(
+            "SELECT path, version, name, author, license, depth, directory FROM npm_packages WHERE directory = '{}'",
+            dir.path().display()
+        ),
+    );
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "path"), text(r, "version"))).collect();
+    assert_eq!(got, expected);
+    let by_name: BTreeMap<String, &BTreeMap<String, Option<String>>> =
+        rows.iter().map(|r| (text(r, "name"), r)).collect();
+    assert_eq!(text(by_name["left-pad"], "author"), "azer");
+    assert_eq!(text(by_name["nested"], "depth"), "1");
+    assert_eq!(text(by_name["nested"], "author"), "Someone <a@b>");
+    assert_eq!(text(by_name["@scope/tool"], "license"), "https://x/l");
+    assert_eq!(text(by_name["@scope/tool"], "directory"), dir.path().display().to_string());
+    let shallow = query(
+        &e,
+        &format!("SELECT name FROM npm_packages WHERE directory = '{}' AND max_depth = 0", dir.path().display()),
+    );
+    assert_eq!(shallow.len(), 2, "max_depth 0 leaves nested packages out");
+}
+
+/// A local HTTP server for the curl table: `/ok` (a length-delimited body), `/chunked`, and `/silent` (accepts,
+/// never answers). It records the User-Agent headers it saw.
+fn http_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let agents = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = agents.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap_or_default();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(agent) = line.strip_prefix("User-Agent: ") {
+                    seen.lock().unwrap().push(agent.trim().to_string());
+                }
+                line.clear();
+            }
+            let mut stream = stream;
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            match path.as_str() {
+                "/ok" => {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello herd\n");
+                }
+                "/chunked" => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nnot f\r\n5\r\nound.\r\n0\r\n\r\n",
+                    );
+                }
+                _ => held.push(stream),
+            }
+        }
+    });
+    (port, agents)
+}
+
+#[test]
+fn curl_matches_the_curl_tool_against_a_local_server() {
+    let (port, agents) = http_server();
+    let e = engine();
+    for path in ["/ok", "/chunked"] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let tool =
+            command("curl", &["-s", "-A", "herd-test", "-o", "-", "-w", "\n%{http_code} %{size_download}", &url]);
+        let (body, stats) = tool.rsplit_once('\n').unwrap();
+        let (code, size) = stats.split_once(' ').unwrap();
+        let row = one(
+            &e,
+            &format!(
+                "SELECT url, method, user_agent, response_code, bytes, result, round_trip_time FROM curl WHERE url = '{url}' AND user_agent = 'herd-test'"
+            ),
+        );
+        assert_eq!(
+            (text(&row, "response_code"), text(&row, "bytes"), text(&row, "result")),
+            (code.to_string(), size.to_string(), body.to_string()),
+            "{path}"
+        );
+        assert_eq!((text(&row, "method"), text(&row, "user_agent")), ("GET".into(), "herd-test".into()));
+        assert!(text(&row, "round_trip_time").parse::<i64>().unwrap() > 0);
+    }
+    let default_agent = one(&e, &format!("SELECT user_agent FROM curl WHERE url = 'http://127.0.0.1:{port}/ok'"));
+    assert_eq!(text(&default_agent, "user_agent"), "osquery");
+    assert!(agents.lock().unwrap().iter().any(|a| a == "osquery"), "osquery's User-Agent is sent");
+    // A server that never answers: the query's time limit ends the request, and the row says nothing came.
+    let limits = Limits { timeout: std::time::Duration::from_secs(1), max_rows: 10 };
+    let silent = e
+        .query(&format!("SELECT response_code, result FROM curl WHERE url = 'http://127.0.0.1:{port}/silent'"), limits)
+        .unwrap();
+    assert_eq!(silent.rows, vec![vec![None, None]]);
+    let refused = one(&e, "SELECT response_code FROM curl WHERE url = 'http://127.0.0.1:1/'");
+    assert_eq!(refused["response_code"], None);
+    let err = e.query("SELECT * FROM curl", Limits::default()).unwrap_err().to_string();
+    assert!(err.contains("requires a constraint on url"), "{err}");
+}
+
+/// A local TLS server presenting `certificate` to one client after another.
+fn tls_server(certificate: &rcgen::Certificate, key: &rcgen::KeyPair) -> u16 {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            while connection.is_handshaking() {
+                if connection.complete_io(&mut stream).is_err() {
+                    break;
+                }
+            }
+            let _ = connection.complete_io(&mut stream);
+        }
+    });
+    port
+}
+
+/// `openssl x509 -ext` output: extension name → its lines joined with `;`.
+fn openssl_extensions(pem: &std::path::Path) -> BTreeMap<String, String> {
+    let out = command(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &pem.to_string_lossy(),
+            "-noout",
+            "-ext",
+            "subjectAltName,keyUsage,extendedKeyUsage,basicConstraints,subjectKeyIdentifier,authorityKeyIdentifier",
+        ],
+    );
+    let mut extensions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in out.lines() {
+        if let Some(value) = line.strip_prefix("    ") {
+            extensions.entry(current.clone()).or_default().push(value.trim().to_string());
+        } else {
+            current = line.split(':').next().unwrap_or("").trim().to_string();
+        }
+    }
+    extensions.into_iter().map(|(k, v)| (k, v.join(";"))).collect()
+}
+
+#[test]
+fn curl_certificate_matches_openssl_against_a_local_server() {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.distinguished_name.push(rcgen::DnType::CommonName, "herd test");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "herd");
+    params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "qa");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    let port = tls_server(&certificate, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("cert.pem");
+    std::fs::write(&pem_path, certificate.pem()).unwrap();
+
+    let row = one(
+        &engine(),
+        &format!("SELECT *, pem FROM curl_certificate WHERE hostname = '127.0.0.1:{port}' AND dump_certificate = 1"),
+    );
+    let field = |args: &[&str]| {
+        let out = command("openssl", &[&["x509", "-in", &pem_path.to_string_lossy(), "-noout"], args].concat());
+        out.trim().split_once('=').map(|(_, v)| v.to_string()).unwrap_or_default()
+    };
+    let serial = field(&["-serial"]);
+    assert_eq!(text(&row, "serial_number"), serial.trim_start_matches("00"));
+    assert_eq!(text(&row, "sha256_fingerprint"), field(&["-fingerprint", "-sha256"]).replace(':', "").to_lowercase());
+    assert_eq!(text(&row, "sha1_fingerprint"), field(&["-fingerprint", "-sha1"]).replace(':', "").to_lowercase());
+    assert_eq!(text(&row, "valid_from"), field(&["-startdate"]));
+    assert_eq!(text(&row, "valid_to"), field(&["-enddate"]));
+    assert_eq!(
+        (text(&row, "common_name"), text(&row, "organization"), text(&row, "organization_unit")),
+        ("herd test".into(), "herd".into(), "qa".into())
+    );
+    assert_eq!(text(&row, "issuer_common_name"), "herd test", "self-signed");
+    assert_eq!(text(&row, "version"), "3");
+    assert_eq!(text(&row, "signature_algorithm"), "ecdsa-with-SHA256");
+    assert_eq!(text(&row, "has_expired"), "0");
+    assert_eq!(text(&row, "pem"), certificate.pem());
+    let extensions = openssl_extensions(&pem_path);
+    for (name, column) in [
+        ("X509v3 Subject Alternative Name", "subject_alternative_names"),
+        ("X509v3 Key Usage", "key_usage"),
+        ("X509v3 Extended Key Usage", "extended_key_usage"),
+        ("X509v3 Basic Constraints", "basic_constraint"),
+        ("X509v3 Subject Key Identifier", "subject_key_identifier"),
+        ("X509v3 Authority Key Identifier", "authority_key_identifier"),
+    ] {
+        assert_eq!(text(&row, column), extensions.get(name).cloned().unwrap_or_default(), "{column}");
+    }
+    assert!(query(&engine(), "SELECT * FROM curl_certificate WHERE hostname = '127.0.0.1:1'").is_empty());
+}
+
+#[test]
+fn chrome_extensions_read_a_profile_like_osquery() {
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join(".config/google-chrome/Default");
+    let packed = profile.join("Extensions/abcdefghijklmnopabcdefghijklmnop/1.2.3_0");
+    std::fs::create_dir_all(packed.join("_locales/en")).unwrap();
+    let key = "aGVyZCB0ZXN0IGtleSBtYXRlcmlhbA==";
+    let manifest = format!(
+        r#"{{"name": "__MSG_appName__", "version": "1.2.3", "manifest_version": 3, "default_locale": "en",
+            "permissions": ["tabs", "storage"], "background": {{"persistent": false}}, "key": "{key}",
+            "description": "Blocks things", "update_url": "https://clients2.google.com/service/update2/crx"}}"#
+    );
+    std::fs::write(packed.join("manifest.json"), &manifest).unwrap();
+    std::fs::write(packed.join("_locales/en/messages.json"), r#"{"appname": {"message": "Herd Blocker"}}"#).unwrap();
+    let unpacked = home.path().join("dev/ext");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    std::fs::write(unpacked.join("manifest.json"), r#"{"name": "Dev tool", "version": "0.1", "author": "me"}"#)
+        .unwrap();
+    let preferences = format!(
+        r#"{{"profile": {{"name": "Person 1"}}, "extensions": {{"settings": {{
+            "abcdefghijklmnopabcdefghijklmnop": {{"path": "abcdefghijklmnopabcdefghijklmnop/1.2.3_0", "state": 1,
+                "from_webstore": true, "install_time": "13300000000000000"}},
+            "devdevdevdevdevdevdevdevdevdevde": {{"path": "{}", "state": 0}}}}}}}}"#,
+        unpacked.display()
+    );
+    std::fs::write(profile.join("Preferences"), preferences).unwrap();
+    std::fs::write(profile.join("Secure Preferences"), "{}").unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::ChromeExtensions::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let rows = query(&e, "SELECT * FROM chrome_extensions ORDER BY name");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (dev, blocker) = (&rows[0], &rows[1]);
+    assert_eq!(text(blocker, "name"), "Herd Blocker", "localized from messages.json");
+    assert_eq!(
+        (text(blocker, "browser_type"), text(blocker, "profile"), text(blocker, "uid")),
+        ("chrome".into(), "Person 1".into(), "1000".into())
+    );
+    assert_eq!((text(blocker, "permissions"), text(blocker, "persistent")), ("tabs, storage".into(), "0".into()));
+    assert_eq!(
+        (text(blocker, "referenced"), text(blocker, "state"), text(blocker, "from_webstore")),
+        ("1".into(), "1".into(), "true".into())
+    );
+    assert_eq!(text(blocker, "install_timestamp"), "1655526400");
+    // The identifier Chrome derives from the key, computed by base64 and openssl instead.
+    let digest = Command::new("sh")
+        .args(["-c", &format!("printf %s '{key}' | base64 -d | openssl dgst -sha256 -r")])
+        .output()
+        .unwrap();
+    let hex_digest = String::from_utf8_lossy(&digest.stdout);
+    let expected_id: String =
+        hex_digest[..32].chars().map(|c| (b'a' + c.to_digit(16).unwrap() as u8) as char).collect();
+    assert_eq!(text(blocker, "identifier"), expected_id);
+    let sha = command("sha256sum", &[&packed.join("manifest.json").to_string_lossy()]);
+    assert_eq!(text(blocker, "manifest_hash"), sha.split_whitespace().next().unwrap());
+    assert_eq!((text(dev, "author"), text(dev, "referenced")), ("me".into(), "1".into()));
+    assert_eq!(text(dev, "path"), std::fs::canonicalize(&unpacked).unwrap().display().to_string());
+    assert_eq!(text(dev, "identifier"), "", "no key, no identifier");
+    assert!(query(&e, "SELECT * FROM chrome_extensions WHERE uid = 0").is_empty());
+    // A profile without its Secure Preferences is not read, as in osquery.
+    std::fs::remove_file(profile.join("Secure Preferences")).unwrap();
+    assert!(query(&e, "SELECT * FROM chrome_extensions").is_empty());
+    assert!(query(&engine(), "SELECT * FROM chrome_extensions WHERE uid = 0").len() < 1000);
+}
+
+#[test]
+fn process_envs_match_the_environment_a_child_was_given() {
+    let mut child =
+        Command::new("env").args(["-i", "HERD_A=1", "HERD_B=x=y", "HERD_EMPTY=", "sleep", "30"]).spawn().unwrap();
+    let pid = child.id();
+    // `env` replaces itself with sleep, whose environ is the one `env` built; before that exec the child still
+    // shows this test's environment, so wait (with a deadline) until it is sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+        assert!(std::time::Instant::now() < deadline, "the child never became sleep");
+        std::thread::yield_now();
+    }
+    let rows = query(&engine(), &format!("SELECT key, value FROM process_envs WHERE pid = {pid}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "key"), text(r, "value"))).collect();
+    let want: BTreeSet<(String, String)> = [("HERD_A", "1"), ("HERD_B", "x=y"), ("HERD_EMPTY", "")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn known_hosts_and_shell_history_read_a_home() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let ed25519 = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let known_hosts = format!(
+        "# managed by herd\ngithub.com ssh-ed25519 {ed25519}\n\n  [git.example.com]:2222 ssh-ed25519 {ed25519}  \n"
+    );
+    let file = home.path().join(".ssh/known_hosts");
+    std::fs::write(&file, &known_hosts).unwrap();
+    std::fs::write(home.path().join(".bash_history"), "#1700000000\nsudo systemctl restart ssh\nls\n").unwrap();
+    std::fs::write(home.path().join(".zsh_history"), ": 1700000100:0;git push\n").unwrap();
+    let homes = vec![(1000, home.path().to_path_buf())];
+    let e = Engine::with_tables(vec![
+        std::sync::Arc::new(herd_osquery::tables::KnownHosts::with_homes(homes.clone())),
+        std::sync::Arc::new(herd_osquery::tables::ShellHistory::with_homes(homes)),
+    ])
+    .unwrap();
+    let keys = query(&e, "SELECT uid, key, key_file FROM known_hosts");
+    // ssh-keygen lists one fingerprint per host key line it accepts.
+    let listed = command("ssh-keygen", &["-l", "-f", &file.to_string_lossy()]);
+    assert_eq!(keys.len(), listed.lines().count(), "{keys:?}\n{listed}");
+    assert_eq!(
+        set_of(&keys, "key"),
+        BTreeSet::from([
+            format!("github.com ssh-ed25519 {ed25519}"),
+            format!("[git.example.com]:2222 ssh-ed25519 {ed25519}")
+        ])
+    );
+    assert_eq!(set_of(&keys, "key_file"), BTreeSet::from([file.display().to_string()]));
+    let history = query(&e, "SELECT time, command, history_file FROM shell_history WHERE uid = 1000 ORDER BY time");
+    let got: Vec<(String, String)> = history.iter().map(|r| (text(r, "time"), text(r, "command"))).collect();
+    assert_eq!(
+        got,
+        [("0", "ls"), ("1700000000", "sudo systemctl restart ssh"), ("1700000100", "git push")]
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+    );
+    assert!(query(&e, "SELECT * FROM shell_history WHERE uid = 0").is_empty());
+}
+
+/// lsblk's devices (all of them, sizes in bytes) as (name, parent, size in bytes, logical sector, vendor, model,
+/// serial).
+fn lsblk_devices() -> BTreeMap<String, serde_json::Value> {
+    let out = command("lsblk", &["-J", "-a", "-b", "-o", "NAME,PKNAME,SIZE,LOG-SEC,VENDOR,MODEL,SERIAL,MAJ:MIN"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut devices = BTreeMap::new();
+    fn walk(list: &serde_json::Value, devices: &mut BTreeMap<String, serde_json::Value>) {
+        for device in list.as_array().into_iter().flatten() {
+            devices.insert(format!("/dev/{}", device["name"].as_str().unwrap()), device.clone());
+            walk(&device["children"], devices);
+        }
+    }
+    walk(&json["blockdevices"], &mut devices);
+    devices
+}
+
+#[test]
+fn block_devices_and_lsblk_match_lsblk() {
+    let e = engine();
+    let rows = query(&e, "SELECT * FROM block_devices");
+    let lsblk = lsblk_devices();
+    let ours: BTreeMap<String, &BTreeMap<String, Option<String>>> = rows.iter().map(|r| (text(r, "name"), r)).collect();
+    // lsblk leaves out RAM disks (major 1) even with -a; every other device is in both.
+    for (name, row) in &ours {
+        let major = std::fs::read_to_string(format!("/sys/class/block/{}/dev", &name[5..])).unwrap_or_default();
+        assert!(lsblk.contains_key(name) || major.starts_with("1:"), "{name} not listed by lsblk");
+        let Some(device) = lsblk.get(name) else { continue };
+        let field = |k: &str| match &device[k] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.trim().to_string()),
+            other => Some(other.to_string()),
+        };
+        let size: i64 = text(row, "size").parse().unwrap();
+        assert_eq!(Some((size * 512).to_string()), field("size"), "{name}");
+        assert_eq!(row["block_size"], field("log-sec"), "{name}");
+        assert_eq!(text(row, "parent"), field("pkname").map(|p| format!("/dev/{p}")).unwrap_or_default(), "{name}");
+        for column in ["vendor", "model", "serial"] {
+            assert_eq!(row[column], field(column), "{name}.{column}");
+        }
+    }
+    assert!(lsblk.keys().all(|n| ours.contains_key(n)), "{:?} vs {:?}", lsblk.keys(), ours.keys());
+    let one = query(&e, &format!("SELECT name FROM block_devices WHERE name = '{}'", rows[0]["name"].clone().unwrap()));
+    assert_eq!(one.len(), 1);
+
+    // fleetd's lsblk: lsblk's own JSON, flattened; names per device index as lsblk -n -O lists them.
+    let names = query(&e, "SELECT fullkey, value FROM lsblk WHERE query = 'blockdevices/*/name'");
+    let out = command("lsblk", &["-n", "-O", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let want: BTreeSet<(String, String)> = json["blockdevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("blockdevices/{i}/name"), d["name"].as_str().unwrap().to_string()))
+        .collect();
+    let got: BTreeSet<(String, String)> = names.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    assert_eq!(got, want);
+    assert!(query(&e, "SELECT * FROM lsblk").len() > names.len());
+}
+
+#[test]
+fn process_open_sockets_match_ss_and_open_files_this_test_holds() {
+    let pid = std::process::id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_accepted, _) = listener.accept().unwrap();
+    let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("herd test.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let e = engine();
+    let rows = query(&e, &format!("SELECT * FROM process_open_sockets WHERE pid = {pid}"));
+    // ss's view of this process's TCP and UDP sockets: (fd, inode, local port, remote port).
+    let ss = command("ss", &["-tuanpeH"]);
+    let owner = format!("pid={pid},fd=");
+    let token = |line: &str, prefix: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .map(|v| v.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let port = |endpoint: &str| endpoint.rsplit(':').next().unwrap().replace('*', "0");
+    let want: BTreeSet<(String, String, String, String)> = ss
+        .lines()
+        .filter(|l| l.contains(&owner))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let fd = l[l.find(&owner).unwrap() + owner.len()..].split(|c: char| !c.is_ascii_digit()).next().unwrap();
+            (fd.to_string(), token(l, "ino:"), port(f[4]), port(f[5]))
+        })
+        .collect();
+    let got: BTreeSet<(String, String, String, String)> = rows
+        .iter()
+        .filter(|r| text(r, "family") != "1")
+        .map(|r| (text(r, "fd"), text(r, "socket"), text(r, "local_port"), text(r, "remote_port")))
+        .collect();
+    assert_eq!(got, want, "{rows:?}\n{ss}");
+    let client_row = rows
+        .iter()
+        .find(|r| text(r, "local_port") == client.local_addr().unwrap().port().to_string())
+        .expect("the client socket");
+    assert_eq!(
+        (text(client_row, "family"), text(client_row, "protocol"), text(client_row, "state")),
+        ("2".into(), "6".into(), "ESTABLISHED".into())
+    );
+    assert_eq!(text(client_row, "remote_address"), "127.0.0.1");
+    let udp_row = rows
+        .iter()
+        .find(|r| text(r, "local_port") == udp.local_addr().unwrap().port().to_string())
+        .expect("the UDP socket");
+    assert_eq!(
+        (text(udp_row, "family"), text(udp_row, "protocol"), text(udp_row, "local_address")),
+        ("10".into(), "17".into(), "::1".into())
+    );
+    let unix: Vec<_> = rows.iter().filter(|r| text(r, "path") == socket_path.display().to_string()).collect();
+    assert_eq!(unix.len(), 1, "{rows:?}");
+    assert_eq!((text(unix[0], "family"), text(unix[0], "protocol")), ("1".into(), "0".into()));
+    let namespace = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
+    assert_eq!(format!("net:[{}]", text(unix[0], "net_namespace")), namespace);
+
+    let file_path = dir.path().join("held open");
+    let file = std::fs::File::create(&file_path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let files = query(&e, &format!("SELECT fd, path FROM process_open_files WHERE pid = {pid}"));
+    let held: Vec<_> = files.iter().filter(|r| text(r, "fd") == fd.to_string()).collect();
+    assert_eq!(held.len(), 1, "{files:?}");
+    assert_eq!(text(held[0], "path"), file_path.display().to_string());
+    assert!(files.iter().all(|r| !text(r, "path").starts_with("socket:")), "{files:?}");
+    // lsof's numbered descriptors other than sockets, pipes and anonymous inodes are the same ones.
+    let lsof = command("lsof", &["-a", "-p", &pid.to_string(), "-Fftn"]);
+    let mut listed = BTreeSet::new();
+    let (mut fd_number, mut kind) = (String::new(), String::new());
+    for line in lsof.lines() {
+        match line.split_at(1) {
+            ("f", v) => fd_number = v.to_string(),
+            ("t", v) => kind = v.to_string(),
+            ("n", v) if fd_number.parse::<u32>().is_ok() => {
+                if !["IPv4", "IPv6", "unix", "sock", "FIFO", "a_inode"].contains(&kind.as_str()) {
+                    listed.insert(fd_number.clone());
+                }
+                let _ = v;
+            }
+            _ => {}
+        }
+    }
+    // The table's own reading of /proc/PID/fd is a descriptor too while it runs (as in osquery).
+    let reading = format!("/proc/{pid}/fd");
+    let ours: BTreeSet<String> = files.iter().filter(|r| text(r, "path") != reading).map(|r| text(r, "fd")).collect();
+    assert_eq!(ours, listed, "{files:?}\n{lsof}");
+    std::fs::remove_file(&file_path).unwrap();
+    let files = query(&e, &format!("SELECT path FROM process_open_files WHERE pid = {pid} AND fd = {fd}"));
+    assert_eq!(text(&files[0], "path"), format!("{} (deleted)", file_path.display()));
+}
+
+#[test]
+fn suid_bin_matches_find_on_osquerys_roots() {
+    // A setuid and a setgid file of this test's own, in /tmp (one of the roots).
+    let dir = tempfile::Builder::new().prefix("herd-suid").tempdir_in("/tmp").unwrap();
+    let (setuid, setgid) = (dir.path().join("setuid"), dir.path().join("setgid"));
+    for (path, mode) in [(&setuid, 0o4755), (&setgid, 0o2750)] {
+        std::fs::write(path, "").unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let rows = query(&engine(), "SELECT path, username, groupname, permissions FROM suid_bin");
+    let roots = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/tmp"];
+    let mut want = BTreeSet::new();
+    for root in roots.iter().filter(|r| std::path::Path::new(r).exists()) {
+        // -H: the root itself is followed when it is a link (merged /usr), nothing below it is.
+        let found = Command::new("find")
+            .args(["-H", root, "-perm", "/6000", "-type", "f", "-printf", "%p\t%u\t%g\t%m\n"])
+            .output()
+            .unwrap();
+        for line in String::from_utf8_lossy(&found.stdout).lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let mode = u32::from_str_radix(f[3], 8).unwrap();
+            let perms =
+                format!("{}{}", if mode & 0o4000 != 0 { "S" } else { "" }, if mode & 0o2000 != 0 { "G" } else { "" });
+            want.insert((f[0].to_string(), f[1].to_string(), f[2].to_string(), perms));
+        }
+    }
+    let got: BTreeSet<_> = rows
+        .iter()
+        .map(|r| (text(r, "path"), text(r, "username"), text(r, "groupname"), text(r, "permissions")))
+        // Links to setuid files are listed by osquery (and herd) under their own path; find -type f skips them.
+        .filter(|(p, ..)| !std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+        .collect();
+    assert_eq!(got, want);
+    let mine: BTreeSet<_> = rows
+        .iter()
+        .filter(|r| text(r, "path").starts_with(&*dir.path().to_string_lossy()))
+        .map(|r| (text(r, "path"), text(r, "permissions")))
+        .collect();
+    assert_eq!(
+        mine,
+        BTreeSet::from([
+            (setuid.display().to_string(), "S".to_string()),
+            (setgid.display().to_string(), "G".to_string())
+        ])
+    );
+}

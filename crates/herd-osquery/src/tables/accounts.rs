@@ -8,7 +8,7 @@ use crate::table::{Column, Constraints, Row, Table, TableError, Value};
 use std::path::{Path, PathBuf};
 
 /// (username, uid, home) of every account in /etc/passwd.
-fn accounts() -> Vec<(String, i64, String)> {
+pub(super) fn accounts() -> Vec<(String, i64, String)> {
     std::fs::read_to_string("/etc/passwd")
         .unwrap_or_default()
         .lines()
@@ -153,6 +153,8 @@ impl Table for LoggedInUsers {
             Column::text("host"),
             Column::bigint("time"),
             Column::int("pid"),
+            Column::text("sid").hidden(),
+            Column::text("registry_hive").hidden(),
         ];
         COLUMNS
     }
@@ -283,7 +285,7 @@ impl Table for AuthorizedKeys {
             Column::text("options"),
             Column::text("comment"),
             Column::text("key_file"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }
@@ -327,7 +329,7 @@ impl Table for UserSshKeys {
             Column::text("key_group_name"),
             Column::int("key_length"),
             Column::int("key_security_bits"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }
@@ -439,7 +441,7 @@ impl Table for Crontab {
             Column::text("day_of_week"),
             Column::text("command"),
             Column::text("path"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }

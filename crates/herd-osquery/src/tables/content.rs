@@ -44,7 +44,7 @@ impl Table for Hash {
             Column::text("md5"),
             Column::text("sha1"),
             Column::text("sha256"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
             Column::text("mount_namespace_id").hidden(),
         ];
         COLUMNS

@@ -23,6 +23,9 @@ impl Table for DiskEncryption {
             Column::int("encrypted"),
             Column::text("type"),
             Column::text("encryption_status"),
+            Column::text("uid").hidden(),
+            Column::text("user_uuid").hidden(),
+            Column::text("filevault_status").hidden(),
         ];
         COLUMNS
     }
@@ -73,6 +76,10 @@ impl Table for CpuInfo {
             Column::int("current_clock_speed"),
             Column::int("max_clock_speed"),
             Column::text("socket_designation"),
+            Column::text("availability").hidden(),
+            Column::int("load_percentage").hidden(),
+            Column::int("number_of_efficiency_cores").hidden(),
+            Column::int("number_of_performance_cores").hidden(),
         ];
         COLUMNS
     }

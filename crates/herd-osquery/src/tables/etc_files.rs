@@ -33,15 +33,15 @@ impl Table for Users {
             Column::bigint("gid"),
             Column::bigint("uid_signed"),
             Column::bigint("gid_signed"),
-            Column::text("username"),
+            Column::text("username").index(),
             Column::text("description"),
             Column::text("directory"),
             Column::text("shell"),
             Column::text("uuid").index(),
-            Column::text("type"),
-            Column::int("is_hidden"),
-            Column::int("pid_with_namespace").hidden(),
-            Column::int("include_remote").hidden(),
+            Column::text("type").hidden(),
+            Column::int("is_hidden").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
+            Column::int("include_remote").index().hidden(),
         ];
         COLUMNS
     }
@@ -82,10 +82,10 @@ impl Table for Groups {
             Column::bigint("gid").index(),
             Column::bigint("gid_signed"),
             Column::text("groupname"),
-            Column::text("group_sid").index(),
-            Column::text("comment"),
-            Column::int("is_hidden"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::text("group_sid").index().hidden(),
+            Column::text("comment").hidden(),
+            Column::int("is_hidden").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }
@@ -118,7 +118,7 @@ impl Table for EtcHosts {
     }
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] =
-            &[Column::text("address"), Column::text("hostnames"), Column::int("pid_with_namespace").hidden()];
+            &[Column::text("address"), Column::text("hostnames"), Column::int("pid_with_namespace").index().hidden()];
         COLUMNS
     }
     fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {

@@ -31,10 +31,10 @@ impl Table for OsVersion {
             Column::text("platform_like"),
             Column::text("codename"),
             Column::text("arch"),
-            Column::text("extra"),
-            Column::bigint("install_date"),
-            Column::int("revision"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::text("extra").hidden(),
+            Column::bigint("install_date").hidden(),
+            Column::int("revision").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
             Column::text("mount_namespace_id").hidden(),
         ];
         COLUMNS
@@ -132,7 +132,7 @@ impl Table for SystemInfo {
             Column::text("board_serial"),
             Column::text("computer_name"),
             Column::text("local_hostname"),
-            Column::text("emulated_cpu_type"),
+            Column::text("emulated_cpu_type").hidden(),
         ];
         COLUMNS
     }

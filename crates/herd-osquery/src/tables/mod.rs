@@ -3,21 +3,36 @@
 
 mod accounts;
 mod agent;
+mod augeas;
+mod browsers;
+mod command;
 mod content;
+mod curl;
+mod dconf;
+mod descriptors;
 mod devices;
 mod etc_files;
 mod file;
+mod flatten;
 mod identity;
+mod net;
 mod network;
+mod npm;
 mod packages;
 mod processes;
 mod procfs;
+mod storage;
+mod suid;
 mod system;
+mod user_files;
 
 use crate::table::Table;
 use std::sync::Arc;
 
 pub use agent::SharedFlags;
+pub use augeas::Augeas;
+pub use browsers::ChromeExtensions;
+pub use user_files::{KnownHosts, ShellHistory};
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
@@ -37,6 +52,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(etc_files::Groups),
         Arc::new(etc_files::EtcHosts),
         Arc::new(processes::Processes),
+        Arc::new(processes::ProcessEnvs),
         Arc::new(file::File),
         Arc::new(content::Hash),
         Arc::new(content::FileLines),
@@ -48,6 +64,8 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(accounts::UserSshKeys),
         Arc::new(accounts::SshConfigs),
         Arc::new(accounts::Crontab),
+        Arc::new(user_files::KnownHosts::default()),
+        Arc::new(user_files::ShellHistory::default()),
         Arc::new(packages::DebPackages),
         Arc::new(packages::RpmPackages),
         Arc::new(packages::PythonPackages),
@@ -62,6 +80,21 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(devices::DiskEncryption),
         Arc::new(devices::CpuInfo),
         Arc::new(devices::SystemdUnits),
+        Arc::new(augeas::Augeas::default()),
+        Arc::new(dconf::DconfRead),
+        Arc::new(npm::NpmPackages),
+        Arc::new(browsers::ChromeExtensions::default()),
+        Arc::new(curl::Curl),
+        Arc::new(curl::CurlCertificate),
+        Arc::new(flatten::Flattened::JSON),
+        Arc::new(flatten::Flattened::JSONL),
+        Arc::new(flatten::Flattened::INI),
+        Arc::new(flatten::Flattened::XML),
+        Arc::new(storage::BlockDevices),
+        Arc::new(storage::Lsblk),
+        Arc::new(descriptors::ProcessOpenFiles),
+        Arc::new(descriptors::ProcessOpenSockets),
+        Arc::new(suid::SuidBin),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");

@@ -26,6 +26,7 @@ impl Table for InterfaceAddresses {
             Column::text("broadcast"),
             Column::text("point_to_point"),
             Column::text("type"),
+            Column::text("friendly_name").hidden(),
         ];
         COLUMNS
     }
@@ -86,6 +87,23 @@ impl Table for InterfaceDetails {
             Column::bigint("last_change"),
             Column::bigint("link_speed"),
             Column::text("pci_slot"),
+            Column::text("friendly_name").hidden(),
+            Column::text("description").hidden(),
+            Column::text("manufacturer").hidden(),
+            Column::text("connection_id").hidden(),
+            Column::text("connection_status").hidden(),
+            Column::int("enabled").hidden(),
+            Column::int("physical_adapter").hidden(),
+            Column::int("speed").hidden(),
+            Column::text("service").hidden(),
+            Column::int("dhcp_enabled").hidden(),
+            Column::text("dhcp_lease_expires").hidden(),
+            Column::text("dhcp_lease_obtained").hidden(),
+            Column::text("dhcp_server").hidden(),
+            Column::text("dns_domain").hidden(),
+            Column::text("dns_domain_suffix_search_order").hidden(),
+            Column::text("dns_host_name").hidden(),
+            Column::text("dns_server_search_order").hidden(),
         ];
         COLUMNS
     }
@@ -154,7 +172,7 @@ impl Table for Routes {
             Column::text("interface"),
             Column::int("mtu"),
             Column::int("metric"),
-            Column::text("type"),
+            Column::text("type").index(),
             Column::int("hopcount"),
         ];
         COLUMNS
@@ -226,7 +244,7 @@ fn socket_owners() -> BTreeMap<u64, (i64, i64)> {
     owners
 }
 
-fn parse_endpoint(text: &str, v6: bool) -> Option<(String, i64)> {
+pub(super) fn parse_endpoint(text: &str, v6: bool) -> Option<(String, i64)> {
     let (address, port) = text.split_once(':')?;
     let port = i64::from_str_radix(port, 16).ok()?;
     let address = if v6 {

@@ -62,7 +62,7 @@ impl Table for DebPackages {
             Column::text("section"),
             Column::text("priority"),
             Column::text("admindir").index(),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
             Column::text("mount_namespace_id").hidden(),
         ];
         COLUMNS
@@ -131,7 +131,7 @@ impl Table for RpmPackages {
             Column::int("install_time"),
             Column::text("vendor"),
             Column::text("package_group"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
             Column::text("mount_namespace_id").hidden(),
         ];
         COLUMNS
@@ -208,7 +208,7 @@ impl Table for PythonPackages {
             Column::text("license"),
             Column::text("path"),
             Column::text("directory").index(),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }
@@ -273,7 +273,7 @@ impl Table for AptSources {
             Column::text("maintainer"),
             Column::text("components"),
             Column::text("architectures"),
-            Column::int("pid_with_namespace").hidden(),
+            Column::int("pid_with_namespace").index().hidden(),
         ];
         COLUMNS
     }
@@ -434,11 +434,12 @@ impl Table for SystemControls {
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] = &[
             Column::text("name").index(),
-            Column::text("oid"),
-            Column::text("subsystem"),
+            Column::text("oid").index(),
+            Column::text("subsystem").index(),
             Column::text("current_value"),
             Column::text("config_value"),
             Column::text("type"),
+            Column::text("field_name").hidden(),
         ];
         COLUMNS
     }

@@ -110,6 +110,18 @@ impl Table for Processes {
             Column::bigint("pgroup"),
             Column::int("threads"),
             Column::int("nice"),
+            Column::int("elevated_token").hidden(),
+            Column::int("secure_process").hidden(),
+            Column::text("protection_type").hidden(),
+            Column::int("virtual_process").hidden(),
+            Column::bigint("elapsed_time").hidden(),
+            Column::bigint("handle_count").hidden(),
+            Column::bigint("percent_processor_time").hidden(),
+            Column::bigint("upid").hidden(),
+            Column::bigint("uppid").hidden(),
+            Column::int("cpu_type").hidden(),
+            Column::int("cpu_subtype").hidden(),
+            Column::int("translated").hidden(),
             Column::text("cgroup_path"),
         ];
         COLUMNS
@@ -123,5 +135,44 @@ impl Table for Processes {
         };
         // A process may exit between listing and reading: it is simply not there.
         Ok(pids.into_iter().filter_map(|pid| process(pid, ticks, boot)).collect())
+    }
+}
+
+/// process_envs: each process's environment, from /proc/PID/environ (the environment it started with;
+/// changes it made later are not visible there, as in osquery). Entries without `=` are skipped. Processes
+/// of other users give no rows when the agent is not root (the kernel refuses to show their environment).
+pub struct ProcessEnvs;
+
+impl Table for ProcessEnvs {
+    fn name(&self) -> &'static str {
+        "process_envs"
+    }
+    fn description(&self) -> &'static str {
+        "A key/value table of environment variables for each process."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[Column::int("pid").index(), Column::text("key"), Column::text("value")];
+        COLUMNS
+    }
+    fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {
+        let pids: Vec<i64> = if constraints.has("pid") {
+            constraints.ints("pid")
+        } else {
+            std::fs::read_dir("/proc")?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+        };
+        let mut rows = Vec::new();
+        for pid in pids {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            for entry in raw.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+                let entry = String::from_utf8_lossy(entry);
+                let Some((key, value)) = entry.split_once('=') else { continue };
+                rows.push(Row::from([
+                    ("pid", Value::Int(pid)),
+                    ("key", Value::text(key)),
+                    ("value", Value::text(value)),
+                ]));
+            }
+        }
+        Ok(rows)
     }
 }

@@ -64,7 +64,7 @@ impl Table for Time {
             Column::text("timestamp"),
             Column::text("datetime"),
             Column::text("iso_8601"),
-            Column::bigint("win_timestamp"),
+            Column::bigint("win_timestamp").hidden(),
         ];
         COLUMNS
     }
