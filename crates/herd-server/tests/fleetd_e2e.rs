@@ -5,10 +5,11 @@
 //! Enrollment (orbit and osqueryd in one host row, whichever comes first; concurrent orbit enrollments of one
 //! machine), the configuration's shape, node-invalid answers and re-enrollment after a host deletion, a
 //! failing policy fixed by the script fleetd runs and green at the next check-in, results for runs a host was
-//! not given, Fleet's output limit, and every field Fleet Desktop reads.
+//! not given, Fleet's output limit, and every field Fleet Desktop reads; a Mac's and a Windows PC's vitals
+//! from the platform variants of Fleet's detail queries, on the REST host view and the console's host page.
 
 use herd_testkit::fleetd::{Fleetd, OrbitError};
-use herd_testkit::{ENROLL_SECRET, Server};
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -352,7 +353,107 @@ async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
     assert_eq!(summary["notifications"]["needs_mdm_migration"], false, "{summary}");
 }
 
+/// The detail queries a host was handed, without the prefix.
+fn detail_queries(read: &Value) -> Vec<String> {
+    let mut names: Vec<String> = read["queries"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|name| name.strip_prefix("fleet_detail_query_").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The console's page of a host, as an admin signed in sees it.
+async fn console_host_page(server: &Server, id: i64) -> String {
+    let browser = server.browser();
+    let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "/console")];
+    let signed_in = browser.post(format!("{}/console/login", server.url)).form(&form).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let page = browser.get(format!("{}/console/hosts/{id}", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
+/// A Mac and a Windows PC each get their platform's variants of Fleet's detail queries (a Mac's disk from
+/// fleetd's `disk_space` table, its `mounts` twin skipped by discovery; Windows' label from the registry, its
+/// route by address, its NTFS drives), and the host view shows what each machine reported.
+async fn a_mac_and_a_windows_pc_show_their_own_vitals(server: Server) {
+    let admin = server.admin_token().await;
+    let mut mac = Fleetd::new("mac-11", ENROLL_SECRET);
+    let mut pc = Fleetd::windows("pc-1", ENROLL_SECRET);
+    for fleetd in [&mut mac, &mut pc] {
+        fleetd.config(&server).await.expect("orbit enrolls");
+    }
+    let mac_read = mac.osquery_check_in(&server, |_| true).await;
+    let pc_read = pc.osquery_check_in(&server, |_| true).await;
+    let unix_and = |extra: &[&str]| {
+        let mut names: Vec<String> = ["os_version", "osquery_flags", "osquery_info", "system_info", "uptime"]
+            .iter()
+            .chain(extra)
+            .map(|n| n.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        detail_queries(&mac_read),
+        unix_and(&["disk_space", "disk_space_darwin", "network_interface"]),
+        "the platform is known from orbit's enrollment before osqueryd's first check-in"
+    );
+    assert_eq!(
+        detail_queries(&pc_read),
+        unix_and(&["disk_space_windows", "network_interface_windows", "os_version_windows"])
+    );
+
+    let listed = hosts(&server, &admin).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let id_of = |name: &str| listed.iter().find(|h| h["computer_name"] == name).unwrap()["id"].as_i64().unwrap();
+    let cases = [
+        (
+            id_of("mac-11"),
+            json!({"platform": "darwin", "os_version": "macOS 14.5", "build": "23F79", "hostname": "mac-11.local",
+                "computer_name": "mac-11", "hardware_vendor": "Apple Inc.", "hardware_model": "MacBookPro18,3",
+                "hardware_serial": "C02MAC-11", "cpu_brand": "Apple M1 Pro", "cpu_type": "arm64e",
+                "memory": 34_359_738_368_i64, "uptime": 7_200_000_000_000_i64, "primary_ip": "192.0.2.20",
+                "primary_mac": "a4:83:e7:00:00:01", "percent_disk_space_available": 55.0,
+                "gigs_disk_space_available": 250.1, "gigs_total_disk_space": 460.4, "osquery_version": "5.13.1"}),
+            ["macOS 14.5", "Apple Inc. MacBookPro18,3 (serial C02MAC-11)", "34.4 GB", "55 % free", "192.0.2.20"],
+        ),
+        (
+            id_of("PC-1"),
+            json!({"platform": "windows", "os_version": "Windows 11 Enterprise 23H2 10.0.22631.3155",
+                "build": "22631", "hostname": "PC-1", "computer_name": "PC-1", "hardware_vendor": "Dell Inc.",
+                "hardware_model": "Latitude 7420", "hardware_serial": "5CGPC-1",
+                "cpu_brand": "11th Gen Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", "cpu_type": "x86_64",
+                "memory": 17_179_869_184_i64, "uptime": 273_906_000_000_000_i64, "primary_ip": "10.20.30.40",
+                "primary_mac": "00:15:5d:0a:0b:0c", "percent_disk_space_available": 41.07,
+                "gigs_disk_space_available": 200.12, "gigs_total_disk_space": 487.25, "osquery_version": "5.13.1"}),
+            [
+                "Windows 11 Enterprise 23H2 10.0.22631.3155",
+                "Dell Inc. Latitude 7420 (serial 5CGPC-1)",
+                "17.2 GB",
+                "41 % free",
+                "10.20.30.40",
+            ],
+        ),
+    ];
+    for (id, want, on_page) in cases {
+        let (status, body) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&body["host"][field], value, "{field} of host {id}: {body}");
+        }
+        let page = console_host_page(&server, id).await;
+        for text in on_page {
+            assert!(page.contains(text), "{text:?} on the console's page of host {id}");
+        }
+    }
+}
+
 herd_testkit::server_cases!(
+    a_mac_and_a_windows_pc_show_their_own_vitals,
     a_mac_managed_elsewhere_is_offered_the_migration,
     orbit_enrolls_first_and_osqueryd_joins_its_host,
     osqueryd_enrolls_first_and_orbit_joins_its_host,

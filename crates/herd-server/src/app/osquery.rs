@@ -11,7 +11,7 @@ use herd_core::Millis;
 use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_policies};
 use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::policy::{self, PolicyResponse};
-use herd_core::vitals::{Vital, VitalsPatch};
+use herd_core::vitals::{DetailQuery, VitalsPatch};
 use herd_proto::osquery::{
     DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType, StatusLogLine,
 };
@@ -204,9 +204,9 @@ pub async fn due_queries(
         ..Default::default()
     };
     let family = family_of(&host);
-    for vital in &work.vitals {
-        response.queries.insert(vital.query_name(), vital.sql(family).to_string());
-        response.discovery.insert(vital.query_name(), vital.discovery(family));
+    for query in work.vitals.iter().flat_map(|vital| vital.detail_queries(family)) {
+        response.queries.insert(query.query_name(), query.sql.to_string());
+        response.discovery.insert(query.query_name(), query.discovery());
     }
     if !work.vitals.is_empty() {
         state.hosts.mark_vitals_sent(host.checkin.id, now);
@@ -295,14 +295,14 @@ pub async fn record_report(
             });
             continue;
         }
-        let Some(vital) = Vital::from_query_name(name) else {
+        let Some(query) = DetailQuery::from_query_name(name) else {
             tracing::debug!(host_id = host.checkin.id, query = %name, "result for a query herd did not send");
             continue;
         };
         vitals_answered = true;
         // A failed query tells nothing about the host: its columns stay as they were.
         if status == 0 {
-            patch.absorb(vital, rows);
+            patch.absorb_answer(query, rows);
         }
     }
     if let Some(managed) = managed_by_other
