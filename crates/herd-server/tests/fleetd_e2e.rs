@@ -389,11 +389,13 @@ async fn a_mac_and_a_windows_pc_show_their_own_vitals(server: Server) {
     let mac_read = mac.osquery_check_in(&server, |_| true).await;
     let pc_read = pc.osquery_check_in(&server, |_| true).await;
     let unix_and = |extra: &[&str]| {
-        let mut names: Vec<String> = ["os_version", "osquery_flags", "osquery_info", "system_info", "uptime"]
-            .iter()
-            .chain(extra)
-            .map(|n| n.to_string())
-            .collect();
+        // orbit_info: fleetd's own row, asked of every host whose orbit enrolled.
+        let mut names: Vec<String> =
+            ["orbit_info", "os_version", "osquery_flags", "osquery_info", "system_info", "uptime"]
+                .iter()
+                .chain(extra)
+                .map(|n| n.to_string())
+                .collect();
         names.sort();
         names
     };
@@ -452,7 +454,64 @@ async fn a_mac_and_a_windows_pc_show_their_own_vitals(server: Server) {
     }
 }
 
+/// fleetd says in Fleet's `orbit_info` row whether it runs scripts. Disabled, its failing policy queues no run
+/// it would refuse; enabled again (seen at the next vitals), the automation resumes at once: the run shows up in
+/// orbit's configuration, fleetd runs it, and the policy is green.
+async fn fleetd_without_scripts_gets_no_runs_until_it_runs_them(server: Server) {
+    let admin = server.admin_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("fixed");
+    let script = server.script_id(&admin, "fix.sh", &format!("touch '{}'\n", marker.display())).await;
+    let query = format!("SELECT 1 FROM file WHERE path = '{}';", marker.display());
+    let (_, created) = server
+        .post("/api/v1/fleet/global/policies", &admin, json!({"name": "fixed", "query": query, "script_id": script}))
+        .await;
+    let policy = created["policy"]["id"].as_i64().unwrap();
+    let fixed = |_: &str| marker.exists();
+
+    let mut fleetd = Fleetd::new("mac-12", ENROLL_SECRET);
+    fleetd.scripts_enabled = false;
+    fleetd.config(&server).await.unwrap();
+    let read = fleetd.osquery_check_in(&server, fixed).await;
+    assert_eq!(read["queries"]["fleet_detail_query_orbit_info"], "SELECT * FROM orbit_info", "{read}");
+    assert!(read["discovery"]["fleet_detail_query_orbit_info"].as_str().unwrap().contains("'orbit_info'"));
+    assert_eq!(policy_counts(&server, &admin, policy).await, (0, 1), "failing");
+    let id = hosts(&server, &admin).await[0]["id"].as_i64().unwrap();
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    assert_eq!(host["host"]["scripts_enabled"], false, "{host}");
+    let pending = |config: &Value| config["notifications"]["pending_script_execution_ids"].as_array().unwrap().len();
+    assert_eq!(pending(&fleetd.config(&server).await.unwrap()), 0, "no run for a fleetd that would refuse it");
+    let (_, runs) = server.get(&format!("/api/v1/fleet/hosts/{id}/scripts"), &admin).await;
+    assert!(!runs.to_string().contains("\"pending\""), "nothing queued: {runs}");
+
+    // Scripts turned on in fleetd; its next vitals (a refetch brings them now) say so.
+    fleetd.scripts_enabled = true;
+    let (status, _) = server.post(&format!("/api/v1/fleet/hosts/{id}/refetch"), &admin, json!({})).await;
+    assert!(status.is_success(), "{status}");
+    let read = fleetd.osquery_check_in(&server, fixed).await;
+    assert!(read["queries"].get("fleet_detail_query_orbit_info").is_some(), "{read}");
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    assert_eq!(host["host"]["scripts_enabled"], true, "{host}");
+
+    // The failing automation resumes within a check-in or two: its run reaches fleetd, which fixes the Mac.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pending(&fleetd.config(&server).await.unwrap()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the automation never resumed");
+        fleetd.osquery_check_in(&server, fixed).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ran = fleetd.run_pending_scripts(&server).await.unwrap();
+    assert_eq!(ran.iter().map(|r| r.exit_code).collect::<Vec<_>>(), vec![0]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while policy_counts(&server, &admin, policy).await != (1, 0) {
+        assert!(std::time::Instant::now() < deadline, "never green");
+        fleetd.osquery_check_in(&server, fixed).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 herd_testkit::server_cases!(
+    fleetd_without_scripts_gets_no_runs_until_it_runs_them,
     a_mac_and_a_windows_pc_show_their_own_vitals,
     a_mac_managed_elsewhere_is_offered_the_migration,
     orbit_enrolls_first_and_osqueryd_joins_its_host,

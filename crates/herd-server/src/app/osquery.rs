@@ -210,6 +210,11 @@ pub async fn due_queries(
     }
     if !work.vitals.is_empty() {
         state.hosts.mark_vitals_sent(host.checkin.id, now);
+        if host.checkin.orbit_node_key_hash.is_some() {
+            use super::orbit::{ORBIT_INFO_DISCOVERY, ORBIT_INFO_QUERY, ORBIT_INFO_SQL};
+            response.queries.insert(ORBIT_INFO_QUERY.to_string(), ORBIT_INFO_SQL.to_string());
+            response.discovery.insert(ORBIT_INFO_QUERY.to_string(), ORBIT_INFO_DISCOVERY.to_string());
+        }
     }
     if work.management_check
         && let Some(sql) = management_query(&settings.config.mdm, family)
@@ -266,8 +271,15 @@ pub async fn record_report(
     let mut answers = Vec::new();
     let mut managed_by_other = None;
     let mut profiles_reported = None;
+    let mut orbit_runs_scripts = None;
     for (name, rows) in &report.queries {
         let status = report.statuses.get(name).copied().unwrap_or(0);
+        if name == super::orbit::ORBIT_INFO_QUERY {
+            if status == 0 {
+                orbit_runs_scripts = super::orbit::orbit_runs_scripts(rows);
+            }
+            continue;
+        }
         if name == PROFILES_QUERY {
             // A failed query (no such table: not herd-agent) tells nothing.
             if status == 0 {
@@ -313,6 +325,13 @@ pub async fn record_report(
     }
     if let Some(installed) = profiles_reported {
         state.store.verify_host_profiles(host.checkin.id, &installed, &settings.profile_limits(), now).await?;
+    }
+    // Before the answers: a failing answer in this same report queues no run fleetd would refuse.
+    if let Some(enabled) = orbit_runs_scripts {
+        super::scripts::scripts_enabled_reported(state, host.checkin.id, enabled, now)
+            .await?
+            .apply(state, None)
+            .await?;
     }
     if answers.is_empty() && !vitals_answered {
         return Ok(());
