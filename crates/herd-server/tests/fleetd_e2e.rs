@@ -8,10 +8,12 @@
 //! not given, Fleet's output limit, and every field Fleet Desktop reads; a Mac's and a Windows PC's vitals
 //! from the platform variants of Fleet's detail queries, on the REST host view and the console's host page.
 
-use herd_testkit::fleetd::{Fleetd, OrbitError};
+use herd_testkit::fleetd::{DesktopMigration, Fleetd, OrbitError};
 use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 async fn hosts(server: &Server, admin: &str) -> Vec<Value> {
     let (status, body) = server.get("/api/v1/fleet/hosts", admin).await;
@@ -332,6 +334,7 @@ async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
     let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
     assert_eq!(summary["notifications"]["needs_mdm_migration"], true, "{summary}");
     assert_eq!(summary["config"]["mdm"]["macos_migration"]["mode"], "voluntary");
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::MenuItem, "offered, not pressed");
 
     // Fleet Desktop's dialog: "Start" calls migrate_mdm (device_client.go MigrateMDM).
     let (status, _) = server
@@ -507,6 +510,130 @@ async fn fleetd_without_scripts_gets_no_runs_until_it_runs_them(server: Server) 
         assert!(std::time::Instant::now() < deadline, "never green");
         fleetd.osquery_check_in(&server, fixed).await;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An HTTPS receiver for the migration webhook on loopback (herd sends it only over HTTPS): its URL, the
+/// certificate herd must trust, and the bodies it got.
+async fn start_migration_receiver(dir: &std::path::Path) -> (String, std::path::PathBuf, Arc<Mutex<Vec<Value>>>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_path = dir.join("receiver.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        certified.cert.pem().into_bytes(),
+        certified.signing_key.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/migrate",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/migrate", listener.local_addr().unwrap().port());
+    let server = axum_server::from_tcp_rustls(listener, config).unwrap();
+    tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    (url, cert_path, received)
+}
+
+/// Seed 002 in forced mode with fleetd: orbit's configuration says `needs_mdm_migration`, Fleet Desktop (forced
+/// mode) opens the dialog by itself; its "Start" calls `migrate_mdm`, whose webhook goes through the job table
+/// to the receiver once, with Fleet's payload; in the critical window osqueryd is asked only the management
+/// status, quickly; the Mac reporting itself unmanaged ends the migration and the offer.
+async fn forced_migration_of_a_mac(server: Server, url: String, received: Arc<Mutex<Vec<Value>>>) {
+    let admin = server.admin_token().await;
+    let settings = json!({"mdm": {"macos_migration": {"enable": true, "mode": "forced", "webhook_url": url},
+        "migration_window_seconds": 60}});
+    let (status, body) = server.patch("/api/v1/fleet/config", &admin, settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut fleetd = Fleetd::new("mac-13", ENROLL_SECRET);
+    fleetd.enrolled_in_other_mdm = true;
+    let token = "8d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a";
+    fleetd.set_device_token(&server, token).await.unwrap();
+    fleetd.osquery_check_in(&server, |_| true).await;
+    assert_eq!(fleetd.config(&server).await.unwrap()["notifications"]["needs_mdm_migration"], true);
+    let desktop_path = format!("/api/latest/fleet/device/{token}/desktop");
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::DialogEveryInterval, "{summary}");
+    let id = hosts(&server, &admin).await[0]["id"].as_i64().unwrap();
+
+    // The person presses "Start" (the dialog may be opened again meanwhile: a second start sends nothing).
+    let migrate = format!("/api/latest/fleet/device/{token}/migrate_mdm");
+    for _ in 0..2 {
+        let (status, _) = server.request(reqwest::Method::POST, &migrate, None, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let body = herd_testkit::eventually(Duration::from_secs(30), "the migration webhook", || async {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    let host = &host["host"];
+    assert_eq!(body["host"], json!({"id": id, "uuid": host["uuid"], "hardware_serial": "C02MAC-13"}), "{body}");
+    assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    assert_eq!(host["mdm_migration"]["state"], "started", "{host}");
+    let (_, deliveries) = server.get("/api/v1/fleet/webhook_deliveries", &admin).await;
+    let deliveries: Vec<&Value> =
+        deliveries["webhook_deliveries"].as_array().unwrap().iter().filter(|d| d["kind"] == "mdm_migration").collect();
+    assert_eq!(deliveries.len(), 1, "one job for two starts: {deliveries:?}");
+    assert_eq!((deliveries[0]["host_id"].clone(), deliveries[0]["destination_url"].clone()), (json!(id), json!(url)));
+
+    // The critical window: osqueryd is asked only whether the old MDM still manages the Mac, accelerated (osquery
+    // polls every second) for what is left of the window's 60 seconds.
+    let read = fleetd.osquery_check_in(&server, |_| true).await;
+    let names: Vec<&String> = read["queries"].as_object().unwrap().keys().collect();
+    assert_eq!(names, vec!["fleet_detail_query_mdm_migration"], "{read}");
+    assert!(read["accelerate"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{read}");
+
+    // The old MDM let the Mac go: its next report ends the migration, and the offer with it.
+    fleetd.enrolled_in_other_mdm = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        fleetd.osquery_check_in(&server, |_| true).await;
+        let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+        if host["host"]["mdm_migration"]["state"] == "migrated" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never migrated: {host}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fleetd.config(&server).await.unwrap()["notifications"]["needs_mdm_migration"], false);
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::Nothing, "{summary}");
+    assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
+}
+
+async fn forced_migration_on(backend: herd_testkit::Backend) {
+    let work = tempfile::tempdir().unwrap();
+    let (url, cert, received) = start_migration_receiver(work.path()).await;
+    let cert = cert.to_string_lossy().to_string();
+    let mut args = vec!["--webhook-ca-cert", cert.as_str()];
+    args.extend(herd_testkit::ALLOW_LOOPBACK_WEBHOOKS);
+    herd_testkit::with_server_args(&herd_testkit::herd_binary(), backend, &args, |server| {
+        forced_migration_of_a_mac(server, url, received)
+    })
+    .await;
+}
+
+mod forced_migration {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::forced_migration_on(herd_testkit::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
+    async fn postgres() {
+        super::forced_migration_on(herd_testkit::Backend::Postgres).await;
     }
 }
 

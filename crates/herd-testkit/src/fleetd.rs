@@ -45,6 +45,19 @@ pub enum OrbitError {
     Status(StatusCode, String),
 }
 
+/// What Fleet Desktop does about the migration after reading its summary (`orbit/cmd/desktop/desktop.go`, the
+/// summary loop: `shouldRunMigrator`, `forceModeEnabled`, `isUnmanaged`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesktopMigration {
+    /// No "Migrate to Fleet" item.
+    Nothing,
+    /// The "Migrate to Fleet" item is shown; the dialog opens when the person clicks it (voluntary mode).
+    MenuItem,
+    /// The item, and the dialog opened by itself every 15 minutes (`ShowInterval`): forced mode, or a Mac
+    /// the old MDM already let go of.
+    DialogEveryInterval,
+}
+
 /// The result fleetd posted for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RanScript {
@@ -467,6 +480,20 @@ impl Fleetd {
             (Platform::Mac, "mdm_migration") => json!([{"enrolled": "false", "server_url": ""}]),
             _ => json!([]),
         }
+    }
+
+    /// Fleet Desktop's decision on a device summary (`GET /device/{token}/desktop`), on this machine: only on
+    /// macOS, only while the Mac is not enrolled in the MDM it would migrate to (here: in another one).
+    pub fn desktop_migration(&self, summary: &Value) -> DesktopMigration {
+        let notifications = &summary["notifications"];
+        let needs_migration = notifications["needs_mdm_migration"] == true;
+        let renew_profile = notifications["renew_enrollment_profile"] == true;
+        if self.platform != Platform::Mac || !(needs_migration || renew_profile) {
+            return DesktopMigration::Nothing;
+        }
+        let unmanaged = renew_profile && !self.enrolled_in_other_mdm;
+        let forced = needs_migration && summary["config"]["mdm"]["macos_migration"]["mode"] == "forced";
+        if unmanaged || forced { DesktopMigration::DialogEveryInterval } else { DesktopMigration::MenuItem }
     }
 
     /// Whether orbit's last configuration lists `execution_id` among the runs to do.
