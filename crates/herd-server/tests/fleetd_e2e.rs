@@ -6,7 +6,9 @@
 //! machine), the configuration's shape, node-invalid answers and re-enrollment after a host deletion, a
 //! failing policy fixed by the script fleetd runs and green at the next check-in, results for runs a host was
 //! not given, Fleet's output limit, and every field Fleet Desktop reads; a Mac's and a Windows PC's vitals
-//! from the platform variants of Fleet's detail queries, on the REST host view and the console's host page.
+//! from the platform variants of Fleet's detail queries, on the REST host view and the console's host page;
+//! `orbit_info`'s `scripts_enabled` holding and resuming automations; the forced migration of a Mac through
+//! `migrate_mdm`, the webhook job, an HTTPS receiver and the critical window.
 
 use herd_testkit::fleetd::{DesktopMigration, Fleetd, OrbitError};
 use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server};
