@@ -5,12 +5,17 @@
 //! Enrollment (orbit and osqueryd in one host row, whichever comes first; concurrent orbit enrollments of one
 //! machine), the configuration's shape, node-invalid answers and re-enrollment after a host deletion, a
 //! failing policy fixed by the script fleetd runs and green at the next check-in, results for runs a host was
-//! not given, Fleet's output limit, and every field Fleet Desktop reads.
+//! not given, Fleet's output limit, and every field Fleet Desktop reads; a Mac's and a Windows PC's vitals
+//! from the platform variants of Fleet's detail queries, on the REST host view and the console's host page;
+//! `orbit_info`'s `scripts_enabled` holding and resuming automations; the forced migration of a Mac through
+//! `migrate_mdm`, the webhook job, an HTTPS receiver and the critical window.
 
-use herd_testkit::fleetd::{Fleetd, OrbitError};
-use herd_testkit::{ENROLL_SECRET, Server};
+use herd_testkit::fleetd::{DesktopMigration, Fleetd, OrbitError};
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 async fn hosts(server: &Server, admin: &str) -> Vec<Value> {
     let (status, body) = server.get("/api/v1/fleet/hosts", admin).await;
@@ -331,6 +336,7 @@ async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
     let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
     assert_eq!(summary["notifications"]["needs_mdm_migration"], true, "{summary}");
     assert_eq!(summary["config"]["mdm"]["macos_migration"]["mode"], "voluntary");
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::MenuItem, "offered, not pressed");
 
     // Fleet Desktop's dialog: "Start" calls migrate_mdm (device_client.go MigrateMDM).
     let (status, _) = server
@@ -352,7 +358,290 @@ async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
     assert_eq!(summary["notifications"]["needs_mdm_migration"], false, "{summary}");
 }
 
+/// The detail queries a host was handed, without the prefix.
+fn detail_queries(read: &Value) -> Vec<String> {
+    let mut names: Vec<String> = read["queries"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|name| name.strip_prefix("fleet_detail_query_").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The console's page of a host, as an admin signed in sees it.
+async fn console_host_page(server: &Server, id: i64) -> String {
+    let browser = server.browser();
+    let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "/console")];
+    let signed_in = browser.post(format!("{}/console/login", server.url)).form(&form).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let page = browser.get(format!("{}/console/hosts/{id}", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
+/// A Mac and a Windows PC each get their platform's variants of Fleet's detail queries (a Mac's disk from
+/// fleetd's `disk_space` table, its `mounts` twin skipped by discovery; Windows' label from the registry, its
+/// route by address, its NTFS drives), and the host view shows what each machine reported.
+async fn a_mac_and_a_windows_pc_show_their_own_vitals(server: Server) {
+    let admin = server.admin_token().await;
+    let mut mac = Fleetd::new("mac-11", ENROLL_SECRET);
+    let mut pc = Fleetd::windows("pc-1", ENROLL_SECRET);
+    for fleetd in [&mut mac, &mut pc] {
+        fleetd.config(&server).await.expect("orbit enrolls");
+    }
+    let mac_read = mac.osquery_check_in(&server, |_| true).await;
+    let pc_read = pc.osquery_check_in(&server, |_| true).await;
+    let unix_and = |extra: &[&str]| {
+        // orbit_info: fleetd's own row, asked of every host whose orbit enrolled.
+        let mut names: Vec<String> =
+            ["orbit_info", "os_version", "osquery_flags", "osquery_info", "system_info", "uptime"]
+                .iter()
+                .chain(extra)
+                .map(|n| n.to_string())
+                .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        detail_queries(&mac_read),
+        unix_and(&["disk_space", "disk_space_darwin", "network_interface"]),
+        "the platform is known from orbit's enrollment before osqueryd's first check-in"
+    );
+    assert_eq!(
+        detail_queries(&pc_read),
+        unix_and(&["disk_space_windows", "network_interface_windows", "os_version_windows"])
+    );
+
+    let listed = hosts(&server, &admin).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let id_of = |name: &str| listed.iter().find(|h| h["computer_name"] == name).unwrap()["id"].as_i64().unwrap();
+    let cases = [
+        (
+            id_of("mac-11"),
+            json!({"platform": "darwin", "os_version": "macOS 14.5", "build": "23F79", "hostname": "mac-11.local",
+                "computer_name": "mac-11", "hardware_vendor": "Apple Inc.", "hardware_model": "MacBookPro18,3",
+                "hardware_serial": "C02MAC-11", "cpu_brand": "Apple M1 Pro", "cpu_type": "arm64e",
+                "memory": 34_359_738_368_i64, "uptime": 7_200_000_000_000_i64, "primary_ip": "192.0.2.20",
+                "primary_mac": "a4:83:e7:00:00:01", "percent_disk_space_available": 55.0,
+                "gigs_disk_space_available": 250.1, "gigs_total_disk_space": 460.4, "osquery_version": "5.13.1"}),
+            ["macOS 14.5", "Apple Inc. MacBookPro18,3 (serial C02MAC-11)", "34.4 GB", "55 % free", "192.0.2.20"],
+        ),
+        (
+            id_of("PC-1"),
+            json!({"platform": "windows", "os_version": "Windows 11 Enterprise 23H2 10.0.22631.3155",
+                "build": "22631", "hostname": "PC-1", "computer_name": "PC-1", "hardware_vendor": "Dell Inc.",
+                "hardware_model": "Latitude 7420", "hardware_serial": "5CGPC-1",
+                "cpu_brand": "11th Gen Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", "cpu_type": "x86_64",
+                "memory": 17_179_869_184_i64, "uptime": 273_906_000_000_000_i64, "primary_ip": "10.20.30.40",
+                "primary_mac": "00:15:5d:0a:0b:0c", "percent_disk_space_available": 41.07,
+                "gigs_disk_space_available": 200.12, "gigs_total_disk_space": 487.25, "osquery_version": "5.13.1"}),
+            [
+                "Windows 11 Enterprise 23H2 10.0.22631.3155",
+                "Dell Inc. Latitude 7420 (serial 5CGPC-1)",
+                "17.2 GB",
+                "41 % free",
+                "10.20.30.40",
+            ],
+        ),
+    ];
+    for (id, want, on_page) in cases {
+        let (status, body) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&body["host"][field], value, "{field} of host {id}: {body}");
+        }
+        let page = console_host_page(&server, id).await;
+        for text in on_page {
+            assert!(page.contains(text), "{text:?} on the console's page of host {id}");
+        }
+    }
+}
+
+/// fleetd says in Fleet's `orbit_info` row whether it runs scripts. Disabled, its failing policy queues no run
+/// it would refuse; enabled again (seen at the next vitals), the automation resumes at once: the run shows up in
+/// orbit's configuration, fleetd runs it, and the policy is green.
+async fn fleetd_without_scripts_gets_no_runs_until_it_runs_them(server: Server) {
+    let admin = server.admin_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("fixed");
+    let script = server.script_id(&admin, "fix.sh", &format!("touch '{}'\n", marker.display())).await;
+    let query = format!("SELECT 1 FROM file WHERE path = '{}';", marker.display());
+    let (_, created) = server
+        .post("/api/v1/fleet/global/policies", &admin, json!({"name": "fixed", "query": query, "script_id": script}))
+        .await;
+    let policy = created["policy"]["id"].as_i64().unwrap();
+    let fixed = |_: &str| marker.exists();
+
+    let mut fleetd = Fleetd::new("mac-12", ENROLL_SECRET);
+    fleetd.scripts_enabled = false;
+    fleetd.config(&server).await.unwrap();
+    let read = fleetd.osquery_check_in(&server, fixed).await;
+    assert_eq!(read["queries"]["fleet_detail_query_orbit_info"], "SELECT * FROM orbit_info", "{read}");
+    assert!(read["discovery"]["fleet_detail_query_orbit_info"].as_str().unwrap().contains("'orbit_info'"));
+    assert_eq!(policy_counts(&server, &admin, policy).await, (0, 1), "failing");
+    let id = hosts(&server, &admin).await[0]["id"].as_i64().unwrap();
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    assert_eq!(host["host"]["scripts_enabled"], false, "{host}");
+    let pending = |config: &Value| config["notifications"]["pending_script_execution_ids"].as_array().unwrap().len();
+    assert_eq!(pending(&fleetd.config(&server).await.unwrap()), 0, "no run for a fleetd that would refuse it");
+    let (_, runs) = server.get(&format!("/api/v1/fleet/hosts/{id}/scripts"), &admin).await;
+    assert!(!runs.to_string().contains("\"pending\""), "nothing queued: {runs}");
+
+    // Scripts turned on in fleetd; its next vitals (a refetch brings them now) say so.
+    fleetd.scripts_enabled = true;
+    let (status, _) = server.post(&format!("/api/v1/fleet/hosts/{id}/refetch"), &admin, json!({})).await;
+    assert!(status.is_success(), "{status}");
+    let read = fleetd.osquery_check_in(&server, fixed).await;
+    assert!(read["queries"].get("fleet_detail_query_orbit_info").is_some(), "{read}");
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    assert_eq!(host["host"]["scripts_enabled"], true, "{host}");
+
+    // The failing automation resumes within a check-in or two: its run reaches fleetd, which fixes the Mac.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pending(&fleetd.config(&server).await.unwrap()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the automation never resumed");
+        fleetd.osquery_check_in(&server, fixed).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ran = fleetd.run_pending_scripts(&server).await.unwrap();
+    assert_eq!(ran.iter().map(|r| r.exit_code).collect::<Vec<_>>(), vec![0]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while policy_counts(&server, &admin, policy).await != (1, 0) {
+        assert!(std::time::Instant::now() < deadline, "never green");
+        fleetd.osquery_check_in(&server, fixed).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An HTTPS receiver for the migration webhook on loopback (herd sends it only over HTTPS): its URL, the
+/// certificate herd must trust, and the bodies it got.
+async fn start_migration_receiver(dir: &std::path::Path) -> (String, std::path::PathBuf, Arc<Mutex<Vec<Value>>>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_path = dir.join("receiver.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        certified.cert.pem().into_bytes(),
+        certified.signing_key.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/migrate",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/migrate", listener.local_addr().unwrap().port());
+    let server = axum_server::from_tcp_rustls(listener, config).unwrap();
+    tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    (url, cert_path, received)
+}
+
+/// Seed 002 in forced mode with fleetd: orbit's configuration says `needs_mdm_migration`, Fleet Desktop (forced
+/// mode) opens the dialog by itself; its "Start" calls `migrate_mdm`, whose webhook goes through the job table
+/// to the receiver once, with Fleet's payload; in the critical window osqueryd is asked only the management
+/// status, quickly; the Mac reporting itself unmanaged ends the migration and the offer.
+async fn forced_migration_of_a_mac(server: Server, url: String, received: Arc<Mutex<Vec<Value>>>) {
+    let admin = server.admin_token().await;
+    let settings = json!({"mdm": {"macos_migration": {"enable": true, "mode": "forced", "webhook_url": url},
+        "migration_window_seconds": 60}});
+    let (status, body) = server.patch("/api/v1/fleet/config", &admin, settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut fleetd = Fleetd::new("mac-13", ENROLL_SECRET);
+    fleetd.enrolled_in_other_mdm = true;
+    let token = "8d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a";
+    fleetd.set_device_token(&server, token).await.unwrap();
+    fleetd.osquery_check_in(&server, |_| true).await;
+    assert_eq!(fleetd.config(&server).await.unwrap()["notifications"]["needs_mdm_migration"], true);
+    let desktop_path = format!("/api/latest/fleet/device/{token}/desktop");
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::DialogEveryInterval, "{summary}");
+    let id = hosts(&server, &admin).await[0]["id"].as_i64().unwrap();
+
+    // The person presses "Start" (the dialog may be opened again meanwhile: a second start sends nothing).
+    let migrate = format!("/api/latest/fleet/device/{token}/migrate_mdm");
+    for _ in 0..2 {
+        let (status, _) = server.request(reqwest::Method::POST, &migrate, None, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let body = herd_testkit::eventually(Duration::from_secs(30), "the migration webhook", || async {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+    let host = &host["host"];
+    assert_eq!(body["host"], json!({"id": id, "uuid": host["uuid"], "hardware_serial": "C02MAC-13"}), "{body}");
+    assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    assert_eq!(host["mdm_migration"]["state"], "started", "{host}");
+    let (_, deliveries) = server.get("/api/v1/fleet/webhook_deliveries", &admin).await;
+    let deliveries: Vec<&Value> =
+        deliveries["webhook_deliveries"].as_array().unwrap().iter().filter(|d| d["kind"] == "mdm_migration").collect();
+    assert_eq!(deliveries.len(), 1, "one job for two starts: {deliveries:?}");
+    assert_eq!((deliveries[0]["host_id"].clone(), deliveries[0]["destination_url"].clone()), (json!(id), json!(url)));
+
+    // The critical window: osqueryd is asked only whether the old MDM still manages the Mac, accelerated (osquery
+    // polls every second) for what is left of the window's 60 seconds.
+    let read = fleetd.osquery_check_in(&server, |_| true).await;
+    let names: Vec<&String> = read["queries"].as_object().unwrap().keys().collect();
+    assert_eq!(names, vec!["fleet_detail_query_mdm_migration"], "{read}");
+    assert!(read["accelerate"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{read}");
+
+    // The old MDM let the Mac go: its next report ends the migration, and the offer with it.
+    fleetd.enrolled_in_other_mdm = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        fleetd.osquery_check_in(&server, |_| true).await;
+        let (_, host) = server.get(&format!("/api/v1/fleet/hosts/{id}"), &admin).await;
+        if host["host"]["mdm_migration"]["state"] == "migrated" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never migrated: {host}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fleetd.config(&server).await.unwrap()["notifications"]["needs_mdm_migration"], false);
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(fleetd.desktop_migration(&summary), DesktopMigration::Nothing, "{summary}");
+    assert_eq!(received.lock().unwrap().len(), 1, "delivered once");
+}
+
+async fn forced_migration_on(backend: herd_testkit::Backend) {
+    let work = tempfile::tempdir().unwrap();
+    let (url, cert, received) = start_migration_receiver(work.path()).await;
+    let cert = cert.to_string_lossy().to_string();
+    let mut args = vec!["--webhook-ca-cert", cert.as_str()];
+    args.extend(herd_testkit::ALLOW_LOOPBACK_WEBHOOKS);
+    herd_testkit::with_server_args(&herd_testkit::herd_binary(), backend, &args, |server| {
+        forced_migration_of_a_mac(server, url, received)
+    })
+    .await;
+}
+
+mod forced_migration {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::forced_migration_on(herd_testkit::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (HERD_TEST_DATABASE_URL): scripts/test runs it"]
+    async fn postgres() {
+        super::forced_migration_on(herd_testkit::Backend::Postgres).await;
+    }
+}
+
 herd_testkit::server_cases!(
+    fleetd_without_scripts_gets_no_runs_until_it_runs_them,
+    a_mac_and_a_windows_pc_show_their_own_vitals,
     a_mac_managed_elsewhere_is_offered_the_migration,
     orbit_enrolls_first_and_osqueryd_joins_its_host,
     osqueryd_enrolls_first_and_orbit_joins_its_host,

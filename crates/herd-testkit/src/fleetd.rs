@@ -19,8 +19,14 @@
 //! - osqueryd as orbit starts it (`--host_identifier=uuid`: the hardware UUID is its host identifier), over
 //!   the osquery TLS API at `/api/osquery/*`, enrolling again on `node_invalid`.
 //!
-//! The simulated host is a Mac: it enrolls with osquery's platform `darwin` and answers the vitals queries
-//! with a Mac's rows.
+//! - the detail queries as Fleet asks them (`server/service/osquery_utils/queries.go`: `os_version`,
+//!   `os_version_windows`, `system_info`, `uptime`, `network_interface_*`, `disk_space_*`, `orbit_info`),
+//!   answered with the columns osquery and fleetd's extension tables return on that platform
+//!   (`orbit/pkg/table/orbit_info/orbit_info.go`: every column a text, `scripts_enabled` "1" or "0"); a query
+//!   whose discovery finds no row is neither run nor reported, as osqueryd does.
+//!
+//! The simulated host is a Mac (`Fleetd::new`) or a Windows PC (`Fleetd::windows`): it enrolls with that
+//! platform and answers the vitals queries with that machine's rows.
 
 use crate::Server;
 use reqwest::{Method, StatusCode};
@@ -39,6 +45,19 @@ pub enum OrbitError {
     Status(StatusCode, String),
 }
 
+/// What Fleet Desktop does about the migration after reading its summary (`orbit/cmd/desktop/desktop.go`, the
+/// summary loop: `shouldRunMigrator`, `forceModeEnabled`, `isUnmanaged`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesktopMigration {
+    /// No "Migrate to Fleet" item.
+    Nothing,
+    /// The "Migrate to Fleet" item is shown; the dialog opens when the person clicks it (voluntary mode).
+    MenuItem,
+    /// The item, and the dialog opened by itself every 15 minutes (`ShowInterval`): forced mode, or a Mac
+    /// the old MDM already let go of.
+    DialogEveryInterval,
+}
+
 /// The result fleetd posted for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RanScript {
@@ -47,7 +66,68 @@ pub struct RanScript {
     pub output: String,
 }
 
+/// The machine fleetd runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Mac,
+    Windows,
+}
+
+impl Platform {
+    /// osquery's platform name (os_version.platform, orbit's enroll `platform`).
+    pub fn osquery_name(self) -> &'static str {
+        match self {
+            Platform::Mac => "darwin",
+            Platform::Windows => "windows",
+        }
+    }
+}
+
+/// The osquery tables of osqueryd as fleetd runs it (its extension tables included), for discovery.
+fn registered_tables(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::Mac => &[
+            "os_version",
+            "osquery_info",
+            "system_info",
+            "uptime",
+            "interface_addresses",
+            "interface_details",
+            "routes",
+            "mounts",
+            "osquery_flags",
+            "osquery_registry",
+            "kernel_info",
+            "mdm",
+            "disk_encryption",
+            "file",
+            "processes",
+            "disk_space",
+            "orbit_info",
+        ],
+        Platform::Windows => &[
+            "os_version",
+            "osquery_info",
+            "system_info",
+            "uptime",
+            "interface_addresses",
+            "interface_details",
+            "routes",
+            "logical_drives",
+            "osquery_flags",
+            "osquery_registry",
+            "kernel_info",
+            "registry",
+            "file",
+            "processes",
+            "bitlocker_info",
+            "orbit_info",
+        ],
+    }
+}
+
 pub struct Fleetd {
+    pub platform: Platform,
     pub hardware_uuid: String,
     pub hardware_serial: String,
     pub hostname: String,
@@ -71,8 +151,10 @@ pub struct Fleetd {
 }
 
 impl Fleetd {
+    /// fleetd on a Mac.
     pub fn new(name: &str, enroll_secret: &str) -> Fleetd {
         Fleetd {
+            platform: Platform::Mac,
             hardware_uuid: format!("FLEETD-{name}").to_uppercase(),
             hardware_serial: format!("C02{}", name.to_uppercase()),
             hostname: format!("{name}.local"),
@@ -86,6 +168,19 @@ impl Fleetd {
             scripts_enabled: true,
             last_config: Value::Null,
             enrolled_in_other_mdm: false,
+        }
+    }
+
+    /// fleetd on a Windows PC (a Dell laptop, Windows 11 Enterprise 23H2).
+    pub fn windows(name: &str, enroll_secret: &str) -> Fleetd {
+        Fleetd {
+            platform: Platform::Windows,
+            hardware_uuid: format!("4C4C4544-0000-{name}").to_uppercase(),
+            hardware_serial: format!("5CG{}", name.to_uppercase()),
+            hostname: name.to_uppercase(),
+            computer_name: name.to_uppercase(),
+            hardware_model: "Latitude 7420".to_string(),
+            ..Fleetd::new(name, enroll_secret)
         }
     }
 
@@ -136,7 +231,7 @@ impl Fleetd {
             "hardware_uuid": self.hardware_uuid,
             "hardware_serial": self.hardware_serial,
             "hostname": self.hostname,
-            "platform": "darwin",
+            "platform": self.platform.osquery_name(),
             "osquery_identifier": "",
             "computer_name": self.computer_name,
             "hardware_model": self.hardware_model,
@@ -227,20 +322,24 @@ impl Fleetd {
         Ok(ran)
     }
 
-    /// osqueryd's enrollment as orbit starts it: the hardware UUID is its host identifier.
+    /// osqueryd's enrollment as orbit starts it: the hardware UUID is its host identifier; `host_details` holds
+    /// the first row of os_version, osquery_info, system_info and platform_info (osquery's enroll plugin).
     pub async fn osquery_enroll(&mut self, server: &Server) -> StatusCode {
+        // osquery's PlatformType bits: posix 4, windows 2, darwin 16, bsd 32 (a Mac is 4 | 16 | 1 "unknown").
+        let platform_type = match self.platform {
+            Platform::Mac => "21",
+            Platform::Windows => "2",
+        };
+        let first = |rows: Value| rows[0].clone();
         let body = json!({
             "enroll_secret": self.enroll_secret,
             "host_identifier": self.hardware_uuid,
-            "platform_type": "21",
+            "platform_type": platform_type,
             "host_details": {
-                "os_version": {"name": "macOS", "version": "14.5", "major": "14", "minor": "5", "patch": "0",
-                    "build": "23F79", "platform": "darwin", "platform_like": "darwin"},
-                "osquery_info": {"version": "5.13.1", "uuid": self.hardware_uuid},
-                "system_info": {"uuid": self.hardware_uuid, "hostname": self.hostname,
-                    "computer_name": self.computer_name, "hardware_serial": self.hardware_serial,
-                    "hardware_model": self.hardware_model, "hardware_vendor": "Apple Inc."},
-                "platform_info": {"vendor": "Apple Inc."}
+                "os_version": first(self.vital_rows("os_version")),
+                "osquery_info": first(self.vital_rows("osquery_info")),
+                "system_info": first(self.vital_rows("system_info")),
+                "platform_info": {"vendor": self.hardware_vendor()}
             }
         });
         let (status, answer) = server.osquery("/api/osquery/enroll", body).await;
@@ -248,6 +347,26 @@ impl Fleetd {
             self.osquery_node_key = answer["node_key"].as_str().unwrap().to_string();
         }
         status
+    }
+
+    fn hardware_vendor(&self) -> &'static str {
+        match self.platform {
+            Platform::Mac => "Apple Inc.",
+            Platform::Windows => "Dell Inc.",
+        }
+    }
+
+    /// osqueryd's discovery: a query runs only when its discovery SQL returns a row, here against an
+    /// osquery_registry holding this host's tables.
+    fn discovered(&self, discovery: &str) -> bool {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE osquery_registry (registry TEXT, name TEXT, owner_uuid INTEGER, internal INTEGER, active INTEGER)")
+            .unwrap();
+        for table in registered_tables(self.platform) {
+            db.execute("INSERT INTO osquery_registry VALUES ('table', ?1, 0, 0, 1)", [table]).unwrap();
+        }
+        let mut statement = db.prepare(discovery).unwrap_or_else(|e| panic!("discovery {discovery:?}: {e}"));
+        statement.query([]).unwrap().next().unwrap().is_some()
     }
 
     /// One osqueryd check-in: `distributed/read`, then `distributed/write` with the vitals a Mac reports and
@@ -268,6 +387,11 @@ impl Fleetd {
         let mut queries = Map::new();
         let mut statuses = Map::new();
         for (name, sql) in read["queries"].as_object().cloned().unwrap_or_default() {
+            if let Some(discovery) = read["discovery"][&name].as_str()
+                && !self.discovered(discovery)
+            {
+                continue;
+            }
             let rows = match name.strip_prefix("fleet_detail_query_") {
                 Some(vital) => self.vital_rows(vital),
                 None if name.starts_with("fleet_policy_query_") => {
@@ -291,30 +415,85 @@ impl Fleetd {
         read
     }
 
-    /// What osquery on a Mac answers to the vitals queries (unknown ones: no rows).
-    fn vital_rows(&self, vital: &str) -> Value {
-        match vital {
-            "os_version" => json!([{"name": "macOS", "version": "14.5", "major": "14", "minor": "5", "patch": "0",
-                "build": "23F79", "platform": "darwin", "platform_like": "darwin", "arch": "arm64"}]),
-            "osquery_info" => json!([{"version": "5.13.1", "uuid": self.hardware_uuid}]),
-            "system_info" => json!([{"uuid": self.hardware_uuid, "hostname": self.hostname,
-                "computer_name": self.computer_name, "cpu_brand": "Apple M1 Pro", "cpu_type": "arm64e",
-                "cpu_physical_cores": "10", "cpu_logical_cores": "10", "physical_memory": "34359738368",
-                "hardware_vendor": "Apple Inc.", "hardware_model": self.hardware_model,
-                "hardware_serial": self.hardware_serial}]),
-            "uptime" => json!([{"days": "0", "hours": "2", "minutes": "0", "seconds": "0", "total_seconds": "7200"}]),
-            "network_interface" => json!([{"address": "192.0.2.20", "mac": "a4:83:e7:00:00:01"}]),
-            "disk_space" => json!([{"percent_disk_space_available": "55.0", "gigs_disk_space_available": "250.1",
-                "gigs_total_disk_space": "460.4"}]),
-            "osquery_flags" => json!([{"name": "distributed_interval", "value": "10"},
+    /// What osquery on this machine answers to the detail queries, column by column as its tables return them
+    /// (unknown ones: no rows).
+    fn vital_rows(&self, query: &str) -> Value {
+        match (self.platform, query) {
+            (Platform::Mac, "os_version") => json!([{"name": "macOS", "version": "14.5", "major": "14", "minor": "5",
+                "patch": "0", "build": "23F79", "platform": "darwin", "platform_like": "darwin", "codename": "",
+                "arch": "arm64", "extra": ""}]),
+            (Platform::Windows, "os_version") => json!([{"name": "Microsoft Windows 11 Enterprise",
+                "version": "10.0.22631", "major": "10", "minor": "0", "patch": "", "build": "22631",
+                "platform": "windows", "platform_like": "windows", "codename": "Microsoft Windows 11 Enterprise",
+                "arch": "64-bit", "install_date": "20240115093012"}]),
+            // The registry's DisplayVersion and UBR joined to os_version and kernel_info.
+            (Platform::Windows, "os_version_windows") => json!([{"name": "Microsoft Windows 11 Enterprise",
+                "display_version": "23H2", "version": "10.0.22631.3155", "installation_type": "Client"}]),
+            (_, "osquery_info") => json!([{"pid": "4242", "uuid": self.hardware_uuid, "instance_id": "0c1d",
+                "version": "5.13.1", "config_hash": "", "config_valid": "1", "extensions": "active",
+                "build_platform": self.platform.osquery_name(), "build_distro": "", "start_time": "1717000000",
+                "watcher": "4241", "platform_mask": if self.platform == Platform::Mac { "21" } else { "2" }}]),
+            (Platform::Mac, "system_info") => json!([{"hostname": self.hostname, "uuid": self.hardware_uuid,
+                "cpu_type": "arm64e", "cpu_subtype": "ARM64E", "cpu_brand": "Apple M1 Pro",
+                "cpu_physical_cores": "10", "cpu_logical_cores": "10", "cpu_sockets": "", "cpu_microcode": "",
+                "physical_memory": "34359738368", "hardware_vendor": "Apple Inc.",
+                "hardware_model": self.hardware_model, "hardware_version": "", "hardware_serial": self.hardware_serial,
+                "board_vendor": "", "board_model": "", "board_version": "", "board_serial": "",
+                "computer_name": self.computer_name, "local_hostname": self.computer_name}]),
+            (Platform::Windows, "system_info") => json!([{"hostname": self.hostname, "uuid": self.hardware_uuid,
+                "cpu_type": "x86_64", "cpu_subtype": "-1", "cpu_brand": "11th Gen Intel(R) Core(TM) i7-1185G7 @ 3.00GHz",
+                "cpu_physical_cores": "4", "cpu_logical_cores": "8", "cpu_sockets": "1", "cpu_microcode": "",
+                "physical_memory": "17179869184", "hardware_vendor": "Dell Inc.",
+                "hardware_model": self.hardware_model, "hardware_version": "-1", "hardware_serial": self.hardware_serial,
+                "board_vendor": "Dell Inc.", "board_model": "07MHG4", "board_version": "A00",
+                "board_serial": "/5CG0000/CNWS200000000/", "computer_name": self.computer_name,
+                "local_hostname": self.hostname}]),
+            (Platform::Mac, "uptime") => {
+                json!([{"days": "0", "hours": "2", "minutes": "0", "seconds": "0", "total_seconds": "7200"}])
+            }
+            (Platform::Windows, "uptime") => {
+                json!([{"days": "3", "hours": "4", "minutes": "5", "seconds": "6", "total_seconds": "273906"}])
+            }
+            (Platform::Mac, "network_interface") => json!([{"address": "192.0.2.20", "mac": "a4:83:e7:00:00:01"}]),
+            (Platform::Windows, "network_interface_windows") => {
+                json!([{"address": "10.20.30.40", "mac": "00:15:5d:0a:0b:0c"}])
+            }
+            // fleetd's disk_space table (the data volume's APFS container).
+            (Platform::Mac, "disk_space_darwin") => json!([{"percent_disk_space_available": "55.0",
+                "gigs_disk_space_available": "250.1", "gigs_total_disk_space": "460.4"}]),
+            // The `/` mount: a sealed system volume on a Mac, which fleetd's table replaces.
+            (Platform::Mac, "disk_space") => json!([{"percent_disk_space_available": "3.1",
+                "gigs_disk_space_available": "14.2", "gigs_total_disk_space": "460.4"}]),
+            (Platform::Windows, "disk_space_windows") => json!([{"percent_disk_space_available": "41.07",
+                "gigs_disk_space_available": "200.12", "gigs_total_disk_space": "487.25"}]),
+            (_, "osquery_flags") => json!([{"name": "distributed_interval", "value": "10"},
                 {"name": "config_tls_refresh", "value": "60"}, {"name": "logger_tls_period", "value": "10"}]),
+            (_, "orbit_info") => json!([{"version": "1.32.0", "device_auth_token": "",
+                "enrolled": self.orbit_node_key.is_some().to_string(), "last_recorded_error": "",
+                "orbit_channel": "stable", "osqueryd_channel": "stable", "desktop_channel": "stable",
+                "desktop_version": "1.32.0", "uptime": "7100",
+                "scripts_enabled": if self.scripts_enabled { "1" } else { "0" }, "update_url": "https://updates.fleetdm.com"}]),
             // osquery's mdm table.
-            "mdm_migration" if self.enrolled_in_other_mdm => {
+            (Platform::Mac, "mdm_migration") if self.enrolled_in_other_mdm => {
                 json!([{"enrolled": "true", "server_url": "https://mdm.previous-vendor.example/mdm"}])
             }
-            "mdm_migration" => json!([{"enrolled": "false", "server_url": ""}]),
+            (Platform::Mac, "mdm_migration") => json!([{"enrolled": "false", "server_url": ""}]),
             _ => json!([]),
         }
+    }
+
+    /// Fleet Desktop's decision on a device summary (`GET /device/{token}/desktop`), on this machine: only on
+    /// macOS, only while the Mac is not enrolled in the MDM it would migrate to (here: in another one).
+    pub fn desktop_migration(&self, summary: &Value) -> DesktopMigration {
+        let notifications = &summary["notifications"];
+        let needs_migration = notifications["needs_mdm_migration"] == true;
+        let renew_profile = notifications["renew_enrollment_profile"] == true;
+        if self.platform != Platform::Mac || !(needs_migration || renew_profile) {
+            return DesktopMigration::Nothing;
+        }
+        let unmanaged = renew_profile && !self.enrolled_in_other_mdm;
+        let forced = needs_migration && summary["config"]["mdm"]["macos_migration"]["mode"] == "forced";
+        if unmanaged || forced { DesktopMigration::DialogEveryInterval } else { DesktopMigration::MenuItem }
     }
 
     /// Whether orbit's last configuration lists `execution_id` among the runs to do.

@@ -193,9 +193,44 @@ pub async fn script(state: &SharedState, host: &CachedHost, execution_id: &str) 
     })
 }
 
+/// Fleet's `orbit_info` detail query, asked with the vitals of hosts whose fleetd enrolled: its
+/// `scripts_enabled` is whether fleetd runs scripts (`--enable-scripts`, or the agent options' `script_execution_enabled`).
+pub const ORBIT_INFO_QUERY: &str = "fleet_detail_query_orbit_info";
+/// Fleet's own query: every column, because orbit versions before `scripts_enabled` or `desktop_version` would
+/// fail a query naming them (`server/service/osquery_utils/queries.go`, `orbit_info`). Only those two and
+/// `version` are read; the device token in the row is not kept.
+pub const ORBIT_INFO_SQL: &str = "SELECT * FROM orbit_info";
+/// The table is fleetd's extension: osqueryd without orbit beside it has none.
+pub const ORBIT_INFO_DISCOVERY: &str =
+    "SELECT 1 FROM osquery_registry WHERE active = 1 AND registry = 'table' AND name = 'orbit_info'";
+
+/// What an `orbit_info` row says about running scripts: Fleet reads "1" as enabled and anything else as
+/// disabled; an orbit too old to have the column says nothing.
+pub fn orbit_runs_scripts(rows: &[herd_core::vitals::Row]) -> Option<bool> {
+    let row = rows.first()?;
+    row.get("scripts_enabled").map(|value| value.trim() == "1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orbit_info_says_whether_scripts_run() {
+        let row = |pairs: &[(&str, &str)]| -> herd_core::vitals::Row {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let cases = [
+            (vec![row(&[("version", "1.32.0"), ("scripts_enabled", "1")])], Some(true)),
+            (vec![row(&[("version", "1.32.0"), ("scripts_enabled", "0")])], Some(false)),
+            (vec![row(&[("version", "1.32.0"), ("scripts_enabled", "")])], Some(false)),
+            (vec![row(&[("version", "1.9.0")])], None),
+            (vec![], None),
+        ];
+        for (rows, want) in cases {
+            assert_eq!(orbit_runs_scripts(&rows), want, "{rows:?}");
+        }
+    }
 
     #[test]
     fn extensions_go_to_their_platform_only() {

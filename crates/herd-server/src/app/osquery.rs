@@ -11,7 +11,7 @@ use herd_core::Millis;
 use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_policies};
 use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::policy::{self, PolicyResponse};
-use herd_core::vitals::{Vital, VitalsPatch};
+use herd_core::vitals::{DetailQuery, VitalsPatch};
 use herd_proto::osquery::{
     DistributedReadResponse, DistributedWriteRequest, EnrollRequest, EnrollResponse, LogRequest, LogType, StatusLogLine,
 };
@@ -204,12 +204,17 @@ pub async fn due_queries(
         ..Default::default()
     };
     let family = family_of(&host);
-    for vital in &work.vitals {
-        response.queries.insert(vital.query_name(), vital.sql(family).to_string());
-        response.discovery.insert(vital.query_name(), vital.discovery(family));
+    for query in work.vitals.iter().flat_map(|vital| vital.detail_queries(family)) {
+        response.queries.insert(query.query_name(), query.sql.to_string());
+        response.discovery.insert(query.query_name(), query.discovery());
     }
     if !work.vitals.is_empty() {
         state.hosts.mark_vitals_sent(host.checkin.id, now);
+        if host.checkin.orbit_node_key_hash.is_some() {
+            use super::orbit::{ORBIT_INFO_DISCOVERY, ORBIT_INFO_QUERY, ORBIT_INFO_SQL};
+            response.queries.insert(ORBIT_INFO_QUERY.to_string(), ORBIT_INFO_SQL.to_string());
+            response.discovery.insert(ORBIT_INFO_QUERY.to_string(), ORBIT_INFO_DISCOVERY.to_string());
+        }
     }
     if work.management_check
         && let Some(sql) = management_query(&settings.config.mdm, family)
@@ -266,8 +271,15 @@ pub async fn record_report(
     let mut answers = Vec::new();
     let mut managed_by_other = None;
     let mut profiles_reported = None;
+    let mut orbit_runs_scripts = None;
     for (name, rows) in &report.queries {
         let status = report.statuses.get(name).copied().unwrap_or(0);
+        if name == super::orbit::ORBIT_INFO_QUERY {
+            if status == 0 {
+                orbit_runs_scripts = super::orbit::orbit_runs_scripts(rows);
+            }
+            continue;
+        }
         if name == PROFILES_QUERY {
             // A failed query (no such table: not herd-agent) tells nothing.
             if status == 0 {
@@ -295,14 +307,14 @@ pub async fn record_report(
             });
             continue;
         }
-        let Some(vital) = Vital::from_query_name(name) else {
+        let Some(query) = DetailQuery::from_query_name(name) else {
             tracing::debug!(host_id = host.checkin.id, query = %name, "result for a query herd did not send");
             continue;
         };
         vitals_answered = true;
         // A failed query tells nothing about the host: its columns stay as they were.
         if status == 0 {
-            patch.absorb(vital, rows);
+            patch.absorb_answer(query, rows);
         }
     }
     if let Some(managed) = managed_by_other
@@ -313,6 +325,13 @@ pub async fn record_report(
     }
     if let Some(installed) = profiles_reported {
         state.store.verify_host_profiles(host.checkin.id, &installed, &settings.profile_limits(), now).await?;
+    }
+    // Before the answers: a failing answer in this same report queues no run fleetd would refuse.
+    if let Some(enabled) = orbit_runs_scripts {
+        super::scripts::scripts_enabled_reported(state, host.checkin.id, enabled, now)
+            .await?
+            .apply(state, None)
+            .await?;
     }
     if answers.is_empty() && !vitals_answered {
         return Ok(());

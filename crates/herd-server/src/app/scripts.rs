@@ -164,6 +164,24 @@ pub async fn run_and_wait(
     }
 }
 
+/// A host's agent said whether it runs scripts (herd-agent when it asks for its runs, fleetd in its
+/// `orbit_info` row): stored, and when it runs them again, what it refused is retried at once, not at the next
+/// scheduled answer (the host evicted, since its policies came due). The effects are the caller's to apply.
+pub(crate) async fn scripts_enabled_reported(
+    state: &SharedState,
+    host_id: i64,
+    enabled: bool,
+    now: Millis,
+) -> Result<AfterCommit, OsqueryError> {
+    let resumed = state.store.set_scripts_enabled(host_id, enabled, now).await?;
+    if resumed.is_empty() {
+        return Ok(AfterCommit::new());
+    }
+    Ok(AfterCommit::new()
+        .evict([host_id])
+        .record("resumed_policy_automations", json!({"host_id": host_id, "policy_ids": resumed})))
+}
+
 /// An agent asks for its queued runs (and says whether it runs scripts at all): what is due, each with the
 /// policy to re-check after it and, for a deferred run, what the agent needs to ask its user.
 pub async fn agent_pending(
@@ -173,14 +191,10 @@ pub async fn agent_pending(
     now: Millis,
 ) -> Result<PendingScriptsResponse, OsqueryError> {
     let host_id = host.checkin.id;
-    let resumed = state.store.set_scripts_enabled(host_id, request.scripts_enabled, now).await?;
+    let effects = scripts_enabled_reported(state, host_id, request.scripts_enabled, now).await?;
     let work = state.store.agent_script_work(host_id, request.deferrals, now).await?;
     // The fetch may have cleared the host's "something new" flag.
-    let mut effects = AfterCommit::new().evict([host_id]);
-    if !resumed.is_empty() {
-        // The agent runs scripts now: what it refused is retried at once, not at the next scheduled answer.
-        effects = effects.record("resumed_policy_automations", json!({"host_id": host_id, "policy_ids": resumed}));
-    }
+    let effects = effects.evict([host_id]);
     let disabled_by_server = state.settings.get().config.server_settings.scripts_disabled;
     if !request.scripts_enabled || disabled_by_server {
         // Runs this host will never do are finished as errors rather than left pending forever.
