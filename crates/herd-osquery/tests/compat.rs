@@ -1272,3 +1272,68 @@ fn suid_bin_matches_find_on_osquerys_roots() {
         ])
     );
 }
+
+/// A glibc utmp record (384 bytes) of `kind` for `user` on `line` from `host` at `time`.
+fn utmp_record(kind: i16, pid: i32, line: &str, user: &str, host: &str, time: i32) -> Vec<u8> {
+    let mut record = vec![0u8; 384];
+    record[0..2].copy_from_slice(&kind.to_ne_bytes());
+    record[4..8].copy_from_slice(&pid.to_ne_bytes());
+    record[8..8 + line.len()].copy_from_slice(line.as_bytes());
+    record[40..40 + line.len().min(4)].copy_from_slice(&line.as_bytes()[line.len().saturating_sub(4)..]);
+    record[44..44 + user.len()].copy_from_slice(user.as_bytes());
+    record[76..76 + host.len()].copy_from_slice(host.as_bytes());
+    record[340..344].copy_from_slice(&time.to_ne_bytes());
+    record
+}
+
+#[test]
+fn last_matches_the_last_tool_on_a_wtmp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wtmp = dir.path().join("wtmp");
+    let records = [
+        utmp_record(2, 0, "~", "reboot", "6.1.0", 1_700_000_000),
+        utmp_record(7, 4242, "pts/1", "alice", "10.0.0.5", 1_700_000_100),
+        utmp_record(7, 4343, "tty1", "bob", "", 1_700_000_200),
+        utmp_record(8, 4242, "pts/1", "", "", 1_700_000_500),
+    ];
+    std::fs::write(&wtmp, records.concat()).unwrap();
+    // A truncated last record is ignored (last, which reads from the end, would misread this file).
+    let truncated = dir.path().join("wtmp.truncated");
+    std::fs::write(&truncated, [records.concat(), vec![0u8; 100]].concat()).unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Last::with_path(&truncated))]).unwrap();
+    let rows = query(&e, "SELECT * FROM last");
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| ["username", "tty", "pid", "type", "type_name", "time", "host"].iter().map(|c| text(r, c)).collect())
+        .collect();
+    let row = |v: [&str; 7]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["alice", "pts/1", "4242", "7", "user-process", "1700000100", "10.0.0.5"]),
+            row(["bob", "tty1", "4343", "7", "user-process", "1700000200", ""]),
+            row(["", "pts/1", "4242", "8", "dead-process", "1700000500", ""]),
+        ]
+    );
+    // util-linux's last lists the same logins (user, tty, host, time) from the same file.
+    let listed = command("last", &["-f", &wtmp.to_string_lossy(), "-w", "--time-format", "iso"]);
+    let logins: BTreeSet<(String, String, String)> = listed
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("reboot") && !l.starts_with("wtmp begins"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let host = if f[2].contains('T') { "" } else { f[2] };
+            let time = if host.is_empty() { f[2] } else { f[3] };
+            let seconds = chrono::DateTime::parse_from_rfc3339(time).unwrap().timestamp();
+            (f[0].to_string(), f[1].to_string(), format!("{host}@{seconds}"))
+        })
+        .collect();
+    let ours: BTreeSet<(String, String, String)> = rows
+        .iter()
+        .filter(|r| text(r, "type") == "7")
+        .map(|r| (text(r, "username"), text(r, "tty"), format!("{}@{}", text(r, "host"), text(r, "time"))))
+        .collect();
+    assert_eq!(ours, logins, "{listed}");
+    // This machine's wtmp reads without error (often empty).
+    query(&engine(), "SELECT * FROM last");
+}

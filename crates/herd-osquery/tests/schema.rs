@@ -26,7 +26,6 @@ const NOT_YET: &[&str] = &[
     "dns_resolvers",
     "firefox_addons",
     "google_chrome_profiles",
-    "last",
     "nftables",
     "orbit_info",
     "osquery_extensions",

@@ -15,6 +15,7 @@ mod etc_files;
 mod file;
 mod flatten;
 mod identity;
+mod logins;
 mod net;
 mod network;
 mod npm;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 pub use agent::SharedFlags;
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
+pub use logins::Last;
 pub use user_files::{KnownHosts, ShellHistory};
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
@@ -95,6 +97,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(descriptors::ProcessOpenFiles),
         Arc::new(descriptors::ProcessOpenSockets),
         Arc::new(suid::SuidBin),
+        Arc::new(logins::Last::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
