@@ -1337,3 +1337,87 @@ fn last_matches_the_last_tool_on_a_wtmp_file() {
     // This machine's wtmp reads without error (often empty).
     query(&engine(), "SELECT * FROM last");
 }
+
+unsafe extern "C" {
+    /// glibc's res_init (resolv.h defines res_init as this) and the thread's resolver state (`_res`).
+    fn __res_init() -> std::ffi::c_int;
+    fn __res_state() -> *mut u8;
+}
+
+/// glibc's own reading of /etc/resolv.conf: (options, nameservers' IPv4 addresses).
+fn glibc_resolver() -> (i64, Vec<String>) {
+    // SAFETY: __res_init fills this thread's `struct __res_state`, whose head glibc has kept for decades:
+    // int retrans, int retry, unsigned long options, int nscount, struct sockaddr_in nsaddr_list[3].
+    unsafe {
+        assert_eq!(__res_init(), 0);
+        let state = __res_state();
+        let long = std::mem::size_of::<std::ffi::c_ulong>();
+        let options = std::ptr::read_unaligned(state.add(8) as *const std::ffi::c_ulong) as i64;
+        let count = std::ptr::read_unaligned(state.add(8 + long) as *const std::ffi::c_int) as usize;
+        let list = state.add(8 + long + 4);
+        let addresses = (0..count.min(3))
+            .filter_map(|i| {
+                let entry = list.add(i * 16);
+                let family = std::ptr::read_unaligned(entry as *const u16);
+                // IPv6 nameservers live elsewhere in the state (family 0 here).
+                (family == 2).then(|| {
+                    let octets: [u8; 4] = std::ptr::read_unaligned(entry.add(4) as *const [u8; 4]);
+                    std::net::Ipv4Addr::from(octets).to_string()
+                })
+            })
+            .collect();
+        (options, addresses)
+    }
+}
+
+#[test]
+fn dns_resolvers_match_glibc_and_read_a_fixture() {
+    let rows = query(&engine(), "SELECT * FROM dns_resolvers");
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        let (options, nameservers) = glibc_resolver();
+        let ours: Vec<String> = rows
+            .iter()
+            .filter(|r| text(r, "type") == "nameserver" && !text(r, "address").contains(':'))
+            .map(|r| text(r, "address"))
+            .collect();
+        if !ours.is_empty() {
+            assert_eq!(ours, nameservers, "{rows:?}");
+        }
+        assert!(rows.iter().all(|r| text(r, "options") == options.to_string()), "glibc: {options}: {rows:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "# comment\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver bogus\nnameserver 10.0.0.2\n\
+         nameserver 10.0.0.3\ndomain old.example\nsearch corp.example example.org\nsortlist 130.155.160.0/255.255.240.0 \
+         130.155.0.0\noptions rotate ndots:2 edns0 trust-ad\n",
+    )
+    .unwrap();
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DnsResolvers::with_path(&conf))]).unwrap();
+    let got: Vec<(String, String, String, String, String)> = query(&e, "SELECT * FROM dns_resolvers")
+        .iter()
+        .map(|r| (text(r, "type"), text(r, "id"), text(r, "address"), text(r, "netmask"), text(r, "options")))
+        .collect();
+    // glibc's defaults (0x2c1) with rotate (0x4000), edns0 (0x100000), trust-ad (0x4000000).
+    let options = (0x2c1 | 0x4000 | 0x100000 | 0x4000000).to_string();
+    let want: Vec<(String, String, String, String, String)> = [
+        ("nameserver", "0", "10.0.0.1", "32"),
+        ("nameserver", "1", "fe80::1", "32"),
+        ("nameserver", "2", "10.0.0.2", "32"),
+        ("sortlist", "0", "130.155.160.0", "255.255.240.0"),
+        ("sortlist", "1", "130.155.0.0", ""),
+        ("search", "0", "corp.example", ""),
+        ("search", "1", "example.org", ""),
+    ]
+    .iter()
+    .map(|(t, i, a, m)| (t.to_string(), i.to_string(), a.to_string(), m.to_string(), options.clone()))
+    .collect();
+    assert_eq!(got, want);
+    let missing = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DnsResolvers::with_path(
+        dir.path().join("none"),
+    ))])
+    .unwrap();
+    assert!(query(&missing, "SELECT * FROM dns_resolvers").is_empty());
+}

@@ -23,7 +23,6 @@ const NOT_YET: &[&str] = &[
     "cryptsetup_status",
     "docker_container_processes",
     "docker_containers",
-    "dns_resolvers",
     "firefox_addons",
     "google_chrome_profiles",
     "nftables",

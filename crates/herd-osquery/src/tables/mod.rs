@@ -22,6 +22,7 @@ mod npm;
 mod packages;
 mod processes;
 mod procfs;
+mod resolvers;
 mod storage;
 mod suid;
 mod system;
@@ -34,6 +35,7 @@ pub use agent::SharedFlags;
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use logins::Last;
+pub use resolvers::DnsResolvers;
 pub use user_files::{KnownHosts, ShellHistory};
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
@@ -98,6 +100,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(descriptors::ProcessOpenSockets),
         Arc::new(suid::SuidBin),
         Arc::new(logins::Last::default()),
+        Arc::new(resolvers::DnsResolvers::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
