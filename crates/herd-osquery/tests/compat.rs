@@ -1421,3 +1421,141 @@ fn dns_resolvers_match_glibc_and_read_a_fixture() {
     .unwrap();
     assert!(query(&missing, "SELECT * FROM dns_resolvers").is_empty());
 }
+
+fn write_tree(root: &std::path::Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
+/// A helper's stdout when it ran and succeeded, else None (not installed, or it reports the feature absent).
+fn tool_output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn selinux_settings_read_selinuxfs_and_match_getenforce() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("enforce", "1"),
+            ("policyvers", "33"),
+            ("booleans/httpd_can_network_connect", "1 1"),
+            ("booleans/ssh_sysadm_login", "0 0"),
+            ("booleans/pending_change", "0 1"),
+            ("policy_capabilities/network_peer_controls", "1"),
+            ("class/file/index", "7"),
+            ("class/file/perms/read", "1"),
+        ],
+    );
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::SelinuxSettings::with_root(root.path()))])
+            .unwrap();
+    let got: BTreeSet<(String, String, String)> = query(&e, "SELECT * FROM selinux_settings")
+        .iter()
+        .map(|r| (text(r, "scope"), text(r, "key"), text(r, "value")))
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        ("", "enforce", "1"),
+        ("", "policyvers", "33"),
+        ("booleans", "httpd_can_network_connect", "on"),
+        ("booleans", "ssh_sysadm_login", "off"),
+        ("policy_capabilities", "network_peer_controls", "1"),
+        ("class", "file/perms", "read"),
+    ]
+    .iter()
+    .map(|(s, k, v)| (s.to_string(), k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    // This machine: getenforce (selinux-utils) says Disabled exactly when there is no enforce key.
+    let enforce = query(&engine(), "SELECT value FROM selinux_settings WHERE scope = '' AND key = 'enforce'");
+    let want = match command("getenforce", &[]).trim() {
+        "Enforcing" => vec!["1".to_string()],
+        "Permissive" => vec!["0".to_string()],
+        _ => vec![],
+    };
+    assert_eq!(enforce.iter().map(|r| text(r, "value")).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn apparmor_profiles_read_securityfs_and_match_aa_status() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("usr.sbin.cupsd.3/name", "/usr/sbin/cupsd\n"),
+            ("usr.sbin.cupsd.3/mode", "enforce\n"),
+            ("usr.sbin.cupsd.3/attach", "/usr/sbin/cupsd\n"),
+            ("usr.sbin.cupsd.3/sha256", "ab12\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/name", "third_party\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/mode", "complain\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/attach", "<unconfined>\n"),
+            ("broken.5/name", "broken\n"),
+        ],
+    );
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::ApparmorProfiles::with_profiles(
+        root.path(),
+    ))])
+    .unwrap();
+    let got: Vec<Vec<String>> =
+        query(&e, "SELECT path, name, attach, mode, sha1, sha256 FROM apparmor_profiles ORDER BY path")
+            .iter()
+            .map(|r| ["path", "name", "attach", "mode", "sha1", "sha256"].iter().map(|c| text(r, c)).collect())
+            .collect();
+    let row = |v: [&str; 6]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["/usr/sbin/cupsd", "/usr/sbin/cupsd", "/usr/sbin/cupsd", "enforce", "", "ab12"]),
+            row(["/usr/sbin/cupsd//third_party", "third_party", "<unconfined>", "complain", "", ""]),
+        ]
+    );
+    // This machine: aa-status (apparmor) lists the loaded profiles with their modes, or fails when AppArmor is
+    // not enabled — then the table is empty.
+    let ours: BTreeSet<(String, String)> = query(&engine(), "SELECT path, mode FROM apparmor_profiles")
+        .iter()
+        .map(|r| (text(r, "path"), text(r, "mode")))
+        .collect();
+    // aa-status prints nothing (and succeeds) when it cannot read securityfs.
+    match tool_output("aa-status", &["--json"]).filter(|json| !json.trim().is_empty()) {
+        Some(json) => {
+            let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let listed: BTreeSet<(String, String)> = json["profiles"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, mode)| (name.clone(), mode.as_str().unwrap().to_string()))
+                .collect();
+            assert_eq!(ours, listed);
+        }
+        None => assert!(ours.is_empty(), "{ours:?}"),
+    }
+}
+
+#[test]
+fn secureboot_reads_efivars_and_matches_mokutil() {
+    let efi = tempfile::tempdir().unwrap();
+    let global = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+    std::fs::create_dir(efi.path().join("efivars")).unwrap();
+    std::fs::write(efi.path().join(format!("efivars/SecureBoot-{global}")), [6, 0, 0, 0, 1]).unwrap();
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Secureboot::with_efi(efi.path()))]).unwrap();
+    let row = one(&e, "SELECT secure_boot, setup_mode FROM secureboot");
+    assert_eq!((row["secure_boot"].clone(), row["setup_mode"].clone()), (Some("1".into()), None));
+    let bios = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Secureboot::with_efi(
+        efi.path().join("absent"),
+    ))])
+    .unwrap();
+    assert!(query(&bios, "SELECT * FROM secureboot").is_empty());
+    // This machine: mokutil reads the same variable, and fails without EFI variables (then no row).
+    let ours = query(&engine(), "SELECT secure_boot FROM secureboot");
+    match tool_output("mokutil", &["--sb-state"]) {
+        Some(state) if state.contains("SecureBoot enabled") => assert_eq!(text(&ours[0], "secure_boot"), "1"),
+        Some(state) if state.contains("SecureBoot disabled") => assert_eq!(text(&ours[0], "secure_boot"), "0"),
+        _ => assert!(ours.iter().all(|r| r["secure_boot"].is_none()), "{ours:?}"),
+    }
+}

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// osquery's Linux tables herd-agent does not have yet (issue 22).
 const NOT_YET: &[&str] = &[
-    "apparmor_profiles",
     "certificates",
     "cryptsetup_luks_salt",
     "cryptsetup_status",
@@ -30,8 +29,6 @@ const NOT_YET: &[&str] = &[
     "osquery_extensions",
     "osquery_schedule",
     "portage_packages",
-    "secureboot",
-    "selinux_settings",
     "sntp_request",
     "vscode_extensions",
     "yara",

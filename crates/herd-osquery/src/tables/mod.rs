@@ -23,6 +23,7 @@ mod packages;
 mod processes;
 mod procfs;
 mod resolvers;
+mod security;
 mod storage;
 mod suid;
 mod system;
@@ -36,6 +37,7 @@ pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use logins::Last;
 pub use resolvers::DnsResolvers;
+pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
 pub use user_files::{KnownHosts, ShellHistory};
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
@@ -101,6 +103,9 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(suid::SuidBin),
         Arc::new(logins::Last::default()),
         Arc::new(resolvers::DnsResolvers::default()),
+        Arc::new(security::SelinuxSettings::default()),
+        Arc::new(security::ApparmorProfiles::default()),
+        Arc::new(security::Secureboot::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
