@@ -1559,3 +1559,68 @@ fn secureboot_reads_efivars_and_matches_mokutil() {
         _ => assert!(ours.iter().all(|r| r["secure_boot"].is_none()), "{ours:?}"),
     }
 }
+
+#[test]
+fn yum_sources_match_pythons_configparser() {
+    let root = tempfile::tempdir().unwrap();
+    let repos = root.path().join("repos");
+    write_tree(
+        root.path(),
+        &[
+            (
+                "yum.conf",
+                &format!(
+                    "[main]\ngpgcheck=1\nreposdir={}\n\n[inline]\nname=Inline repo\nbaseurl=http://inline.example/\n",
+                    repos.display()
+                ),
+            ),
+            (
+                "repos/base.repo",
+                "# CentOS base\n[base]\nname = CentOS-$releasever - Base\nmirrorlist=http://mirrorlist.centos.org/?release=$releasever\n\
+                 gpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7\n\n; updates\n[updates]\nname=Updates\n\
+                 metalink=https://mirrors.fedoraproject.org/metalink?repo=updates\nenabled=0\n",
+            ),
+            (
+                "repos/epel.repo",
+                "[epel]\nname=EPEL\nbaseurl=https://dl.fedoraproject.org/pub/epel/9/\nenabled=1\ngpgcheck=0\n",
+            ),
+            ("repos/ignored.repo.rpmsave", "[old]\nname=old\n"),
+            ("default/other.repo", "[other]\nname=not read: reposdir points elsewhere\n"),
+        ],
+    );
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::YumSources::with_paths(
+        root.path().join("yum.conf"),
+        root.path().join("default"),
+    ))])
+    .unwrap();
+    let columns = ["name", "baseurl", "mirrorlist", "metalink", "enabled", "gpgcheck", "gpgkey"];
+    let got: Vec<BTreeMap<String, Option<String>>> = query(&e, "SELECT * FROM yum_sources")
+        .into_iter()
+        .map(|mut r| {
+            r.retain(|k, _| columns.contains(&k.as_str()) || k == "source");
+            r
+        })
+        .collect();
+    // Python's configparser (no interpolation) reads the same files: each section but main, its keys.
+    let script = r#"
+import configparser, json, sys
+rows = []
+for path in sys.argv[2:]:
+    parser = configparser.RawConfigParser()
+    parser.read(path)
+    for section in parser.sections():
+        if section == "main":
+            continue
+        row = {k: parser.get(section, k) if parser.has_option(section, k) else None for k in sys.argv[1].split(",")}
+        row["source"] = path
+        rows.append(row)
+print(json.dumps(rows))
+"#;
+    let files = [root.path().join("yum.conf"), repos.join("base.repo"), repos.join("epel.repo")];
+    let mut args = vec!["-c".to_string(), script.to_string(), columns.join(",")];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let want: Vec<BTreeMap<String, Option<String>>> = serde_json::from_str(&command("python3", &args)).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 4);
+}

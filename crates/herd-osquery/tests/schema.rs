@@ -32,7 +32,6 @@ const NOT_YET: &[&str] = &[
     "sntp_request",
     "vscode_extensions",
     "yara",
-    "yum_sources",
 ];
 
 /// Columns herd-agent has beyond the TSV, each with the reason. fleetd's dataflatten tables (parse_*) all have

@@ -28,6 +28,7 @@ mod storage;
 mod suid;
 mod system;
 mod user_files;
+mod yum;
 
 use crate::table::Table;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use logins::Last;
 pub use resolvers::DnsResolvers;
 pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
 pub use user_files::{KnownHosts, ShellHistory};
+pub use yum::YumSources;
 
 /// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
@@ -106,6 +108,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(security::SelinuxSettings::default()),
         Arc::new(security::ApparmorProfiles::default()),
         Arc::new(security::Secureboot::default()),
+        Arc::new(yum::YumSources::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
