@@ -1624,3 +1624,38 @@ print(json.dumps(rows))
     assert_eq!(got, want);
     assert_eq!(got.len(), 4);
 }
+
+#[test]
+fn agent_tables_report_herd_agents_own_facts() {
+    let facts = herd_osquery::tables::SharedFacts::default();
+    let e =
+        Engine::with_tables(herd_osquery::tables::all_with_facts(herd_osquery::tables::default_flags(), facts.clone()))
+            .unwrap();
+    let version = text(&one(&e, "SELECT version FROM osquery_info"), "version");
+    // ps (procps) counts this process's elapsed seconds from the same start time: read before and after.
+    let elapsed =
+        || -> i64 { command("ps", &["-o", "etimes=", "-p", &std::process::id().to_string()]).trim().parse().unwrap() };
+    let before = elapsed();
+    let row = one(&e, "SELECT * FROM orbit_info");
+    let after = elapsed();
+    assert_eq!(text(&row, "version"), version);
+    for column in ["enrolled", "scripts_enabled", "device_auth_token", "orbit_channel", "update_url", "desktop_version"]
+    {
+        assert_eq!(row[column], None, "{column} is NULL until the agent says");
+    }
+    let uptime: i64 = text(&row, "uptime").parse().unwrap();
+    // One second either way: ps and the table each round to whole seconds.
+    assert!(before - 1 <= uptime && uptime <= after + 1, "orbit_info {uptime} s, ps {before}..{after} s");
+    facts
+        .write()
+        .unwrap()
+        .extend([("enrolled".to_string(), "true".to_string()), ("scripts_enabled".to_string(), "1".to_string())]);
+    let row = one(&e, "SELECT enrolled, scripts_enabled FROM orbit_info");
+    assert_eq!((text(&row, "enrolled"), text(&row, "scripts_enabled")), ("true".into(), "1".into()));
+    assert!(query(&e, "SELECT * FROM osquery_schedule").is_empty());
+    let core = one(&e, "SELECT * FROM osquery_extensions");
+    assert_eq!(
+        (text(&core, "uuid"), text(&core, "name"), text(&core, "version"), text(&core, "type")),
+        ("0".into(), "core".into(), version, "core".into())
+    );
+}

@@ -33,7 +33,7 @@ mod yum;
 use crate::table::Table;
 use std::sync::Arc;
 
-pub use agent::SharedFlags;
+pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use logins::Last;
@@ -42,10 +42,19 @@ pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
 pub use user_files::{KnownHosts, ShellHistory};
 pub use yum::YumSources;
 
-/// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
+/// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all;
+/// orbit_info knows no agent facts (they are NULL).
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
+    all_with_facts(flags, SharedFacts::default())
+}
+
+/// [`all`], with orbit_info showing the running agent's `facts`.
+pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Table>> {
     let mut tables: Vec<Arc<dyn Table>> = vec![
         Arc::new(agent::OsqueryFlags(flags)),
+        Arc::new(agent::OsquerySchedule),
+        Arc::new(agent::OsqueryExtensions),
+        Arc::new(agent::OrbitInfo(facts)),
         Arc::new(agent::PlatformInfo),
         Arc::new(identity::OsVersion),
         Arc::new(identity::SystemInfo),
