@@ -1014,10 +1014,11 @@ fn process_envs_match_the_environment_a_child_was_given() {
     let mut child =
         Command::new("env").args(["-i", "HERD_A=1", "HERD_B=x=y", "HERD_EMPTY=", "sleep", "30"]).spawn().unwrap();
     let pid = child.id();
-    // `env` replaces itself with sleep, whose environ is the one `env` built; before that exec the child still
-    // shows this test's environment, so wait (with a deadline) until it is sleep.
+    // `env` replaces itself with sleep, whose environ is the one `env` built. Before that exec the child shows
+    // this test's environment, and during it (the kernel sets up the new stack after renaming the process) an
+    // empty one, so wait, with a deadline, until the kernel shows sleep's.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+    while !std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default().starts_with(b"HERD_A=1\0") {
         assert!(std::time::Instant::now() < deadline, "the child never became sleep");
         std::thread::yield_now();
     }
@@ -1658,4 +1659,140 @@ fn agent_tables_report_herd_agents_own_facts() {
         (text(&core, "uuid"), text(&core, "name"), text(&core, "version"), text(&core, "type")),
         ("0".into(), "core".into(), version, "core".into())
     );
+}
+
+/// What `openssl x509` says of one PEM certificate, in the certificates table's columns.
+fn openssl_certificate(pem: &str) -> BTreeMap<&'static str, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cert.pem");
+    std::fs::write(&file, pem).unwrap();
+    let out = command(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &file.to_string_lossy(),
+            "-noout",
+            "-nameopt",
+            "compat",
+            "-subject",
+            "-issuer",
+            "-serial",
+            "-fingerprint",
+            "-sha1",
+            "-startdate",
+            "-enddate",
+            "-text",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let after = |label: &str| -> Option<String> {
+        let i = lines.iter().position(|l| l.trim().starts_with(label))?;
+        Some(lines.get(i + 1)?.trim().trim_start_matches("keyid:").replace(':', "").to_lowercase())
+    };
+    let field = |prefix: &str| lines.iter().find_map(|l| l.strip_prefix(prefix)).unwrap_or_default().to_string();
+    let date = |prefix: &str| {
+        let text = field(prefix);
+        chrono::NaiveDateTime::parse_from_str(text.trim_end_matches(" GMT"), "%b %e %H:%M:%S %Y")
+            .unwrap()
+            .and_utc()
+            .timestamp()
+            .to_string()
+    };
+    let text_value = |label: &str| {
+        lines.iter().find_map(|l| l.trim().strip_prefix(label)).map(|v| v.trim().to_string()).unwrap_or_default()
+    };
+    let strength = match lines.iter().find_map(|l| l.trim().strip_prefix("Public-Key: (")) {
+        Some(bits) if text_value("Public Key Algorithm:") == "rsaEncryption" => {
+            bits.split(' ').next().unwrap().to_string()
+        }
+        _ => text_value("ASN1 OID:"),
+    };
+    BTreeMap::from([
+        ("subject", field("subject=")),
+        ("issuer", field("issuer=")),
+        // A zero serial: openssl's CLI prints the DER byte (00), osquery's BN_bn2hex prints 0.
+        ("serial", Some(field("serial=")).filter(|s| !s.chars().all(|c| c == '0')).unwrap_or_else(|| "0".into())),
+        ("sha1", field("sha1 Fingerprint=").replace(':', "").to_lowercase()),
+        ("not_valid_before", date("notBefore=")),
+        ("not_valid_after", date("notAfter=")),
+        ("signing_algorithm", text_value("Signature Algorithm:")),
+        ("key_algorithm", text_value("Public Key Algorithm:")),
+        ("key_strength", strength),
+        ("subject_key_id", after("X509v3 Subject Key Identifier:").unwrap_or_default()),
+        ("authority_key_id", after("X509v3 Authority Key Identifier:").unwrap_or_default()),
+        ("ca", if out.contains("CA:TRUE") { "1" } else { "0" }.to_string()),
+    ])
+}
+
+#[test]
+fn certificates_match_openssl_on_the_system_bundle_and_generated_ones() {
+    let e = engine();
+    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a system CA bundle");
+    let rows = query(&e, &format!("SELECT * FROM certificates WHERE path = '{bundle}'"));
+    let text_of_bundle = std::fs::read_to_string(bundle).unwrap();
+    let pems: Vec<String> = text_of_bundle
+        .split("-----END CERTIFICATE-----")
+        .filter_map(|part| {
+            part.find("-----BEGIN CERTIFICATE-----").map(|i| format!("{}-----END CERTIFICATE-----\n", &part[i..]))
+        })
+        .collect();
+    assert_eq!(rows.len(), pems.len());
+    for (row, pem) in rows.iter().zip(&pems) {
+        let want = openssl_certificate(pem);
+        for (column, value) in &want {
+            assert_eq!(&text(row, column), value, "{column} of {}", text(row, "subject"));
+        }
+        assert_eq!(text(row, "path"), bundle);
+        assert_eq!(row["subject2"], None);
+    }
+    let by_default = query(&e, "SELECT sha1 FROM certificates");
+    assert!(set_of(&rows, "sha1").is_subset(&set_of(&by_default, "sha1")));
+
+    // A CA of our own and a leaf it signed: key usage, CA and self-signed flags, an EC key's curve.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "herd test CA");
+    ca_params.distinguished_name.push(rcgen::DnType::OrganizationName, "herd");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "leaf.example");
+    leaf_params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.pem");
+    std::fs::write(&path, format!("{}junk between\n{}", ca.pem(), leaf.pem())).unwrap();
+    let rows = query(&e, &format!("SELECT * FROM certificates WHERE path = '{}'", path.display()));
+    assert_eq!(rows.len(), 2);
+    for (row, pem) in rows.iter().zip([ca.pem(), leaf.pem()]) {
+        for (column, value) in openssl_certificate(&pem) {
+            assert_eq!(text(row, column), value, "{column}");
+        }
+    }
+    let flags = |r: &BTreeMap<String, Option<String>>| {
+        (text(r, "common_name"), text(r, "ca"), text(r, "self_signed"), text(r, "key_usage"), text(r, "key_strength"))
+    };
+    assert_eq!(
+        flags(&rows[0]),
+        ("herd test CA".into(), "1".into(), "1".into(), "CRL Sign, Key Cert Sign".into(), "secp384r1".into())
+    );
+    assert_eq!(
+        flags(&rows[1]),
+        (
+            "leaf.example".into(),
+            "0".into(),
+            "0".into(),
+            "Key Encipherment, Digital Signature".into(),
+            "prime256v1".into()
+        )
+    );
+    assert_eq!(text(&rows[0], "subject"), "/CN=herd test CA/O=herd");
+    assert!(query(&e, "SELECT * FROM certificates WHERE path = '/no/such/bundle.pem'").is_empty());
 }

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// osquery's Linux tables herd-agent does not have yet (issue 22).
 const NOT_YET: &[&str] = &[
-    "certificates",
     "cryptsetup_luks_salt",
     "cryptsetup_status",
     "docker_container_processes",

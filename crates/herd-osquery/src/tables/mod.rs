@@ -5,6 +5,7 @@ mod accounts;
 mod agent;
 mod augeas;
 mod browsers;
+mod certs;
 mod command;
 mod content;
 mod curl;
@@ -118,6 +119,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(security::ApparmorProfiles::default()),
         Arc::new(security::Secureboot::default()),
         Arc::new(yum::YumSources::default()),
+        Arc::new(certs::Certificates),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
