@@ -1796,3 +1796,46 @@ fn certificates_match_openssl_on_the_system_bundle_and_generated_ones() {
     assert_eq!(text(&rows[0], "subject"), "/CN=herd test CA/O=herd");
     assert!(query(&e, "SELECT * FROM certificates WHERE path = '/no/such/bundle.pem'").is_empty());
 }
+
+#[test]
+fn vscode_extensions_match_jq_on_a_home() {
+    let home = tempfile::tempdir().unwrap();
+    let code = home.path().join(".vscode/extensions");
+    let cursor = home.path().join(".cursor/extensions");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&cursor).unwrap();
+    std::fs::write(
+        code.join("extensions.json"),
+        r#"[{"identifier":{"id":"ms-python.python","uuid":"f1f59ae4-9318-4f3c-a9b5-81b2eaa5f8a5"},"version":"2024.0.1",
+            "location":{"$mid":1,"fsPath":"/home/u/.vscode/extensions/ms-python.python-2024.0.1","path":"/home/u/.vscode/extensions/ms-python.python-2024.0.1","scheme":"file"},
+            "relativeLocation":"ms-python.python-2024.0.1",
+            "metadata":{"id":"f1f59ae4-9318-4f3c-a9b5-81b2eaa5f8a5","publisherId":"998b010b-e2af-44a5-a6cd-0b5fd3b9b6f8","publisherDisplayName":"Microsoft","installedTimestamp":1700000000123,"isPreReleaseVersion":true}},
+           {"identifier":{"id":"local.unsigned"},"version":"0.0.1","location":{"fsPath":"/home/u/.vscode/extensions/local.unsigned-0.0.1"}}]"#,
+    )
+    .unwrap();
+    std::fs::write(cursor.join("extensions.json"), "not json").unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::VscodeExtensions::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let columns = ["name", "uuid", "version", "path", "publisher", "publisher_id", "installed_at", "prerelease"];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM vscode_extensions WHERE uid = 1000")
+        .iter()
+        .map(|r| {
+            assert_eq!((text(r, "uid"), text(r, "vscode_edition")), ("1000".into(), "vscode".into()));
+            columns.iter().map(|c| text(r, c)).collect()
+        })
+        .collect();
+    // jq reads the same entries the same way (missing keys as "").
+    let filter = r#".[] | [.identifier.id, .identifier.uuid, .version, (.location.path // .location.fsPath),
+        .metadata.publisherDisplayName, .metadata.publisherId, (.metadata.installedTimestamp | if . == null then null else tostring end),
+        (if (.metadata.isPreReleaseVersion // .metadata.preRelease // false) then "1" else "0" end)] | map(. // "") | @tsv"#;
+    let want: Vec<Vec<String>> = command("jq", &["-r", filter, &code.join("extensions.json").to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    assert!(query(&e, "SELECT * FROM vscode_extensions WHERE uid = 0").is_empty());
+}

@@ -26,7 +26,6 @@ const NOT_YET: &[&str] = &[
     "nftables",
     "portage_packages",
     "sntp_request",
-    "vscode_extensions",
     "yara",
 ];
 

@@ -12,6 +12,7 @@ mod curl;
 mod dconf;
 mod descriptors;
 mod devices;
+mod editors;
 mod etc_files;
 mod file;
 mod flatten;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
+pub use editors::VscodeExtensions;
 pub use logins::Last;
 pub use resolvers::DnsResolvers;
 pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
@@ -120,6 +122,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(security::Secureboot::default()),
         Arc::new(yum::YumSources::default()),
         Arc::new(certs::Certificates),
+        Arc::new(editors::VscodeExtensions::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
