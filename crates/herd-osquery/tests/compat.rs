@@ -1839,3 +1839,63 @@ fn vscode_extensions_match_jq_on_a_home() {
     assert_eq!(got.len(), 2);
     assert!(query(&e, "SELECT * FROM vscode_extensions WHERE uid = 0").is_empty());
 }
+
+#[test]
+fn firefox_addons_match_jq_on_a_profile() {
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join(".mozilla/firefox/abcd1234.default-release");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(home.path().join(".mozilla/firefox/profiles.ini"), "[Profile0]\nPath=abcd1234.default-release\n")
+        .unwrap();
+    let extensions = profile.join("extensions.json");
+    std::fs::write(
+        &extensions,
+        r#"{"schemaVersion":36,"addons":[
+            {"id":"uBlock0@raymondhill.net","version":"1.55.0","type":"extension","location":"app-profile",
+             "defaultLocale":{"name":"uBlock Origin","creator":"Raymond Hill","description":"Finally, an efficient blocker."},
+             "sourceURI":"https://addons.mozilla.org/firefox/downloads/file/4216633/ublock_origin-1.55.0.xpi",
+             "visible":true,"active":true,"userDisabled":false,"appDisabled":false,"softDisabled":false,"applyBackgroundUpdates":1,
+             "path":"/home/u/.mozilla/firefox/abcd1234.default-release/extensions/uBlock0@raymondhill.net.xpi"},
+            {"id":"old@example.org","version":"0.1","type":"extension","location":"app-profile","defaultLocale":{"name":"Old"},
+             "visible":true,"active":false,"userDisabled":true,"applyBackgroundUpdates":0},
+            {"id":"default-theme@mozilla.org","type":"theme","location":"app-builtin","visible":false,"active":true}]}"#,
+    )
+    .unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::FirefoxAddons::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let columns = [
+        "identifier",
+        "name",
+        "creator",
+        "type",
+        "version",
+        "description",
+        "source_url",
+        "visible",
+        "active",
+        "disabled",
+        "autoupdate",
+        "location",
+        "path",
+    ];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM firefox_addons")
+        .iter()
+        .map(|r| columns.iter().map(|c| text(r, c)).collect())
+        .collect();
+    // jq reads the same entries (booleans as 1/0, any of the three disables as disabled, missing keys as "").
+    let filter = r#".addons[] | [.id, .defaultLocale.name, .defaultLocale.creator, .type, .version,
+        .defaultLocale.description, .sourceURI, (if .visible then "1" else "0" end), (if .active then "1" else "0" end),
+        (if (.softDisabled or .appDisabled or .userDisabled) then "1" else "0" end),
+        (.applyBackgroundUpdates | if . == null then null else tostring end), .location, .path] | map(. // "") | @tsv"#;
+    let want: Vec<Vec<String>> = command("jq", &["-r", filter, &extensions.to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 3);
+    let one_addon = query(&e, "SELECT uid, name FROM firefox_addons WHERE identifier = 'old@example.org'");
+    assert_eq!((text(&one_addon[0], "uid"), text(&one_addon[0], "name")), ("1000".into(), "Old".into()));
+}

@@ -21,7 +21,6 @@ const NOT_YET: &[&str] = &[
     "cryptsetup_status",
     "docker_container_processes",
     "docker_containers",
-    "firefox_addons",
     "google_chrome_profiles",
     "nftables",
     "portage_packages",

@@ -15,6 +15,7 @@ mod devices;
 mod editors;
 mod etc_files;
 mod file;
+mod firefox;
 mod flatten;
 mod identity;
 mod logins;
@@ -39,6 +40,7 @@ pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use editors::VscodeExtensions;
+pub use firefox::FirefoxAddons;
 pub use logins::Last;
 pub use resolvers::DnsResolvers;
 pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
@@ -123,6 +125,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(yum::YumSources::default()),
         Arc::new(certs::Certificates),
         Arc::new(editors::VscodeExtensions::default()),
+        Arc::new(firefox::FirefoxAddons::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
