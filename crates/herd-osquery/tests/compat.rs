@@ -1899,3 +1899,35 @@ fn firefox_addons_match_jq_on_a_profile() {
     let one_addon = query(&e, "SELECT uid, name FROM firefox_addons WHERE identifier = 'old@example.org'");
     assert_eq!((text(&one_addon[0], "uid"), text(&one_addon[0], "name")), ("1000".into(), "Old".into()));
 }
+
+#[test]
+fn google_chrome_profiles_match_jq_on_a_local_state() {
+    let home = tempfile::tempdir().unwrap();
+    let chrome = home.path().join(".config/google-chrome");
+    std::fs::create_dir_all(&chrome).unwrap();
+    let local_state = chrome.join("Local State");
+    std::fs::write(
+        &local_state,
+        r#"{"browser":{"enabled_labs_experiments":[]},"profile":{"info_cache":{
+            "Default":{"name":"Person 1","user_name":"alice@example.com","is_ephemeral":false,"gaia_name":"Alice"},
+            "Profile 1":{"name":"Guest-ish","user_name":"","is_ephemeral":true}},"last_used":"Default"}}"#,
+    )
+    .unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::GoogleChromeProfiles::with_homes(
+        vec![("alice".to_string(), home.path().to_path_buf())],
+    ))])
+    .unwrap();
+    let got: BTreeSet<Vec<String>> = query(&e, "SELECT * FROM google_chrome_profiles")
+        .iter()
+        .map(|r| ["name", "email", "ephemeral", "username"].iter().map(|c| text(r, c)).collect())
+        .collect();
+    let filter =
+        r#".profile.info_cache[] | [.name, .user_name, (if .is_ephemeral then "1" else "0" end), "alice"] | @tsv"#;
+    let want: BTreeSet<Vec<String>> = command("jq", &["-r", filter, &local_state.to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    assert_eq!(query(&e, "SELECT name FROM google_chrome_profiles WHERE ephemeral = 1").len(), 1);
+}

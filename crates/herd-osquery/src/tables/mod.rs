@@ -6,6 +6,7 @@ mod agent;
 mod augeas;
 mod browsers;
 mod certs;
+mod chrome_profiles;
 mod command;
 mod content;
 mod curl;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
+pub use chrome_profiles::GoogleChromeProfiles;
 pub use editors::VscodeExtensions;
 pub use firefox::FirefoxAddons;
 pub use logins::Last;
@@ -126,6 +128,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(certs::Certificates),
         Arc::new(editors::VscodeExtensions::default()),
         Arc::new(firefox::FirefoxAddons::default()),
+        Arc::new(chrome_profiles::GoogleChromeProfiles::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
