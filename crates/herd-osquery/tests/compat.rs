@@ -1931,3 +1931,20 @@ fn google_chrome_profiles_match_jq_on_a_local_state() {
     assert_eq!(got.len(), 2);
     assert_eq!(query(&e, "SELECT name FROM google_chrome_profiles WHERE ephemeral = 1").len(), 1);
 }
+
+#[test]
+fn nftables_matches_nft_flattened_by_jq() {
+    let rows = query(&engine(), "SELECT fullkey, value FROM nftables");
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    // nft itself, the same way; it fails without CAP_NET_ADMIN, and then the table is empty.
+    let output = Command::new("nft").args(["-jat", "list", "ruleset"]).output().expect("nft (Debian's nftables)");
+    if !output.status.success() {
+        assert!(got.is_empty(), "{got:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ruleset.json");
+    std::fs::write(&file, &output.stdout).unwrap();
+    assert_eq!(got, jq_leaves(&file, false));
+    assert!(got.iter().any(|(k, _)| k.starts_with("nftables/0/metainfo/")), "{got:?}");
+}

@@ -21,7 +21,6 @@ const NOT_YET: &[&str] = &[
     "cryptsetup_status",
     "docker_container_processes",
     "docker_containers",
-    "nftables",
     "portage_packages",
     "sntp_request",
     "yara",
@@ -34,7 +33,7 @@ const EXTRA_COLUMNS: &[(&str, &str)] =
 
 /// Columns herd-agent pushes down although the TSV does not flag them, each with the reason: osquery hands an
 /// extension (fleetd) every constraint, so fleetd's generators see them all and filter on them.
-const PUSHED_DOWN: &[(&str, &str)] = &[("lsblk", "query")];
+const PUSHED_DOWN: &[(&str, &str)] = &[("lsblk", "query"), ("nftables", "query")];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Expected {

@@ -18,6 +18,7 @@ mod etc_files;
 mod file;
 mod firefox;
 mod flatten;
+mod flattened_command;
 mod identity;
 mod logins;
 mod net;
@@ -115,7 +116,8 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(flatten::Flattened::INI),
         Arc::new(flatten::Flattened::XML),
         Arc::new(storage::BlockDevices),
-        Arc::new(storage::Lsblk),
+        Arc::new(flattened_command::FlattenedCommand::LSBLK),
+        Arc::new(flattened_command::FlattenedCommand::NFTABLES),
         Arc::new(descriptors::ProcessOpenFiles),
         Arc::new(descriptors::ProcessOpenSockets),
         Arc::new(suid::SuidBin),

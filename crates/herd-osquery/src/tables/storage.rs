@@ -1,4 +1,4 @@
-//! Block devices: block_devices (osquery's) and lsblk (fleetd's).
+//! block_devices (osquery's).
 //!
 //! block_devices: one row per entry of /sys/class/block (disks, partitions, loop, device-mapper, zram), the
 //! devices osquery enumerates through libudev's "block" subsystem. Where each column comes from:
@@ -13,18 +13,12 @@
 //!   `ID_FS_TYPE`, `ID_FS_LABEL`), which udev fills by probing with blkid. NULL when udev has not recorded them
 //!   (no filesystem, or no udev: containers): herd-agent does not probe raw devices itself.
 //!
-//! lsblk: fleetd's table — `lsblk -n -O --json` (util-linux), bounded to 5 s and 4 MiB, flattened as
-//! parse_json flattens a file (`fullkey`, `parent`, `key`, `value`; `query` filters as there, default `*`).
-//! No rows when lsblk is not installed, fails or times out.
+//! lsblk (fleetd's: `lsblk -n -O --json`, flattened) is in flattened_command.rs.
 
-use super::command::run_bounded;
-use super::flatten::{flatten, parse_json};
 use super::procfs::read_trimmed;
 use crate::table::{Column, Constraints, Row, Table, TableError, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 /// The udev database's properties (`E:KEY=value` lines) of the block device `MAJ:MIN`.
 fn udev_properties(dev: &str) -> BTreeMap<String, String> {
@@ -100,65 +94,6 @@ impl Table for BlockDevices {
         let mut rows = block_devices(Path::new("/sys/class/block"));
         if constraints.has("name") {
             rows.retain(|r| matches!(&r["name"], Value::Text(n) if names.contains(n)));
-        }
-        Ok(rows)
-    }
-}
-
-const LSBLK_LIMIT: Duration = Duration::from_secs(5);
-const LSBLK_MAX_OUTPUT: usize = 4 << 20;
-
-pub struct Lsblk;
-
-impl Table for Lsblk {
-    fn name(&self) -> &'static str {
-        "lsblk"
-    }
-    fn description(&self) -> &'static str {
-        "Based on the output obtained by running `lsblk -n -O`"
-    }
-    fn columns(&self) -> &'static [Column] {
-        const COLUMNS: &[Column] = &[
-            Column::text("fullkey"),
-            Column::text("parent"),
-            Column::text("key"),
-            Column::text("value"),
-            // fleetd's extension receives every constraint; this one must reach the generator to filter.
-            Column::text("query").index(),
-        ];
-        COLUMNS
-    }
-    fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {
-        let mut command = Command::new("lsblk");
-        command.args(["-n", "-O", "--json"]);
-        let Some(output) = run_bounded(command, LSBLK_LIMIT.min(crate::engine::time_left()), LSBLK_MAX_OUTPUT) else {
-            return Ok(Vec::new());
-        };
-        let Some(document) = output.success.then(|| parse_json(&String::from_utf8_lossy(&output.stdout))).flatten()
-        else {
-            return Ok(Vec::new());
-        };
-        let mut queries = constraints.texts("query");
-        if queries.is_empty() {
-            queries.push("*".into());
-        }
-        let mut rows = Vec::new();
-        for query in &queries {
-            let terms: Vec<String> =
-                if query.is_empty() { Vec::new() } else { query.split('/').map(str::to_string).collect() };
-            for leaf in flatten(&document, &terms) {
-                let (parent, key) = match leaf.keys.split_last() {
-                    Some((key, parent)) => (parent.join("/"), key.clone()),
-                    None => (String::new(), String::new()),
-                };
-                rows.push(Row::from([
-                    ("fullkey", Value::text(leaf.keys.join("/"))),
-                    ("parent", Value::text(parent)),
-                    ("key", Value::text(key)),
-                    ("value", Value::text(leaf.value)),
-                    ("query", Value::text(query.clone())),
-                ]));
-            }
         }
         Ok(rows)
     }
