@@ -1948,3 +1948,41 @@ fn nftables_matches_nft_flattened_by_jq() {
     assert_eq!(got, jq_leaves(&file, false));
     assert!(got.iter().any(|(k, _)| k.starts_with("nftables/0/metainfo/")), "{got:?}");
 }
+
+#[test]
+fn portage_packages_read_a_portage_database() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/SLOT", "13\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/BUILD_TIME", "1706000000\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/repository", "gentoo\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/EAPI", "8\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/SIZE", "187654321\n"),
+            ("var/db/pkg/app-editors/vim-9.0.2092/SLOT", "0\n"),
+            ("var/db/pkg/app-editors/vim-9.0.2092/EAPI", "not a number\n"),
+            ("var/lib/portage/world", "app-editors/vim\nwww-client/firefox\n"),
+        ],
+    );
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::PortagePackages::with_root(root.path()))])
+            .unwrap();
+    let columns = ["package", "version", "slot", "build_time", "repository", "eapi", "size", "world"];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM portage_packages ORDER BY package")
+        .iter()
+        .map(|r| columns.iter().map(|c| text(r, c)).collect())
+        .collect();
+    let row = |v: [&str; 8]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["app-editors/vim", "9.0.2092", "0", "", "", "", "", "1"]),
+            row(["sys-devel/gcc", "13.2.1_p20240113-r1", "13", "1706000000", "gentoo", "8", "187654321", "0"]),
+        ]
+    );
+    // Not a Gentoo machine: no database, no rows.
+    assert!(
+        query(&engine(), "SELECT * FROM portage_packages").is_empty() || std::path::Path::new("/var/db/pkg").exists()
+    );
+}

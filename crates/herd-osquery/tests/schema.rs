@@ -21,7 +21,6 @@ const NOT_YET: &[&str] = &[
     "cryptsetup_status",
     "docker_container_processes",
     "docker_containers",
-    "portage_packages",
     "sntp_request",
     "yara",
 ];

@@ -25,6 +25,7 @@ mod net;
 mod network;
 mod npm;
 mod packages;
+mod portage;
 mod processes;
 mod procfs;
 mod resolvers;
@@ -45,6 +46,7 @@ pub use chrome_profiles::GoogleChromeProfiles;
 pub use editors::VscodeExtensions;
 pub use firefox::FirefoxAddons;
 pub use logins::Last;
+pub use portage::PortagePackages;
 pub use resolvers::DnsResolvers;
 pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
 pub use user_files::{KnownHosts, ShellHistory};
@@ -93,6 +95,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(user_files::ShellHistory::default()),
         Arc::new(packages::DebPackages),
         Arc::new(packages::RpmPackages),
+        Arc::new(portage::PortagePackages::default()),
         Arc::new(packages::PythonPackages),
         Arc::new(packages::AptSources),
         Arc::new(packages::KernelModules),
