@@ -1986,3 +1986,52 @@ fn portage_packages_read_a_portage_database() {
         query(&engine(), "SELECT * FROM portage_packages").is_empty() || std::path::Path::new("/var/db/pkg").exists()
     );
 }
+
+/// A local SNTP server answering every request with `transmit_unix_ms` as its time and the given stratum.
+fn sntp_server(transmit_unix_ms: u64, stratum: u8) -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut request = [0u8; 48];
+        while let Ok((_, peer)) = socket.recv_from(&mut request) {
+            let seconds = transmit_unix_ms / 1000 + 2_208_988_800;
+            let fraction = ((transmit_unix_ms % 1000) << 32) / 1000;
+            let ntp = ((seconds << 32) | fraction).to_be_bytes();
+            let mut reply = [0u8; 48];
+            reply[0] = 0x24; // LI 0, version 4, mode 4 (server)
+            reply[1] = stratum;
+            reply[24..32].copy_from_slice(&request[40..48]);
+            reply[32..40].copy_from_slice(&ntp);
+            reply[40..48].copy_from_slice(&ntp);
+            let _ = socket.send_to(&reply, peer);
+        }
+    });
+    port
+}
+
+#[test]
+fn sntp_request_asks_a_local_server() {
+    let server_ms: u64 = 1_893_456_000_500; // 2030-01-01T00:00:00.5Z
+    let port = sntp_server(server_ms, 2);
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let e = engine();
+    let before = now_ms();
+    let row = one(&e, &format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{port}'"));
+    let after = now_ms();
+    assert_eq!(text(&row, "timestamp_ms"), server_ms.to_string());
+    let offset: i64 = text(&row, "clock_offset_ms").parse().unwrap();
+    let server_ms = server_ms as i64;
+    assert!(server_ms - after - 1 <= offset && offset <= server_ms - before + 1, "{offset}");
+    // A kiss of death (stratum 0) gives no row, and so does a server that never answers (within the query's
+    // time), and a required column left out is osquery's error.
+    let kiss = sntp_server(server_ms as u64, 0);
+    assert!(query(&e, &format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{kiss}'")).is_empty());
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let limits = Limits { timeout: std::time::Duration::from_millis(300), max_rows: 10 };
+    match e.query(&format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{silent_port}'"), limits) {
+        Ok(out) => assert!(out.rows.is_empty()),
+        Err(err) => assert!(err.to_string().contains("longer than"), "{err}"),
+    }
+    assert!(e.query("SELECT * FROM sntp_request", Limits::default()).is_err());
+}

@@ -30,6 +30,7 @@ mod processes;
 mod procfs;
 mod resolvers;
 mod security;
+mod sntp;
 mod storage;
 mod suid;
 mod system;
@@ -114,6 +115,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(browsers::ChromeExtensions::default()),
         Arc::new(curl::Curl),
         Arc::new(curl::CurlCertificate),
+        Arc::new(sntp::SntpRequest),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
