@@ -2035,3 +2035,77 @@ fn sntp_request_asks_a_local_server() {
     }
     assert!(e.query("SELECT * FROM sntp_request", Limits::default()).is_err());
 }
+
+#[test]
+fn docker_containers_ask_the_engine_api_on_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let pid = std::process::id();
+    let list = r#"[{"Id":"c0ffee","Names":["/web"],"Image":"nginx:1.25","ImageID":"sha256:abc","Command":"/docker-entrypoint.sh nginx","Created":1700000000,"State":"running","Status":"Up 2 hours"},
+                   {"Id":"dead00","Names":["/old"],"Image":"busybox","ImageID":"sha256:def","Command":"sh","Created":1690000000,"State":"exited","Status":"Exited (0) 3 days ago"}]"#;
+    let web = format!(
+        r#"{{"Id":"c0ffee","Path":"/docker-entrypoint.sh","State":{{"Pid":{pid},"StartedAt":"2023-11-14T22:13:20Z","FinishedAt":"0001-01-01T00:00:00Z"}},
+            "HostConfig":{{"Privileged":true,"ReadonlyRootfs":false,"SecurityOpt":["seccomp=unconfined","no-new-privileges"]}},
+            "Config":{{"Entrypoint":["/docker-entrypoint.sh"],"Env":["PATH=/usr/bin","NGINX_VERSION=1.25.3"]}}}}"#
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let n = std::io::Read::read(&mut stream, &mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            let (status, body) = if request.starts_with("GET /containers/json?all=1 ") {
+                ("200 OK", list.to_string())
+            } else if request.starts_with("GET /containers/c0ffee/json ") {
+                ("200 OK", web.clone())
+            } else {
+                ("404 Not Found", r#"{"message":"No such container"}"#.to_string())
+            };
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!("HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n{body}").as_bytes(),
+            );
+        }
+    });
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DockerContainers::with_socket(&socket))])
+            .unwrap();
+    let rows = query(&e, "SELECT * FROM docker_containers ORDER BY id");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let web_row = &rows[0];
+    let expect = [
+        ("id", "c0ffee"),
+        ("name", "web"),
+        ("image", "nginx:1.25"),
+        ("image_id", "sha256:abc"),
+        ("command", "/docker-entrypoint.sh nginx"),
+        ("created", "1700000000"),
+        ("state", "running"),
+        ("status", "Up 2 hours"),
+        ("path", "/docker-entrypoint.sh"),
+        ("started_at", "2023-11-14T22:13:20Z"),
+        ("privileged", "1"),
+        ("readonly_rootfs", "0"),
+        ("config_entrypoint", "/docker-entrypoint.sh"),
+        ("security_options", "seccomp=unconfined, no-new-privileges"),
+        ("env_variables", "PATH=/usr/bin, NGINX_VERSION=1.25.3"),
+    ];
+    for (column, value) in expect {
+        assert_eq!(text(web_row, column), value, "{column}");
+    }
+    assert_eq!(text(web_row, "pid"), pid.to_string());
+    for (column, ns) in [("net_namespace", "net"), ("mnt_namespace", "mnt"), ("pid_namespace", "pid")] {
+        let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().display().to_string();
+        assert_eq!(format!("{ns}:[{}]", text(web_row, column)), link, "{column}");
+    }
+    // The exited one: its details were not found (404), so they are NULL.
+    assert_eq!((text(&rows[1], "name"), rows[1]["pid"].clone()), ("old".into(), None));
+    assert_eq!(query(&e, "SELECT id FROM docker_containers WHERE name = 'web'").len(), 1);
+    // No socket: no rows.
+    let none = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DockerContainers::with_socket(
+        dir.path().join("absent.sock"),
+    ))])
+    .unwrap();
+    assert!(query(&none, "SELECT * FROM docker_containers").is_empty());
+}
