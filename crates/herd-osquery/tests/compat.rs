@@ -2036,6 +2036,11 @@ fn sntp_request_asks_a_local_server() {
     assert!(e.query("SELECT * FROM sntp_request", Limits::default()).is_err());
 }
 
+/// Docker's `top` answer for the fake container (ps's columns as osquery asks for them).
+const TOP: &str = r#"{"Titles":["PID","S","UID","GID","EUID","EGID","SUID","SGID","RSS","VSZ","ELAPSED","PPID","PGRP","NLWP","NI","USER","TIME","%CPU","%MEM","COMMAND","CMD"],
+  "Processes":[["1","Ss","0","0","0","0","0","0","5120","11000","7200","0","1","1","0","root","00:00:00","0.1","0.2","nginx","nginx: master process nginx -g daemon off;"],
+               ["29","S","101","101","101","101","101","101","2048","11500","7190","1","1","1","0","nginx","00:00:01","0.0","0.1","nginx","nginx: worker process"]]}"#;
+
 #[test]
 fn docker_containers_ask_the_engine_api_on_its_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -2059,6 +2064,11 @@ fn docker_containers_ask_the_engine_api_on_its_socket() {
                 ("200 OK", list.to_string())
             } else if request.starts_with("GET /containers/c0ffee/json ") {
                 ("200 OK", web.clone())
+            } else if request.starts_with(
+                "GET /containers/c0ffee/top?ps_args=axwwo%20pid,state,uid,gid,euid,egid,suid,sgid,rss,vsz,etimes,ppid,\
+                 pgrp,nlwp,nice,user,time,pcpu,pmem,comm,cmd ",
+            ) {
+                ("200 OK", TOP.to_string())
             } else {
                 ("404 Not Found", r#"{"message":"No such container"}"#.to_string())
             };
@@ -2102,6 +2112,44 @@ fn docker_containers_ask_the_engine_api_on_its_socket() {
     // The exited one: its details were not found (404), so they are NULL.
     assert_eq!((text(&rows[1], "name"), rows[1]["pid"].clone()), ("old".into(), None));
     assert_eq!(query(&e, "SELECT id FROM docker_containers WHERE name = 'web'").len(), 1);
+    // Its processes, as Docker's top reports them with osquery's ps columns.
+    let e = Engine::with_tables(vec![std::sync::Arc::new(
+        herd_osquery::tables::DockerContainerProcesses::with_socket(&socket),
+    )])
+    .unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let before = now();
+    let processes = query(&e, "SELECT * FROM docker_container_processes WHERE id = 'c0ffee' ORDER BY pid");
+    let after = now();
+    assert_eq!(processes.len(), 2, "{processes:?}");
+    let nginx = &processes[0];
+    let expect = [
+        ("pid", "1"),
+        ("state", "Ss"),
+        ("uid", "0"),
+        ("euid", "0"),
+        ("resident_size", "5242880"),
+        ("total_size", "11264000"),
+        ("parent", "0"),
+        ("pgroup", "1"),
+        ("threads", "1"),
+        ("nice", "0"),
+        ("user", "root"),
+        ("time", "00:00:00"),
+        ("cpu", "0.1"),
+        ("mem", "0.2"),
+        ("name", "nginx"),
+        ("cmdline", "nginx: master process nginx -g daemon off;"),
+    ];
+    for (column, value) in expect {
+        assert_eq!(text(nginx, column), value, "{column}");
+    }
+    let started: i64 = text(nginx, "start_time").parse().unwrap();
+    // ELAPSED 7200 s before the moment the table read it.
+    assert!(before - 7200 <= started && started <= after - 7200, "{started}");
+    assert_eq!(nginx["wired_size"], None);
+    assert!(query(&e, "SELECT * FROM docker_container_processes WHERE id = 'dead00'").is_empty());
+    assert!(e.query("SELECT * FROM docker_container_processes", Limits::default()).is_err(), "id is required");
     // No socket: no rows.
     let none = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DockerContainers::with_socket(
         dir.path().join("absent.sock"),

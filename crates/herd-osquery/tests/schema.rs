@@ -16,7 +16,7 @@ use herd_osquery::{ColumnType, Engine};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// osquery's Linux tables herd-agent does not have yet (issue 22).
-const NOT_YET: &[&str] = &["cryptsetup_luks_salt", "cryptsetup_status", "docker_container_processes", "yara"];
+const NOT_YET: &[&str] = &["cryptsetup_luks_salt", "cryptsetup_status", "yara"];
 
 /// Columns herd-agent has beyond the TSV, each with the reason. fleetd's dataflatten tables (parse_*) all have
 /// a `query` column (the path filter inside the file) that Fleet's schema files leave out.

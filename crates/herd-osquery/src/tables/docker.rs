@@ -13,6 +13,14 @@
 //! `pid_namespace`, `user_namespace`, `uts_namespace`): the inode of /proc/PID/ns/NAME of the container's
 //! process, NULL when it is not running or the agent may not look. A detail the container's JSON lacks is
 //! NULL. `id` and `name` constraints narrow the containers asked about.
+//!
+//! docker_container_processes: the processes of the containers named by `id` (required, as in osquery),
+//! from `GET /containers/ID/top` with osquery's ps columns (`pid,state,uid,gid,euid,egid,suid,sgid,rss,vsz,
+//! etimes,ppid,pgrp,nlwp,nice,user,time,pcpu,pmem,comm,cmd`): `pid`, `state`, the ids, `parent` ppid,
+//! `pgroup` pgrp, `threads` nlwp, `nice`, `user`, `time`, `cpu` pcpu, `mem` pmem, `name` comm, `cmdline` cmd
+//! as ps prints them; `resident_size` and `total_size` rss and vsz in bytes (ps gives KiB); `start_time` now
+//! minus etimes (Unix seconds). `wired_size` is NULL (no such notion on Linux). A container that does not
+//! exist or is not running gives no rows.
 
 use crate::table::{Column, Constraints, Row, Table, TableError, Value};
 use serde_json::Value as J;
@@ -37,6 +45,121 @@ const NAMESPACES: &[(&str, &str)] = &[
 /// The table over Docker's socket, or (tests) another.
 pub struct DockerContainers {
     socket: PathBuf,
+}
+
+/// docker_container_processes over Docker's socket, or (tests) another.
+pub struct DockerContainerProcesses {
+    socket: PathBuf,
+}
+
+impl Default for DockerContainerProcesses {
+    fn default() -> DockerContainerProcesses {
+        DockerContainerProcesses { socket: PathBuf::from(SOCKET) }
+    }
+}
+
+impl DockerContainerProcesses {
+    pub fn with_socket(socket: impl Into<PathBuf>) -> DockerContainerProcesses {
+        DockerContainerProcesses { socket: socket.into() }
+    }
+}
+
+/// The ps columns asked of `top`, in this order (osquery's).
+const PS_ARGS: &str =
+    "pid,state,uid,gid,euid,egid,suid,sgid,rss,vsz,etimes,ppid,pgrp,nlwp,nice,user,time,pcpu,pmem,comm,cmd";
+
+/// The rows of one container's `top` answer.
+pub(crate) fn top_rows(id: &str, top: &J, now: i64) -> Vec<Row> {
+    let Some(processes) = top.get("Processes").and_then(J::as_array) else { return Vec::new() };
+    processes
+        .iter()
+        .filter_map(J::as_array)
+        .filter(|fields| fields.len() >= 21)
+        .map(|fields| {
+            let field = |i: usize| fields[i].as_str().unwrap_or_default().trim().to_string();
+            let int = |i: usize| field(i).parse::<i64>().ok();
+            let real = |i: usize| field(i).parse::<f64>().ok().map_or(Value::Null, Value::Real);
+            Row::from([
+                ("id", Value::text(id)),
+                ("pid", Value::opt_int(int(0))),
+                ("state", Value::text(field(1))),
+                ("uid", Value::opt_int(int(2))),
+                ("gid", Value::opt_int(int(3))),
+                ("euid", Value::opt_int(int(4))),
+                ("egid", Value::opt_int(int(5))),
+                ("suid", Value::opt_int(int(6))),
+                ("sgid", Value::opt_int(int(7))),
+                ("resident_size", Value::opt_int(int(8).map(|k| k * 1024))),
+                ("total_size", Value::opt_int(int(9).map(|k| k * 1024))),
+                ("start_time", Value::opt_int(int(10).map(|elapsed| now - elapsed))),
+                ("parent", Value::opt_int(int(11))),
+                ("pgroup", Value::opt_int(int(12))),
+                ("threads", Value::opt_int(int(13))),
+                ("nice", Value::opt_int(int(14))),
+                ("user", Value::text(field(15))),
+                ("time", Value::text(field(16))),
+                ("cpu", real(17)),
+                ("mem", real(18)),
+                ("name", Value::text(field(19))),
+                ("cmdline", Value::text(field(20))),
+            ])
+        })
+        .collect()
+}
+
+impl Table for DockerContainerProcesses {
+    fn name(&self) -> &'static str {
+        "docker_container_processes"
+    }
+    fn description(&self) -> &'static str {
+        "Docker container processes."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            Column::text("id").required(),
+            Column::bigint("pid").index(),
+            Column::text("name"),
+            Column::text("cmdline"),
+            Column::text("state"),
+            Column::bigint("uid"),
+            Column::bigint("gid"),
+            Column::bigint("euid"),
+            Column::bigint("egid"),
+            Column::bigint("suid"),
+            Column::bigint("sgid"),
+            Column::bigint("wired_size"),
+            Column::bigint("resident_size"),
+            Column::bigint("total_size"),
+            Column::bigint("start_time"),
+            Column::bigint("parent"),
+            Column::bigint("pgroup"),
+            Column::int("threads"),
+            Column::int("nice"),
+            Column::text("user"),
+            Column::text("time"),
+            Column::double("cpu"),
+            Column::double("mem"),
+        ];
+        COLUMNS
+    }
+    fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {
+        let deadline = Instant::now() + LIMIT.min(crate::engine::time_left());
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let mut rows = Vec::new();
+        for id in constraints.texts("id") {
+            // A container id is hex and a name is [a-zA-Z0-9_.-]: anything else cannot name one.
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+                continue;
+            }
+            let Some(top) = get(&self.socket, &format!("/containers/{id}/top?ps_args=axwwo%20{}", PS_ARGS), deadline)
+            else {
+                continue;
+            };
+            rows.extend(top_rows(&id, &top, now));
+        }
+        Ok(rows)
+    }
 }
 
 impl Default for DockerContainers {

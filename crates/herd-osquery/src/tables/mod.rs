@@ -45,7 +45,7 @@ pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use chrome_profiles::GoogleChromeProfiles;
-pub use docker::DockerContainers;
+pub use docker::{DockerContainerProcesses, DockerContainers};
 pub use editors::VscodeExtensions;
 pub use firefox::FirefoxAddons;
 pub use logins::Last;
@@ -119,6 +119,7 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(curl::CurlCertificate),
         Arc::new(sntp::SntpRequest),
         Arc::new(docker::DockerContainers::default()),
+        Arc::new(docker::DockerContainerProcesses::default()),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
