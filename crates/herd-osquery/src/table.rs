@@ -8,6 +8,8 @@ pub enum ColumnType {
     Integer,
     BigInt,
     Double,
+    /// osquery-go's boolean columns (extension tables such as fleetd's): 1 or 0.
+    Boolean,
 }
 
 impl ColumnType {
@@ -17,6 +19,7 @@ impl ColumnType {
             ColumnType::Integer => "INTEGER",
             ColumnType::BigInt => "BIGINT",
             ColumnType::Double => "DOUBLE",
+            ColumnType::Boolean => "BOOLEAN",
         }
     }
 }
@@ -51,6 +54,9 @@ impl Column {
     }
     pub const fn double(name: &'static str) -> Column {
         Column::new(name, ColumnType::Double)
+    }
+    pub const fn boolean(name: &'static str) -> Column {
+        Column::new(name, ColumnType::Boolean)
     }
     pub const fn index(mut self) -> Column {
         self.index = true;

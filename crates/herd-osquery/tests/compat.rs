@@ -1014,10 +1014,11 @@ fn process_envs_match_the_environment_a_child_was_given() {
     let mut child =
         Command::new("env").args(["-i", "HERD_A=1", "HERD_B=x=y", "HERD_EMPTY=", "sleep", "30"]).spawn().unwrap();
     let pid = child.id();
-    // `env` replaces itself with sleep, whose environ is the one `env` built; before that exec the child still
-    // shows this test's environment, so wait (with a deadline) until it is sleep.
+    // `env` replaces itself with sleep, whose environ is the one `env` built. Before that exec the child shows
+    // this test's environment, and during it (the kernel sets up the new stack after renaming the process) an
+    // empty one, so wait, with a deadline, until the kernel shows sleep's.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != "sleep" {
+    while !std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default().starts_with(b"HERD_A=1\0") {
         assert!(std::time::Instant::now() < deadline, "the child never became sleep");
         std::thread::yield_now();
     }
@@ -1271,4 +1272,888 @@ fn suid_bin_matches_find_on_osquerys_roots() {
             (setgid.display().to_string(), "G".to_string())
         ])
     );
+}
+
+/// A glibc utmp record (384 bytes) of `kind` for `user` on `line` from `host` at `time`.
+fn utmp_record(kind: i16, pid: i32, line: &str, user: &str, host: &str, time: i32) -> Vec<u8> {
+    let mut record = vec![0u8; 384];
+    record[0..2].copy_from_slice(&kind.to_ne_bytes());
+    record[4..8].copy_from_slice(&pid.to_ne_bytes());
+    record[8..8 + line.len()].copy_from_slice(line.as_bytes());
+    record[40..40 + line.len().min(4)].copy_from_slice(&line.as_bytes()[line.len().saturating_sub(4)..]);
+    record[44..44 + user.len()].copy_from_slice(user.as_bytes());
+    record[76..76 + host.len()].copy_from_slice(host.as_bytes());
+    record[340..344].copy_from_slice(&time.to_ne_bytes());
+    record
+}
+
+#[test]
+fn last_matches_the_last_tool_on_a_wtmp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wtmp = dir.path().join("wtmp");
+    let records = [
+        utmp_record(2, 0, "~", "reboot", "6.1.0", 1_700_000_000),
+        utmp_record(7, 4242, "pts/1", "alice", "10.0.0.5", 1_700_000_100),
+        utmp_record(7, 4343, "tty1", "bob", "", 1_700_000_200),
+        utmp_record(8, 4242, "pts/1", "", "", 1_700_000_500),
+    ];
+    std::fs::write(&wtmp, records.concat()).unwrap();
+    // A truncated last record is ignored (last, which reads from the end, would misread this file).
+    let truncated = dir.path().join("wtmp.truncated");
+    std::fs::write(&truncated, [records.concat(), vec![0u8; 100]].concat()).unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Last::with_path(&truncated))]).unwrap();
+    let rows = query(&e, "SELECT * FROM last");
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| ["username", "tty", "pid", "type", "type_name", "time", "host"].iter().map(|c| text(r, c)).collect())
+        .collect();
+    let row = |v: [&str; 7]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["alice", "pts/1", "4242", "7", "user-process", "1700000100", "10.0.0.5"]),
+            row(["bob", "tty1", "4343", "7", "user-process", "1700000200", ""]),
+            row(["", "pts/1", "4242", "8", "dead-process", "1700000500", ""]),
+        ]
+    );
+    // util-linux's last lists the same logins (user, tty, host, time) from the same file.
+    let listed = command("last", &["-f", &wtmp.to_string_lossy(), "-w", "--time-format", "iso"]);
+    let logins: BTreeSet<(String, String, String)> = listed
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("reboot") && !l.starts_with("wtmp begins"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let host = if f[2].contains('T') { "" } else { f[2] };
+            let time = if host.is_empty() { f[2] } else { f[3] };
+            let seconds = chrono::DateTime::parse_from_rfc3339(time).unwrap().timestamp();
+            (f[0].to_string(), f[1].to_string(), format!("{host}@{seconds}"))
+        })
+        .collect();
+    let ours: BTreeSet<(String, String, String)> = rows
+        .iter()
+        .filter(|r| text(r, "type") == "7")
+        .map(|r| (text(r, "username"), text(r, "tty"), format!("{}@{}", text(r, "host"), text(r, "time"))))
+        .collect();
+    assert_eq!(ours, logins, "{listed}");
+    // This machine's wtmp reads without error (often empty).
+    query(&engine(), "SELECT * FROM last");
+}
+
+unsafe extern "C" {
+    /// glibc's res_init (resolv.h defines res_init as this) and the thread's resolver state (`_res`).
+    fn __res_init() -> std::ffi::c_int;
+    fn __res_state() -> *mut u8;
+}
+
+/// glibc's own reading of /etc/resolv.conf: (options, nameservers' IPv4 addresses).
+fn glibc_resolver() -> (i64, Vec<String>) {
+    // SAFETY: __res_init fills this thread's `struct __res_state`, whose head glibc has kept for decades:
+    // int retrans, int retry, unsigned long options, int nscount, struct sockaddr_in nsaddr_list[3].
+    unsafe {
+        assert_eq!(__res_init(), 0);
+        let state = __res_state();
+        let long = std::mem::size_of::<std::ffi::c_ulong>();
+        let options = std::ptr::read_unaligned(state.add(8) as *const std::ffi::c_ulong) as i64;
+        let count = std::ptr::read_unaligned(state.add(8 + long) as *const std::ffi::c_int) as usize;
+        let list = state.add(8 + long + 4);
+        let addresses = (0..count.min(3))
+            .filter_map(|i| {
+                let entry = list.add(i * 16);
+                let family = std::ptr::read_unaligned(entry as *const u16);
+                // IPv6 nameservers live elsewhere in the state (family 0 here).
+                (family == 2).then(|| {
+                    let octets: [u8; 4] = std::ptr::read_unaligned(entry.add(4) as *const [u8; 4]);
+                    std::net::Ipv4Addr::from(octets).to_string()
+                })
+            })
+            .collect();
+        (options, addresses)
+    }
+}
+
+#[test]
+fn dns_resolvers_match_glibc_and_read_a_fixture() {
+    let rows = query(&engine(), "SELECT * FROM dns_resolvers");
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        let (options, nameservers) = glibc_resolver();
+        let ours: Vec<String> = rows
+            .iter()
+            .filter(|r| text(r, "type") == "nameserver" && !text(r, "address").contains(':'))
+            .map(|r| text(r, "address"))
+            .collect();
+        if !ours.is_empty() {
+            assert_eq!(ours, nameservers, "{rows:?}");
+        }
+        assert!(rows.iter().all(|r| text(r, "options") == options.to_string()), "glibc: {options}: {rows:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "# comment\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nnameserver bogus\nnameserver 10.0.0.2\n\
+         nameserver 10.0.0.3\ndomain old.example\nsearch corp.example example.org\nsortlist 130.155.160.0/255.255.240.0 \
+         130.155.0.0\noptions rotate ndots:2 edns0 trust-ad\n",
+    )
+    .unwrap();
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DnsResolvers::with_path(&conf))]).unwrap();
+    let got: Vec<(String, String, String, String, String)> = query(&e, "SELECT * FROM dns_resolvers")
+        .iter()
+        .map(|r| (text(r, "type"), text(r, "id"), text(r, "address"), text(r, "netmask"), text(r, "options")))
+        .collect();
+    // glibc's defaults (0x2c1) with rotate (0x4000), edns0 (0x100000), trust-ad (0x4000000).
+    let options = (0x2c1 | 0x4000 | 0x100000 | 0x4000000).to_string();
+    let want: Vec<(String, String, String, String, String)> = [
+        ("nameserver", "0", "10.0.0.1", "32"),
+        ("nameserver", "1", "fe80::1", "32"),
+        ("nameserver", "2", "10.0.0.2", "32"),
+        ("sortlist", "0", "130.155.160.0", "255.255.240.0"),
+        ("sortlist", "1", "130.155.0.0", ""),
+        ("search", "0", "corp.example", ""),
+        ("search", "1", "example.org", ""),
+    ]
+    .iter()
+    .map(|(t, i, a, m)| (t.to_string(), i.to_string(), a.to_string(), m.to_string(), options.clone()))
+    .collect();
+    assert_eq!(got, want);
+    let missing = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DnsResolvers::with_path(
+        dir.path().join("none"),
+    ))])
+    .unwrap();
+    assert!(query(&missing, "SELECT * FROM dns_resolvers").is_empty());
+}
+
+fn write_tree(root: &std::path::Path, files: &[(&str, &str)]) {
+    for (path, contents) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
+/// A helper's stdout when it ran and succeeded, else None (not installed, or it reports the feature absent).
+fn tool_output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn selinux_settings_read_selinuxfs_and_match_getenforce() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("enforce", "1"),
+            ("policyvers", "33"),
+            ("booleans/httpd_can_network_connect", "1 1"),
+            ("booleans/ssh_sysadm_login", "0 0"),
+            ("booleans/pending_change", "0 1"),
+            ("policy_capabilities/network_peer_controls", "1"),
+            ("class/file/index", "7"),
+            ("class/file/perms/read", "1"),
+        ],
+    );
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::SelinuxSettings::with_root(root.path()))])
+            .unwrap();
+    let got: BTreeSet<(String, String, String)> = query(&e, "SELECT * FROM selinux_settings")
+        .iter()
+        .map(|r| (text(r, "scope"), text(r, "key"), text(r, "value")))
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        ("", "enforce", "1"),
+        ("", "policyvers", "33"),
+        ("booleans", "httpd_can_network_connect", "on"),
+        ("booleans", "ssh_sysadm_login", "off"),
+        ("policy_capabilities", "network_peer_controls", "1"),
+        ("class", "file/perms", "read"),
+    ]
+    .iter()
+    .map(|(s, k, v)| (s.to_string(), k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    // This machine: getenforce (selinux-utils) says Disabled exactly when there is no enforce key.
+    let enforce = query(&engine(), "SELECT value FROM selinux_settings WHERE scope = '' AND key = 'enforce'");
+    let want = match command("getenforce", &[]).trim() {
+        "Enforcing" => vec!["1".to_string()],
+        "Permissive" => vec!["0".to_string()],
+        _ => vec![],
+    };
+    assert_eq!(enforce.iter().map(|r| text(r, "value")).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn apparmor_profiles_read_securityfs_and_match_aa_status() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("usr.sbin.cupsd.3/name", "/usr/sbin/cupsd\n"),
+            ("usr.sbin.cupsd.3/mode", "enforce\n"),
+            ("usr.sbin.cupsd.3/attach", "/usr/sbin/cupsd\n"),
+            ("usr.sbin.cupsd.3/sha256", "ab12\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/name", "third_party\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/mode", "complain\n"),
+            ("usr.sbin.cupsd.3/profiles/third_party.4/attach", "<unconfined>\n"),
+            ("broken.5/name", "broken\n"),
+        ],
+    );
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::ApparmorProfiles::with_profiles(
+        root.path(),
+    ))])
+    .unwrap();
+    let got: Vec<Vec<String>> =
+        query(&e, "SELECT path, name, attach, mode, sha1, sha256 FROM apparmor_profiles ORDER BY path")
+            .iter()
+            .map(|r| ["path", "name", "attach", "mode", "sha1", "sha256"].iter().map(|c| text(r, c)).collect())
+            .collect();
+    let row = |v: [&str; 6]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["/usr/sbin/cupsd", "/usr/sbin/cupsd", "/usr/sbin/cupsd", "enforce", "", "ab12"]),
+            row(["/usr/sbin/cupsd//third_party", "third_party", "<unconfined>", "complain", "", ""]),
+        ]
+    );
+    // This machine: aa-status (apparmor) lists the loaded profiles with their modes, or fails when AppArmor is
+    // not enabled — then the table is empty.
+    let ours: BTreeSet<(String, String)> = query(&engine(), "SELECT path, mode FROM apparmor_profiles")
+        .iter()
+        .map(|r| (text(r, "path"), text(r, "mode")))
+        .collect();
+    // aa-status prints nothing (and succeeds) when it cannot read securityfs.
+    match tool_output("aa-status", &["--json"]).filter(|json| !json.trim().is_empty()) {
+        Some(json) => {
+            let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let listed: BTreeSet<(String, String)> = json["profiles"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, mode)| (name.clone(), mode.as_str().unwrap().to_string()))
+                .collect();
+            assert_eq!(ours, listed);
+        }
+        None => assert!(ours.is_empty(), "{ours:?}"),
+    }
+}
+
+#[test]
+fn secureboot_reads_efivars_and_matches_mokutil() {
+    let efi = tempfile::tempdir().unwrap();
+    let global = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+    std::fs::create_dir(efi.path().join("efivars")).unwrap();
+    std::fs::write(efi.path().join(format!("efivars/SecureBoot-{global}")), [6, 0, 0, 0, 1]).unwrap();
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Secureboot::with_efi(efi.path()))]).unwrap();
+    let row = one(&e, "SELECT secure_boot, setup_mode FROM secureboot");
+    assert_eq!((row["secure_boot"].clone(), row["setup_mode"].clone()), (Some("1".into()), None));
+    let bios = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::Secureboot::with_efi(
+        efi.path().join("absent"),
+    ))])
+    .unwrap();
+    assert!(query(&bios, "SELECT * FROM secureboot").is_empty());
+    // This machine: mokutil reads the same variable, and fails without EFI variables (then no row).
+    let ours = query(&engine(), "SELECT secure_boot FROM secureboot");
+    match tool_output("mokutil", &["--sb-state"]) {
+        Some(state) if state.contains("SecureBoot enabled") => assert_eq!(text(&ours[0], "secure_boot"), "1"),
+        Some(state) if state.contains("SecureBoot disabled") => assert_eq!(text(&ours[0], "secure_boot"), "0"),
+        _ => assert!(ours.iter().all(|r| r["secure_boot"].is_none()), "{ours:?}"),
+    }
+}
+
+#[test]
+fn yum_sources_match_pythons_configparser() {
+    let root = tempfile::tempdir().unwrap();
+    let repos = root.path().join("repos");
+    write_tree(
+        root.path(),
+        &[
+            (
+                "yum.conf",
+                &format!(
+                    "[main]\ngpgcheck=1\nreposdir={}\n\n[inline]\nname=Inline repo\nbaseurl=http://inline.example/\n",
+                    repos.display()
+                ),
+            ),
+            (
+                "repos/base.repo",
+                "# CentOS base\n[base]\nname = CentOS-$releasever - Base\nmirrorlist=http://mirrorlist.centos.org/?release=$releasever\n\
+                 gpgcheck=1\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7\n\n; updates\n[updates]\nname=Updates\n\
+                 metalink=https://mirrors.fedoraproject.org/metalink?repo=updates\nenabled=0\n",
+            ),
+            (
+                "repos/epel.repo",
+                "[epel]\nname=EPEL\nbaseurl=https://dl.fedoraproject.org/pub/epel/9/\nenabled=1\ngpgcheck=0\n",
+            ),
+            ("repos/ignored.repo.rpmsave", "[old]\nname=old\n"),
+            ("default/other.repo", "[other]\nname=not read: reposdir points elsewhere\n"),
+        ],
+    );
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::YumSources::with_paths(
+        root.path().join("yum.conf"),
+        root.path().join("default"),
+    ))])
+    .unwrap();
+    let columns = ["name", "baseurl", "mirrorlist", "metalink", "enabled", "gpgcheck", "gpgkey"];
+    let got: Vec<BTreeMap<String, Option<String>>> = query(&e, "SELECT * FROM yum_sources")
+        .into_iter()
+        .map(|mut r| {
+            r.retain(|k, _| columns.contains(&k.as_str()) || k == "source");
+            r
+        })
+        .collect();
+    // Python's configparser (no interpolation) reads the same files: each section but main, its keys.
+    let script = r#"
+import configparser, json, sys
+rows = []
+for path in sys.argv[2:]:
+    parser = configparser.RawConfigParser()
+    parser.read(path)
+    for section in parser.sections():
+        if section == "main":
+            continue
+        row = {k: parser.get(section, k) if parser.has_option(section, k) else None for k in sys.argv[1].split(",")}
+        row["source"] = path
+        rows.append(row)
+print(json.dumps(rows))
+"#;
+    let files = [root.path().join("yum.conf"), repos.join("base.repo"), repos.join("epel.repo")];
+    let mut args = vec!["-c".to_string(), script.to_string(), columns.join(",")];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let want: Vec<BTreeMap<String, Option<String>>> = serde_json::from_str(&command("python3", &args)).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 4);
+}
+
+#[test]
+fn agent_tables_report_herd_agents_own_facts() {
+    let facts = herd_osquery::tables::SharedFacts::default();
+    let e =
+        Engine::with_tables(herd_osquery::tables::all_with_facts(herd_osquery::tables::default_flags(), facts.clone()))
+            .unwrap();
+    let version = text(&one(&e, "SELECT version FROM osquery_info"), "version");
+    // ps (procps) counts this process's elapsed seconds from the same start time: read before and after.
+    let elapsed =
+        || -> i64 { command("ps", &["-o", "etimes=", "-p", &std::process::id().to_string()]).trim().parse().unwrap() };
+    let before = elapsed();
+    let row = one(&e, "SELECT * FROM orbit_info");
+    let after = elapsed();
+    assert_eq!(text(&row, "version"), version);
+    for column in ["enrolled", "scripts_enabled", "device_auth_token", "orbit_channel", "update_url", "desktop_version"]
+    {
+        assert_eq!(row[column], None, "{column} is NULL until the agent says");
+    }
+    let uptime: i64 = text(&row, "uptime").parse().unwrap();
+    // One second either way: ps and the table each round to whole seconds.
+    assert!(before - 1 <= uptime && uptime <= after + 1, "orbit_info {uptime} s, ps {before}..{after} s");
+    facts
+        .write()
+        .unwrap()
+        .extend([("enrolled".to_string(), "true".to_string()), ("scripts_enabled".to_string(), "1".to_string())]);
+    let row = one(&e, "SELECT enrolled, scripts_enabled FROM orbit_info");
+    assert_eq!((text(&row, "enrolled"), text(&row, "scripts_enabled")), ("true".into(), "1".into()));
+    assert!(query(&e, "SELECT * FROM osquery_schedule").is_empty());
+    let core = one(&e, "SELECT * FROM osquery_extensions");
+    assert_eq!(
+        (text(&core, "uuid"), text(&core, "name"), text(&core, "version"), text(&core, "type")),
+        ("0".into(), "core".into(), version, "core".into())
+    );
+}
+
+/// What `openssl x509` says of one PEM certificate, in the certificates table's columns.
+fn openssl_certificate(pem: &str) -> BTreeMap<&'static str, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cert.pem");
+    std::fs::write(&file, pem).unwrap();
+    let out = command(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &file.to_string_lossy(),
+            "-noout",
+            "-nameopt",
+            "compat",
+            "-subject",
+            "-issuer",
+            "-serial",
+            "-fingerprint",
+            "-sha1",
+            "-startdate",
+            "-enddate",
+            "-text",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let after = |label: &str| -> Option<String> {
+        let i = lines.iter().position(|l| l.trim().starts_with(label))?;
+        Some(lines.get(i + 1)?.trim().trim_start_matches("keyid:").replace(':', "").to_lowercase())
+    };
+    let field = |prefix: &str| lines.iter().find_map(|l| l.strip_prefix(prefix)).unwrap_or_default().to_string();
+    let date = |prefix: &str| {
+        let text = field(prefix);
+        chrono::NaiveDateTime::parse_from_str(text.trim_end_matches(" GMT"), "%b %e %H:%M:%S %Y")
+            .unwrap()
+            .and_utc()
+            .timestamp()
+            .to_string()
+    };
+    let text_value = |label: &str| {
+        lines.iter().find_map(|l| l.trim().strip_prefix(label)).map(|v| v.trim().to_string()).unwrap_or_default()
+    };
+    let strength = match lines.iter().find_map(|l| l.trim().strip_prefix("Public-Key: (")) {
+        Some(bits) if text_value("Public Key Algorithm:") == "rsaEncryption" => {
+            bits.split(' ').next().unwrap().to_string()
+        }
+        _ => text_value("ASN1 OID:"),
+    };
+    BTreeMap::from([
+        ("subject", field("subject=")),
+        ("issuer", field("issuer=")),
+        // A zero serial: openssl's CLI prints the DER byte (00), osquery's BN_bn2hex prints 0.
+        ("serial", Some(field("serial=")).filter(|s| !s.chars().all(|c| c == '0')).unwrap_or_else(|| "0".into())),
+        ("sha1", field("sha1 Fingerprint=").replace(':', "").to_lowercase()),
+        ("not_valid_before", date("notBefore=")),
+        ("not_valid_after", date("notAfter=")),
+        ("signing_algorithm", text_value("Signature Algorithm:")),
+        ("key_algorithm", text_value("Public Key Algorithm:")),
+        ("key_strength", strength),
+        ("subject_key_id", after("X509v3 Subject Key Identifier:").unwrap_or_default()),
+        ("authority_key_id", after("X509v3 Authority Key Identifier:").unwrap_or_default()),
+        ("ca", if out.contains("CA:TRUE") { "1" } else { "0" }.to_string()),
+    ])
+}
+
+#[test]
+fn certificates_match_openssl_on_the_system_bundle_and_generated_ones() {
+    let e = engine();
+    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a system CA bundle");
+    let rows = query(&e, &format!("SELECT * FROM certificates WHERE path = '{bundle}'"));
+    let text_of_bundle = std::fs::read_to_string(bundle).unwrap();
+    let pems: Vec<String> = text_of_bundle
+        .split("-----END CERTIFICATE-----")
+        .filter_map(|part| {
+            part.find("-----BEGIN CERTIFICATE-----").map(|i| format!("{}-----END CERTIFICATE-----\n", &part[i..]))
+        })
+        .collect();
+    assert_eq!(rows.len(), pems.len());
+    for (row, pem) in rows.iter().zip(&pems) {
+        let want = openssl_certificate(pem);
+        for (column, value) in &want {
+            assert_eq!(&text(row, column), value, "{column} of {}", text(row, "subject"));
+        }
+        assert_eq!(text(row, "path"), bundle);
+        assert_eq!(row["subject2"], None);
+    }
+    let by_default = query(&e, "SELECT sha1 FROM certificates");
+    assert!(set_of(&rows, "sha1").is_subset(&set_of(&by_default, "sha1")));
+
+    // A CA of our own and a leaf it signed: key usage, CA and self-signed flags, an EC key's curve.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "herd test CA");
+    ca_params.distinguished_name.push(rcgen::DnType::OrganizationName, "herd");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "leaf.example");
+    leaf_params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.pem");
+    std::fs::write(&path, format!("{}junk between\n{}", ca.pem(), leaf.pem())).unwrap();
+    let rows = query(&e, &format!("SELECT * FROM certificates WHERE path = '{}'", path.display()));
+    assert_eq!(rows.len(), 2);
+    for (row, pem) in rows.iter().zip([ca.pem(), leaf.pem()]) {
+        for (column, value) in openssl_certificate(&pem) {
+            assert_eq!(text(row, column), value, "{column}");
+        }
+    }
+    let flags = |r: &BTreeMap<String, Option<String>>| {
+        (text(r, "common_name"), text(r, "ca"), text(r, "self_signed"), text(r, "key_usage"), text(r, "key_strength"))
+    };
+    assert_eq!(
+        flags(&rows[0]),
+        ("herd test CA".into(), "1".into(), "1".into(), "CRL Sign, Key Cert Sign".into(), "secp384r1".into())
+    );
+    assert_eq!(
+        flags(&rows[1]),
+        (
+            "leaf.example".into(),
+            "0".into(),
+            "0".into(),
+            "Key Encipherment, Digital Signature".into(),
+            "prime256v1".into()
+        )
+    );
+    assert_eq!(text(&rows[0], "subject"), "/CN=herd test CA/O=herd");
+    assert!(query(&e, "SELECT * FROM certificates WHERE path = '/no/such/bundle.pem'").is_empty());
+}
+
+#[test]
+fn vscode_extensions_match_jq_on_a_home() {
+    let home = tempfile::tempdir().unwrap();
+    let code = home.path().join(".vscode/extensions");
+    let cursor = home.path().join(".cursor/extensions");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::create_dir_all(&cursor).unwrap();
+    std::fs::write(
+        code.join("extensions.json"),
+        r#"[{"identifier":{"id":"ms-python.python","uuid":"f1f59ae4-9318-4f3c-a9b5-81b2eaa5f8a5"},"version":"2024.0.1",
+            "location":{"$mid":1,"fsPath":"/home/u/.vscode/extensions/ms-python.python-2024.0.1","path":"/home/u/.vscode/extensions/ms-python.python-2024.0.1","scheme":"file"},
+            "relativeLocation":"ms-python.python-2024.0.1",
+            "metadata":{"id":"f1f59ae4-9318-4f3c-a9b5-81b2eaa5f8a5","publisherId":"998b010b-e2af-44a5-a6cd-0b5fd3b9b6f8","publisherDisplayName":"Microsoft","installedTimestamp":1700000000123,"isPreReleaseVersion":true}},
+           {"identifier":{"id":"local.unsigned"},"version":"0.0.1","location":{"fsPath":"/home/u/.vscode/extensions/local.unsigned-0.0.1"}}]"#,
+    )
+    .unwrap();
+    std::fs::write(cursor.join("extensions.json"), "not json").unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::VscodeExtensions::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let columns = ["name", "uuid", "version", "path", "publisher", "publisher_id", "installed_at", "prerelease"];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM vscode_extensions WHERE uid = 1000")
+        .iter()
+        .map(|r| {
+            assert_eq!((text(r, "uid"), text(r, "vscode_edition")), ("1000".into(), "vscode".into()));
+            columns.iter().map(|c| text(r, c)).collect()
+        })
+        .collect();
+    // jq reads the same entries the same way (missing keys as "").
+    let filter = r#".[] | [.identifier.id, .identifier.uuid, .version, (.location.path // .location.fsPath),
+        .metadata.publisherDisplayName, .metadata.publisherId, (.metadata.installedTimestamp | if . == null then null else tostring end),
+        (if (.metadata.isPreReleaseVersion // .metadata.preRelease // false) then "1" else "0" end)] | map(. // "") | @tsv"#;
+    let want: Vec<Vec<String>> = command("jq", &["-r", filter, &code.join("extensions.json").to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    assert!(query(&e, "SELECT * FROM vscode_extensions WHERE uid = 0").is_empty());
+}
+
+#[test]
+fn firefox_addons_match_jq_on_a_profile() {
+    let home = tempfile::tempdir().unwrap();
+    let profile = home.path().join(".mozilla/firefox/abcd1234.default-release");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(home.path().join(".mozilla/firefox/profiles.ini"), "[Profile0]\nPath=abcd1234.default-release\n")
+        .unwrap();
+    let extensions = profile.join("extensions.json");
+    std::fs::write(
+        &extensions,
+        r#"{"schemaVersion":36,"addons":[
+            {"id":"uBlock0@raymondhill.net","version":"1.55.0","type":"extension","location":"app-profile",
+             "defaultLocale":{"name":"uBlock Origin","creator":"Raymond Hill","description":"Finally, an efficient blocker."},
+             "sourceURI":"https://addons.mozilla.org/firefox/downloads/file/4216633/ublock_origin-1.55.0.xpi",
+             "visible":true,"active":true,"userDisabled":false,"appDisabled":false,"softDisabled":false,"applyBackgroundUpdates":1,
+             "path":"/home/u/.mozilla/firefox/abcd1234.default-release/extensions/uBlock0@raymondhill.net.xpi"},
+            {"id":"old@example.org","version":"0.1","type":"extension","location":"app-profile","defaultLocale":{"name":"Old"},
+             "visible":true,"active":false,"userDisabled":true,"applyBackgroundUpdates":0},
+            {"id":"default-theme@mozilla.org","type":"theme","location":"app-builtin","visible":false,"active":true}]}"#,
+    )
+    .unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::FirefoxAddons::with_homes(vec![(
+        1000,
+        home.path().to_path_buf(),
+    )]))])
+    .unwrap();
+    let columns = [
+        "identifier",
+        "name",
+        "creator",
+        "type",
+        "version",
+        "description",
+        "source_url",
+        "visible",
+        "active",
+        "disabled",
+        "autoupdate",
+        "location",
+        "path",
+    ];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM firefox_addons")
+        .iter()
+        .map(|r| columns.iter().map(|c| text(r, c)).collect())
+        .collect();
+    // jq reads the same entries (booleans as 1/0, any of the three disables as disabled, missing keys as "").
+    let filter = r#".addons[] | [.id, .defaultLocale.name, .defaultLocale.creator, .type, .version,
+        .defaultLocale.description, .sourceURI, (if .visible then "1" else "0" end), (if .active then "1" else "0" end),
+        (if (.softDisabled or .appDisabled or .userDisabled) then "1" else "0" end),
+        (.applyBackgroundUpdates | if . == null then null else tostring end), .location, .path] | map(. // "") | @tsv"#;
+    let want: Vec<Vec<String>> = command("jq", &["-r", filter, &extensions.to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 3);
+    let one_addon = query(&e, "SELECT uid, name FROM firefox_addons WHERE identifier = 'old@example.org'");
+    assert_eq!((text(&one_addon[0], "uid"), text(&one_addon[0], "name")), ("1000".into(), "Old".into()));
+}
+
+#[test]
+fn google_chrome_profiles_match_jq_on_a_local_state() {
+    let home = tempfile::tempdir().unwrap();
+    let chrome = home.path().join(".config/google-chrome");
+    std::fs::create_dir_all(&chrome).unwrap();
+    let local_state = chrome.join("Local State");
+    std::fs::write(
+        &local_state,
+        r#"{"browser":{"enabled_labs_experiments":[]},"profile":{"info_cache":{
+            "Default":{"name":"Person 1","user_name":"alice@example.com","is_ephemeral":false,"gaia_name":"Alice"},
+            "Profile 1":{"name":"Guest-ish","user_name":"","is_ephemeral":true}},"last_used":"Default"}}"#,
+    )
+    .unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::GoogleChromeProfiles::with_homes(
+        vec![("alice".to_string(), home.path().to_path_buf())],
+    ))])
+    .unwrap();
+    let got: BTreeSet<Vec<String>> = query(&e, "SELECT * FROM google_chrome_profiles")
+        .iter()
+        .map(|r| ["name", "email", "ephemeral", "username"].iter().map(|c| text(r, c)).collect())
+        .collect();
+    let filter =
+        r#".profile.info_cache[] | [.name, .user_name, (if .is_ephemeral then "1" else "0" end), "alice"] | @tsv"#;
+    let want: BTreeSet<Vec<String>> = command("jq", &["-r", filter, &local_state.to_string_lossy()])
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    assert_eq!(query(&e, "SELECT name FROM google_chrome_profiles WHERE ephemeral = 1").len(), 1);
+}
+
+#[test]
+fn nftables_matches_nft_flattened_by_jq() {
+    let rows = query(&engine(), "SELECT fullkey, value FROM nftables");
+    let got: BTreeSet<(String, String)> = rows.iter().map(|r| (text(r, "fullkey"), text(r, "value"))).collect();
+    // nft itself, the same way; it fails without CAP_NET_ADMIN, and then the table is empty.
+    let output = Command::new("nft").args(["-jat", "list", "ruleset"]).output().expect("nft (Debian's nftables)");
+    if !output.status.success() {
+        assert!(got.is_empty(), "{got:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ruleset.json");
+    std::fs::write(&file, &output.stdout).unwrap();
+    assert_eq!(got, jq_leaves(&file, false));
+    assert!(got.iter().any(|(k, _)| k.starts_with("nftables/0/metainfo/")), "{got:?}");
+}
+
+#[test]
+fn portage_packages_read_a_portage_database() {
+    let root = tempfile::tempdir().unwrap();
+    write_tree(
+        root.path(),
+        &[
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/SLOT", "13\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/BUILD_TIME", "1706000000\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/repository", "gentoo\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/EAPI", "8\n"),
+            ("var/db/pkg/sys-devel/gcc-13.2.1_p20240113-r1/SIZE", "187654321\n"),
+            ("var/db/pkg/app-editors/vim-9.0.2092/SLOT", "0\n"),
+            ("var/db/pkg/app-editors/vim-9.0.2092/EAPI", "not a number\n"),
+            ("var/lib/portage/world", "app-editors/vim\nwww-client/firefox\n"),
+        ],
+    );
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::PortagePackages::with_root(root.path()))])
+            .unwrap();
+    let columns = ["package", "version", "slot", "build_time", "repository", "eapi", "size", "world"];
+    let got: Vec<Vec<String>> = query(&e, "SELECT * FROM portage_packages ORDER BY package")
+        .iter()
+        .map(|r| columns.iter().map(|c| text(r, c)).collect())
+        .collect();
+    let row = |v: [&str; 8]| v.map(String::from).to_vec();
+    assert_eq!(
+        got,
+        [
+            row(["app-editors/vim", "9.0.2092", "0", "", "", "", "", "1"]),
+            row(["sys-devel/gcc", "13.2.1_p20240113-r1", "13", "1706000000", "gentoo", "8", "187654321", "0"]),
+        ]
+    );
+    // Not a Gentoo machine: no database, no rows.
+    assert!(
+        query(&engine(), "SELECT * FROM portage_packages").is_empty() || std::path::Path::new("/var/db/pkg").exists()
+    );
+}
+
+/// A local SNTP server answering every request with `transmit_unix_ms` as its time and the given stratum.
+fn sntp_server(transmit_unix_ms: u64, stratum: u8) -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut request = [0u8; 48];
+        while let Ok((_, peer)) = socket.recv_from(&mut request) {
+            let seconds = transmit_unix_ms / 1000 + 2_208_988_800;
+            let fraction = ((transmit_unix_ms % 1000) << 32) / 1000;
+            let ntp = ((seconds << 32) | fraction).to_be_bytes();
+            let mut reply = [0u8; 48];
+            reply[0] = 0x24; // LI 0, version 4, mode 4 (server)
+            reply[1] = stratum;
+            reply[24..32].copy_from_slice(&request[40..48]);
+            reply[32..40].copy_from_slice(&ntp);
+            reply[40..48].copy_from_slice(&ntp);
+            let _ = socket.send_to(&reply, peer);
+        }
+    });
+    port
+}
+
+#[test]
+fn sntp_request_asks_a_local_server() {
+    let server_ms: u64 = 1_893_456_000_500; // 2030-01-01T00:00:00.5Z
+    let port = sntp_server(server_ms, 2);
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let e = engine();
+    let before = now_ms();
+    let row = one(&e, &format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{port}'"));
+    let after = now_ms();
+    assert_eq!(text(&row, "timestamp_ms"), server_ms.to_string());
+    let offset: i64 = text(&row, "clock_offset_ms").parse().unwrap();
+    let server_ms = server_ms as i64;
+    assert!(server_ms - after - 1 <= offset && offset <= server_ms - before + 1, "{offset}");
+    // A kiss of death (stratum 0) gives no row, and so does a server that never answers (within the query's
+    // time), and a required column left out is osquery's error.
+    let kiss = sntp_server(server_ms as u64, 0);
+    assert!(query(&e, &format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{kiss}'")).is_empty());
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let limits = Limits { timeout: std::time::Duration::from_millis(300), max_rows: 10 };
+    match e.query(&format!("SELECT * FROM sntp_request WHERE server = '127.0.0.1:{silent_port}'"), limits) {
+        Ok(out) => assert!(out.rows.is_empty()),
+        Err(err) => assert!(err.to_string().contains("longer than"), "{err}"),
+    }
+    assert!(e.query("SELECT * FROM sntp_request", Limits::default()).is_err());
+}
+
+/// Docker's `top` answer for the fake container (ps's columns as osquery asks for them).
+const TOP: &str = r#"{"Titles":["PID","S","UID","GID","EUID","EGID","SUID","SGID","RSS","VSZ","ELAPSED","PPID","PGRP","NLWP","NI","USER","TIME","%CPU","%MEM","COMMAND","CMD"],
+  "Processes":[["1","Ss","0","0","0","0","0","0","5120","11000","7200","0","1","1","0","root","00:00:00","0.1","0.2","nginx","nginx: master process nginx -g daemon off;"],
+               ["29","S","101","101","101","101","101","101","2048","11500","7190","1","1","1","0","nginx","00:00:01","0.0","0.1","nginx","nginx: worker process"]]}"#;
+
+#[test]
+fn docker_containers_ask_the_engine_api_on_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let pid = std::process::id();
+    let list = r#"[{"Id":"c0ffee","Names":["/web"],"Image":"nginx:1.25","ImageID":"sha256:abc","Command":"/docker-entrypoint.sh nginx","Created":1700000000,"State":"running","Status":"Up 2 hours"},
+                   {"Id":"dead00","Names":["/old"],"Image":"busybox","ImageID":"sha256:def","Command":"sh","Created":1690000000,"State":"exited","Status":"Exited (0) 3 days ago"}]"#;
+    let web = format!(
+        r#"{{"Id":"c0ffee","Path":"/docker-entrypoint.sh","State":{{"Pid":{pid},"StartedAt":"2023-11-14T22:13:20Z","FinishedAt":"0001-01-01T00:00:00Z"}},
+            "HostConfig":{{"Privileged":true,"ReadonlyRootfs":false,"SecurityOpt":["seccomp=unconfined","no-new-privileges"]}},
+            "Config":{{"Entrypoint":["/docker-entrypoint.sh"],"Env":["PATH=/usr/bin","NGINX_VERSION=1.25.3"]}}}}"#
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let n = std::io::Read::read(&mut stream, &mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            let (status, body) = if request.starts_with("GET /containers/json?all=1 ") {
+                ("200 OK", list.to_string())
+            } else if request.starts_with("GET /containers/c0ffee/json ") {
+                ("200 OK", web.clone())
+            } else if request.starts_with(
+                "GET /containers/c0ffee/top?ps_args=axwwo%20pid,state,uid,gid,euid,egid,suid,sgid,rss,vsz,etimes,ppid,\
+                 pgrp,nlwp,nice,user,time,pcpu,pmem,comm,cmd ",
+            ) {
+                ("200 OK", TOP.to_string())
+            } else {
+                ("404 Not Found", r#"{"message":"No such container"}"#.to_string())
+            };
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!("HTTP/1.0 {status}\r\nContent-Type: application/json\r\n\r\n{body}").as_bytes(),
+            );
+        }
+    });
+    let e =
+        Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DockerContainers::with_socket(&socket))])
+            .unwrap();
+    let rows = query(&e, "SELECT * FROM docker_containers ORDER BY id");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let web_row = &rows[0];
+    let expect = [
+        ("id", "c0ffee"),
+        ("name", "web"),
+        ("image", "nginx:1.25"),
+        ("image_id", "sha256:abc"),
+        ("command", "/docker-entrypoint.sh nginx"),
+        ("created", "1700000000"),
+        ("state", "running"),
+        ("status", "Up 2 hours"),
+        ("path", "/docker-entrypoint.sh"),
+        ("started_at", "2023-11-14T22:13:20Z"),
+        ("privileged", "1"),
+        ("readonly_rootfs", "0"),
+        ("config_entrypoint", "/docker-entrypoint.sh"),
+        ("security_options", "seccomp=unconfined, no-new-privileges"),
+        ("env_variables", "PATH=/usr/bin, NGINX_VERSION=1.25.3"),
+    ];
+    for (column, value) in expect {
+        assert_eq!(text(web_row, column), value, "{column}");
+    }
+    assert_eq!(text(web_row, "pid"), pid.to_string());
+    for (column, ns) in [("net_namespace", "net"), ("mnt_namespace", "mnt"), ("pid_namespace", "pid")] {
+        let link = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().display().to_string();
+        assert_eq!(format!("{ns}:[{}]", text(web_row, column)), link, "{column}");
+    }
+    // The exited one: its details were not found (404), so they are NULL.
+    assert_eq!((text(&rows[1], "name"), rows[1]["pid"].clone()), ("old".into(), None));
+    assert_eq!(query(&e, "SELECT id FROM docker_containers WHERE name = 'web'").len(), 1);
+    // Its processes, as Docker's top reports them with osquery's ps columns.
+    let e = Engine::with_tables(vec![std::sync::Arc::new(
+        herd_osquery::tables::DockerContainerProcesses::with_socket(&socket),
+    )])
+    .unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let before = now();
+    let processes = query(&e, "SELECT * FROM docker_container_processes WHERE id = 'c0ffee' ORDER BY pid");
+    let after = now();
+    assert_eq!(processes.len(), 2, "{processes:?}");
+    let nginx = &processes[0];
+    let expect = [
+        ("pid", "1"),
+        ("state", "Ss"),
+        ("uid", "0"),
+        ("euid", "0"),
+        ("resident_size", "5242880"),
+        ("total_size", "11264000"),
+        ("parent", "0"),
+        ("pgroup", "1"),
+        ("threads", "1"),
+        ("nice", "0"),
+        ("user", "root"),
+        ("time", "00:00:00"),
+        ("cpu", "0.1"),
+        ("mem", "0.2"),
+        ("name", "nginx"),
+        ("cmdline", "nginx: master process nginx -g daemon off;"),
+    ];
+    for (column, value) in expect {
+        assert_eq!(text(nginx, column), value, "{column}");
+    }
+    let started: i64 = text(nginx, "start_time").parse().unwrap();
+    // ELAPSED 7200 s before the moment the table read it.
+    assert!(before - 7200 <= started && started <= after - 7200, "{started}");
+    assert_eq!(nginx["wired_size"], None);
+    assert!(query(&e, "SELECT * FROM docker_container_processes WHERE id = 'dead00'").is_empty());
+    assert!(e.query("SELECT * FROM docker_container_processes", Limits::default()).is_err(), "id is required");
+    // No socket: no rows.
+    let none = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::DockerContainers::with_socket(
+        dir.path().join("absent.sock"),
+    ))])
+    .unwrap();
+    assert!(query(&none, "SELECT * FROM docker_containers").is_empty());
 }

@@ -131,9 +131,9 @@ impl Table for Shadow {
 pub struct LoggedInUsers;
 
 /// utmp record layout on Linux (glibc, 64-bit): 384 bytes.
-const UTMP_SIZE: usize = 384;
+pub(super) const UTMP_SIZE: usize = 384;
 
-fn c_string(bytes: &[u8]) -> String {
+pub(super) fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }

@@ -116,3 +116,127 @@ impl Table for PlatformInfo {
         ])])
     }
 }
+
+/// Facts the running agent knows about itself, by orbit_info's column names (`enrolled`: `true`/`false`,
+/// `scripts_enabled`: `1`/`0`, `device_auth_token`), shared with the agent, which sets them as they change.
+/// A fact it has not set is NULL.
+pub type SharedFacts = Arc<RwLock<BTreeMap<String, String>>>;
+
+/// osquery_schedule: empty. herd-agent runs no scheduled queries: it answers the server's distributed queries
+/// (live queries, policies, host details) only, so there is no schedule to list; the server's config
+/// `schedule` and `packs` are not run.
+pub struct OsquerySchedule;
+
+impl Table for OsquerySchedule {
+    fn name(&self) -> &'static str {
+        "osquery_schedule"
+    }
+    fn description(&self) -> &'static str {
+        "Information about the current queries that are scheduled in osquery."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            Column::text("name"),
+            Column::text("query"),
+            Column::int("interval"),
+            Column::bigint("executions"),
+            Column::bigint("last_executed"),
+            Column::int("denylisted"),
+            Column::bigint("output_size"),
+            Column::bigint("wall_time"),
+            Column::bigint("wall_time_ms"),
+            Column::bigint("last_wall_time_ms"),
+            Column::bigint("user_time"),
+            Column::bigint("last_user_time"),
+            Column::bigint("system_time"),
+            Column::bigint("last_system_time"),
+            Column::bigint("average_memory"),
+            Column::bigint("last_memory"),
+        ];
+        COLUMNS
+    }
+    fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {
+        Ok(Vec::new())
+    }
+}
+
+/// osquery_extensions: herd-agent loads no extensions, so, like osquery without any, it lists its core
+/// alone: `uuid` 0, `name` `core`, `version` the agent's version, `type` `core`. `sdk_version` and `path` are
+/// NULL: there is no extension SDK and no extensions socket.
+pub struct OsqueryExtensions;
+
+impl Table for OsqueryExtensions {
+    fn name(&self) -> &'static str {
+        "osquery_extensions"
+    }
+    fn description(&self) -> &'static str {
+        "List of active osquery extensions."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            Column::bigint("uuid"),
+            Column::text("name"),
+            Column::text("version"),
+            Column::text("sdk_version"),
+            Column::text("path"),
+            Column::text("type"),
+        ];
+        COLUMNS
+    }
+    fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {
+        Ok(vec![Row::from([
+            ("uuid", Value::Int(0)),
+            ("name", Value::text("core")),
+            ("version", Value::text(super::AGENT_VERSION)),
+            ("type", Value::text("core")),
+        ])])
+    }
+}
+
+/// orbit_info: Fleet's agent table, answered with herd-agent's own facts so Fleet's queries about the agent
+/// run. One row:
+/// - `version`: herd-agent's version; `uptime`: seconds since this process started (/proc/self/stat).
+/// - `enrolled`, `scripts_enabled`, `device_auth_token`: what the agent has told [`SharedFacts`]; NULL until it
+///   does (and always, in a process that is not the agent, such as tests).
+/// - NULL, because herd-agent has no such thing: `orbit_channel`, `osqueryd_channel`, `desktop_channel` and
+///   `update_url` (it does not update itself through TUF), `desktop_version` (no separate Fleet Desktop
+///   program), `last_recorded_error` (it keeps no such record).
+pub struct OrbitInfo(pub SharedFacts);
+
+impl Table for OrbitInfo {
+    fn name(&self) -> &'static str {
+        "orbit_info"
+    }
+    fn description(&self) -> &'static str {
+        "Returns information about the orbit instance."
+    }
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[
+            Column::text("version"),
+            Column::text("device_auth_token"),
+            Column::text("enrolled"),
+            Column::text("last_recorded_error"),
+            Column::text("orbit_channel"),
+            Column::text("osqueryd_channel"),
+            Column::text("desktop_channel"),
+            Column::text("desktop_version"),
+            Column::bigint("uptime"),
+            Column::int("scripts_enabled"),
+            Column::text("update_url"),
+        ];
+        COLUMNS
+    }
+    fn generate(&self, _: &Constraints) -> Result<Vec<Row>, TableError> {
+        let facts = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let started = super::identity::process_start_time(std::process::id() as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
+        let uptime = started.zip(now).map(|(started, now)| (now - started).max(0));
+        Ok(vec![Row::from([
+            ("version", Value::text(super::AGENT_VERSION)),
+            ("uptime", Value::opt_int(uptime)),
+            ("enrolled", Value::opt_text(facts.get("enrolled").cloned())),
+            ("device_auth_token", Value::opt_text(facts.get("device_auth_token").cloned())),
+            ("scripts_enabled", Value::opt_int(facts.get("scripts_enabled").and_then(|v| v.parse().ok()))),
+        ])])
+    }
+}

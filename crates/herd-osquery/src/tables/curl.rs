@@ -209,7 +209,7 @@ fn colon_hex(bytes: &[u8], upper: bool) -> String {
 }
 
 /// OpenSSL's BN_bn2hex of a serial: uppercase, leading zero bytes dropped, "0" for zero.
-fn serial_hex(raw: &[u8]) -> String {
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let digits: String = raw.iter().skip_while(|b| **b == 0).map(|b| format!("{b:02X}")).collect();
     if digits.is_empty() { "0".into() } else { digits }
 }

@@ -5,39 +5,69 @@ mod accounts;
 mod agent;
 mod augeas;
 mod browsers;
+mod certs;
+mod chrome_profiles;
 mod command;
 mod content;
 mod curl;
 mod dconf;
 mod descriptors;
 mod devices;
+mod docker;
+mod editors;
 mod etc_files;
 mod file;
+mod firefox;
 mod flatten;
+mod flattened_command;
 mod identity;
+mod logins;
 mod net;
 mod network;
 mod npm;
 mod packages;
+mod portage;
 mod processes;
 mod procfs;
+mod resolvers;
+mod security;
+mod sntp;
 mod storage;
 mod suid;
 mod system;
 mod user_files;
+mod yum;
 
 use crate::table::Table;
 use std::sync::Arc;
 
-pub use agent::SharedFlags;
+pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
+pub use chrome_profiles::GoogleChromeProfiles;
+pub use docker::{DockerContainerProcesses, DockerContainers};
+pub use editors::VscodeExtensions;
+pub use firefox::FirefoxAddons;
+pub use logins::Last;
+pub use portage::PortagePackages;
+pub use resolvers::DnsResolvers;
+pub use security::{ApparmorProfiles, Secureboot, SelinuxSettings};
 pub use user_files::{KnownHosts, ShellHistory};
+pub use yum::YumSources;
 
-/// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all.
+/// The tables of this platform, with osquery_flags showing `flags` and osquery_registry listing them all;
+/// orbit_info knows no agent facts (they are NULL).
 pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
+    all_with_facts(flags, SharedFacts::default())
+}
+
+/// [`all`], with orbit_info showing the running agent's `facts`.
+pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Table>> {
     let mut tables: Vec<Arc<dyn Table>> = vec![
         Arc::new(agent::OsqueryFlags(flags)),
+        Arc::new(agent::OsquerySchedule),
+        Arc::new(agent::OsqueryExtensions),
+        Arc::new(agent::OrbitInfo(facts)),
         Arc::new(agent::PlatformInfo),
         Arc::new(identity::OsVersion),
         Arc::new(identity::SystemInfo),
@@ -68,6 +98,7 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(user_files::ShellHistory::default()),
         Arc::new(packages::DebPackages),
         Arc::new(packages::RpmPackages),
+        Arc::new(portage::PortagePackages::default()),
         Arc::new(packages::PythonPackages),
         Arc::new(packages::AptSources),
         Arc::new(packages::KernelModules),
@@ -86,15 +117,29 @@ pub fn all(flags: SharedFlags) -> Vec<Arc<dyn Table>> {
         Arc::new(browsers::ChromeExtensions::default()),
         Arc::new(curl::Curl),
         Arc::new(curl::CurlCertificate),
+        Arc::new(sntp::SntpRequest),
+        Arc::new(docker::DockerContainers::default()),
+        Arc::new(docker::DockerContainerProcesses::default()),
         Arc::new(flatten::Flattened::JSON),
         Arc::new(flatten::Flattened::JSONL),
         Arc::new(flatten::Flattened::INI),
         Arc::new(flatten::Flattened::XML),
         Arc::new(storage::BlockDevices),
-        Arc::new(storage::Lsblk),
+        Arc::new(flattened_command::FlattenedCommand::LSBLK),
+        Arc::new(flattened_command::FlattenedCommand::NFTABLES),
         Arc::new(descriptors::ProcessOpenFiles),
         Arc::new(descriptors::ProcessOpenSockets),
         Arc::new(suid::SuidBin),
+        Arc::new(logins::Last::default()),
+        Arc::new(resolvers::DnsResolvers::default()),
+        Arc::new(security::SelinuxSettings::default()),
+        Arc::new(security::ApparmorProfiles::default()),
+        Arc::new(security::Secureboot::default()),
+        Arc::new(yum::YumSources::default()),
+        Arc::new(certs::Certificates),
+        Arc::new(editors::VscodeExtensions::default()),
+        Arc::new(firefox::FirefoxAddons::default()),
+        Arc::new(chrome_profiles::GoogleChromeProfiles::default()),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");

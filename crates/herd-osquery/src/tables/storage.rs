@@ -1,10 +1,10 @@
-//! Block devices: block_devices (osquery's) and lsblk (fleetd's).
-//!
 //! block_devices: one row per entry of /sys/class/block (disks, partitions, loop, device-mapper, zram), the
 //! devices osquery enumerates through libudev's "block" subsystem. Where each column comes from:
 //! - `name`: `/dev/NAME`; `parent`: for a partition (it has a `partition` file), `/dev/` and the disk it sits
 //!   in (the sysfs directory above it); empty otherwise, as osquery leaves it.
-//! - `vendor`, `model`, `serial`: the udev database's `ID_VENDOR`, `ID_MODEL`, `ID_SERIAL_SHORT`, else sysfs's
+//! - `vendor`, `model`, `serial`: the udev database's `ID_VENDOR_ENC`, `ID_MODEL_ENC` (udev's `\xHH` escapes
+//!   undone, trimmed: the names as the device gives them, where `ID_VENDOR`/`ID_MODEL` replace spaces with
+//!   `_`), `ID_SERIAL_SHORT`, else sysfs's
 //!   `device/vendor`, `device/model`, `device/serial` of the device (of the disk, for a partition), as lsblk
 //!   reads them; NULL when neither has it (loop devices, virtual disks without a serial).
 //! - `size`: sysfs `size`, in 512-byte sectors (the kernel's unit, whatever the logical block size);
@@ -13,18 +13,12 @@
 //!   `ID_FS_TYPE`, `ID_FS_LABEL`), which udev fills by probing with blkid. NULL when udev has not recorded them
 //!   (no filesystem, or no udev: containers): herd-agent does not probe raw devices itself.
 //!
-//! lsblk: fleetd's table — `lsblk -n -O --json` (util-linux), bounded to 5 s and 4 MiB, flattened as
-//! parse_json flattens a file (`fullkey`, `parent`, `key`, `value`; `query` filters as there, default `*`).
-//! No rows when lsblk is not installed, fails or times out.
+//! lsblk (fleetd's: `lsblk -n -O --json`, flattened) is in flattened_command.rs.
 
-use super::command::run_bounded;
-use super::flatten::{flatten, parse_json};
 use super::procfs::read_trimmed;
 use crate::table::{Column, Constraints, Row, Table, TableError, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 /// The udev database's properties (`E:KEY=value` lines) of the block device `MAJ:MIN`.
 fn udev_properties(dev: &str) -> BTreeMap<String, String> {
@@ -33,6 +27,27 @@ fn udev_properties(dev: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.strip_prefix("E:")?.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Undoes udev's `\xHH` escapes (`ID_MODEL_ENC`).
+fn unescape_udev(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 2..i + 4).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], bytes.get(i + 1), hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'\\', Some(b'x'), Some(value)) => {
+                out.push(value);
+                i += 4;
+            }
+            (byte, ..) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub struct BlockDevices;
@@ -55,13 +70,14 @@ pub(crate) fn block_devices(class_block: &Path) -> Vec<Row> {
         };
         let udev = read_trimmed(dir.join("dev")).map(|d| udev_properties(&d)).unwrap_or_default();
         let prop = |key: &str| udev.get(key).filter(|v| !v.is_empty()).cloned();
+        let encoded = |key: &str| prop(key).map(|v| unescape_udev(&v).trim().to_string()).filter(|v| !v.is_empty());
         let sys = |file: &str| read_trimmed(disk_dir.join("device").join(file));
         let number = |path: std::path::PathBuf| read_trimmed(path).and_then(|v| v.parse::<i64>().ok());
         rows.push(Row::from([
             ("name", Value::text(format!("/dev/{name}"))),
             ("parent", Value::text(parent)),
-            ("vendor", Value::opt_text(prop("ID_VENDOR").or_else(|| sys("vendor")))),
-            ("model", Value::opt_text(prop("ID_MODEL").or_else(|| sys("model")))),
+            ("vendor", Value::opt_text(encoded("ID_VENDOR_ENC").or_else(|| sys("vendor")))),
+            ("model", Value::opt_text(encoded("ID_MODEL_ENC").or_else(|| sys("model")))),
             ("serial", Value::opt_text(prop("ID_SERIAL_SHORT").or_else(|| sys("serial")))),
             ("size", Value::opt_int(number(dir.join("size")))),
             ("block_size", Value::opt_int(number(disk_dir.join("queue/logical_block_size")))),
@@ -105,68 +121,15 @@ impl Table for BlockDevices {
     }
 }
 
-const LSBLK_LIMIT: Duration = Duration::from_secs(5);
-const LSBLK_MAX_OUTPUT: usize = 4 << 20;
-
-pub struct Lsblk;
-
-impl Table for Lsblk {
-    fn name(&self) -> &'static str {
-        "lsblk"
-    }
-    fn description(&self) -> &'static str {
-        "Based on the output obtained by running `lsblk -n -O`"
-    }
-    fn columns(&self) -> &'static [Column] {
-        const COLUMNS: &[Column] = &[
-            Column::text("fullkey"),
-            Column::text("parent"),
-            Column::text("key"),
-            Column::text("value"),
-            // fleetd's extension receives every constraint; this one must reach the generator to filter.
-            Column::text("query").index(),
-        ];
-        COLUMNS
-    }
-    fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {
-        let mut command = Command::new("lsblk");
-        command.args(["-n", "-O", "--json"]);
-        let Some(output) = run_bounded(command, LSBLK_LIMIT.min(crate::engine::time_left()), LSBLK_MAX_OUTPUT) else {
-            return Ok(Vec::new());
-        };
-        let Some(document) = output.success.then(|| parse_json(&String::from_utf8_lossy(&output.stdout))).flatten()
-        else {
-            return Ok(Vec::new());
-        };
-        let mut queries = constraints.texts("query");
-        if queries.is_empty() {
-            queries.push("*".into());
-        }
-        let mut rows = Vec::new();
-        for query in &queries {
-            let terms: Vec<String> =
-                if query.is_empty() { Vec::new() } else { query.split('/').map(str::to_string).collect() };
-            for leaf in flatten(&document, &terms) {
-                let (parent, key) = match leaf.keys.split_last() {
-                    Some((key, parent)) => (parent.join("/"), key.clone()),
-                    None => (String::new(), String::new()),
-                };
-                rows.push(Row::from([
-                    ("fullkey", Value::text(leaf.keys.join("/"))),
-                    ("parent", Value::text(parent)),
-                    ("key", Value::text(key)),
-                    ("value", Value::text(leaf.value)),
-                    ("query", Value::text(query.clone())),
-                ]));
-            }
-        }
-        Ok(rows)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udev_escapes_are_undone() {
+        assert_eq!(unescape_udev(r"Samsung\x20SSD\x20860\x20\x20"), "Samsung SSD 860  ");
+        assert_eq!(unescape_udev(r"plain\x2"), r"plain\x2");
+    }
 
     #[test]
     fn partitions_name_their_disk_and_share_its_queue() {

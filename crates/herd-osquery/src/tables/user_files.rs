@@ -19,7 +19,7 @@ const HISTORY_FILES: &[&str] = &[".bash_history", ".zsh_history", ".zhistory", "
 const MAX_FILE: u64 = 16 << 20;
 
 /// The users' homes, or (tests) given (uid, home) pairs; narrowed by a `uid` constraint.
-fn homes(given: &Option<Vec<(i64, PathBuf)>>, constraints: &Constraints) -> Vec<(i64, PathBuf)> {
+pub(super) fn homes(given: &Option<Vec<(i64, PathBuf)>>, constraints: &Constraints) -> Vec<(i64, PathBuf)> {
     let uids = constraints.ints("uid");
     let all = match given {
         Some(homes) => homes.clone(),
@@ -28,7 +28,7 @@ fn homes(given: &Option<Vec<(i64, PathBuf)>>, constraints: &Constraints) -> Vec<
     all.into_iter().filter(|(uid, _)| !constraints.has("uid") || uids.contains(uid)).collect()
 }
 
-fn read_text(path: &std::path::Path) -> Option<String> {
+pub(super) fn read_text(path: &std::path::Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_FILE {
         return None;
