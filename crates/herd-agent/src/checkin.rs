@@ -81,11 +81,19 @@ impl Agent {
             sysctl_conf_dir: options.sysctl_dir.clone(),
             proc_sys: options.proc_sys_dir.clone(),
         };
-        let mut tables = herd_osquery::tables::all(flags.clone());
+        // Fleet's orbit_info answers with this agent's own facts, so Fleet's queries about the agent run.
+        let facts = herd_osquery::tables::SharedFacts::default();
+        let scripts_enabled = if options.enable_scripts { "1" } else { "0" };
+        facts.write().unwrap_or_else(|e| e.into_inner()).insert("scripts_enabled".into(), scripts_enabled.into());
+        let mut tables = herd_osquery::tables::all_with_facts(flags.clone(), facts.clone());
         tables.push(Arc::new(crate::profiles::HerdProfilesTable { data_dir: data_dir.clone(), roots: roots.clone() }));
         let profiles = if options.enable_profiles { Some(Profiles::open(data_dir, roots)?) } else { None };
         Ok(Agent {
-            session: Session::open(OsqueryClient::new(&options.server, options.ca_cert.as_deref())?, data_dir)?,
+            session: Session::open(
+                OsqueryClient::new(&options.server, options.ca_cert.as_deref())?,
+                data_dir,
+                facts.clone(),
+            )?,
             host: LocalHost::new(Engine::with_tables(tables)?, flags),
             scripts: Scripts {
                 ledger: Ledger::open(&data_dir.join("scripts"))?,
@@ -93,7 +101,7 @@ impl Agent {
                 timeout: Duration::from_secs(options.script_timeout.max(1)),
             },
             deferrals: Deferrals::open(data_dir)?,
-            token: DeviceToken::new(data_dir, options.orbit_identifier.0.iter().cloned().collect()),
+            token: DeviceToken::new(data_dir, options.orbit_identifier.0.iter().cloned().collect(), facts),
             fetch_profiles: profiles.is_some(),
             profiles,
             enroll_secret_file: options.enroll_secret_file.clone(),

@@ -44,11 +44,13 @@ pub struct DeviceToken {
     copy_refused: bool,
     /// When this process registered the current token.
     registered_at: Option<Instant>,
+    /// Fleet's `orbit_info` shows the current token as `device_auth_token`, as fleetd's does.
+    facts: herd_osquery::tables::SharedFacts,
 }
 
 impl DeviceToken {
-    pub fn new(data_dir: &Path, copies: Vec<PathBuf>) -> DeviceToken {
-        DeviceToken { file: data_dir.join("identifier"), copies, copy_refused: false, registered_at: None }
+    pub fn new(data_dir: &Path, copies: Vec<PathBuf>, facts: herd_osquery::tables::SharedFacts) -> DeviceToken {
+        DeviceToken { file: data_dir.join("identifier"), copies, copy_refused: false, registered_at: None, facts }
     }
 
     /// A new enrollment: the server knows no token of ours.
@@ -89,6 +91,7 @@ impl DeviceToken {
             }
         }
         self.registered_at = Some(Instant::now());
+        self.facts.write().unwrap_or_else(|e| e.into_inner()).insert("device_auth_token".into(), token);
         Ok(())
     }
 }

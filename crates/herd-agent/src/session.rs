@@ -13,14 +13,24 @@ pub struct Session {
     node_key: Option<String>,
     node_key_file: PathBuf,
     spool: Spool,
+    /// What Fleet's `orbit_info` table shows of the agent: `enrolled` follows the node key.
+    facts: herd_osquery::tables::SharedFacts,
 }
 
 impl Session {
-    pub fn open(client: OsqueryClient, data_dir: &Path) -> Result<Session> {
+    pub fn open(client: OsqueryClient, data_dir: &Path, facts: herd_osquery::tables::SharedFacts) -> Result<Session> {
         let node_key_file = data_dir.join("node_key");
         let node_key =
             std::fs::read_to_string(&node_key_file).ok().map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
-        Ok(Session { client, node_key, node_key_file, spool: Spool::open(&data_dir.join("spool"))? })
+        let session = Session { client, node_key, node_key_file, spool: Spool::open(&data_dir.join("spool"))?, facts };
+        session.note_enrollment();
+        Ok(session)
+    }
+
+    /// `enrolled` as Fleet's orbit_info says it: "true" or "false".
+    fn note_enrollment(&self) {
+        let enrolled = if self.enrolled() { "true" } else { "false" };
+        self.facts.write().unwrap_or_else(|e| e.into_inner()).insert("enrolled".into(), enrolled.into());
     }
 
     pub fn enrolled(&self) -> bool {
@@ -36,6 +46,7 @@ impl Session {
     pub fn enrolled_as(&mut self, node_key: String) -> Result<()> {
         crate::durable::write_atomically(&self.node_key_file, node_key.as_bytes(), 0o600, None)?;
         self.node_key = Some(node_key);
+        self.note_enrollment();
         Ok(())
     }
 
@@ -43,6 +54,7 @@ impl Session {
     pub fn forget_node_key(&mut self) {
         self.node_key = None;
         let _ = std::fs::remove_file(&self.node_key_file);
+        self.note_enrollment();
     }
 
     /// Sends a report, on disk before it is sent: if the server or this process goes away now, it is sent

@@ -99,6 +99,17 @@ async fn agent_checks_in_reports_and_survives_restarts(server: Server) {
         .await
         .unwrap();
     assert_eq!(refetch.status(), 200);
+    // Fleet's orbit_info shows this agent as fleetd's shows itself: enrolled, scripts off here, the same token.
+    let query = format!(
+        "SELECT 1 FROM orbit_info WHERE enrolled = 'true' AND scripts_enabled = 0 AND device_auth_token = '{}' \
+         AND version = '{}' AND uptime >= 0;",
+        token.trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let (status, created) =
+        server.post("/api/v1/fleet/global/policies", &admin, json!({"name": "orbit_info", "query": query})).await;
+    assert_eq!(status, 200, "{created}");
+    response_becomes(&server, &admin, created["policy"]["id"].as_i64().unwrap(), "pass").await;
 
     // Server restart (same port): the agent carries on; nothing is left undelivered.
     let server = server.restart_same_port();
