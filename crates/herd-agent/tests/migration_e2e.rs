@@ -4,46 +4,14 @@
 //! removing the marker) through the job table; the host's accelerated check-ins then show it unmanaged. A host
 //! that never leaves the old system stops being asked when its window times out.
 
-use axum::Json;
+use herd_testkit::receiver::HttpsReceiver;
 use herd_testkit::{Backend, ENROLL_SECRET, Server, TestHost, eventually};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// An HTTPS receiver with its own self-signed certificate: records each body and removes `marker`.
-async fn start_receiver(dir: &Path, marker: PathBuf) -> (String, PathBuf, Arc<Mutex<Vec<Value>>>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let cert_path = dir.join("receiver.pem");
-    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        certified.cert.pem().into_bytes(),
-        certified.signing_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .unwrap();
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/migrate",
-        axum::routing::post(move |Json(body): Json<Value>| {
-            let (sink, marker) = (sink.clone(), marker.clone());
-            async move {
-                sink.lock().unwrap().push(body);
-                let _ = std::fs::remove_file(&marker);
-                "ok"
-            }
-        }),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://127.0.0.1:{}/migrate", listener.local_addr().unwrap().port());
-    let server = axum_server::from_tcp_rustls(listener, config).unwrap();
-    tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    (url, cert_path, received)
-}
 
 async fn device(server: &Server, token: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
     let url = format!("{}/api/latest/fleet/device/{token}{path}", server.url);
@@ -167,7 +135,13 @@ async fn run(backend: Backend) {
     let work = tempfile::tempdir().unwrap();
     let marker = work.path().join("old-mdm-enrolled");
     std::fs::write(&marker, "enrolled").unwrap();
-    let (url, cert, received) = start_receiver(work.path(), marker.clone()).await;
+    // The management system the webhook drives: it lets go of the device (the marker goes).
+    let released = marker.clone();
+    let receiver = HttpsReceiver::start(work.path(), "/migrate", move |_| {
+        let _ = std::fs::remove_file(&released);
+    })
+    .await;
+    let (url, cert, received) = (receiver.url, receiver.cert, receiver.received);
     let herd = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent"));
     let cert = cert.to_string_lossy().to_string();
     // The receiver is on loopback, which the outbound policy forbids unless allowed.

@@ -11,6 +11,7 @@
 //! `migrate_mdm`, the webhook job, an HTTPS receiver and the critical window.
 
 use herd_testkit::fleetd::{DesktopMigration, Fleetd, OrbitError};
+use herd_testkit::receiver::HttpsReceiver;
 use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -515,38 +516,6 @@ async fn fleetd_without_scripts_gets_no_runs_until_it_runs_them(server: Server) 
     }
 }
 
-/// An HTTPS receiver for the migration webhook on loopback (herd sends it only over HTTPS): its URL, the
-/// certificate herd must trust, and the bodies it got.
-async fn start_migration_receiver(dir: &std::path::Path) -> (String, std::path::PathBuf, Arc<Mutex<Vec<Value>>>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let cert_path = dir.join("receiver.pem");
-    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        certified.cert.pem().into_bytes(),
-        certified.signing_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .unwrap();
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/migrate",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://127.0.0.1:{}/migrate", listener.local_addr().unwrap().port());
-    let server = axum_server::from_tcp_rustls(listener, config).unwrap();
-    tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    (url, cert_path, received)
-}
-
 /// Seed 002 in forced mode with fleetd: orbit's configuration says `needs_mdm_migration`, Fleet Desktop (forced
 /// mode) opens the dialog by itself; its "Start" calls `migrate_mdm`, whose webhook goes through the job table
 /// to the receiver once, with Fleet's payload; in the critical window osqueryd is asked only the management
@@ -616,7 +585,8 @@ async fn forced_migration_of_a_mac(server: Server, url: String, received: Arc<Mu
 
 async fn forced_migration_on(backend: herd_testkit::Backend) {
     let work = tempfile::tempdir().unwrap();
-    let (url, cert, received) = start_migration_receiver(work.path()).await;
+    let receiver = HttpsReceiver::start(work.path(), "/migrate", |_| {}).await;
+    let (url, cert, received) = (receiver.url, receiver.cert, receiver.received);
     let cert = cert.to_string_lossy().to_string();
     let mut args = vec!["--webhook-ca-cert", cert.as_str()];
     args.extend(herd_testkit::ALLOW_LOOPBACK_WEBHOOKS);

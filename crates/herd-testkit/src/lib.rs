@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod fleetd;
+pub mod receiver;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
