@@ -24,6 +24,9 @@ pub enum CallError {
     /// The server is busy and said when to come back (429 or 503 with `Retry-After`, e.g. enrollments
     /// refused while a fleet enrolls); nothing is lost.
     Later { retry_after: Duration, reason: String },
+    /// The server does not know what the request names (404), e.g. a run of a host deleted since: sending it
+    /// again cannot help, so queues of such requests drop it instead of stopping on it.
+    Unknown(String),
     /// Anything else; retried later, nothing is lost.
     Failed(anyhow::Error),
 }
@@ -35,6 +38,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::NodeInvalid => write!(f, "the server no longer knows this host's node key"),
             CallError::Later { retry_after, reason } => write!(f, "{reason} (come back in {retry_after:?})"),
+            CallError::Unknown(reason) => write!(f, "the server does not know it: {reason}"),
             CallError::Failed(err) => write!(f, "{err:#}"),
         }
     }
@@ -94,6 +98,9 @@ impl OsqueryClient {
             let reason = value.get("error").and_then(Value::as_str).unwrap_or("").to_string();
             if let Some(later) = later(format!("{path}: {status}: {reason}")) {
                 return Err(later);
+            }
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Err(CallError::Unknown(format!("{path}: {reason}")));
             }
             return Err(CallError::Failed(anyhow::anyhow!("{path}: {status}: {reason}")));
         }

@@ -82,8 +82,8 @@ impl Rhythm {
                 tracing::info!(%reason, retry_in_ms = wait.as_millis() as u64, "the server is busy");
                 wait
             }
-            Err(CallError::Failed(err)) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in_s = self.backoff.as_secs(), "check-in failed");
+            Err(err @ (CallError::Failed(_) | CallError::Unknown(_))) => {
+                tracing::warn!(error = %err, retry_in_s = self.backoff.as_secs(), "check-in failed");
                 let wait = self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 wait

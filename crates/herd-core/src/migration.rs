@@ -60,9 +60,26 @@ impl TryFrom<String> for MigrationState {
     }
 }
 
+/// Whether hosts of this platform family are offered the move off their previous management system: macOS
+/// (Fleet's migration, read from osquery's `mdm` table) and Linux or not yet known (the admin's migration query);
+/// never Windows, whose fleetd takes the offer (`needs_mdm_migration`) as an order to unenroll from its Windows
+/// MDM, which herd cannot replace, and where Fleet never sends it for this setting either.
+pub fn offered_on(family: Option<crate::platform::PlatformFamily>) -> bool {
+    !matches!(family, Some(crate::platform::PlatformFamily::Windows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_hosts_are_never_offered_the_migration() {
+        use crate::platform::PlatformFamily::*;
+        let cases = [(Some(Darwin), true), (Some(Linux), true), (None, true), (Some(Windows), false)];
+        for (family, offered) in cases {
+            assert_eq!(offered_on(family), offered, "{family:?}");
+        }
+    }
 
     #[test]
     fn states_round_trip_and_only_a_started_migration_completes() {

@@ -359,6 +359,28 @@ async fn a_mac_managed_elsewhere_is_offered_the_migration(server: Server) {
     assert_eq!(summary["notifications"]["needs_mdm_migration"], false, "{summary}");
 }
 
+/// A Windows PC is never offered the migration, even when the admin's migration query says another system
+/// manages it: its fleetd takes `needs_mdm_migration` as an order to unenroll from its Windows MDM (Fleet's
+/// orbit/pkg/update/notifications.go, windowsMDMEnrollmentConfigReceiver), which herd cannot replace.
+async fn a_windows_pc_is_never_offered_the_migration(server: Server) {
+    let admin = server.admin_token().await;
+    let migration = json!({"mdm": {"macos_migration": {"enable": true, "mode": "forced",
+        "webhook_url": "https://migration.example.test/hook"}, "migration_query": "SELECT 1;"}});
+    let (status, body) = server.patch("/api/v1/fleet/config", &admin, migration).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut fleetd = Fleetd::windows("pc-20", ENROLL_SECRET);
+    fleetd.enrolled_in_other_mdm = true;
+    let token = "0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a";
+    fleetd.set_device_token(&server, token).await.unwrap();
+    let read = fleetd.osquery_check_in(&server, |_| true).await;
+    assert!(!detail_queries(&read).iter().any(|q| q == "mdm_migration"), "not even asked: {read}");
+    let config = fleetd.config(&server).await.unwrap();
+    assert_eq!(config["notifications"]["needs_mdm_migration"], false, "{config}");
+    let desktop_path = format!("/api/latest/fleet/device/{token}/desktop");
+    let (_, summary) = server.request(reqwest::Method::GET, &desktop_path, None, None).await;
+    assert_eq!(summary["notifications"]["needs_mdm_migration"], false, "{summary}");
+}
+
 /// The detail queries a host was handed, without the prefix.
 fn detail_queries(read: &Value) -> Vec<String> {
     let mut names: Vec<String> = read["queries"]
@@ -613,6 +635,7 @@ herd_testkit::server_cases!(
     fleetd_without_scripts_gets_no_runs_until_it_runs_them,
     a_mac_and_a_windows_pc_show_their_own_vitals,
     a_mac_managed_elsewhere_is_offered_the_migration,
+    a_windows_pc_is_never_offered_the_migration,
     orbit_enrolls_first_and_osqueryd_joins_its_host,
     osqueryd_enrolls_first_and_orbit_joins_its_host,
     bad_orbit_keys_are_node_invalid,

@@ -478,6 +478,8 @@ impl Fleetd {
                 json!([{"enrolled": "true", "server_url": "https://mdm.previous-vendor.example/mdm"}])
             }
             (Platform::Mac, "mdm_migration") => json!([{"enrolled": "false", "server_url": ""}]),
+            // Elsewhere the admin's migration query: a row means "managed by the other system".
+            (Platform::Windows, "mdm_migration") if self.enrolled_in_other_mdm => json!([{"1": "1"}]),
             _ => json!([]),
         }
     }

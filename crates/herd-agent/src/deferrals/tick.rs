@@ -168,7 +168,15 @@ impl Deferrals {
     pub async fn deliver_results(&mut self, session: &Session) -> Result<(), CallError> {
         while let Some(first) = self.schedule.undelivered.first() {
             let request = first.result.request(first.rechecks_locally, Some(first.trigger));
-            session.client.script_result(session.key()?, request).await?;
+            match session.client.script_result(session.key()?, request).await {
+                Ok(()) => {}
+                // The run is no longer the server's (its host was deleted and this one enrolled again): a
+                // result it will never take must not hold back the ones behind it.
+                Err(CallError::Unknown(reason)) => {
+                    tracing::warn!(execution_id = %first.result.execution_id, %reason, "dropping a result the server does not know");
+                }
+                Err(other) => return Err(other),
+            }
             self.schedule.undelivered.remove(0);
             self.schedule.save().map_err(CallError::Failed)?;
         }

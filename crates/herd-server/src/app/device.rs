@@ -82,10 +82,14 @@ pub async fn host(state: &SharedState, client: IpAddr, token: &str) -> Result<he
     state.store.get_host(host_id).await?.ok_or(rejected(token))
 }
 
-/// Whether the host should move off its previous management system: migration is enabled and the host last
-/// reported the old system managing it.
+/// Whether the host should move off its previous management system: migration is enabled, offered on its
+/// platform (never Windows: `herd_core::migration::offered_on`), and the host last reported the old system
+/// managing it. The orbit config's `needs_mdm_migration` and every device view read it here.
 pub fn needs_migration(state: &SharedState, host: &herd_store::HostRecord) -> bool {
-    state.settings.get().config.mdm.macos_migration.enable && host.managed_by_other == Some(1)
+    let family = herd_core::platform::PlatformFamily::of_host_platform(&host.platform, &host.platform_like);
+    state.settings.get().config.mdm.macos_migration.enable
+        && herd_core::migration::offered_on(family)
+        && host.managed_by_other == Some(1)
 }
 
 /// `voluntary` (the default) or `forced`.

@@ -139,9 +139,10 @@ fn installed_profiles(rows: &[herd_core::vitals::Row]) -> Vec<(String, String, M
 pub const MANAGEMENT_QUERY: &str = "fleet_detail_query_mdm_migration";
 
 /// What the host is asked, when migration is enabled: osquery's `mdm` table on macOS; elsewhere the query the
-/// admin configured (e.g. the old agent's marker file), whose rows mean "managed by the other system".
+/// admin configured (e.g. the old agent's marker file), whose rows mean "managed by the other system"; nothing
+/// on a platform never offered the migration (`herd_core::migration::offered_on`).
 fn management_query(mdm: &herd_proto::fleet::MdmSettings, family: Option<PlatformFamily>) -> Option<String> {
-    if !mdm.macos_migration.enable {
+    if !mdm.macos_migration.enable || !herd_core::migration::offered_on(family) {
         return None;
     }
     match family {
