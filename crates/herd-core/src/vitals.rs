@@ -59,8 +59,7 @@ impl Vital {
 enum Platforms {
     All,
     Only(PlatformFamily),
-    /// Linux (and hosts whose platform is not known yet).
-    Linux,
+    AnyOf(&'static [PlatformFamily]),
 }
 
 impl Platforms {
@@ -68,7 +67,7 @@ impl Platforms {
         match self {
             Platforms::All => true,
             Platforms::Only(only) => only == family,
-            Platforms::Linux => family == PlatformFamily::Linux,
+            Platforms::AnyOf(families) => families.contains(&family),
         }
     }
 }
@@ -180,16 +179,7 @@ static DETAIL_QUERIES: &[DetailQuery] = &[
         sql: UNIX_NETWORK_INTERFACE_SQL,
         tables: NETWORK_TABLES,
         absent_tables: &[],
-        platforms: Platforms::Linux,
-        ingest: Ingest::Vital,
-    },
-    DetailQuery {
-        name: "network_interface",
-        vital: Vital::NetworkInterface,
-        sql: UNIX_NETWORK_INTERFACE_SQL,
-        tables: NETWORK_TABLES,
-        absent_tables: &[],
-        platforms: Platforms::Only(PlatformFamily::Darwin),
+        platforms: Platforms::AnyOf(&[PlatformFamily::Linux, PlatformFamily::Darwin]),
         ingest: Ingest::Vital,
     },
     // On Windows a route names its interface by address, and the default route's type is "remote".
@@ -213,7 +203,7 @@ static DETAIL_QUERIES: &[DetailQuery] = &[
         sql: MOUNTS_DISK_SPACE_SQL,
         tables: &["mounts"],
         absent_tables: &[],
-        platforms: Platforms::Linux,
+        platforms: Platforms::Only(PlatformFamily::Linux),
         ingest: Ingest::Vital,
     },
     // On APFS, `/` is the sealed system volume; fleetd's `disk_space` table reads the data volume's container,

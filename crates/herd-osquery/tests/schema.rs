@@ -1,7 +1,8 @@
 //! herd-agent's schema against osquery's (and fleetd's): every table it has must have exactly the columns,
-//! types, hidden columns, required and index columns of `tests/data/osquery_tables.tsv` (a copy of
-//! `../shared/osquery/tables.tsv`), and the Linux tables it lacks are listed in [`NOT_YET`], so a gap is
-//! reported, never passed silently — and adding a table fails this test until it leaves that list.
+//! types, hidden columns, required and index columns of `tests/data/osquery_tables.tsv` (osquery's and
+//! fleetd's table specs, kept in the repository so a clone needs nothing beside it), and the Linux tables it
+//! lacks are listed in [`NOT_YET`], so a gap is reported, never passed silently — and adding a table fails this
+//! test until it leaves that list.
 //!
 //! How the TSV's flags map to herd's columns:
 //! - `hidden`, or `platform-only=` a list without linux: hidden (osquery's codegen keeps another platform's
