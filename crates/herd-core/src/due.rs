@@ -293,16 +293,40 @@ pub struct ScheduledPolicy {
     pub platforms: crate::policy::PolicyPlatforms,
     /// The policy's own interval, or the global default when it has none.
     pub interval_ms: Millis,
-    /// Bumped whenever the query or platform changes: an answer to an older revision does not count.
+    /// Bumped whenever the query, platform or label scope changes: an answer to an older revision does not
+    /// count.
     pub revision: i64,
+    /// Which hosts, by label (empty: all of the team's and platform's).
+    pub labels: crate::labels::LabelScope,
+}
+
+/// A dynamic label as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledLabel {
+    pub id: i64,
+    /// Fleet's label platform: "" (every host), a family (`darwin`, `windows`, `linux`) or an osquery platform
+    /// (`ubuntu`, `centos`).
+    pub platform: String,
+}
+
+impl ScheduledLabel {
+    pub fn applies_to(&self, host: &HostScope) -> bool {
+        self.platform.is_empty()
+            || host.family.is_some_and(|f| f.as_str() == self.platform)
+            || host.platform.eq_ignore_ascii_case(&self.platform)
+    }
 }
 
 /// The host a plan is made for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HostScope {
     pub host_id: i64,
     pub team_id: Option<i64>,
     pub family: Option<crate::platform::PlatformFamily>,
+    /// osquery's `os_version.platform` (`ubuntu`, `darwin`...).
+    pub platform: String,
+    /// The labels the host is a member of.
+    pub labels: std::collections::BTreeSet<i64>,
 }
 
 /// When a host last ran one policy, and which revision of it.
@@ -314,7 +338,9 @@ pub struct PolicyRun {
 
 impl ScheduledPolicy {
     pub fn in_scope(&self, host: &HostScope) -> bool {
-        (self.team_id.is_none() || self.team_id == host.team_id) && self.platforms.applies_to(host.family)
+        (self.team_id.is_none() || self.team_id == host.team_id)
+            && self.platforms.applies_to(host.family)
+            && self.labels.admits(|label| host.labels.contains(&label))
     }
 }
 
@@ -354,6 +380,38 @@ pub fn plan_policies(
     plan
 }
 
+/// The run-history key of a dynamic label: labels share the host's run history with policies under negative
+/// ids (see `herd_store::label_run_key`).
+pub fn label_run_key(label_id: i64) -> i64 {
+    -label_id
+}
+
+/// Which dynamic labels a host must answer now: those that apply to it and that it never answered, answered
+/// longer ago than the label interval plus its stable jitter, or all of them on a refetch. `next_due_at`: when
+/// the next of the others comes due.
+pub fn plan_labels(
+    host: &HostScope,
+    labels: &[ScheduledLabel],
+    runs: &std::collections::HashMap<i64, PolicyRun>,
+    refetch_requested: bool,
+    interval_ms: Millis,
+    now: Millis,
+) -> PolicyPlan {
+    let mut plan = PolicyPlan::default();
+    for label in labels.iter().filter(|l| l.applies_to(host)) {
+        let next = runs
+            .get(&label_run_key(label.id))
+            .map(|run| run.ran_at + interval_ms + stable_jitter_ms(host.host_id, "labels", interval_ms));
+        match next {
+            Some(at) if !refetch_requested && now < at => {
+                plan.next_due_at = Some(plan.next_due_at.map_or(at, |n: Millis| n.min(at)));
+            }
+            _ => plan.due.push(label.id),
+        }
+    }
+    plan
+}
+
 #[cfg(test)]
 mod policy_tests {
     use super::*;
@@ -369,13 +427,14 @@ mod policy_tests {
             platforms: PolicyPlatforms::parse(platforms).unwrap(),
             interval_ms: interval,
             revision,
+            labels: crate::labels::LabelScope::default(),
         }
     }
 
     #[test]
     fn scope_and_schedule_table() {
         let now = 1_000 * HOUR_MS;
-        let host = HostScope { host_id: 7, team_id: Some(1), family: Some(Linux) };
+        let host = HostScope { host_id: 7, team_id: Some(1), family: Some(Linux), ..HostScope::default() };
         let jitter = |interval| stable_jitter_ms(7, "policies", interval);
         let policies = vec![
             policy(1, None, "", HOUR_MS, 1),         // global, all platforms
@@ -446,10 +505,47 @@ mod policy_tests {
 
     #[test]
     fn unknown_platform_runs_only_all_platform_policies() {
-        let host = HostScope { host_id: 1, team_id: None, family: None };
+        let host = HostScope { host_id: 1, team_id: None, family: None, ..HostScope::default() };
         let policies = vec![policy(1, None, "", HOUR_MS, 1), policy(2, None, "linux", HOUR_MS, 1)];
         assert_eq!(plan_policies(&host, &policies, &HashMap::new(), false, 0).due, vec![1]);
-        let mac = HostScope { host_id: 1, team_id: None, family: Some(Darwin) };
+        let mac = HostScope { host_id: 1, team_id: None, family: Some(Darwin), ..HostScope::default() };
         assert_eq!(plan_policies(&mac, &policies, &HashMap::new(), false, 0).due, vec![1]);
+    }
+
+    #[test]
+    fn label_scopes_and_label_schedule() {
+        use crate::labels::LabelScope;
+        let now = 1_000 * HOUR_MS;
+        let host = HostScope {
+            host_id: 3,
+            family: Some(Linux),
+            platform: "ubuntu".into(),
+            labels: [10].into_iter().collect(),
+            ..HostScope::default()
+        };
+        let scoped = |id, scope: LabelScope| ScheduledPolicy { labels: scope, ..policy(id, None, "", HOUR_MS, 1) };
+        let policies = vec![
+            scoped(1, LabelScope { include_any: vec![10, 11], ..LabelScope::default() }),
+            scoped(2, LabelScope { include_any: vec![11], ..LabelScope::default() }),
+            scoped(3, LabelScope { exclude_any: vec![10], ..LabelScope::default() }),
+            scoped(4, LabelScope::default()),
+        ];
+        assert_eq!(plan_policies(&host, &policies, &HashMap::new(), false, 0).due, vec![1, 4]);
+
+        let label = |id, platform: &str| ScheduledLabel { id, platform: platform.into() };
+        let labels = vec![label(1, ""), label(2, "linux"), label(3, "ubuntu"), label(4, "darwin"), label(5, "")];
+        let jitter = stable_jitter_ms(3, "labels", HOUR_MS);
+        let runs: HashMap<i64, PolicyRun> = [
+            (label_run_key(1), PolicyRun { ran_at: now - MINUTE_MS, revision: 0 }),
+            (label_run_key(2), PolicyRun { ran_at: now - 2 * HOUR_MS, revision: 0 }),
+            // A policy's run with the same id is not a label's.
+            (5, PolicyRun { ran_at: now, revision: 1 }),
+        ]
+        .into_iter()
+        .collect();
+        let plan = plan_labels(&host, &labels, &runs, false, HOUR_MS, now);
+        assert_eq!(plan.due, vec![2, 3, 5]);
+        assert_eq!(plan.next_due_at, Some(now - MINUTE_MS + HOUR_MS + jitter));
+        assert_eq!(plan_labels(&host, &labels, &runs, true, HOUR_MS, now).due, vec![1, 2, 3, 5]);
     }
 }

@@ -19,6 +19,9 @@ pub enum JobPayload {
     /// Bringing hosts' configuration profiles in line with what they should have.
     #[serde(rename = "profile_reconcile")]
     ProfileReconcile(ReconcileScope),
+    /// Re-deciding every host's labels after a definition changed (`reason` says which, for the job view).
+    #[serde(rename = "label_refresh")]
+    LabelRefresh { reason: String },
 }
 
 /// Which hosts a profile reconcile covers.
@@ -37,16 +40,19 @@ pub enum JobKind {
     FailingPolicyWebhook,
     MigrationWebhook,
     ProfileReconcile,
+    LabelRefresh,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::FailingPolicyWebhook, JobKind::MigrationWebhook, JobKind::ProfileReconcile];
+    pub const ALL: [JobKind; 4] =
+        [JobKind::FailingPolicyWebhook, JobKind::MigrationWebhook, JobKind::ProfileReconcile, JobKind::LabelRefresh];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::FailingPolicyWebhook => "failing_policy_webhook",
             JobKind::MigrationWebhook => "mdm_migration_webhook",
             JobKind::ProfileReconcile => "profile_reconcile",
+            JobKind::LabelRefresh => "label_refresh",
         }
     }
 }
@@ -57,6 +63,7 @@ impl JobPayload {
             JobPayload::FailingPolicyWebhook { .. } => JobKind::FailingPolicyWebhook,
             JobPayload::MigrationWebhook { .. } => JobKind::MigrationWebhook,
             JobPayload::ProfileReconcile(_) => JobKind::ProfileReconcile,
+            JobPayload::LabelRefresh { .. } => JobKind::LabelRefresh,
         }
     }
 
@@ -65,7 +72,7 @@ impl JobPayload {
         match self {
             JobPayload::FailingPolicyWebhook { destination_url, .. }
             | JobPayload::MigrationWebhook { destination_url, .. } => Some(destination_url),
-            JobPayload::ProfileReconcile(_) => None,
+            JobPayload::ProfileReconcile(_) | JobPayload::LabelRefresh { .. } => None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod execution;
 pub mod host_status;
 pub mod jitter;
 pub mod jobs;
+pub mod labels;
 pub mod migration;
 pub mod platform;
 pub mod policy;

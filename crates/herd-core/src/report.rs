@@ -64,6 +64,8 @@ pub enum Remediation {
 #[derive(Debug, Clone)]
 pub struct ReportInput<'a> {
     pub host_team: Option<i64>,
+    /// Policies whose label scope the host is outside of: their answers are ignored like another team's.
+    pub out_of_label_scope: &'a std::collections::HashSet<i64>,
     pub origin: ReportOrigin,
     pub answers: &'a [ReportedAnswer],
     /// Current policies: at least those answered (a policy answered but missing here was deleted).
@@ -112,6 +114,9 @@ pub fn decide(input: &ReportInput<'_>) -> ReportDecision {
             continue;
         }
         if policy.team_id.is_some() && policy.team_id != input.host_team {
+            continue;
+        }
+        if input.out_of_label_scope.contains(&answer.policy_id) {
             continue;
         }
         if out.accepted.iter().any(|(id, _)| *id == answer.policy_id) {
@@ -184,6 +189,7 @@ mod tests {
         prior: Vec<(i64, PriorAnswer)>,
         last: Vec<(i64, Millis)>,
         host_team: Option<i64>,
+        out_of_scope: Vec<i64>,
         origin: ReportOrigin,
         answers: Vec<ReportedAnswer>,
     }
@@ -195,6 +201,7 @@ mod tests {
                 prior: vec![],
                 last: vec![],
                 host_team: None,
+                out_of_scope: vec![],
                 origin: ReportOrigin::Scheduled,
                 answers: vec![],
             }
@@ -205,8 +212,10 @@ mod tests {
         let policies = case.policies.into_iter().collect();
         let prior = case.prior.into_iter().collect();
         let last = case.last.into_iter().collect();
+        let out_of_scope = case.out_of_scope.into_iter().collect();
         decide(&ReportInput {
             host_team: case.host_team,
+            out_of_label_scope: &out_of_scope,
             origin: case.origin,
             answers: &case.answers,
             policies: &policies,
@@ -252,6 +261,9 @@ mod tests {
             ..Case::default()
         });
         assert_eq!(d, ReportDecision { stale: vec![(1, 2)], ..ReportDecision::default() });
+        // A policy whose label scope the host is outside of (it left the label after the query went out).
+        let d = run(Case { out_of_scope: vec![1], answers: vec![answer(1, Some(1), Fail)], ..Case::default() });
+        assert_eq!(d, ReportDecision::default());
     }
 
     #[test]

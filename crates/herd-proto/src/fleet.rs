@@ -286,6 +286,9 @@ pub struct Host {
     /// In single-host views only: every policy in the host's scope with its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<HostPolicy>>,
+    /// The host's labels (host views only), and dynamic labels whose query failed on it (`error` set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<HostLabel>>,
     /// herd's own, in single-host views only: the host's deferrable remediations and who chose what.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferrals: Option<Vec<HostDeferral>>,
@@ -431,6 +434,9 @@ pub struct HostSettings {
     /// Seconds between runs of a policy on a host, for policies without an interval of their own.
     #[serde(default = "default_interval")]
     pub policy_interval: i64,
+    /// Seconds between runs of the dynamic labels' queries on a host (Fleet's `label_update_interval`).
+    #[serde(default = "default_interval")]
+    pub label_interval: i64,
     /// Runs of a policy's script after the first while a host keeps failing (with backoff).
     #[serde(default = "default_automation_retries")]
     pub automation_retries: i64,
@@ -474,6 +480,7 @@ impl Default for HostSettings {
         HostSettings {
             vitals_interval: default_interval(),
             policy_interval: default_interval(),
+            label_interval: default_interval(),
             automation_retries: default_automation_retries(),
             automation_script_timeout: default_automation_timeout(),
             profile_grace_period: default_profile_grace_period(),
@@ -666,9 +673,25 @@ pub struct Policy {
     pub continuous_automation: bool,
     /// herd's own: users may defer the script within these limits (see `herd_core::deferral`).
     pub deferral: Option<DeferralSettings>,
+    /// Hosts in at least one of these labels are asked the policy (Fleet's field; omitted when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels_include_any: Vec<LabelIdent>,
+    /// Hosts in every one of these labels are asked the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels_include_all: Vec<LabelIdent>,
+    /// Hosts in any of these labels are not asked the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels_exclude_any: Vec<LabelIdent>,
 }
 
 pub use herd_core::deferral::DeferralSettings;
+
+/// A label named in a scope, as Fleet shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LabelIdent {
+    pub id: i64,
+    pub name: String,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunScript {
@@ -720,6 +743,13 @@ pub struct PolicyInput {
     /// Deferral of the script by users; null removes it.
     #[serde(default, with = "double_option")]
     pub deferral: Option<Option<DeferralSettings>>,
+    /// Label scope by label names (Fleet's fields); absent keeps the policy's, `[]` clears that list.
+    #[serde(default)]
+    pub labels_include_any: Option<Vec<String>>,
+    #[serde(default)]
+    pub labels_include_all: Option<Vec<String>>,
+    #[serde(default)]
+    pub labels_exclude_any: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -758,6 +788,13 @@ pub struct PolicySpec {
     /// herd's own: deferral of that script by users (absent keeps what the policy has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferral: Option<DeferralSettings>,
+    /// Label scope by label names (Fleet's spec fields); absent: no scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_include_any: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_include_all: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_exclude_any: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -830,4 +867,141 @@ pub struct ActivitiesMeta {
 pub struct ActivitiesResponse {
     pub activities: Vec<Activity>,
     pub meta: ActivitiesMeta,
+}
+
+/// A label as Fleet's API shows it (`label_membership_type`: dynamic, manual, or host_vitals — herd's criteria
+/// labels, with `criteria`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Label {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub query: String,
+    pub platform: String,
+    /// builtin or regular.
+    pub label_type: String,
+    pub label_membership_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<serde_json::Value>,
+    /// herd's own: why a criteria label has no members (an input it names was deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_reason: Option<String>,
+    pub author_id: Option<i64>,
+    pub team_id: Option<i64>,
+    pub host_count: i64,
+    pub count: i64,
+    pub display_text: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// A manual label's members (single-label views).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ids: Option<Vec<i64>>,
+}
+
+/// A label in a host view.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostLabel {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub query: String,
+    pub platform: String,
+    pub label_type: String,
+    pub label_membership_type: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// herd's own: the error of this dynamic label's query on the host (then it is no member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /labels`: `query` makes a dynamic label, `criteria` a criteria (host_vitals) label, `hosts` or
+/// `host_ids` (or none of them) a manual one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub criteria: Option<serde_json::Value>,
+    /// Hosts by identifier: hostname, uuid, hardware serial, osquery host id, or id.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub host_ids: Option<Vec<i64>>,
+    /// Fleet's clients may name the kind; it must agree with the fields given.
+    #[serde(default)]
+    pub label_membership_type: Option<String>,
+}
+
+/// `PATCH /labels/{id}`: a manual label's `hosts`/`host_ids` replace its members (`[]` clears them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPatchInput {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub host_ids: Option<Vec<i64>>,
+    #[serde(default)]
+    pub criteria: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelResponseBody {
+    pub label: Label,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelsResponse {
+    pub labels: Vec<Label>,
+}
+
+/// `GET /labels/summary`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabelSummary {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub label_type: String,
+    pub team_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelSummaryResponse {
+    pub labels: Vec<LabelSummary>,
+}
+
+/// A label in Fleet's spec (`POST /spec/labels`, fleetctl's `kind: label`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LabelSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_membership_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpecsRequest {
+    pub specs: Vec<LabelSpec>,
 }

@@ -113,6 +113,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(reason) => ApiError::Conflict(reason),
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::HostGone => ApiError::NotFound("host"),
+            StoreError::Invalid { field, reason } => ApiError::Validation { field: field.into(), reason },
             other => ApiError::Internal(other.into()),
         }
     }

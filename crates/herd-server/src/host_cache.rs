@@ -52,11 +52,12 @@ impl CachedHost {
 /// each host's first check-in is then answered from memory like any other (without this, a fleet checking in
 /// every 10 s sends every host to the database within 10 s of the restart). Returns the hosts loaded.
 pub async fn warm(state: &crate::state::SharedState) -> Result<usize, herd_store::StoreError> {
-    use herd_core::due::{HostScope, plan_policies};
+    use herd_core::due::{HostScope, plan_labels, plan_policies};
     use herd_core::platform::PlatformFamily;
     const PAGE: i64 = 5000;
     let settings = state.settings.get();
     let schedules = settings.schedules();
+    let label_schedules = settings.label_schedules();
     let now = crate::state::now_ms();
     let (mut after, mut loaded) = (0, 0);
     loop {
@@ -65,8 +66,20 @@ pub async fn warm(state: &crate::state::SharedState) -> Result<usize, herd_store
         after = last.id;
         for (checkin, runs) in page {
             let family = PlatformFamily::of_host_platform(&checkin.platform, &checkin.platform_like);
-            let scope = HostScope { host_id: checkin.id, team_id: checkin.team_id, family };
-            let plan = plan_policies(&scope, &schedules, &runs, checkin.refetch_requested_at.is_some(), now);
+            let scope = HostScope {
+                host_id: checkin.id,
+                team_id: checkin.team_id,
+                family,
+                platform: checkin.platform.clone(),
+                labels: checkin.label_ids.clone(),
+            };
+            let refetch = checkin.refetch_requested_at.is_some();
+            let mut plan = plan_policies(&scope, &schedules, &runs, refetch, now);
+            let labels = plan_labels(&scope, &label_schedules, &runs, refetch, settings.label_interval_ms(), now);
+            plan.due.extend(labels.due);
+            if let Some(at) = labels.next_due_at {
+                plan.next_due_at = Some(plan.next_due_at.map_or(at, |n| n.min(at)));
+            }
             // Policies due now are planned again (with a database read) at the host's first check-in.
             let next_due_at = if plan.due.is_empty() { plan.next_due_at } else { Some(now) };
             let id = checkin.id;

@@ -3,7 +3,7 @@
 //! every server of a cluster converges on the same values without a database read per request.
 
 use herd_core::Millis;
-use herd_core::due::ScheduledPolicy;
+use herd_core::due::{ScheduledLabel, ScheduledPolicy};
 use herd_core::policy::PolicyPlatforms;
 use herd_proto::fleet::AppConfig;
 use herd_store::{Store, StoreError, StoredSecret};
@@ -17,8 +17,18 @@ pub struct LiveSettings {
     pub enroll_secrets: Vec<StoredSecret>,
     /// Every policy, as the check-in scheduler needs it, with its SQL.
     pub policies: Vec<PolicyToRun>,
-    /// When this server last saw the policy set change (a host whose plan is older must be re-planned).
+    /// Dynamic labels, as the check-in scheduler needs them, with their SQL.
+    pub labels: Vec<LabelToRun>,
+    /// When this server last saw the policy or dynamic label set change (a host whose plan is older must be
+    /// re-planned).
     pub policies_changed_at: Millis,
+}
+
+/// A dynamic label as check-ins need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelToRun {
+    pub schedule: ScheduledLabel,
+    pub query: String,
 }
 
 /// A policy as check-ins need it: its schedule and the SQL to hand out.
@@ -56,6 +66,18 @@ impl LiveSettings {
 
     pub fn policy(&self, id: i64) -> Option<&PolicyToRun> {
         self.policies.iter().find(|p| p.schedule.id == id)
+    }
+
+    pub fn label_schedules(&self) -> Vec<ScheduledLabel> {
+        self.labels.iter().map(|l| l.schedule.clone()).collect()
+    }
+
+    pub fn label(&self, id: i64) -> Option<&LabelToRun> {
+        self.labels.iter().find(|l| l.schedule.id == id)
+    }
+
+    pub fn label_interval_ms(&self) -> i64 {
+        self.config.host_settings.label_interval.saturating_mul(1000)
     }
 }
 
@@ -106,20 +128,31 @@ impl SettingsCache {
                         platforms,
                         interval_ms: p.interval_seconds.map_or(default_interval_ms, |s| s.saturating_mul(1000)),
                         revision: p.revision,
+                        labels: p.labels,
                     },
                     query: p.query,
                     webhook_url: p.webhook_url,
                 })
             })
             .collect();
+        let labels: Vec<LabelToRun> = store
+            .dynamic_labels_to_schedule()
+            .await?
+            .into_iter()
+            .map(|(id, platform, query)| LabelToRun { schedule: ScheduledLabel { id, platform }, query })
+            .collect();
         let previous = self.get();
-        let policies_changed_at =
-            if previous.policies == policies { previous.policies_changed_at } else { crate::state::now_ms() };
+        let policies_changed_at = if previous.policies == policies && previous.labels == labels {
+            previous.policies_changed_at
+        } else {
+            crate::state::now_ms()
+        };
         let settings = LiveSettings {
             config,
             team_agent_options: store.team_agent_options().await?.into_iter().collect(),
             enroll_secrets: store.all_enroll_secrets().await?,
             policies,
+            labels,
             policies_changed_at,
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);

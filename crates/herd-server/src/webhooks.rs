@@ -171,7 +171,7 @@ pub async fn deliver(state: &SharedState, client: &reqwest::Client, job: &Job) -
             (destination_url.as_str(), body)
         }
         JobPayload::MigrationWebhook { destination_url, body, .. } => (destination_url.as_str(), body.clone()),
-        JobPayload::ProfileReconcile(_) => {
+        JobPayload::ProfileReconcile(_) | JobPayload::LabelRefresh { .. } => {
             return Err(DeliveryError::Refused("not a webhook job".into()));
         }
     };

@@ -65,6 +65,7 @@ pub fn host(state: &AppState, record: HostRecord, failing_policies_count: i64, n
         },
         issues: HostIssues { failing_policies_count, total_issues_count: failing_policies_count },
         policies: None,
+        labels: None,
         deferrals: None,
         mdm: None,
     }
@@ -136,6 +137,57 @@ pub fn policy(record: PolicyRecord) -> Policy {
         deferral: crate::app::deferrals::stored_settings(record.id, record.deferral.as_deref()),
         webhook_url: record.webhook_url,
         continuous_automation: record.continuous_automation,
+        labels_include_any: label_idents(&record.labels.include_any, &record.label_names),
+        labels_include_all: label_idents(&record.labels.include_all, &record.label_names),
+        labels_exclude_any: label_idents(&record.labels.exclude_any, &record.label_names),
+    }
+}
+
+/// Labels of a scope as Fleet shows them (a label deleted meanwhile is left out).
+pub fn label_idents(
+    ids: &[i64],
+    names: &std::collections::BTreeMap<i64, String>,
+) -> Vec<herd_proto::fleet::LabelIdent> {
+    ids.iter().filter_map(|id| Some(herd_proto::fleet::LabelIdent { id: *id, name: names.get(id)?.clone() })).collect()
+}
+
+/// A label as Fleet's API shows it.
+pub fn label(record: herd_store::LabelRecord, host_ids: Option<Vec<i64>>) -> herd_proto::fleet::Label {
+    herd_proto::fleet::Label {
+        id: record.id,
+        display_text: record.name.clone(),
+        name: record.name,
+        description: record.description,
+        query: record.query,
+        platform: record.platform,
+        label_type: if record.builtin { "builtin" } else { "regular" }.to_string(),
+        label_membership_type: record.kind.as_str().to_string(),
+        criteria: record.criteria.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+        broken_reason: record.broken_reason,
+        author_id: record.author_id,
+        team_id: None,
+        host_count: record.host_count,
+        count: record.host_count,
+        created_at: rfc3339(record.created_at),
+        updated_at: rfc3339(record.updated_at),
+        host_ids,
+    }
+}
+
+/// A label in a host view.
+pub fn host_label(entry: herd_store::HostLabel) -> herd_proto::fleet::HostLabel {
+    let record = entry.label;
+    herd_proto::fleet::HostLabel {
+        id: record.id,
+        name: record.name,
+        description: record.description,
+        query: record.query,
+        platform: record.platform,
+        label_type: if record.builtin { "builtin" } else { "regular" }.to_string(),
+        label_membership_type: record.kind.as_str().to_string(),
+        created_at: rfc3339(record.created_at),
+        updated_at: rfc3339(record.updated_at),
+        error: entry.error,
     }
 }
 

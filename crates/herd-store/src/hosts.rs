@@ -43,6 +43,8 @@ pub struct HostCheckin {
     pub profiles_verifying: bool,
     /// A migration's critical window is open until then: check-ins carry only the management status.
     pub migration_window_until: Option<Millis>,
+    /// The labels the host is a member of (`hosts.label_ids`), for planning its label-scoped policies.
+    pub label_ids: std::collections::BTreeSet<i64>,
 }
 
 /// A whole host row, for the REST API.
@@ -102,7 +104,7 @@ const HOST_COLUMNS: &str = "h.id, h.uuid, h.osquery_host_id, h.team_id, t.name A
     h.managed_by_other, h.migration_state, h.migration_started_at, h.migration_window_until";
 
 pub(crate) const CHECKIN_COLUMNS: &str = "id, node_key_hash, orbit_node_key_hash, team_id, platform, platform_like, detail_updated_at, \
-    refetch_requested_at, recheck_requested_at, created_at, migration_window_until, \
+    refetch_requested_at, recheck_requested_at, created_at, migration_window_until, label_ids, \
     (SELECT COUNT(*) FROM script_executions e WHERE e.host_id = hosts.id AND e.status = 'pending') + \
     (SELECT COUNT(*) FROM deferrals d WHERE d.host_id = hosts.id AND d.agent_synced = 0) AS pending_scripts, \
     profiles_enabled, \
@@ -134,6 +136,7 @@ pub(crate) fn checkin_from_row(row: &sqlx::any::AnyRow) -> Result<HostCheckin> {
         pending_profiles: row.try_get::<i64, _>("pending_profiles")? > 0,
         profiles_verifying: row.try_get::<i64, _>("profiles_verifying")? > 0,
         migration_window_until: row.try_get("migration_window_until")?,
+        label_ids: crate::labels::parse_label_ids(&row.try_get::<String, _>("label_ids")?),
     })
 }
 
@@ -244,6 +247,8 @@ pub struct HostFilter {
     /// Hosts with less than this many GB of disk space available (Fleet's `low_disk_space`); hosts that have
     /// not reported their disk do not match.
     pub low_disk_space_gb: Option<i64>,
+    /// Members of this label (Fleet's `label_id`).
+    pub label_id: Option<i64>,
 }
 
 /// The rank of a host profile row's state, as the summary orders them (see `profiles_summary`).
@@ -304,6 +309,11 @@ impl HostFilter {
                 .push(&format!(" AND {PROFILE_RANK_SQL} = "))
                 .bind(Arg::Int(profile_rank(*status)))
                 .push(")");
+        }
+        if let Some(label_id) = self.label_id {
+            sql.push(" AND h.id IN (SELECT lm.host_id FROM label_membership lm WHERE lm.label_id = ")
+                .bind(Arg::Int(label_id))
+                .push(" AND lm.member = 1)");
         }
         if let Some(ids) = &self.ids {
             sql.push(" AND h.id IN ").bind_id_set(backend, ids);
@@ -387,7 +397,7 @@ pub(crate) async fn lock_host(
         (Backend::Postgres, HostLock::Exists) => " FOR KEY SHARE",
     };
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT team_id, policy_runs, policy_updated_at, scripts_enabled FROM hosts WHERE id = $1{clause}"
+        "SELECT team_id, policy_runs, policy_updated_at, scripts_enabled, label_ids FROM hosts WHERE id = $1{clause}"
     )))
     .bind(host_id)
     .fetch_optional(&mut *conn)
@@ -398,6 +408,7 @@ pub(crate) async fn lock_host(
         policy_runs: row.try_get(1)?,
         policy_updated_at: row.try_get(2)?,
         scripts_enabled: row.try_get(3)?,
+        label_ids: crate::labels::parse_label_ids(&row.try_get::<String, _>(4)?),
     })
 }
 
@@ -411,6 +422,8 @@ pub(crate) struct LockedHost {
     pub policy_updated_at: Option<Millis>,
     /// What its agent last said about running scripts (None: nothing yet).
     pub scripts_enabled: Option<i64>,
+    /// The labels it is a member of.
+    pub label_ids: std::collections::BTreeSet<i64>,
 }
 
 /// Locks hosts for a change in id order (so two transactions locking overlapping sets cannot deadlock) and
@@ -697,6 +710,38 @@ impl Store {
         .await?)
     }
 
+    /// Ids of the hosts these identifiers name: hostname, uuid, hardware serial, osquery host id, or the id
+    /// itself (Fleet's manual label `hosts`). Identifiers naming no host are left out.
+    pub async fn host_ids_by_identifiers(&self, identifiers: &[String]) -> Result<Vec<i64>> {
+        let texts: Vec<&str> = identifiers.iter().map(|i| i.trim()).filter(|i| !i.is_empty()).collect();
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = serde_json::to_string(&texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let set = match self.backend {
+            Backend::Sqlite => "(SELECT value FROM json_each($1))",
+            Backend::Postgres => "(SELECT value FROM json_array_elements_text(CAST($1 AS JSON)))",
+        };
+        let sql = format!(
+            "SELECT id FROM hosts WHERE hostname IN {set} OR uuid IN {set} OR hardware_serial IN {set} \
+             OR osquery_host_id IN {set} OR CAST(id AS TEXT) IN {set} ORDER BY id"
+        );
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(json).fetch_all(&self.reader).await?)
+    }
+
+    /// The ids among these that are hosts.
+    pub async fn existing_host_ids(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let mut sql = SqlBuilder::new("SELECT id FROM hosts WHERE id IN ");
+        sql.bind_id_set(self.backend, ids).push(" ORDER BY id");
+        Ok(sql
+            .query()
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
     pub async fn list_hosts(
         &self,
         filter: &HostFilter,
@@ -811,6 +856,11 @@ impl Store {
         for (host, old_team) in &hosts {
             crate::policies::note_host_moved(&mut tx, self.backend, *host, *old_team, team_id, &mut deltas, now)
                 .await?;
+        }
+        // Criteria may name the team: the moved hosts' labels are decided again, with what follows.
+        let facts = crate::labels::LabelFacts::load(&mut tx).await?;
+        for (host, _) in &hosts {
+            crate::labels::refresh_host_in(&mut tx, self.backend, *host, &facts, &[], &mut deltas, now).await?;
         }
         crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
         // Their expected profiles change: the reconcile jobs send the removes and installs (one job per 500

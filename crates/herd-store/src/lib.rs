@@ -22,6 +22,7 @@ mod group_commit;
 pub use group_commit::GroupCommitCounts;
 mod hosts;
 mod jobs;
+mod labels;
 mod logs;
 mod migrate;
 mod migration;
@@ -45,6 +46,7 @@ pub use hosts::{
     CheckinAndRuns, EnrollHost, Enrolled, HostChange, HostCheckin, HostFilter, HostOrder, HostRecord, StatusCondition,
 };
 pub use jobs::{Job, JobState, NewJob};
+pub use labels::{HostLabel, LabelPatch, LabelRecord, LabelUser, NewLabel, label_run_key};
 pub use logs::{STATUS_LOGS_KEPT, StoredStatusLog};
 pub use migration::MigrationStart;
 pub use orbit::OrbitEnroll;
@@ -65,6 +67,9 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
+    /// A write refused for what it names (a label that does not exist, a cycle): the field and why.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The host a write is for does not exist (any more): deleted, on this server or another. Agents are

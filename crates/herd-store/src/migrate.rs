@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_automation_give_ups"),
     migration!(13, "0013_script_outcomes"),
     migration!(14, "0014_orbit"),
+    migration!(15, "0015_labels"),
 ];
 
 /// Several servers may start at once against one PostgreSQL: an advisory lock makes them migrate one at a

@@ -7,10 +7,12 @@
 
 use crate::automations::AutomationRules;
 use crate::hosts::{HostLock, lock_host, note_host_change};
+use crate::labels::LabelFacts;
 use crate::sql::{Arg, SqlBuilder};
 use crate::{Backend, Result, Store, StoreError};
 use herd_core::Millis;
 use herd_core::due::PolicyRun;
+use herd_core::labels::{LabelAnswer, LabelScope, Node};
 use herd_core::policy::{PolicyResponse, count_delta};
 use herd_core::report::{CurrentPolicy, PriorAnswer, ReportInput, ReportedAnswer, decide};
 use herd_core::vitals::VitalsPatch;
@@ -40,6 +42,10 @@ pub struct PolicyRecord {
     pub continuous_automation: bool,
     /// Deferral settings of the script automation (JSON, checked by the server); None: it runs without asking.
     pub deferral: Option<String>,
+    /// The labels a host must (or must not) be a member of to be asked this policy.
+    pub labels: LabelScope,
+    /// The names of the labels in `labels`, for views.
+    pub label_names: BTreeMap<i64, String>,
     pub revision: i64,
     pub passing_host_count: i64,
     pub failing_host_count: i64,
@@ -66,6 +72,8 @@ pub struct PolicyFields {
     pub continuous_automation: bool,
     /// Deferral settings (JSON); None: the script runs without asking.
     pub deferral: Option<String>,
+    /// Label scope; a change voids every answer (a new revision), as a platform change does.
+    pub labels: LabelScope,
 }
 
 impl PolicyFields {
@@ -84,6 +92,7 @@ impl PolicyFields {
             webhook_url: None,
             continuous_automation: false,
             deferral: None,
+            labels: LabelScope::default(),
         }
     }
 }
@@ -166,6 +175,8 @@ fn policy_from_row(row: &sqlx::any::AnyRow) -> Result<PolicyRecord> {
         webhook_url: row.try_get("webhook_url")?,
         continuous_automation: row.try_get::<i64, _>("continuous_automation")? != 0,
         deferral: row.try_get("deferral")?,
+        labels: LabelScope::default(),
+        label_names: BTreeMap::new(),
         revision: row.try_get("revision")?,
         passing_host_count: row.try_get("passing_host_count")?,
         failing_host_count: row.try_get("failing_host_count")?,
@@ -193,7 +204,7 @@ pub(crate) struct CountKey {
     pub team: Option<i64>,
 }
 
-fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, key: CountKey, delta: (i64, i64)) {
+pub(crate) fn add_delta(deltas: &mut CountDeltas, policy: i64, revision: i64, key: CountKey, delta: (i64, i64)) {
     if delta == (0, 0) {
         return;
     }
@@ -314,6 +325,8 @@ impl Store {
         author: Option<&PolicyAuthor>,
         now: Millis,
     ) -> Result<i64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO policies (name, query, description, resolution, platform, critical, team_id, scope_key, \
              author_id, author_name, author_email, interval_seconds, created_at, updated_at, host_count_updated_at, script_id, \
@@ -337,13 +350,45 @@ impl Store {
         .bind(fields.webhook_url.clone())
         .bind(fields.continuous_automation as i64)
         .bind(fields.deferral.clone())
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
             _ => StoreError::conflict_on_unique(e, "a policy with this name already exists in this scope"),
         })?;
+        crate::labels::set_scope(
+            &mut tx,
+            self.backend,
+            "policy_labels",
+            "policy_id",
+            id,
+            Node::Policy(id),
+            &fields.labels,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(id)
+    }
+
+    /// Fills in the label scopes of policies read without them.
+    async fn with_scopes(&self, mut policies: Vec<PolicyRecord>) -> Result<Vec<PolicyRecord>> {
+        let ids: Vec<i64> = policies.iter().map(|p| p.id).collect();
+        let mut scopes =
+            crate::labels::scopes_of(&self.reader, self.backend, "policy_labels", "policy_id", &ids).await?;
+        if scopes.is_empty() {
+            return Ok(policies);
+        }
+        let names = self.label_names().await?;
+        for policy in &mut policies {
+            policy.labels = scopes.remove(&policy.id).unwrap_or_default();
+            policy.label_names =
+                policy.labels.labels().into_iter().filter_map(|id| Some((id, names.get(&id)?.clone()))).collect();
+        }
+        Ok(policies)
+    }
+
+    async fn with_scope(&self, policy: Option<PolicyRecord>) -> Result<Option<PolicyRecord>> {
+        Ok(self.with_scopes(policy.into_iter().collect()).await?.pop())
     }
 
     pub async fn get_policy(&self, id: i64) -> Result<Option<PolicyRecord>> {
@@ -351,14 +396,15 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(policy_from_row).transpose()
+        self.with_scope(row.as_ref().map(policy_from_row).transpose()?).await
     }
 
     /// The policies among `ids` that exist, in id order (ids may repeat; any number of them).
     pub async fn get_policies(&self, ids: &[i64]) -> Result<Vec<PolicyRecord>> {
         let mut sql = SqlBuilder::new(&format!("{} WHERE p.id IN ", policy_select(false)));
         sql.bind_id_set(self.backend, ids).push(" ORDER BY p.id");
-        sql.query().fetch_all(&self.reader).await?.iter().map(policy_from_row).collect()
+        let rows = sql.query().fetch_all(&self.reader).await?;
+        self.with_scopes(rows.iter().map(policy_from_row).collect::<Result<_>>()?).await
     }
 
     pub async fn policy_by_name(&self, team_id: Option<i64>, name: &str) -> Result<Option<PolicyRecord>> {
@@ -370,7 +416,7 @@ impl Store {
         .bind(name.trim())
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(policy_from_row).transpose()
+        self.with_scope(row.as_ref().map(policy_from_row).transpose()?).await
     }
 
     /// Policies of one scope (global when `team_id` is None), counts over every host.
@@ -380,7 +426,7 @@ impl Store {
                 .bind(team_key(team_id))
                 .fetch_all(&self.reader)
                 .await?;
-        rows.iter().map(policy_from_row).collect()
+        self.with_scopes(rows.iter().map(policy_from_row).collect::<Result<_>>()?).await
     }
 
     /// Global policies with counts over one team's hosts only (a team's "inherited" policies).
@@ -390,7 +436,7 @@ impl Store {
                 .bind(team_id)
                 .fetch_all(&self.reader)
                 .await?;
-        rows.iter().map(policy_from_row).collect()
+        self.with_scopes(rows.iter().map(policy_from_row).collect::<Result<_>>()?).await
     }
 
     /// Every policy of every scope without its counts (they read 0): what the servers' schedule cache needs,
@@ -403,7 +449,7 @@ impl Store {
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(policy_from_row).collect()
+        self.with_scopes(rows.iter().map(policy_from_row).collect::<Result<_>>()?).await
     }
 
     /// Every policy of every scope, with counts.
@@ -411,7 +457,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{} ORDER BY p.id", policy_select(false))))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(policy_from_row).collect()
+        self.with_scopes(rows.iter().map(policy_from_row).collect::<Result<_>>()?).await
     }
 
     pub async fn count_policies(&self, team_id: Option<i64>) -> Result<i64> {
@@ -436,7 +482,21 @@ impl Store {
                 .await?
                 .ok_or(StoreError::NotFound("policy"))?;
         let (query, platform): (String, String) = (current.try_get(0)?, current.try_get(1)?);
-        let voids_answers = query != fields.query || platform != fields.platform;
+        let scope_changed = crate::labels::set_scope(
+            &mut tx,
+            self.backend,
+            "policy_labels",
+            "policy_id",
+            id,
+            Node::Policy(id),
+            &fields.labels,
+        )
+        .await?;
+        let voids_answers = query != fields.query || platform != fields.platform || scope_changed;
+        if voids_answers {
+            // Criteria naming this policy's result see every host's answer go.
+            crate::labels::policy_answers_voided(&mut tx, id, now).await?;
+        }
         sqlx::query(
             "UPDATE policies SET name = $1, query = $2, description = $3, resolution = $4, platform = $5, \
              critical = $6, interval_seconds = $7, updated_at = $8, \
@@ -485,6 +545,7 @@ impl Store {
 
     /// Deletes policies (answers and counts go with them). Returns how many existed.
     pub async fn delete_policies(&self, ids: &[i64]) -> Result<u64> {
+        let now = crate::sql::now_ms();
         if ids.is_empty() {
             return Ok(0);
         }
@@ -499,8 +560,15 @@ impl Store {
         ids.dedup();
         let mut deleted = 0;
         for id in ids {
-            deleted +=
-                sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&self.writer).await?.rows_affected();
+            let mut conn = self.writer.acquire().await?;
+            let mut tx = conn.begin().await?;
+            let gone =
+                sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            if gone > 0 {
+                crate::labels::break_labels_naming(&mut tx, crate::labels::Input::Policy(id), now).await?;
+            }
+            tx.commit().await?;
+            deleted += gone;
         }
         Ok(deleted)
     }
@@ -581,10 +649,27 @@ impl Store {
         rules: &AutomationRules,
         on_failure: OnFailure,
     ) -> Result<ReportOutcome> {
+        self.record_report_with_labels(host_id, answers, &[], vitals, now, rules, on_failure).await
+    }
+
+    /// [`Store::record_report`] with the host's answers to dynamic labels' queries: membership and what it
+    /// changes (scopes, counts, criteria labels) in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_report_with_labels(
+        &self,
+        host_id: i64,
+        answers: &[ReportedAnswer],
+        label_answers: &[(i64, LabelAnswer)],
+        vitals: Option<(&VitalsPatch, Millis)>,
+        now: Millis,
+        rules: &AutomationRules,
+        on_failure: OnFailure,
+    ) -> Result<ReportOutcome> {
         let in_flight = self.start_hot_write();
         let report = Report {
             host_id,
             answers: answers.to_vec(),
+            label_answers: label_answers.to_vec(),
             vitals: vitals.map(|(patch, at)| (patch.clone(), at)),
             now,
             rules: *rules,
@@ -614,6 +699,8 @@ pub type OnFailure = fn(&FiringPolicy<'_>) -> Vec<crate::NewJob>;
 pub(crate) struct Report {
     pub host_id: i64,
     pub answers: Vec<ReportedAnswer>,
+    /// Answers to dynamic labels' queries.
+    pub label_answers: Vec<(i64, LabelAnswer)>,
     /// The vitals patch and when its queries were handed out.
     pub vitals: Option<(VitalsPatch, Millis)>,
     pub now: Millis,
@@ -636,9 +723,18 @@ pub(crate) struct ReportFacts {
     /// `webhook_settings` of the configuration document, once read.
     global_webhooks: Option<Option<serde_json::Value>>,
     team_webhooks: HashMap<i64, Option<serde_json::Value>>,
+    /// Label definitions and scopes, once read.
+    labels: Option<LabelFacts>,
 }
 
 impl ReportFacts {
+    async fn load_labels(&mut self, tx: &mut AnyConnection) -> Result<&LabelFacts> {
+        if self.labels.is_none() {
+            self.labels = Some(LabelFacts::load(tx).await?);
+        }
+        Ok(self.labels.as_ref().expect("just loaded"))
+    }
+
     /// Reads the policies among `ids` not looked up yet in this transaction.
     async fn load_policies(&mut self, tx: &mut AnyConnection, backend: Backend, ids: &[i64]) -> Result<()> {
         let missing: Vec<i64> = ids.iter().copied().filter(|id| !self.looked_up.contains(id)).collect();
@@ -719,6 +815,18 @@ pub(crate) async fn report_in(
         let (answered, new_runs) = write_policy_answers(conn, backend, report, facts, deltas).await?;
         (outcome, runs) = (answered, Some(new_runs));
     }
+    if !report.label_answers.is_empty() {
+        // Label runs share the run history (under negative ids, `labels::label_run_key`).
+        let text = match runs {
+            Some(text) => text,
+            None => lock_host(conn, backend, report.host_id, HostLock::Change).await?.policy_runs,
+        };
+        let mut label_runs = parse_runs(&text);
+        for (label_id, _) in &report.label_answers {
+            label_runs.insert(crate::labels::label_run_key(*label_id), PolicyRun { ran_at: report.now, revision: 0 });
+        }
+        runs = Some(runs_text(&label_runs));
+    }
     // The host row is written once: with the vitals when there are any.
     match (&report.vitals, runs) {
         (Some((patch, requested_at)), runs) => {
@@ -731,6 +839,21 @@ pub(crate) async fn report_in(
         }
         (None, Some(runs)) => write_policy_runs(conn, report.host_id, &runs, report.now).await?,
         (None, None) => {}
+    }
+    // Labels: the answers to dynamic ones, then every criteria label whose inputs this report may have moved.
+    let answered: Vec<i64> = report.answers.iter().map(|a| a.policy_id).collect();
+    let labels = facts.load_labels(conn).await?;
+    if !report.label_answers.is_empty() || labels.criteria_watch(report.vitals.is_some(), &answered) {
+        let set: Vec<crate::labels::SetMembership> =
+            report.label_answers.iter().map(|(id, answer)| (*id, Some(answer.clone()))).collect();
+        crate::labels::refresh_host_in(conn, backend, report.host_id, labels, &set, deltas, report.now).await?;
+        if !report.label_answers.is_empty() {
+            sqlx::query("UPDATE hosts SET label_updated_at = $1 WHERE id = $2")
+                .bind(report.now)
+                .bind(report.host_id)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     Ok(outcome)
 }
@@ -804,8 +927,10 @@ async fn write_policy_answers(
         }
     }
     let last_answered_at: HashMap<i64, Millis> = runs.iter().map(|(id, run)| (*id, run.ran_at)).collect();
+    let out_of_scope = facts.load_labels(tx).await?.out_of_scope(&host.label_ids);
     let decision = decide(&ReportInput {
         host_team: host.team_id,
+        out_of_label_scope: &out_of_scope,
         origin: rules.origin,
         answers,
         policies: &facts.policies,
@@ -925,10 +1050,16 @@ impl Store {
         .bind(host_id)
         .fetch_all(&self.reader)
         .await?;
+        let label_ids: Option<String> = sqlx::query_scalar("SELECT label_ids FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let labels = crate::labels::parse_label_ids(label_ids.as_deref().unwrap_or(""));
+        let policies = self.with_scopes(policies.iter().map(policy_from_row).collect::<Result<_>>()?).await?;
         policies
-            .iter()
-            .map(|row| {
-                let policy = policy_from_row(row)?;
+            .into_iter()
+            .filter(|policy| policy.labels.admits(|l| labels.contains(&l)))
+            .map(|policy| {
                 let response =
                     answers.get(&policy.id).map_or(PolicyResponse::NoAnswer, |p| PolicyResponse::from_stored(*p));
                 let remediating = remediating.contains(&policy.id);

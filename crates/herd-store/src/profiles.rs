@@ -26,6 +26,8 @@ pub struct ProfileRecord {
     pub checksum: String,
     pub created_at: Millis,
     pub uploaded_at: Millis,
+    /// Which of the set's hosts get it, by label (empty: all of them).
+    pub labels: herd_core::labels::LabelScope,
 }
 
 /// A profile to store (its document already checked and normalized by the caller).
@@ -38,6 +40,8 @@ pub struct NewProfile {
     pub payload_types: Vec<String>,
     pub contents: String,
     pub checksum: String,
+    /// Which of the set's hosts get it, by label (empty: all of them).
+    pub labels: herd_core::labels::LabelScope,
 }
 
 /// One host's copy of a profile.
@@ -81,7 +85,7 @@ pub enum ResendRefused {
     NotFinal,
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -102,6 +106,7 @@ fn profile_from_row(row: &sqlx::any::AnyRow) -> Result<ProfileRecord> {
         checksum: row.try_get("checksum")?,
         created_at: row.try_get("created_at")?,
         uploaded_at: row.try_get("uploaded_at")?,
+        labels: herd_core::labels::LabelScope::default(),
     })
 }
 
@@ -132,6 +137,11 @@ async fn enqueue_reconcile(conn: &mut AnyConnection, scope: ReconcileScope, now:
     Ok(())
 }
 
+/// Every host of a profile set must be reconciled (a label its profiles are scoped by was deleted).
+pub(crate) async fn enqueue_set_reconcile(conn: &mut AnyConnection, scope_key: i64, now: Millis) -> Result<()> {
+    enqueue_reconcile(conn, ReconcileScope::Set { scope_key }, now).await
+}
+
 /// Hosts moved between teams: their expected profiles change (called inside the move's transaction).
 pub(crate) async fn note_hosts_moved(conn: &mut AnyConnection, host_ids: &[i64], now: Millis) -> Result<()> {
     if host_ids.is_empty() {
@@ -159,8 +169,8 @@ async fn send_command(conn: &mut AnyConnection, host_id: i64, identifier: &str, 
 /// Brings one host's rows in line with what it should have: installs for missing or changed profiles, removes
 /// for ones no longer expected (removes first, so a move between teams restores what the old profile replaced
 /// before the new one writes). Returns how many commands were queued.
-async fn reconcile_host(conn: &mut AnyConnection, host_id: i64, now: Millis) -> Result<usize> {
-    let host = sqlx::query("SELECT team_id, profiles_enabled FROM hosts WHERE id = $1")
+async fn reconcile_host(conn: &mut AnyConnection, backend: crate::Backend, host_id: i64, now: Millis) -> Result<usize> {
+    let host = sqlx::query("SELECT team_id, profiles_enabled, label_ids FROM hosts WHERE id = $1")
         .bind(host_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -169,22 +179,28 @@ async fn reconcile_host(conn: &mut AnyConnection, host_id: i64, now: Millis) -> 
         return Ok(0);
     }
     let scope_key = host.try_get::<Option<i64>, _>("team_id")?.unwrap_or(0);
-    let expected: Vec<reconcile::Expected> = sqlx::query(
-        "SELECT uuid, identifier, name, checksum FROM profiles WHERE scope_key = $1 AND format = 'herd' ORDER BY id",
+    let labels = crate::labels::parse_label_ids(&host.try_get::<String, _>("label_ids")?);
+    let rows = sqlx::query(
+        "SELECT uuid, identifier, name, checksum, id FROM profiles WHERE scope_key = $1 AND format = 'herd' ORDER BY id",
     )
     .bind(scope_key)
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(reconcile::Expected {
+    .await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.try_get(4)).collect::<std::result::Result<_, _>>()?;
+    let scopes = crate::labels::scopes_of(&mut *conn, backend, "profile_labels", "profile_id", &ids).await?;
+    let mut expected: Vec<reconcile::Expected> = Vec::new();
+    for r in &rows {
+        // A profile scoped by labels the host does not meet is not expected: it is removed, or never sent.
+        if scopes.get(&r.try_get::<i64, _>(4)?).is_some_and(|scope| !scope.admits(|l| labels.contains(&l))) {
+            continue;
+        }
+        expected.push(reconcile::Expected {
             uuid: r.try_get(0)?,
             identifier: r.try_get(1)?,
             name: r.try_get(2)?,
             checksum: r.try_get(3)?,
-        })
-    })
-    .collect::<Result<_>>()?;
+        });
+    }
     let current: Vec<reconcile::Current> =
         sqlx::query("SELECT identifier, profile_uuid, checksum, operation FROM host_profiles WHERE host_id = $1")
             .bind(host_id)
@@ -401,7 +417,18 @@ impl Store {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("team"),
             _ => StoreError::conflict_on_unique(e, "a configuration profile with this identifier or name exists"),
         })?;
-        let record = profile_from_row(&row)?;
+        let mut record = profile_from_row(&row)?;
+        crate::labels::set_scope(
+            &mut tx,
+            self.backend,
+            "profile_labels",
+            "profile_id",
+            record.id,
+            herd_core::labels::Node::Profile(record.identifier.clone()),
+            &profile.labels,
+        )
+        .await?;
+        record.labels = profile.labels.clone();
         if record.format == "herd" {
             enqueue_reconcile(&mut tx, ReconcileScope::Set { scope_key }, now).await?;
         }
@@ -448,8 +475,8 @@ impl Store {
             }
         }
         for profile in profiles {
-            match existing.iter().find(|e| e.identifier == profile.identifier) {
-                Some(old) if old.contents == profile.contents && old.name == profile.name => {}
+            let id = match existing.iter().find(|e| e.identifier == profile.identifier) {
+                Some(old) if old.contents == profile.contents && old.name == profile.name => old.id,
                 Some(old) => {
                     sqlx::query(
                         "UPDATE profiles SET name = $1, platform = $2, format = $3, payload_types = $4, contents = $5, \
@@ -467,14 +494,27 @@ impl Store {
                     .await
                     .map_err(|e| StoreError::conflict_on_unique(e, "two profiles in the batch share a name"))?;
                     changed = true;
+                    old.id
                 }
                 None => {
-                    insert_profile(&mut tx, team_id, profile, now)
+                    let row = insert_profile(&mut tx, team_id, profile, now)
                         .await
                         .map_err(|e| StoreError::conflict_on_unique(e, "two profiles in the batch share a name"))?;
                     changed = true;
+                    row.try_get("id")?
                 }
-            }
+            };
+            let node = herd_core::labels::Node::Profile(profile.identifier.clone());
+            changed |= crate::labels::set_scope(
+                &mut tx,
+                self.backend,
+                "profile_labels",
+                "profile_id",
+                id,
+                node,
+                &profile.labels,
+            )
+            .await?;
         }
         if changed {
             enqueue_reconcile(&mut tx, ReconcileScope::Set { scope_key }, now).await?;
@@ -488,12 +528,23 @@ impl Store {
             .bind(team_id.unwrap_or(0))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(profile_from_row).collect()
+        let mut profiles: Vec<ProfileRecord> = rows.iter().map(profile_from_row).collect::<Result<_>>()?;
+        let ids: Vec<i64> = profiles.iter().map(|p| p.id).collect();
+        let mut scopes =
+            crate::labels::scopes_of(&self.reader, self.backend, "profile_labels", "profile_id", &ids).await?;
+        for profile in &mut profiles {
+            profile.labels = scopes.remove(&profile.id).unwrap_or_default();
+        }
+        Ok(profiles)
     }
 
     pub async fn get_profile(&self, uuid: &str) -> Result<Option<ProfileRecord>> {
         let row = sqlx::query("SELECT * FROM profiles WHERE uuid = $1").bind(uuid).fetch_optional(&self.reader).await?;
-        row.as_ref().map(profile_from_row).transpose()
+        let Some(mut profile) = row.as_ref().map(profile_from_row).transpose()? else { return Ok(None) };
+        let scopes =
+            crate::labels::scopes_of(&self.reader, self.backend, "profile_labels", "profile_id", &[profile.id]).await?;
+        profile.labels = scopes.get(&profile.id).cloned().unwrap_or_default();
+        Ok(Some(profile))
     }
 
     /// Deletes a profile; hosts that have it get a remove command (through the reconcile job).
@@ -531,7 +582,7 @@ impl Store {
         for host_id in hosts {
             let mut conn = self.writer.acquire().await?;
             let mut tx = conn.begin().await?;
-            queued += reconcile_host(&mut tx, host_id, now).await?;
+            queued += reconcile_host(&mut tx, self.backend, host_id, now).await?;
             tx.commit().await?;
         }
         Ok(queued)
@@ -548,7 +599,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() == 1 {
-            reconcile_host(&mut tx, host_id, now).await?;
+            reconcile_host(&mut tx, self.backend, host_id, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -447,6 +447,18 @@ impl Store {
         for host in &hosts {
             crate::policies::note_host_moved(&mut tx, self.backend, *host, Some(id), None, &mut deltas, now).await?;
         }
+        // Criteria naming the team, or its policies, have lost an input; the moved hosts' labels are decided
+        // again (a criterion may name "no team").
+        let team_policies: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM policies WHERE team_id = $1").bind(id).fetch_all(&mut *tx).await?;
+        for policy in team_policies {
+            crate::labels::break_labels_naming(&mut tx, crate::labels::Input::Policy(policy), now).await?;
+        }
+        crate::labels::break_labels_naming(&mut tx, crate::labels::Input::Team(id), now).await?;
+        let facts = crate::labels::LabelFacts::load(&mut tx).await?;
+        for host in &hosts {
+            crate::labels::refresh_host_in(&mut tx, self.backend, *host, &facts, &[], &mut deltas, now).await?;
+        }
         crate::policies::apply_count_deltas(&mut tx, &deltas, now).await?;
         // The team's policies go with it (by foreign key); their answers and counts count nowhere from then on
         // and are pruned by housekeeping (`Store::prune_voided_answers`).

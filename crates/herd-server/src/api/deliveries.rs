@@ -48,7 +48,9 @@ async fn list(
                     ("failing_policy", Some(*policy_id), *host_id)
                 }
                 JobPayload::MigrationWebhook { host_id, .. } => ("mdm_migration", None, *host_id),
-                JobPayload::ProfileReconcile(_) => unreachable!("only webhook jobs are listed"),
+                JobPayload::ProfileReconcile(_) | JobPayload::LabelRefresh { .. } => {
+                    unreachable!("only webhook jobs are listed")
+                }
             };
             json!({
                 "id": job.id,

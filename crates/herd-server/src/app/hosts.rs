@@ -14,12 +14,11 @@ use std::collections::HashMap;
 /// accepted and ignored. Any other unknown parameter is refused, so a filter herd does not know never
 /// silently widens a listing (a script deleting "failing hosts" must not get every host).
 const IGNORED_PARAMS: &[&str] =
-    &["device_mapping", "populate_software", "populate_policies", "disable_failing_policies"];
+    &["device_mapping", "populate_software", "populate_policies", "disable_failing_policies", "populate_labels"];
 
 /// Fleet's host-list filters for data herd does not have: refused with the feature they need, so a script
 /// learns why rather than seeing "unsupported parameter" (and never gets a wider listing than it asked for).
 const UNSUPPORTED_FILTERS: &[(&str, &str)] = &[
-    ("label_id", "labels are not supported yet"),
     ("os_id", "the operating system inventory (os_id) is not supported yet; use os_name with os_version"),
     (
         "os_version_id",
@@ -37,7 +36,6 @@ const UNSUPPORTED_FILTERS: &[(&str, &str)] = &[
     ("bootstrap_package", "bootstrap packages (macOS MDM) are not supported"),
     ("macos_settings_disk_encryption", "disk encryption settings are not supported yet"),
     ("os_settings_disk_encryption", "disk encryption settings are not supported yet"),
-    ("populate_labels", "labels are not supported yet"),
 ];
 
 /// A host listing's filter, order and page, parsed from Fleet's query parameters and narrowed to what the
@@ -70,6 +68,7 @@ impl ListQuery {
             "os_name",
             "os_version",
             "low_disk_space",
+            "label_id",
         ];
         if let Some((name, feature)) = UNSUPPORTED_FILTERS.iter().find(|(name, _)| params.contains_key(*name)) {
             return Err(ApiError::invalid(*name, format!("{name}: {feature}")));
@@ -117,6 +116,7 @@ impl ListQuery {
             Some(gb) if (1..=100).contains(&gb) => Some(gb),
             Some(_) => return Err(ApiError::invalid("low_disk_space", "a number of GB from 1 to 100")),
         };
+        filter.label_id = integer_param(params, "label_id")?;
         let policy_id = integer_param(params, "policy_id")?;
         filter.policy_response = match (policy_id, params.get("policy_response").map(String::as_str)) {
             (None, None) => None,
@@ -213,7 +213,9 @@ pub async fn view(state: &SharedState, record: HostRecord) -> Result<herd_proto:
     let answers = state.store.host_policy_answers(record.id, record.team_id).await?;
     let deferrals = super::deferrals::of_host(state, record.id).await?;
     let profiles = super::profiles::of_host(state, record.id).await?;
+    let labels = state.store.host_labels(record.id).await?;
     let mut host = view_with(state, record, &answers);
+    host.labels = Some(labels.into_iter().map(wire::host_label).collect());
     host.deferrals = Some(deferrals);
     host.mdm = Some(herd_proto::fleet::HostMdm { profiles });
     Ok(host)

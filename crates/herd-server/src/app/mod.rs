@@ -12,6 +12,7 @@ pub mod config;
 pub mod deferrals;
 pub mod device;
 pub mod hosts;
+pub mod labels;
 pub mod orbit;
 pub mod osquery;
 pub mod policies;

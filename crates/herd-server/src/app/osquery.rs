@@ -8,7 +8,7 @@ use crate::host_cache::CachedHost;
 use crate::secrets::{random_token, secrets_equal, token_hash};
 use crate::state::{SharedState, now_ms};
 use herd_core::Millis;
-use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_policies};
+use herd_core::due::{DueSettings, HostScope, RESULTS_AWAITED_MS, due_work, plan_labels, plan_policies};
 use herd_core::platform::{PlatformFamily, family_of_platform_mask};
 use herd_core::policy::{self, PolicyResponse};
 use herd_core::vitals::{DetailQuery, VitalsPatch};
@@ -227,10 +227,28 @@ pub async fn due_queries(
         state.hosts.mark_profiles_sent(host.checkin.id, now);
     }
     if work.plan_policies {
-        let scope = HostScope { host_id: host.checkin.id, team_id: host.checkin.team_id, family };
-        let plan =
-            plan_policies(&scope, &settings.schedules(), &runs, host.checkin.refetch_requested_at.is_some(), now);
+        let scope = HostScope {
+            host_id: host.checkin.id,
+            team_id: host.checkin.team_id,
+            family,
+            platform: host.checkin.platform.clone(),
+            labels: host.checkin.label_ids.clone(),
+        };
+        let refetch = host.checkin.refetch_requested_at.is_some();
+        let mut plan = plan_policies(&scope, &settings.schedules(), &runs, refetch, now);
         let mut sent = false;
+        // Dynamic labels ride on the policies' schedule (Fleet's `fleet_label_query_<id>`).
+        let label_plan =
+            plan_labels(&scope, &settings.label_schedules(), &runs, refetch, settings.label_interval_ms(), now);
+        for id in &label_plan.due {
+            if let Some(label) = settings.label(*id) {
+                response.queries.insert(herd_core::labels::query_name(*id), label.query.clone());
+                sent = true;
+            }
+        }
+        if let Some(at) = label_plan.next_due_at {
+            plan.next_due_at = Some(plan.next_due_at.map_or(at, |n| n.min(at)));
+        }
         for id in &plan.due {
             if let Some(policy) = settings.policy(*id) {
                 // The revision travels in the name: whichever server takes the answer counts it for exactly
@@ -270,6 +288,7 @@ pub async fn record_report(
     let mut patch = VitalsPatch::default();
     let mut vitals_answered = false;
     let mut answers = Vec::new();
+    let mut label_answers = Vec::new();
     let mut managed_by_other = None;
     let mut profiles_reported = None;
     let mut orbit_runs_scripts = None;
@@ -297,6 +316,11 @@ pub async fn record_report(
         if status != 0 {
             let message = report.messages.get(name).map(Value::to_string).unwrap_or_default();
             tracing::debug!(host_id = host.checkin.id, query = %name, status, %message, "query failed on host");
+        }
+        if let Some(label_id) = herd_core::labels::label_of_query(name) {
+            let message = report.messages.get(name).and_then(Value::as_str).unwrap_or_default();
+            label_answers.push((label_id, herd_core::labels::LabelAnswer::from_result(status, rows.len(), message)));
+            continue;
         }
         if let Some((policy_id, revision)) = policy::policy_of_query(name) {
             // Judged in the report's transaction against the policy as it is in the database (this server
@@ -334,7 +358,7 @@ pub async fn record_report(
             .apply(state, None)
             .await?;
     }
-    if answers.is_empty() && !vitals_answered {
+    if answers.is_empty() && label_answers.is_empty() && !vitals_answered {
         return Ok(());
     }
     // One transaction for the whole report; 200 only once it is committed.
@@ -347,7 +371,11 @@ pub async fn record_report(
         script_retries: settings.config.host_settings.automation_retries,
         script_timeout_s: settings.config.host_settings.automation_script_timeout,
     };
-    match state.store.record_report(host_id, &answers, vitals, now, &rules, on_failure).await {
+    match state
+        .store
+        .record_report_with_labels(host_id, &answers, &label_answers, vitals, now, &rules, on_failure)
+        .await
+    {
         Ok(outcome) if !outcome.stale_policies.is_empty() => {
             // The host ran a query edited since it was handed out. If this server's copy of the policies is
             // the stale one, load the current ones now rather than hand out the old query again.
@@ -364,7 +392,7 @@ pub async fn record_report(
         }
         Err(err) => return Err(err.into()),
     }
-    if !answers.is_empty() {
+    if !answers.is_empty() || !label_answers.is_empty() {
         state.hosts.policies_recorded(host.checkin.id);
     }
     if report.herd_recheck {

@@ -62,6 +62,7 @@ fn fields_from(
     outbound: &OutboundPolicy,
     input: PolicyInput,
     base: Option<&PolicyRecord>,
+    labels: herd_core::labels::LabelScope,
 ) -> Result<PolicyFields, ApiError> {
     let platform = match input.platform {
         Some(p) => canonical_platform(&p)?,
@@ -104,6 +105,7 @@ fn fields_from(
             Some(None) => None,
             None => base.and_then(|b| b.deferral.clone()),
         },
+        labels,
     };
     validate(&fields)?;
     Ok(fields)
@@ -154,11 +156,27 @@ async fn check_script(
     Ok(())
 }
 
+/// The label scope an input names (by label names), over `base`'s where a list is absent.
+async fn scope_of(
+    state: &SharedState,
+    input: &mut PolicyInput,
+    base: Option<&PolicyRecord>,
+) -> Result<herd_core::labels::LabelScope, ApiError> {
+    super::labels::scope_from_names(
+        state,
+        input.labels_include_any.take(),
+        input.labels_include_all.take(),
+        input.labels_exclude_any.take(),
+        base.map(|b| &b.labels),
+    )
+    .await
+}
+
 pub async fn create(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,
-    input: PolicyInput,
+    mut input: PolicyInput,
 ) -> Result<PolicyRecord, ApiError> {
     crate::access::scope(state, auth, team_id, Action::Write).await?;
     if input.team_id.is_some_and(|t| Some(t) != team_id && !(t == 0 && team_id.is_none())) {
@@ -170,7 +188,8 @@ pub async fn create(
     if input.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
         return Err(ApiError::invalid("query", "query must not be empty"));
     }
-    let fields = fields_from(&state.outbound, input, None)?;
+    let labels = scope_of(state, &mut input, None).await?;
+    let fields = fields_from(&state.outbound, input, None, labels)?;
     check_script(state, auth, team_id, &fields).await?;
     let id = state.store.create_policy(&fields, team_id, Some(&author(auth)), now_ms()).await.map_err(name_taken)?;
     let details = json!({"policy_id": id, "policy_name": fields.name});
@@ -184,14 +203,15 @@ pub async fn patch(
     auth: &AuthUser,
     team_id: Option<i64>,
     id: i64,
-    input: PolicyInput,
+    mut input: PolicyInput,
 ) -> Result<PolicyRecord, ApiError> {
     crate::access::scope(state, auth, team_id, Action::Write).await?;
     let current = crate::access::policy_in(state, auth, team_id, id, Action::Write).await?;
     if input.team_id.is_some_and(|t| Some(t) != team_id) {
         return Err(ApiError::invalid("team_id", "a policy cannot move between teams"));
     }
-    let fields = fields_from(&state.outbound, input, Some(&current))?;
+    let labels = scope_of(state, &mut input, Some(&current)).await?;
+    let fields = fields_from(&state.outbound, input, Some(&current), labels)?;
     check_script(state, auth, team_id, &fields).await?;
     let policy = state.store.update_policy(id, &fields, now_ms()).await.map_err(name_taken)?;
     let details = json!({"policy_id": id, "policy_name": policy.name});
@@ -308,6 +328,19 @@ pub async fn apply_specs(
             },
         };
         let existing = state.store.policy_by_name(team_id, spec.name.trim()).await?;
+        // The file is the truth: a spec without label lists has no label scope.
+        let labels = super::labels::scope_from_names(
+            state,
+            Some(spec.labels_include_any.unwrap_or_default()),
+            Some(spec.labels_include_all.unwrap_or_default()),
+            Some(spec.labels_exclude_any.unwrap_or_default()),
+            None,
+        )
+        .await
+        .map_err(|e| match e {
+            ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
+            other => other,
+        })?;
         let input = PolicyInput {
             name: Some(spec.name),
             query: Some(spec.query),
@@ -321,9 +354,12 @@ pub async fn apply_specs(
             webhook_url: None,
             continuous_automation: None,
             deferral: spec.deferral.map(Some),
+            labels_include_any: None,
+            labels_include_all: None,
+            labels_exclude_any: None,
         };
         // Specs name no webhook and no continuous mode: an existing policy keeps its own.
-        let fields = fields_from(&state.outbound, input, existing.as_ref()).map_err(|e| match e {
+        let fields = fields_from(&state.outbound, input, existing.as_ref(), labels).map_err(|e| match e {
             ApiError::Validation { field, reason } => ApiError::Validation { field: at(&field), reason },
             other => other,
         })?;
@@ -344,7 +380,8 @@ pub async fn apply_specs(
                     && existing.resolution == fields.resolution
                     && existing.platform == fields.platform
                     && existing.critical == fields.critical
-                    && existing.interval_seconds == fields.interval_seconds;
+                    && existing.interval_seconds == fields.interval_seconds
+                    && existing.labels == fields.labels;
                 if unchanged {
                     SpecOutcome::Unchanged
                 } else {

@@ -111,6 +111,7 @@ pub fn herd_profile(mut document: ProfileDocument) -> Result<NewProfile, herd_co
     let mut types: Vec<String> = document.payloads.iter().map(|p| p.kind().to_string()).collect();
     types.dedup();
     Ok(NewProfile {
+        labels: herd_core::labels::LabelScope::default(),
         identifier: document.identifier.clone(),
         name: document.name.clone(),
         platform: "linux".into(),
@@ -161,6 +162,7 @@ pub fn parse_mobileconfig(bytes: &[u8]) -> Result<NewProfile, String> {
     }
     use sha2::Digest;
     Ok(NewProfile {
+        labels: herd_core::labels::LabelScope::default(),
         identifier: identifier.to_string(),
         name: name.to_string(),
         platform: "darwin".into(),

@@ -278,6 +278,10 @@ async fn save_policy(
         webhook_url: Some(webhook),
         continuous_automation: None,
         deferral: Some(deferral),
+        // The form's scope pickers (absent on forms that predate them: keep the policy's).
+        labels_include_any: None,
+        labels_include_all: None,
+        labels_exclude_any: None,
     };
     match id {
         None => {
