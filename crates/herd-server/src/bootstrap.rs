@@ -48,6 +48,7 @@ pub async fn run(store: &Store, data_dir: &Path, options: BootstrapOptions) -> R
     // The configuration and the first secret commit together (only on the first start: an admin who later
     // removes every global secret means it), so a server starting beside the first one finds both.
     store.init_app_config(&serde_json::to_value(&config)?, &first_secret, now).await?;
+    store.ensure_builtin_labels(now).await?;
 
     let admin_password = if store.user_count().await? == 0 {
         herd_core::validate::email(&options.admin_email)

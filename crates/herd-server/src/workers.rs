@@ -210,6 +210,49 @@ impl Worker for ProfileReconciler {
     }
 }
 
+/// Re-decides every host's labels after a label definition changed (a criteria label created or edited, an
+/// input it names deleted, the built-in labels defined): claims `label_refresh` jobs, so the change reaches
+/// every host even if this server stops.
+pub struct LabelRefresher {
+    owner: String,
+}
+
+impl LabelRefresher {
+    fn new() -> Self {
+        LabelRefresher { owner: format!("herd-{}-{}", std::process::id(), crate::secrets::random_token(4)) }
+    }
+}
+
+impl Worker for LabelRefresher {
+    const NAME: &'static str = "label_refresher";
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
+        let jobs = state.store.claim_jobs(&[JobKind::LabelRefresh], &self.owner, 5, RECONCILE_LEASE_MS, now_ms()).await?;
+        for job in jobs {
+            let now = now_ms();
+            let work = state.store.refresh_all_labels(now);
+            let Some(outcome) = with_lease(&state.store, job.id, &self.owner, RECONCILE_LEASE_MS, work).await else {
+                continue;
+            };
+            match outcome {
+                Ok(changed) => {
+                    state.store.complete_job(job.id, &self.owner, now_ms()).await?;
+                    if changed > 0 {
+                        tracing::info!(job_id = job.id, hosts = changed, "labels refreshed");
+                    }
+                }
+                Err(err) => {
+                    let retry_at = now + herd_core::jobs::retry_delay_ms(job.attempts, job.id);
+                    state.store.fail_job(job.id, &self.owner, &format!("{err:#}"), retry_at, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Delivers failing-policy webhooks from the job table.
 pub struct WebhookDelivery {
     deliverer: crate::webhooks::Deliverer,
@@ -264,6 +307,7 @@ pub fn spawn_all(state: &SharedState, shutdown: &watch::Receiver<bool>) -> Vec<J
         spawn(WebhookDelivery::new(state), state.clone(), shutdown.clone()),
         spawn(MigrationWindows, state.clone(), shutdown.clone()),
         spawn(ProfileReconciler::new(), state.clone(), shutdown.clone()),
+        spawn(LabelRefresher::new(), state.clone(), shutdown.clone()),
         spawn(ComplianceRecorder, state.clone(), shutdown.clone()),
     ]
 }

@@ -90,6 +90,8 @@ enum Fresh {
     Profile,
     Team,
     User,
+    /// A new (manual) label.
+    Label,
     /// A new session of the requesting user (logout ends it).
     Session,
 }
@@ -351,6 +353,30 @@ fn rows() -> Vec<Row> {
         }),
         row("POST", Fleet, "/automations/reset", On(Write), Teams, |o, _, _| {
             req_json("/automations/reset", json!({"team_ids": [o.team_id()]}))
+        }),
+        // Labels: global objects, read by any user, written by global maintainers and admins.
+        row("GET", Fleet, "/labels", AnyUser, none, |_, _, _| req("/labels")),
+        row("POST", Fleet, "/labels", On(Write), none, |_, _, n| {
+            req_json("/labels", json!({"name": format!("created label {n}"), "query": "SELECT 1;"}))
+        }),
+        row("GET", Fleet, "/labels/summary", AnyUser, none, |_, _, _| req("/labels/summary")),
+        row("GET", Fleet, "/labels/{id}", AnyUser, none, |o, _, _| req(format!("/labels/{}", o.label_id))),
+        row("PATCH", Fleet, "/labels/{id}", On(Write), none, |o, _, _| {
+            req_json(format!("/labels/{}", o.label_id), json!({"description": "patched"}))
+        }),
+        row("DELETE", Fleet, "/labels/{id}", On(Write), none, |o, _, _| {
+            req(format!("/labels/{}", o.label_name.replace(' ', "%20")))
+        })
+        .fresh(Fresh::Label),
+        row("DELETE", Fleet, "/labels/id/{id}", On(Write), none, |o, _, _| req(format!("/labels/id/{}", o.label_id)))
+            .fresh(Fresh::Label),
+        row("GET", Fleet, "/labels/{id}/hosts", AnyUser, none, |o, _, _| req(format!("/labels/{}/hosts", o.label_id))),
+        row("GET", Fleet, "/spec/labels", AnyUser, none, |_, _, _| req("/spec/labels")),
+        row("POST", Fleet, "/spec/labels", On(Write), none, |_, _, n| {
+            req_json("/spec/labels", json!({"specs": [{"name": format!("spec label {n}"), "query": "SELECT 1;"}]}))
+        }),
+        row("GET", Fleet, "/spec/labels/{name}", AnyUser, none, |o, _, _| {
+            req(format!("/spec/labels/{}", o.label_name.replace(' ', "%20")))
         }),
         row("GET", Fleet, "/activities", On(Read), none, |_, _, _| req("/activities")),
         row("GET", Fleet, "/webhook_deliveries", On(AdministerServer), none, |_, _, _| req("/webhook_deliveries")),
@@ -677,6 +703,9 @@ struct Objects {
     profile_doc: Vec<u8>,
     execution: String,
     user: i64,
+    /// A manual label (labels are global: every scope's is one more global label).
+    label_id: i64,
+    label_name: String,
 }
 
 impl Objects {
@@ -767,6 +796,12 @@ async fn uploaded_profile(server: &Server, admin: &str, doc: &[u8], team: Option
     reply["profile_uuid"].as_str().unwrap().to_string()
 }
 
+async fn created_label(server: &Server, admin: &str, name: &str) -> i64 {
+    let (status, reply) = server.post("/api/v1/fleet/labels", admin, json!({"name": name, "host_ids": []})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply["label"]["id"].as_i64().unwrap()
+}
+
 async fn created_user(server: &Server, admin: &str, email: &str) -> i64 {
     let body = json!({"name": email, "email": email, "password": PASSWORD, "global_role": "observer"});
     let (status, reply) = server.post("/api/v1/fleet/users/admin", admin, body).await;
@@ -807,6 +842,9 @@ async fn scope_objects(
         profile_doc,
         execution: run["execution_id"].as_str().unwrap().to_string(),
         user: 0,
+        // Named without the scope's name: labels are global, every user lists them.
+        label_id: created_label(server, admin, &format!("fixture label {}", target as u8)).await,
+        label_name: format!("fixture label {}", target as u8),
     };
     (objects, node_key)
 }
@@ -835,6 +873,8 @@ async fn fixture(server: Server) -> Fixture {
         profile_doc: profile_doc("com.herd.nowhere", "nowhere profile"),
         execution: "no-such-execution".into(),
         user: MISSING,
+        label_id: MISSING,
+        label_name: "nowhere label".into(),
     };
     let victim = created_user(&server, &admin, "victim@herd.test").await;
     let device_token = "5d0a3c7e-9b21-4f68-a4c3-2e7f90b1d6a8".to_string();
@@ -927,6 +967,10 @@ impl Fixture {
                 o.team_name = name;
             }
             Fresh::User => o.user = created_user(server, admin, &format!("fresh-{n}@herd.test")).await,
+            Fresh::Label => {
+                o.label_name = format!("fresh label {n}");
+                o.label_id = created_label(server, admin, &o.label_name).await;
+            }
             Fresh::Session => {
                 if let Some(email) = &who.email {
                     token = Some(server.login(email, PASSWORD).await);

@@ -644,7 +644,8 @@ impl Store {
                 None => {
                     sqlx::query(
                         "INSERT INTO labels (name, description, query, platform, label_type, membership_type, criteria, \
-                         created_at, updated_at) VALUES ($1, $2, $3, '', 'builtin', 'host_vitals', $4, $5, $5)",
+                         created_at, updated_at) VALUES ($1, $2, $3, '', 'builtin', 'host_vitals', $4, $5, $5) \
+                         ON CONFLICT (name) DO NOTHING",
                     )
                     .bind(builtin.name)
                     .bind(builtin.description)
@@ -653,6 +654,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    // Servers starting together: one of them inserts.
                     changed = true;
                 }
                 Some(row) if row.try_get::<String, _>(0)? == "builtin" => {
@@ -939,14 +941,30 @@ impl Store {
             .await?)
     }
 
-    /// Every label, built-in ones first, then by name.
-    pub async fn list_labels(&self) -> Result<Vec<LabelRecord>> {
+    /// Every label, built-in ones first, then by name; with `visible_teams`, host counts cover only those
+    /// teams' hosts (a team user's view).
+    pub async fn list_labels(&self, visible_teams: Option<&[i64]>) -> Result<Vec<LabelRecord>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {LABEL_COLUMNS} FROM labels l ORDER BY CASE WHEN l.label_type = 'builtin' THEN 0 ELSE 1 END, l.name"
         )))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(label_from_row).collect()
+        let mut labels: Vec<LabelRecord> = rows.iter().map(label_from_row).collect::<Result<_>>()?;
+        if let Some(teams) = visible_teams {
+            for label in &mut labels {
+                label.host_count = self.label_host_count(label.id, teams).await?;
+            }
+        }
+        Ok(labels)
+    }
+
+    /// Members of a label among these teams' hosts.
+    pub async fn label_host_count(&self, label_id: i64, teams: &[i64]) -> Result<i64> {
+        let mut sql = SqlBuilder::new(
+            "SELECT COUNT(*) FROM label_membership m JOIN hosts h ON h.id = m.host_id WHERE m.member = 1 AND m.label_id = ",
+        );
+        sql.bind(Arg::Int(label_id)).push(" AND h.team_id IN ").bind_id_set(self.backend, teams);
+        Ok(sql.query().fetch_one(&self.reader).await?.try_get(0)?)
     }
 
     /// The host's labels (members) and the dynamic labels whose query failed there.

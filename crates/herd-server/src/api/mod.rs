@@ -6,6 +6,7 @@ pub mod deferrals;
 pub mod deliveries;
 pub mod device;
 pub mod hosts;
+pub mod labels;
 pub mod my_device;
 pub mod ops;
 pub mod orbit;
@@ -117,6 +118,7 @@ fn fleet_api(version: FleetVersion) -> Routes {
         .merge(hosts::routes())
         .merge(config::routes())
         .merge(policies::routes())
+        .merge(labels::routes())
         .merge(activities::routes())
         .merge(device::routes())
         .merge(deferrals::device_routes())

@@ -31,17 +31,26 @@ fn may_read(auth: &AuthUser) -> Result<(), ApiError> {
     }
 }
 
+/// Every label; host counts over the hosts the user may read.
 pub async fn list(state: &SharedState, auth: &AuthUser) -> Result<Vec<LabelRecord>, ApiError> {
     may_read(auth)?;
-    Ok(state.store.list_labels().await?)
+    Ok(state.store.list_labels(auth.actor.visible_teams().as_deref()).await?)
 }
 
 /// A label by id, with a manual label's members (those the user may read).
 pub async fn get(state: &SharedState, auth: &AuthUser, id: i64) -> Result<(LabelRecord, Option<Vec<i64>>), ApiError> {
     may_read(auth)?;
-    let label = state.store.get_label(id).await?.ok_or(ApiError::NotFound("label"))?;
-    let members = if label.kind == LabelKind::Manual { Some(members(state, auth, id).await?) } else { None };
+    let mut label = state.store.get_label(id).await?.ok_or(ApiError::NotFound("label"))?;
+    if let Some(teams) = auth.actor.visible_teams() {
+        label.host_count = state.store.label_host_count(id, &teams).await?;
+    }
+    let members = members_of(state, auth, &label).await?;
     Ok((label, members))
+}
+
+/// A manual label's members the user may read (None for other kinds).
+pub async fn members_of(state: &SharedState, auth: &AuthUser, label: &LabelRecord) -> Result<Option<Vec<i64>>, ApiError> {
+    if label.kind == LabelKind::Manual { Ok(Some(members(state, auth, label.id).await?)) } else { Ok(None) }
 }
 
 pub async fn by_name(state: &SharedState, auth: &AuthUser, name: &str) -> Result<LabelRecord, ApiError> {
