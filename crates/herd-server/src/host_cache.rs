@@ -264,6 +264,7 @@ mod tests {
             profiles_enabled: false,
             pending_profiles: false,
             profiles_verifying: false,
+            label_ids: Default::default(),
         }
     }
 

@@ -229,7 +229,8 @@ impl Worker for LabelRefresher {
         Duration::from_secs(1)
     }
     async fn run(&mut self, state: &SharedState) -> anyhow::Result<()> {
-        let jobs = state.store.claim_jobs(&[JobKind::LabelRefresh], &self.owner, 5, RECONCILE_LEASE_MS, now_ms()).await?;
+        let jobs =
+            state.store.claim_jobs(&[JobKind::LabelRefresh], &self.owner, 5, RECONCILE_LEASE_MS, now_ms()).await?;
         for job in jobs {
             let now = now_ms();
             let work = state.store.refresh_all_labels(now);

@@ -46,6 +46,7 @@ enum Reply {
 }
 
 /// What a write did, for its caller.
+#[allow(clippy::large_enum_variant)] // short-lived, one per write in a batch: boxing would allocate for nothing
 enum Done {
     Enrolled(Enrolled),
     Reported(ReportOutcome),

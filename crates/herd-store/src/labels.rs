@@ -1037,6 +1037,27 @@ impl Store {
         Ok(changed)
     }
 
+    /// Current answers of hosts outside their policy's label scope (policy, host): what scope changes must
+    /// never leave behind (the property test's check).
+    pub async fn answers_out_of_label_scope(&self) -> Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT m.policy_id, m.host_id, h.label_ids FROM policy_membership m JOIN hosts h ON h.id = m.host_id \
+             JOIN policies p ON p.id = m.policy_id AND p.revision = m.revision",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect::<BTreeSet<_>>().into_iter().collect();
+        let scopes = scopes_of(&self.reader, self.backend, "policy_labels", "policy_id", &ids).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(policy, _, labels)| {
+                let labels = parse_label_ids(labels);
+                scopes.get(policy).is_some_and(|s| !s.admits(|l| labels.contains(&l)))
+            })
+            .map(|(policy, host, _)| (policy, host))
+            .collect())
+    }
+
     /// Recounts label memberships from the rows, against each host's `label_ids` copy: (host, from rows,
     /// from the copy) for every host where they differ (the property test's check).
     pub async fn label_ids_disagreements(&self) -> Result<Vec<(i64, BTreeSet<i64>, BTreeSet<i64>)>> {

@@ -857,6 +857,7 @@ fn remediated_policy(name: &str, script: i64, continuous: bool) -> herd_store::P
         webhook_url: None,
         continuous_automation: continuous,
         deferral: None,
+        labels: Default::default(),
     }
 }
 
@@ -1117,6 +1118,7 @@ async fn profiles_reconcile_answer_verify_and_follow_team_moves(store: Store) {
         payload_types: vec!["file".into()],
         contents: "{}".into(),
         checksum: checksum.into(),
+        labels: Default::default(),
     };
     let team = store.create_team("Servers", "", &[], NOW).await.unwrap();
     let host = store.enroll_host(&enroll("h", "k"), NOW).await.unwrap().checkin.id;

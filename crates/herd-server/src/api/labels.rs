@@ -170,7 +170,8 @@ async fn apply_specs(
 ) -> Result<Json<Value>, ApiError> {
     let dry_run = params.dry_run.unwrap_or(false);
     let outcomes = app::labels::apply_specs(&state, &auth, request.specs, dry_run).await?;
-    let outcomes: Vec<Value> = outcomes.into_iter().map(|(name, outcome)| json!({"name": name, "outcome": outcome})).collect();
+    let outcomes: Vec<Value> =
+        outcomes.into_iter().map(|(name, outcome)| json!({"name": name, "outcome": outcome})).collect();
     Ok(Json(json!({"outcomes": outcomes})))
 }
 
@@ -184,7 +185,11 @@ async fn spec_of(state: &SharedState, auth: &AuthUser, label: herd_store::LabelR
         platform: label.platform,
         label_membership_type: Some(label.kind.as_str().to_string()),
         hosts: members.map(|ids| ids.into_iter().map(|id| id.to_string()).collect()),
-        criteria: if label.builtin { None } else { label.criteria.as_deref().and_then(|t| serde_json::from_str(t).ok()) },
+        criteria: if label.builtin {
+            None
+        } else {
+            label.criteria.as_deref().and_then(|t| serde_json::from_str(t).ok())
+        },
         label_type: Some(if label.builtin { "builtin" } else { "regular" }.to_string()),
     })
 }

@@ -49,7 +49,11 @@ pub async fn get(state: &SharedState, auth: &AuthUser, id: i64) -> Result<(Label
 }
 
 /// A manual label's members the user may read (None for other kinds).
-pub async fn members_of(state: &SharedState, auth: &AuthUser, label: &LabelRecord) -> Result<Option<Vec<i64>>, ApiError> {
+pub async fn members_of(
+    state: &SharedState,
+    auth: &AuthUser,
+    label: &LabelRecord,
+) -> Result<Option<Vec<i64>>, ApiError> {
     if label.kind == LabelKind::Manual { Ok(Some(members(state, auth, label.id).await?)) } else { Ok(None) }
 }
 
