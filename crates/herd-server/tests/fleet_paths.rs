@@ -129,7 +129,7 @@ async fn host_list_takes_fleet_parameters(server: Server) {
 
     // Fleet filters for data herd does not have: 422 naming the parameter and the missing feature.
     for (query, field, feature) in [
-        ("label_id=3", "label_id", "labels are not supported"),
+        ("label_id=three", "label_id", "label_id"),
         ("software_title_id=1", "software_title_id", "software inventory"),
         ("mdm_id=2", "mdm_id", "MDM"),
         ("munki_issue_id=1", "munki_issue_id", "Munki"),
@@ -249,8 +249,12 @@ async fn host_summary_report_and_bulk_delete(server: Server) {
         let (status, reply) = server.post("/api/v1/fleet/hosts/delete", &admin, body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {reply}");
     }
-    let (status, reply) = server.post("/api/v1/fleet/hosts/delete", &admin, json!({"filters": {"label_id": 4}})).await;
-    assert_eq!((status, &reply["errors"][0]["name"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("filters.label_id")));
+    let filters = json!({"filters": {"software_title_id": 4}});
+    let (status, reply) = server.post("/api/v1/fleet/hosts/delete", &admin, filters).await;
+    assert_eq!(
+        (status, &reply["errors"][0]["name"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("filters.software_title_id"))
+    );
     let observer = server.user_token(&admin, "observer@herd.test", "observer", None).await;
     let (status, _) = server.post("/api/v1/fleet/hosts/delete", &observer, json!({"ids": [ids["alpha"]]})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
