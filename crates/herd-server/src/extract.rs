@@ -319,13 +319,26 @@ pub struct TeamUpload {
     pub file_name: String,
     pub bytes: Vec<u8>,
     pub team_id: Option<i64>,
+    /// A profile's label scope, by label names: Fleet's repeated `labels_include_all`, `labels_include_any` and
+    /// `labels_exclude_any` fields (None: the field was not sent).
+    pub labels: [Option<Vec<String>>; 3],
 }
+
+/// The form fields of a profile's label scope, in `TeamUpload::labels` order.
+pub const LABEL_SCOPE_FIELDS: [&str; 3] = ["labels_include_any", "labels_include_all", "labels_exclude_any"];
 
 pub async fn team_upload(mut form: axum::extract::Multipart, file_field: &str) -> Result<TeamUpload, ApiError> {
     let unreadable = |e: axum::extract::multipart::MultipartError| ApiError::BadRequest(format!("multipart: {e}"));
     let mut file = None;
     let mut team_id = None;
+    let mut labels: [Option<Vec<String>>; 3] = Default::default();
     while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        let scope_field = LABEL_SCOPE_FIELDS.iter().position(|f| Some(*f) == field.name());
+        if let Some(i) = scope_field.filter(|_| file_field == "profile") {
+            let name = field.text().await.map_err(unreadable)?;
+            labels[i].get_or_insert_with(Vec::new).push(name);
+            continue;
+        }
         match field.name() {
             Some(name) if name == file_field => {
                 let file_name = field.file_name().unwrap_or("").to_string();
@@ -338,7 +351,7 @@ pub async fn team_upload(mut form: axum::extract::Multipart, file_field: &str) -
     }
     let (file_name, bytes) =
         file.ok_or_else(|| ApiError::invalid(file_field, format!("a `{file_field}` file field is required")))?;
-    Ok(TeamUpload { file_name, bytes, team_id })
+    Ok(TeamUpload { file_name, bytes, team_id, labels })
 }
 
 /// A numeric id from the path (`/hosts/{id}`), refused with 422 naming `id` when it is not a number.

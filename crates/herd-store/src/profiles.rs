@@ -28,6 +28,8 @@ pub struct ProfileRecord {
     pub uploaded_at: Millis,
     /// Which of the set's hosts get it, by label (empty: all of them).
     pub labels: herd_core::labels::LabelScope,
+    /// The names of the labels in `labels`, for views.
+    pub label_names: std::collections::BTreeMap<i64, String>,
 }
 
 /// A profile to store (its document already checked and normalized by the caller).
@@ -107,6 +109,7 @@ fn profile_from_row(row: &sqlx::any::AnyRow) -> Result<ProfileRecord> {
         created_at: row.try_get("created_at")?,
         uploaded_at: row.try_get("uploaded_at")?,
         labels: herd_core::labels::LabelScope::default(),
+        label_names: Default::default(),
     })
 }
 
@@ -532,8 +535,11 @@ impl Store {
         let ids: Vec<i64> = profiles.iter().map(|p| p.id).collect();
         let mut scopes =
             crate::labels::scopes_of(&self.reader, self.backend, "profile_labels", "profile_id", &ids).await?;
+        let names = if scopes.is_empty() { Default::default() } else { self.label_names().await? };
         for profile in &mut profiles {
             profile.labels = scopes.remove(&profile.id).unwrap_or_default();
+            profile.label_names =
+                profile.labels.labels().into_iter().filter_map(|id| Some((id, names.get(&id)?.clone()))).collect();
         }
         Ok(profiles)
     }
@@ -544,6 +550,11 @@ impl Store {
         let scopes =
             crate::labels::scopes_of(&self.reader, self.backend, "profile_labels", "profile_id", &[profile.id]).await?;
         profile.labels = scopes.get(&profile.id).cloned().unwrap_or_default();
+        if !profile.labels.is_empty() {
+            let names = self.label_names().await?;
+            profile.label_names =
+                profile.labels.labels().into_iter().filter_map(|id| Some((id, names.get(&id)?.clone()))).collect();
+        }
         Ok(Some(profile))
     }
 

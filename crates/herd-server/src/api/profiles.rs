@@ -50,7 +50,8 @@ pub fn agent_routes() -> crate::api::Routes {
 
 fn profile_json(p: &ProfileRecord) -> Value {
     let delivery = if p.format == "mobileconfig" { APPLE_DELIVERY } else { "herd-agent (Linux)" };
-    json!({
+    let idents = |ids: &[i64]| crate::wire::label_idents(ids, &p.label_names);
+    let mut body = json!({
         "profile_uuid": p.uuid,
         "team_id": p.team_id.unwrap_or(0),
         "name": p.name,
@@ -62,7 +63,18 @@ fn profile_json(p: &ProfileRecord) -> Value {
         "delivery": delivery,
         "created_at": rfc3339(p.created_at),
         "updated_at": rfc3339(p.uploaded_at),
-    })
+    });
+    // Fleet's fields, present only when the profile has them.
+    for (field, ids) in [
+        ("labels_include_any", &p.labels.include_any),
+        ("labels_include_all", &p.labels.include_all),
+        ("labels_exclude_any", &p.labels.exclude_any),
+    ] {
+        if !ids.is_empty() {
+            body[field] = json!(idents(ids));
+        }
+    }
+    body
 }
 
 fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
@@ -71,7 +83,8 @@ fn team_param(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError>
 
 async fn upload(State(state): State<SharedState>, auth: AuthUser, form: Multipart) -> Result<Json<Value>, ApiError> {
     let upload = crate::extract::team_upload(form, "profile").await?;
-    let record = app::profiles::add(&state, &auth, upload.team_id, &upload.file_name, &upload.bytes).await?;
+    let record =
+        app::profiles::add(&state, &auth, upload.team_id, &upload.file_name, &upload.bytes, upload.labels).await?;
     Ok(Json(json!({"profile_uuid": record.uuid})))
 }
 
@@ -141,6 +154,15 @@ struct BatchProfile {
     name: String,
     /// The file, base64.
     contents: String,
+    /// Fleet's label scope, by label names (`labels` is Fleet's older name for `labels_include_all`).
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    labels_include_all: Option<Vec<String>>,
+    #[serde(default)]
+    labels_include_any: Option<Vec<String>>,
+    #[serde(default)]
+    labels_exclude_any: Option<Vec<String>>,
 }
 
 /// Fleet's `POST /mdm/profiles/batch?team_id=|team_name=&dry_run=`: the team's whole set, replaced in one
@@ -174,10 +196,17 @@ async fn batch(
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(entry.contents.trim())
             .map_err(|e| ApiError::invalid(format!("profiles[{i}].contents"), format!("not base64: {e}")))?;
-        files.push((entry.name, bytes));
+        if entry.labels.is_some() && entry.labels_include_all.is_some() {
+            return Err(ApiError::invalid(
+                format!("profiles[{i}].labels"),
+                "give labels_include_all, or its older name labels, not both",
+            ));
+        }
+        let scope = [entry.labels_include_any, entry.labels_include_all.or(entry.labels), entry.labels_exclude_any];
+        files.push(app::profiles::ProfileFile { name: entry.name, bytes, labels: scope });
     }
     let dry_run = params.get("dry_run").is_some_and(|v| v == "true" || v == "1");
-    app::profiles::replace_set(&state, &auth, team_id, &files, dry_run).await?;
+    app::profiles::replace_set(&state, &auth, team_id, files, dry_run).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

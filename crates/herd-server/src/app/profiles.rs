@@ -8,6 +8,7 @@ use crate::host_cache::CachedHost;
 use crate::state::{SharedState, now_ms};
 use crate::wire::rfc3339;
 use herd_core::Millis;
+use herd_core::labels::LabelScope;
 use herd_core::profiles::ProfileDocument;
 use herd_core::roles::Action;
 use herd_proto::agent::{
@@ -41,15 +42,30 @@ pub async fn of_host(state: &SharedState, host_id: i64) -> Result<Vec<herd_proto
 
 /// Adds a profile file to a team's set (None: the no-team set): parsed, checked, stored (its reconcile job
 /// queued with it), the activity recorded. Used by the REST upload and the console.
+/// A profile file of a batch, with its label scope by label names (include any, include all, exclude any).
+pub struct ProfileFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub labels: [Option<Vec<String>>; 3],
+}
+
+/// The label scope a profile's names make (every list absent: none).
+async fn scope_of(state: &SharedState, names: [Option<Vec<String>>; 3]) -> Result<LabelScope, ApiError> {
+    let [any, all, exclude] = names;
+    super::labels::scope_from_names(state, any, all, exclude, None).await
+}
+
 pub async fn add(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,
     file_name: &str,
     bytes: &[u8],
+    labels: [Option<Vec<String>>; 3],
 ) -> Result<ProfileRecord, ApiError> {
     crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
-    let profile = parse_profile(file_name, bytes)?;
+    let mut profile = parse_profile(file_name, bytes)?;
+    profile.labels = scope_of(state, labels).await?;
     let record = state.store.create_profile(team_id, &profile, now_ms()).await.map_err(team_error)?;
     let details = json!({"profile_uuid": record.uuid, "profile_name": record.name, "profile_identifier": record.identifier, "team_id": team_id});
     AfterCommit::new().record("created_configuration_profile", details).apply(state, Some(auth)).await?;
@@ -188,18 +204,20 @@ pub async fn replace_set(
     state: &SharedState,
     auth: &AuthUser,
     team_id: Option<i64>,
-    files: &[(String, Vec<u8>)],
+    files: Vec<ProfileFile>,
     dry_run: bool,
 ) -> Result<(), ApiError> {
     crate::access::scope_field(state, auth, team_id, Action::Write, "team_id").await?;
     let mut profiles: Vec<NewProfile> = Vec::with_capacity(files.len());
-    for (i, (name, bytes)) in files.iter().enumerate() {
-        let profile = parse_profile(name, bytes).map_err(|e| match e {
+    for (i, file) in files.into_iter().enumerate() {
+        let at = |e: ApiError| match e {
             ApiError::Validation { field, reason } => {
                 ApiError::Validation { field: format!("profiles[{i}].{field}"), reason }
             }
             other => other,
-        })?;
+        };
+        let mut profile = parse_profile(&file.name, &file.bytes).map_err(at)?;
+        profile.labels = scope_of(state, file.labels).await.map_err(at)?;
         if profiles.iter().any(|p| p.identifier == profile.identifier || p.name == profile.name) {
             return Err(ApiError::invalid(format!("profiles[{i}]"), "the same identifier or name twice in one batch"));
         }

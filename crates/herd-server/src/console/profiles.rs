@@ -96,7 +96,14 @@ pub async fn create(
         return refused;
     }
     let file_name = form.file_name.trim();
-    let added = crate::app::profiles::add(&state, &user.auth, form.team_id, file_name, form.contents.as_bytes());
+    let added = crate::app::profiles::add(
+        &state,
+        &user.auth,
+        form.team_id,
+        file_name,
+        form.contents.as_bytes(),
+        Default::default(),
+    );
     done_or_error(added.await.map(|_| ()), "/console/profiles")
 }
 
