@@ -90,8 +90,8 @@ fn validate(outbound: &OutboundPolicy, config: &AppConfig) -> Result<(), ApiErro
     }
     // Short policy intervals are allowed (tests, a lab, a critical check on a few hosts); each run costs the
     // host a query and the server a report.
-    if !(60..=7 * 86_400).contains(&config.host_settings.label_interval) {
-        return Err(ApiError::invalid("host_settings.label_interval", "must be between 60 and 604800 seconds"));
+    if !(1..=7 * 86_400).contains(&config.host_settings.label_interval) {
+        return Err(ApiError::invalid("host_settings.label_interval", "must be between 1 and 604800 seconds"));
     }
     if !(1..=7 * 86_400).contains(&config.host_settings.policy_interval) {
         return Err(ApiError::invalid("host_settings.policy_interval", "must be between 1 and 604800 seconds"));
