@@ -160,7 +160,7 @@ async fn console_drives_a_real_host(server: Server) {
     .await;
 
     // Every page: basic accessibility, and a screenshot.
-    for page in ["hosts", "teams", "scripts", "profiles", "users", "activity"] {
+    for page in ["hosts", "labels", "teams", "scripts", "profiles", "users", "activity"] {
         browser.open(&format!("{}/console/{page}", server.url)).await;
         assert_eq!(accessibility_problems(&browser).await, json!([]), "{page}");
         browser.screenshot(&format!("console-{page}")).await;
@@ -175,4 +175,82 @@ async fn console_drives_a_real_host(server: Server) {
     assert_eq!(browser.script("return location.pathname;").await, "/console/login");
 }
 
-herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent")); console_drives_a_real_host);
+/// Issue 19 in the console: a criteria label created on the labels page, then a policy scoped to it in the
+/// policy form; the host page lists the host's labels and the hosts page filters by label.
+async fn console_creates_a_label_and_scopes_a_policy(server: Server) {
+    let Some(chromedriver) = herd_testkit::browser::chromedriver() else { return };
+    let admin = server.admin_token().await;
+    let fast = json!({"agent_options": {"config": {"options": {"distributed_interval": 2}}}});
+    assert_eq!(server.patch("/api/v1/fleet/config", &admin, fast).await.0, 200);
+    let work = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start(AGENT, &server, &work.path().join("agent"), "label-host", &[]);
+    let browser = Browser::start(&chromedriver).await;
+    login(&browser, &server).await;
+
+    browser.open(&format!("{}/console/labels", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    assert!(browser.text().await.contains("All Linux"), "the built-in labels are listed");
+    browser
+        .script(
+            "document.getElementById('label-name').value = 'Linux machines';              document.getElementById('label-kind').value = 'criteria';              document.getElementById('label-criteria').value = '{\"platform\": \"linux\"}'; return 1;",
+        )
+        .await;
+    browser.click("form[action='/console/labels'] button[type=submit]").await;
+    let label_id = eventually(PATIENCE, "the label created", || async {
+        let (_, labels) = server.get("/api/v1/fleet/labels", &admin).await;
+        labels["labels"].as_array()?.iter().find(|l| l["name"] == "Linux machines")?["id"].as_i64()
+    })
+    .await;
+    // The host joins it (herd decides criteria labels itself), and the page counts it.
+    eventually(PATIENCE, "the host counted in the label", || async {
+        browser.open(&format!("{}/console/labels", server.url)).await;
+        browser.text().await.contains("Linux machines").then_some(())?;
+        let count = browser
+            .script(&format!("return document.querySelector('a[href$=\"label_id={label_id}\"]').innerText;"))
+            .await;
+        (count == "1").then_some(())
+    })
+    .await;
+    browser.screenshot("console-labels").await;
+
+    browser.open(&format!("{}/console/policies/new", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    browser
+        .script(
+            "document.getElementById('name').value = 'Linux only'; document.getElementById('query').value = 'SELECT 1;';              document.getElementById('labels-include-any').value = 'Linux machines'; return 1;",
+        )
+        .await;
+    browser.click("main form button[type=submit]").await;
+    let policy_id = eventually(PATIENCE, "the saved policy", || async {
+        let path = browser.script("return location.pathname;").await;
+        path.as_str()?.strip_prefix("/console/policies/")?.parse::<i64>().ok()
+    })
+    .await;
+    let (_, policy) = server.get(&format!("/api/v1/fleet/global/policies/{policy_id}"), &admin).await;
+    assert_eq!(policy["policy"]["labels_include_any"], json!([{"id": label_id, "name": "Linux machines"}]));
+    let shown = browser.script("return document.getElementById('labels-include-any').value;").await;
+    assert_eq!(shown, "Linux machines", "the form shows the scope it saved");
+
+    let host_id = eventually(PATIENCE, "the host", || async {
+        let (_, hosts) = server.get(&format!("/api/v1/fleet/hosts?label_id={label_id}"), &admin).await;
+        hosts["hosts"].as_array()?.first()?["id"].as_i64()
+    })
+    .await;
+    browser.open(&format!("{}/console/hosts/{host_id}", server.url)).await;
+    assert!(browser.text().await.contains("Linux machines"), "the host page lists its labels");
+    browser.open(&format!("{}/console/hosts?label_id={label_id}", server.url)).await;
+    assert_eq!(accessibility_problems(&browser).await, json!([]));
+    let listed =
+        browser.script(&format!("return !!document.querySelector('a[href=\"/console/hosts/{host_id}\"]');")).await;
+    assert_eq!(listed, true, "the hosts page filtered by the label lists the host");
+    browser.open(&format!("{}/console/hosts?label_id={}", server.url, label_id + 1000)).await;
+    let listed =
+        browser.script(&format!("return !!document.querySelector('a[href=\"/console/hosts/{host_id}\"]');")).await;
+    assert_eq!(listed, false, "a label without the host does not list it");
+}
+
+herd_testkit::server_cases!(
+    bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herd-agent"));
+    console_drives_a_real_host,
+    console_creates_a_label_and_scopes_a_policy
+);

@@ -635,6 +635,14 @@ fn rows() -> Vec<Row> {
             form("/console/profiles/no-such-profile/delete", &[])
         }),
         row("GET", Root, "/console/teams", ConsolePage, none, |_, _, _| req("/console/teams")),
+        row("GET", Root, "/console/labels", ConsolePage, none, |_, _, _| req("/console/labels")),
+        row("POST", Root, "/console/labels", ConsoleForm, none, |_, _, n| {
+            form("/console/labels", &[("name", format!("console label {n}")), ("kind", "manual".into())])
+        }),
+        row("POST", Root, "/console/labels/{id}/delete", ConsoleForm, none, |o, _, _| {
+            form(format!("/console/labels/{}/delete", o.label_id), &[])
+        })
+        .fresh(Fresh::Label),
         row("POST", Root, "/console/teams", ConsoleForm, none, |_, _, n| {
             form("/console/teams", &[("name", format!("console-{n}"))])
         }),

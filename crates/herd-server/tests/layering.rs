@@ -61,6 +61,7 @@ fn is_store_read(method: &str) -> bool {
         "hot_writes_in_flight",
         "group_commit_counts",
         "execution",
+        "host_labels",
     ];
     ["list_", "get_", "count_", "all_"].iter().any(|p| method.starts_with(p)) || READS.contains(&method)
 }

@@ -200,11 +200,6 @@ impl LabelFacts {
         Ok(facts)
     }
 
-    /// Whether a report's vitals or answers may move a criteria label.
-    pub(crate) fn criteria_watch(&self, vitals: bool, answered: &[i64]) -> bool {
-        !self.criteria.is_empty() && (vitals || answered.iter().any(|id| self.referenced_policies.contains(id)))
-    }
-
     /// Policies the host's labels keep it out of (their answers do not count).
     pub(crate) fn out_of_scope(&self, labels: &BTreeSet<i64>) -> std::collections::HashSet<i64> {
         self.policy_scopes
@@ -586,6 +581,19 @@ pub(crate) async fn policy_answers_voided(conn: &mut AnyConnection, policy_id: i
     Ok(())
 }
 
+/// Records the policies a criteria label names (`label_policy_inputs`), replacing what it named before.
+async fn write_policy_inputs(conn: &mut AnyConnection, label_id: i64, criterion: &Criterion) -> Result<()> {
+    sqlx::query("DELETE FROM label_policy_inputs WHERE label_id = $1").bind(label_id).execute(&mut *conn).await?;
+    for policy in criterion.refs().policies {
+        sqlx::query("INSERT INTO label_policy_inputs (label_id, policy_id) VALUES ($1, $2)")
+            .bind(label_id)
+            .bind(policy)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Enqueues the job that re-decides every host's labels (a definition changed).
 pub(crate) async fn enqueue_refresh(conn: &mut AnyConnection, reason: String, now: Millis) -> Result<()> {
     let job = NewJob {
@@ -728,6 +736,7 @@ impl Store {
                 graph.insert(Node::Label(id), edges);
             })
             .await?;
+            write_policy_inputs(&mut tx, id, c).await?;
             enqueue_refresh(&mut tx, format!("label {id} created"), now).await?;
         }
         if label.kind == LabelKind::Manual {
@@ -794,6 +803,7 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            write_policy_inputs(&mut tx, id, c).await?;
             enqueue_refresh(&mut tx, format!("label {id} criteria edited"), now).await?;
         }
         if let Some(hosts) = &patch.host_ids {

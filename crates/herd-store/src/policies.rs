@@ -723,8 +723,12 @@ pub(crate) struct ReportFacts {
     /// `webhook_settings` of the configuration document, once read.
     global_webhooks: Option<Option<serde_json::Value>>,
     team_webhooks: HashMap<i64, Option<serde_json::Value>>,
-    /// Label definitions and scopes, once read.
+    /// Label definitions and scopes, once read (only when a report needs them).
     labels: Option<LabelFacts>,
+    /// Policies (among those looked up) whose scope names labels.
+    label_scoped: HashSet<i64>,
+    /// Policies (among those looked up) a criteria label names.
+    criteria_inputs: HashSet<i64>,
 }
 
 impl ReportFacts {
@@ -743,9 +747,14 @@ impl ReportFacts {
         }
         // No lock: an edit that commits meanwhile bumps the revision, and count rows are keyed by revision,
         // so a racing answer lands where nobody reads.
+        // Whether labels scope each policy or watch its answers comes with it: a report about policies no
+        // label touches reads nothing more.
         let mut current = SqlBuilder::new(
             "SELECT id, revision, team_id, script_id, automations_reset_at, continuous_automation, deferral, \
-             webhook_url FROM policies WHERE id IN ",
+             webhook_url, \
+             CASE WHEN EXISTS (SELECT 1 FROM policy_labels l WHERE l.policy_id = policies.id) THEN 1 ELSE 0 END, \
+             CASE WHEN EXISTS (SELECT 1 FROM label_policy_inputs i WHERE i.policy_id = policies.id) THEN 1 ELSE 0 END \
+             FROM policies WHERE id IN ",
         );
         current.bind_id_set(backend, &missing);
         for row in current.query().fetch_all(&mut *tx).await? {
@@ -756,6 +765,12 @@ impl ReportFacts {
             }
             if let Some(url) = row.try_get::<Option<String>, _>(7)? {
                 self.webhook_urls.insert(id, url);
+            }
+            if row.try_get::<i64, _>(8)? == 1 {
+                self.label_scoped.insert(id);
+            }
+            if row.try_get::<i64, _>(9)? == 1 {
+                self.criteria_inputs.insert(id);
             }
             let deferrable = crate::deferrals::enabled(row.try_get::<Option<String>, _>(6)?.as_deref());
             self.policies.insert(
@@ -841,9 +856,9 @@ pub(crate) async fn report_in(
         (None, None) => {}
     }
     // Labels: the answers to dynamic ones, then every criteria label whose inputs this report may have moved.
-    let answered: Vec<i64> = report.answers.iter().map(|a| a.policy_id).collect();
-    let labels = facts.load_labels(conn).await?;
-    if !report.label_answers.is_empty() || labels.criteria_watch(report.vitals.is_some(), &answered) {
+    let watched = report.answers.iter().any(|a| facts.criteria_inputs.contains(&a.policy_id));
+    if !report.label_answers.is_empty() || report.vitals.is_some() || watched {
+        let labels = facts.load_labels(conn).await?;
         let set: Vec<crate::labels::SetMembership> =
             report.label_answers.iter().map(|(id, answer)| (*id, Some(answer.clone()))).collect();
         crate::labels::refresh_host_in(conn, backend, report.host_id, labels, &set, deltas, report.now).await?;
@@ -927,7 +942,11 @@ async fn write_policy_answers(
         }
     }
     let last_answered_at: HashMap<i64, Millis> = runs.iter().map(|(id, run)| (*id, run.ran_at)).collect();
-    let out_of_scope = facts.load_labels(tx).await?.out_of_scope(&host.label_ids);
+    let out_of_scope = if ids.iter().any(|id| facts.label_scoped.contains(id)) {
+        facts.load_labels(tx).await?.out_of_scope(&host.label_ids)
+    } else {
+        HashSet::new()
+    };
     let decision = decide(&ReportInput {
         host_team: host.team_id,
         out_of_label_scope: &out_of_scope,

@@ -29,6 +29,7 @@ struct HostsPage<'a> {
     statuses: Vec<Choice>,
     policies: Vec<Choice>,
     responses: Vec<Choice>,
+    labels: Vec<Choice>,
     total: i64,
     by_host: SortHeader,
     by_platform: SortHeader,
@@ -109,6 +110,11 @@ async fn hosts_page(
             .map(|policy| Choice::new(policy.id, &policy.name, param("policy_id") == Some(&policy.id.to_string())))
             .collect(),
         responses: listed(&["failing", "passing"], "policy_response"),
+        labels: crate::app::labels::list(state, &user.auth)
+            .await?
+            .into_iter()
+            .map(|label| Choice::new(label.id, &label.name, param("label_id") == Some(&label.id.to_string())))
+            .collect(),
         total,
         by_host: sort("hostname", "Host"),
         by_platform: sort("platform", "Platform"),
@@ -140,6 +146,8 @@ struct HostPage<'a> {
     move_to: Option<Vec<Choice>>,
     /// Failing first, then by name.
     policies: Vec<HostPolicy>,
+    /// Its labels, and dynamic labels whose query failed on it (with the error).
+    labels: Vec<herd_proto::fleet::HostLabel>,
     runs: Vec<RunView>,
     profiles: Vec<HostProfile>,
     deferrals: Vec<HostDeferral>,
@@ -251,7 +259,9 @@ async fn host_page(state: &SharedState, user: &ConsoleUser, id: i64) -> Result<R
     } else {
         None
     };
+    let labels = state.store.host_labels(id).await?.into_iter().map(crate::wire::host_label).collect();
     let page = HostPage {
+        labels,
         frame: Frame::new(user, "/console/hosts", h.display_name.clone()),
         hardware,
         disk,

@@ -12,6 +12,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console", "Dashboard"),
     ("/console/hosts", "Hosts"),
     ("/console/policies", "Policies"),
+    ("/console/labels", "Labels"),
     ("/console/teams", "Teams"),
     ("/console/scripts", "Scripts"),
     ("/console/profiles", "Profiles"),

@@ -16,6 +16,7 @@ mod activity;
 mod dashboard;
 mod forms;
 mod hosts;
+mod labels;
 mod layout;
 mod policies;
 mod profiles;
@@ -58,6 +59,8 @@ pub fn routes() -> crate::api::Routes {
         .route("/console/scripts/{id}/delete", post(scripts::delete))
         .route("/console/profiles/{uuid}/delete", post(profiles::delete))
         .route("/console/teams", get(teams::page).post(teams::create))
+        .route("/console/labels", get(labels::page).post(labels::create))
+        .route("/console/labels/{id}/delete", post(labels::delete))
         .route("/console/scripts", get(scripts::page).post(scripts::create))
         .route("/console/profiles", get(profiles::page).post(profiles::create))
         .route("/console/users", get(users::page).post(users::create))

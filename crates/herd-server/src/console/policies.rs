@@ -116,6 +116,8 @@ struct PolicyFormPage<'a> {
     may_delete: bool,
     /// Its pass rate by day, newest first (an existing policy only).
     days: Vec<DayRow>,
+    /// Every label's name, offered by the scope fields.
+    label_names: Vec<String>,
 }
 
 /// The form's fields as the policy edited has them (all empty for a new one).
@@ -130,6 +132,10 @@ struct FormValues {
     webhook_url: String,
     deferral: String,
     critical: bool,
+    /// The label scope: label names, comma-separated.
+    labels_include_any: String,
+    labels_include_all: String,
+    labels_exclude_any: String,
 }
 
 impl FormValues {
@@ -144,8 +150,21 @@ impl FormValues {
             webhook_url: policy.webhook_url.clone().unwrap_or_default(),
             deferral: policy.deferral.clone().unwrap_or_default(),
             critical: policy.critical,
+            labels_include_any: names(&policy.labels.include_any, &policy.label_names),
+            labels_include_all: names(&policy.labels.include_all, &policy.label_names),
+            labels_exclude_any: names(&policy.labels.exclude_any, &policy.label_names),
         }
     }
+}
+
+/// A scope list as the form shows it: label names, comma-separated.
+fn names(ids: &[i64], names: &std::collections::BTreeMap<i64, String>) -> String {
+    ids.iter().filter_map(|id| names.get(id).map(String::as_str)).collect::<Vec<_>>().join(", ")
+}
+
+/// A scope field as posted: label names, comma-separated (empty: none).
+fn name_list(text: &str) -> Option<Vec<String>> {
+    Some(text.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect())
 }
 
 pub async fn form(State(state): State<SharedState>, user: ConsoleUser, id: Option<Path<String>>) -> Response {
@@ -194,6 +213,7 @@ async fn policy_form_page(state: &SharedState, user: &ConsoleUser, id: Option<St
             .collect(),
         may_delete: existing.as_ref().is_some_and(|p| user.auth.actor.may(Action::Write, Scope::of_team(p.team_id))),
         days,
+        label_names: crate::app::labels::list(state, &user.auth).await?.into_iter().map(|l| l.name).collect(),
         values: existing.as_ref().map(FormValues::of).unwrap_or_default(),
         existing,
     };
@@ -230,6 +250,13 @@ pub struct PolicyForm {
     /// Deferral settings as JSON; empty for none.
     #[serde(default)]
     deferral: String,
+    /// The label scope: label names, comma-separated.
+    #[serde(default)]
+    labels_include_any: String,
+    #[serde(default)]
+    labels_include_all: String,
+    #[serde(default)]
+    labels_exclude_any: String,
 }
 
 pub async fn save(
@@ -279,9 +306,9 @@ async fn save_policy(
         continuous_automation: None,
         deferral: Some(deferral),
         // The form's scope pickers (absent on forms that predate them: keep the policy's).
-        labels_include_any: None,
-        labels_include_all: None,
-        labels_exclude_any: None,
+        labels_include_any: name_list(&form.labels_include_any),
+        labels_include_all: name_list(&form.labels_include_all),
+        labels_exclude_any: name_list(&form.labels_exclude_any),
     };
     match id {
         None => {

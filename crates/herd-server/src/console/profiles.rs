@@ -21,6 +21,8 @@ struct ProfilesPage<'a> {
     sets: Vec<ProfileSet>,
     /// The sets the user may add a profile to (None: no form).
     new_in: Option<Vec<Choice>>,
+    /// Every label's name, offered by the scope fields.
+    label_names: Vec<String>,
 }
 
 /// The profiles of one set (no team, or a team).
@@ -36,6 +38,20 @@ struct ProfileSet {
 impl ProfilesPage<'_> {
     fn delete_action(profile: &ProfileRecord) -> String {
         format!("/console/profiles/{}/delete", url_component(&profile.uuid))
+    }
+
+    /// The profile's label scope in words ("" when it has none).
+    fn scope(profile: &ProfileRecord) -> String {
+        let names = |ids: &[i64]| -> String {
+            ids.iter().filter_map(|id| profile.label_names.get(id).map(String::as_str)).collect::<Vec<_>>().join(", ")
+        };
+        let scope = &profile.labels;
+        [("in any of", &scope.include_any), ("in all of", &scope.include_all), ("not in", &scope.exclude_any)]
+            .into_iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(words, ids)| format!("hosts {words} {}", names(ids)))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn uploaded(profile: &ProfileRecord) -> String {
@@ -66,6 +82,7 @@ pub async fn page(State(state): State<SharedState>, user: ConsoleUser) -> Respon
                 frame: Frame::new(&user, "/console/profiles", "Configuration profiles"),
                 sets,
                 new_in: writable_team_options(&user, &teams, "No team"),
+                label_names: crate::app::labels::list(&state, &user.auth).await?.into_iter().map(|l| l.name).collect(),
             };
             Ok(render(&page))
         }
@@ -84,6 +101,19 @@ pub struct ProfileForm {
     team_id: Option<i64>,
     #[serde(default, deserialize_with = "text_file")]
     contents: String,
+    /// The label scope: label names, comma-separated (empty: every host of the set).
+    #[serde(default)]
+    labels_include_any: String,
+    #[serde(default)]
+    labels_include_all: String,
+    #[serde(default)]
+    labels_exclude_any: String,
+}
+
+/// A scope field as posted: label names, comma-separated (empty: no such list).
+fn name_list(text: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = text.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+    (!names.is_empty()).then_some(names)
 }
 
 /// Uploads a profile with the REST API's own function and checks.
@@ -102,7 +132,7 @@ pub async fn create(
         form.team_id,
         file_name,
         form.contents.as_bytes(),
-        Default::default(),
+        [name_list(&form.labels_include_any), name_list(&form.labels_include_all), name_list(&form.labels_exclude_any)],
     );
     done_or_error(added.await.map(|_| ()), "/console/profiles")
 }

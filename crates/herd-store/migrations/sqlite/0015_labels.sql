@@ -19,6 +19,14 @@ CREATE TABLE labels (
     updated_at      BIGINT NOT NULL
 );
 
+-- The policies each criteria label names (kept with its criteria): a report learns from the policies it
+-- already reads whether one of its answers can move a label, without reading every label.
+CREATE TABLE label_policy_inputs (
+    label_id  BIGINT NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+    policy_id BIGINT NOT NULL,
+    PRIMARY KEY (policy_id, label_id)
+);
+
 -- A row per member; for a dynamic label whose query failed on the host, a row with member = 0 and the error.
 CREATE TABLE label_membership (
     label_id   BIGINT NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
