@@ -202,8 +202,7 @@ impl Table for CryptsetupLuksSalt {
         "Given an LUKS encrypted device path, returns all the LUKS2 key slots and their respective salts."
     }
     fn columns(&self) -> &'static [Column] {
-        const COLUMNS: &[Column] =
-            &[Column::text("device").required(), Column::text("key_slot"), Column::text("salt")];
+        const COLUMNS: &[Column] = &[Column::text("device").required(), Column::text("key_slot"), Column::text("salt")];
         COLUMNS
     }
     fn generate(&self, constraints: &Constraints) -> Result<Vec<Row>, TableError> {

@@ -38,10 +38,12 @@
 //! over 64 MiB are not scanned (no row), rule files and rule text over 4 MiB are not compiled, includes are read
 //! only from regular files within that size, and every scan stops when the query's time is up
 //! (`engine::time_left`): a file whose scan was cut short gives no row (a partial scan could miss a match), and
-//! files left when the time is up are not scanned. Compiling cannot be interrupted; the size limit bounds it.
+//! files left when the time is up are not scanned. boreal looks at the clock between candidate matches and
+//! condition steps; a regex string without a literal to search for is one linear-time pass over the file,
+//! bounded by the file size limit. Compiling cannot be interrupted; the size limit bounds it.
 //!
-//! Modules: boreal's hash, math, time, string, pe, elf, macho, dotnet and dex, as libyara's; `magic` and
-//! `cuckoo` are not built (osquery builds neither), and a rule importing them does not compile.
+//! Modules: boreal's time, math, string, hash, pe, elf, macho, dotnet and dex (libyara's, as osquery's build of
+//! libyara 4 compiles them); `magic` and `cuckoo` are not built here, so a rule importing them does not compile.
 //!
 //! Built without the `yara` feature (no boreal), the table keeps osquery's schema and gives no rows.
 
@@ -51,10 +53,6 @@ use std::path::{Path, PathBuf};
 
 /// Largest file scanned.
 const MAX_SCANNED: u64 = 64 << 20;
-/// Largest rule file, rule text or included file compiled.
-const MAX_RULES: u64 = 4 << 20;
-/// Where osquery looks for relative `sigfile` paths.
-const YARA_HOME: &str = "/etc/osquery/yara/";
 
 #[derive(Default)]
 pub struct Yara;
@@ -96,12 +94,6 @@ impl Signature {
     }
 }
 
-/// A `sigfile` as osquery resolves it.
-fn rule_file_path(sigfile: &str) -> PathBuf {
-    let path = Path::new(sigfile);
-    if path.is_relative() { Path::new(YARA_HOME).join(path) } else { path.to_path_buf() }
-}
-
 /// A regular file's bytes, when it is no larger than `limit` (also if it grew while being read).
 fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -117,7 +109,10 @@ fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
 
 /// The files a query names: `=` paths that are regular files, and the regular files LIKE patterns expand to.
 fn scanned_paths(constraints: &Constraints) -> Vec<PathBuf> {
-    constrained_paths(constraints, "path").into_iter().filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file())).collect()
+    constrained_paths(constraints, "path")
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        .collect()
 }
 
 /// What one scan found, in osquery's column values.
@@ -144,11 +139,22 @@ impl Findings {
 
 #[cfg(feature = "yara")]
 mod engine {
-    use super::{Findings, MAX_RULES, Signature, read_regular, rule_file_path};
+    use super::{Findings, Signature, read_regular};
     use boreal::scanner::ScanParams;
     use boreal::{Compiler, Scanner};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
+
+    /// Largest rule file, rule text or included file compiled.
+    const MAX_RULES: u64 = 4 << 20;
+    /// Where osquery looks for relative `sigfile` paths.
+    const YARA_HOME: &str = "/etc/osquery/yara/";
+
+    /// A `sigfile` as osquery resolves it.
+    pub(super) fn rule_file_path(sigfile: &str) -> PathBuf {
+        let path = Path::new(sigfile);
+        if path.is_relative() { Path::new(YARA_HOME).join(path) } else { path.to_path_buf() }
+    }
 
     /// Compiled rules for one signature; `hide_strings` for rule text from the query.
     pub(super) struct Rules {
@@ -166,7 +172,10 @@ mod engine {
                 _ => Path::new(name).to_path_buf(),
             };
             let bytes = read_regular(&path, MAX_RULES).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: not a readable rule file", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{}: not a readable rule file", path.display()),
+                )
             })?;
             String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
         });
@@ -349,8 +358,8 @@ mod tests {
 
     #[test]
     fn relative_sigfiles_are_under_osquerys_yara_home() {
-        assert_eq!(rule_file_path("test.yara"), PathBuf::from("/etc/osquery/yara/test.yara"));
-        assert_eq!(rule_file_path("/tmp/r.yar"), PathBuf::from("/tmp/r.yar"));
+        assert_eq!(engine::rule_file_path("test.yara"), PathBuf::from("/etc/osquery/yara/test.yara"));
+        assert_eq!(engine::rule_file_path("/tmp/r.yar"), PathBuf::from("/tmp/r.yar"));
     }
 
     #[test]
