@@ -2163,9 +2163,7 @@ fn sql_text(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-// The yara comparison needs the engine (herd-osquery's default `yara` feature); without it the table has no rows.
 /// What the yara tool reported for one file: its matched rules, their tags, each string's first match.
-#[cfg(feature = "yara")]
 #[derive(Default)]
 struct YaraReport {
     matches: Vec<String>,
@@ -2176,7 +2174,6 @@ struct YaraReport {
 /// What osquery's yara columns would hold (`matches`, `tags`, `strings`) for each file the yara tool reports on,
 /// from `yara -f -s -g` (fast mode, as osquery scans): rules in the order reported, their tags, and each string's
 /// first match as `$id:hexoffset`. Files the tool reports nothing for are absent.
-#[cfg(feature = "yara")]
 fn yara_tool(rules: &std::path::Path, target: &std::path::Path) -> BTreeMap<String, (String, String, String)> {
     let out = command("yara", &["-f", "-s", "-g", "-r", &rules.display().to_string(), &target.display().to_string()]);
     let mut files: BTreeMap<String, YaraReport> = BTreeMap::new();
@@ -2203,7 +2200,6 @@ fn yara_tool(rules: &std::path::Path, target: &std::path::Path) -> BTreeMap<Stri
     files.into_iter().map(|(path, r)| (path, (r.matches.join(","), r.tags.join(","), r.strings.join(",")))).collect()
 }
 
-#[cfg(feature = "yara")]
 #[test]
 fn yara_matches_the_yara_tool() {
     let dir = tempfile::tempdir().unwrap();

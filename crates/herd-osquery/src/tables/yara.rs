@@ -44,8 +44,6 @@
 //!
 //! Modules: boreal's time, math, string, hash, pe, elf, macho, dotnet and dex (libyara's, as osquery's build of
 //! libyara 4 compiles them); `magic` and `cuckoo` are not built here, so a rule importing them does not compile.
-//!
-//! Built without the `yara` feature (no boreal), the table keeps osquery's schema and gives no rows.
 
 use super::flatten::constrained_paths;
 use crate::table::{Column, Constraints, Row, Table, TableError, Value};
@@ -137,7 +135,7 @@ impl Findings {
     }
 }
 
-#[cfg(feature = "yara")]
+/// The boreal side: a signature compiled, bytes scanned.
 mod engine {
     use super::{Findings, Signature, read_regular};
     use boreal::scanner::ScanParams;
@@ -230,24 +228,6 @@ mod engine {
     }
 }
 
-#[cfg(not(feature = "yara"))]
-mod engine {
-    use super::{Findings, Signature};
-    use std::time::Duration;
-
-    pub(super) struct Rules;
-
-    pub(super) fn compile(_signature: &Signature) -> Option<Rules> {
-        None
-    }
-
-    impl Rules {
-        pub(super) fn scan(&mut self, _bytes: &[u8], _limit: Duration) -> Option<Findings> {
-            None
-        }
-    }
-}
-
 impl Table for Yara {
     fn name(&self) -> &'static str {
         "yara"
@@ -294,7 +274,7 @@ impl Table for Yara {
     }
 }
 
-#[cfg(all(test, feature = "yara"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
