@@ -2157,3 +2157,361 @@ fn docker_containers_ask_the_engine_api_on_its_socket() {
     .unwrap();
     assert!(query(&none, "SELECT * FROM docker_containers").is_empty());
 }
+
+/// An SQL string literal.
+fn sql_text(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// What the yara tool reported for one file: its matched rules, their tags, each string's first match.
+#[derive(Default)]
+struct YaraReport {
+    matches: Vec<String>,
+    tags: Vec<String>,
+    strings: Vec<String>,
+}
+
+/// What osquery's yara columns would hold (`matches`, `tags`, `strings`) for each file the yara tool reports on,
+/// from `yara -f -s -g` (fast mode, as osquery scans): rules in the order reported, their tags, and each string's
+/// first match as `$id:hexoffset`. Files the tool reports nothing for are absent.
+fn yara_tool(rules: &std::path::Path, target: &std::path::Path) -> BTreeMap<String, (String, String, String)> {
+    let out = command("yara", &["-f", "-s", "-g", "-r", &rules.display().to_string(), &target.display().to_string()]);
+    let mut files: BTreeMap<String, YaraReport> = BTreeMap::new();
+    let mut current: Option<(String, BTreeSet<String>)> = None;
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("0x") {
+            // 0xOFFSET:$id: data
+            let (offset, rest) = rest.split_once(':').unwrap();
+            let id = rest.split(':').next().unwrap();
+            let (path, seen) = current.as_mut().unwrap();
+            if seen.insert(id.to_string()) {
+                files.get_mut(path.as_str()).unwrap().strings.push(format!("{id}:{offset}"));
+            }
+            continue;
+        }
+        // rule [tag,tag] path
+        let (rule, rest) = line.split_once(' ').unwrap();
+        let (tags, path) = rest.strip_prefix('[').unwrap().split_once("] ").unwrap();
+        let report = files.entry(path.to_string()).or_default();
+        report.matches.push(rule.to_string());
+        report.tags.extend(tags.split(',').filter(|t| !t.is_empty()).map(str::to_string));
+        current = Some((path.to_string(), BTreeSet::new()));
+    }
+    files.into_iter().map(|(path, r)| (path, (r.matches.join(","), r.tags.join(","), r.strings.join(",")))).collect()
+}
+
+#[test]
+fn yara_matches_the_yara_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("scanned");
+    write_tree(
+        &target,
+        &[
+            ("a.txt", "..alpha..beta..alpha..gamma..delta"),
+            ("b.txt", "nothing here"),
+            ("sub/c.txt", "gamma delta alpha"),
+            ("sub/deeper/d.bin", "\u{7f}ELF....beta"),
+        ],
+    );
+    // Not scanned: a FIFO (opening it would block) and a sparse file over the 64 MiB limit.
+    nix::unistd::mkfifo(&target.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    std::fs::File::create(target.join("huge.bin")).unwrap().set_len(65 << 20).unwrap();
+    let rules = dir.path().join("rules.yar");
+    std::fs::write(
+        &rules,
+        r#"
+import "hash"
+import "math"
+rule first : tag1 tag2 { strings: $a = "alpha" $b = "beta" condition: any of them }
+private rule hidden { condition: true }
+rule second { strings: $c = "gamma" $d = "delta" private condition: $c and $d and hidden }
+rule small : tiny { condition: filesize < 20 and hash.md5(0, filesize) != "" and math.entropy(0, filesize) > 1 }
+rule elf { condition: uint32(0) == 0x464c457f }
+rule never { condition: false }
+"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yar");
+    std::fs::write(&bad, "rule bad { condition: $undefined }").unwrap();
+    assert!(tool_output("yara", &[&bad.display().to_string(), &target.display().to_string()]).is_none());
+
+    // The yara tool, without the FIFO and the huge file (it would scan the latter, herd does not).
+    std::fs::remove_file(target.join("fifo")).unwrap();
+    std::fs::remove_file(target.join("huge.bin")).unwrap();
+    let want = yara_tool(&rules, &target);
+    nix::unistd::mkfifo(&target.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    std::fs::File::create(target.join("huge.bin")).unwrap().set_len(65 << 20).unwrap();
+    assert_eq!(want.len(), 4, "{want:?}");
+
+    let e = engine();
+    let sigfile = sql_text(&rules.display().to_string());
+    let like = sql_text(&format!("{}/%%", target.display()));
+    let rows = query(
+        &e,
+        &format!(
+            "SELECT path, matches, count, tags, strings, sigfile, sig_group, sigrule, sigurl FROM yara \
+             WHERE path LIKE {like} AND sigfile IN ({sigfile}, {})",
+            sql_text(&bad.display().to_string())
+        ),
+    );
+    // Every regular file within the limit has a row (no match: count 0, empty columns); the bad rule file none.
+    let got: BTreeMap<String, (String, String, String)> = rows
+        .iter()
+        .filter(|r| text(r, "count") != "0")
+        .map(|r| (text(r, "path"), (text(r, "matches"), text(r, "tags"), text(r, "strings"))))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for row in &rows {
+        assert_eq!(text(row, "count"), text(row, "matches").split(',').filter(|m| !m.is_empty()).count().to_string());
+        assert_eq!(text(row, "sigfile"), rules.display().to_string());
+        assert_eq!(
+            (row["sig_group"].as_deref(), row["sigrule"].as_deref(), row["sigurl"].as_deref()),
+            (Some(""), Some(""), None)
+        );
+    }
+
+    // `=` paths; rule text from the query: the same matches, strings hidden.
+    let text_rules = std::fs::read_to_string(&rules).unwrap();
+    let a = target.join("a.txt").display().to_string();
+    let row = one(
+        &e,
+        &format!(
+            "SELECT matches, strings, sigrule FROM yara WHERE path = {} AND sigrule = {}",
+            sql_text(&a),
+            sql_text(&text_rules)
+        ),
+    );
+    assert_eq!((text(&row, "matches"), text(&row, "strings")), (want[&a].0.clone(), String::new()));
+    assert_eq!(text(&row, "sigrule"), text_rules);
+
+    // No rows: no signature, a group or URL (herd-agent has none configured and fetches nothing), a FIFO or
+    // directory named by `=`, rule text that does not compile; a missing path is osquery's error.
+    let a = sql_text(&a);
+    for sql in [
+        format!("SELECT * FROM yara WHERE path = {a}"),
+        format!("SELECT * FROM yara WHERE path = {a} AND sig_group = 'default'"),
+        format!("SELECT * FROM yara WHERE path = {a} AND sigurl = 'https://127.0.0.1:1/rules.yar'"),
+        format!(
+            "SELECT * FROM yara WHERE path = {} AND sigfile = {sigfile}",
+            sql_text(&target.join("fifo").display().to_string())
+        ),
+        format!("SELECT * FROM yara WHERE path = {} AND sigfile = {sigfile}", sql_text(&target.display().to_string())),
+        format!("SELECT * FROM yara WHERE path = {a} AND sigrule = 'rule invalid {{ Not a valid rule }}'"),
+        format!("SELECT * FROM yara WHERE path = {a} AND sigfile = '/dev/zero'"),
+    ] {
+        assert!(query(&e, &sql).is_empty(), "{sql}");
+    }
+    let err = e.query(&format!("SELECT * FROM yara WHERE sigfile = {sigfile}"), Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("requires a constraint on path"), "{err}");
+
+    // A scan longer than the query's time: the query ends at its limit (an error, or no row for that file).
+    let slow = target.join("slow.bin");
+    std::fs::write(&slow, vec![b'a'; 48 << 20]).unwrap();
+    let limits = Limits { timeout: std::time::Duration::from_millis(300), max_rows: 10 };
+    let sql = format!(
+        "SELECT * FROM yara WHERE path = {} AND sigrule = 'rule slow {{ strings: $a = /aa[^b]{{0,300}}c/ condition: #a > 0 }}'",
+        sql_text(&slow.display().to_string())
+    );
+    match e.query(&sql, limits) {
+        Ok(out) => assert!(out.rows.is_empty(), "{out:?}"),
+        Err(err) => assert!(err.to_string().contains("longer than"), "{err}"),
+    }
+}
+
+fn cryptsetup(args: &[&str]) -> std::process::Output {
+    let program = ["/usr/sbin/cryptsetup", "/sbin/cryptsetup"].into_iter().find(|p| std::path::Path::new(p).exists());
+    Command::new(program.expect("cryptsetup (Debian's cryptsetup-bin) is installed")).args(args).output().unwrap()
+}
+
+/// Key slots and their salts (hex) from `cryptsetup luksDump`'s text: an independent reading of the header.
+fn luks_dump_salts(device: &str) -> BTreeMap<String, String> {
+    let out = String::from_utf8(cryptsetup(&["luksDump", device]).stdout).unwrap();
+    let mut salts = BTreeMap::new();
+    let (mut in_keyslots, mut slot, mut reading) = (false, String::new(), false);
+    for line in out.lines() {
+        if !line.starts_with([' ', '\t']) {
+            in_keyslots = line == "Keyslots:";
+            continue;
+        }
+        if !in_keyslots {
+            continue;
+        }
+        let trimmed = line.trim();
+        if let Some((number, "luks2")) = trimmed.split_once(": ") {
+            slot = number.to_string();
+            reading = false;
+        } else if let Some(hex) = trimmed.strip_prefix("Salt:") {
+            reading = true;
+            salts.insert(slot.clone(), hex.split_whitespace().collect::<String>());
+        } else if reading && trimmed.split_whitespace().all(|w| w.len() == 2 && u8::from_str_radix(w, 16).is_ok()) {
+            salts.get_mut(&slot).unwrap().push_str(&trimmed.split_whitespace().collect::<String>());
+        } else {
+            reading = false;
+        }
+    }
+    salts
+}
+
+#[test]
+fn cryptsetup_tables_match_cryptsetup_on_luks_images() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("key1"), "first passphrase").unwrap();
+    std::fs::write(path("key2"), "second passphrase").unwrap();
+    for (image, kind) in [("luks2.img", "luks2"), ("luks1.img", "luks1"), ("plain.img", "")] {
+        std::fs::File::create(path(image)).unwrap().set_len(20 << 20).unwrap();
+        if !kind.is_empty() {
+            let format = cryptsetup(&[
+                // PBKDF2 with few iterations: formatting takes milliseconds (argon2id's default wants 1 GiB).
+                "luksFormat",
+                "--batch-mode",
+                "--type",
+                kind,
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "--key-file",
+                &path("key1"),
+                &path(image),
+            ]);
+            assert!(format.status.success(), "{}", String::from_utf8_lossy(&format.stderr));
+        }
+    }
+    // A second key slot with another KDF.
+    let add = cryptsetup(&[
+        "luksAddKey",
+        "--batch-mode",
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "32",
+        "--pbkdf-force-iterations",
+        "4",
+        "--key-file",
+        &path("key1"),
+        &path("luks2.img"),
+        &path("key2"),
+    ]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+
+    let e = engine();
+    let luks2 = path("luks2.img");
+    let rows = query(&e, &format!("SELECT * FROM cryptsetup_luks_salt WHERE device = {}", sql_text(&luks2)));
+    let got: BTreeMap<String, String> = rows.iter().map(|r| (text(r, "key_slot"), text(r, "salt"))).collect();
+    assert!(rows.iter().all(|r| text(r, "device") == luks2));
+    // cryptsetup's JSON metadata, as fleetd reads it.
+    let json: serde_json::Value =
+        serde_json::from_slice(&cryptsetup(&["luksDump", "--dump-json-metadata", &luks2]).stdout).unwrap();
+    let want: BTreeMap<String, String> = json["keyslots"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(slot, entry)| (slot.clone(), entry["kdf"]["salt"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+    // The same salts as the text dump prints them (hex).
+    let hex: BTreeMap<String, String> = got
+        .iter()
+        .map(|(slot, salt)| {
+            (slot.clone(), hex::encode(base64::engine::general_purpose::STANDARD.decode(salt).unwrap()))
+        })
+        .collect();
+    assert_eq!(hex, luks_dump_salts(&luks2));
+
+    // LUKS1 (no JSON metadata: cryptsetup refuses), a file without a header, a missing device, an option-like
+    // device: no rows. No device at all is fleetd's error.
+    assert!(!cryptsetup(&["luksDump", "--dump-json-metadata", &path("luks1.img")]).status.success());
+    for device in [path("luks1.img"), path("plain.img"), path("absent.img"), "--help".into()] {
+        assert!(
+            query(&e, &format!("SELECT * FROM cryptsetup_luks_salt WHERE device = {}", sql_text(&device))).is_empty()
+        );
+    }
+    assert!(e.query("SELECT * FROM cryptsetup_luks_salt", Limits::default()).is_err());
+
+    // cryptsetup_status: each name cryptsetup reports on successfully gives its `key: value` lines, others none
+    // (no device mapper here: every status fails, and so gives no rows).
+    // (fleetd allows only `A-Za-z0-9-/_` in a name: the image's temporary path, with its `.`, cannot be one.)
+    let mut names = vec!["herd-no-such-mapping".to_string(), "/dev/mapper/herd_absent".to_string()];
+    if let Ok(entries) = std::fs::read_dir("/dev/mapper") {
+        names
+            .extend(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "control"));
+    }
+    for name in &names {
+        let status = cryptsetup(&["--readonly", "status", name]);
+        let rows = query(&e, &format!("SELECT key, value FROM cryptsetup_status WHERE name = {}", sql_text(name)));
+        let got: BTreeMap<String, String> = rows.iter().map(|r| (text(r, "key"), text(r, "value"))).collect();
+        if !status.status.success() {
+            assert!(got.is_empty(), "{name}: {got:?}");
+            continue;
+        }
+        for line in String::from_utf8_lossy(&status.stdout).lines().skip(1) {
+            if let Some((key, value)) = line.split_once(": ") {
+                assert_eq!(got.get(&key.trim().replace(' ', "_")), Some(&value.trim().to_string()), "{name}: {line}");
+            }
+        }
+    }
+    let err = e.query("SELECT * FROM cryptsetup_status WHERE name = 'a b'", Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("requires that you specify a constraint for name"), "{err}");
+}
+
+#[test]
+fn cryptsetup_status_flattens_what_cryptsetup_prints_and_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("cryptsetup");
+    // An active LUKS2 mapping as cryptsetup 2.x reports it (fleetd's test data), for the name asked.
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1 $2\" = '--readonly status' ] || exit 1\n[ \"$3\" = slow ] && exec sleep 30\n\
+         [ \"$3\" = luks ] || { echo \"Device $3 not found\"; exit 4; }\n\
+         printf '/dev/mapper/luks is active and is in use.\\n  type:    LUKS2\\n  cipher:  aes-xts-plain64\\n  \
+         keysize: 512 bits\\n  key location: keyring\\n  device:  /dev/sdc2\\n  sector size:  512\\n  mode:    read/write\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let e = Engine::with_tables(vec![std::sync::Arc::new(herd_osquery::tables::CryptsetupStatus::with_programs(&[
+        dir.path().join("absent"),
+        fake.clone(),
+    ]))])
+    .unwrap();
+    let rows = query(
+        &e,
+        "SELECT name, fullkey, parent, key, value, query FROM cryptsetup_status WHERE name IN ('luks', 'gone')",
+    );
+    let got: BTreeSet<(String, String, String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (text(r, "name"), text(r, "fullkey"), text(r, "parent"), text(r, "key"), text(r, "value"), text(r, "query"))
+        })
+        .collect();
+    let want: BTreeSet<_> = [
+        ("display_name", "/dev/mapper/luks"),
+        ("status", "active"),
+        ("mounted", "true"),
+        ("type", "LUKS2"),
+        ("cipher", "aes-xts-plain64"),
+        ("keysize", "512 bits"),
+        ("key_location", "keyring"),
+        ("device", "/dev/sdc2"),
+        ("sector_size", "512"),
+        ("mode", "read/write"),
+    ]
+    .iter()
+    .map(|(k, v)| ("luks".to_string(), k.to_string(), String::new(), k.to_string(), v.to_string(), "*".to_string()))
+    .collect();
+    assert_eq!(got, want);
+    // fleetd's query filter.
+    let keys = query(&e, "SELECT key FROM cryptsetup_status WHERE name = 'luks' AND query = 'key*'");
+    assert_eq!(set_of(&keys, "key"), ["key_location", "keysize"].iter().map(|s| s.to_string()).collect());
+    // A cryptsetup that hangs is killed when the query's time is up.
+    let started = std::time::Instant::now();
+    let limits = Limits { timeout: std::time::Duration::from_millis(300), max_rows: 10 };
+    match e.query("SELECT * FROM cryptsetup_status WHERE name = 'slow'", limits) {
+        Ok(out) => assert!(out.rows.is_empty()),
+        Err(err) => assert!(err.to_string().contains("longer than"), "{err}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "killed at the query's limit, not waited for");
+}

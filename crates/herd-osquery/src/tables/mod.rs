@@ -9,6 +9,7 @@ mod certs;
 mod chrome_profiles;
 mod command;
 mod content;
+mod cryptsetup;
 mod curl;
 mod dconf;
 mod descriptors;
@@ -36,6 +37,7 @@ mod storage;
 mod suid;
 mod system;
 mod user_files;
+mod yara;
 mod yum;
 
 use crate::table::Table;
@@ -45,6 +47,7 @@ pub use agent::{SharedFacts, SharedFlags};
 pub use augeas::Augeas;
 pub use browsers::ChromeExtensions;
 pub use chrome_profiles::GoogleChromeProfiles;
+pub use cryptsetup::{CryptsetupLuksSalt, CryptsetupStatus};
 pub use docker::{DockerContainerProcesses, DockerContainers};
 pub use editors::VscodeExtensions;
 pub use firefox::FirefoxAddons;
@@ -140,6 +143,9 @@ pub fn all_with_facts(flags: SharedFlags, facts: SharedFacts) -> Vec<Arc<dyn Tab
         Arc::new(editors::VscodeExtensions::default()),
         Arc::new(firefox::FirefoxAddons::default()),
         Arc::new(chrome_profiles::GoogleChromeProfiles::default()),
+        Arc::new(cryptsetup::CryptsetupStatus::default()),
+        Arc::new(cryptsetup::CryptsetupLuksSalt::default()),
+        Arc::new(yara::Yara),
     ];
     let mut names: Vec<&'static str> = tables.iter().map(|t| t.name()).collect();
     names.push("osquery_registry");
