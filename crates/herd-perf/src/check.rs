@@ -81,6 +81,46 @@ impl<'a> Admin<'a> {
         Ok(ids)
     }
 
+    /// Makes sure `count` labels named `perf label N` exist (see `--labels`), and scopes every fourth of
+    /// `policies` to one of the criteria labels; returns the labels' ids.
+    pub async fn ensure_labels(&mut self, count: usize, policies: &[i64]) -> anyhow::Result<Vec<i64>> {
+        let listed = self.call(Method::GET, "/api/v1/fleet/labels", None).await?;
+        let mut by_name: BTreeMap<String, i64> = listed["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| Some((l["name"].as_str()?.to_string(), l["id"].as_i64()?)))
+            .collect();
+        let mut ids = Vec::with_capacity(count);
+        let mut criteria_labels = Vec::new();
+        for i in 0..count {
+            let name = format!("perf label {i}");
+            let body = match i % 4 {
+                0 => json!({"name": name, "query": format!("SELECT 1 FROM file WHERE path = '/etc/perf/label{i}';")}),
+                1 => json!({"name": name, "host_ids": []}),
+                2 => json!({"name": name, "criteria": {"platform": "linux"}}),
+                _ => json!({"name": name, "criteria": {"policy": {"id": policies[0], "result": "failing"}}}),
+            };
+            if i % 4 >= 2 {
+                criteria_labels.push(name.clone());
+            }
+            let id = match by_name.remove(&name) {
+                Some(id) => id,
+                None => {
+                    let created = self.call(Method::POST, "/api/v1/fleet/labels", Some(body)).await?;
+                    created["label"]["id"].as_i64().ok_or_else(|| anyhow!("label create answered without an id"))?
+                }
+            };
+            ids.push(id);
+        }
+        for (n, policy) in policies.iter().enumerate().skip(1).step_by(4) {
+            let Some(label) = criteria_labels.get(n / 4 % criteria_labels.len().max(1)) else { break };
+            let body = json!({"labels_include_any": [label]});
+            self.call(Method::PATCH, &format!("/api/v1/fleet/global/policies/{policy}"), Some(body)).await?;
+        }
+        Ok(ids)
+    }
+
     /// Creates a global policy; returns its id.
     pub async fn create_policy(&mut self, name: &str, query: &str) -> anyhow::Result<i64> {
         let body = json!({"name": name, "query": query});

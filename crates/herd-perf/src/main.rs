@@ -74,6 +74,11 @@ struct Args {
     /// Create global policies `perf policy 0..N` first if missing (needs admin credentials).
     #[arg(long, default_value_t = 0)]
     policies: usize,
+    /// Create `perf label 0..N` first if missing: a quarter dynamic (the simulated hosts answer half in),
+    /// a quarter manual (empty), half criteria (on the platform, or on failing the first policy); and scope
+    /// every fourth policy to a criteria label (needs admin credentials and --policies).
+    #[arg(long, default_value_t = 0)]
+    labels: usize,
     /// Admin email, for creating policies and checking results at the end.
     #[arg(long, env = "HERD_PERF_ADMIN_EMAIL")]
     admin_email: Option<String>,
@@ -292,6 +297,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let mut admin = check::Admin::login(&servers[0], &email, &password).await?;
         let ids = admin.ensure_policies(args.policies).await?;
         println!("herd-perf: {} global policies ready (ids {}..={})", ids.len(), ids[0], ids[ids.len() - 1]);
+        if args.labels > 0 {
+            let labels = admin.ensure_labels(args.labels, &ids).await?;
+            println!("herd-perf: {} labels ready; every fourth policy scoped to a criteria label", labels.len());
+        }
+    } else if args.labels > 0 {
+        bail!("--labels needs --policies (the criteria labels name a policy)");
     }
 
     let shared = Arc::new(sim::Shared {

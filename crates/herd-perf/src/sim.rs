@@ -146,6 +146,10 @@ impl SimHost {
         if let Some(id) = policy_id_of(name) {
             return if Self::passes(&self.uuid, id, probability) { json!([{"1": "1"}]) } else { json!([]) };
         }
+        if let Some(id) = name.strip_prefix("fleet_label_query_").and_then(|id| id.parse::<i64>().ok()) {
+            // A dynamic label: half the hosts are members, always the same half per label.
+            return if Self::passes(&self.uuid, 1_000_000 + id, 0.5) { json!([{"1": "1"}]) } else { json!([]) };
+        }
         let octet = |shift: u32| (self.index >> shift) & 0xff;
         match name.strip_prefix("fleet_detail_query_").unwrap_or(name) {
             "os_version" => json!([Self::os_version()]),
