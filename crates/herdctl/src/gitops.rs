@@ -701,12 +701,10 @@ impl Run<'_> {
                     relinked.insert((scope.label(), spec.name.clone()));
                 }
                 if self.dry_run && scope_names(&spec).any(|name| new_labels.contains(name.trim())) {
-                    for list in
-                        [&mut spec.labels_include_any, &mut spec.labels_include_all, &mut spec.labels_exclude_any]
-                    {
-                        if let Some(names) = list {
-                            names.retain(|name| !new_labels.contains(name.trim()));
-                        }
+                    let lists =
+                        [&mut spec.labels_include_any, &mut spec.labels_include_all, &mut spec.labels_exclude_any];
+                    for names in lists.into_iter().flatten() {
+                        names.retain(|name| !new_labels.contains(name.trim()));
                     }
                     relinked.insert((scope.label(), spec.name.clone()));
                 }
@@ -824,6 +822,74 @@ mod tests {
             "{:?}",
             problems.warnings()
         );
+    }
+
+    #[test]
+    fn labels_are_read_from_default_yml() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                (
+                    "default.yml",
+                    "labels:\n  - name: Kiosks\n    hosts: [kiosk-1]\n  - path: lib/labels.yml\npolicies:\n  - name: P\n    query: SELECT 1;\n    labels_exclude_any: [Kiosks]\n",
+                ),
+                ("lib/labels.yml", "- name: Build servers\n  query: SELECT 1;\n  label_membership_type: dynamic\n"),
+                (
+                    "teams/a.yml",
+                    "name: A\npolicies:\n  - name: Q\n    query: SELECT 1;\n    labels_include_all: [Build servers]\n",
+                ),
+            ],
+        );
+        let mut problems = Problems::default();
+        let repo = read(&files_of(&[dir.path().to_path_buf()]).unwrap(), &mut problems);
+        assert!(problems.errors.is_empty(), "{:?}", problems.errors);
+        let labels = repo.labels.as_ref().expect("managed");
+        let names: Vec<&str> = labels.iter().map(|(_, l)| l.name.as_str()).collect();
+        assert_eq!(names, ["Kiosks", "Build servers"]);
+        assert_eq!(labels[1].0.file, dir.path().join("lib/labels.yml").display().to_string());
+        assert_eq!(repo.scopes[0].policies[0].1.labels_exclude_any, Some(vec!["Kiosks".to_string()]));
+        assert_eq!(repo.scopes[1].policies[0].1.labels_include_all, Some(vec!["Build servers".to_string()]));
+
+        // Without the key, labels are not managed; with an empty one, every label is to go.
+        let cases = [("policies: []\n", None), ("labels:\n", Some(0)), ("labels: []\n", Some(0))];
+        for (text, expected) in cases {
+            let other = tempfile::tempdir().unwrap();
+            write(other.path(), &[("default.yml", text)]);
+            let mut problems = Problems::default();
+            let repo = read(&files_of(&[other.path().to_path_buf()]).unwrap(), &mut problems);
+            assert!(problems.errors.is_empty(), "{text}: {:?}", problems.errors);
+            assert_eq!(repo.labels.map(|l| l.len()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn label_mistakes_in_a_repository_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                (
+                    "default.yml",
+                    "labels:\n  - name: Kiosks\n    hosts: [kiosk-1]\n  - name: kiosks\n    query: SELECT 1;\n  - path: lib/labels.yml\n  - name: Typo\n    query: SELECT 1;\n    platfrom: linux\n",
+                ),
+                ("lib/labels.yml", "name: not a list\n"),
+                ("teams/a.yml", "name: A\nlabels:\n  - name: Team label\n    query: SELECT 1;\n"),
+            ],
+        );
+        let mut problems = Problems::default();
+        read(&files_of(&[dir.path().to_path_buf()]).unwrap(), &mut problems);
+        let all = problems.errors.join("\n");
+        let expected = [
+            "default.yml:4:5: label \"kiosks\" is also at",
+            "labels.yml:1:1: a labels file holds a list of labels",
+            "default.yml:9:15: unknown label field `platfrom`",
+            "a.yml:3:3: labels are global in herd",
+        ];
+        for fragment in expected {
+            assert!(all.contains(fragment), "{fragment} in:\n{all}");
+        }
+        assert_eq!(problems.errors.len(), expected.len(), "{all}");
     }
 
     #[test]
