@@ -685,6 +685,8 @@ pub struct Policy {
 }
 
 pub use herd_core::deferral::DeferralSettings;
+/// A criteria label's condition (`LabelSpec::criteria`), so clients can check one before sending it.
+pub use herd_core::labels::Criterion;
 
 /// A label named in a scope, as Fleet shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

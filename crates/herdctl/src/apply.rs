@@ -1,4 +1,4 @@
-//! `herdctl apply -f`: Fleet's multi-document `apiVersion: v1` YAML (kinds policy, team, config), applied by
+//! `herdctl apply -f`: Fleet's multi-document `apiVersion: v1` YAML (kinds policy, team, label, config), applied by
 //! name and idempotent: applying the same files twice changes nothing the second time. Every file is read
 //! and checked before anything is sent, and every mistake is reported at once with its `file:line:column`.
 
@@ -6,7 +6,8 @@ use crate::client::Api;
 use crate::yaml::{self, Node, Origin, Problems, Tree};
 use anyhow::{Context, Result, bail};
 use herd_proto::fleet::{
-    AppConfig, DeferralSettings, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse, TeamsResponse,
+    AppConfig, DeferralSettings, LabelSpec, PolicySpec, PolicySpecsRequest, SecretInput, SecretsInput, TeamResponse,
+    TeamsResponse,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,6 +30,7 @@ pub struct TeamSpec {
 pub enum Document {
     Policy(Origin, Box<PolicySpec>),
     Team(Origin, TeamSpec),
+    Label(Origin, Box<LabelSpec>),
     Config(Origin, serde_json::Map<String, Value>),
 }
 
@@ -46,7 +48,7 @@ fn policy_field(name: &str, gitops: bool) -> Option<PolicyField> {
     use PolicyField::*;
     Some(match name {
         "name" | "query" | "description" | "resolution" | "platform" | "critical" | "interval" | "script"
-        | "deferral" => Used,
+        | "deferral" | "labels_include_any" | "labels_exclude_any" | "labels_include_all" => Used,
         "team" if !gitops => Used,
         "run_script" if gitops => Used,
         "platforms" => Ignored("`platforms` is not a Fleet policy field (Fleet reads `platform`)"),
@@ -55,15 +57,13 @@ fn policy_field(name: &str, gitops: bool) -> Option<PolicyField> {
         }
         "calendar_events_enabled" | "calendar_event_enabled" => Unsupported("herd schedules no calendar events"),
         "conditional_access_enabled" => Unsupported("herd has no conditional access"),
-        "labels_include_any" | "labels_exclude_any" | "labels_include_all" => {
-            Unsupported("herd has no labels: the policy would run on every host of its scope")
-        }
         "install_software" => Unsupported("herd installs no software; use run_script"),
         _ => return None,
     })
 }
 
-const POLICY_FIELDS: &str = "name, query, description, resolution, platform, critical, interval, script, deferral";
+const POLICY_FIELDS: &str = "name, query, description, resolution, platform, critical, interval, script, deferral, \
+labels_include_any, labels_include_all, labels_exclude_any";
 
 /// A policy's `run_script: {path: …}` (GitOps): the script's file, relative to the file naming it.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +86,10 @@ pub fn policy_spec(node: &Node, gitops: bool, problems: &mut Problems) -> Option
                     "critical" => value.typed::<bool>(key, problems).map(Value::from),
                     "interval" => value.typed::<Option<i64>>(key, problems).map(|v| json!(v)),
                     "deferral" => value.typed::<DeferralSettings>(key, problems).map(|_| value.to_json()),
+                    // Label names; the server refuses a name it has no label for, naming the field.
+                    "labels_include_any" | "labels_exclude_any" | "labels_include_all" => {
+                        value.typed::<Option<Vec<String>>>(key, problems).map(|v| json!(v.unwrap_or_default()))
+                    }
                     "run_script" => {
                         #[derive(Deserialize)]
                         #[serde(deny_unknown_fields)]
@@ -180,11 +184,17 @@ pub fn parse(file: &str, text: &str, problems: &mut Problems) -> Vec<Document> {
                     documents.push(Document::Team(spec.at.clone(), team.team));
                 }
             }
+            Some("label") => {
+                if let Some(label) = crate::labels::label_spec(spec, problems) {
+                    documents.push(Document::Label(spec.at.clone(), Box::new(label)));
+                }
+            }
             Some("config") => match spec.to_json() {
                 Value::Object(map) => documents.push(Document::Config(spec.at.clone(), map)),
                 _ => problems.error(&spec.at, "config spec must be a mapping"),
             },
-            _ => problems.error(&kind.at, format!("unknown kind {}; expected policy, team or config", kind.to_json())),
+            _ => problems
+                .error(&kind.at, format!("unknown kind {}; expected policy, team, label or config", kind.to_json())),
         }
     }
     documents
@@ -263,8 +273,8 @@ pub async fn post_specs(api: &Api, specs: Vec<PolicySpec>, origins: &[Origin], d
     })
 }
 
-/// Applies teams first (policies may name them), then configuration, then policies. Returns one line per
-/// thing applied, saying what changed.
+/// Applies teams first (policies may name them), then configuration, then labels (policies may name them),
+/// then policies. Returns one line per thing applied, saying what changed.
 pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
     let mut report = Vec::new();
     for doc in &documents {
@@ -277,28 +287,43 @@ pub async fn apply(api: &Api, documents: Vec<Document>) -> Result<Vec<String>> {
             report.push(apply_config(api, patch, false).await.with_context(|| format!("{at}: config"))?);
         }
     }
+    let (origins, specs): (Vec<Origin>, Vec<LabelSpec>) = documents
+        .iter()
+        .filter_map(|d| if let Document::Label(at, s) = d { Some((at.clone(), (**s).clone())) } else { None })
+        .unzip();
+    if !specs.is_empty() {
+        let applied = crate::labels::post_specs(api, specs, &origins, false).await?;
+        report.extend(outcome_lines("label", "labels", &applied.outcomes));
+    }
     let (origins, specs): (Vec<Origin>, Vec<PolicySpec>) = documents
         .iter()
         .filter_map(|d| if let Document::Policy(at, s) = d { Some((at.clone(), (**s).clone())) } else { None })
         .unzip();
     if !specs.is_empty() {
         let applied = post_specs(api, specs, &origins, false).await?;
-        let mut counts = [0; 3];
-        for spec in &applied.policies {
-            report.push(format!("policy {:?} {}", spec.name, spec.outcome));
-            match spec.outcome.as_str() {
-                "created" => counts[0] += 1,
-                "updated" => counts[1] += 1,
-                _ => counts[2] += 1,
-            }
-        }
-        report.push(format!("policies applied: {} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]));
+        report.extend(outcome_lines("policy", "policies", &applied.policies));
     }
     Ok(report)
 }
 
+/// One line per spec applied, then the totals.
+fn outcome_lines(noun: &str, plural: &str, applied: &[SpecApplied]) -> Vec<String> {
+    let mut counts = [0; 3];
+    let mut lines = Vec::new();
+    for spec in applied {
+        lines.push(format!("{noun} {:?} {}", spec.name, spec.outcome));
+        match spec.outcome.as_str() {
+            "created" => counts[0] += 1,
+            "updated" => counts[1] += 1,
+            _ => counts[2] += 1,
+        }
+    }
+    lines.push(format!("{plural} applied: {} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]));
+    lines
+}
+
 /// The N of the first "specs[N]" in a server's error.
-fn spec_index(message: &str) -> Option<usize> {
+pub fn spec_index(message: &str) -> Option<usize> {
     let rest = &message[message.find("specs[")? + "specs[".len()..];
     rest[..rest.find(']')?].parse().ok()
 }
@@ -498,10 +523,10 @@ spec:
     #[test]
     fn mistakes_name_file_line_and_column() {
         let unknown_kind =
-            "apiVersion: v1\nkind: policy\nspec: {name: a, query: b}\n---\napiVersion: v1\nkind: label\nspec: {}\n";
+            "apiVersion: v1\nkind: policy\nspec: {name: a, query: b}\n---\napiVersion: v1\nkind: pack\nspec: {}\n";
         let err = parse_err("x.yml", unknown_kind);
         assert!(err.starts_with("x.yml:6:"), "{err}");
-        assert!(err.contains("unknown kind \"label\""), "{err}");
+        assert!(err.contains("unknown kind \"pack\""), "{err}");
 
         let broken = "apiVersion: v1\nkind: policy\nspec:\n  name: [unclosed\n";
         let err = parse_err("y.yml", broken);
@@ -533,20 +558,27 @@ apiVersion: v1
 kind: policy
 spec:
   query: SELECT 2;
-  labels_include_any: [Macs]
+  labels_include_any: Macs
+---
+apiVersion: v1
+kind: pack
+spec: {}
 ---
 apiVersion: v1
 kind: label
-spec: {}
+spec:
+  name: Macs
+  qeury: SELECT 1;
 ";
         let err = parse_err("many.yml", text);
         let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 5, "{err}");
+        assert_eq!(lines.len(), 6, "{err}");
         assert!(lines[0].starts_with("many.yml:6:13: critical:"), "{err}");
         assert!(lines[1].starts_with("many.yml:7:13: unknown policy field `platfrom`"), "{err}");
-        assert!(lines[2].starts_with("many.yml:13:23: `labels_include_any`: herd has no labels"), "{err}");
+        assert!(lines[2].starts_with("many.yml:13:23: labels_include_any: invalid type"), "{err}");
         assert!(lines[3].starts_with("many.yml:12:3: this policy has no `name`"), "{err}");
-        assert!(lines[4].starts_with("many.yml:16:7: unknown kind \"label\""), "{err}");
+        assert!(lines[4].starts_with("many.yml:16:7: unknown kind \"pack\""), "{err}");
+        assert!(lines[5].starts_with("many.yml:23:10: unknown label field `qeury`"), "{err}");
     }
 
     #[test]
@@ -589,6 +621,35 @@ spec:
         assert!(warnings.iter().any(|w| w.contains("calendar_events_enabled` is off")), "{warnings:?}");
         let on = cis.replace("calendar_events_enabled: false", "calendar_events_enabled: true");
         assert!(parse_err("cis.yml", &on).contains("herd schedules no calendar events"));
+    }
+
+    #[test]
+    fn labels_and_policy_label_scopes_are_read() {
+        let text = "apiVersion: v1
+kind: label
+spec:
+  name: Build servers
+  query: SELECT 1 FROM file WHERE path = '/etc/build';
+  label_membership_type: dynamic
+---
+apiVersion: v1
+kind: policy
+spec:
+  name: Builds pass
+  query: SELECT 1;
+  labels_include_any: [Build servers]
+  labels_exclude_any: [Kiosks]
+";
+        let docs = parse_ok("scoped.yml", text);
+        assert!(matches!(&docs[0], Document::Label(at, l) if l.name == "Build servers" && at.line == 4));
+        match &docs[1] {
+            Document::Policy(_, spec) => {
+                assert_eq!(spec.labels_include_any, Some(vec!["Build servers".to_string()]));
+                assert_eq!(spec.labels_exclude_any, Some(vec!["Kiosks".to_string()]));
+                assert_eq!(spec.labels_include_all, None, "absent: no such list");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "herdctl", version, about = "Manage a herd server: policies, teams, configuration, hosts")]
+#[command(name = "herdctl", version, about = "Manage a herd server: policies, labels, teams, configuration, hosts")]
 pub struct Cli {
     /// Where the login is kept (default: $XDG_CONFIG_HOME/herd/herdctl.json or ~/.config/herd/herdctl.json).
     #[arg(long, global = true, env = "HERDCTL_CONFIG")]
@@ -19,14 +19,15 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget the session (and end it on the server).
     Logout,
-    /// Create or update what Fleet-format YAML files describe (kinds: policy, team, config).
+    /// Create or update what Fleet-format YAML files describe (kinds: policy, team, label, config).
     Apply {
         /// YAML file(s); `-` reads standard input.
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
     /// Apply a Fleet GitOps repository (default.yml, teams/*.yml and the files they include by `path:`)
-    /// declaratively: policies and scripts of a managed scope that the files no longer hold are deleted.
+    /// declaratively: policies and scripts of a managed scope that the files no longer hold are deleted, and
+    /// labels too when default.yml has `labels:`.
     Gitops {
         /// A GitOps file (default.yml, teams/NAME.yml), or a directory holding default.yml and teams/.
         #[arg(short = 'f', long = "file", required = true)]
@@ -35,7 +36,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List policies, hosts or teams.
+    /// List policies, hosts, teams or labels.
     Get {
         what: Listing,
         /// Only this team's (by name).
@@ -45,13 +46,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a policy by name.
+    /// Delete a policy or a label by name.
     Delete {
         what: Deletable,
         name: String,
         /// The policy's team (by name); default: global.
         #[arg(long)]
         team: Option<String>,
+        /// Delete a label even while policies, profiles or other labels use it (they lose that scope).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -60,11 +64,13 @@ pub enum Listing {
     Policies,
     Hosts,
     Teams,
+    Labels,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Deletable {
     Policy,
+    Label,
 }
 
 #[derive(Debug, Args)]

@@ -4,15 +4,19 @@
 //! changes and makes none.
 //!
 //! The kinds herd has: `org_settings` (herd's configuration; `secrets` are the global enroll secrets),
-//! `agent_options`, `controls.scripts`, `controls.macos_migration`, `policies` (with `run_script`), and per
-//! team `name`, `team_settings.secrets`. Settings of features herd lacks (labels, software, queries, MDM
-//! profiles…) are refused when they say something, so nothing a file asks for is silently dropped.
+//! `agent_options`, `controls.scripts`, `controls.macos_migration`, `labels` (default.yml only: labels are
+//! global; without the key, labels are left alone; with it, labels it no longer holds are deleted),
+//! `policies` (with `run_script` and label scopes), and per team `name`, `team_settings.secrets`. Settings of
+//! features herd lacks (software, queries, MDM profiles…) are refused when they say something, so nothing a
+//! file asks for is silently dropped.
 
 use crate::apply::{self, TeamChange, TeamSpec};
 use crate::client::Api;
 use crate::yaml::{self, Node, Origin, Problems, Tree};
 use anyhow::{Context, Result};
-use herd_proto::fleet::{AppConfig, DeletePoliciesRequest, PoliciesResponse, PolicySpec, SecretInput, TeamsResponse};
+use herd_proto::fleet::{
+    AppConfig, DeletePoliciesRequest, Label, LabelSpec, PoliciesResponse, PolicySpec, SecretInput, TeamsResponse,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +56,8 @@ pub struct Repo {
     /// The configuration patch from `default.yml` (`org_settings`, `agent_options`, `controls.macos_migration`).
     pub config: serde_json::Map<String, Value>,
     pub global_secrets: Option<Vec<SecretInput>>,
+    /// `labels:` of default.yml; `None` when the key is absent (labels are then not managed).
+    pub labels: Option<Vec<(Origin, LabelSpec)>>,
 }
 
 /// The files to read: each `-f` file, or for a directory its `default.yml` and `teams/*.yml`.
@@ -204,7 +210,17 @@ pub fn read(files: &[PathBuf], problems: &mut Problems) -> Repo {
                 }
                 ("controls", _) => controls(value, file, is_team, &mut scope, &mut repo, problems),
                 ("policies", _) => policies_node = Some(value),
-                ("queries" | "reports" | "software" | "labels", _) => unsupported(value, key, problems),
+                ("labels", false) => {
+                    let mut found = Vec::new();
+                    labels(value, file, &mut found, problems);
+                    repo.labels.get_or_insert_with(Vec::new).extend(found);
+                }
+                ("labels", true) => {
+                    if !is_off(value) {
+                        problems.error(&value.at, "labels are global in herd: list them in default.yml's `labels:`");
+                    }
+                }
+                ("queries" | "reports" | "software", _) => unsupported(value, key, problems),
                 ("org_settings", true) => {
                     problems.error(&value.at, "`org_settings` belongs in default.yml; a team file has `team_settings`")
                 }
@@ -218,7 +234,7 @@ pub fn read(files: &[PathBuf], problems: &mut Problems) -> Repo {
                         if is_team {
                             "name, team_settings, agent_options, controls, policies"
                         } else {
-                            "org_settings, agent_options, controls, policies"
+                            "org_settings, agent_options, controls, labels, policies"
                         }
                     ),
                 ),
@@ -313,6 +329,35 @@ fn controls(node: &Node, file: &Path, is_team: bool, scope: &mut ScopeFiles, rep
             }
             other => unsupported(value, &format!("controls.{other}"), problems),
         }
+    }
+}
+
+/// A `labels:` list: label specs, or `- path: lib/x.yml` items naming a file that holds such a list.
+fn labels(node: &Node, file: &Path, found: &mut Vec<(Origin, LabelSpec)>, problems: &mut Problems) {
+    let items = match &node.value {
+        Tree::Seq(items) => items.clone(),
+        Tree::Scalar(Value::Null) => Vec::new(),
+        _ => {
+            problems.error(&node.at, "labels must be a list");
+            return;
+        }
+    };
+    for item in items {
+        if let Some(path) = item.get("path").filter(|_| matches!(&item.value, Tree::Map(e) if e.len() == 1)) {
+            let Some(path) = path.typed::<String>("path", problems) else { continue };
+            let included = relative_to(file, &path);
+            let Some(list) = read_node(&included, Some(&item.at), problems) else { continue };
+            match &list.value {
+                Tree::Seq(_) | Tree::Scalar(Value::Null) => labels(&list, &included, found, problems),
+                _ => problems.error(&list.at, "a labels file holds a list of labels"),
+            }
+            continue;
+        }
+        let Some(spec) = crate::labels::label_spec(&item, problems) else { continue };
+        if let Some((first, _)) = found.iter().find(|(_, l)| l.name.eq_ignore_ascii_case(&spec.name)) {
+            problems.error(&item.at, format!("label {:?} is also at {first}", spec.name));
+        }
+        found.push((item.at.clone(), spec));
     }
 }
 
@@ -426,15 +471,27 @@ struct Run<'a> {
 }
 
 /// Brings the server to what `repo` says, in dependency order: teams (everything else may live in one),
-/// settings, scripts (policies name them), policies, then what the files no longer hold. Nothing is
-/// changed when `dry_run`.
+/// settings, scripts and labels (policies name them), policies, then what the files no longer hold
+/// (policies before labels, since a policy may name a label). Nothing is changed when `dry_run`.
 pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
     let mut run = Run { api, dry_run, changes: Changes::default() };
+    let current_labels = match &repo.labels {
+        Some(wanted) => {
+            let current = crate::labels::list(api).await?.labels;
+            check_policy_labels(repo, wanted, &current)?;
+            Some(current)
+        }
+        None => None,
+    };
     let team_ids = run.teams(repo).await?;
     run.settings(repo).await?;
     let (replaced_scripts, stale_scripts) = run.scripts(repo, &team_ids).await?;
-    run.policies(repo, &team_ids, &replaced_scripts).await?;
+    let new_labels = run.labels(repo).await?;
+    run.policies(repo, &team_ids, &replaced_scripts, &new_labels).await?;
     run.delete_stale_policies(repo, &team_ids).await?;
+    if let (Some(wanted), Some(current)) = (&repo.labels, &current_labels) {
+        run.delete_stale_labels(wanted, current).await?;
+    }
     for (label, name, id) in stale_scripts {
         run.changes.add('-', format!("script {name:?} ({label})"));
         if !dry_run {
@@ -444,7 +501,76 @@ pub async fn sync(api: &Api, repo: &Repo, dry_run: bool) -> Result<Changes> {
     Ok(run.changes)
 }
 
+/// The label names each policy's scope lists.
+fn scope_names(spec: &PolicySpec) -> impl Iterator<Item = &String> {
+    [&spec.labels_include_any, &spec.labels_include_all, &spec.labels_exclude_any].into_iter().flatten().flatten()
+}
+
+/// With labels managed by the files, a policy may name only a label the files hold or a built-in one: any
+/// other would be deleted by this very run. Checked before anything is sent.
+fn check_policy_labels(repo: &Repo, wanted: &[(Origin, LabelSpec)], current: &[Label]) -> Result<()> {
+    let mut problems = Problems::default();
+    for scope in &repo.scopes {
+        for (at, spec) in &scope.policies {
+            for name in scope_names(spec) {
+                let held = wanted.iter().any(|(_, l)| l.name.eq_ignore_ascii_case(name.trim()));
+                let builtin = current.iter().any(|l| l.label_type == "builtin" && l.name == name.trim());
+                if !held && !builtin {
+                    problems.error(
+                        at,
+                        format!(
+                            "policy {:?} names label {name:?}, which is neither in default.yml's `labels:` nor built in",
+                            spec.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    apply::conclude(&problems)
+}
+
 impl Run<'_> {
+    /// Creates and updates the labels of default.yml's `labels:` in one request, which the server validates
+    /// whole before writing. Returns the names of the labels created (or, in a dry run, to be created).
+    async fn labels(&mut self, repo: &Repo) -> Result<BTreeSet<String>> {
+        let mut created = BTreeSet::new();
+        let Some(labels) = repo.labels.as_ref().filter(|l| !l.is_empty()) else { return Ok(created) };
+        let (origins, specs): (Vec<Origin>, Vec<LabelSpec>) = labels.iter().cloned().unzip();
+        let applied = crate::labels::post_specs(self.api, specs, &origins, self.dry_run).await?;
+        for label in applied.outcomes {
+            match label.outcome.as_str() {
+                "created" => {
+                    self.changes.add('+', format!("label {:?}", label.name));
+                    created.insert(label.name);
+                }
+                "updated" => self.changes.add('~', format!("label {:?}", label.name)),
+                _ => {}
+            }
+        }
+        Ok(created)
+    }
+
+    /// Deletes the labels (built-in ones aside) that default.yml's `labels:` no longer holds. One still in
+    /// use elsewhere (a profile, another team's policy, a criteria label) is refused by the server, naming
+    /// its users.
+    async fn delete_stale_labels(&mut self, wanted: &[(Origin, LabelSpec)], current: &[Label]) -> Result<()> {
+        for label in current {
+            if label.label_type == "builtin" || wanted.iter().any(|(_, l)| l.name.eq_ignore_ascii_case(&label.name)) {
+                continue;
+            }
+            self.changes.add('-', format!("label {:?}", label.name));
+            if !self.dry_run {
+                let _: Value = self
+                    .api
+                    .delete(&crate::labels::delete_path(label.id, false))
+                    .await
+                    .with_context(|| format!("deleting label {:?}", label.name))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn teams(&mut self, repo: &Repo) -> Result<TeamIds> {
         let teams: TeamsResponse = self.api.get("/api/v1/fleet/teams").await?;
         let mut team_ids = TeamIds::new();
@@ -547,9 +673,15 @@ impl Run<'_> {
     }
 
     /// The policies of every scope in one request, which the server validates whole before writing. In a
-    /// dry run a script not on the server yet is left out of its policy's spec (the server would not find
-    /// it), and the new link counts as a change.
-    async fn policies(&mut self, repo: &Repo, team_ids: &TeamIds, uploaded: &ScriptKeys) -> Result<()> {
+    /// dry run a script or a label not on the server yet is left out of its policy's spec (the server would
+    /// not find it), and the new link counts as a change.
+    async fn policies(
+        &mut self,
+        repo: &Repo,
+        team_ids: &TeamIds,
+        uploaded: &ScriptKeys,
+        new_labels: &BTreeSet<String>,
+    ) -> Result<()> {
         let mut specs = Vec::new();
         let mut origins = Vec::new();
         let mut labels = Vec::new();
@@ -566,6 +698,14 @@ impl Run<'_> {
                 let script = spec.script.clone().unwrap_or_default();
                 if self.dry_run && uploaded.contains(&(scope.label(), script)) {
                     spec.script = None;
+                    relinked.insert((scope.label(), spec.name.clone()));
+                }
+                if self.dry_run && scope_names(&spec).any(|name| new_labels.contains(name.trim())) {
+                    let lists =
+                        [&mut spec.labels_include_any, &mut spec.labels_include_all, &mut spec.labels_exclude_any];
+                    for names in lists.into_iter().flatten() {
+                        names.retain(|name| !new_labels.contains(name.trim()));
+                    }
                     relinked.insert((scope.label(), spec.name.clone()));
                 }
                 specs.push(spec);
@@ -682,6 +822,74 @@ mod tests {
             "{:?}",
             problems.warnings()
         );
+    }
+
+    #[test]
+    fn labels_are_read_from_default_yml() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                (
+                    "default.yml",
+                    "labels:\n  - name: Kiosks\n    hosts: [kiosk-1]\n  - path: lib/labels.yml\npolicies:\n  - name: P\n    query: SELECT 1;\n    labels_exclude_any: [Kiosks]\n",
+                ),
+                ("lib/labels.yml", "- name: Build servers\n  query: SELECT 1;\n  label_membership_type: dynamic\n"),
+                (
+                    "teams/a.yml",
+                    "name: A\npolicies:\n  - name: Q\n    query: SELECT 1;\n    labels_include_all: [Build servers]\n",
+                ),
+            ],
+        );
+        let mut problems = Problems::default();
+        let repo = read(&files_of(&[dir.path().to_path_buf()]).unwrap(), &mut problems);
+        assert!(problems.errors.is_empty(), "{:?}", problems.errors);
+        let labels = repo.labels.as_ref().expect("managed");
+        let names: Vec<&str> = labels.iter().map(|(_, l)| l.name.as_str()).collect();
+        assert_eq!(names, ["Kiosks", "Build servers"]);
+        assert_eq!(labels[1].0.file, dir.path().join("lib/labels.yml").display().to_string());
+        assert_eq!(repo.scopes[0].policies[0].1.labels_exclude_any, Some(vec!["Kiosks".to_string()]));
+        assert_eq!(repo.scopes[1].policies[0].1.labels_include_all, Some(vec!["Build servers".to_string()]));
+
+        // Without the key, labels are not managed; with an empty one, every label is to go.
+        let cases = [("policies: []\n", None), ("labels:\n", Some(0)), ("labels: []\n", Some(0))];
+        for (text, expected) in cases {
+            let other = tempfile::tempdir().unwrap();
+            write(other.path(), &[("default.yml", text)]);
+            let mut problems = Problems::default();
+            let repo = read(&files_of(&[other.path().to_path_buf()]).unwrap(), &mut problems);
+            assert!(problems.errors.is_empty(), "{text}: {:?}", problems.errors);
+            assert_eq!(repo.labels.map(|l| l.len()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn label_mistakes_in_a_repository_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                (
+                    "default.yml",
+                    "labels:\n  - name: Kiosks\n    hosts: [kiosk-1]\n  - name: kiosks\n    query: SELECT 1;\n  - path: lib/labels.yml\n  - name: Typo\n    query: SELECT 1;\n    platfrom: linux\n",
+                ),
+                ("lib/labels.yml", "name: not a list\n"),
+                ("teams/a.yml", "name: A\nlabels:\n  - name: Team label\n    query: SELECT 1;\n"),
+            ],
+        );
+        let mut problems = Problems::default();
+        read(&files_of(&[dir.path().to_path_buf()]).unwrap(), &mut problems);
+        let all = problems.errors.join("\n");
+        let expected = [
+            "default.yml:4:5: label \"kiosks\" is also at",
+            "labels.yml:1:1: a labels file holds a list of labels",
+            "default.yml:9:15: unknown label field `platfrom`",
+            "a.yml:3:3: labels are global in herd",
+        ];
+        for fragment in expected {
+            assert!(all.contains(fragment), "{fragment} in:\n{all}");
+        }
+        assert_eq!(problems.errors.len(), expected.len(), "{all}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod client;
 pub mod gitops;
+pub mod labels;
 pub mod out;
 pub mod session;
 pub mod yaml;
@@ -79,7 +80,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             let api = Api::from_saved(&session::load(&config_path)?)?;
             get(&api, what, team.as_deref(), json).await
         }
-        Command::Delete { what: Deletable::Policy, name, team } => {
+        Command::Delete { what: Deletable::Label, name, team, force } => {
+            if team.is_some() {
+                anyhow::bail!("labels belong to no team: delete label takes no --team");
+            }
+            let api = Api::from_saved(&session::load(&config_path)?)?;
+            labels::delete(&api, &name, force).await?;
+            out::line(format_args!("label {name:?} deleted"))?;
+            Ok(())
+        }
+        Command::Delete { what: Deletable::Policy, name, team, force } => {
+            if force {
+                anyhow::bail!("--force is for labels: a policy is deleted without it");
+            }
             let api = Api::from_saved(&session::load(&config_path)?)?;
             let team_id = match team.as_deref() {
                 Some(name) => {
@@ -133,6 +146,9 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 
 async fn get(api: &Api, what: Listing, team: Option<&str>, json: bool) -> Result<()> {
     let team_id = match team {
+        Some(_) if matches!(what, Listing::Labels) => {
+            anyhow::bail!("labels belong to no team: get labels takes no --team")
+        }
         Some(name) => {
             Some(apply::team_id_by_name(api, name).await?.with_context(|| format!("no team named {name:?}"))?)
         }
@@ -177,6 +193,21 @@ async fn get(api: &Api, what: Listing, team: Option<&str>, json: bool) -> Result
             let rows = list.teams.iter().map(|t| vec![t.id.to_string(), t.name.clone(), t.host_count.to_string()]);
             let text = table(&["ID", "NAME", "HOSTS"], rows.collect());
             (serde_json::to_value(&list.teams)?, text)
+        }
+        Listing::Labels => {
+            let list = labels::list(api).await?;
+            let rows = list.labels.iter().map(|l| {
+                vec![
+                    l.id.to_string(),
+                    l.name.clone(),
+                    l.label_type.clone(),
+                    l.label_membership_type.clone(),
+                    l.platform.clone(),
+                    l.host_count.to_string(),
+                ]
+            });
+            let text = table(&["ID", "NAME", "TYPE", "MEMBERSHIP", "PLATFORM", "HOSTS"], rows.collect());
+            (serde_json::to_value(&list.labels)?, text)
         }
     };
     if json {

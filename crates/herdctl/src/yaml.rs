@@ -68,14 +68,17 @@ impl Node {
         }
     }
 
-    /// The value as `T`, or a mistake naming `what`: at the unknown field it names when there is one,
-    /// otherwise at this node.
+    /// The value as `T`, or a mistake naming `what`: at the unknown field (or enum variant written as a key)
+    /// it names when there is one, otherwise at this node.
     pub fn typed<T: DeserializeOwned>(&self, what: &str, problems: &mut Problems) -> Option<T> {
         match serde_json::from_value(self.to_json()) {
             Ok(value) => Some(value),
             Err(err) => {
                 let message = err.to_string();
-                let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+                let unknown = ["unknown field `", "unknown variant `"]
+                    .iter()
+                    .find_map(|prefix| message.strip_prefix(prefix))
+                    .and_then(|rest| rest.split('`').next());
                 let at = unknown.and_then(|field| self.find_key(field)).unwrap_or(&self.at);
                 problems.error(at, format!("{what}: {message}"));
                 None

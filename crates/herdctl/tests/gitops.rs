@@ -148,4 +148,119 @@ async fn applies_a_fleet_repository(server: Server) {
     assert!(gitops(&config, &repo, false).trim_end().ends_with("no changes"));
 }
 
-herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herdctl")); applies_a_fleet_repository);
+const LABELS_DEFAULT: &str = "labels:
+  - name: Kiosks
+    label_membership_type: manual
+    hosts: [kiosk-1]
+  - path: ./lib/labels.yml
+policies:
+  - name: Builds are signed
+    query: SELECT 1;
+    labels_include_any: [Build servers, All Linux]
+    labels_exclude_any: [Kiosks]
+";
+
+const LABELS_LIB: &str = "- name: Build servers
+  query: SELECT 1 FROM file WHERE path = '/etc/build-server';
+  label_membership_type: dynamic
+- name: Modern Ubuntu
+  criteria:
+    os: {name: Ubuntu, min_version: '22.04'}
+";
+
+async fn labels_and_policies(server: &Server, admin: &str) -> Value {
+    let (_, labels) = server.get("/api/v1/fleet/labels", admin).await;
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", admin).await;
+    json!({"labels": labels, "policies": policies})
+}
+
+/// default.yml's `labels:`: created before the policies naming them, updated, and deleted when the files
+/// no longer hold them (after the policies that named them changed); without the key, labels are left alone.
+async fn manages_labels(server: Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = login(&server, dir.path());
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("lib")).unwrap();
+    std::fs::write(repo.join("default.yml"), LABELS_DEFAULT).unwrap();
+    std::fs::write(repo.join("lib/labels.yml"), LABELS_LIB).unwrap();
+    let admin = server.admin_token().await;
+    let (status, _) =
+        server.post("/api/v1/fleet/labels", &admin, json!({"name": "Made by hand", "query": "SELECT 1;"})).await;
+    assert!(status.is_success());
+
+    let before = labels_and_policies(&server, &admin).await;
+    let planned = gitops(&config, &repo, true);
+    for line in [
+        "+ label \"Kiosks\"",
+        "+ label \"Build servers\"",
+        "+ label \"Modern Ubuntu\"",
+        "+ policy \"Builds are signed\" (global)",
+        "- label \"Made by hand\"",
+        "5 change(s) would be made",
+    ] {
+        assert!(planned.contains(line), "{line} in:\n{planned}");
+    }
+    assert!(!planned.contains("All Hosts"), "built-in labels are never deleted: {planned}");
+    assert_eq!(labels_and_policies(&server, &admin).await, before, "a dry run changes nothing");
+
+    let applied = gitops(&config, &repo, false);
+    assert!(applied.contains("5 change(s) made"), "{applied}");
+    let (_, labels) = server.get("/api/v1/fleet/labels", &admin).await;
+    let find = |name: &str| labels["labels"].as_array().unwrap().iter().find(|l| l["name"] == name).cloned();
+    assert_eq!(find("Kiosks").unwrap()["label_membership_type"], "manual");
+    assert_eq!(find("Build servers").unwrap()["label_membership_type"], "dynamic");
+    assert_eq!(find("Modern Ubuntu").unwrap()["criteria"]["os"]["min_version"], "22.04");
+    assert!(find("Made by hand").is_none() && find("All Hosts").is_some());
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    let policy = &policies["policies"][0];
+    let mut included = names(&policy["labels_include_any"]);
+    included.sort();
+    assert_eq!(included, ["All Linux", "Build servers"]);
+    assert_eq!(names(&policy["labels_exclude_any"]), ["Kiosks"]);
+
+    // A second run changes nothing and records nothing.
+    let applied_state = labels_and_policies(&server, &admin).await;
+    let activities = activity_count(&server, &admin).await;
+    assert!(gitops(&config, &repo, false).trim_end().ends_with("no changes"));
+    assert_eq!(labels_and_policies(&server, &admin).await, applied_state);
+    assert_eq!(activity_count(&server, &admin).await, activities);
+
+    // A label removed from the files (and from the policy naming it) is deleted after the policy changes.
+    let without_kiosks = LABELS_DEFAULT
+        .replace("  - name: Kiosks\n    label_membership_type: manual\n    hosts: [kiosk-1]\n", "")
+        .replace("    labels_exclude_any: [Kiosks]\n", "");
+    std::fs::write(repo.join("default.yml"), &without_kiosks).unwrap();
+    let planned = gitops(&config, &repo, true);
+    assert!(planned.contains("~ policy \"Builds are signed\" (global)"), "{planned}");
+    assert!(planned.contains("- label \"Kiosks\"") && planned.contains("2 change(s) would be made"), "{planned}");
+    assert_eq!(labels_and_policies(&server, &admin).await, applied_state, "a dry run changes nothing");
+    let applied = gitops(&config, &repo, false);
+    assert!(applied.contains("- label \"Kiosks\""), "{applied}");
+    let (_, labels) = server.get("/api/v1/fleet/labels", &admin).await;
+    assert!(!names(&labels["labels"]).contains(&"Kiosks"));
+
+    // A policy naming a label the files no longer hold would lose it in this very run: refused first.
+    std::fs::write(
+        repo.join("default.yml"),
+        without_kiosks.replace("[Build servers, All Linux]", "[Build servers, Kiosks]"),
+    )
+    .unwrap();
+    let before = labels_and_policies(&server, &admin).await;
+    let mut refused = command(&config, &["gitops", "-f", repo.to_str().unwrap()]);
+    refused.env("ORG_NAME", "Acme Corp");
+    let stderr = common::failed(&run(refused, None));
+    assert!(stderr.contains("default.yml:4:5:") && stderr.contains("names label \"Kiosks\""), "{stderr}");
+    assert_eq!(labels_and_policies(&server, &admin).await, before, "nothing changed");
+
+    // Without `labels:`, labels are not managed: one made by hand stays.
+    let unmanaged = without_kiosks.split("policies:").nth(1).unwrap();
+    std::fs::write(repo.join("default.yml"), format!("policies:{unmanaged}")).unwrap();
+    let (status, _) =
+        server.post("/api/v1/fleet/labels", &admin, json!({"name": "Made by hand", "query": "SELECT 1;"})).await;
+    assert!(status.is_success());
+    assert!(gitops(&config, &repo, false).trim_end().ends_with("no changes"));
+    let (_, labels) = server.get("/api/v1/fleet/labels", &admin).await;
+    assert!(names(&labels["labels"]).contains(&"Made by hand"));
+}
+
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herdctl")); applies_a_fleet_repository, manages_labels);

@@ -1,6 +1,8 @@
 //! End-to-end: the real `herdctl` binary against the real `herd` binary over HTTPS.
 
-use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Server};
+mod common;
+
+use herd_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, ENROLL_SECRET, Server, TestHost};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -154,7 +156,7 @@ async fn apply_get_delete(server: Server) {
 
     // Mistakes are reported with file, line and column, and nothing is applied.
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "apiVersion: v1\nkind: policy\nspec:\n  name: x\n  query: SELECT 1;\n---\napiVersion: v1\nkind: label\nspec: {}\n").unwrap();
+    std::fs::write(&bad, "apiVersion: v1\nkind: policy\nspec:\n  name: x\n  query: SELECT 1;\n---\napiVersion: v1\nkind: pack\nspec: {}\n").unwrap();
     let refused = herdctl(&config, &["apply", "-f", &bad.to_string_lossy()], None);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -209,4 +211,178 @@ spec:
     assert!(String::from_utf8_lossy(&after_logout.stderr).contains("herdctl login"));
 }
 
-herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herdctl")); apply_get_delete);
+const LABELS: &str = "apiVersion: v1
+kind: label
+spec:
+  name: Build servers
+  description: Hosts that build our software.
+  query: SELECT 1 FROM file WHERE path = '/etc/build-server';
+  platform: linux
+  label_membership_type: dynamic
+---
+apiVersion: v1
+kind: label
+spec:
+  name: Kiosks
+  label_membership_type: manual
+  hosts:
+    - kiosk-1
+    - kiosk-2
+---
+apiVersion: v1
+kind: label
+spec:
+  name: Modern Ubuntu
+  label_membership_type: host_vitals
+  criteria:
+    all:
+      - platform: linux
+      - os: {name: Ubuntu, min_version: '22.04'}
+---
+apiVersion: v1
+kind: policy
+spec:
+  name: Builds are signed
+  query: SELECT 1;
+  labels_include_any: [Build servers, Modern Ubuntu]
+  labels_exclude_any: [Kiosks]
+";
+
+/// The labels without their member counts, which move as the server decides new hosts' memberships.
+fn definitions(mut listed: Value) -> Value {
+    for label in listed["labels"].as_array_mut().unwrap() {
+        let label = label.as_object_mut().unwrap();
+        label.remove("host_count");
+        label.remove("count");
+    }
+    listed
+}
+
+/// The three kinds of label from Fleet's spec, a policy scoped by them, listing with the built-in ones, and
+/// deleting one in use (refused, naming its users; then forced).
+async fn labels_apply_get_delete(server: Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::login(&server, dir.path());
+    let admin = server.admin_token().await;
+    for name in ["kiosk-1", "kiosk-2", "build-1"] {
+        let (status, _) = TestHost::new(name).enroll(&server, ENROLL_SECRET).await;
+        assert!(status.is_success(), "{name} enrolled");
+    }
+    let file = dir.path().join("labels.yml");
+    std::fs::write(&file, LABELS).unwrap();
+    let first = ok(&herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None));
+    for line in [
+        "label \"Build servers\" created",
+        "label \"Kiosks\" created",
+        "label \"Modern Ubuntu\" created",
+        "labels applied: 3 created, 0 updated, 0 unchanged",
+        "policy \"Builds are signed\" created",
+    ] {
+        assert!(first.contains(line), "{line} in:\n{first}");
+    }
+    let labels = |body: &Value, name: &str| -> Value {
+        body["labels"].as_array().unwrap().iter().find(|l| l["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    // The criteria label takes in the three Ubuntu hosts (the server decides memberships as it learns them).
+    let listed = herd_testkit::eventually(std::time::Duration::from_secs(30), "memberships", || async {
+        let (_, listed) = server.get("/api/v1/fleet/labels", &admin).await;
+        let settled = ["All Hosts", "Modern Ubuntu"].iter().all(|name| labels(&listed, name)["host_count"] == 3);
+        settled.then_some(listed)
+    })
+    .await;
+    let build = labels(&listed, "Build servers");
+    assert_eq!((build["label_membership_type"].as_str(), build["platform"].as_str()), (Some("dynamic"), Some("linux")));
+    assert_eq!(build["description"], "Hosts that build our software.");
+    let kiosks = labels(&listed, "Kiosks");
+    assert_eq!((kiosks["label_membership_type"].as_str(), kiosks["host_count"].as_i64()), (Some("manual"), Some(2)));
+    let ubuntu = labels(&listed, "Modern Ubuntu");
+    assert_eq!(ubuntu["label_membership_type"], "host_vitals");
+    assert_eq!(ubuntu["criteria"]["all"][1]["os"]["min_version"], "22.04");
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    let policy = &policies["policies"][0];
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
+    let mut included = names(&policy["labels_include_any"]);
+    included.sort();
+    assert_eq!(included, ["Build servers", "Modern Ubuntu"]);
+    assert_eq!(names(&policy["labels_exclude_any"]), ["Kiosks"]);
+
+    // Applying again changes nothing and records nothing.
+    let activities = common::activity_count(&server, &admin).await;
+    let again = ok(&herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None));
+    assert!(again.contains("labels applied: 0 created, 0 updated, 3 unchanged"), "{again}");
+    assert!(again.contains("policy \"Builds are signed\" unchanged"), "{again}");
+    assert_eq!(
+        definitions(server.get("/api/v1/fleet/labels", &admin).await.1),
+        definitions(listed),
+        "labels untouched, updated_at included"
+    );
+    assert_eq!(server.get("/api/v1/fleet/global/policies", &admin).await.1, policies);
+    assert_eq!(common::activity_count(&server, &admin).await, activities, "nothing recorded");
+
+    // A manual label's members follow the file.
+    std::fs::write(&file, LABELS.replace("    - kiosk-2\n", "")).unwrap();
+    let edited = ok(&herdctl(&config, &["apply", "-f", &file.to_string_lossy()], None));
+    assert!(edited.contains("label \"Kiosks\" updated"), "{edited}");
+    let (_, now) = server.get("/api/v1/fleet/labels", &admin).await;
+    assert_eq!(labels(&now, "Kiosks")["host_count"], 1);
+
+    // A policy naming a label the server lacks: refused at its document, naming the field; nothing changes.
+    let unknown = dir.path().join("unknown.yml");
+    std::fs::write(&unknown, "apiVersion: v1\nkind: policy\nspec:\n  name: Nowhere\n  query: SELECT 1;\n  labels_include_all: [No such label]\n").unwrap();
+    let refused = herdctl(&config, &["apply", "-f", &unknown.to_string_lossy()], None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains(&format!("{}:4:", unknown.display())), "{stderr}");
+    assert!(
+        stderr.contains("422") && stderr.contains("labels_include_all: no label named \"No such label\""),
+        "{stderr}"
+    );
+    assert_eq!(server.get("/api/v1/fleet/policies/count", &admin).await.1["count"], 1);
+    // A label document with a mistake is caught before anything is sent.
+    std::fs::write(
+        &unknown,
+        "apiVersion: v1\nkind: label\nspec:\n  name: Broken\n  query: SELECT 1;\n  hosts: [kiosk-1]\n",
+    )
+    .unwrap();
+    let refused = herdctl(&config, &["apply", "-f", &unknown.to_string_lossy()], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains(&format!("{}:6:10: `hosts` and `query`", unknown.display())),
+        "{stderr}"
+    );
+
+    // `get labels`: the built-in labels too.
+    let table = ok(&herdctl(&config, &["get", "labels"], None));
+    assert!(table.starts_with("ID") && table.contains("MEMBERSHIP"), "{table}");
+    for name in ["All Hosts", "All Linux", "Build servers", "Kiosks", "Modern Ubuntu"] {
+        assert!(table.contains(name), "{name} in:\n{table}");
+    }
+    let json: Value = serde_json::from_str(&ok(&herdctl(&config, &["get", "labels", "--json"], None))).unwrap();
+    let all_hosts = json.as_array().unwrap().iter().find(|l| l["name"] == "All Hosts").unwrap();
+    assert_eq!(all_hosts["label_type"], "builtin");
+    assert!(json.as_array().unwrap().iter().any(|l| l["name"] == "Kiosks" && l["label_type"] == "regular"));
+    assert!(!herdctl(&config, &["get", "labels", "--team", "Workstations"], None).status.success());
+
+    // Deleting a label in use is refused with its users; --force deletes it and the scope loses it.
+    let refused = herdctl(&config, &["delete", "label", "Kiosks"], None);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("409") && stderr.contains("in use by policy \"Builds are signed\""), "{stderr}");
+    assert!(labels(&server.get("/api/v1/fleet/labels", &admin).await.1, "Kiosks").is_object(), "still there");
+    assert!(
+        ok(&herdctl(&config, &["delete", "label", "Kiosks", "--force"], None)).contains("label \"Kiosks\" deleted")
+    );
+    assert!(labels(&server.get("/api/v1/fleet/labels", &admin).await.1, "Kiosks").is_null());
+    let (_, policies) = server.get("/api/v1/fleet/global/policies", &admin).await;
+    assert!(policies["policies"][0].get("labels_exclude_any").is_none(), "{policies}");
+    // Built-in labels cannot be deleted, and a missing one is named.
+    let builtin = herdctl(&config, &["delete", "label", "All Hosts", "--force"], None);
+    let stderr = String::from_utf8_lossy(&builtin.stderr);
+    assert!(!builtin.status.success() && stderr.contains("422") && stderr.contains("built-in"), "{stderr}");
+    let missing = herdctl(&config, &["delete", "label", "Kiosks"], None);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no label named \"Kiosks\""));
+}
+
+herd_testkit::server_cases!(bin = herd_testkit::herd_beside(env!("CARGO_BIN_EXE_herdctl")); apply_get_delete, labels_apply_get_delete);
