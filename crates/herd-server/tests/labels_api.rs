@@ -48,13 +48,15 @@ async fn counts(server: &Server, admin: &str, policy: i64) -> (i64, i64) {
 async fn dynamic_and_manual_labels_scope_a_policy(server: Server) {
     let admin = server.admin_token().await;
     let labels = "/api/v1/fleet/labels";
-    let dynamic = created(&server, &admin, labels, json!({"name": "Has x", "query": "SELECT 1 FROM x;"}), "label").await;
+    let dynamic =
+        created(&server, &admin, labels, json!({"name": "Has x", "query": "SELECT 1 FROM x;"}), "label").await;
     let mut alpha = TestHost::new("alpha");
     alpha.enroll(&server, ENROLL_SECRET).await;
     let mut bravo = TestHost::new("bravo");
     bravo.enroll(&server, ENROLL_SECRET).await;
     let manual =
-        created(&server, &admin, labels, json!({"name": "Bravo only", "hosts": ["bravo", "not-enrolled"]}), "label").await;
+        created(&server, &admin, labels, json!({"name": "Bravo only", "hosts": ["bravo", "not-enrolled"]}), "label")
+            .await;
     let (a_id, b_id) = (host_id(&server, &admin, "alpha").await, host_id(&server, &admin, "bravo").await);
     let (_, listed) = server.get(&format!("/api/v1/fleet/labels/{manual}"), &admin).await;
     assert_eq!(listed["label"]["host_ids"], json!([b_id]), "manual members by hostname; unknown names ignored");
@@ -65,9 +67,8 @@ async fn dynamic_and_manual_labels_scope_a_policy(server: Server) {
     // The dynamic label is handed out with its SQL; alpha answers rows (member), bravo an error.
     let (_, read) = alpha.read(&server).await;
     assert_eq!(read["queries"][label_query(dynamic)], "SELECT 1 FROM x;", "{read}");
-    let (status, _) = alpha
-        .write(&server, json!({label_query(dynamic): [{"1": "1"}]}), json!({label_query(dynamic): 0}))
-        .await;
+    let (status, _) =
+        alpha.write(&server, json!({label_query(dynamic): [{"1": "1"}]}), json!({label_query(dynamic): 0})).await;
     assert_eq!(status, StatusCode::OK);
     bravo.read(&server).await;
     let body = json!({"node_key": bravo.node_key, "queries": {label_query(dynamic): []},
@@ -125,17 +126,26 @@ async fn refusals_and_labels_left_without_an_input(server: Server) {
     let admin = server.admin_token().await;
     let labels = "/api/v1/fleet/labels";
     let refused = |reply: &Value| (reply["errors"][0]["name"].clone(), reply["errors"][0]["reason"].to_string());
-    let x = created(&server, &admin, "/api/v1/fleet/global/policies", json!({"name": "x", "query": "SELECT 1;"}), "policy")
-        .await;
+    let x =
+        created(&server, &admin, "/api/v1/fleet/global/policies", json!({"name": "x", "query": "SELECT 1;"}), "policy")
+            .await;
     let cases = [
         (json!({"name": "a", "criteria": {"all": [{"platform": "beos"}]}}), "criteria", "criteria.all[0].platform"),
-        (json!({"name": "a", "criteria": {"policy": {"id": 999_999, "result": "failing"}}}), "criteria", "does not exist"),
+        (
+            json!({"name": "a", "criteria": {"policy": {"id": 999_999, "result": "failing"}}}),
+            "criteria",
+            "does not exist",
+        ),
         (json!({"name": "a", "query": "SELECT 1;", "hosts": ["h"]}), "query", "Only one of"),
         (json!({"name": "a", "hosts": ["h"], "host_ids": [1]}), "hosts", "Only one of either"),
         (json!({"name": "a", "query": "SELECT 1;", "platform": "beos"}), "platform", "invalid platform"),
         (json!({"name": "All Hosts", "query": "SELECT 1;"}), "name", "built-in"),
         (json!({"name": "", "query": "SELECT 1;"}), "name", "empty"),
-        (json!({"name": "a", "query": "SELECT 1;", "label_membership_type": "manual"}), "label_membership_type", "match"),
+        (
+            json!({"name": "a", "query": "SELECT 1;", "label_membership_type": "manual"}),
+            "label_membership_type",
+            "match",
+        ),
     ];
     for (body, field, reason) in cases {
         let (status, reply) = server.post(labels, &admin, body.clone()).await;
